@@ -1,0 +1,45 @@
+/**
+ * One error base class for all of Valise with a closed `code` union (as jose and sigstore do): callers switch on
+ * `code`, never on message text. HTTP status mapping lives at the server edge.
+ */
+export type ValiseErrorCode =
+  | "bad_request"
+  | "bad_label"
+  | "bad_handle"
+  | "bad_unit"
+  | "bad_encoding"
+  | "too_large"
+  | "unauthenticated"
+  | "forbidden"
+  | "not_found"
+  | "conflict"
+  | "epoch_conflict"
+  | "rate_limited"
+  | "enrollment_code_invalid"
+  | "device_not_verified"
+  | "protocol_error"
+  | "transport_error"
+  | "store_error"
+  | "internal";
+
+export class ValiseError extends Error {
+  readonly code: ValiseErrorCode;
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+  constructor(code: ValiseErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = "ValiseError";
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function isValiseError(e: unknown): e is ValiseError {
+  return e instanceof ValiseError;
+}
+
+/** A result for verification over attacker data: never throws, says why. */
+export type Verdict = { ok: true } | { ok: false; reason: string };
+export const OK: Verdict = Object.freeze({ ok: true });
+export function fail(reason: string): Verdict {
+  return { ok: false, reason };
+}

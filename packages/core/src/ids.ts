@@ -1,0 +1,82 @@
+/**
+ * Branded identifiers (as ts-mls does for LeafIndex): a DeviceId can't be passed where a ConversationId is expected.
+ * Parsers check shape at the edge; everything past the edge carries the brand.
+ */
+import { ValiseError } from "./errors.js";
+
+declare const brand: unique symbol;
+export type Brand<T, B extends string> = T & { readonly [brand]: B };
+
+export type UserHandle = Brand<string, "UserHandle">;
+export type UnitName = Brand<string, "UnitName">;
+export type DeviceId = Brand<string, "DeviceId">;
+export type ConversationId = Brand<string, "ConversationId">;
+export type Epoch = Brand<bigint, "Epoch">;
+export type Seq = Brand<number, "Seq">;
+
+// A handle: lower-case letters, digits, '.', '_', '-'; 2..64 chars, starting with a letter.
+const HANDLE_RE = /^[a-z][a-z0-9._-]{1,63}$/;
+// A unit: upper-case path segments separated by '/', e.g. HQ/ASIA-1, EMB/BEIJING.
+const UNIT_RE = /^[A-Z][A-Z0-9_-]{0,31}(\/[A-Z0-9][A-Z0-9_-]{0,31}){0,3}$/;
+// Ids minted by the server/client: 'd-' / 'c-' + 16..64 base32/hex-ish chars.
+const DEVICE_RE = /^d-[a-z0-9]{8,64}$/;
+const CONV_RE = /^c-[a-z0-9]{8,64}$/;
+
+export function isUserHandle(s: unknown): s is UserHandle {
+  return typeof s === "string" && HANDLE_RE.test(s);
+}
+export function parseUserHandle(s: string): UserHandle {
+  if (!isUserHandle(s))
+    throw new ValiseError("bad_handle", `invalid user handle ${JSON.stringify(s)}: expected [a-z][a-z0-9._-]{1,63}`);
+  return s;
+}
+export function isUnitName(s: unknown): s is UnitName {
+  return typeof s === "string" && UNIT_RE.test(s);
+}
+export function parseUnitName(s: string): UnitName {
+  if (!isUnitName(s))
+    throw new ValiseError("bad_unit", `invalid unit ${JSON.stringify(s)}: expected upper-case path like HQ/ASIA-1`);
+  return s;
+}
+export function isDeviceId(s: unknown): s is DeviceId {
+  return typeof s === "string" && DEVICE_RE.test(s);
+}
+export function parseDeviceId(s: string): DeviceId {
+  if (!isDeviceId(s)) throw new ValiseError("bad_request", `invalid device id ${JSON.stringify(s)}`);
+  return s;
+}
+export function isConversationId(s: unknown): s is ConversationId {
+  return typeof s === "string" && CONV_RE.test(s);
+}
+export function parseConversationId(s: string): ConversationId {
+  if (!isConversationId(s)) throw new ValiseError("bad_request", `invalid conversation id ${JSON.stringify(s)}`);
+  return s;
+}
+export function asSeq(n: number): Seq {
+  if (!Number.isSafeInteger(n) || n < 0) throw new ValiseError("bad_request", `invalid sequence number ${n}`);
+  return n as Seq;
+}
+export function asEpoch(n: bigint): Epoch {
+  if (n < 0n) throw new ValiseError("bad_request", `invalid epoch ${n}`);
+  return n as Epoch;
+}
+
+/** Random id with a prefix, 26 chars of lower-case base32 (130 bits). Uses Web Crypto (browser and Node). */
+export function randomId<P extends "d" | "c">(prefix: P): P extends "d" ? DeviceId : ConversationId {
+  const bytes = new Uint8Array(17);
+  globalThis.crypto.getRandomValues(bytes);
+  const alphabet = "abcdefghijklmnopqrstuvwxyz234567";
+  let out = "";
+  let acc = 0;
+  let bits = 0;
+  for (const b of bytes) {
+    acc = (acc << 8) | b;
+    bits += 8;
+    while (bits >= 5 && out.length < 26) {
+      out += alphabet[(acc >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+    acc &= (1 << bits) - 1;
+  }
+  return `${prefix}-${out}` as P extends "d" ? DeviceId : ConversationId;
+}
