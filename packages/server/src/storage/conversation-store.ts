@@ -1,0 +1,232 @@
+/**
+ * Conversations as ordered per-group logs (RFC 9420 §16.9 / RFC 9750 delivery service):
+ * - one totally ordered log per conversation, server sequence numbers without gaps;
+ * - the first valid commit for epoch n wins, any other for n is an epoch conflict (409 at the edge);
+ * - application messages must carry the current epoch;
+ * - every send carries a client idempotency key: a retry returns the first result;
+ * - an append is acknowledged only after its transaction committed (appends are batched: many per commit).
+ */
+import type { Kysely, Transaction } from "kysely";
+import { ValiseError } from "@valise/core";
+import type { Database } from "./schema.js";
+
+export type MessageKind = "application" | "commit" | "proposal";
+
+export interface AppendRequest {
+  conversationId: string;
+  senderDevice: string;
+  kind: MessageKind;
+  epoch: number;
+  payload: Uint8Array;
+  idemKey: string;
+  /** For commits: devices added (each gets the Welcome in its inbox) and removed, and the new GroupInfo. */
+  commit?: { added: string[]; removed: string[]; welcome: Uint8Array | null; groupInfo: Uint8Array | null; external: boolean };
+}
+
+export type AppendResult =
+  | { ok: true; seq: number; epoch: number; duplicate: boolean; createdAt: number; inbox: { deviceId: string; id: number }[] }
+  | { ok: false; code: "epoch_conflict"; epoch: number }
+  | { ok: false; code: "not_found" };
+
+export interface StoredMessage {
+  conversationId: string;
+  seq: number;
+  kind: MessageKind;
+  epoch: number;
+  sender: string;
+  payload: Uint8Array;
+  createdAt: number;
+}
+
+export interface ConversationRecord {
+  id: string;
+  kind: string;
+  label: string;
+  unit: string | null;
+  creator: string;
+  epoch: number;
+  headSeq: number;
+  createdAt: number;
+}
+
+export interface MembershipRecord {
+  joinedSeq: number;
+  leftSeq: number | null;
+}
+
+function toConv(r: Database["conversations"]): ConversationRecord {
+  return {
+    id: r.id,
+    kind: r.kind,
+    label: r.label,
+    unit: r.unit,
+    creator: r.creator,
+    epoch: Number(r.epoch),
+    headSeq: Number(r.head_seq),
+    createdAt: Number(r.created_at),
+  };
+}
+
+export class ConversationStore {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly now: () => number,
+  ) {}
+
+  async create(input: { id: string; kind: string; label: string; unit: string | null; creator: string; creatorDevice: string }): Promise<ConversationRecord> {
+    const now = this.now();
+    return this.db.transaction().execute(async (trx) => {
+      if (await trx.selectFrom("conversations").select("id").where("id", "=", input.id).executeTakeFirst())
+        throw new ValiseError("conflict", `conversation ${input.id} already exists`);
+      await trx
+        .insertInto("conversations")
+        .values({ id: input.id, kind: input.kind, label: input.label, unit: input.unit, creator: input.creator, epoch: 0, head_seq: 0, group_info: null, created_at: now })
+        .execute();
+      await trx.insertInto("conversation_members").values({ conversation_id: input.id, device_id: input.creatorDevice, joined_seq: 1, left_seq: null }).execute();
+      return { id: input.id, kind: input.kind, label: input.label, unit: input.unit, creator: input.creator, epoch: 0, headSeq: 0, createdAt: now };
+    });
+  }
+
+  async get(id: string): Promise<ConversationRecord | null> {
+    const r = await this.db.selectFrom("conversations").selectAll().where("id", "=", id).executeTakeFirst();
+    return r ? toConv(r) : null;
+  }
+
+  async groupInfo(id: string): Promise<Uint8Array | null> {
+    const r = await this.db.selectFrom("conversations").select("group_info").where("id", "=", id).executeTakeFirst();
+    return r?.group_info ? new Uint8Array(r.group_info) : null;
+  }
+
+  async membership(conversationId: string, deviceId: string): Promise<MembershipRecord | null> {
+    const r = await this.db
+      .selectFrom("conversation_members")
+      .select(["joined_seq", "left_seq"])
+      .where("conversation_id", "=", conversationId)
+      .where("device_id", "=", deviceId)
+      .executeTakeFirst();
+    return r ? { joinedSeq: Number(r.joined_seq), leftSeq: r.left_seq === null ? null : Number(r.left_seq) } : null;
+  }
+
+  /** Devices currently in the conversation (for push fan-out). */
+  async currentMembers(conversationId: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom("conversation_members")
+      .select("device_id")
+      .where("conversation_id", "=", conversationId)
+      .where("left_seq", "is", null)
+      .execute();
+    return rows.map((r) => r.device_id);
+  }
+
+  async listForDevice(deviceId: string): Promise<(ConversationRecord & MembershipRecord)[]> {
+    const rows = await this.db
+      .selectFrom("conversation_members as m")
+      .innerJoin("conversations as c", "c.id", "m.conversation_id")
+      .selectAll("c")
+      .select(["m.joined_seq", "m.left_seq"])
+      .where("m.device_id", "=", deviceId)
+      .orderBy("c.created_at")
+      .execute();
+    return rows.map((r) => ({ ...toConv(r), joinedSeq: Number(r.joined_seq), leftSeq: r.left_seq === null ? null : Number(r.left_seq) }));
+  }
+
+  /** Messages with seq > after that the device may read (from its join up to its removal), oldest first. */
+  async fetch(conversationId: string, after: number, limit: number, range: MembershipRecord): Promise<StoredMessage[]> {
+    let q = this.db
+      .selectFrom("messages")
+      .selectAll()
+      .where("conversation_id", "=", conversationId)
+      .where("seq", ">", Math.max(after, range.joinedSeq - 1));
+    if (range.leftSeq !== null) q = q.where("seq", "<", range.leftSeq);
+    const rows = await q.orderBy("seq").limit(limit).execute();
+    return rows.map((r) => ({
+      conversationId: r.conversation_id,
+      seq: Number(r.seq),
+      kind: r.kind as MessageKind,
+      epoch: Number(r.epoch),
+      sender: r.sender_device,
+      payload: new Uint8Array(r.payload),
+      createdAt: Number(r.created_at),
+    }));
+  }
+
+  async fetchInbox(deviceId: string, after: number, limit: number): Promise<{ id: number; conversationId: string; commitSeq: number; payload: Uint8Array; createdAt: number }[]> {
+    const rows = await this.db.selectFrom("inbox").selectAll().where("device_id", "=", deviceId).where("id", ">", after).orderBy("id").limit(limit).execute();
+    return rows.map((r) => ({ id: Number(r.id), conversationId: r.conversation_id, commitSeq: Number(r.commit_seq), payload: new Uint8Array(r.payload), createdAt: Number(r.created_at) }));
+  }
+
+  /** Appends a batch of messages in one transaction (one fsync for all). Each item gets its own result. */
+  async appendBatch(reqs: AppendRequest[]): Promise<AppendResult[]> {
+    const now = this.now();
+    return this.db.transaction().execute(async (trx) => {
+      const out: AppendResult[] = [];
+      for (const r of reqs) out.push(await this.appendOne(trx, r, now));
+      return out;
+    });
+  }
+
+  private async appendOne(trx: Transaction<Database>, r: AppendRequest, now: number): Promise<AppendResult> {
+    // Idempotency: a retry with the same key from the same device returns the first result.
+    const prior = await trx
+      .selectFrom("messages")
+      .select(["seq", "epoch", "created_at", "conversation_id"])
+      .where("sender_device", "=", r.senderDevice)
+      .where("idem_key", "=", r.idemKey)
+      .executeTakeFirst();
+    if (prior) {
+      if (prior.conversation_id !== r.conversationId) throw new ValiseError("conflict", "idempotency key reused for another conversation");
+      return { ok: true, seq: Number(prior.seq), epoch: Number(prior.epoch), duplicate: true, createdAt: Number(prior.created_at), inbox: [] };
+    }
+    // RFC 9420 §14 / RFC 9750: the first commit for epoch n advances the epoch; application messages and proposals
+    // must be for the current epoch. The conditional UPDATE is the serialization point on both SQLite and PostgreSQL.
+    const isCommit = r.kind === "commit";
+    const upd = await trx
+      .updateTable("conversations")
+      .set((eb) => ({
+        head_seq: eb("head_seq", "+", 1),
+        ...(isCommit ? { epoch: eb("epoch", "+", 1) } : {}),
+        ...(isCommit && r.commit?.groupInfo ? { group_info: r.commit.groupInfo } : {}),
+      }))
+      .where("id", "=", r.conversationId)
+      .where("epoch", "=", r.epoch)
+      .returning(["head_seq", "epoch"])
+      .executeTakeFirst();
+    if (!upd) {
+      const cur = await trx.selectFrom("conversations").select("epoch").where("id", "=", r.conversationId).executeTakeFirst();
+      if (!cur) return { ok: false, code: "not_found" };
+      return { ok: false, code: "epoch_conflict", epoch: Number(cur.epoch) };
+    }
+    const seq = Number(upd.head_seq);
+    await trx
+      .insertInto("messages")
+      .values({ conversation_id: r.conversationId, seq, kind: r.kind, epoch: r.epoch, sender_device: r.senderDevice, payload: r.payload, idem_key: r.idemKey, created_at: now })
+      .execute();
+    const inbox: { deviceId: string; id: number }[] = [];
+    if (isCommit && r.commit) {
+      for (const dev of r.commit.removed) {
+        await trx
+          .updateTable("conversation_members")
+          .set({ left_seq: seq + 1 })
+          .where("conversation_id", "=", r.conversationId)
+          .where("device_id", "=", dev)
+          .where("left_seq", "is", null)
+          .execute();
+      }
+      for (const dev of r.commit.added) {
+        const existing = await trx.selectFrom("conversation_members").select("device_id").where("conversation_id", "=", r.conversationId).where("device_id", "=", dev).executeTakeFirst();
+        if (existing)
+          await trx.updateTable("conversation_members").set({ joined_seq: seq + 1, left_seq: null }).where("conversation_id", "=", r.conversationId).where("device_id", "=", dev).execute();
+        else await trx.insertInto("conversation_members").values({ conversation_id: r.conversationId, device_id: dev, joined_seq: seq + 1, left_seq: null }).execute();
+        if (r.commit.welcome) {
+          const ins = await trx
+            .insertInto("inbox")
+            .values({ device_id: dev, conversation_id: r.conversationId, commit_seq: seq, payload: r.commit.welcome, created_at: now })
+            .returning("id")
+            .executeTakeFirstOrThrow();
+          inbox.push({ deviceId: dev, id: Number(ins.id) });
+        }
+      }
+    }
+    return { ok: true, seq, epoch: Number(upd.epoch), duplicate: false, createdAt: now, inbox };
+  }
+}

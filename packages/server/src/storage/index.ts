@@ -1,0 +1,5 @@
+export * from "./db.js";
+export * from "./schema.js";
+export * from "./directory-store.js";
+export * from "./conversation-store.js";
+export * from "./store.js";

@@ -1,0 +1,103 @@
+/**
+ * Database schema as Kysely types. The same schema (one migration set, `migrations.ts`) runs on SQLite
+ * (embedded default) and PostgreSQL. Binary columns come back as Buffer/Uint8Array on both drivers; 64-bit integer
+ * columns are converted to number at the driver edge (see db.ts).
+ */
+import type { Generated } from "kysely";
+
+export interface UnitsTable {
+  name: string;
+  max_label: string;
+  created_at: number;
+}
+export interface UsersTable {
+  handle: string;
+  clearance: string;
+  role: string; // "user" | "officer" | "admin"
+  created_at: number;
+}
+export interface UserUnitsTable {
+  handle: string;
+  unit: string;
+}
+export interface EnrollmentCodesTable {
+  code_hash: string; // hex SHA-256 of the code: the code itself is never stored
+  handle: string;
+  expires_at: number;
+  used_at: number | null;
+}
+export interface DevicesTable {
+  id: string;
+  handle: string;
+  name: string;
+  signature_public_key: Uint8Array;
+  created_at: number;
+  revoked_at: number | null;
+}
+export interface KeyPackagesTable {
+  ref: string;
+  device_id: string;
+  data: Uint8Array;
+  created_at: number;
+}
+export interface SessionsTable {
+  token_hash: string;
+  device_id: string;
+  handle: string;
+  expires_at: number;
+}
+export interface ChallengesTable {
+  challenge: string;
+  device_id: string;
+  expires_at: number;
+}
+export interface ConversationsTable {
+  id: string;
+  kind: string; // direct | group | unit
+  label: string;
+  unit: string | null;
+  creator: string;
+  epoch: number;
+  head_seq: number;
+  group_info: Uint8Array | null;
+  created_at: number;
+}
+export interface ConversationMembersTable {
+  conversation_id: string;
+  device_id: string;
+  joined_seq: number; // first seq this device may read (the commit that added it + 1)
+  left_seq: number | null; // first seq it may no longer read
+}
+export interface MessagesTable {
+  conversation_id: string;
+  seq: number;
+  kind: string; // application | commit | proposal
+  epoch: number;
+  sender_device: string;
+  payload: Uint8Array;
+  idem_key: string;
+  created_at: number;
+}
+export interface InboxTable {
+  id: Generated<number>;
+  device_id: string;
+  conversation_id: string;
+  commit_seq: number;
+  payload: Uint8Array;
+  created_at: number;
+}
+
+export interface Database {
+  units: UnitsTable;
+  users: UsersTable;
+  user_units: UserUnitsTable;
+  enrollment_codes: EnrollmentCodesTable;
+  devices: DevicesTable;
+  key_packages: KeyPackagesTable;
+  sessions: SessionsTable;
+  challenges: ChallengesTable;
+  conversations: ConversationsTable;
+  conversation_members: ConversationMembersTable;
+  messages: MessagesTable;
+  inbox: InboxTable;
+}
