@@ -1,1 +1,20 @@
-export {};
+/** @valise/protocol: MLS groups (RFC 9420, via ts-mls) for Valise devices, with every device through one door. */
+export { DEFAULT_CIPHERSUITE, setCryptoProvider, getCryptoProvider } from "./ciphersuite.js";
+export { encodeCredentialIdentity, decodeCredentialIdentity } from "./credential.js";
+export type { DeviceCredential } from "./credential.js";
+export type { DeviceVerifier } from "./verifier.js";
+export { generateDeviceKeys, signChallenge, verifyChallenge } from "./deviceKeys.js";
+export type { DeviceKeys } from "./deviceKeys.js";
+export { generateKeyPackages, inspectKeyPackage } from "./keyPackages.js";
+export type { KeyPackageBundle } from "./keyPackages.js";
+export { inspectMlsMessage } from "./inspect.js";
+export type { MlsRoutingHeader, WireformatKind, ContentKind } from "./inspect.js";
+export { encodeGroup, decodeGroup, groupMembers } from "./group.js";
+export type { Group } from "./group.js";
+export type { GroupContext } from "./context.js";
+export { createGroup, addDevices, removeDevices, updateKeys } from "./commit.js";
+export type { CommitOutput } from "./commit.js";
+export { encryptMessage } from "./application.js";
+export { processMessage } from "./process.js";
+export type { Incoming } from "./process.js";
+export { joinFromWelcome, externalRejoin } from "./join.js";
