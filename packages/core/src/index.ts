@@ -6,3 +6,6 @@ export * from "./clock.js";
 export * from "./log/merkle.js";
 export * from "./log/merkle-prove.js";
 export * from "./log/frontier.js";
+export * from "./log/note.js";
+export * from "./log/checkpoint.js";
+export * from "./log/cosignature.js";
