@@ -1,1 +1,5 @@
-export {};
+export * from "./client.js";
+export * from "./transport.js";
+export * from "./profile.js";
+export * from "./items.js";
+export * from "./verifier.js";

@@ -11,6 +11,7 @@ export type ValiseErrorCode =
   | "too_large"
   | "unauthenticated"
   | "forbidden"
+  | "not_cleared"
   | "not_found"
   | "conflict"
   | "epoch_conflict"

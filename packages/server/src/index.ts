@@ -1,1 +1,6 @@
 export * from "./storage/index.js";
+export * from "./storage/store.js";
+export * from "./http/app.js";
+export * from "./http/capabilities.js";
+export * from "./delivery/fanout.js";
+export * from "./mls.js";

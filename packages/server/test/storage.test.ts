@@ -114,9 +114,9 @@ for (const kind of DATABASE_KINDS) {
           { ref: "r1", data: new Uint8Array([1]) },
           { ref: "r2", data: new Uint8Array([2]) },
         ]);
-        const c1 = await s.directory.claimKeyPackages(["pdvorak"]);
-        const c2 = await s.directory.claimKeyPackages(["pdvorak"]);
-        const c3 = await s.directory.claimKeyPackages(["pdvorak"]);
+        const c1 = await s.directory.claimKeyPackages(["d-bbbbbbbbbb"]);
+        const c2 = await s.directory.claimKeyPackages(["d-bbbbbbbbbb"]);
+        const c3 = await s.directory.claimKeyPackages(["d-bbbbbbbbbb"]);
         assert.deepEqual([c1, c2, c3].map((c) => Array.from(c[0]!.keyPackage)), [[1], [2], [2]]);
       });
     });

@@ -206,11 +206,12 @@ export class DirectoryStore {
     return Number(r.n);
   }
 
-  /** Claims one key package for each active device of the given users; consumed unless it is the device's last. */
-  async claimKeyPackages(handles: string[]): Promise<{ handle: string; device: string; keyPackage: Uint8Array }[]> {
+  /** Claims one key package for each given active device; consumed unless it is the device's last (last resort). */
+  async claimKeyPackages(deviceIds: string[]): Promise<{ handle: string; device: string; keyPackage: Uint8Array }[]> {
+    if (deviceIds.length === 0) return [];
     return this.db.transaction().execute(async (trx) => {
       const out: { handle: string; device: string; keyPackage: Uint8Array }[] = [];
-      const devices = await trx.selectFrom("devices").select(["id", "handle"]).where("handle", "in", handles).where("revoked_at", "is", null).orderBy("id").execute();
+      const devices = await trx.selectFrom("devices").select(["id", "handle"]).where("id", "in", deviceIds).where("revoked_at", "is", null).orderBy("id").execute();
       for (const d of devices) {
         const kps = await trx.selectFrom("key_packages").select(["ref", "data"]).where("device_id", "=", d.id).orderBy("created_at").orderBy("ref").limit(2).execute();
         const kp = kps[0];

@@ -1,0 +1,89 @@
+import { resolve } from "node:path";
+import { openStore, ROLES, type Role } from "@valise/server";
+import { parse, str, UsageError } from "./args.js";
+import { printJson } from "./output.js";
+
+export const ADMIN_USAGE = `usage: valise admin [--data DIR] <command>
+
+Local operator commands on the server's database (like prosodyctl): run them on the server machine.
+  unit add UNIT [--max-label LABEL]            create a unit (e.g. HQ/ASIA-1, EMB/BEIJING)
+  unit list [--json]
+  user add HANDLE [--unit UNIT]… [--clearance LABEL] [--role user|officer|admin] [--json]
+                                               create a user; prints a one-time enrollmentCode
+  user code HANDLE [--json]                    a new one-time enrollmentCode for another device
+  user show HANDLE [--json]
+  device revoke DEVICE_ID                      revoke a device at once
+Options: --data DIR (default ./valise-data); VALISE_DATABASE_URL selects PostgreSQL.
+Labels: CLASSIFICATION[/COMPARTMENT[,COMPARTMENT…]], e.g. CONFIDENTIAL/ASIA.`;
+
+export async function admin(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    argv,
+    {
+      data: { type: "string" },
+      unit: { type: "string", multiple: true },
+      clearance: { type: "string" },
+      role: { type: "string" },
+      "max-label": { type: "string" },
+      json: { type: "boolean" },
+    },
+    ADMIN_USAGE,
+  );
+  if (values.help || positionals.length === 0) {
+    console.log(ADMIN_USAGE);
+    return values.help ? 0 : 2;
+  }
+  const store = await openStore({ dataDir: resolve(values.data ?? "./valise-data"), databaseUrl: process.env.VALISE_DATABASE_URL });
+  try {
+    const [what, verb, arg] = positionals;
+    const key = `${what ?? ""} ${verb ?? ""}`;
+    switch (key) {
+      case "unit add": {
+        const unit = str(arg, "UNIT", ADMIN_USAGE);
+        await store.directory.addUnit(unit, values["max-label"] ?? "SECRET");
+        if (values.json) printJson({ unit });
+        else console.log(`unit ${unit} added`);
+        return 0;
+      }
+      case "unit list": {
+        const units = await store.directory.listUnits();
+        if (values.json) printJson({ units });
+        else for (const u of units) console.log(`${u.name}\t(max ${u.maxLabel})`);
+        return 0;
+      }
+      case "user add": {
+        const handle = str(arg, "HANDLE", ADMIN_USAGE);
+        const role = (values.role ?? "user") as Role;
+        if (!ROLES.includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(", ")}`);
+        const r = await store.directory.addUser({ handle, units: values.unit ?? [], clearance: values.clearance ?? "UNCLASSIFIED", role });
+        if (values.json) printJson({ handle, enrollmentCode: r.enrollmentCode, expiresAt: new Date(r.expiresAt).toISOString() });
+        else console.log(`user ${handle} added; one-time enrollment code (valid 7 days): ${r.enrollmentCode}`);
+        return 0;
+      }
+      case "user code": {
+        const handle = str(arg, "HANDLE", ADMIN_USAGE);
+        const r = await store.directory.newEnrollmentCode(handle);
+        if (values.json) printJson({ handle, enrollmentCode: r.enrollmentCode, expiresAt: new Date(r.expiresAt).toISOString() });
+        else console.log(`one-time enrollment code for ${handle} (valid 7 days): ${r.enrollmentCode}`);
+        return 0;
+      }
+      case "user show": {
+        const u = await store.directory.getUser(str(arg, "HANDLE", ADMIN_USAGE));
+        if (!u) throw new UsageError(`no user ${arg ?? ""}`);
+        const out = { ...u, devices: u.devices.map((d) => ({ id: d.id, name: d.name, createdAt: new Date(d.createdAt).toISOString(), revokedAt: d.revokedAt ? new Date(d.revokedAt).toISOString() : null })) };
+        if (values.json) printJson(out);
+        else console.log(`${u.handle} role=${u.role} clearance=${u.clearance} units=${u.units.join(",")}\n${out.devices.map((d) => `  ${d.id} ${d.name} ${d.revokedAt ? "REVOKED" : ""}`).join("\n")}`);
+        return 0;
+      }
+      case "device revoke": {
+        await store.directory.revokeDevice(str(arg, "DEVICE_ID", ADMIN_USAGE));
+        console.log(`device ${arg ?? ""} revoked`);
+        return 0;
+      }
+      default:
+        throw new UsageError(`unknown admin command: ${positionals.join(" ")}\n\n${ADMIN_USAGE}`);
+    }
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,64 @@
+/** `valise`: the command-line entry point. */
+import { admin, ADMIN_USAGE } from "./admin.js";
+import { serve, SERVE_USAGE } from "./serve.js";
+import { conversations, enroll, send, sync } from "./client-commands.js";
+import { reportError } from "./output.js";
+
+const HELP = `valise — end-to-end encrypted cables, conversations and documents
+
+usage: valise <command> [options]     (valise <command> --help for details)
+
+Server and operator:
+  serve          run the server (default: SQLite in ./valise-data, port 8080)
+  admin          units, users, one-time enrollment codes, device revocation (local, on the server machine)
+Device:
+  enroll         enroll this machine with a one-time code into a profile directory
+  send           send an encrypted message to a user or unit
+  sync           fetch and decrypt what is new
+  conversations  list this device's conversations
+
+Example (five minutes):
+  npx valise serve &
+  npx valise admin unit add HQ/ASIA-1
+  npx valise admin user add jnovak --unit HQ/ASIA-1 --clearance CONFIDENTIAL/ASIA --json
+  npx valise enroll --server http://127.0.0.1:8080 --code <enrollmentCode> --profile ./jnovak
+  npx valise send --profile ./jnovak --to pdvorak "Meeting at 10"
+  npx valise sync --profile ./pdvorak --json
+
+${SERVE_USAGE}
+
+${ADMIN_USAGE}`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  const json = rest.includes("--json");
+  try {
+    switch (cmd) {
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        console.log(HELP);
+        return cmd === undefined ? 2 : 0;
+      case "serve":
+        return await serve(rest);
+      case "admin":
+        return await admin(rest);
+      case "enroll":
+        return await enroll(rest);
+      case "send":
+        return await send(rest);
+      case "sync":
+        return await sync(rest);
+      case "conversations":
+        return await conversations(rest);
+      default:
+        process.stderr.write(`valise: unknown command ${JSON.stringify(cmd)}; see valise --help\n`);
+        return 2;
+    }
+  } catch (e) {
+    return reportError(e, json);
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,423 @@
+/**
+ * The Valise client SDK: enroll a device, log in, keep conversations' MLS state, send and receive.
+ * Browser-safe: no node: imports (the Node key store and WebSocket live under ./node/).
+ */
+import {
+  ValiseError,
+  canonicalLabel,
+  dominates,
+  fromBase64,
+  fromUtf8,
+  parseLabel,
+  parseUserHandle,
+  randomId,
+  toBase64,
+  utf8,
+  type DeviceId,
+  type UserHandle,
+} from "@valise/core";
+import {
+  addDevices,
+  createGroup,
+  decodeGroup,
+  encodeGroup,
+  encryptMessage,
+  externalRejoin,
+  generateDeviceKeys,
+  generateKeyPackages,
+  groupMembers,
+  joinFromWelcome,
+  processMessage,
+  removeDevices,
+  signChallenge,
+  type CommitOutput,
+  type DeviceKeys,
+  type Group,
+  type GroupContext,
+  type KeyPackageBundle,
+} from "@valise/protocol";
+import { HttpTransport, type ServerConversation } from "./transport.js";
+import type { ConversationState, KeyStore, ProfileState } from "./profile.js";
+import { DirectoryVerifier } from "./verifier.js";
+import { messageAad, type ReceivedItem, type TextPayload } from "./items.js";
+
+const INITIAL_KEY_PACKAGES = 20;
+const MIN_KEY_PACKAGES = 10;
+const MAX_RETRIES = 5;
+
+export interface ClientOptions {
+  store: KeyStore;
+  fetch?: typeof fetch;
+}
+
+export class ValiseClient {
+  readonly transport: HttpTransport;
+  readonly verifier: DirectoryVerifier;
+  private readonly groups = new Map<string, Group>();
+  private readonly keys: DeviceKeys;
+
+  private constructor(
+    private state: ProfileState,
+    private readonly store: KeyStore,
+    fetchImpl?: typeof fetch,
+  ) {
+    this.transport = new HttpTransport(state.serverUrl, fetchImpl);
+    this.verifier = new DirectoryVerifier(this.transport);
+    this.keys = {
+      user: state.handle as UserHandle,
+      device: state.deviceId as DeviceId,
+      signaturePublicKey: fromBase64(state.signaturePublicKey),
+      signaturePrivateKey: fromBase64(state.signaturePrivateKey),
+    };
+    if (state.session && state.session.expiresAt > Date.now() + 30_000) this.transport.token = state.session.token;
+  }
+
+  get handle(): string {
+    return this.state.handle;
+  }
+  get deviceId(): string {
+    return this.state.deviceId;
+  }
+  get serverUrl(): string {
+    return this.state.serverUrl;
+  }
+  conversationList(): ConversationState[] {
+    return Object.values(this.state.conversations);
+  }
+
+  private get ctx(): GroupContext {
+    return { keys: this.keys, verifier: this.verifier };
+  }
+
+  /** Redeems a one-time enrollment code: makes the device's keys and key packages, registers them, saves the profile. */
+  static async enroll(opts: ClientOptions & { serverUrl: string; code: string; deviceName?: string }): Promise<ValiseClient> {
+    if (await opts.store.load()) throw new ValiseError("conflict", "this profile is already enrolled; use another profile directory");
+    const transport = new HttpTransport(opts.serverUrl, opts.fetch);
+    const deviceId = randomId("d");
+    // The code names the user on the server side; we learn the handle from the answer, then make key packages
+    // (which carry the handle in their credential) and upload them once logged in.
+    const provisional = await generateDeviceKeys("pending" as UserHandle, deviceId);
+    const name = opts.deviceName ?? "device";
+    const res = await transport.enroll(opts.code, { id: deviceId, name, signaturePublicKey: provisional.signaturePublicKey }, []);
+    const keys: DeviceKeys = { ...provisional, user: parseUserHandle(res.user.handle) };
+    const kps = await generateKeyPackages(keys, INITIAL_KEY_PACKAGES);
+    const state: ProfileState = {
+      version: 1,
+      serverUrl: opts.serverUrl,
+      handle: res.user.handle,
+      deviceId,
+      deviceName: name,
+      signaturePublicKey: toBase64(keys.signaturePublicKey),
+      signaturePrivateKey: toBase64(keys.signaturePrivateKey),
+      keyPackages: kps.map((k) => ({ ref: k.ref, publicBytes: toBase64(k.publicBytes), privateBytes: toBase64(k.privateBytes) })),
+      inboxCursor: 0,
+      conversations: {},
+      session: null,
+    };
+    await opts.store.save(state);
+    const client = new ValiseClient(state, opts.store, opts.fetch);
+    await client.login();
+    await client.transport.uploadKeyPackages(kps.map((k) => k.publicBytes));
+    await client.save();
+    return client;
+  }
+
+  static async open(opts: ClientOptions): Promise<ValiseClient> {
+    const state = await opts.store.load();
+    if (!state) throw new ValiseError("not_found", "no enrolled profile here; run `valise enroll` first");
+    return new ValiseClient(state, opts.store, opts.fetch);
+  }
+
+  /** Ed25519 challenge login; the session token is kept in the profile until it expires. */
+  async login(force = false): Promise<void> {
+    if (!force && this.transport.token) return;
+    const { challenge } = await this.transport.challenge(this.deviceId);
+    const sig = await signChallenge(this.keys.signaturePrivateKey, utf8(`valise-login:${challenge}`));
+    const s = await this.transport.session(this.deviceId, challenge, sig);
+    this.transport.token = s.token;
+    this.state.session = s;
+  }
+
+  /** Runs `fn` logged in; on an expired session, logs in again once. */
+  private async authed<T>(fn: () => Promise<T>): Promise<T> {
+    await this.login();
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof ValiseError && e.code === "unauthenticated") {
+        await this.login(true);
+        return fn();
+      }
+      throw e;
+    }
+  }
+
+  async save(): Promise<void> {
+    for (const [id, g] of this.groups) {
+      const c = this.state.conversations[id];
+      if (c) c.group = toBase64(encodeGroup(g));
+    }
+    await this.store.save(this.state);
+  }
+
+  private group(id: string): Group {
+    let g = this.groups.get(id);
+    if (!g) {
+      const c = this.state.conversations[id];
+      if (!c) throw new ValiseError("not_found", `unknown conversation ${id}`);
+      g = decodeGroup(fromBase64(c.group));
+      this.groups.set(id, g);
+    }
+    return g;
+  }
+  private setGroup(id: string, g: Group): void {
+    this.groups.set(id, g);
+  }
+
+  // ---------------------------------------------------------------- receive
+
+  /** Fetches everything new: Welcomes first (joins), then each conversation's log in order. Saves state at the end. */
+  async sync(): Promise<ReceivedItem[]> {
+    return this.authed(async () => {
+      const items: ReceivedItem[] = [];
+      await this.processInbox(items);
+      const remote = await this.transport.conversations();
+      for (const rc of remote) {
+        const local = this.state.conversations[rc.id];
+        if (!local || rc.headSeq <= local.cursor || (rc.leftSeq != null && local.cursor >= rc.leftSeq - 1)) continue;
+        await this.syncConversation(rc.id, items);
+      }
+      await this.replenishKeyPackages();
+      await this.save();
+      return items;
+    });
+  }
+
+  private async processInbox(items: ReceivedItem[]): Promise<void> {
+    for (;;) {
+      const inbox = await this.transport.inbox(this.state.inboxCursor);
+      if (inbox.length === 0) return;
+      for (const it of inbox) {
+        this.state.inboxCursor = it.id;
+        const conv = it.conversation;
+        if (this.state.conversations[conv.id]) continue; // already joined (e.g. a repeated Welcome)
+        const bundles: KeyPackageBundle[] = this.state.keyPackages.map((k) => ({ ref: k.ref, publicBytes: fromBase64(k.publicBytes), privateBytes: fromBase64(k.privateBytes) }));
+        try {
+          const { group, usedRef } = await joinFromWelcome(this.ctx, it.welcome, bundles);
+          this.state.keyPackages = this.state.keyPackages.filter((k) => k.ref !== usedRef);
+          const label = canonicalLabel(conv.label);
+          const peer = conv.kind === "direct" ? (groupMembers(group).find((m) => m.user !== this.handle)?.user ?? null) : null;
+          this.state.conversations[conv.id] = { id: conv.id, kind: conv.kind, label, unit: conv.unit, peer, group: "", cursor: it.commitSeq };
+          this.setGroup(conv.id, group);
+          items.push({ type: "joined", from: conv.creator, conversation: conv.id, kind: conv.kind, label, text: describe(conv), seq: it.commitSeq, time: new Date(it.createdAt).toISOString() });
+        } catch (e) {
+          items.push({ type: "alert", from: conv.creator, conversation: conv.id, label: conv.label, text: `refused to join: ${e instanceof Error ? e.message : String(e)}`, seq: it.commitSeq, time: new Date(it.createdAt).toISOString() });
+        }
+      }
+    }
+  }
+
+  /** Processes one conversation's log from the local cursor, in order. */
+  async syncConversation(id: string, items: ReceivedItem[] = []): Promise<ReceivedItem[]> {
+    const conv = this.state.conversations[id];
+    if (!conv) throw new ValiseError("not_found", `unknown conversation ${id}`);
+    for (;;) {
+      const msgs = await this.transport.messages(id, conv.cursor);
+      if (msgs.length === 0) return items;
+      for (const m of msgs) {
+        if (m.seq !== conv.cursor + 1 && m.seq > conv.cursor + 1 && conv.cursor !== 0) {
+          // The server must never skip sequence numbers inside our membership range.
+          items.push({ type: "alert", from: "", conversation: id, label: conv.label, text: `gap in conversation log: expected ${conv.cursor + 1}, got ${m.seq}`, seq: m.seq, time: new Date(m.createdAt).toISOString() });
+        }
+        if (m.seq <= conv.cursor) continue; // at-least-once: dedupe by sequence number
+        const g = this.group(id);
+        if (m.sender === this.deviceId) {
+          if (m.kind === "commit" && BigInt(m.epoch) >= g.epoch) {
+            // Our own commit is in the log but we never applied it (crashed between send and save): rejoin.
+            await this.rejoin(id);
+            return items;
+          }
+          conv.cursor = m.seq; // our own application messages / already-applied commits
+          continue;
+        }
+        try {
+          const r = await processMessage(this.ctx, g, m.payload);
+          this.setGroup(id, r.group);
+          if (r.kind === "application") {
+            const aad = fromUtf8(r.aad);
+            if (aad !== messageAad(id, conv.label)) throw new ValiseError("protocol_error", "message is bound to another conversation or label");
+            const payload = JSON.parse(fromUtf8(r.plaintext)) as TextPayload;
+            items.push({ type: "message", from: r.sender.user, device: r.sender.device, conversation: id, kind: conv.kind, label: conv.label, text: String(payload.text), seq: m.seq, time: new Date(m.createdAt).toISOString() });
+          } else if (r.kind === "commit" && r.removedSelf) {
+            delete this.state.conversations[id];
+            this.groups.delete(id);
+            items.push({ type: "alert", from: r.sender?.user ?? "", conversation: id, label: conv.label, text: "this device was removed from the conversation", seq: m.seq, time: new Date(m.createdAt).toISOString() });
+            return items;
+          }
+          conv.cursor = m.seq;
+        } catch (e) {
+          const reason = e instanceof Error ? e.message : String(e);
+          items.push({ type: "alert", from: "", conversation: id, label: conv.label, text: `refused message ${m.seq}: ${reason}`, seq: m.seq, time: new Date(m.createdAt).toISOString() });
+          if (m.kind === "commit") return items; // cannot move past a refused commit: the group stays where it was
+          conv.cursor = m.seq; // an undecryptable application message is reported and skipped
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- send
+
+  /** Sends a text to a user (direct conversation) or a unit (its channel), creating the conversation if needed. */
+  async send(to: string, text: string, labelText = "UNCLASSIFIED"): Promise<{ conversation: string; seq: number; label: string }> {
+    const label = canonicalLabel(labelText);
+    return this.authed(async () => {
+      await this.sync();
+      const isUnit = /^[A-Z]/.test(to);
+      let conv = Object.values(this.state.conversations).find((c) => c.label === label && (isUnit ? c.kind === "unit" && c.unit === to : c.kind === "direct" && c.peer === to));
+      if (!conv) conv = await this.createConversation(isUnit ? { kind: "unit", unit: to, label } : { kind: "direct", peer: to, label });
+      const r = await this.sendText(conv.id, text);
+      await this.save();
+      return { conversation: conv.id, seq: r.seq, label };
+    });
+  }
+
+  async createConversation(spec: { kind: "direct"; peer: string; label: string } | { kind: "group"; members: string[]; label: string } | { kind: "unit"; unit: string; label: string }): Promise<ConversationState> {
+    const id = randomId("c");
+    const rc = await this.transport.createConversation({ id, kind: spec.kind, label: spec.label, ...(spec.kind === "unit" ? { unit: spec.unit } : {}) });
+    const group = await createGroup(this.ctx, utf8(id));
+    const conv: ConversationState = { id, kind: spec.kind, label: rc.label, unit: rc.unit, peer: spec.kind === "direct" ? spec.peer : null, group: "", cursor: 0 };
+    this.state.conversations[id] = conv;
+    this.setGroup(id, group);
+    this.extraMembers.set(id, spec.kind === "group" ? spec.members : []);
+    await this.reconcile(id);
+    await this.save();
+    return conv;
+  }
+  private readonly extraMembers = new Map<string, string[]>();
+
+  /** Users who should be in the conversation, per its kind and the directory. */
+  private async intendedUsers(conv: ConversationState): Promise<string[]> {
+    const users = new Set<string>([this.handle]);
+    if (conv.kind === "direct" && conv.peer) users.add(conv.peer);
+    if (conv.kind === "unit" && conv.unit) for (const u of (await this.transport.unitMembers(conv.unit)).members) users.add(u);
+    if (conv.kind === "group") {
+      for (const m of groupMembers(this.group(conv.id))) users.add(m.user);
+      for (const u of this.extraMembers.get(conv.id) ?? []) users.add(u);
+    }
+    return [...users].sort();
+  }
+
+  /**
+   * Membership follows the directory: adds the active devices of the intended users that are missing (each through
+   * the door), removes devices that were revoked or whose users left. Refuses if any intended user is not cleared.
+   */
+  async reconcile(id: string): Promise<void> {
+    const conv = this.state.conversations[id]!;
+    const label = parseLabel(conv.label);
+    this.verifier.forget();
+    for (let attempt = 0; ; attempt++) {
+      const users = await this.intendedUsers(conv);
+      const wanted = new Map<string, string>(); // device → user
+      for (const u of users) {
+        const du = await this.verifier.user(u);
+        if (!du) throw new ValiseError("not_found", `no user ${u}`);
+        if (!dominates(parseLabel(du.clearance), label)) {
+          if (u === this.handle) throw new ValiseError("not_cleared", `you are not cleared for ${conv.label}`);
+          if (conv.kind !== "unit") throw new ValiseError("not_cleared", `${u} is not cleared for ${conv.label}`);
+          continue; // unit channels carry only the unit's cleared members
+        }
+        for (const d of du.devices) if (d.revokedAt === null) wanted.set(d.id, u);
+      }
+      const g = this.group(id);
+      const present = new Set(groupMembers(g).map((m) => m.device as string));
+      const toRemove = [...present].filter((d) => !wanted.has(d) && d !== this.deviceId);
+      const toAdd = [...wanted.keys()].filter((d) => !present.has(d));
+      try {
+        if (toRemove.length > 0) await this.commit(id, await removeDevices(this.ctx, g, toRemove as DeviceId[]));
+        if (toAdd.length > 0) {
+          const claimed = await this.transport.claimKeyPackages(toAdd);
+          if (claimed.length > 0) await this.commit(id, await addDevices(this.ctx, this.group(id), claimed.map((c) => c.keyPackage)));
+        }
+        return;
+      } catch (e) {
+        if (e instanceof ValiseError && e.code === "epoch_conflict" && attempt < MAX_RETRIES) {
+          await this.syncConversation(id); // someone else committed first: take theirs, then recompute
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  private async commit(id: string, out: CommitOutput): Promise<void> {
+    await this.transport.postCommit(id, {
+      commit: out.commit,
+      welcome: out.welcome,
+      groupInfo: out.groupInfo,
+      added: out.added,
+      removed: out.removed,
+      idempotencyKey: randomId("c").slice(2),
+    });
+    this.setGroup(id, out.group); // apply only after the server accepted it
+  }
+
+  /** Encrypts and posts a text; on an epoch conflict, catches up and retries with the same idempotency key. */
+  async sendText(id: string, text: string): Promise<{ seq: number }> {
+    const conv = this.state.conversations[id];
+    if (!conv) throw new ValiseError("not_found", `unknown conversation ${id}`);
+    const idem = randomId("c").slice(2);
+    const payload: TextPayload = { t: "text", text };
+    for (let attempt = 0; ; attempt++) {
+      const { group, message } = await encryptMessage(this.ctx, this.group(id), utf8(JSON.stringify(payload)), utf8(messageAad(id, conv.label)));
+      try {
+        const r = await this.transport.postMessage(id, message, idem);
+        this.setGroup(id, group);
+        return { seq: r.seq };
+      } catch (e) {
+        if (e instanceof ValiseError && e.code === "epoch_conflict" && attempt < MAX_RETRIES) {
+          await this.syncConversation(id);
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  /** External rejoin (RFC 9420 §12.4.3.2) when local state is lost or stale: fresh state from the GroupInfo. */
+  async rejoin(id: string): Promise<void> {
+    const conv = this.state.conversations[id];
+    if (!conv) throw new ValiseError("not_found", `unknown conversation ${id}`);
+    for (let attempt = 0; ; attempt++) {
+      const gi = await this.transport.groupInfo(id);
+      const r = await externalRejoin(this.ctx, gi);
+      try {
+        const ans = await this.transport.postCommit(id, { commit: r.commit, groupInfo: r.groupInfo, added: [], removed: [], idempotencyKey: randomId("c").slice(2), external: true });
+        this.setGroup(id, r.group);
+        conv.cursor = ans.seq;
+        return;
+      } catch (e) {
+        if (e instanceof ValiseError && e.code === "epoch_conflict" && attempt < MAX_RETRIES) continue;
+        throw e;
+      }
+    }
+  }
+
+  /** Forget a conversation's local MLS state (tests and recovery); `rejoin` brings it back. */
+  dropGroupState(id: string): void {
+    this.groups.delete(id);
+  }
+
+  private async replenishKeyPackages(): Promise<void> {
+    const { count } = await this.transport.keyPackageCount();
+    if (count >= MIN_KEY_PACKAGES) return;
+    const kps = await generateKeyPackages(this.keys, INITIAL_KEY_PACKAGES);
+    await this.transport.uploadKeyPackages(kps.map((k) => k.publicBytes));
+    this.state.keyPackages.push(...kps.map((k) => ({ ref: k.ref, publicBytes: toBase64(k.publicBytes), privateBytes: toBase64(k.privateBytes) })));
+  }
+}
+
+function describe(c: ServerConversation): string {
+  if (c.kind === "unit") return `joined the ${c.unit ?? "?"} channel`;
+  if (c.kind === "direct") return `${c.creator} started a direct conversation`;
+  return `${c.creator} added you to a group conversation`;
+}

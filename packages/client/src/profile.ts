@@ -1,0 +1,46 @@
+/**
+ * A device's local state: its keys, unused key package privates, MLS group states and sync cursors. Kept behind
+ * the KeyStore interface: a file (mode 0600) on Node (`node/file-store.ts`), IndexedDB in the browser later.
+ */
+export interface ConversationState {
+  id: string;
+  kind: "direct" | "group" | "unit";
+  label: string;
+  unit: string | null;
+  /** For direct conversations: the other user. */
+  peer: string | null;
+  /** Encoded MLS group state (base64). */
+  group: string;
+  /** Last server sequence number processed. */
+  cursor: number;
+}
+
+export interface ProfileState {
+  version: 1;
+  serverUrl: string;
+  handle: string;
+  deviceId: string;
+  deviceName: string;
+  signaturePublicKey: string; // base64
+  signaturePrivateKey: string; // base64
+  keyPackages: { ref: string; publicBytes: string; privateBytes: string }[];
+  inboxCursor: number;
+  conversations: Record<string, ConversationState>;
+  session: { token: string; expiresAt: number } | null;
+}
+
+export interface KeyStore {
+  load(): Promise<ProfileState | null>;
+  /** Must be atomic: a crash leaves either the old or the new state, never a torn one. */
+  save(state: ProfileState): Promise<void>;
+}
+
+export class MemoryKeyStore implements KeyStore {
+  private state: string | null = null;
+  async load(): Promise<ProfileState | null> {
+    return this.state ? (JSON.parse(this.state) as ProfileState) : null;
+  }
+  async save(state: ProfileState): Promise<void> {
+    this.state = JSON.stringify(state);
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * The directory door for now: a device is accepted iff the directory lists it, unrevoked, for that user with
+ * exactly that signature key. Key transparency replaces this with a log-proof check behind the same interface;
+ * until then this trusts the server's directory answer (stated, not hidden).
+ */
+import { equalBytes, fail, fromBase64, OK, type Verdict } from "@valise/core";
+import type { DeviceCredential, DeviceVerifier } from "@valise/protocol";
+import type { HttpTransport, ServerUser } from "./transport.js";
+
+export class DirectoryVerifier implements DeviceVerifier {
+  private readonly cache = new Map<string, { at: number; user: Promise<ServerUser | null> }>();
+  constructor(
+    private readonly transport: HttpTransport,
+    private readonly ttlMs = 5_000,
+    private readonly now: () => number = () => Date.now(),
+  ) {}
+
+  user(handle: string): Promise<ServerUser | null> {
+    const hit = this.cache.get(handle);
+    if (hit && this.now() - hit.at < this.ttlMs) return hit.user;
+    const user = this.transport.user(handle).catch(() => null);
+    this.cache.set(handle, { at: this.now(), user });
+    return user;
+  }
+
+  forget(): void {
+    this.cache.clear();
+  }
+
+  async verifyDevice(cred: DeviceCredential): Promise<Verdict> {
+    const user = await this.user(cred.user);
+    if (!user || user.handle !== cred.user) return fail(`user ${cred.user} not in the directory`);
+    const dev = user.devices.find((d) => d.id === cred.device);
+    if (!dev) return fail(`device ${cred.device} is not listed for ${cred.user}`);
+    if (dev.revokedAt !== null) return fail(`device ${cred.device} was revoked`);
+    let key: Uint8Array;
+    try {
+      key = fromBase64(dev.signaturePublicKey);
+    } catch {
+      return fail("directory sent a malformed key");
+    }
+    if (!equalBytes(key, cred.signaturePublicKey)) return fail(`device ${cred.device} has a different key in the directory`);
+    return OK;
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * Push fan-out between the writer and the WebSocket hubs. In-process now; with several server nodes sharing one
+ * PostgreSQL, a NATS implementation of the same interface carries events between nodes.
+ */
+export type FanoutEvent =
+  | { type: "message"; conversationId: string; seq: number; kind: string; epoch: number; sender: string; payload: string; createdAt: number }
+  | { type: "inbox"; deviceId: string; id: number; conversationId: string }
+  | { type: "membership"; conversationId: string }
+  | { type: "device-revoked"; deviceId: string };
+
+export interface Fanout {
+  publish(events: FanoutEvent[]): void;
+  subscribe(fn: (ev: FanoutEvent) => void): () => void;
+  close(): Promise<void>;
+}
+
+export class InProcessFanout implements Fanout {
+  private readonly subs = new Set<(ev: FanoutEvent) => void>();
+  publish(events: FanoutEvent[]): void {
+    for (const ev of events) for (const fn of this.subs) fn(ev);
+  }
+  subscribe(fn: (ev: FanoutEvent) => void): () => void {
+    this.subs.add(fn);
+    return () => this.subs.delete(fn);
+  }
+  async close(): Promise<void> {
+    this.subs.clear();
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * Builds the Fastify app: JSON schemas at the edge, binary MLS bodies, WebSocket push, /healthz, /metrics.
+ * Logs carry routing metadata only: never bodies, tokens or keys.
+ */
+import Fastify, { type FastifyInstance } from "fastify";
+import websocket from "@fastify/websocket";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import { ValiseError, systemClock, type Clock, toBase64 } from "@valise/core";
+import type { Store } from "../storage/store.js";
+import type { ServerMls } from "./capabilities.js";
+import { AppendBatcher } from "../delivery/batcher.js";
+import { type Fanout, type FanoutEvent, InProcessFanout } from "../delivery/fanout.js";
+import { createMetrics } from "../metrics.js";
+import { RateLimiter } from "./rate-limit.js";
+import type { ServerContext } from "./context.js";
+import { installErrorHandler } from "./errors.js";
+import { authRoutes } from "./routes-auth.js";
+import { directoryRoutes } from "./routes-directory.js";
+import { conversationRoutes } from "./routes-conversations.js";
+import { resolveSession, wsRoutes } from "./ws-hub.js";
+
+export interface AppOptions {
+  store: Store;
+  mls: ServerMls;
+  fanout?: Fanout;
+  clock?: Clock;
+  logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
+  loginRatePerMinute?: number;
+}
+
+export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance; ctx: ServerContext }> {
+  const clock = opts.clock ?? systemClock;
+  const now = () => clock.now();
+  const fanout = opts.fanout ?? new InProcessFanout();
+  const metrics = createMetrics();
+  const app = Fastify({
+    logger: opts.logger === undefined ? false : opts.logger === true ? { level: "info" } : opts.logger,
+    bodyLimit: 1024 * 1024,
+    trustProxy: false,
+    disableRequestLogging: false,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const batcher = new AppendBatcher(
+    opts.store.conversations,
+    (reqs, results) => {
+      const events: FanoutEvent[] = [];
+      reqs.forEach((r, i) => {
+        const res = results[i]!;
+        if (!res.ok || res.duplicate) return;
+        metrics.appended.inc({ kind: r.kind });
+        if (r.kind === "commit" && r.commit && (r.commit.added.length > 0 || r.commit.removed.length > 0))
+          events.push({ type: "membership", conversationId: r.conversationId });
+        events.push({
+          type: "message",
+          conversationId: r.conversationId,
+          seq: res.seq,
+          kind: r.kind,
+          epoch: r.epoch,
+          sender: r.senderDevice,
+          payload: toBase64(r.payload),
+          createdAt: res.createdAt,
+        });
+        for (const ib of res.inbox) events.push({ type: "inbox", deviceId: ib.deviceId, id: ib.id, conversationId: r.conversationId });
+      });
+      fanout.publish(events);
+    },
+    512,
+    (n) => metrics.batchSize.observe(n),
+  );
+
+  const ctx: ServerContext = {
+    store: opts.store,
+    mls: opts.mls,
+    batcher,
+    fanout,
+    metrics,
+    loginLimiter: new RateLimiter(opts.loginRatePerMinute ?? 60, opts.loginRatePerMinute ?? 60, now),
+    now,
+    sessionCache: new Map(),
+  };
+
+  installErrorHandler(app);
+  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+
+  app.decorateRequest("session", null);
+  app.addHook("onRequest", async (req) => {
+    const auth = req.headers.authorization;
+    if (auth?.startsWith("Bearer ")) {
+      const token = auth.slice(7);
+      // An invalid token is a 401 even on routes that would also work anonymously: no silent downgrade.
+      const s = token.length < 200 ? await resolveSession(ctx, token) : null;
+      if (!s) throw new ValiseError("unauthenticated", "invalid or expired session token; log in again");
+      req.session = s;
+    }
+  });
+  app.addHook("onResponse", async (req, reply) => {
+    metrics.httpRequests.inc({ route: req.routeOptions.url ?? "unknown", status: String(reply.statusCode) });
+  });
+
+  app.get("/healthz", async () => {
+    await opts.store.handle.db.selectFrom("units").select("name").limit(1).execute();
+    return { ok: true };
+  });
+  app.get("/metrics", async (_req, reply) => {
+    reply.header("content-type", metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  authRoutes(app, ctx);
+  directoryRoutes(app, ctx);
+  conversationRoutes(app, ctx);
+  const unsub = wsRoutes(app, ctx);
+  app.addHook("onClose", async () => {
+    unsub();
+  });
+  return { app, ctx };
+}

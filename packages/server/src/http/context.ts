@@ -1,0 +1,49 @@
+/** What every route gets: storage, the MLS inspector, the append batcher, fan-out, metrics, clock. */
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { ValiseError, fromBase64 } from "@valise/core";
+import type { Store } from "../storage/store.js";
+import type { ServerMls } from "./capabilities.js";
+import type { AppendBatcher } from "../delivery/batcher.js";
+import type { Fanout } from "../delivery/fanout.js";
+import type { Metrics } from "../metrics.js";
+import type { RateLimiter } from "./rate-limit.js";
+
+export interface Session {
+  handle: string;
+  deviceId: string;
+}
+
+export interface ServerContext {
+  store: Store;
+  mls: ServerMls;
+  batcher: AppendBatcher;
+  fanout: Fanout;
+  metrics: Metrics;
+  loginLimiter: RateLimiter;
+  now: () => number;
+  sessionCache: Map<string, { session: Session; expiresAt: number }>;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    session: Session | null;
+  }
+}
+
+export function requireSession(req: FastifyRequest): Session {
+  if (!req.session) throw new ValiseError("unauthenticated", "authentication required: Authorization: Bearer <session token>");
+  return req.session;
+}
+
+/** Decode a base64 field from a request; bad encoding is a 400 naming the field. */
+export function b64(field: string, value: string): Uint8Array {
+  try {
+    return fromBase64(value);
+  } catch {
+    throw new ValiseError("bad_encoding", `${field}: invalid base64`);
+  }
+}
+
+export function rateLimit(ctx: ServerContext, req: FastifyRequest, _reply: FastifyReply): void {
+  if (!ctx.loginLimiter.take(req.ip)) throw new ValiseError("rate_limited", "too many attempts from this address; wait a minute");
+}

@@ -1,0 +1,113 @@
+/** Enrollment (one-time code → device) and device login (Ed25519 challenge → short-lived session token). */
+import type { FastifyInstance } from "fastify";
+import { Type, type Static } from "typebox";
+import { ValiseError, isDeviceId, utf8, parseUserHandle, type UserHandle } from "@valise/core";
+import { type ServerContext, b64, rateLimit, requireSession } from "./context.js";
+
+const B64 = Type.String({ maxLength: 1_000_000, pattern: "^[A-Za-z0-9+/]*={0,2}$" });
+const DeviceIdT = Type.String({ pattern: "^d-[a-z0-9]{8,64}$" });
+
+const EnrollBody = Type.Object(
+  {
+    code: Type.String({ minLength: 8, maxLength: 64 }),
+    device: Type.Object(
+      { id: DeviceIdT, name: Type.String({ minLength: 1, maxLength: 64 }), signaturePublicKey: Type.String({ minLength: 44, maxLength: 44 }) },
+      { additionalProperties: false },
+    ),
+    keyPackages: Type.Array(B64, { minItems: 0, maxItems: 100 }),
+  },
+  { additionalProperties: false },
+);
+const ChallengeBody = Type.Object({ device: DeviceIdT }, { additionalProperties: false });
+const SessionBody = Type.Object(
+  { device: DeviceIdT, challenge: Type.String({ minLength: 16, maxLength: 128 }), signature: Type.String({ minLength: 88, maxLength: 88 }) },
+  { additionalProperties: false },
+);
+
+export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  const { directory } = ctx.store;
+
+  app.post<{ Body: Static<typeof EnrollBody> }>("/v1/enroll", { schema: { body: EnrollBody }, bodyLimit: 2 * 1024 * 1024 }, async (req, reply) => {
+    rateLimit(ctx, req, reply);
+    const body = req.body;
+    const sigKey = b64("device.signaturePublicKey", body.device.signaturePublicKey);
+    if (sigKey.length !== 32) throw new ValiseError("bad_request", "device.signaturePublicKey must be a 32-byte Ed25519 key");
+    // Every key package must be this device's: same device id and signature key; the user is checked against the code.
+    const kps: { ref: string; data: Uint8Array; user: string }[] = [];
+    for (const [i, k] of body.keyPackages.entries()) {
+      const data = b64(`keyPackages[${i}]`, k);
+      const info = await ctx.mls.inspectKeyPackage(data);
+      if (!info) throw new ValiseError("bad_request", `keyPackages[${i}]: not a valid key package`);
+      if (info.device !== body.device.id || !equal(info.signaturePublicKey, sigKey))
+        throw new ValiseError("bad_request", `keyPackages[${i}]: belongs to another device or key`);
+      kps.push({ ref: info.ref, data, user: info.user });
+    }
+    const user = await directory.redeemEnrollment(body.code, { id: body.device.id, name: body.device.name, signaturePublicKey: sigKey }, kps, (handle) => {
+      if (kps.some((k) => k.user !== handle)) throw new ValiseError("bad_request", "key packages name another user than the enrollment code");
+    });
+    req.log.info({ handle: user.handle, device: body.device.id }, "device enrolled");
+    return reply.status(201).send({
+      user: { handle: user.handle, units: user.units, clearance: user.clearance, role: user.role },
+      device: { id: body.device.id, name: body.device.name },
+    });
+  });
+
+  app.post<{ Body: Static<typeof ChallengeBody> }>("/v1/auth/challenge", { schema: { body: ChallengeBody } }, async (req, reply) => {
+    rateLimit(ctx, req, reply);
+    // Same answer for unknown and known devices, so the endpoint is no device-existence oracle.
+    return directory.createChallenge(req.body.device);
+  });
+
+  app.post<{ Body: Static<typeof SessionBody> }>("/v1/auth/session", { schema: { body: SessionBody } }, async (req, reply) => {
+    rateLimit(ctx, req, reply);
+    const { device, challenge, signature } = req.body;
+    const dev = isDeviceId(device) ? await directory.getDevice(device) : null;
+    const sig = b64("signature", signature);
+    // The challenge is consumed whatever the outcome: a replayed or guessed signature never gets a second try.
+    const fresh = await directory.consumeChallenge(challenge, device);
+    const ok = !!dev && dev.revokedAt === null && fresh && (await ctx.mls.verifySignature(dev.signaturePublicKey, utf8(`valise-login:${challenge}`), sig));
+    if (!ok || !dev) throw new ValiseError("unauthenticated", "login failed: unknown or revoked device, expired or reused challenge, or bad signature");
+    const s = await directory.createSession(dev.id, dev.handle);
+    return reply.status(201).send(s);
+  });
+
+  app.get("/v1/me", async (req) => {
+    const s = requireSession(req);
+    const user = await directory.getUser(s.handle);
+    if (!user) throw new ValiseError("not_found", "user no longer exists");
+    return { ...presentUser(user), device: s.deviceId };
+  });
+
+  app.get<{ Params: { handle: string } }>("/v1/users/:handle", async (req) => {
+    requireSession(req);
+    let handle: UserHandle;
+    try {
+      handle = parseUserHandle(req.params.handle);
+    } catch {
+      throw new ValiseError("bad_handle", "invalid user handle");
+    }
+    const user = await directory.getUser(handle);
+    if (!user) throw new ValiseError("not_found", `no user ${handle}`);
+    return presentUser(user);
+  });
+}
+
+export function presentUser(user: NonNullable<Awaited<ReturnType<ServerContext["store"]["directory"]["getUser"]>>>) {
+  return {
+    handle: user.handle,
+    units: user.units,
+    clearance: user.clearance,
+    role: user.role,
+    devices: user.devices.map((d) => ({
+      id: d.id,
+      name: d.name,
+      signaturePublicKey: Buffer.from(d.signaturePublicKey).toString("base64"),
+      createdAt: d.createdAt,
+      revokedAt: d.revokedAt,
+    })),
+  };
+}
+
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}

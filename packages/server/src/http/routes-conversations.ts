@@ -1,0 +1,196 @@
+/**
+ * Conversations: create, list, read the ordered log, post application messages (binary body) and commits.
+ * The server sees only routing metadata: MLS headers are parsed (bounded) to read group id, epoch and content type.
+ */
+import type { FastifyInstance } from "fastify";
+import { Type, type Static } from "typebox";
+import { ValiseError, canonicalLabel, dominates, parseLabel, toBase64, utf8 } from "@valise/core";
+import { type ServerContext, b64, requireSession } from "./context.js";
+import type { AppendRequest, AppendResult, MessageKind } from "../storage/conversation-store.js";
+
+const MAX_MESSAGE = 256 * 1024;
+const MAX_COMMIT = 16 * 1024 * 1024;
+const ConvId = Type.String({ pattern: "^c-[a-z0-9]{8,64}$" });
+const DevId = Type.String({ pattern: "^d-[a-z0-9]{8,64}$" });
+const IdemKey = Type.String({ minLength: 8, maxLength: 128, pattern: "^[A-Za-z0-9_-]+$" });
+const B64 = Type.String({ maxLength: MAX_COMMIT, pattern: "^[A-Za-z0-9+/]*={0,2}$" });
+
+const CreateBody = Type.Object(
+  {
+    id: ConvId,
+    kind: Type.Union([Type.Literal("direct"), Type.Literal("group"), Type.Literal("unit")]),
+    label: Type.String({ minLength: 1, maxLength: 512 }),
+    unit: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+const Params = Type.Object({ id: ConvId });
+const FetchQuery = Type.Object(
+  { after: Type.Optional(Type.Integer({ minimum: 0 })), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) },
+  { additionalProperties: false },
+);
+const CommitBody = Type.Object(
+  {
+    commit: B64,
+    welcome: Type.Optional(B64),
+    groupInfo: B64,
+    added: Type.Array(DevId, { maxItems: 5000 }),
+    removed: Type.Array(DevId, { maxItems: 5000 }),
+    idempotencyKey: IdemKey,
+    external: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+const InboxQuery = Type.Object({ after: Type.Optional(Type.Integer({ minimum: 0 })) }, { additionalProperties: false });
+
+export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  const { conversations, directory } = ctx.store;
+
+  app.addContentTypeParser("application/octet-stream", { parseAs: "buffer", bodyLimit: MAX_MESSAGE }, (_req, body, done) => done(null, body));
+
+  app.post<{ Body: Static<typeof CreateBody> }>("/v1/conversations", { schema: { body: CreateBody } }, async (req, reply) => {
+    const s = requireSession(req);
+    const user = await directory.getUser(s.handle);
+    if (!user) throw new ValiseError("unauthenticated", "user unknown");
+    const label = canonicalLabel(req.body.label);
+    // Need-to-know: nobody opens a conversation above their own clearance.
+    if (!dominates(parseLabel(user.clearance), parseLabel(label))) throw new ValiseError("not_cleared", `your clearance does not cover ${label}`);
+    let unit: string | null = null;
+    if (req.body.kind === "unit") {
+      if (!req.body.unit) throw new ValiseError("bad_request", "a unit channel needs `unit`");
+      if (!user.units.includes(req.body.unit)) throw new ValiseError("forbidden", `you are not a member of ${req.body.unit}`);
+      const u = (await directory.listUnits()).find((x) => x.name === req.body.unit);
+      if (!u) throw new ValiseError("not_found", `no unit ${req.body.unit}`);
+      if (!dominates(parseLabel(u.maxLabel), parseLabel(label))) throw new ValiseError("not_cleared", `unit ${u.name} may not carry ${label}`);
+      unit = u.name;
+    }
+    const conv = await conversations.create({ id: req.body.id, kind: req.body.kind, label, unit, creator: s.handle, creatorDevice: s.deviceId });
+    return reply.status(201).send(conv);
+  });
+
+  app.get("/v1/conversations", async (req) => {
+    const s = requireSession(req);
+    const list = await conversations.listForDevice(s.deviceId);
+    return { conversations: list };
+  });
+
+  app.get<{ Params: Static<typeof Params> }>("/v1/conversations/:id", { schema: { params: Params } }, async (req) => {
+    const s = requireSession(req);
+    const m = await conversations.membership(req.params.id, s.deviceId);
+    const conv = await conversations.get(req.params.id);
+    if (!conv || !m) throw new ValiseError("not_found", "no such conversation");
+    return { ...conv, joinedSeq: m.joinedSeq, leftSeq: m.leftSeq };
+  });
+
+  app.get<{ Params: Static<typeof Params>; Querystring: Static<typeof FetchQuery> }>(
+    "/v1/conversations/:id/messages",
+    { schema: { params: Params, querystring: FetchQuery } },
+    async (req) => {
+      const s = requireSession(req);
+      const m = await conversations.membership(req.params.id, s.deviceId);
+      if (!m) throw new ValiseError("not_found", "no such conversation");
+      const msgs = await conversations.fetch(req.params.id, req.query.after ?? 0, req.query.limit ?? 500, m);
+      return {
+        messages: msgs.map((x) => ({ seq: x.seq, kind: x.kind, epoch: x.epoch, sender: x.sender, payload: toBase64(x.payload), createdAt: x.createdAt })),
+      };
+    },
+  );
+
+  app.get<{ Params: Static<typeof Params> }>("/v1/conversations/:id/group-info", { schema: { params: Params } }, async (req) => {
+    const s = requireSession(req);
+    const m = await conversations.membership(req.params.id, s.deviceId);
+    if (!m || m.leftSeq !== null) throw new ValiseError("not_found", "no such conversation");
+    const gi = await conversations.groupInfo(req.params.id);
+    if (!gi) throw new ValiseError("not_found", "no group info published yet");
+    return { groupInfo: toBase64(gi) };
+  });
+
+  // Application messages (and standalone proposals): raw MLSMessage bytes.
+  app.post<{ Params: Static<typeof Params> }>("/v1/conversations/:id/messages", { schema: { params: Params } }, async (req, reply) => {
+    const s = requireSession(req);
+    const body = req.body;
+    if (!(body instanceof Uint8Array)) throw new ValiseError("bad_request", "body must be application/octet-stream (an MLS message)");
+    const idem = req.headers["idempotency-key"];
+    if (typeof idem !== "string" || !/^[A-Za-z0-9_-]{8,128}$/.test(idem)) throw new ValiseError("bad_request", "Idempotency-Key header required (8-128 url-safe chars)");
+    const h = ctx.mls.inspectMlsMessage(body);
+    if (!h || (h.wireformat !== "private" && h.wireformat !== "public") || h.epoch === undefined || !h.groupId)
+      throw new ValiseError("protocol_error", "body is not an MLS group message");
+    if (h.contentType === "commit") throw new ValiseError("bad_request", "commits go to /commits");
+    checkGroup(h.groupId, req.params.id);
+    await requireActiveMember(req.params.id, s.deviceId);
+    const kind: MessageKind = h.contentType === "proposal" ? "proposal" : "application";
+    const r = await ctx.batcher.append({ conversationId: req.params.id, senderDevice: s.deviceId, kind, epoch: Number(h.epoch), payload: body, idemKey: idem });
+    return reply.status(201).send(answer(r));
+  });
+
+  app.post<{ Params: Static<typeof Params>; Body: Static<typeof CommitBody> }>(
+    "/v1/conversations/:id/commits",
+    { schema: { params: Params, body: CommitBody }, bodyLimit: MAX_COMMIT * 2 },
+    async (req, reply) => {
+      const s = requireSession(req);
+      const commit = b64("commit", req.body.commit);
+      const h = ctx.mls.inspectMlsMessage(commit);
+      if (!h || (h.wireformat !== "private" && h.wireformat !== "public") || h.contentType !== "commit" || h.epoch === undefined || !h.groupId)
+        throw new ValiseError("protocol_error", "commit is not an MLS commit message");
+      checkGroup(h.groupId, req.params.id);
+      const welcome = req.body.welcome ? b64("welcome", req.body.welcome) : null;
+      if (welcome && ctx.mls.inspectMlsMessage(welcome)?.wireformat !== "welcome") throw new ValiseError("protocol_error", "welcome is not an MLS Welcome");
+      if (req.body.added.length > 0 && !welcome) throw new ValiseError("bad_request", "adding devices needs a welcome");
+      const groupInfo = b64("groupInfo", req.body.groupInfo);
+      if (ctx.mls.inspectMlsMessage(groupInfo)?.wireformat !== "group_info") throw new ValiseError("protocol_error", "groupInfo is not an MLS GroupInfo");
+      const conv = await conversations.get(req.params.id);
+      if (!conv) throw new ValiseError("not_found", "no such conversation");
+      // An external commit (RFC 9420 §12.4.3.2) re-joins a device that lost its state; it must still be a member.
+      await requireActiveMember(req.params.id, s.deviceId);
+      // Need-to-know, server side: only active devices of users cleared for the conversation's label may be added.
+      const label = parseLabel(conv.label);
+      for (const d of new Set(req.body.added)) {
+        const dev = await directory.getDevice(d);
+        if (!dev || dev.revokedAt !== null) throw new ValiseError("forbidden", `device ${d} is unknown or revoked`);
+        const user = await directory.getUser(dev.handle);
+        if (!user || !dominates(parseLabel(user.clearance), label)) throw new ValiseError("not_cleared", `user ${dev.handle} is not cleared for ${conv.label}`);
+      }
+      const r = await ctx.batcher.append({
+        conversationId: req.params.id,
+        senderDevice: s.deviceId,
+        kind: "commit",
+        epoch: Number(h.epoch),
+        payload: commit,
+        idemKey: req.body.idempotencyKey,
+        commit: { added: [...new Set(req.body.added)], removed: [...new Set(req.body.removed)], welcome, groupInfo, external: req.body.external ?? false },
+      });
+      return reply.status(201).send(answer(r));
+    },
+  );
+
+  app.get<{ Querystring: Static<typeof InboxQuery> }>("/v1/inbox", { schema: { querystring: InboxQuery } }, async (req) => {
+    const s = requireSession(req);
+    const items = await conversations.fetchInbox(s.deviceId, req.query.after ?? 0, 200);
+    const out = [];
+    for (const it of items) {
+      const conv = await conversations.get(it.conversationId);
+      out.push({ id: it.id, conversation: conv, commitSeq: it.commitSeq, welcome: toBase64(it.payload), createdAt: it.createdAt });
+    }
+    return { items: out };
+  });
+
+  async function requireActiveMember(conversationId: string, deviceId: string): Promise<void> {
+    const m = await conversations.membership(conversationId, deviceId);
+    if (!m) throw new ValiseError("not_found", "no such conversation");
+    if (m.leftSeq !== null) throw new ValiseError("forbidden", "this device was removed from the conversation");
+  }
+}
+
+function checkGroup(groupId: Uint8Array, conversationId: string): void {
+  const want = utf8(conversationId);
+  if (groupId.length !== want.length || !groupId.every((b, i) => b === want[i]))
+    throw new ValiseError("bad_request", "MLS group id does not match the conversation");
+}
+
+function answer(r: AppendResult) {
+  if (r.ok) return { seq: r.seq, epoch: r.epoch, duplicate: r.duplicate };
+  if (r.code === "not_found") throw new ValiseError("not_found", "no such conversation");
+  throw new ValiseError("epoch_conflict", `the conversation is at epoch ${r.epoch}; fetch, process and retry`, { epoch: r.epoch });
+}
+
+export type { AppendRequest };
