@@ -29,6 +29,7 @@ import {
   joinFromWelcome,
   processMessage,
   removeDevices,
+  updateKeys,
   signChallenge,
   type CommitOutput,
   type DeviceKeys,
@@ -112,6 +113,7 @@ export class ValiseClient {
       keyPackages: kps.map((k) => ({ ref: k.ref, publicBytes: toBase64(k.publicBytes), privateBytes: toBase64(k.privateBytes) })),
       inboxCursor: 0,
       conversations: {},
+      pending: [],
       session: null,
     };
     await opts.store.save(state);
@@ -176,10 +178,22 @@ export class ValiseClient {
 
   // ---------------------------------------------------------------- receive
 
-  /** Fetches everything new: Welcomes first (joins), then each conversation's log in order. Saves state at the end. */
+  /**
+   * Fetches everything new: Welcomes first (joins), then each conversation's log in order. Returns the new items,
+   * including any that an internal catch-up (before a send) received but nobody has been handed yet.
+   */
   async sync(): Promise<ReceivedItem[]> {
+    await this.catchUp();
+    const items = this.state.pending;
+    this.state.pending = [];
+    await this.save();
+    return items;
+  }
+
+  /** Fetches and processes everything new into the pending items; state is saved at the end. */
+  private async catchUp(): Promise<void> {
     return this.authed(async () => {
-      const items: ReceivedItem[] = [];
+      const items = this.state.pending;
       await this.processInbox(items);
       const remote = await this.transport.conversations();
       for (const rc of remote) {
@@ -189,7 +203,6 @@ export class ValiseClient {
       }
       await this.replenishKeyPackages();
       await this.save();
-      return items;
     });
   }
 
@@ -218,7 +231,7 @@ export class ValiseClient {
   }
 
   /** Processes one conversation's log from the local cursor, in order. */
-  async syncConversation(id: string, items: ReceivedItem[] = []): Promise<ReceivedItem[]> {
+  async syncConversation(id: string, items: ReceivedItem[] = this.state.pending): Promise<ReceivedItem[]> {
     const conv = this.state.conversations[id];
     if (!conv) throw new ValiseError("not_found", `unknown conversation ${id}`);
     for (;;) {
@@ -271,10 +284,11 @@ export class ValiseClient {
   async send(to: string, text: string, labelText = "UNCLASSIFIED"): Promise<{ conversation: string; seq: number; label: string }> {
     const label = canonicalLabel(labelText);
     return this.authed(async () => {
-      await this.sync();
+      await this.catchUp();
       const isUnit = /^[A-Z]/.test(to);
       let conv = Object.values(this.state.conversations).find((c) => c.label === label && (isUnit ? c.kind === "unit" && c.unit === to : c.kind === "direct" && c.peer === to));
       if (!conv) conv = await this.createConversation(isUnit ? { kind: "unit", unit: to, label } : { kind: "direct", peer: to, label });
+      else await this.reconcile(conv.id); // membership follows the directory: revoked devices out, new ones in
       const r = await this.sendText(conv.id, text);
       await this.save();
       return { conversation: conv.id, seq: r.seq, label };
@@ -378,6 +392,11 @@ export class ValiseClient {
           await this.syncConversation(id);
           continue;
         }
+        if (e instanceof ValiseError && e.code === "pending_removal" && attempt < MAX_RETRIES) {
+          await this.syncConversation(id);
+          await this.reconcile(id); // commit the removal of revoked devices, then re-encrypt
+          continue;
+        }
         throw e;
       }
     }
@@ -400,6 +419,25 @@ export class ValiseClient {
         throw e;
       }
     }
+  }
+
+  /** Self-update (post-compromise security): fresh leaf keys in a new epoch; retries after an epoch conflict. */
+  async updateKeys(id: string): Promise<void> {
+    await this.authed(async () => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.commit(id, await updateKeys(this.ctx, this.group(id)));
+          return;
+        } catch (e) {
+          if (e instanceof ValiseError && e.code === "epoch_conflict" && attempt < MAX_RETRIES) {
+            await this.syncConversation(id);
+            continue;
+          }
+          throw e;
+        }
+      }
+    });
+    await this.save();
   }
 
   /** Forget a conversation's local MLS state (tests and recovery); `rejoin` brings it back. */

@@ -2,6 +2,8 @@
  * A device's local state: its keys, unused key package privates, MLS group states and sync cursors. Kept behind
  * the KeyStore interface: a file (mode 0600) on Node (`node/file-store.ts`), IndexedDB in the browser later.
  */
+import type { ReceivedItem } from "./items.js";
+
 export interface ConversationState {
   id: string;
   kind: "direct" | "group" | "unit";
@@ -26,6 +28,8 @@ export interface ProfileState {
   keyPackages: { ref: string; publicBytes: string; privateBytes: string }[];
   inboxCursor: number;
   conversations: Record<string, ConversationState>;
+  /** Items received but not yet handed to the user (e.g. fetched while catching up before a send). */
+  pending: ReceivedItem[];
   session: { token: string; expiresAt: number } | null;
 }
 

@@ -15,6 +15,7 @@ export type ValiseErrorCode =
   | "not_found"
   | "conflict"
   | "epoch_conflict"
+  | "pending_removal"
   | "rate_limited"
   | "enrollment_code_invalid"
   | "device_not_verified"

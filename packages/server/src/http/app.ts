@@ -37,7 +37,6 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     logger: opts.logger === undefined ? false : opts.logger === true ? { level: "info" } : opts.logger,
     bodyLimit: 1024 * 1024,
     trustProxy: false,
-    disableRequestLogging: false,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const batcher = new AppendBatcher(

@@ -118,6 +118,11 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
     if (h.contentType === "commit") throw new ValiseError("bad_request", "commits go to /commits");
     checkGroup(h.groupId, req.params.id);
     await requireActiveMember(req.params.id, s.deviceId);
+    // DESIGN §3: after a revocation, no application message is accepted until the Remove is committed, so nothing
+    // new is ever encrypted to a revoked device.
+    const revoked = await conversations.revokedMembers(req.params.id);
+    if (revoked.length > 0)
+      throw new ValiseError("pending_removal", "the conversation still contains revoked devices; commit their removal first", { devices: revoked });
     const kind: MessageKind = h.contentType === "proposal" ? "proposal" : "application";
     const r = await ctx.batcher.append({ conversationId: req.params.id, senderDevice: s.deviceId, kind, epoch: Number(h.epoch), payload: body, idemKey: idem });
     return reply.status(201).send(answer(r));

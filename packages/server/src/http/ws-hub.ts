@@ -7,7 +7,6 @@ import type { FastifyInstance } from "fastify";
 import type { WebSocket } from "ws";
 import type { FanoutEvent } from "../delivery/fanout.js";
 import type { ServerContext } from "./context.js";
-import { sha256Hex } from "../storage/secrets.js";
 
 export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   const sockets = new Map<string, Set<WebSocket>>(); // device → sockets
@@ -112,16 +111,11 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   return unsubscribe;
 }
 
-/** Session lookup with a short in-memory cache (revocation drops cached sessions via the fan-out). */
+/**
+ * Session lookup. Not cached: a revoked device (revocation deletes its sessions, possibly from another process such
+ * as `valise admin device revoke`) must be refused on its very next request.
+ */
 export async function resolveSession(ctx: ServerContext, token: string): Promise<{ handle: string; deviceId: string } | null> {
-  const key = sha256Hex(token);
-  const hit = ctx.sessionCache.get(key);
-  const now = ctx.now();
-  if (hit && hit.expiresAt > now) return hit.session;
   const s = await ctx.store.directory.getSession(token);
-  if (!s) return null;
-  const session = { handle: s.handle, deviceId: s.deviceId };
-  if (ctx.sessionCache.size > 100_000) ctx.sessionCache.clear();
-  ctx.sessionCache.set(key, { session, expiresAt: Math.min(s.expiresAt, now + 30_000) });
-  return session;
+  return s ? { handle: s.handle, deviceId: s.deviceId } : null;
 }

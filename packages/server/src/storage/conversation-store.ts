@@ -107,6 +107,19 @@ export class ConversationStore {
     return r ? { joinedSeq: Number(r.joined_seq), leftSeq: r.left_seq === null ? null : Number(r.left_seq) } : null;
   }
 
+  /** Current members whose device has been revoked: until a commit removes them, nothing new may be encrypted. */
+  async revokedMembers(conversationId: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom("conversation_members as m")
+      .innerJoin("devices as d", "d.id", "m.device_id")
+      .select("m.device_id")
+      .where("m.conversation_id", "=", conversationId)
+      .where("m.left_seq", "is", null)
+      .where("d.revoked_at", "is not", null)
+      .execute();
+    return rows.map((r) => r.device_id);
+  }
+
   /** Devices currently in the conversation (for push fan-out). */
   async currentMembers(conversationId: string): Promise<string[]> {
     const rows = await this.db

@@ -1,3 +1,4 @@
+/** Test support (exported as @valise/server/testing/*): fresh databases and in-process servers for tests and benches. */
 /**
  * Runs storage-backed tests against every configured database: SQLite always, PostgreSQL when
  * VALISE_TEST_DATABASE_URL is set (CI sets it; on CI a missing URL is a failure, not a skip).
