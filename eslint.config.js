@@ -3,7 +3,16 @@
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["**/dist/**", "**/node_modules/**", "eslint.config.js", "scripts/**", "packages/cli/bin/**", "bench/results/**"] },
+  {
+    ignores: [
+      "**/dist/**",
+      "**/node_modules/**",
+      "eslint.config.js",
+      "scripts/**",
+      "packages/cli/bin/**",
+      "bench/results/**",
+    ],
+  },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
@@ -19,7 +28,17 @@ export default tseslint.config(
     files: ["packages/{core,protocol,client}/src/**/*.ts"],
     ignores: ["packages/*/src/node/**"],
     rules: {
-      "no-restricted-imports": ["error", { patterns: [{ group: ["node:*"], message: "browser-capable code: no node: imports (put Node-only code under src/node/)" }] }],
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: ["node:*"],
+              message: "browser-capable code: no node: imports (put Node-only code under src/node/)",
+            },
+          ],
+        },
+      ],
     },
   },
   {
@@ -28,6 +47,14 @@ export default tseslint.config(
       "@typescript-eslint/no-non-null-assertion": "off",
       "@typescript-eslint/no-unsafe-assignment": "off",
       "@typescript-eslint/no-unsafe-member-access": "off",
+      "@typescript-eslint/no-floating-promises": [
+        "error",
+        {
+          allowForKnownSafeCalls: [
+            { from: "package", name: ["test", "describe", "it", "suite"], package: "node:test" },
+          ],
+        },
+      ],
     },
   },
 );

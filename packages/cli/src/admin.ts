@@ -33,7 +33,10 @@ export async function admin(argv: string[]): Promise<number> {
     console.log(ADMIN_USAGE);
     return values.help ? 0 : 2;
   }
-  const store = await openStore({ dataDir: resolve(values.data ?? "./valise-data"), databaseUrl: process.env.VALISE_DATABASE_URL });
+  const store = await openStore({
+    dataDir: resolve(values.data ?? "./valise-data"),
+    databaseUrl: process.env.VALISE_DATABASE_URL,
+  });
   try {
     const [what, verb, arg] = positionals;
     const key = `${what ?? ""} ${verb ?? ""}`;
@@ -55,24 +58,42 @@ export async function admin(argv: string[]): Promise<number> {
         const handle = str(arg, "HANDLE", ADMIN_USAGE);
         const role = (values.role ?? "user") as Role;
         if (!ROLES.includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(", ")}`);
-        const r = await store.directory.addUser({ handle, units: values.unit ?? [], clearance: values.clearance ?? "UNCLASSIFIED", role });
-        if (values.json) printJson({ handle, enrollmentCode: r.enrollmentCode, expiresAt: new Date(r.expiresAt).toISOString() });
+        const r = await store.directory.addUser({
+          handle,
+          units: values.unit ?? [],
+          clearance: values.clearance ?? "UNCLASSIFIED",
+          role,
+        });
+        if (values.json)
+          printJson({ handle, enrollmentCode: r.enrollmentCode, expiresAt: new Date(r.expiresAt).toISOString() });
         else console.log(`user ${handle} added; one-time enrollment code (valid 7 days): ${r.enrollmentCode}`);
         return 0;
       }
       case "user code": {
         const handle = str(arg, "HANDLE", ADMIN_USAGE);
         const r = await store.directory.newEnrollmentCode(handle);
-        if (values.json) printJson({ handle, enrollmentCode: r.enrollmentCode, expiresAt: new Date(r.expiresAt).toISOString() });
+        if (values.json)
+          printJson({ handle, enrollmentCode: r.enrollmentCode, expiresAt: new Date(r.expiresAt).toISOString() });
         else console.log(`one-time enrollment code for ${handle} (valid 7 days): ${r.enrollmentCode}`);
         return 0;
       }
       case "user show": {
         const u = await store.directory.getUser(str(arg, "HANDLE", ADMIN_USAGE));
         if (!u) throw new UsageError(`no user ${arg ?? ""}`);
-        const out = { ...u, devices: u.devices.map((d) => ({ id: d.id, name: d.name, createdAt: new Date(d.createdAt).toISOString(), revokedAt: d.revokedAt ? new Date(d.revokedAt).toISOString() : null })) };
+        const out = {
+          ...u,
+          devices: u.devices.map((d) => ({
+            id: d.id,
+            name: d.name,
+            createdAt: new Date(d.createdAt).toISOString(),
+            revokedAt: d.revokedAt ? new Date(d.revokedAt).toISOString() : null,
+          })),
+        };
         if (values.json) printJson(out);
-        else console.log(`${u.handle} role=${u.role} clearance=${u.clearance} units=${u.units.join(",")}\n${out.devices.map((d) => `  ${d.id} ${d.name} ${d.revokedAt ? "REVOKED" : ""}`).join("\n")}`);
+        else
+          console.log(
+            `${u.handle} role=${u.role} clearance=${u.clearance} units=${u.units.join(",")}\n${out.devices.map((d) => `  ${d.id} ${d.name} ${d.revokedAt ? "REVOKED" : ""}`).join("\n")}`,
+          );
         return 0;
       }
       case "device revoke": {

@@ -8,10 +8,19 @@ type Values<O extends Options> = {
   [K in keyof O]?: O[K] extends { multiple: true } ? string[] : O[K] extends { type: "boolean" } ? boolean : string;
 } & { help?: boolean };
 
-export function parse<const O extends Options>(argv: string[], options: O, usage: string): { values: Values<O>; positionals: string[] } {
+export function parse<const O extends Options>(
+  argv: string[],
+  options: O,
+  usage: string,
+): { values: Values<O>; positionals: string[] } {
   try {
-    const r = parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
-    return { values: r.values as Values<O>, positionals: r.positionals };
+    const r = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: "boolean", short: "h" } },
+      allowPositionals: true,
+      strict: true,
+    });
+    return { values: r.values, positionals: r.positionals };
   } catch (e) {
     throw new UsageError(`${e instanceof Error ? e.message : String(e)}\n\n${usage}`);
   }

@@ -27,21 +27,40 @@ async function openClient(profile: string): Promise<ValiseClient> {
 }
 
 export async function enroll(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { server: { type: "string" }, code: { type: "string" }, profile: { type: "string" }, name: { type: "string" }, json: { type: "boolean" } }, ENROLL_USAGE);
-  if (values.help) return void console.log(ENROLL_USAGE), 0;
+  const { values } = parse(
+    argv,
+    {
+      server: { type: "string" },
+      code: { type: "string" },
+      profile: { type: "string" },
+      name: { type: "string" },
+      json: { type: "boolean" },
+    },
+    ENROLL_USAGE,
+  );
+  if (values.help) return (void console.log(ENROLL_USAGE), 0);
   await installNodeCrypto();
   const server = str(values.server, "--server URL", ENROLL_USAGE);
   const code = str(values.code, "--code CODE", ENROLL_USAGE);
   const profile = resolve(str(values.profile, "--profile DIR", ENROLL_USAGE));
-  const c = await ValiseClient.enroll({ serverUrl: server, code, deviceName: values.name ?? "cli", store: new FileKeyStore(profile) });
+  const c = await ValiseClient.enroll({
+    serverUrl: server,
+    code,
+    deviceName: values.name ?? "cli",
+    store: new FileKeyStore(profile),
+  });
   if (values.json) printJson({ handle: c.handle, device: c.deviceId, server: c.serverUrl, profile });
   else console.log(`enrolled ${c.handle}, device ${c.deviceId}; profile in ${profile}`);
   return 0;
 }
 
 export async function send(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { profile: { type: "string" }, to: { type: "string" }, label: { type: "string" }, json: { type: "boolean" } }, SEND_USAGE);
-  if (values.help) return void console.log(SEND_USAGE), 0;
+  const { values, positionals } = parse(
+    argv,
+    { profile: { type: "string" }, to: { type: "string" }, label: { type: "string" }, json: { type: "boolean" } },
+    SEND_USAGE,
+  );
+  if (values.help) return (void console.log(SEND_USAGE), 0);
   const profile = str(values.profile, "--profile DIR", SEND_USAGE);
   const to = str(values.to, "--to HANDLE|UNIT", SEND_USAGE);
   const text = str(positionals.join(" "), "TEXT", SEND_USAGE);
@@ -54,20 +73,24 @@ export async function send(argv: string[]): Promise<number> {
 
 export async function sync(argv: string[]): Promise<number> {
   const { values } = parse(argv, { profile: { type: "string" }, json: { type: "boolean" } }, SYNC_USAGE);
-  if (values.help) return void console.log(SYNC_USAGE), 0;
+  if (values.help) return (void console.log(SYNC_USAGE), 0);
   const c = await openClient(str(values.profile, "--profile DIR", SYNC_USAGE));
   const items = await c.sync();
   if (values.json) printJson({ items });
   else if (items.length === 0) console.log("nothing new");
-  else for (const it of items) console.log(`${it.time} [${it.label}] ${it.type === "alert" ? "ALERT " : ""}${it.from}: ${it.text}`);
+  else
+    for (const it of items)
+      console.log(`${it.time} [${it.label}] ${it.type === "alert" ? "ALERT " : ""}${it.from}: ${it.text}`);
   return 0;
 }
 
 export async function conversations(argv: string[]): Promise<number> {
   const { values } = parse(argv, { profile: { type: "string" }, json: { type: "boolean" } }, CONVERSATIONS_USAGE);
-  if (values.help) return void console.log(CONVERSATIONS_USAGE), 0;
+  if (values.help) return (void console.log(CONVERSATIONS_USAGE), 0);
   const c = await openClient(str(values.profile, "--profile DIR", CONVERSATIONS_USAGE));
-  const list = c.conversationList().map((x) => ({ id: x.id, kind: x.kind, label: x.label, unit: x.unit, peer: x.peer, cursor: x.cursor }));
+  const list = c
+    .conversationList()
+    .map((x) => ({ id: x.id, kind: x.kind, label: x.label, unit: x.unit, peer: x.peer, cursor: x.cursor }));
   if (values.json) printJson({ conversations: list });
   else for (const x of list) console.log(`${x.id} ${x.kind} ${x.peer ?? x.unit ?? ""} [${x.label}]`);
   return 0;

@@ -13,7 +13,11 @@ Starts the Valise server: delivery service, directory, key packages, WebSocket p
 Environment: VALISE_DATABASE_URL=postgres://… uses PostgreSQL instead of the embedded SQLite.`;
 
 export async function serve(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { data: { type: "string" }, port: { type: "string" }, host: { type: "string" }, "log-level": { type: "string" } }, SERVE_USAGE);
+  const { values } = parse(
+    argv,
+    { data: { type: "string" }, port: { type: "string" }, host: { type: "string" }, "log-level": { type: "string" } },
+    SERVE_USAGE,
+  );
   if (values.help) {
     console.log(SERVE_USAGE);
     return 0;
@@ -35,7 +39,10 @@ export async function serve(argv: string[]): Promise<number> {
   );
   await new Promise<void>((done) => {
     const stop = () => {
-      void app.close().then(() => store.close()).then(done);
+      void app
+        .close()
+        .then(() => store.close())
+        .then(done);
     };
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);

@@ -91,15 +91,22 @@ export class ValiseClient {
   }
 
   /** Redeems a one-time enrollment code: makes the device's keys and key packages, registers them, saves the profile. */
-  static async enroll(opts: ClientOptions & { serverUrl: string; code: string; deviceName?: string }): Promise<ValiseClient> {
-    if (await opts.store.load()) throw new ValiseError("conflict", "this profile is already enrolled; use another profile directory");
+  static async enroll(
+    opts: ClientOptions & { serverUrl: string; code: string; deviceName?: string },
+  ): Promise<ValiseClient> {
+    if (await opts.store.load())
+      throw new ValiseError("conflict", "this profile is already enrolled; use another profile directory");
     const transport = new HttpTransport(opts.serverUrl, opts.fetch);
     const deviceId = randomId("d");
     // The code names the user on the server side; we learn the handle from the answer, then make key packages
     // (which carry the handle in their credential) and upload them once logged in.
     const provisional = await generateDeviceKeys("pending" as UserHandle, deviceId);
     const name = opts.deviceName ?? "device";
-    const res = await transport.enroll(opts.code, { id: deviceId, name, signaturePublicKey: provisional.signaturePublicKey }, []);
+    const res = await transport.enroll(
+      opts.code,
+      { id: deviceId, name, signaturePublicKey: provisional.signaturePublicKey },
+      [],
+    );
     const keys: DeviceKeys = { ...provisional, user: parseUserHandle(res.user.handle) };
     const kps = await generateKeyPackages(keys, INITIAL_KEY_PACKAGES);
     const state: ProfileState = {
@@ -110,7 +117,11 @@ export class ValiseClient {
       deviceName: name,
       signaturePublicKey: toBase64(keys.signaturePublicKey),
       signaturePrivateKey: toBase64(keys.signaturePrivateKey),
-      keyPackages: kps.map((k) => ({ ref: k.ref, publicBytes: toBase64(k.publicBytes), privateBytes: toBase64(k.privateBytes) })),
+      keyPackages: kps.map((k) => ({
+        ref: k.ref,
+        publicBytes: toBase64(k.publicBytes),
+        privateBytes: toBase64(k.privateBytes),
+      })),
       inboxCursor: 0,
       conversations: {},
       pending: [],
@@ -214,17 +225,47 @@ export class ValiseClient {
         this.state.inboxCursor = it.id;
         const conv = it.conversation;
         if (this.state.conversations[conv.id]) continue; // already joined (e.g. a repeated Welcome)
-        const bundles: KeyPackageBundle[] = this.state.keyPackages.map((k) => ({ ref: k.ref, publicBytes: fromBase64(k.publicBytes), privateBytes: fromBase64(k.privateBytes) }));
+        const bundles: KeyPackageBundle[] = this.state.keyPackages.map((k) => ({
+          ref: k.ref,
+          publicBytes: fromBase64(k.publicBytes),
+          privateBytes: fromBase64(k.privateBytes),
+        }));
         try {
           const { group, usedRef } = await joinFromWelcome(this.ctx, it.welcome, bundles);
           this.state.keyPackages = this.state.keyPackages.filter((k) => k.ref !== usedRef);
           const label = canonicalLabel(conv.label);
-          const peer = conv.kind === "direct" ? (groupMembers(group).find((m) => m.user !== this.handle)?.user ?? null) : null;
-          this.state.conversations[conv.id] = { id: conv.id, kind: conv.kind, label, unit: conv.unit, peer, group: "", cursor: it.commitSeq };
+          const peer =
+            conv.kind === "direct" ? (groupMembers(group).find((m) => m.user !== this.handle)?.user ?? null) : null;
+          this.state.conversations[conv.id] = {
+            id: conv.id,
+            kind: conv.kind,
+            label,
+            unit: conv.unit,
+            peer,
+            group: "",
+            cursor: it.commitSeq,
+          };
           this.setGroup(conv.id, group);
-          items.push({ type: "joined", from: conv.creator, conversation: conv.id, kind: conv.kind, label, text: describe(conv), seq: it.commitSeq, time: new Date(it.createdAt).toISOString() });
+          items.push({
+            type: "joined",
+            from: conv.creator,
+            conversation: conv.id,
+            kind: conv.kind,
+            label,
+            text: describe(conv),
+            seq: it.commitSeq,
+            time: new Date(it.createdAt).toISOString(),
+          });
         } catch (e) {
-          items.push({ type: "alert", from: conv.creator, conversation: conv.id, label: conv.label, text: `refused to join: ${e instanceof Error ? e.message : String(e)}`, seq: it.commitSeq, time: new Date(it.createdAt).toISOString() });
+          items.push({
+            type: "alert",
+            from: conv.creator,
+            conversation: conv.id,
+            label: conv.label,
+            text: `refused to join: ${e instanceof Error ? e.message : String(e)}`,
+            seq: it.commitSeq,
+            time: new Date(it.createdAt).toISOString(),
+          });
         }
       }
     }
@@ -240,7 +281,15 @@ export class ValiseClient {
       for (const m of msgs) {
         if (m.seq !== conv.cursor + 1 && m.seq > conv.cursor + 1 && conv.cursor !== 0) {
           // The server must never skip sequence numbers inside our membership range.
-          items.push({ type: "alert", from: "", conversation: id, label: conv.label, text: `gap in conversation log: expected ${conv.cursor + 1}, got ${m.seq}`, seq: m.seq, time: new Date(m.createdAt).toISOString() });
+          items.push({
+            type: "alert",
+            from: "",
+            conversation: id,
+            label: conv.label,
+            text: `gap in conversation log: expected ${conv.cursor + 1}, got ${m.seq}`,
+            seq: m.seq,
+            time: new Date(m.createdAt).toISOString(),
+          });
         }
         if (m.seq <= conv.cursor) continue; // at-least-once: dedupe by sequence number
         const g = this.group(id);
@@ -258,19 +307,46 @@ export class ValiseClient {
           this.setGroup(id, r.group);
           if (r.kind === "application") {
             const aad = fromUtf8(r.aad);
-            if (aad !== messageAad(id, conv.label)) throw new ValiseError("protocol_error", "message is bound to another conversation or label");
+            if (aad !== messageAad(id, conv.label))
+              throw new ValiseError("protocol_error", "message is bound to another conversation or label");
             const payload = JSON.parse(fromUtf8(r.plaintext)) as TextPayload;
-            items.push({ type: "message", from: r.sender.user, device: r.sender.device, conversation: id, kind: conv.kind, label: conv.label, text: String(payload.text), seq: m.seq, time: new Date(m.createdAt).toISOString() });
+            items.push({
+              type: "message",
+              from: r.sender.user,
+              device: r.sender.device,
+              conversation: id,
+              kind: conv.kind,
+              label: conv.label,
+              text: String(payload.text),
+              seq: m.seq,
+              time: new Date(m.createdAt).toISOString(),
+            });
           } else if (r.kind === "commit" && r.removedSelf) {
             delete this.state.conversations[id];
             this.groups.delete(id);
-            items.push({ type: "alert", from: r.sender?.user ?? "", conversation: id, label: conv.label, text: "this device was removed from the conversation", seq: m.seq, time: new Date(m.createdAt).toISOString() });
+            items.push({
+              type: "alert",
+              from: r.sender?.user ?? "",
+              conversation: id,
+              label: conv.label,
+              text: "this device was removed from the conversation",
+              seq: m.seq,
+              time: new Date(m.createdAt).toISOString(),
+            });
             return items;
           }
           conv.cursor = m.seq;
         } catch (e) {
           const reason = e instanceof Error ? e.message : String(e);
-          items.push({ type: "alert", from: "", conversation: id, label: conv.label, text: `refused message ${m.seq}: ${reason}`, seq: m.seq, time: new Date(m.createdAt).toISOString() });
+          items.push({
+            type: "alert",
+            from: "",
+            conversation: id,
+            label: conv.label,
+            text: `refused message ${m.seq}: ${reason}`,
+            seq: m.seq,
+            time: new Date(m.createdAt).toISOString(),
+          });
           if (m.kind === "commit") return items; // cannot move past a refused commit: the group stays where it was
           conv.cursor = m.seq; // an undecryptable application message is reported and skipped
         }
@@ -281,13 +357,23 @@ export class ValiseClient {
   // ---------------------------------------------------------------- send
 
   /** Sends a text to a user (direct conversation) or a unit (its channel), creating the conversation if needed. */
-  async send(to: string, text: string, labelText = "UNCLASSIFIED"): Promise<{ conversation: string; seq: number; label: string }> {
+  async send(
+    to: string,
+    text: string,
+    labelText = "UNCLASSIFIED",
+  ): Promise<{ conversation: string; seq: number; label: string }> {
     const label = canonicalLabel(labelText);
     return this.authed(async () => {
       await this.catchUp();
       const isUnit = /^[A-Z]/.test(to);
-      let conv = Object.values(this.state.conversations).find((c) => c.label === label && (isUnit ? c.kind === "unit" && c.unit === to : c.kind === "direct" && c.peer === to));
-      if (!conv) conv = await this.createConversation(isUnit ? { kind: "unit", unit: to, label } : { kind: "direct", peer: to, label });
+      let conv = Object.values(this.state.conversations).find(
+        (c) =>
+          c.label === label && (isUnit ? c.kind === "unit" && c.unit === to : c.kind === "direct" && c.peer === to),
+      );
+      if (!conv)
+        conv = await this.createConversation(
+          isUnit ? { kind: "unit", unit: to, label } : { kind: "direct", peer: to, label },
+        );
       else await this.reconcile(conv.id); // membership follows the directory: revoked devices out, new ones in
       const r = await this.sendText(conv.id, text);
       await this.save();
@@ -295,11 +381,29 @@ export class ValiseClient {
     });
   }
 
-  async createConversation(spec: { kind: "direct"; peer: string; label: string } | { kind: "group"; members: string[]; label: string } | { kind: "unit"; unit: string; label: string }): Promise<ConversationState> {
+  async createConversation(
+    spec:
+      | { kind: "direct"; peer: string; label: string }
+      | { kind: "group"; members: string[]; label: string }
+      | { kind: "unit"; unit: string; label: string },
+  ): Promise<ConversationState> {
     const id = randomId("c");
-    const rc = await this.transport.createConversation({ id, kind: spec.kind, label: spec.label, ...(spec.kind === "unit" ? { unit: spec.unit } : {}) });
+    const rc = await this.transport.createConversation({
+      id,
+      kind: spec.kind,
+      label: spec.label,
+      ...(spec.kind === "unit" ? { unit: spec.unit } : {}),
+    });
     const group = await createGroup(this.ctx, utf8(id));
-    const conv: ConversationState = { id, kind: spec.kind, label: rc.label, unit: rc.unit, peer: spec.kind === "direct" ? spec.peer : null, group: "", cursor: 0 };
+    const conv: ConversationState = {
+      id,
+      kind: spec.kind,
+      label: rc.label,
+      unit: rc.unit,
+      peer: spec.kind === "direct" ? spec.peer : null,
+      group: "",
+      cursor: 0,
+    };
     this.state.conversations[id] = conv;
     this.setGroup(id, group);
     this.extraMembers.set(id, spec.kind === "group" ? spec.members : []);
@@ -313,7 +417,8 @@ export class ValiseClient {
   private async intendedUsers(conv: ConversationState): Promise<string[]> {
     const users = new Set<string>([this.handle]);
     if (conv.kind === "direct" && conv.peer) users.add(conv.peer);
-    if (conv.kind === "unit" && conv.unit) for (const u of (await this.transport.unitMembers(conv.unit)).members) users.add(u);
+    if (conv.kind === "unit" && conv.unit)
+      for (const u of (await this.transport.unitMembers(conv.unit)).members) users.add(u);
     if (conv.kind === "group") {
       for (const m of groupMembers(this.group(conv.id))) users.add(m.user);
       for (const u of this.extraMembers.get(conv.id) ?? []) users.add(u);
@@ -350,7 +455,15 @@ export class ValiseClient {
         if (toRemove.length > 0) await this.commit(id, await removeDevices(this.ctx, g, toRemove as DeviceId[]));
         if (toAdd.length > 0) {
           const claimed = await this.transport.claimKeyPackages(toAdd);
-          if (claimed.length > 0) await this.commit(id, await addDevices(this.ctx, this.group(id), claimed.map((c) => c.keyPackage)));
+          if (claimed.length > 0)
+            await this.commit(
+              id,
+              await addDevices(
+                this.ctx,
+                this.group(id),
+                claimed.map((c) => c.keyPackage),
+              ),
+            );
         }
         return;
       } catch (e) {
@@ -382,7 +495,12 @@ export class ValiseClient {
     const idem = randomId("c").slice(2);
     const payload: TextPayload = { t: "text", text };
     for (let attempt = 0; ; attempt++) {
-      const { group, message } = await encryptMessage(this.ctx, this.group(id), utf8(JSON.stringify(payload)), utf8(messageAad(id, conv.label)));
+      const { group, message } = await encryptMessage(
+        this.ctx,
+        this.group(id),
+        utf8(JSON.stringify(payload)),
+        utf8(messageAad(id, conv.label)),
+      );
       try {
         const r = await this.transport.postMessage(id, message, idem);
         this.setGroup(id, group);
@@ -410,7 +528,14 @@ export class ValiseClient {
       const gi = await this.transport.groupInfo(id);
       const r = await externalRejoin(this.ctx, gi);
       try {
-        const ans = await this.transport.postCommit(id, { commit: r.commit, groupInfo: r.groupInfo, added: [], removed: [], idempotencyKey: randomId("c").slice(2), external: true });
+        const ans = await this.transport.postCommit(id, {
+          commit: r.commit,
+          groupInfo: r.groupInfo,
+          added: [],
+          removed: [],
+          idempotencyKey: randomId("c").slice(2),
+          external: true,
+        });
         this.setGroup(id, r.group);
         conv.cursor = ans.seq;
         return;
@@ -450,7 +575,9 @@ export class ValiseClient {
     if (count >= MIN_KEY_PACKAGES) return;
     const kps = await generateKeyPackages(this.keys, INITIAL_KEY_PACKAGES);
     await this.transport.uploadKeyPackages(kps.map((k) => k.publicBytes));
-    this.state.keyPackages.push(...kps.map((k) => ({ ref: k.ref, publicBytes: toBase64(k.publicBytes), privateBytes: toBase64(k.privateBytes) })));
+    this.state.keyPackages.push(
+      ...kps.map((k) => ({ ref: k.ref, publicBytes: toBase64(k.publicBytes), privateBytes: toBase64(k.privateBytes) })),
+    );
   }
 }
 

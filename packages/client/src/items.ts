@@ -1,7 +1,26 @@
 /** What a sync hands to the user: decrypted items, membership news, and alerts. */
 export type ReceivedItem =
-  | { type: "message"; from: string; device: string; conversation: string; kind: string; label: string; text: string; seq: number; time: string }
-  | { type: "joined"; from: string; conversation: string; kind: string; label: string; text: string; seq: number; time: string }
+  | {
+      type: "message";
+      from: string;
+      device: string;
+      conversation: string;
+      kind: string;
+      label: string;
+      text: string;
+      seq: number;
+      time: string;
+    }
+  | {
+      type: "joined";
+      from: string;
+      conversation: string;
+      kind: string;
+      label: string;
+      text: string;
+      seq: number;
+      time: string;
+    }
   | { type: "alert"; from: string; conversation: string; label: string; text: string; seq: number; time: string };
 
 /** Application payload inside MLS: versioned JSON. */

@@ -51,7 +51,12 @@ export class HttpTransport {
     private readonly fetchImpl: typeof fetch = globalThis.fetch.bind(globalThis),
   ) {}
 
-  private async call<T>(method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<T> {
+  private async call<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    extraHeaders: Record<string, string> = {},
+  ): Promise<T> {
     const headers: Record<string, string> = { ...extraHeaders };
     let payload: BodyInit | undefined;
     if (body instanceof Uint8Array) {
@@ -66,7 +71,10 @@ export class HttpTransport {
     try {
       res = await this.fetchImpl(new URL(path, this.baseUrl), { method, headers, body: payload ?? null });
     } catch (e) {
-      throw new ValiseError("transport_error", `cannot reach ${this.baseUrl}: ${e instanceof Error ? e.message : String(e)}`);
+      throw new ValiseError(
+        "transport_error",
+        `cannot reach ${this.baseUrl}: ${e instanceof Error ? e.message : String(e)}`,
+      );
     }
     const text = await res.text();
     let json: unknown = undefined;
@@ -77,14 +85,26 @@ export class HttpTransport {
     }
     if (!res.ok) {
       const err = (json ?? {}) as { code?: string; message?: string; epoch?: number };
-      const code = (typeof err.code === "string" ? err.code : res.status >= 500 ? "transport_error" : "bad_request") as ValiseErrorCode;
-      throw new ValiseError(code, `${method} ${path}: ${res.status} ${err.message ?? text.slice(0, 200)}`, { status: res.status, epoch: err.epoch });
+      const code = (
+        typeof err.code === "string" ? err.code : res.status >= 500 ? "transport_error" : "bad_request"
+      ) as ValiseErrorCode;
+      throw new ValiseError(code, `${method} ${path}: ${res.status} ${err.message ?? text.slice(0, 200)}`, {
+        status: res.status,
+        epoch: err.epoch,
+      });
     }
     return json as T;
   }
 
-  enroll(code: string, device: { id: string; name: string; signaturePublicKey: Uint8Array }, keyPackages: Uint8Array[]) {
-    return this.call<{ user: { handle: string; units: string[]; clearance: string; role: string }; device: { id: string } }>("POST", "/v1/enroll", {
+  enroll(
+    code: string,
+    device: { id: string; name: string; signaturePublicKey: Uint8Array },
+    keyPackages: Uint8Array[],
+  ) {
+    return this.call<{
+      user: { handle: string; units: string[]; clearance: string; role: string };
+      device: { id: string };
+    }>("POST", "/v1/enroll", {
       code,
       device: { id: device.id, name: device.name, signaturePublicKey: toBase64(device.signaturePublicKey) },
       keyPackages: keyPackages.map(toBase64),
@@ -94,7 +114,11 @@ export class HttpTransport {
     return this.call<{ challenge: string; expiresAt: number }>("POST", "/v1/auth/challenge", { device });
   }
   session(device: string, challenge: string, signature: Uint8Array) {
-    return this.call<{ token: string; expiresAt: number }>("POST", "/v1/auth/session", { device, challenge, signature: toBase64(signature) });
+    return this.call<{ token: string; expiresAt: number }>("POST", "/v1/auth/session", {
+      device,
+      challenge,
+      signature: toBase64(signature),
+    });
   }
   me() {
     return this.call<ServerUser & { device: string }>("GET", "/v1/me");
@@ -113,7 +137,11 @@ export class HttpTransport {
   }
   async claimKeyPackages(devices: string[]) {
     if (devices.length === 0) return [];
-    const r = await this.call<{ keyPackages: { handle: string; device: string; keyPackage: string }[] }>("POST", "/v1/keypackages/claim", { devices });
+    const r = await this.call<{ keyPackages: { handle: string; device: string; keyPackage: string }[] }>(
+      "POST",
+      "/v1/keypackages/claim",
+      { devices },
+    );
     return r.keyPackages.map((k) => ({ handle: k.handle, device: k.device, keyPackage: fromBase64(k.keyPackage) }));
   }
   createConversation(c: { id: string; kind: string; label: string; unit?: string }) {
@@ -130,9 +158,22 @@ export class HttpTransport {
     return r.messages.map((m) => ({ ...m, payload: fromBase64(m.payload) }));
   }
   postMessage(id: string, message: Uint8Array, idempotencyKey: string) {
-    return this.call<AppendAnswer>("POST", `/v1/conversations/${encodeURIComponent(id)}/messages`, message, { "idempotency-key": idempotencyKey });
+    return this.call<AppendAnswer>("POST", `/v1/conversations/${encodeURIComponent(id)}/messages`, message, {
+      "idempotency-key": idempotencyKey,
+    });
   }
-  postCommit(id: string, c: { commit: Uint8Array; welcome?: Uint8Array | undefined; groupInfo: Uint8Array; added: string[]; removed: string[]; idempotencyKey: string; external?: boolean }) {
+  postCommit(
+    id: string,
+    c: {
+      commit: Uint8Array;
+      welcome?: Uint8Array | undefined;
+      groupInfo: Uint8Array;
+      added: string[];
+      removed: string[];
+      idempotencyKey: string;
+      external?: boolean;
+    },
+  ) {
     return this.call<AppendAnswer>("POST", `/v1/conversations/${encodeURIComponent(id)}/commits`, {
       commit: toBase64(c.commit),
       ...(c.welcome ? { welcome: toBase64(c.welcome) } : {}),
@@ -144,10 +185,16 @@ export class HttpTransport {
     });
   }
   async groupInfo(id: string) {
-    return fromBase64((await this.call<{ groupInfo: string }>("GET", `/v1/conversations/${encodeURIComponent(id)}/group-info`)).groupInfo);
+    return fromBase64(
+      (await this.call<{ groupInfo: string }>("GET", `/v1/conversations/${encodeURIComponent(id)}/group-info`))
+        .groupInfo,
+    );
   }
   async inbox(after: number): Promise<InboxItem[]> {
-    const r = await this.call<{ items: (Omit<InboxItem, "welcome"> & { welcome: string })[] }>("GET", `/v1/inbox?after=${after}`);
+    const r = await this.call<{ items: (Omit<InboxItem, "welcome"> & { welcome: string })[] }>(
+      "GET",
+      `/v1/inbox?after=${after}`,
+    );
     return r.items.map((i) => ({ ...i, welcome: fromBase64(i.welcome) }));
   }
 }

@@ -39,7 +39,8 @@ export class DirectoryVerifier implements DeviceVerifier {
     } catch {
       return fail("directory sent a malformed key");
     }
-    if (!equalBytes(key, cred.signaturePublicKey)) return fail(`device ${cred.device} has a different key in the directory`);
+    if (!equalBytes(key, cred.signaturePublicKey))
+      return fail(`device ${cred.device} has a different key in the directory`);
     return OK;
   }
 }

@@ -12,8 +12,22 @@ test("parses classification and compartments, prints canonically", () => {
 });
 
 test("rejects malformed labels with code bad_label", () => {
-  for (const bad of ["", "TOPSECRET", "secret", "SECRET/", "SECRET/asia", "SECRET/ASIA,", "SECRET//ASIA", " SECRET", "SECRET/A B"]) {
-    assert.throws(() => parseLabel(bad), (e: unknown) => isValiseError(e) && e.code === "bad_label", bad);
+  for (const bad of [
+    "",
+    "TOPSECRET",
+    "secret",
+    "SECRET/",
+    "SECRET/asia",
+    "SECRET/ASIA,",
+    "SECRET//ASIA",
+    " SECRET",
+    "SECRET/A B",
+  ]) {
+    assert.throws(
+      () => parseLabel(bad),
+      (e: unknown) => isValiseError(e) && e.code === "bad_label",
+      bad,
+    );
   }
 });
 

@@ -11,7 +11,11 @@ export const protocolServerMls: ServerMls = {
   async verifySignature(publicKey, message, signature) {
     try {
       if (publicKey.length !== 32 || signature.length !== 64) return false;
-      const key = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, publicKey]), format: "der", type: "spki" });
+      const key = createPublicKey({
+        key: Buffer.concat([ED25519_SPKI_PREFIX, publicKey]),
+        format: "der",
+        type: "spki",
+      });
       return nodeVerify(null, message, key, signature);
     } catch {
       return false;

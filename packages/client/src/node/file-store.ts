@@ -1,5 +1,15 @@
 /** Node-only: the profile as one JSON file, mode 0600, written atomically (temp file, fsync, rename). */
-import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, readFileSync, existsSync, chmodSync } from "node:fs";
+import {
+  mkdirSync,
+  openSync,
+  writeSync,
+  fsyncSync,
+  closeSync,
+  renameSync,
+  readFileSync,
+  existsSync,
+  chmodSync,
+} from "node:fs";
 import { join } from "node:path";
 import { ValiseError } from "@valise/core";
 import type { KeyStore, ProfileState } from "../profile.js";
@@ -16,7 +26,10 @@ export class FileKeyStore implements KeyStore {
       if (s.version !== 1) throw new Error(`unsupported profile version ${String(s.version)}`);
       return s;
     } catch (e) {
-      throw new ValiseError("store_error", `cannot read profile ${this.file}: ${e instanceof Error ? e.message : String(e)}`);
+      throw new ValiseError(
+        "store_error",
+        `cannot read profile ${this.file}: ${e instanceof Error ? e.message : String(e)}`,
+      );
     }
   }
   async save(state: ProfileState): Promise<void> {

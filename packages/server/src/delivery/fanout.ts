@@ -3,7 +3,16 @@
  * PostgreSQL, a NATS implementation of the same interface carries events between nodes.
  */
 export type FanoutEvent =
-  | { type: "message"; conversationId: string; seq: number; kind: string; epoch: number; sender: string; payload: string; createdAt: number }
+  | {
+      type: "message";
+      conversationId: string;
+      seq: number;
+      kind: string;
+      epoch: number;
+      sender: string;
+      payload: string;
+      createdAt: number;
+    }
   | { type: "inbox"; deviceId: string; id: number; conversationId: string }
   | { type: "membership"; conversationId: string }
   | { type: "device-revoked"; deviceId: string };

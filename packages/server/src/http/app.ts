@@ -59,7 +59,8 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
           payload: toBase64(r.payload),
           createdAt: res.createdAt,
         });
-        for (const ib of res.inbox) events.push({ type: "inbox", deviceId: ib.deviceId, id: ib.id, conversationId: r.conversationId });
+        for (const ib of res.inbox)
+          events.push({ type: "inbox", deviceId: ib.deviceId, id: ib.id, conversationId: r.conversationId });
       });
       fanout.publish(events);
     },

@@ -31,7 +31,8 @@ declare module "fastify" {
 }
 
 export function requireSession(req: FastifyRequest): Session {
-  if (!req.session) throw new ValiseError("unauthenticated", "authentication required: Authorization: Bearer <session token>");
+  if (!req.session)
+    throw new ValiseError("unauthenticated", "authentication required: Authorization: Bearer <session token>");
   return req.session;
 }
 
@@ -45,5 +46,6 @@ export function b64(field: string, value: string): Uint8Array {
 }
 
 export function rateLimit(ctx: ServerContext, req: FastifyRequest, _reply: FastifyReply): void {
-  if (!ctx.loginLimiter.take(req.ip)) throw new ValiseError("rate_limited", "too many attempts from this address; wait a minute");
+  if (!ctx.loginLimiter.take(req.ip))
+    throw new ValiseError("rate_limited", "too many attempts from this address; wait a minute");
 }

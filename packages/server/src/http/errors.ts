@@ -36,10 +36,14 @@ export function installErrorHandler(app: FastifyInstance): void {
     }
     const fe = err as FastifyError;
     if (fe.validation) return reply.status(400).send({ code: "bad_request", message: fe.message });
-    if (fe.statusCode === 413 || fe.code === "FST_ERR_CTP_BODY_TOO_LARGE") return reply.status(413).send({ code: "too_large", message: "request body too large" });
-    if (fe.statusCode === 415) return reply.status(415).send({ code: "bad_request", message: "unsupported content type" });
+    if (fe.statusCode === 413 || fe.code === "FST_ERR_CTP_BODY_TOO_LARGE")
+      return reply.status(413).send({ code: "too_large", message: "request body too large" });
+    if (fe.statusCode === 415)
+      return reply.status(415).send({ code: "bad_request", message: "unsupported content type" });
     if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500)
-      return reply.status(fe.statusCode === 404 ? 404 : 400).send({ code: fe.statusCode === 404 ? "not_found" : "bad_request", message: fe.message });
+      return reply
+        .status(fe.statusCode === 404 ? 404 : 400)
+        .send({ code: fe.statusCode === 404 ? "not_found" : "bad_request", message: fe.message });
     req.log.error({ err: { message: err.message, stack: err.stack } }, "internal error");
     return reply.status(500).send({ code: "internal", message: "internal error" });
   });

@@ -11,7 +11,11 @@ const EnrollBody = Type.Object(
   {
     code: Type.String({ minLength: 8, maxLength: 64 }),
     device: Type.Object(
-      { id: DeviceIdT, name: Type.String({ minLength: 1, maxLength: 64 }), signaturePublicKey: Type.String({ minLength: 44, maxLength: 44 }) },
+      {
+        id: DeviceIdT,
+        name: Type.String({ minLength: 1, maxLength: 64 }),
+        signaturePublicKey: Type.String({ minLength: 44, maxLength: 44 }),
+      },
       { additionalProperties: false },
     ),
     keyPackages: Type.Array(B64, { minItems: 0, maxItems: 100 }),
@@ -20,56 +24,87 @@ const EnrollBody = Type.Object(
 );
 const ChallengeBody = Type.Object({ device: DeviceIdT }, { additionalProperties: false });
 const SessionBody = Type.Object(
-  { device: DeviceIdT, challenge: Type.String({ minLength: 16, maxLength: 128 }), signature: Type.String({ minLength: 88, maxLength: 88 }) },
+  {
+    device: DeviceIdT,
+    challenge: Type.String({ minLength: 16, maxLength: 128 }),
+    signature: Type.String({ minLength: 88, maxLength: 88 }),
+  },
   { additionalProperties: false },
 );
 
 export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { directory } = ctx.store;
 
-  app.post<{ Body: Static<typeof EnrollBody> }>("/v1/enroll", { schema: { body: EnrollBody }, bodyLimit: 2 * 1024 * 1024 }, async (req, reply) => {
-    rateLimit(ctx, req, reply);
-    const body = req.body;
-    const sigKey = b64("device.signaturePublicKey", body.device.signaturePublicKey);
-    if (sigKey.length !== 32) throw new ValiseError("bad_request", "device.signaturePublicKey must be a 32-byte Ed25519 key");
-    // Every key package must be this device's: same device id and signature key; the user is checked against the code.
-    const kps: { ref: string; data: Uint8Array; user: string }[] = [];
-    for (const [i, k] of body.keyPackages.entries()) {
-      const data = b64(`keyPackages[${i}]`, k);
-      const info = await ctx.mls.inspectKeyPackage(data);
-      if (!info) throw new ValiseError("bad_request", `keyPackages[${i}]: not a valid key package`);
-      if (info.device !== body.device.id || !equal(info.signaturePublicKey, sigKey))
-        throw new ValiseError("bad_request", `keyPackages[${i}]: belongs to another device or key`);
-      kps.push({ ref: info.ref, data, user: info.user });
-    }
-    const user = await directory.redeemEnrollment(body.code, { id: body.device.id, name: body.device.name, signaturePublicKey: sigKey }, kps, (handle) => {
-      if (kps.some((k) => k.user !== handle)) throw new ValiseError("bad_request", "key packages name another user than the enrollment code");
-    });
-    req.log.info({ handle: user.handle, device: body.device.id }, "device enrolled");
-    return reply.status(201).send({
-      user: { handle: user.handle, units: user.units, clearance: user.clearance, role: user.role },
-      device: { id: body.device.id, name: body.device.name },
-    });
-  });
+  app.post<{ Body: Static<typeof EnrollBody> }>(
+    "/v1/enroll",
+    { schema: { body: EnrollBody }, bodyLimit: 2 * 1024 * 1024 },
+    async (req, reply) => {
+      rateLimit(ctx, req, reply);
+      const body = req.body;
+      const sigKey = b64("device.signaturePublicKey", body.device.signaturePublicKey);
+      if (sigKey.length !== 32)
+        throw new ValiseError("bad_request", "device.signaturePublicKey must be a 32-byte Ed25519 key");
+      // Every key package must be this device's: same device id and signature key; the user is checked against the code.
+      const kps: { ref: string; data: Uint8Array; user: string }[] = [];
+      for (const [i, k] of body.keyPackages.entries()) {
+        const data = b64(`keyPackages[${i}]`, k);
+        const info = await ctx.mls.inspectKeyPackage(data);
+        if (!info) throw new ValiseError("bad_request", `keyPackages[${i}]: not a valid key package`);
+        if (info.device !== body.device.id || !equal(info.signaturePublicKey, sigKey))
+          throw new ValiseError("bad_request", `keyPackages[${i}]: belongs to another device or key`);
+        kps.push({ ref: info.ref, data, user: info.user });
+      }
+      const user = await directory.redeemEnrollment(
+        body.code,
+        { id: body.device.id, name: body.device.name, signaturePublicKey: sigKey },
+        kps,
+        (handle) => {
+          if (kps.some((k) => k.user !== handle))
+            throw new ValiseError("bad_request", "key packages name another user than the enrollment code");
+        },
+      );
+      req.log.info({ handle: user.handle, device: body.device.id }, "device enrolled");
+      return reply.status(201).send({
+        user: { handle: user.handle, units: user.units, clearance: user.clearance, role: user.role },
+        device: { id: body.device.id, name: body.device.name },
+      });
+    },
+  );
 
-  app.post<{ Body: Static<typeof ChallengeBody> }>("/v1/auth/challenge", { schema: { body: ChallengeBody } }, async (req, reply) => {
-    rateLimit(ctx, req, reply);
-    // Same answer for unknown and known devices, so the endpoint is no device-existence oracle.
-    return directory.createChallenge(req.body.device);
-  });
+  app.post<{ Body: Static<typeof ChallengeBody> }>(
+    "/v1/auth/challenge",
+    { schema: { body: ChallengeBody } },
+    async (req, reply) => {
+      rateLimit(ctx, req, reply);
+      // Same answer for unknown and known devices, so the endpoint is no device-existence oracle.
+      return directory.createChallenge(req.body.device);
+    },
+  );
 
-  app.post<{ Body: Static<typeof SessionBody> }>("/v1/auth/session", { schema: { body: SessionBody } }, async (req, reply) => {
-    rateLimit(ctx, req, reply);
-    const { device, challenge, signature } = req.body;
-    const dev = isDeviceId(device) ? await directory.getDevice(device) : null;
-    const sig = b64("signature", signature);
-    // The challenge is consumed whatever the outcome: a replayed or guessed signature never gets a second try.
-    const fresh = await directory.consumeChallenge(challenge, device);
-    const ok = !!dev && dev.revokedAt === null && fresh && (await ctx.mls.verifySignature(dev.signaturePublicKey, utf8(`valise-login:${challenge}`), sig));
-    if (!ok || !dev) throw new ValiseError("unauthenticated", "login failed: unknown or revoked device, expired or reused challenge, or bad signature");
-    const s = await directory.createSession(dev.id, dev.handle);
-    return reply.status(201).send(s);
-  });
+  app.post<{ Body: Static<typeof SessionBody> }>(
+    "/v1/auth/session",
+    { schema: { body: SessionBody } },
+    async (req, reply) => {
+      rateLimit(ctx, req, reply);
+      const { device, challenge, signature } = req.body;
+      const dev = isDeviceId(device) ? await directory.getDevice(device) : null;
+      const sig = b64("signature", signature);
+      // The challenge is consumed whatever the outcome: a replayed or guessed signature never gets a second try.
+      const fresh = await directory.consumeChallenge(challenge, device);
+      const ok =
+        !!dev &&
+        dev.revokedAt === null &&
+        fresh &&
+        (await ctx.mls.verifySignature(dev.signaturePublicKey, utf8(`valise-login:${challenge}`), sig));
+      if (!ok || !dev)
+        throw new ValiseError(
+          "unauthenticated",
+          "login failed: unknown or revoked device, expired or reused challenge, or bad signature",
+        );
+      const s = await directory.createSession(dev.id, dev.handle);
+      return reply.status(201).send(s);
+    },
+  );
 
   app.get("/v1/me", async (req) => {
     const s = requireSession(req);

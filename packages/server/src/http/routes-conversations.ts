@@ -26,7 +26,10 @@ const CreateBody = Type.Object(
 );
 const Params = Type.Object({ id: ConvId });
 const FetchQuery = Type.Object(
-  { after: Type.Optional(Type.Integer({ minimum: 0 })), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) },
+  {
+    after: Type.Optional(Type.Integer({ minimum: 0 })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  },
   { additionalProperties: false },
 );
 const CommitBody = Type.Object(
@@ -46,27 +49,45 @@ const InboxQuery = Type.Object({ after: Type.Optional(Type.Integer({ minimum: 0 
 export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { conversations, directory } = ctx.store;
 
-  app.addContentTypeParser("application/octet-stream", { parseAs: "buffer", bodyLimit: MAX_MESSAGE }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(
+    "application/octet-stream",
+    { parseAs: "buffer", bodyLimit: MAX_MESSAGE },
+    (_req, body, done) => done(null, body),
+  );
 
-  app.post<{ Body: Static<typeof CreateBody> }>("/v1/conversations", { schema: { body: CreateBody } }, async (req, reply) => {
-    const s = requireSession(req);
-    const user = await directory.getUser(s.handle);
-    if (!user) throw new ValiseError("unauthenticated", "user unknown");
-    const label = canonicalLabel(req.body.label);
-    // Need-to-know: nobody opens a conversation above their own clearance.
-    if (!dominates(parseLabel(user.clearance), parseLabel(label))) throw new ValiseError("not_cleared", `your clearance does not cover ${label}`);
-    let unit: string | null = null;
-    if (req.body.kind === "unit") {
-      if (!req.body.unit) throw new ValiseError("bad_request", "a unit channel needs `unit`");
-      if (!user.units.includes(req.body.unit)) throw new ValiseError("forbidden", `you are not a member of ${req.body.unit}`);
-      const u = (await directory.listUnits()).find((x) => x.name === req.body.unit);
-      if (!u) throw new ValiseError("not_found", `no unit ${req.body.unit}`);
-      if (!dominates(parseLabel(u.maxLabel), parseLabel(label))) throw new ValiseError("not_cleared", `unit ${u.name} may not carry ${label}`);
-      unit = u.name;
-    }
-    const conv = await conversations.create({ id: req.body.id, kind: req.body.kind, label, unit, creator: s.handle, creatorDevice: s.deviceId });
-    return reply.status(201).send(conv);
-  });
+  app.post<{ Body: Static<typeof CreateBody> }>(
+    "/v1/conversations",
+    { schema: { body: CreateBody } },
+    async (req, reply) => {
+      const s = requireSession(req);
+      const user = await directory.getUser(s.handle);
+      if (!user) throw new ValiseError("unauthenticated", "user unknown");
+      const label = canonicalLabel(req.body.label);
+      // Need-to-know: nobody opens a conversation above their own clearance.
+      if (!dominates(parseLabel(user.clearance), parseLabel(label)))
+        throw new ValiseError("not_cleared", `your clearance does not cover ${label}`);
+      let unit: string | null = null;
+      if (req.body.kind === "unit") {
+        if (!req.body.unit) throw new ValiseError("bad_request", "a unit channel needs `unit`");
+        if (!user.units.includes(req.body.unit))
+          throw new ValiseError("forbidden", `you are not a member of ${req.body.unit}`);
+        const u = (await directory.listUnits()).find((x) => x.name === req.body.unit);
+        if (!u) throw new ValiseError("not_found", `no unit ${req.body.unit}`);
+        if (!dominates(parseLabel(u.maxLabel), parseLabel(label)))
+          throw new ValiseError("not_cleared", `unit ${u.name} may not carry ${label}`);
+        unit = u.name;
+      }
+      const conv = await conversations.create({
+        id: req.body.id,
+        kind: req.body.kind,
+        label,
+        unit,
+        creator: s.handle,
+        creatorDevice: s.deviceId,
+      });
+      return reply.status(201).send(conv);
+    },
+  );
 
   app.get("/v1/conversations", async (req) => {
     const s = requireSession(req);
@@ -91,42 +112,70 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
       if (!m) throw new ValiseError("not_found", "no such conversation");
       const msgs = await conversations.fetch(req.params.id, req.query.after ?? 0, req.query.limit ?? 500, m);
       return {
-        messages: msgs.map((x) => ({ seq: x.seq, kind: x.kind, epoch: x.epoch, sender: x.sender, payload: toBase64(x.payload), createdAt: x.createdAt })),
+        messages: msgs.map((x) => ({
+          seq: x.seq,
+          kind: x.kind,
+          epoch: x.epoch,
+          sender: x.sender,
+          payload: toBase64(x.payload),
+          createdAt: x.createdAt,
+        })),
       };
     },
   );
 
-  app.get<{ Params: Static<typeof Params> }>("/v1/conversations/:id/group-info", { schema: { params: Params } }, async (req) => {
-    const s = requireSession(req);
-    const m = await conversations.membership(req.params.id, s.deviceId);
-    if (!m || m.leftSeq !== null) throw new ValiseError("not_found", "no such conversation");
-    const gi = await conversations.groupInfo(req.params.id);
-    if (!gi) throw new ValiseError("not_found", "no group info published yet");
-    return { groupInfo: toBase64(gi) };
-  });
+  app.get<{ Params: Static<typeof Params> }>(
+    "/v1/conversations/:id/group-info",
+    { schema: { params: Params } },
+    async (req) => {
+      const s = requireSession(req);
+      const m = await conversations.membership(req.params.id, s.deviceId);
+      if (!m || m.leftSeq !== null) throw new ValiseError("not_found", "no such conversation");
+      const gi = await conversations.groupInfo(req.params.id);
+      if (!gi) throw new ValiseError("not_found", "no group info published yet");
+      return { groupInfo: toBase64(gi) };
+    },
+  );
 
   // Application messages (and standalone proposals): raw MLSMessage bytes.
-  app.post<{ Params: Static<typeof Params> }>("/v1/conversations/:id/messages", { schema: { params: Params } }, async (req, reply) => {
-    const s = requireSession(req);
-    const body = req.body;
-    if (!(body instanceof Uint8Array)) throw new ValiseError("bad_request", "body must be application/octet-stream (an MLS message)");
-    const idem = req.headers["idempotency-key"];
-    if (typeof idem !== "string" || !/^[A-Za-z0-9_-]{8,128}$/.test(idem)) throw new ValiseError("bad_request", "Idempotency-Key header required (8-128 url-safe chars)");
-    const h = ctx.mls.inspectMlsMessage(body);
-    if (!h || (h.wireformat !== "private" && h.wireformat !== "public") || h.epoch === undefined || !h.groupId)
-      throw new ValiseError("protocol_error", "body is not an MLS group message");
-    if (h.contentType === "commit") throw new ValiseError("bad_request", "commits go to /commits");
-    checkGroup(h.groupId, req.params.id);
-    await requireActiveMember(req.params.id, s.deviceId);
-    // DESIGN §3: after a revocation, no application message is accepted until the Remove is committed, so nothing
-    // new is ever encrypted to a revoked device.
-    const revoked = await conversations.revokedMembers(req.params.id);
-    if (revoked.length > 0)
-      throw new ValiseError("pending_removal", "the conversation still contains revoked devices; commit their removal first", { devices: revoked });
-    const kind: MessageKind = h.contentType === "proposal" ? "proposal" : "application";
-    const r = await ctx.batcher.append({ conversationId: req.params.id, senderDevice: s.deviceId, kind, epoch: Number(h.epoch), payload: body, idemKey: idem });
-    return reply.status(201).send(answer(r));
-  });
+  app.post<{ Params: Static<typeof Params> }>(
+    "/v1/conversations/:id/messages",
+    { schema: { params: Params } },
+    async (req, reply) => {
+      const s = requireSession(req);
+      const body = req.body;
+      if (!(body instanceof Uint8Array))
+        throw new ValiseError("bad_request", "body must be application/octet-stream (an MLS message)");
+      const idem = req.headers["idempotency-key"];
+      if (typeof idem !== "string" || !/^[A-Za-z0-9_-]{8,128}$/.test(idem))
+        throw new ValiseError("bad_request", "Idempotency-Key header required (8-128 url-safe chars)");
+      const h = ctx.mls.inspectMlsMessage(body);
+      if (!h || (h.wireformat !== "private" && h.wireformat !== "public") || h.epoch === undefined || !h.groupId)
+        throw new ValiseError("protocol_error", "body is not an MLS group message");
+      if (h.contentType === "commit") throw new ValiseError("bad_request", "commits go to /commits");
+      checkGroup(h.groupId, req.params.id);
+      await requireActiveMember(req.params.id, s.deviceId);
+      // DESIGN §3: after a revocation, no application message is accepted until the Remove is committed, so nothing
+      // new is ever encrypted to a revoked device.
+      const revoked = await conversations.revokedMembers(req.params.id);
+      if (revoked.length > 0)
+        throw new ValiseError(
+          "pending_removal",
+          "the conversation still contains revoked devices; commit their removal first",
+          { devices: revoked },
+        );
+      const kind: MessageKind = h.contentType === "proposal" ? "proposal" : "application";
+      const r = await ctx.batcher.append({
+        conversationId: req.params.id,
+        senderDevice: s.deviceId,
+        kind,
+        epoch: Number(h.epoch),
+        payload: body,
+        idemKey: idem,
+      });
+      return reply.status(201).send(answer(r));
+    },
+  );
 
   app.post<{ Params: Static<typeof Params>; Body: Static<typeof CommitBody> }>(
     "/v1/conversations/:id/commits",
@@ -135,14 +184,22 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
       const s = requireSession(req);
       const commit = b64("commit", req.body.commit);
       const h = ctx.mls.inspectMlsMessage(commit);
-      if (!h || (h.wireformat !== "private" && h.wireformat !== "public") || h.contentType !== "commit" || h.epoch === undefined || !h.groupId)
+      if (
+        !h ||
+        (h.wireformat !== "private" && h.wireformat !== "public") ||
+        h.contentType !== "commit" ||
+        h.epoch === undefined ||
+        !h.groupId
+      )
         throw new ValiseError("protocol_error", "commit is not an MLS commit message");
       checkGroup(h.groupId, req.params.id);
       const welcome = req.body.welcome ? b64("welcome", req.body.welcome) : null;
-      if (welcome && ctx.mls.inspectMlsMessage(welcome)?.wireformat !== "welcome") throw new ValiseError("protocol_error", "welcome is not an MLS Welcome");
+      if (welcome && ctx.mls.inspectMlsMessage(welcome)?.wireformat !== "welcome")
+        throw new ValiseError("protocol_error", "welcome is not an MLS Welcome");
       if (req.body.added.length > 0 && !welcome) throw new ValiseError("bad_request", "adding devices needs a welcome");
       const groupInfo = b64("groupInfo", req.body.groupInfo);
-      if (ctx.mls.inspectMlsMessage(groupInfo)?.wireformat !== "group_info") throw new ValiseError("protocol_error", "groupInfo is not an MLS GroupInfo");
+      if (ctx.mls.inspectMlsMessage(groupInfo)?.wireformat !== "group_info")
+        throw new ValiseError("protocol_error", "groupInfo is not an MLS GroupInfo");
       const conv = await conversations.get(req.params.id);
       if (!conv) throw new ValiseError("not_found", "no such conversation");
       // An external commit (RFC 9420 §12.4.3.2) re-joins a device that lost its state; it must still be a member.
@@ -153,7 +210,8 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
         const dev = await directory.getDevice(d);
         if (!dev || dev.revokedAt !== null) throw new ValiseError("forbidden", `device ${d} is unknown or revoked`);
         const user = await directory.getUser(dev.handle);
-        if (!user || !dominates(parseLabel(user.clearance), label)) throw new ValiseError("not_cleared", `user ${dev.handle} is not cleared for ${conv.label}`);
+        if (!user || !dominates(parseLabel(user.clearance), label))
+          throw new ValiseError("not_cleared", `user ${dev.handle} is not cleared for ${conv.label}`);
       }
       const r = await ctx.batcher.append({
         conversationId: req.params.id,
@@ -162,22 +220,38 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
         epoch: Number(h.epoch),
         payload: commit,
         idemKey: req.body.idempotencyKey,
-        commit: { added: [...new Set(req.body.added)], removed: [...new Set(req.body.removed)], welcome, groupInfo, external: req.body.external ?? false },
+        commit: {
+          added: [...new Set(req.body.added)],
+          removed: [...new Set(req.body.removed)],
+          welcome,
+          groupInfo,
+          external: req.body.external ?? false,
+        },
       });
       return reply.status(201).send(answer(r));
     },
   );
 
-  app.get<{ Querystring: Static<typeof InboxQuery> }>("/v1/inbox", { schema: { querystring: InboxQuery } }, async (req) => {
-    const s = requireSession(req);
-    const items = await conversations.fetchInbox(s.deviceId, req.query.after ?? 0, 200);
-    const out = [];
-    for (const it of items) {
-      const conv = await conversations.get(it.conversationId);
-      out.push({ id: it.id, conversation: conv, commitSeq: it.commitSeq, welcome: toBase64(it.payload), createdAt: it.createdAt });
-    }
-    return { items: out };
-  });
+  app.get<{ Querystring: Static<typeof InboxQuery> }>(
+    "/v1/inbox",
+    { schema: { querystring: InboxQuery } },
+    async (req) => {
+      const s = requireSession(req);
+      const items = await conversations.fetchInbox(s.deviceId, req.query.after ?? 0, 200);
+      const out = [];
+      for (const it of items) {
+        const conv = await conversations.get(it.conversationId);
+        out.push({
+          id: it.id,
+          conversation: conv,
+          commitSeq: it.commitSeq,
+          welcome: toBase64(it.payload),
+          createdAt: it.createdAt,
+        });
+      }
+      return { items: out };
+    },
+  );
 
   async function requireActiveMember(conversationId: string, deviceId: string): Promise<void> {
     const m = await conversations.membership(conversationId, deviceId);
@@ -195,7 +269,9 @@ function checkGroup(groupId: Uint8Array, conversationId: string): void {
 function answer(r: AppendResult) {
   if (r.ok) return { seq: r.seq, epoch: r.epoch, duplicate: r.duplicate };
   if (r.code === "not_found") throw new ValiseError("not_found", "no such conversation");
-  throw new ValiseError("epoch_conflict", `the conversation is at epoch ${r.epoch}; fetch, process and retry`, { epoch: r.epoch });
+  throw new ValiseError("epoch_conflict", `the conversation is at epoch ${r.epoch}; fetch, process and retry`, {
+    epoch: r.epoch,
+  });
 }
 
 export type { AppendRequest };

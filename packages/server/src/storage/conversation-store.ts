@@ -20,11 +20,24 @@ export interface AppendRequest {
   payload: Uint8Array;
   idemKey: string;
   /** For commits: devices added (each gets the Welcome in its inbox) and removed, and the new GroupInfo. */
-  commit?: { added: string[]; removed: string[]; welcome: Uint8Array | null; groupInfo: Uint8Array | null; external: boolean };
+  commit?: {
+    added: string[];
+    removed: string[];
+    welcome: Uint8Array | null;
+    groupInfo: Uint8Array | null;
+    external: boolean;
+  };
 }
 
 export type AppendResult =
-  | { ok: true; seq: number; epoch: number; duplicate: boolean; createdAt: number; inbox: { deviceId: string; id: number }[] }
+  | {
+      ok: true;
+      seq: number;
+      epoch: number;
+      duplicate: boolean;
+      createdAt: number;
+      inbox: { deviceId: string; id: number }[];
+    }
   | { ok: false; code: "epoch_conflict"; epoch: number }
   | { ok: false; code: "not_found" };
 
@@ -73,17 +86,46 @@ export class ConversationStore {
     private readonly now: () => number,
   ) {}
 
-  async create(input: { id: string; kind: string; label: string; unit: string | null; creator: string; creatorDevice: string }): Promise<ConversationRecord> {
+  async create(input: {
+    id: string;
+    kind: string;
+    label: string;
+    unit: string | null;
+    creator: string;
+    creatorDevice: string;
+  }): Promise<ConversationRecord> {
     const now = this.now();
     return this.db.transaction().execute(async (trx) => {
       if (await trx.selectFrom("conversations").select("id").where("id", "=", input.id).executeTakeFirst())
         throw new ValiseError("conflict", `conversation ${input.id} already exists`);
       await trx
         .insertInto("conversations")
-        .values({ id: input.id, kind: input.kind, label: input.label, unit: input.unit, creator: input.creator, epoch: 0, head_seq: 0, group_info: null, created_at: now })
+        .values({
+          id: input.id,
+          kind: input.kind,
+          label: input.label,
+          unit: input.unit,
+          creator: input.creator,
+          epoch: 0,
+          head_seq: 0,
+          group_info: null,
+          created_at: now,
+        })
         .execute();
-      await trx.insertInto("conversation_members").values({ conversation_id: input.id, device_id: input.creatorDevice, joined_seq: 1, left_seq: null }).execute();
-      return { id: input.id, kind: input.kind, label: input.label, unit: input.unit, creator: input.creator, epoch: 0, headSeq: 0, createdAt: now };
+      await trx
+        .insertInto("conversation_members")
+        .values({ conversation_id: input.id, device_id: input.creatorDevice, joined_seq: 1, left_seq: null })
+        .execute();
+      return {
+        id: input.id,
+        kind: input.kind,
+        label: input.label,
+        unit: input.unit,
+        creator: input.creator,
+        epoch: 0,
+        headSeq: 0,
+        createdAt: now,
+      };
     });
   }
 
@@ -140,7 +182,11 @@ export class ConversationStore {
       .where("m.device_id", "=", deviceId)
       .orderBy("c.created_at")
       .execute();
-    return rows.map((r) => ({ ...toConv(r), joinedSeq: Number(r.joined_seq), leftSeq: r.left_seq === null ? null : Number(r.left_seq) }));
+    return rows.map((r) => ({
+      ...toConv(r),
+      joinedSeq: Number(r.joined_seq),
+      leftSeq: r.left_seq === null ? null : Number(r.left_seq),
+    }));
   }
 
   /** Messages with seq > after that the device may read (from its join up to its removal), oldest first. */
@@ -163,9 +209,26 @@ export class ConversationStore {
     }));
   }
 
-  async fetchInbox(deviceId: string, after: number, limit: number): Promise<{ id: number; conversationId: string; commitSeq: number; payload: Uint8Array; createdAt: number }[]> {
-    const rows = await this.db.selectFrom("inbox").selectAll().where("device_id", "=", deviceId).where("id", ">", after).orderBy("id").limit(limit).execute();
-    return rows.map((r) => ({ id: Number(r.id), conversationId: r.conversation_id, commitSeq: Number(r.commit_seq), payload: new Uint8Array(r.payload), createdAt: Number(r.created_at) }));
+  async fetchInbox(
+    deviceId: string,
+    after: number,
+    limit: number,
+  ): Promise<{ id: number; conversationId: string; commitSeq: number; payload: Uint8Array; createdAt: number }[]> {
+    const rows = await this.db
+      .selectFrom("inbox")
+      .selectAll()
+      .where("device_id", "=", deviceId)
+      .where("id", ">", after)
+      .orderBy("id")
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      id: Number(r.id),
+      conversationId: r.conversation_id,
+      commitSeq: Number(r.commit_seq),
+      payload: new Uint8Array(r.payload),
+      createdAt: Number(r.created_at),
+    }));
   }
 
   /** Appends a batch of messages in one transaction (one fsync for all). Each item gets its own result. */
@@ -187,8 +250,16 @@ export class ConversationStore {
       .where("idem_key", "=", r.idemKey)
       .executeTakeFirst();
     if (prior) {
-      if (prior.conversation_id !== r.conversationId) throw new ValiseError("conflict", "idempotency key reused for another conversation");
-      return { ok: true, seq: Number(prior.seq), epoch: Number(prior.epoch), duplicate: true, createdAt: Number(prior.created_at), inbox: [] };
+      if (prior.conversation_id !== r.conversationId)
+        throw new ValiseError("conflict", "idempotency key reused for another conversation");
+      return {
+        ok: true,
+        seq: Number(prior.seq),
+        epoch: Number(prior.epoch),
+        duplicate: true,
+        createdAt: Number(prior.created_at),
+        inbox: [],
+      };
     }
     // RFC 9420 §14 / RFC 9750: the first commit for epoch n advances the epoch; application messages and proposals
     // must be for the current epoch. The conditional UPDATE is the serialization point on both SQLite and PostgreSQL.
@@ -205,14 +276,27 @@ export class ConversationStore {
       .returning(["head_seq", "epoch"])
       .executeTakeFirst();
     if (!upd) {
-      const cur = await trx.selectFrom("conversations").select("epoch").where("id", "=", r.conversationId).executeTakeFirst();
+      const cur = await trx
+        .selectFrom("conversations")
+        .select("epoch")
+        .where("id", "=", r.conversationId)
+        .executeTakeFirst();
       if (!cur) return { ok: false, code: "not_found" };
       return { ok: false, code: "epoch_conflict", epoch: Number(cur.epoch) };
     }
     const seq = Number(upd.head_seq);
     await trx
       .insertInto("messages")
-      .values({ conversation_id: r.conversationId, seq, kind: r.kind, epoch: r.epoch, sender_device: r.senderDevice, payload: r.payload, idem_key: r.idemKey, created_at: now })
+      .values({
+        conversation_id: r.conversationId,
+        seq,
+        kind: r.kind,
+        epoch: r.epoch,
+        sender_device: r.senderDevice,
+        payload: r.payload,
+        idem_key: r.idemKey,
+        created_at: now,
+      })
       .execute();
     const inbox: { deviceId: string; id: number }[] = [];
     if (isCommit && r.commit) {
@@ -226,14 +310,34 @@ export class ConversationStore {
           .execute();
       }
       for (const dev of r.commit.added) {
-        const existing = await trx.selectFrom("conversation_members").select("device_id").where("conversation_id", "=", r.conversationId).where("device_id", "=", dev).executeTakeFirst();
+        const existing = await trx
+          .selectFrom("conversation_members")
+          .select("device_id")
+          .where("conversation_id", "=", r.conversationId)
+          .where("device_id", "=", dev)
+          .executeTakeFirst();
         if (existing)
-          await trx.updateTable("conversation_members").set({ joined_seq: seq + 1, left_seq: null }).where("conversation_id", "=", r.conversationId).where("device_id", "=", dev).execute();
-        else await trx.insertInto("conversation_members").values({ conversation_id: r.conversationId, device_id: dev, joined_seq: seq + 1, left_seq: null }).execute();
+          await trx
+            .updateTable("conversation_members")
+            .set({ joined_seq: seq + 1, left_seq: null })
+            .where("conversation_id", "=", r.conversationId)
+            .where("device_id", "=", dev)
+            .execute();
+        else
+          await trx
+            .insertInto("conversation_members")
+            .values({ conversation_id: r.conversationId, device_id: dev, joined_seq: seq + 1, left_seq: null })
+            .execute();
         if (r.commit.welcome) {
           const ins = await trx
             .insertInto("inbox")
-            .values({ device_id: dev, conversation_id: r.conversationId, commit_seq: seq, payload: r.commit.welcome, created_at: now })
+            .values({
+              device_id: dev,
+              conversation_id: r.conversationId,
+              commit_seq: seq,
+              payload: r.commit.welcome,
+              created_at: now,
+            })
             .returning("id")
             .executeTakeFirstOrThrow();
           inbox.push({ deviceId: dev, id: Number(ins.id) });

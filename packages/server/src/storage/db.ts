@@ -54,7 +54,9 @@ export async function openDatabase(opts: DbOptions): Promise<DbHandle> {
   if (error) {
     await handle.close();
     const failed = results?.find((r) => r.status === "Error")?.migrationName ?? "?";
-    throw new Error(`database migration ${failed} failed: ${String(error)}`);
+    throw new Error(
+      `database migration ${failed} failed: ${error instanceof Error ? error.message : JSON.stringify(error)}`,
+    );
   }
   return handle;
 }

@@ -65,7 +65,12 @@ export class DirectoryStore {
   }
 
   /** Creates a user and returns a one-time enrollment code for their first device. */
-  async addUser(input: { handle: string; units: string[]; clearance: string; role: Role }): Promise<{ enrollmentCode: string; expiresAt: number }> {
+  async addUser(input: {
+    handle: string;
+    units: string[];
+    clearance: string;
+    role: Role;
+  }): Promise<{ enrollmentCode: string; expiresAt: number }> {
     const handle = parseUserHandle(input.handle);
     const clearance = canonicalLabel(input.clearance);
     if (!ROLES.includes(input.role)) throw new ValiseError("bad_request", `role must be one of ${ROLES.join(", ")}`);
@@ -91,7 +96,10 @@ export class DirectoryStore {
     return this.insertCode(this.db, h);
   }
 
-  private async insertCode(db: Kysely<Database>, handle: string): Promise<{ enrollmentCode: string; expiresAt: number }> {
+  private async insertCode(
+    db: Kysely<Database>,
+    handle: string,
+  ): Promise<{ enrollmentCode: string; expiresAt: number }> {
     const code = randomEnrollmentCode();
     const expiresAt = this.now() + ENROLLMENT_TTL_MS;
     await db
@@ -124,7 +132,8 @@ export class DirectoryStore {
         .where("code_hash", "=", hash)
         .where("used_at", "is", null)
         .executeTakeFirst();
-      if (Number(upd.numUpdatedRows) !== 1) throw new ValiseError("enrollment_code_invalid", "enrollment code already used");
+      if (Number(upd.numUpdatedRows) !== 1)
+        throw new ValiseError("enrollment_code_invalid", "enrollment code already used");
       const dup = await trx
         .selectFrom("devices")
         .select("id")
@@ -143,7 +152,10 @@ export class DirectoryStore {
         })
         .execute();
       for (const kp of keyPackages)
-        await trx.insertInto("key_packages").values({ ref: kp.ref, device_id: device.id, data: kp.data, created_at: now }).execute();
+        await trx
+          .insertInto("key_packages")
+          .values({ ref: kp.ref, device_id: device.id, data: kp.data, created_at: now })
+          .execute();
       return row.handle;
     });
     const user = await this.getUser(handle);
@@ -154,13 +166,34 @@ export class DirectoryStore {
   async getUser(handle: string): Promise<UserRecord | null> {
     const u = await this.db.selectFrom("users").selectAll().where("handle", "=", handle).executeTakeFirst();
     if (!u) return null;
-    const units = await this.db.selectFrom("user_units").select("unit").where("handle", "=", handle).orderBy("unit").execute();
-    const devices = await this.db.selectFrom("devices").selectAll().where("handle", "=", handle).orderBy("created_at").execute();
-    return { handle: u.handle, clearance: u.clearance, role: u.role as Role, units: units.map((r) => r.unit), devices: devices.map(toDevice) };
+    const units = await this.db
+      .selectFrom("user_units")
+      .select("unit")
+      .where("handle", "=", handle)
+      .orderBy("unit")
+      .execute();
+    const devices = await this.db
+      .selectFrom("devices")
+      .selectAll()
+      .where("handle", "=", handle)
+      .orderBy("created_at")
+      .execute();
+    return {
+      handle: u.handle,
+      clearance: u.clearance,
+      role: u.role as Role,
+      units: units.map((r) => r.unit),
+      devices: devices.map(toDevice),
+    };
   }
 
   async unitMembers(unit: string): Promise<string[]> {
-    const rows = await this.db.selectFrom("user_units").select("handle").where("unit", "=", unit).orderBy("handle").execute();
+    const rows = await this.db
+      .selectFrom("user_units")
+      .select("handle")
+      .where("unit", "=", unit)
+      .orderBy("handle")
+      .execute();
     return rows.map((r) => r.handle);
   }
 
@@ -171,7 +204,12 @@ export class DirectoryStore {
 
   async revokeDevice(id: string): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
-      const r = await trx.updateTable("devices").set({ revoked_at: this.now() }).where("id", "=", id).where("revoked_at", "is", null).executeTakeFirst();
+      const r = await trx
+        .updateTable("devices")
+        .set({ revoked_at: this.now() })
+        .where("id", "=", id)
+        .where("revoked_at", "is", null)
+        .executeTakeFirst();
       if (Number(r.numUpdatedRows) !== 1) throw new ValiseError("not_found", `no active device ${id}`);
       await trx.deleteFrom("sessions").where("device_id", "=", id).execute();
       await trx.deleteFrom("key_packages").where("device_id", "=", id).execute();
@@ -179,7 +217,11 @@ export class DirectoryStore {
   }
 
   async setClearance(handle: string, clearance: string): Promise<void> {
-    const r = await this.db.updateTable("users").set({ clearance: canonicalLabel(clearance) }).where("handle", "=", handle).executeTakeFirst();
+    const r = await this.db
+      .updateTable("users")
+      .set({ clearance: canonicalLabel(clearance) })
+      .where("handle", "=", handle)
+      .executeTakeFirst();
     if (Number(r.numUpdatedRows) !== 1) throw new ValiseError("not_found", `no user ${handle}`);
   }
 
@@ -188,21 +230,36 @@ export class DirectoryStore {
   async addKeyPackages(deviceId: string, kps: { ref: string; data: Uint8Array }[]): Promise<number> {
     const now = this.now();
     return this.db.transaction().execute(async (trx) => {
-      const count = await trx.selectFrom("key_packages").select((eb) => eb.fn.countAll<number>().as("n")).where("device_id", "=", deviceId).executeTakeFirstOrThrow();
+      const count = await trx
+        .selectFrom("key_packages")
+        .select((eb) => eb.fn.countAll<number>().as("n"))
+        .where("device_id", "=", deviceId)
+        .executeTakeFirstOrThrow();
       if (Number(count.n) + kps.length > MAX_KEY_PACKAGES_PER_DEVICE)
         throw new ValiseError("too_large", `at most ${MAX_KEY_PACKAGES_PER_DEVICE} key packages per device`);
       for (const kp of kps) {
         const dup = await trx.selectFrom("key_packages").select("ref").where("ref", "=", kp.ref).executeTakeFirst();
         if (dup) continue; // idempotent re-upload
-        await trx.insertInto("key_packages").values({ ref: kp.ref, device_id: deviceId, data: kp.data, created_at: now }).execute();
+        await trx
+          .insertInto("key_packages")
+          .values({ ref: kp.ref, device_id: deviceId, data: kp.data, created_at: now })
+          .execute();
       }
-      const after = await trx.selectFrom("key_packages").select((eb) => eb.fn.countAll<number>().as("n")).where("device_id", "=", deviceId).executeTakeFirstOrThrow();
+      const after = await trx
+        .selectFrom("key_packages")
+        .select((eb) => eb.fn.countAll<number>().as("n"))
+        .where("device_id", "=", deviceId)
+        .executeTakeFirstOrThrow();
       return Number(after.n);
     });
   }
 
   async countKeyPackages(deviceId: string): Promise<number> {
-    const r = await this.db.selectFrom("key_packages").select((eb) => eb.fn.countAll<number>().as("n")).where("device_id", "=", deviceId).executeTakeFirstOrThrow();
+    const r = await this.db
+      .selectFrom("key_packages")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .where("device_id", "=", deviceId)
+      .executeTakeFirstOrThrow();
     return Number(r.n);
   }
 
@@ -211,9 +268,22 @@ export class DirectoryStore {
     if (deviceIds.length === 0) return [];
     return this.db.transaction().execute(async (trx) => {
       const out: { handle: string; device: string; keyPackage: Uint8Array }[] = [];
-      const devices = await trx.selectFrom("devices").select(["id", "handle"]).where("id", "in", deviceIds).where("revoked_at", "is", null).orderBy("id").execute();
+      const devices = await trx
+        .selectFrom("devices")
+        .select(["id", "handle"])
+        .where("id", "in", deviceIds)
+        .where("revoked_at", "is", null)
+        .orderBy("id")
+        .execute();
       for (const d of devices) {
-        const kps = await trx.selectFrom("key_packages").select(["ref", "data"]).where("device_id", "=", d.id).orderBy("created_at").orderBy("ref").limit(2).execute();
+        const kps = await trx
+          .selectFrom("key_packages")
+          .select(["ref", "data"])
+          .where("device_id", "=", d.id)
+          .orderBy("created_at")
+          .orderBy("ref")
+          .limit(2)
+          .execute();
         const kp = kps[0];
         if (!kp) continue;
         if (kps.length > 1) await trx.deleteFrom("key_packages").where("ref", "=", kp.ref).execute();
@@ -248,12 +318,19 @@ export class DirectoryStore {
     const token = randomToken(32);
     const expiresAt = this.now() + SESSION_TTL_MS;
     await this.db.deleteFrom("sessions").where("expires_at", "<", this.now()).execute();
-    await this.db.insertInto("sessions").values({ token_hash: sha256Hex(token), device_id: deviceId, handle, expires_at: expiresAt }).execute();
+    await this.db
+      .insertInto("sessions")
+      .values({ token_hash: sha256Hex(token), device_id: deviceId, handle, expires_at: expiresAt })
+      .execute();
     return { token, expiresAt };
   }
 
   async getSession(token: string): Promise<{ deviceId: string; handle: string; expiresAt: number } | null> {
-    const r = await this.db.selectFrom("sessions").selectAll().where("token_hash", "=", sha256Hex(token)).executeTakeFirst();
+    const r = await this.db
+      .selectFrom("sessions")
+      .selectAll()
+      .where("token_hash", "=", sha256Hex(token))
+      .executeTakeFirst();
     if (!r || Number(r.expires_at) < this.now()) return null;
     return { deviceId: r.device_id, handle: r.handle, expiresAt: Number(r.expires_at) };
   }

@@ -62,7 +62,11 @@ function m001(d: Dialect): Migration {
         .addColumn("data", t.bin, (c) => c.notNull())
         .addColumn("created_at", t.int64, (c) => c.notNull())
         .execute();
-      await db.schema.createIndex("key_packages_device").on("key_packages").columns(["device_id", "created_at"]).execute();
+      await db.schema
+        .createIndex("key_packages_device")
+        .on("key_packages")
+        .columns(["device_id", "created_at"])
+        .execute();
       await db.schema
         .createTable("sessions")
         .addColumn("token_hash", "text", (c) => c.primaryKey())
@@ -96,7 +100,11 @@ function m001(d: Dialect): Migration {
         .addColumn("left_seq", t.int64)
         .addPrimaryKeyConstraint("conversation_members_pk", ["conversation_id", "device_id"])
         .execute();
-      await db.schema.createIndex("conversation_members_device").on("conversation_members").column("device_id").execute();
+      await db.schema
+        .createIndex("conversation_members_device")
+        .on("conversation_members")
+        .column("device_id")
+        .execute();
       await db.schema
         .createTable("messages")
         .addColumn("conversation_id", "text", (c) => c.notNull().references("conversations.id"))
@@ -109,7 +117,12 @@ function m001(d: Dialect): Migration {
         .addColumn("created_at", t.int64, (c) => c.notNull())
         .addPrimaryKeyConstraint("messages_pk", ["conversation_id", "seq"])
         .execute();
-      await db.schema.createIndex("messages_idem").on("messages").columns(["sender_device", "idem_key"]).unique().execute();
+      await db.schema
+        .createIndex("messages_idem")
+        .on("messages")
+        .columns(["sender_device", "idem_key"])
+        .unique()
+        .execute();
       await db.schema
         .createTable("inbox")
         .addColumn("id", d === "sqlite" ? "integer" : "bigserial", (c) =>

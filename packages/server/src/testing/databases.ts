@@ -18,14 +18,20 @@ export interface TestDb {
 }
 
 export const PG_URL = process.env.VALISE_TEST_DATABASE_URL;
-if (!PG_URL && process.env.CI === "true") throw new Error("CI must set VALISE_TEST_DATABASE_URL so storage tests run on PostgreSQL");
+if (!PG_URL && process.env.CI === "true")
+  throw new Error("CI must set VALISE_TEST_DATABASE_URL so storage tests run on PostgreSQL");
 
 export const DATABASE_KINDS: ("sqlite" | "postgres")[] = PG_URL ? ["sqlite", "postgres"] : ["sqlite"];
 
 export async function freshDb(kind: "sqlite" | "postgres"): Promise<TestDb> {
   const dataDir = mkdtempSync(join(tmpdir(), "valise-test-"));
   if (kind === "sqlite") {
-    return { kind, dataDir, databaseUrl: undefined, dispose: async () => rmSync(dataDir, { recursive: true, force: true }) };
+    return {
+      kind,
+      dataDir,
+      databaseUrl: undefined,
+      dispose: async () => rmSync(dataDir, { recursive: true, force: true }),
+    };
   }
   const name = `valise_t_${randomBytes(6).toString("hex")}`;
   const admin = new pg.Client({ connectionString: PG_URL });

@@ -12,12 +12,20 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(kind: "sqlite" | "postgres" = "sqlite", opts: { loginRatePerMinute?: number } = {}): Promise<TestServer> {
+export async function startTestServer(
+  kind: "sqlite" | "postgres" = "sqlite",
+  opts: { loginRatePerMinute?: number } = {},
+): Promise<TestServer> {
   const db = await freshDb(kind);
   const store = await openStore({ dataDir: db.dataDir, databaseUrl: db.databaseUrl });
   const logLines: string[] = [];
   const stream = { write: (s: string) => void logLines.push(s) } as unknown as NodeJS.WritableStream;
-  const { app } = await buildApp({ store, mls: protocolServerMls, logger: { level: "info", stream }, loginRatePerMinute: opts.loginRatePerMinute ?? 10_000 });
+  const { app } = await buildApp({
+    store,
+    mls: protocolServerMls,
+    logger: { level: "info", stream },
+    loginRatePerMinute: opts.loginRatePerMinute ?? 10_000,
+  });
   const url = await app.listen({ port: 0, host: "127.0.0.1" });
   return {
     url,
