@@ -58,8 +58,10 @@ export const KEY_RETENTION = { ...defaultKeyRetentionConfig, maximumForwardRatch
 export function clientConfig(door: DoorCheck): ClientConfig {
   return {
     keyRetentionConfig: KEY_RETENTION,
-    // Key packages live 60 days; accept up to 90 and check lifetimes on receive (RFC 9420 §7.2).
-    lifetimeConfig: { maximumTotalLifetime: 90n * 86400n, validateLifetimeOnReceive: true },
+    // Key packages live 60 days; accept up to 90. The committer checks the lifetime of a key package it adds
+    // (RFC 9420 §7.2). Receivers do not: a member's leaf keeps its key-package lifetime until it updates, so checking
+    // it when validating a whole tree (§12.4.3.1) would lock joiners out of long-lived groups.
+    lifetimeConfig: { maximumTotalLifetime: 90n * 86400n, validateLifetimeOnReceive: false },
     keyPackageEqualityConfig: defaultKeyPackageEqualityConfig,
     // Pad short PrivateMessage contents to 256 bytes (RFC 9420 §6.3.1 padding).
     paddingConfig: defaultPaddingConfig,
