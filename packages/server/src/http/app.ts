@@ -19,6 +19,9 @@ import { directoryRoutes } from "./routes-directory.js";
 import { conversationRoutes } from "./routes-conversations.js";
 import { resolveSession, wsRoutes } from "./ws-hub.js";
 
+/** Endpoints that answer without a session; everything else under /v1/ needs one. */
+const PUBLIC_ROUTES = new Set(["/v1/enroll", "/v1/auth/challenge", "/v1/auth/session", "/v1/ws"]);
+
 export interface AppOptions {
   store: Store;
   mls: ServerMls;
@@ -37,6 +40,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     logger: opts.logger === undefined ? false : opts.logger === true ? { level: "info" } : opts.logger,
     bodyLimit: 1024 * 1024,
     trustProxy: false,
+    ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const batcher = new AppendBatcher(
@@ -91,6 +95,9 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
       const s = token.length < 200 ? await resolveSession(ctx, token) : null;
       if (!s) throw new ValiseError("unauthenticated", "invalid or expired session token; log in again");
       req.session = s;
+    } else if (req.routeOptions.url?.startsWith("/v1/") && !PUBLIC_ROUTES.has(req.routeOptions.url)) {
+      // Authentication before validation: an anonymous caller learns nothing about an endpoint's schema.
+      throw new ValiseError("unauthenticated", "authentication required: Authorization: Bearer <session token>");
     }
   });
   app.addHook("onResponse", async (req, reply) => {
