@@ -1,0 +1,292 @@
+/**
+ * Delivery throughput and latency through one `valise serve` process (DESIGN §5): SQLite (WAL, synchronous=FULL,
+ * batched commits: every message durable before its ack), concurrent sender/receiver pairs on 127.0.0.1, receivers on
+ * WebSocket push. Measures acknowledged messages/s and send→push latency (p50/p99).
+ *
+ * Encryption is not what is measured: each pair's direct conversation is set up through the SDK, then one real MLS
+ * application message of ~1 KiB is encrypted per conversation and posted many times with distinct idempotency keys
+ * (the server only parses the MLS header).
+ *
+ *   node bench/dist/delivery.js [--messages N] [--pairs N] [--inflight N] [--size BYTES] [--log-level L] [--profile]
+ *
+ * --profile runs the server with `node --cpu-prof` (profile written to bench/results/ on exit).
+ */
+import http from "node:http";
+import { rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { WebSocket } from "ws";
+import { fromBase64, utf8, type DeviceId, type UserHandle } from "@valise/core";
+import { decodeGroup, encryptMessage, setCryptoProvider, type GroupContext } from "@valise/protocol";
+import { nodeCryptoProvider } from "@valise/protocol/node/provider";
+import { MemoryKeyStore, ValiseClient, messageAad } from "@valise/client";
+import { openStore } from "@valise/server";
+import { freshDataDir, startServe } from "./lib/serve.js";
+import { percentile, printTable, writeResults } from "./lib/stats.js";
+
+const { values: args } = parseArgs({
+  options: {
+    messages: { type: "string", default: "20000" },
+    warmup: { type: "string", default: "2000" },
+    pairs: { type: "string", default: "10" },
+    inflight: { type: "string", default: "200" },
+    size: { type: "string", default: "1024" },
+    "log-level": { type: "string", default: "warn" },
+    "time-limit": { type: "string", default: "60" },
+    profile: { type: "boolean", default: false },
+    "keep-data": { type: "boolean", default: false },
+  },
+});
+const MESSAGES = Number(args.messages);
+const WARMUP = Number(args.warmup);
+const PAIRS = Number(args.pairs);
+const INFLIGHT = Number(args.inflight);
+const SIZE = Number(args.size);
+const TIME_LIMIT_MS = Number(args["time-limit"]) * 1000;
+const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "results");
+
+interface Pair {
+  index: number;
+  sender: ValiseClient;
+  receiver: ValiseClient;
+  conversationId: string;
+  path: string;
+  message: Buffer;
+  /** seq → send time (set on ack) and seq → push time (set on push before the ack arrived). */
+  sentAt: Map<number, number>;
+  pushedAt: Map<number, number>;
+  ws?: WebSocket;
+}
+
+async function main(): Promise<void> {
+  setCryptoProvider(nodeCryptoProvider);
+  const dataDir = freshDataDir();
+  const setupStart = performance.now();
+
+  // Directory: one unit, a sender and a receiver user per pair (written straight into the fresh database).
+  const codes: { sender: string; receiver: string }[] = [];
+  {
+    const store = await openStore({ dataDir, databaseUrl: undefined });
+    await store.directory.addUnit("HQ/BENCH");
+    for (let i = 0; i < PAIRS; i++) {
+      const s = await store.directory.addUser({ handle: `sender${i}`, units: ["HQ/BENCH"], clearance: "UNCLASSIFIED", role: "user" });
+      const r = await store.directory.addUser({ handle: `receiver${i}`, units: ["HQ/BENCH"], clearance: "UNCLASSIFIED", role: "user" });
+      codes.push({ sender: s.enrollmentCode, receiver: r.enrollmentCode });
+    }
+    await store.close();
+  }
+
+  const server = await startServe({
+    dataDir,
+    logLevel: args["log-level"],
+    nodeArgs: args.profile ? ["--cpu-prof", "--cpu-prof-dir", RESULTS_DIR] : [],
+  });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: INFLIGHT, maxFreeSockets: INFLIGHT });
+  try {
+    // Enroll, open each pair's direct conversation through the SDK, and encrypt one ~SIZE-byte message per pair.
+    const pairs: Pair[] = await Promise.all(
+      codes.map(async (c, index): Promise<Pair> => {
+        const senderStore = new MemoryKeyStore();
+        const sender = await ValiseClient.enroll({ serverUrl: server.url, code: c.sender, store: senderStore, deviceName: "bench" });
+        const receiver = await ValiseClient.enroll({ serverUrl: server.url, code: c.receiver, store: new MemoryKeyStore(), deviceName: "bench" });
+        const first = await sender.send(`receiver${index}`, "hello");
+        await receiver.sync();
+        const state = (await senderStore.load())!;
+        const conv = state.conversations[first.conversation]!;
+        const ctx: GroupContext = {
+          keys: { user: state.handle as UserHandle, device: state.deviceId as DeviceId, signaturePublicKey: fromBase64(state.signaturePublicKey), signaturePrivateKey: fromBase64(state.signaturePrivateKey) },
+          verifier: sender.verifier,
+        };
+        const group = decodeGroup(fromBase64(conv.group));
+        const aad = utf8(messageAad(first.conversation, conv.label));
+        const encrypt = async (n: number) => (await encryptMessage(ctx, group, utf8(JSON.stringify({ t: "text", text: "x".repeat(Math.max(0, n)) })), aad)).message;
+        const probe = await encrypt(SIZE);
+        const message = Buffer.from(await encrypt(SIZE - (probe.length - SIZE)));
+        return {
+          index,
+          sender,
+          receiver,
+          conversationId: first.conversation,
+          path: `/v1/conversations/${first.conversation}/messages`,
+          message,
+          sentAt: new Map(),
+          pushedAt: new Map(),
+        };
+      }),
+    );
+
+    // Receivers listen on WebSocket push.
+    const latencies: number[] = [];
+    let pushes = 0;
+    let measuring = false;
+    function record(p: Pair, seq: number, sent: number, pushed: number): void {
+      if (measuring) latencies.push(pushed - sent);
+    }
+    await Promise.all(
+      pairs.map(
+        (p) =>
+          new Promise<void>((resolve, reject) => {
+            const ws = new WebSocket(`${server.url.replace("http", "ws")}/v1/ws`);
+            p.ws = ws;
+            ws.once("open", () => ws.send(JSON.stringify({ type: "auth", token: p.receiver.transport.token })));
+            ws.once("error", reject);
+            ws.on("message", (raw: Buffer) => {
+              const ev = JSON.parse(raw.toString("utf8")) as { type: string; conversationId?: string; seq?: number };
+              if (ev.type === "ready") return resolve();
+              if (ev.type !== "message" || ev.conversationId !== p.conversationId || ev.seq === undefined) return;
+              pushes++;
+              const now = performance.now();
+              const sent = p.sentAt.get(ev.seq);
+              if (sent !== undefined) {
+                p.sentAt.delete(ev.seq);
+                record(p, ev.seq, sent, now);
+              } else p.pushedAt.set(ev.seq, now);
+            });
+          }),
+      ),
+    );
+    const setupMs = performance.now() - setupStart;
+
+    let idem = 0;
+    function post(p: Pair): Promise<void> {
+      const start = performance.now();
+      const key = `bench-${p.index}-${++idem}-xxxxxxxx`;
+      return new Promise<void>((resolve, reject) => {
+        const req = http.request(
+          {
+            agent,
+            host: "127.0.0.1",
+            port: server.port,
+            method: "POST",
+            path: p.path,
+            headers: {
+              authorization: `Bearer ${p.sender.transport.token}`,
+              "content-type": "application/octet-stream",
+              "content-length": p.message.length,
+              "idempotency-key": key,
+            },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () => {
+              const body = Buffer.concat(chunks).toString("utf8");
+              if (res.statusCode !== 201) return reject(new Error(`POST ${p.path}: ${res.statusCode} ${body.slice(0, 200)}`));
+              const seq = (JSON.parse(body) as { seq: number }).seq;
+              const pushed = p.pushedAt.get(seq);
+              if (pushed !== undefined) {
+                p.pushedAt.delete(seq);
+                record(p, seq, start, pushed);
+              } else p.sentAt.set(seq, start);
+              resolve();
+            });
+            res.on("error", reject);
+          },
+        );
+        req.on("error", reject);
+        req.end(p.message);
+      });
+    }
+
+    /** `total` sends with `INFLIGHT` workers spread over the pairs; stops early at the deadline. */
+    async function run(total: number, deadline: number): Promise<number> {
+      let issued = 0;
+      let done = 0;
+      await Promise.all(
+        Array.from({ length: INFLIGHT }, async (_, w) => {
+          const p = pairs[w % pairs.length]!;
+          while (issued < total && performance.now() < deadline) {
+            issued++;
+            await post(p);
+            done++;
+          }
+        }),
+      );
+      return done;
+    }
+
+    async function drainPushes(expected: number, timeoutMs: number): Promise<void> {
+      const until = performance.now() + timeoutMs;
+      while (pushes < expected && performance.now() < until) await new Promise((r) => setTimeout(r, 5));
+    }
+
+    // Warm-up (JIT, connection pool, SQLite page cache), not measured.
+    const warm = await run(WARMUP, performance.now() + 20_000);
+    await drainPushes(warm, 5_000);
+    for (const p of pairs) {
+      p.sentAt.clear();
+      p.pushedAt.clear();
+    }
+    pushes = 0;
+
+    measuring = true;
+    const t0 = performance.now();
+    const acked = await run(MESSAGES, t0 + TIME_LIMIT_MS);
+    const elapsedMs = performance.now() - t0;
+    await drainPushes(acked, 5_000);
+    measuring = false;
+    const missingPushes = pairs.reduce((n, p) => n + p.sentAt.size, 0);
+
+    latencies.sort((a, b) => a - b);
+    const messagesPerSecond = acked / (elapsedMs / 1000);
+    const result = {
+      benchmark: "delivery",
+      messagesPerSecond: Math.round(messagesPerSecond),
+      p50Ms: round(percentile(latencies, 50)),
+      p90Ms: round(percentile(latencies, 90)),
+      p99Ms: round(percentile(latencies, 99)),
+      maxMs: round(latencies[latencies.length - 1] ?? NaN),
+      messages: acked,
+      pushesReceived: pushes,
+      missingPushes,
+      elapsedMs: Math.round(elapsedMs),
+      setup: {
+        pairs: PAIRS,
+        inFlight: INFLIGHT,
+        messageBytes: pairs[0]!.message.length,
+        warmupMessages: warm,
+        durable: true,
+        database: "SQLite (WAL, synchronous=FULL), batched commits",
+        transport: "HTTP/1.1 keep-alive (node:http Agent) for sends, WebSocket push to receivers",
+        serverLogLevel: args["log-level"],
+        node: process.version,
+        setupMs: Math.round(setupMs),
+      },
+      targets: { messagesPerSecond: 5000, p99Ms: 50 },
+      pass: messagesPerSecond >= 5000 && percentile(latencies, 99) <= 50 && missingPushes === 0,
+      time: new Date().toISOString(),
+    };
+    printTable(`delivery through one valise serve (SQLite, durable) — ${PAIRS} pairs, ${INFLIGHT} in flight, ${result.setup.messageBytes} B`, [
+      ["messages acknowledged", acked],
+      ["elapsed (ms)", result.elapsedMs],
+      ["messages/s", result.messagesPerSecond],
+      ["send→push p50 (ms)", result.p50Ms],
+      ["send→push p90 (ms)", result.p90Ms],
+      ["send→push p99 (ms)", result.p99Ms],
+      ["send→push max (ms)", result.maxMs],
+      ["pushes missing", missingPushes],
+      ["target", "≥ 5000 msg/s, p99 ≤ 50 ms"],
+      ["pass", result.pass ? "yes" : "no"],
+    ]);
+    if (!args.profile) console.log(`\nresults: ${writeResults("delivery", result)}`);
+    else console.log(`\n(profile run: results not written; server CPU profile goes to ${RESULTS_DIR})`);
+    for (const p of pairs) p.ws?.close();
+  } finally {
+    agent.destroy();
+    await server.stop();
+    if (!args["keep-data"]) rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
