@@ -44,7 +44,10 @@ for (const kind of DATABASE_KINDS) {
         // Own-user device sees both sides from the epoch it joined: everything after the laptop's first commit.
         assert.deepEqual(texts(caught), ["first", "reply 0", "reply 1", "reply 2", "second", "reply 3"]);
         const seqs = caught.filter((i) => i.type === "message").map((i) => i.seq);
-        assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+        assert.deepEqual(
+          seqs,
+          [...seqs].sort((a, b) => a - b),
+        );
         // Nothing is delivered twice.
         assert.deepEqual(texts(await phone.sync()), []);
         assert.deepEqual(texts(await bob.sync()), ["second"]);
@@ -102,13 +105,23 @@ for (const kind of DATABASE_KINDS) {
         await bob.sync();
         // Keep the phone's state as an attacker holding the stolen phone would.
         await phone.save();
-        const stolen = decodeGroup(fromBase64((phone as unknown as { state: { conversations: Record<string, { group: string }> } }).state.conversations[conversation]!.group));
+        const stolen = decodeGroup(
+          fromBase64(
+            (phone as unknown as { state: { conversations: Record<string, { group: string }> } }).state.conversations[
+              conversation
+            ]!.group,
+          ),
+        );
         await w.server.store.directory.revokeDevice(phone.deviceId);
         // The server refuses new application messages while the revoked device is still in the group (409
         // pending_removal); the sender commits the removal, then re-encrypts.
         const before = w.statuses.filter((x) => x === 409).length;
         await bob.sendText(conversation, "after revocation SECRET-PLAN");
-        assert.equal(w.statuses.filter((x) => x === 409).length - before, 1, "server refused the message to a group with a revoked device");
+        assert.equal(
+          w.statuses.filter((x) => x === 409).length - before,
+          1,
+          "server refused the message to a group with a revoked device",
+        );
         assert.deepEqual(texts(await laptop.sync()), ["after revocation SECRET-PLAN"]);
         // The phone can no longer log in…
         await assert.rejects(phone.sync(), (e) => isValiseError(e) && e.code === "unauthenticated");
@@ -119,7 +132,14 @@ for (const kind of DATABASE_KINDS) {
         let opened = false;
         for (const m of log.filter((x) => x.seq > 2)) {
           try {
-            const r = await processMessage({ keys: await generateDeviceKeys("jnovak" as UserHandle, phone.deviceId as DeviceId), verifier: { verifyDevice: async () => ({ ok: true }) } }, g, m.payload);
+            const r = await processMessage(
+              {
+                keys: await generateDeviceKeys("jnovak" as UserHandle, phone.deviceId as DeviceId),
+                verifier: { verifyDevice: async () => ({ ok: true }) },
+              },
+              g,
+              m.payload,
+            );
             g = r.group;
             if (m.seq === secret.seq && r.kind === "application") opened = true;
           } catch {
@@ -158,8 +178,14 @@ for (const kind of DATABASE_KINDS) {
         const evil = await generateDeviceKeys("pdvorak" as UserHandle, b.deviceId as DeviceId);
         const [kp] = await generateKeyPackages(evil, 1);
         await w.server.store.handle.db.deleteFrom("key_packages").where("device_id", "=", b.deviceId).execute();
-        await w.server.store.handle.db.insertInto("key_packages").values({ ref: kp!.ref, device_id: b.deviceId, data: kp!.publicBytes, created_at: 0 }).execute();
-        await assert.rejects(a.send("pdvorak", "never sent", ASIA), (e) => isValiseError(e) && e.code === "device_not_verified");
+        await w.server.store.handle.db
+          .insertInto("key_packages")
+          .values({ ref: kp!.ref, device_id: b.deviceId, data: kp!.publicBytes, created_at: 0 })
+          .execute();
+        await assert.rejects(
+          a.send("pdvorak", "never sent", ASIA),
+          (e) => isValiseError(e) && e.code === "device_not_verified",
+        );
       } finally {
         await w.close();
       }
@@ -197,7 +223,10 @@ for (const kind of DATABASE_KINDS) {
             }
           };
           walk(w.server.db.dataDir);
-          assert.ok(files.some((f) => f.endsWith(".sqlite-wal")), "the WAL is scanned too");
+          assert.ok(
+            files.some((f) => f.endsWith(".sqlite-wal")),
+            "the WAL is scanned too",
+          );
           for (const f of files) assert.equal(readFileSync(f).indexOf(needle), -1, `marker found in ${f}`);
           assert.ok(w.server.logLines.length > 10, "server logged requests");
           for (const line of w.server.logLines) assert.ok(!line.includes(MARK), `marker in log line ${line}`);
@@ -208,3 +237,33 @@ for (const kind of DATABASE_KINDS) {
     }
   });
 }
+
+test(
+  "live push: a message reaches a listening device over the WebSocket without polling",
+  { timeout: 30_000 },
+  async () => {
+    const { nodeWebSocket } = await import("@valise/client/node/websocket");
+    const w = await world("sqlite", people);
+    try {
+      const a = await w.enroll("jnovak");
+      const b = await w.enroll("pdvorak");
+      await a.send("pdvorak", "setup", ASIA);
+      await b.sync();
+      const got = new Promise<string[]>((resolve) => {
+        void b
+          .listen(nodeWebSocket, (items) => {
+            const t = texts(items);
+            if (t.length > 0) resolve(t);
+          })
+          .then((h) => (closer = h));
+      });
+      let closer: { close(): void } | undefined;
+      await new Promise((r) => setTimeout(r, 200));
+      await a.send("pdvorak", "pushed", ASIA);
+      assert.deepEqual(await got, ["pushed"]);
+      closer?.close();
+    } finally {
+      await w.close();
+    }
+  },
+);

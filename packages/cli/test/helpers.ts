@@ -9,7 +9,10 @@ export interface World {
   close(): Promise<void>;
 }
 
-export async function world(kind: "sqlite" | "postgres", users: { handle: string; units: string[]; clearance: string }[]): Promise<World> {
+export async function world(
+  kind: "sqlite" | "postgres",
+  users: { handle: string; units: string[]; clearance: string }[],
+): Promise<World> {
   const server = await startTestServer(kind);
   const statuses: number[] = [];
   const recordingFetch: typeof fetch = async (input, init) => {
@@ -19,13 +22,20 @@ export async function world(kind: "sqlite" | "postgres", users: { handle: string
   };
   const units = new Set(users.flatMap((u) => u.units));
   for (const u of units) await server.store.directory.addUnit(u, "SECRET/ASIA,NATO");
-  for (const u of users) await server.store.directory.addUser({ handle: u.handle, units: u.units, clearance: u.clearance, role: "user" });
+  for (const u of users)
+    await server.store.directory.addUser({ handle: u.handle, units: u.units, clearance: u.clearance, role: "user" });
   return {
     server,
     statuses,
     async enroll(handle, name = "laptop") {
       const { enrollmentCode } = await server.store.directory.newEnrollmentCode(handle);
-      return ValiseClient.enroll({ serverUrl: server.url, code: enrollmentCode, deviceName: name, store: new MemoryKeyStore(), fetch: recordingFetch });
+      return ValiseClient.enroll({
+        serverUrl: server.url,
+        code: enrollmentCode,
+        deviceName: name,
+        store: new MemoryKeyStore(),
+        fetch: recordingFetch,
+      });
     },
     close: () => server.close(),
   };

@@ -41,6 +41,7 @@ import { HttpTransport, type ServerConversation } from "./transport.js";
 import type { ConversationState, KeyStore, ProfileState } from "./profile.js";
 import { DirectoryVerifier } from "./verifier.js";
 import { messageAad, type ReceivedItem, type TextPayload } from "./items.js";
+import { openPush, type WebSocketFactory } from "./push.js";
 
 const INITIAL_KEY_PACKAGES = 20;
 const MIN_KEY_PACKAGES = 10;
@@ -544,6 +545,24 @@ export class ValiseClient {
         throw e;
       }
     }
+  }
+
+  /**
+   * Listens for pushes and hands new items to `onItems` as they arrive (catch-ups are serialized). Returns a handle
+   * to stop listening.
+   */
+  async listen(factory: WebSocketFactory, onItems: (items: ReceivedItem[]) => void): Promise<{ close(): void }> {
+    await this.login();
+    let chain = Promise.resolve();
+    const ch = await openPush(factory, this.serverUrl, this.transport.token ?? "", () => {
+      chain = chain
+        .then(() => this.sync())
+        .then((items) => {
+          if (items.length > 0) onItems(items);
+        })
+        .catch(() => undefined);
+    });
+    return ch;
   }
 
   /** Self-update (post-compromise security): fresh leaf keys in a new epoch; retries after an epoch conflict. */

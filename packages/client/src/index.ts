@@ -3,3 +3,4 @@ export * from "./transport.js";
 export * from "./profile.js";
 export * from "./items.js";
 export * from "./verifier.js";
+export * from "./push.js";

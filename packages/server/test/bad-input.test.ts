@@ -305,3 +305,14 @@ test("random garbage to every endpoint never yields a 5xx", async () => {
     { numRuns: 300 },
   );
 });
+
+test("/healthz answers and /metrics exposes counters without content", async () => {
+  const h = await app.inject({ method: "GET", url: "/healthz" });
+  assert.equal(h.statusCode, 200);
+  assert.deepEqual(h.json(), { ok: true });
+  const m = await app.inject({ method: "GET", url: "/metrics" });
+  assert.equal(m.statusCode, 200);
+  assert.match(m.body, /valise_http_requests_total/);
+  assert.match(m.body, /valise_append_batch_size/);
+  assert.ok(!m.body.includes(token), "no session token in metrics");
+});
