@@ -229,6 +229,10 @@ async function main(): Promise<void> {
     const missingPushes = pairs.reduce((n, p) => n + p.sentAt.size, 0);
 
     latencies.sort((a, b) => a - b);
+    // Mean append batch size over the whole run (from the server's Prometheus metrics).
+    const metricsText = await (await fetch(`${server.url}/metrics`)).text();
+    const metric = (name: string) => Number(/^(\S+) (\S+)$/m.exec(metricsText.split("\n").filter((l) => l.startsWith(name + " ")).join("\n"))?.[2] ?? NaN);
+    const meanBatch = metric("valise_append_batch_size_sum") / metric("valise_append_batch_size_count");
     const messagesPerSecond = acked / (elapsedMs / 1000);
     const result = {
       benchmark: "delivery",
@@ -240,6 +244,7 @@ async function main(): Promise<void> {
       messages: acked,
       pushesReceived: pushes,
       missingPushes,
+      meanAppendBatch: round(meanBatch),
       elapsedMs: Math.round(elapsedMs),
       setup: {
         pairs: PAIRS,
@@ -266,6 +271,7 @@ async function main(): Promise<void> {
       ["send→push p99 (ms)", result.p99Ms],
       ["send→push max (ms)", result.maxMs],
       ["pushes missing", missingPushes],
+      ["mean append batch (server)", round(meanBatch)],
       ["target", "≥ 5000 msg/s, p99 ≤ 50 ms"],
       ["pass", result.pass ? "yes" : "no"],
     ]);

@@ -15,6 +15,8 @@ export interface DbHandle {
   dialect: Dialect;
   /** Files that hold data (for the plaintext scan test and backups). */
   files: string[];
+  /** The raw SQLite connection (SQLite only): the append hot path runs prepared statements on it synchronously. */
+  sqlite?: SQLite.Database;
   close(): Promise<void>;
 }
 
@@ -46,6 +48,7 @@ export async function openDatabase(opts: DbOptions): Promise<DbHandle> {
       db,
       dialect: "sqlite",
       files: [file, `${file}-wal`, `${file}-shm`],
+      sqlite,
       close: () => db.destroy(),
     };
   }

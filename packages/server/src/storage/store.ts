@@ -17,7 +17,7 @@ export async function openStore(opts: DbOptions & { clock?: Clock }): Promise<St
   return {
     handle,
     directory: new DirectoryStore(handle.db, now),
-    conversations: new ConversationStore(handle.db, now),
+    conversations: new ConversationStore(handle.db, now, handle.sqlite),
     close: () => handle.close(),
   };
 }
