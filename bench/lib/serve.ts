@@ -42,11 +42,11 @@ export async function startServe(opts: { dataDir: string; port?: number; logLeve
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => {
+  child.stderr.on("data", (d: Buffer) => {
     stderr += d.toString();
     if (stderr.length > 100_000) stderr = stderr.slice(-50_000);
   });
-  child.stdout!.resume();
+  child.stdout.resume();
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
   for (;;) {

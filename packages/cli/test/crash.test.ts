@@ -20,7 +20,7 @@ import { nodeCryptoProvider } from "@valise/protocol/node/provider";
 import { MemoryKeyStore, ValiseClient, messageAad, type ReceivedItem } from "@valise/client";
 
 const execFileP = promisify(execFile);
-const CLI = fileURLToPath(new URL("../../../cli/bin/valise.js", import.meta.url));
+const CLI = fileURLToPath(new URL("../../bin/valise.js", import.meta.url));
 const TOTAL = 300;
 const LANES = 6; // concurrent senders; each lane sends its messages one after the other (ack before next)
 // The burst is encrypted in ratchet-generation order and a receiver keeps only 10 skipped generations (ts-mls key
@@ -65,8 +65,8 @@ async function startServer(port: number): Promise<ChildProcess> {
   );
   children.add(child);
   let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-  child.stdout!.resume();
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  child.stdout.resume();
   const url = `http://127.0.0.1:${port}`;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`valise serve exited with ${child.exitCode}: ${stderr}`);
@@ -236,14 +236,14 @@ test(
     assert.ok(transportErrors > 0 || ackedAtKill < TOTAL, "senders saw the server go away");
 
     // A sender that lost an acknowledgement (the kill can land between commit and response) retries with the same key:
-  // replay every message after the restart, the way such a sender would, and expect the first result each time.
-  for (let i = 0; i < TOTAL; i++) {
-    const r = await transport.postMessage(convId, burst[i]!.bytes, burst[i]!.idem);
-    assert.equal(r.seq, acked.get(i), `replayed message ${i} returns its first seq`);
-    assert.equal(r.duplicate, true, `replayed message ${i} is reported as a duplicate`);
-  }
+    // replay every message after the restart, the way such a sender would, and expect the first result each time.
+    for (let i = 0; i < TOTAL; i++) {
+      const r = await transport.postMessage(convId, burst[i]!.bytes, burst[i]!.idem);
+      assert.equal(r.seq, acked.get(i), `replayed message ${i} returns its first seq`);
+      assert.equal(r.duplicate, true, `replayed message ${i} is reported as a duplicate`);
+    }
 
-  // A retry after the crash returns the first result: pre-crash acknowledgements keep their sequence numbers.
+    // A retry after the crash returns the first result: pre-crash acknowledgements keep their sequence numbers.
     for (const [i, seq] of ackedBeforeCrash) assert.equal(acked.get(i), seq, `message ${i} kept its acknowledged seq`);
     // Distinct messages got distinct sequence numbers.
     assert.equal(new Set(acked.values()).size, TOTAL, "no two messages share a sequence number");

@@ -28,15 +28,20 @@ export function parseLabel(text: string): Label {
   const slash = text.indexOf("/");
   const levelText = slash < 0 ? text : text.slice(0, slash);
   if (!(CLASSIFICATIONS as readonly string[]).includes(levelText))
-    throw new ValiseError("bad_label", `unknown classification ${JSON.stringify(levelText)}: expected one of ${CLASSIFICATIONS.join(", ")}`);
+    throw new ValiseError(
+      "bad_label",
+      `unknown classification ${JSON.stringify(levelText)}: expected one of ${CLASSIFICATIONS.join(", ")}`,
+    );
   const compartments: string[] = [];
   if (slash >= 0) {
     const rest = text.slice(slash + 1);
     for (const c of rest.split(",")) {
-      if (!COMPARTMENT_RE.test(c)) throw new ValiseError("bad_label", `invalid compartment ${JSON.stringify(c)} in label`);
+      if (!COMPARTMENT_RE.test(c))
+        throw new ValiseError("bad_label", `invalid compartment ${JSON.stringify(c)} in label`);
       if (!compartments.includes(c)) compartments.push(c);
     }
-    if (compartments.length > MAX_COMPARTMENTS) throw new ValiseError("bad_label", `at most ${MAX_COMPARTMENTS} compartments`);
+    if (compartments.length > MAX_COMPARTMENTS)
+      throw new ValiseError("bad_label", `at most ${MAX_COMPARTMENTS} compartments`);
   }
   compartments.sort();
   return Object.freeze({ level: levelText as Classification, compartments: Object.freeze(compartments) });
