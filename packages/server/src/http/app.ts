@@ -14,6 +14,7 @@ import { createMetrics } from "../metrics.js";
 import { RateLimiter } from "./rate-limit.js";
 import type { ServerContext } from "./context.js";
 import { installErrorHandler } from "./errors.js";
+import { sessionLookup } from "../storage/session-lookup.js";
 import { authRoutes } from "./routes-auth.js";
 import { directoryRoutes } from "./routes-directory.js";
 import { conversationRoutes } from "./routes-conversations.js";
@@ -80,7 +81,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     metrics,
     loginLimiter: new RateLimiter(opts.loginRatePerMinute ?? 60, opts.loginRatePerMinute ?? 60, now),
     now,
-    sessionCache: new Map(),
+    lookupSession: sessionLookup(opts.store, now),
   };
 
   installErrorHandler(app);

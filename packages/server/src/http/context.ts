@@ -21,7 +21,7 @@ export interface ServerContext {
   metrics: Metrics;
   loginLimiter: RateLimiter;
   now: () => number;
-  sessionCache: Map<string, { session: Session; expiresAt: number }>;
+  lookupSession: (token: string) => Promise<Session | null>;
 }
 
 declare module "fastify" {

@@ -111,14 +111,10 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   return unsubscribe;
 }
 
-/**
- * Session lookup. Not cached: a revoked device (revocation deletes its sessions, possibly from another process such
- * as `valise admin device revoke`) must be refused on its very next request.
- */
+/** Session lookup (uncached: see storage/session-lookup.ts). */
 export async function resolveSession(
   ctx: ServerContext,
   token: string,
 ): Promise<{ handle: string; deviceId: string } | null> {
-  const s = await ctx.store.directory.getSession(token);
-  return s ? { handle: s.handle, deviceId: s.deviceId } : null;
+  return ctx.lookupSession(token);
 }

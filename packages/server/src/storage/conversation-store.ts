@@ -157,6 +157,7 @@ export class ConversationStore {
 
   /** Current members whose device has been revoked: until a commit removes them, nothing new may be encrypted. */
   async revokedMembers(conversationId: string): Promise<string[]> {
+    if (this.fast?.idle()) return this.fast.revokedMembers(conversationId);
     const rows = await this.db
       .selectFrom("conversation_members as m")
       .innerJoin("devices as d", "d.id", "m.device_id")
@@ -370,17 +371,34 @@ class SqliteAppender {
     const p = (sql: string) => sqlite.prepare(sql);
     this.s = {
       member: p("SELECT joined_seq, left_seq FROM conversation_members WHERE conversation_id = ? AND device_id = ?"),
+      revoked: p(
+        "SELECT m.device_id AS device_id FROM conversation_members m JOIN devices d ON d.id = m.device_id WHERE m.conversation_id = ? AND m.left_seq IS NULL AND d.revoked_at IS NOT NULL",
+      ),
       prior: p("SELECT seq, epoch, created_at, conversation_id FROM messages WHERE sender_device = ? AND idem_key = ?"),
       bump: p("UPDATE conversations SET head_seq = head_seq + 1 WHERE id = ? AND epoch = ? RETURNING head_seq, epoch"),
-      bumpCommit: p("UPDATE conversations SET head_seq = head_seq + 1, epoch = epoch + 1 WHERE id = ? AND epoch = ? RETURNING head_seq, epoch"),
-      bumpCommitGi: p("UPDATE conversations SET head_seq = head_seq + 1, epoch = epoch + 1, group_info = ? WHERE id = ? AND epoch = ? RETURNING head_seq, epoch"),
+      bumpCommit: p(
+        "UPDATE conversations SET head_seq = head_seq + 1, epoch = epoch + 1 WHERE id = ? AND epoch = ? RETURNING head_seq, epoch",
+      ),
+      bumpCommitGi: p(
+        "UPDATE conversations SET head_seq = head_seq + 1, epoch = epoch + 1, group_info = ? WHERE id = ? AND epoch = ? RETURNING head_seq, epoch",
+      ),
       epoch: p("SELECT epoch FROM conversations WHERE id = ?"),
-      insert: p("INSERT INTO messages (conversation_id, seq, kind, epoch, sender_device, payload, idem_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
-      leave: p("UPDATE conversation_members SET left_seq = ? WHERE conversation_id = ? AND device_id = ? AND left_seq IS NULL"),
+      insert: p(
+        "INSERT INTO messages (conversation_id, seq, kind, epoch, sender_device, payload, idem_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      ),
+      leave: p(
+        "UPDATE conversation_members SET left_seq = ? WHERE conversation_id = ? AND device_id = ? AND left_seq IS NULL",
+      ),
       exists: p("SELECT device_id FROM conversation_members WHERE conversation_id = ? AND device_id = ?"),
-      rejoin: p("UPDATE conversation_members SET joined_seq = ?, left_seq = NULL WHERE conversation_id = ? AND device_id = ?"),
-      join: p("INSERT INTO conversation_members (conversation_id, device_id, joined_seq, left_seq) VALUES (?, ?, ?, NULL)"),
-      inbox: p("INSERT INTO inbox (device_id, conversation_id, commit_seq, payload, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id"),
+      rejoin: p(
+        "UPDATE conversation_members SET joined_seq = ?, left_seq = NULL WHERE conversation_id = ? AND device_id = ?",
+      ),
+      join: p(
+        "INSERT INTO conversation_members (conversation_id, device_id, joined_seq, left_seq) VALUES (?, ?, ?, NULL)",
+      ),
+      inbox: p(
+        "INSERT INTO inbox (device_id, conversation_id, commit_seq, payload, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+      ),
     };
     this.tx = sqlite.transaction((reqs: AppendRequest[], now: number) => reqs.map((r) => this.appendOne(r, now)));
   }
@@ -391,8 +409,13 @@ class SqliteAppender {
   }
 
   membership(conversationId: string, deviceId: string): MembershipRecord | null {
-    const r = this.s.member.get(conversationId, deviceId) as { joined_seq: number; left_seq: number | null } | undefined;
+    const r = this.s.member.get(conversationId, deviceId) as
+      { joined_seq: number; left_seq: number | null } | undefined;
     return r ? { joinedSeq: Number(r.joined_seq), leftSeq: r.left_seq === null ? null : Number(r.left_seq) } : null;
+  }
+
+  revokedMembers(conversationId: string): string[] {
+    return (this.s.revoked.all(conversationId) as { device_id: string }[]).map((r) => r.device_id);
   }
 
   appendBatch(reqs: AppendRequest[], now: number): AppendResult[] {
@@ -400,10 +423,19 @@ class SqliteAppender {
   }
 
   private appendOne(r: AppendRequest, now: number): AppendResult {
-    const prior = this.s.prior.get(r.senderDevice, r.idemKey) as { seq: number; epoch: number; created_at: number; conversation_id: string } | undefined;
+    const prior = this.s.prior.get(r.senderDevice, r.idemKey) as
+      { seq: number; epoch: number; created_at: number; conversation_id: string } | undefined;
     if (prior) {
-      if (prior.conversation_id !== r.conversationId) throw new ValiseError("conflict", "idempotency key reused for another conversation");
-      return { ok: true, seq: Number(prior.seq), epoch: Number(prior.epoch), duplicate: true, createdAt: Number(prior.created_at), inbox: [] };
+      if (prior.conversation_id !== r.conversationId)
+        throw new ValiseError("conflict", "idempotency key reused for another conversation");
+      return {
+        ok: true,
+        seq: Number(prior.seq),
+        epoch: Number(prior.epoch),
+        duplicate: true,
+        createdAt: Number(prior.created_at),
+        inbox: [],
+      };
     }
     const isCommit = r.kind === "commit";
     const upd = (
