@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { openStore, ROLES, type Role } from "@valise/server";
+import { loadOrCreateLogKey, openStore, ROLES, type Role } from "@valise/server";
 import { parse, str, UsageError } from "./args.js";
 import { printJson } from "./output.js";
 
@@ -13,7 +13,11 @@ Local operator commands on the server's database (like prosodyctl): run them on 
   user code HANDLE [--json]                    a new one-time enrollmentCode for another device
   user show HANDLE [--json]
   device revoke DEVICE_ID                      revoke a device at once
-Options: --data DIR (default ./valise-data); VALISE_DATABASE_URL selects PostgreSQL.
+  log key [--json]                             the directory log's verifier key (name+hash+key), for clients
+                                               and witnesses; creates DIR/log-key if there is none yet
+Every change above is appended to the directory log (key transparency) in the same transaction.
+Options: --data DIR (default ./valise-data); VALISE_DATABASE_URL selects PostgreSQL;
+  VALISE_LOG_KEY supplies the log signing key instead of DIR/log-key.
 Labels: CLASSIFICATION[/COMPARTMENT[,COMPARTMENT…]], e.g. CONFIDENTIAL/ASIA.`;
 
 export async function admin(argv: string[]): Promise<number> {
@@ -33,10 +37,8 @@ export async function admin(argv: string[]): Promise<number> {
     console.log(ADMIN_USAGE);
     return values.help ? 0 : 2;
   }
-  const store = await openStore({
-    dataDir: resolve(values.data ?? "./valise-data"),
-    databaseUrl: process.env.VALISE_DATABASE_URL,
-  });
+  const dataDir = resolve(values.data ?? "./valise-data");
+  const store = await openStore({ dataDir, databaseUrl: process.env.VALISE_DATABASE_URL });
   try {
     const [what, verb, arg] = positionals;
     const key = `${what ?? ""} ${verb ?? ""}`;
@@ -94,6 +96,13 @@ export async function admin(argv: string[]): Promise<number> {
           console.log(
             `${u.handle} role=${u.role} clearance=${u.clearance} units=${u.units.join(",")}\n${out.devices.map((d) => `  ${d.id} ${d.name} ${d.revokedAt ? "REVOKED" : ""}`).join("\n")}`,
           );
+        return 0;
+      }
+      case "log key": {
+        const key = loadOrCreateLogKey({ dataDir });
+        await store.directory.log.pinVerifierKey(key.vkey);
+        if (values.json) printJson({ origin: key.origin, vkey: key.vkey });
+        else console.log(key.vkey);
         return 0;
       }
       case "device revoke": {

@@ -3,6 +3,7 @@ import { admin, ADMIN_USAGE } from "./admin.js";
 import { serve, SERVE_USAGE } from "./serve.js";
 import { conversations, enroll, send, sync } from "./client-commands.js";
 import { reportError } from "./output.js";
+import { log, LOG_USAGE } from "./log-commands.js";
 
 const HELP = `valise — end-to-end encrypted cables, conversations and documents
 
@@ -10,7 +11,8 @@ usage: valise <command> [options]     (valise <command> --help for details)
 
 Server and operator:
   serve          run the server (default: SQLite in ./valise-data, port 8080)
-  admin          units, users, one-time enrollment codes, device revocation (local, on the server machine)
+  admin          units, users, one-time enrollment codes, device revocation, log key (local, on the server machine)
+  log            the directory log: latest signed checkpoint (key transparency)
 Device:
   enroll         enroll this machine with a one-time code into a profile directory
   send           send an encrypted message to a user or unit
@@ -27,7 +29,9 @@ Example (five minutes):
 
 ${SERVE_USAGE}
 
-${ADMIN_USAGE}`;
+${ADMIN_USAGE}
+
+${LOG_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -44,6 +48,8 @@ async function main(argv: string[]): Promise<number> {
         return await serve(rest);
       case "admin":
         return await admin(rest);
+      case "log":
+        return await log(rest);
       case "enroll":
         return await enroll(rest);
       case "send":

@@ -1,21 +1,31 @@
 import { resolve } from "node:path";
-import { buildApp, openStore, protocolServerMls } from "@valise/server";
+import { buildApp, loadOrCreateLogKey, openStore, protocolServerMls } from "@valise/server";
 import { parse } from "./args.js";
 import { installNodeCrypto } from "./crypto.js";
 
-export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host ADDR] [--log-level LEVEL]
+export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host ADDR] [--log-level LEVEL] [--log-origin ORIGIN]
 
 Starts the Valise server: delivery service, directory, key packages, WebSocket push, /healthz, /metrics.
   --data DIR        data directory (SQLite database, blobs); default ./valise-data
   --port N          TCP port; default 8080
   --host ADDR       listen address; default 127.0.0.1 (put a TLS-terminating proxy in front for remote clients)
   --log-level L     pino level (fatal, error, warn, info, debug); default info
-Environment: VALISE_DATABASE_URL=postgres://… uses PostgreSQL instead of the embedded SQLite.`;
+  --log-origin O    directory log origin (checkpoint first line and key name), fixed when the log key is created;
+                    default valise.example/directory — use your server's name, e.g. valise.mfa.example/directory
+Prints the directory log's verifier key (give it to clients and witnesses); the signing key is DIR/log-key (0600).
+Environment: VALISE_DATABASE_URL=postgres://… uses PostgreSQL instead of the embedded SQLite;
+  VALISE_LOG_KEY=PRIVATE+KEY+… supplies the log signing key instead of DIR/log-key (several servers, one log).`;
 
 export async function serve(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
-    { data: { type: "string" }, port: { type: "string" }, host: { type: "string" }, "log-level": { type: "string" } },
+    {
+      data: { type: "string" },
+      port: { type: "string" },
+      host: { type: "string" },
+      "log-level": { type: "string" },
+      "log-origin": { type: "string" },
+    },
     SERVE_USAGE,
   );
   if (values.help) {
@@ -29,12 +39,19 @@ export async function serve(argv: string[]): Promise<number> {
   const host = values.host ?? "127.0.0.1";
   const databaseUrl = process.env.VALISE_DATABASE_URL;
   const store = await openStore({ dataDir, databaseUrl });
-  const { app } = await buildApp({ store, mls: protocolServerMls, logger: { level: values["log-level"] ?? "info" } });
+  const logKey = loadOrCreateLogKey({ dataDir, origin: values["log-origin"] });
+  const { app } = await buildApp({
+    store,
+    mls: protocolServerMls,
+    logger: { level: values["log-level"] ?? "info" },
+    logKey,
+  });
   const address = await app.listen({ port, host });
   const url = address.replace("[::1]", "localhost");
   process.stdout.write(
     `Valise is running at ${url}\n` +
       `  database: ${databaseUrl ? "PostgreSQL (VALISE_DATABASE_URL)" : `SQLite in ${dataDir}`}\n` +
+      `  directory log verifier key: ${logKey.vkey}\n` +
       `  first administrator: npx valise admin --data ${dataDir} unit add HQ/IT && npx valise admin --data ${dataDir} user add admin --unit HQ/IT --role admin --json\n`,
   );
   await new Promise<void>((done) => {

@@ -9,3 +9,4 @@ export * from "./log/frontier.js";
 export * from "./log/note.js";
 export * from "./log/checkpoint.js";
 export * from "./log/cosignature.js";
+export * from "./log/directory-entry.js";

@@ -18,10 +18,12 @@ import { sessionLookup } from "../storage/session-lookup.js";
 import { authRoutes } from "./routes-auth.js";
 import { directoryRoutes } from "./routes-directory.js";
 import { conversationRoutes } from "./routes-conversations.js";
+import { logRoutes, PUBLIC_LOG_ROUTES } from "./routes-log.js";
+import type { LogKey } from "../storage/log-key.js";
 import { resolveSession, wsRoutes } from "./ws-hub.js";
 
 /** Endpoints that answer without a session; everything else under /v1/ needs one. */
-const PUBLIC_ROUTES = new Set(["/v1/enroll", "/v1/auth/challenge", "/v1/auth/session", "/v1/ws"]);
+const PUBLIC_ROUTES = new Set(["/v1/enroll", "/v1/auth/challenge", "/v1/auth/session", "/v1/ws", ...PUBLIC_LOG_ROUTES]);
 
 export interface AppOptions {
   store: Store;
@@ -30,6 +32,13 @@ export interface AppOptions {
   clock?: Clock;
   logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
   loginRatePerMinute?: number;
+  /**
+   * The directory log's signing key. With it the app signs a checkpoint whenever the log has grown (checked every
+   * `checkpointIntervalMs`, default 250 ms; so at least once a second while there are changes). Without it no
+   * checkpoints are signed (tests that do not need them).
+   */
+  logKey?: LogKey;
+  checkpointIntervalMs?: number;
 }
 
 export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance; ctx: ServerContext }> {
@@ -117,9 +126,45 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   authRoutes(app, ctx);
   directoryRoutes(app, ctx);
   conversationRoutes(app, ctx);
+  logRoutes(app, ctx);
   const unsub = wsRoutes(app, ctx);
+  const stopSigner = opts.logKey
+    ? await startCheckpointSigner(app, opts.store, opts.logKey, opts.checkpointIntervalMs)
+    : undefined;
   app.addHook("onClose", async () => {
     unsub();
+    await stopSigner?.();
   });
   return { app, ctx };
+}
+
+/** Pins the log key, signs a first checkpoint, then signs a new one on a timer whenever the log has grown. */
+async function startCheckpointSigner(
+  app: FastifyInstance,
+  store: Store,
+  key: LogKey,
+  intervalMs = 250,
+): Promise<() => Promise<void>> {
+  const log = store.directory.log;
+  await log.pinVerifierKey(key.vkey);
+  await log.signCheckpoint(key.origin, key.signer);
+  let running: Promise<unknown> = Promise.resolve();
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    running = log
+      .signCheckpoint(key.origin, key.signer)
+      .catch((e: unknown) =>
+        app.log.error({ err: { message: e instanceof Error ? e.message : String(e) } }, "checkpoint signing failed"),
+      )
+      .finally(() => {
+        busy = false;
+      });
+  }, intervalMs);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
 }

@@ -1,10 +1,12 @@
 /**
  * Directory: units, users, clearances, roles, devices, enrollment codes, one-time key packages, sessions.
- * (The key-transparency work turns every change here into a log entry appended in the same transaction.)
+ * Every directory change (unit or user created, device enrolled or revoked, clearance set) appends its entry to the
+ * directory log in the same transaction as the change itself (DESIGN.md §3 "Key transparency").
  */
 import type { Kysely } from "kysely";
-import { ValiseError, canonicalLabel, parseUnitName, parseUserHandle } from "@valise/core";
+import { ValiseError, canonicalLabel, parseUnitName, parseUserHandle, toBase64 } from "@valise/core";
 import type { Database } from "./schema.js";
+import { DirectoryLog } from "./directory-log.js";
 import { normalizeEnrollmentCode, randomEnrollmentCode, randomToken, sha256Hex } from "./secrets.js";
 
 export type Role = "user" | "officer" | "admin";
@@ -42,17 +44,26 @@ function toDevice(r: Database["devices"]): DeviceRecord {
 }
 
 export class DirectoryStore {
+  /** The directory log: every change below appends to it in its own transaction. */
+  readonly log: DirectoryLog;
+
   constructor(
     private readonly db: Kysely<Database>,
     private readonly now: () => number,
-  ) {}
+  ) {
+    this.log = new DirectoryLog(db, now);
+  }
 
   async addUnit(name: string, maxLabel = "SECRET"): Promise<void> {
     const unit = parseUnitName(name);
     const label = canonicalLabel(maxLabel);
-    const existing = await this.db.selectFrom("units").select("name").where("name", "=", unit).executeTakeFirst();
-    if (existing) throw new ValiseError("conflict", `unit ${unit} already exists`);
-    await this.db.insertInto("units").values({ name: unit, max_label: label, created_at: this.now() }).execute();
+    await this.log.change(async (trx, append) => {
+      const existing = await trx.selectFrom("units").select("name").where("name", "=", unit).executeTakeFirst();
+      if (existing) throw new ValiseError("conflict", `unit ${unit} already exists`);
+      const time = this.now();
+      await trx.insertInto("units").values({ name: unit, max_label: label, created_at: time }).execute();
+      await append({ v: 1, type: "unit.add", unit, maxLabel: label, time });
+    });
   }
 
   async listUnits(): Promise<{ name: string; maxLabel: string }[]> {
@@ -75,15 +86,17 @@ export class DirectoryStore {
     const clearance = canonicalLabel(input.clearance);
     if (!ROLES.includes(input.role)) throw new ValiseError("bad_request", `role must be one of ${ROLES.join(", ")}`);
     const units = input.units.map((u) => parseUnitName(u));
-    return this.db.transaction().execute(async (trx) => {
+    return this.log.change(async (trx, append) => {
       if (await trx.selectFrom("users").select("handle").where("handle", "=", handle).executeTakeFirst())
         throw new ValiseError("conflict", `user ${handle} already exists`);
       for (const u of units) {
         if (!(await trx.selectFrom("units").select("name").where("name", "=", u).executeTakeFirst()))
           throw new ValiseError("not_found", `unit ${u} does not exist (add it with: valise admin unit add ${u})`);
       }
-      await trx.insertInto("users").values({ handle, clearance, role: input.role, created_at: this.now() }).execute();
+      const time = this.now();
+      await trx.insertInto("users").values({ handle, clearance, role: input.role, created_at: time }).execute();
       for (const u of new Set(units)) await trx.insertInto("user_units").values({ handle, unit: u }).execute();
+      await append({ v: 1, type: "user.add", user: handle, units, clearance, role: input.role, time });
       return this.insertCode(trx, handle);
     });
   }
@@ -121,7 +134,7 @@ export class DirectoryStore {
   ): Promise<UserRecord> {
     const hash = sha256Hex(normalizeEnrollmentCode(code));
     const now = this.now();
-    const handle = await this.db.transaction().execute(async (trx) => {
+    const handle = await this.log.change(async (trx, append) => {
       const row = await trx.selectFrom("enrollment_codes").selectAll().where("code_hash", "=", hash).executeTakeFirst();
       if (!row || row.used_at !== null || Number(row.expires_at) < now)
         throw new ValiseError("enrollment_code_invalid", "enrollment code is invalid, expired or already used");
@@ -156,6 +169,15 @@ export class DirectoryStore {
           .insertInto("key_packages")
           .values({ ref: kp.ref, device_id: device.id, data: kp.data, created_at: now })
           .execute();
+      await append({
+        v: 1,
+        type: "device.add",
+        user: row.handle,
+        device: device.id,
+        name: device.name,
+        key: toBase64(device.signaturePublicKey),
+        time: now,
+      });
       return row.handle;
     });
     const user = await this.getUser(handle);
@@ -203,26 +225,33 @@ export class DirectoryStore {
   }
 
   async revokeDevice(id: string): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
+    await this.log.change(async (trx, append) => {
+      const time = this.now();
       const r = await trx
         .updateTable("devices")
-        .set({ revoked_at: this.now() })
+        .set({ revoked_at: time })
         .where("id", "=", id)
         .where("revoked_at", "is", null)
+        .returning("handle")
         .executeTakeFirst();
-      if (Number(r.numUpdatedRows) !== 1) throw new ValiseError("not_found", `no active device ${id}`);
+      if (!r) throw new ValiseError("not_found", `no active device ${id}`);
       await trx.deleteFrom("sessions").where("device_id", "=", id).execute();
       await trx.deleteFrom("key_packages").where("device_id", "=", id).execute();
+      await append({ v: 1, type: "device.revoke", user: r.handle, device: id, time });
     });
   }
 
   async setClearance(handle: string, clearance: string): Promise<void> {
-    const r = await this.db
-      .updateTable("users")
-      .set({ clearance: canonicalLabel(clearance) })
-      .where("handle", "=", handle)
-      .executeTakeFirst();
-    if (Number(r.numUpdatedRows) !== 1) throw new ValiseError("not_found", `no user ${handle}`);
+    const label = canonicalLabel(clearance);
+    await this.log.change(async (trx, append) => {
+      const r = await trx
+        .updateTable("users")
+        .set({ clearance: label })
+        .where("handle", "=", handle)
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) !== 1) throw new ValiseError("not_found", `no user ${handle}`);
+      await append({ v: 1, type: "user.clearance", user: handle, clearance: label, time: this.now() });
+    });
   }
 
   // --- key packages (one-time; the newest is kept as last resort) ---

@@ -140,10 +140,57 @@ function m001(d: Dialect): Migration {
   };
 }
 
+/**
+ * The directory log (key transparency, DESIGN.md §3): entries, every completed perfect-subtree hash (so proofs and
+ * tiles are read, not recomputed), signed checkpoints, a one-row head whose UPDATE serializes appends (a row lock
+ * on PostgreSQL, the write lock on SQLite), and the pinned public verifier key of each log. The private log key is
+ * never in the database: see log-key.ts.
+ */
+function m002(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("directory_log_head")
+        .addColumn("id", "integer", (c) => c.primaryKey())
+        .addColumn("size", t.int64, (c) => c.notNull())
+        .execute();
+      await sql`insert into directory_log_head (id, size) values (1, 0)`.execute(db);
+      await db.schema
+        .createTable("directory_log_entries")
+        .addColumn("idx", t.int64, (c) => c.primaryKey())
+        .addColumn("data", t.bin, (c) => c.notNull())
+        .addColumn("leaf_hash", t.bin, (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable("directory_log_nodes")
+        .addColumn("level", "integer", (c) => c.notNull())
+        .addColumn("idx", t.int64, (c) => c.notNull())
+        .addColumn("hash", t.bin, (c) => c.notNull())
+        .addPrimaryKeyConstraint("directory_log_nodes_pk", ["level", "idx"])
+        .execute();
+      await db.schema
+        .createTable("directory_log_checkpoints")
+        .addColumn("size", t.int64, (c) => c.primaryKey())
+        .addColumn("root_hash", t.bin, (c) => c.notNull())
+        .addColumn("note", "text", (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable("log_keys")
+        .addColumn("log", "text", (c) => c.primaryKey())
+        .addColumn("vkey", "text", (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
-      return { "001_initial": m001(d) };
+      return { "001_initial": m001(d), "002_directory_log": m002(d) };
     },
   };
 }

@@ -87,6 +87,33 @@ export interface InboxTable {
   created_at: number;
 }
 
+export interface DirectoryLogHeadTable {
+  id: number; // always 1
+  size: number;
+}
+export interface DirectoryLogEntriesTable {
+  idx: number;
+  data: Uint8Array; // canonical entry bytes (core encodeDirectoryEntry)
+  leaf_hash: Uint8Array;
+  created_at: number;
+}
+export interface DirectoryLogNodesTable {
+  level: number; // 0 = leaf hashes
+  idx: number; // the perfect subtree [idx·2^level, (idx+1)·2^level)
+  hash: Uint8Array;
+}
+export interface DirectoryLogCheckpointsTable {
+  size: number;
+  root_hash: Uint8Array;
+  note: string; // the signed note, as served
+  created_at: number;
+}
+export interface LogKeysTable {
+  log: string; // "directory"
+  vkey: string; // signed-note verifier key pinned at first use
+  created_at: number;
+}
+
 export interface Database {
   units: UnitsTable;
   users: UsersTable;
@@ -100,4 +127,9 @@ export interface Database {
   conversation_members: ConversationMembersTable;
   messages: MessagesTable;
   inbox: InboxTable;
+  directory_log_head: DirectoryLogHeadTable;
+  directory_log_entries: DirectoryLogEntriesTable;
+  directory_log_nodes: DirectoryLogNodesTable;
+  directory_log_checkpoints: DirectoryLogCheckpointsTable;
+  log_keys: LogKeysTable;
 }

@@ -1,0 +1,94 @@
+/**
+ * Directory log entries (DESIGN.md §3 "Key transparency"): one leaf per directory change, in a canonical, versioned
+ * encoding — JSON with keys sorted by code point, no whitespace, integers only, strings as JSON.stringify writes
+ * them. The leaf is exactly these UTF-8 bytes, so two parties who agree on the change agree on the leaf hash.
+ * Entries arrive from the server: `parseDirectoryEntry` returns a result and never throws, and accepts only the
+ * canonical bytes (re-encoding must reproduce the input), so one change has one leaf.
+ */
+import { equalBytes, utf8 } from "../bytes.js";
+
+export const DIRECTORY_ENTRY_VERSION = 1;
+/** Entry bundles (C2SP tlog-tiles) prefix each entry with a uint16 length. */
+export const MAX_DIRECTORY_ENTRY_BYTES = 65_535;
+
+export type DirectoryEntry =
+  | { v: 1; type: "unit.add"; unit: string; maxLabel: string; time: number }
+  | { v: 1; type: "user.add"; user: string; units: string[]; clearance: string; role: string; time: number }
+  | { v: 1; type: "user.clearance"; user: string; clearance: string; time: number }
+  | { v: 1; type: "device.add"; user: string; device: string; name: string; key: string; time: number }
+  | { v: 1; type: "device.revoke"; user: string; device: string; time: number };
+
+export type DirectoryEntryType = DirectoryEntry["type"];
+
+/** The fields each entry type has besides `v`, `type` and `time`, with their JSON kinds. */
+const FIELDS: Record<DirectoryEntryType, Record<string, "string" | "strings">> = {
+  "unit.add": { unit: "string", maxLabel: "string" },
+  "user.add": { user: "string", units: "strings", clearance: "string", role: "string" },
+  "user.clearance": { user: "string", clearance: "string" },
+  "device.add": { user: "string", device: "string", name: "string", key: "string" },
+  "device.revoke": { user: "string", device: "string" },
+};
+
+type Json = string | number | Json[] | { [k: string]: Json };
+
+function canonicalJson(v: Json): string {
+  if (typeof v === "string") return JSON.stringify(v);
+  if (typeof v === "number") {
+    if (!Number.isSafeInteger(v)) throw new TypeError("canonical JSON holds safe integers only");
+    return String(v);
+  }
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  const keys = Object.keys(v).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(v[k]!)}`).join(",")}}`;
+}
+
+/** The leaf bytes of an entry. `user.add` units are sorted and deduplicated first. */
+export function encodeDirectoryEntry(e: DirectoryEntry): Uint8Array {
+  const obj: Record<string, Json> = { ...(e as unknown as Record<string, Json>) };
+  if (e.type === "user.add") obj.units = [...new Set(e.units)].sort();
+  const out = utf8(canonicalJson(obj));
+  if (out.length > MAX_DIRECTORY_ENTRY_BYTES) throw new RangeError("directory entry too large");
+  return out;
+}
+
+export type ParsedDirectoryEntry = { ok: true; entry: DirectoryEntry } | { ok: false; reason: string };
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Parse leaf bytes strictly: known version and type, exactly the type's fields, canonical encoding. */
+export function parseDirectoryEntry(bytes: Uint8Array): ParsedDirectoryEntry {
+  if (!(bytes instanceof Uint8Array) || bytes.length > MAX_DIRECTORY_ENTRY_BYTES)
+    return { ok: false, reason: "not an entry" };
+  let obj: unknown;
+  try {
+    obj = JSON.parse(strictUtf8.decode(bytes));
+  } catch {
+    return { ok: false, reason: "not UTF-8 JSON" };
+  }
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) return { ok: false, reason: "not an object" };
+  const o = obj as Record<string, unknown>;
+  if (o.v !== DIRECTORY_ENTRY_VERSION) return { ok: false, reason: "unknown version" };
+  if (typeof o.type !== "string" || !Object.hasOwn(FIELDS, o.type)) return { ok: false, reason: "unknown type" };
+  const fields = FIELDS[o.type as DirectoryEntryType];
+  if (!Number.isSafeInteger(o.time) || (o.time as number) < 0) return { ok: false, reason: "bad time" };
+  const expected = new Set(["v", "type", "time", ...Object.keys(fields)]);
+  if (Object.keys(o).length !== expected.size || !Object.keys(o).every((k) => expected.has(k)))
+    return { ok: false, reason: "unexpected or missing fields" };
+  for (const [k, kind] of Object.entries(fields)) {
+    const x = o[k];
+    const ok =
+      kind === "string"
+        ? typeof x === "string"
+        : Array.isArray(x) && x.every((s, i) => typeof s === "string" && (i === 0 || x[i - 1] < s));
+    if (!ok) return { ok: false, reason: `bad field ${k}` };
+  }
+  const entry = o as unknown as DirectoryEntry;
+  let again: Uint8Array;
+  try {
+    again = encodeDirectoryEntry(entry);
+  } catch {
+    return { ok: false, reason: "not canonical" };
+  }
+  if (!equalBytes(again, bytes)) return { ok: false, reason: "not canonical" };
+  return { ok: true, entry };
+}
