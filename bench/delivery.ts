@@ -70,8 +70,18 @@ async function main(): Promise<void> {
     const store = await openStore({ dataDir, databaseUrl: undefined });
     await store.directory.addUnit("HQ/BENCH");
     for (let i = 0; i < PAIRS; i++) {
-      const s = await store.directory.addUser({ handle: `sender${i}`, units: ["HQ/BENCH"], clearance: "UNCLASSIFIED", role: "user" });
-      const r = await store.directory.addUser({ handle: `receiver${i}`, units: ["HQ/BENCH"], clearance: "UNCLASSIFIED", role: "user" });
+      const s = await store.directory.addUser({
+        handle: `sender${i}`,
+        units: ["HQ/BENCH"],
+        clearance: "UNCLASSIFIED",
+        role: "user",
+      });
+      const r = await store.directory.addUser({
+        handle: `receiver${i}`,
+        units: ["HQ/BENCH"],
+        clearance: "UNCLASSIFIED",
+        role: "user",
+      });
       codes.push({ sender: s.enrollmentCode, receiver: r.enrollmentCode });
     }
     await store.close();
@@ -88,19 +98,36 @@ async function main(): Promise<void> {
     const pairs: Pair[] = await Promise.all(
       codes.map(async (c, index): Promise<Pair> => {
         const senderStore = new MemoryKeyStore();
-        const sender = await ValiseClient.enroll({ serverUrl: server.url, code: c.sender, store: senderStore, deviceName: "bench" });
-        const receiver = await ValiseClient.enroll({ serverUrl: server.url, code: c.receiver, store: new MemoryKeyStore(), deviceName: "bench" });
+        const sender = await ValiseClient.enroll({
+          serverUrl: server.url,
+          code: c.sender,
+          store: senderStore,
+          deviceName: "bench",
+        });
+        const receiver = await ValiseClient.enroll({
+          serverUrl: server.url,
+          code: c.receiver,
+          store: new MemoryKeyStore(),
+          deviceName: "bench",
+        });
         const first = await sender.send(`receiver${index}`, "hello");
         await receiver.sync();
         const state = (await senderStore.load())!;
         const conv = state.conversations[first.conversation]!;
         const ctx: GroupContext = {
-          keys: { user: state.handle as UserHandle, device: state.deviceId as DeviceId, signaturePublicKey: fromBase64(state.signaturePublicKey), signaturePrivateKey: fromBase64(state.signaturePrivateKey) },
+          keys: {
+            user: state.handle as UserHandle,
+            device: state.deviceId as DeviceId,
+            signaturePublicKey: fromBase64(state.signaturePublicKey),
+            signaturePrivateKey: fromBase64(state.signaturePrivateKey),
+          },
           verifier: sender.verifier,
         };
         const group = decodeGroup(fromBase64(conv.group));
         const aad = utf8(messageAad(first.conversation, conv.label));
-        const encrypt = async (n: number) => (await encryptMessage(ctx, group, utf8(JSON.stringify({ t: "text", text: "x".repeat(Math.max(0, n)) })), aad)).message;
+        const encrypt = async (n: number) =>
+          (await encryptMessage(ctx, group, utf8(JSON.stringify({ t: "text", text: "x".repeat(Math.max(0, n)) })), aad))
+            .message;
         const probe = await encrypt(SIZE);
         const message = Buffer.from(await encrypt(SIZE - (probe.length - SIZE)));
         return {
@@ -172,7 +199,8 @@ async function main(): Promise<void> {
             res.on("data", (c: Buffer) => chunks.push(c));
             res.on("end", () => {
               const body = Buffer.concat(chunks).toString("utf8");
-              if (res.statusCode !== 201) return reject(new Error(`POST ${p.path}: ${res.statusCode} ${body.slice(0, 200)}`));
+              if (res.statusCode !== 201)
+                return reject(new Error(`POST ${p.path}: ${res.statusCode} ${body.slice(0, 200)}`));
               const seq = (JSON.parse(body) as { seq: number }).seq;
               const pushed = p.pushedAt.get(seq);
               if (pushed !== undefined) {
@@ -231,7 +259,15 @@ async function main(): Promise<void> {
     latencies.sort((a, b) => a - b);
     // Mean append batch size over the whole run (from the server's Prometheus metrics).
     const metricsText = await (await fetch(`${server.url}/metrics`)).text();
-    const metric = (name: string) => Number(/^(\S+) (\S+)$/m.exec(metricsText.split("\n").filter((l) => l.startsWith(name + " ")).join("\n"))?.[2] ?? NaN);
+    const metric = (name: string) =>
+      Number(
+        /^(\S+) (\S+)$/m.exec(
+          metricsText
+            .split("\n")
+            .filter((l) => l.startsWith(name + " "))
+            .join("\n"),
+        )?.[2] ?? NaN,
+      );
     const meanBatch = metric("valise_append_batch_size_sum") / metric("valise_append_batch_size_count");
     const messagesPerSecond = acked / (elapsedMs / 1000);
     const result = {
@@ -262,19 +298,22 @@ async function main(): Promise<void> {
       pass: messagesPerSecond >= 5000 && percentile(latencies, 99) <= 50 && missingPushes === 0,
       time: new Date().toISOString(),
     };
-    printTable(`delivery through one valise serve (SQLite, durable) — ${PAIRS} pairs, ${INFLIGHT} in flight, ${result.setup.messageBytes} B`, [
-      ["messages acknowledged", acked],
-      ["elapsed (ms)", result.elapsedMs],
-      ["messages/s", result.messagesPerSecond],
-      ["send→push p50 (ms)", result.p50Ms],
-      ["send→push p90 (ms)", result.p90Ms],
-      ["send→push p99 (ms)", result.p99Ms],
-      ["send→push max (ms)", result.maxMs],
-      ["pushes missing", missingPushes],
-      ["mean append batch (server)", round(meanBatch)],
-      ["target", "≥ 5000 msg/s, p99 ≤ 50 ms"],
-      ["pass", result.pass ? "yes" : "no"],
-    ]);
+    printTable(
+      `delivery through one valise serve (SQLite, durable) — ${PAIRS} pairs, ${INFLIGHT} in flight, ${result.setup.messageBytes} B`,
+      [
+        ["messages acknowledged", acked],
+        ["elapsed (ms)", result.elapsedMs],
+        ["messages/s", result.messagesPerSecond],
+        ["send→push p50 (ms)", result.p50Ms],
+        ["send→push p90 (ms)", result.p90Ms],
+        ["send→push p99 (ms)", result.p99Ms],
+        ["send→push max (ms)", result.maxMs],
+        ["pushes missing", missingPushes],
+        ["mean append batch (server)", round(meanBatch)],
+        ["target", "≥ 5000 msg/s, p99 ≤ 50 ms"],
+        ["pass", result.pass ? "yes" : "no"],
+      ],
+    );
     if (!args.profile) console.log(`\nresults: ${writeResults("delivery", result)}`);
     else console.log(`\n(profile run: results not written; server CPU profile goes to ${RESULTS_DIR})`);
     for (const p of pairs) p.ws?.close();

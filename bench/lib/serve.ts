@@ -34,11 +34,29 @@ export function freePort(): Promise<number> {
 }
 
 /** Starts the server and resolves once /healthz answers (bounded by `timeoutMs`). */
-export async function startServe(opts: { dataDir: string; port?: number; logLevel?: string; nodeArgs?: string[]; timeoutMs?: number }): Promise<ServeProcess> {
+export async function startServe(opts: {
+  dataDir: string;
+  port?: number;
+  logLevel?: string;
+  nodeArgs?: string[];
+  timeoutMs?: number;
+}): Promise<ServeProcess> {
   const port = opts.port ?? (await freePort());
   const child = spawn(
     process.execPath,
-    [...(opts.nodeArgs ?? []), CLI, "serve", "--data", opts.dataDir, "--port", String(port), "--host", "127.0.0.1", "--log-level", opts.logLevel ?? "warn"],
+    [
+      ...(opts.nodeArgs ?? []),
+      CLI,
+      "serve",
+      "--data",
+      opts.dataDir,
+      "--port",
+      String(port),
+      "--host",
+      "127.0.0.1",
+      "--log-level",
+      opts.logLevel ?? "warn",
+    ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let stderr = "";
