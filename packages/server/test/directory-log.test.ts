@@ -212,6 +212,24 @@ for (const kind of DATABASE_KINDS) {
       assert.deepEqual(await log.rootAt(size), rootFromLeafHashes(leaves));
     });
 
+    test("concurrent directory changes serialize into one consistent tree", async () => {
+      const log = store.directory.log;
+      const n0 = await log.size();
+      const results = await Promise.allSettled([
+        ...Array.from({ length: 20 }, (_, i) => store.directory.addUnit(`PAR/U${i}`)),
+        ...Array.from({ length: 5 }, () => store.directory.addUnit("PAR/DUP")),
+        ...Array.from({ length: 5 }, (_, i) => store.directory.setClearance("alice", i % 2 ? "SECRET/ASIA" : "SECRET")),
+      ]);
+      const ok = results.filter((r) => r.status === "fulfilled").length;
+      assert.equal(ok, 20 + 1 + 5, "one PAR/DUP wins, every other change succeeds");
+      const size = await log.size();
+      assert.equal(size, n0 + ok);
+      const leaves = (await log.entries(0, size)).map(leafHash);
+      assert.equal(leaves.length, size);
+      assert.deepEqual(await log.rootAt(size), rootFromLeafHashes(leaves));
+      await store.directory.setClearance("alice", "SECRET/ASIA");
+    });
+
     test("checkpoint verifies; every entry's inclusion proof verifies against its root; tiles match", async () => {
       const { cp } = await checkpoint();
       assert.equal(cp.origin, ORIGIN);

@@ -44,7 +44,10 @@ function canonicalJson(v: Json): string {
 
 /** The leaf bytes of an entry. `user.add` units are sorted and deduplicated first. */
 export function encodeDirectoryEntry(e: DirectoryEntry): Uint8Array {
-  const obj: Record<string, Json> = { ...(e as unknown as Record<string, Json>) };
+  // Only the type's own fields: an object carrying more (a caller's record) still encodes as its entry.
+  const src = e as unknown as Record<string, Json>;
+  const obj: Record<string, Json> = { v: e.v, type: e.type, time: e.time };
+  for (const k of Object.keys(FIELDS[e.type])) obj[k] = src[k]!;
   if (e.type === "user.add") obj.units = [...new Set(e.units)].sort();
   const out = utf8(canonicalJson(obj));
   if (out.length > MAX_DIRECTORY_ENTRY_BYTES) throw new RangeError("directory entry too large");

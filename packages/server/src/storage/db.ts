@@ -33,8 +33,28 @@ export async function openDatabase(opts: DbOptions): Promise<DbHandle> {
   let handle: DbHandle;
   if (opts.databaseUrl) {
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 10 });
+    // An idle client's connection error (database restart, a terminated backend) is emitted on the pool, which has
+    // already dropped that client; unhandled, it would crash the process. The next query opens a new connection.
+    pool.on("error", () => {});
+    // pool.end() resolves before its clients have disconnected; close() waits for them, so a closed handle holds no
+    // connection (dropping the database right after, as tests do, must not hit a live one).
+    const clients = new Set<pg.PoolClient>();
+    let drained: (() => void) | undefined;
+    pool.on("connect", (c) => void clients.add(c));
+    pool.on("remove", (c) => {
+      clients.delete(c);
+      if (clients.size === 0) drained?.();
+    });
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    handle = { db, dialect: "postgres", files: [], close: () => db.destroy() };
+    const close = async () => {
+      await db.destroy();
+      if (clients.size > 0)
+        await new Promise<void>((done) => {
+          drained = done;
+          setTimeout(done, 5000).unref();
+        });
+    };
+    handle = { db, dialect: "postgres", files: [], close };
   } else {
     mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
     const file = join(opts.dataDir, "valise.sqlite");
