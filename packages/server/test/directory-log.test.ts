@@ -230,6 +230,21 @@ for (const kind of DATABASE_KINDS) {
       await store.directory.setClearance("alice", "SECRET/ASIA");
     });
 
+    test("two processes on one database (admin CLI beside the server) append to one tree", async () => {
+      const other = await openStore({ dataDir: db.dataDir, databaseUrl: db.databaseUrl });
+      try {
+        await other.directory.addUnit("CLI/ONE");
+        await store.directory.addUnit("SRV/ONE"); // this process's cached frontier is stale: it must reload
+        await other.directory.addUnit("CLI/TWO");
+        await store.directory.addUnit("SRV/TWO");
+      } finally {
+        await other.close();
+      }
+      const size = await store.directory.log.size();
+      const leaves = (await store.directory.log.entries(0, size)).map(leafHash);
+      assert.deepEqual(await store.directory.log.rootAt(size), rootFromLeafHashes(leaves));
+    });
+
     test("checkpoint verifies; every entry's inclusion proof verifies against its root; tiles match", async () => {
       const { cp } = await checkpoint();
       assert.equal(cp.origin, ORIGIN);
