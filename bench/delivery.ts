@@ -36,8 +36,10 @@ const { values: args } = parseArgs({
     "time-limit": { type: "string", default: "60" },
     profile: { type: "boolean", default: false },
     "keep-data": { type: "boolean", default: false },
+    transport: { type: "string", default: "ws" },
   },
 });
+const TRANSPORT = args.transport === "http" ? "http" : "ws";
 const MESSAGES = Number(args.messages);
 const WARMUP = Number(args.warmup);
 const PAIRS = Number(args.pairs);
@@ -57,6 +59,10 @@ interface Pair {
   sentAt: Map<number, number>;
   pushedAt: Map<number, number>;
   ws?: WebSocket;
+  /** Sender's WebSocket for `--transport ws`: send frames, acks matched by ref. */
+  sendWs?: WebSocket;
+  payloadB64: string;
+  acks: Map<number, (a: { type: string; seq?: number; code?: string; message?: string }) => void>;
 }
 
 async function main(): Promise<void> {
@@ -137,6 +143,8 @@ async function main(): Promise<void> {
           conversationId: first.conversation,
           path: `/v1/conversations/${first.conversation}/messages`,
           message,
+          payloadB64: message.toString("base64"),
+          acks: new Map(),
           sentAt: new Map(),
           pushedAt: new Map(),
         };
@@ -173,10 +181,61 @@ async function main(): Promise<void> {
           }),
       ),
     );
+    if (TRANSPORT === "ws")
+      await Promise.all(
+        pairs.map(
+          (p) =>
+            new Promise<void>((resolve, reject) => {
+              const ws = new WebSocket(`${server.url.replace("http", "ws")}/v1/ws`);
+              p.sendWs = ws;
+              ws.once("open", () => ws.send(JSON.stringify({ type: "auth", token: p.sender.transport.token })));
+              ws.once("error", reject);
+              ws.on("message", (raw: Buffer) => {
+                const ev = JSON.parse(raw.toString("utf8")) as { type: string; ref?: number; seq?: number };
+                if (ev.type === "ready") return resolve();
+                if ((ev.type === "ack" || ev.type === "error") && ev.ref !== undefined) {
+                  const done = p.acks.get(ev.ref);
+                  p.acks.delete(ev.ref);
+                  done?.(ev);
+                }
+              });
+            }),
+        ),
+      );
     const setupMs = performance.now() - setupStart;
 
     let idem = 0;
+    function onAck(p: Pair, seq: number, start: number): void {
+      const pushed = p.pushedAt.get(seq);
+      if (pushed !== undefined) {
+        p.pushedAt.delete(seq);
+        record(p, seq, start, pushed);
+      } else p.sentAt.set(seq, start);
+    }
+    function postWs(p: Pair): Promise<void> {
+      const start = performance.now();
+      const ref = ++idem;
+      const key = `bench-${p.index}-${ref}-xxxxxxxx`;
+      return new Promise<void>((resolve, reject) => {
+        p.acks.set(ref, (a) => {
+          if (a.type !== "ack" || a.seq === undefined)
+            return reject(new Error(`ws send: ${a.code ?? "?"} ${a.message ?? ""}`));
+          onAck(p, a.seq, start);
+          resolve();
+        });
+        p.sendWs!.send(
+          JSON.stringify({
+            type: "send",
+            ref,
+            conversation: p.conversationId,
+            idempotencyKey: key,
+            payload: p.payloadB64,
+          }),
+        );
+      });
+    }
     function post(p: Pair): Promise<void> {
+      if (TRANSPORT === "ws") return postWs(p);
       const start = performance.now();
       const key = `bench-${p.index}-${++idem}-xxxxxxxx`;
       return new Promise<void>((resolve, reject) => {
@@ -289,7 +348,10 @@ async function main(): Promise<void> {
         warmupMessages: warm,
         durable: true,
         database: "SQLite (WAL, synchronous=FULL), batched commits",
-        transport: "HTTP/1.1 keep-alive (node:http Agent) for sends, WebSocket push to receivers",
+        transport:
+          TRANSPORT === "ws"
+            ? "WebSocket send frames (JSON, base64 MLS message) with acks, WebSocket push to receivers"
+            : "HTTP/1.1 keep-alive (node:http Agent) for sends, WebSocket push to receivers",
         serverLogLevel: args["log-level"],
         node: process.version,
         setupMs: Math.round(setupMs),
@@ -316,7 +378,10 @@ async function main(): Promise<void> {
     );
     if (!args.profile) console.log(`\nresults: ${writeResults("delivery", result)}`);
     else console.log(`\n(profile run: results not written; server CPU profile goes to ${RESULTS_DIR})`);
-    for (const p of pairs) p.ws?.close();
+    for (const p of pairs) {
+      p.ws?.close();
+      p.sendWs?.close();
+    }
   } finally {
     agent.destroy();
     await server.stop();

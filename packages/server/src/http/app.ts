@@ -94,7 +94,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   };
 
   installErrorHandler(app);
-  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  await app.register(websocket, { options: { maxPayload: 512 * 1024 } });
 
   app.decorateRequest("session", null);
   app.addHook("onRequest", async (req) => {

@@ -4,9 +4,10 @@
  */
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
-import { ValiseError, canonicalLabel, dominates, parseLabel, toBase64, utf8 } from "@valise/core";
+import { ValiseError, canonicalLabel, dominates, parseLabel, toBase64 } from "@valise/core";
 import { type ServerContext, b64, requireSession } from "./context.js";
-import type { AppendRequest, AppendResult, MessageKind } from "../storage/conversation-store.js";
+import type { AppendRequest } from "../storage/conversation-store.js";
+import { IDEMPOTENCY_KEY_RE, acceptMessage, answer, checkGroup, requireActiveMember } from "./accept-message.js";
 
 const MAX_MESSAGE = 256 * 1024;
 const MAX_COMMIT = 16 * 1024 * 1024;
@@ -147,33 +148,9 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
       if (!(body instanceof Uint8Array))
         throw new ValiseError("bad_request", "body must be application/octet-stream (an MLS message)");
       const idem = req.headers["idempotency-key"];
-      if (typeof idem !== "string" || !/^[A-Za-z0-9_-]{8,128}$/.test(idem))
+      if (typeof idem !== "string" || !IDEMPOTENCY_KEY_RE.test(idem))
         throw new ValiseError("bad_request", "Idempotency-Key header required (8-128 url-safe chars)");
-      const h = ctx.mls.inspectMlsMessage(body);
-      if (!h || (h.wireformat !== "private" && h.wireformat !== "public") || h.epoch === undefined || !h.groupId)
-        throw new ValiseError("protocol_error", "body is not an MLS group message");
-      if (h.contentType === "commit") throw new ValiseError("bad_request", "commits go to /commits");
-      checkGroup(h.groupId, req.params.id);
-      await requireActiveMember(req.params.id, s.deviceId);
-      // DESIGN §3: after a revocation, no application message is accepted until the Remove is committed, so nothing
-      // new is ever encrypted to a revoked device.
-      const revoked = await conversations.revokedMembers(req.params.id);
-      if (revoked.length > 0)
-        throw new ValiseError(
-          "pending_removal",
-          "the conversation still contains revoked devices; commit their removal first",
-          { devices: revoked },
-        );
-      const kind: MessageKind = h.contentType === "proposal" ? "proposal" : "application";
-      const r = await ctx.batcher.append({
-        conversationId: req.params.id,
-        senderDevice: s.deviceId,
-        kind,
-        epoch: Number(h.epoch),
-        payload: body,
-        idemKey: idem,
-      });
-      return reply.status(201).send(answer(r));
+      return reply.status(201).send(await acceptMessage(ctx, s, req.params.id, body, idem));
     },
   );
 
@@ -203,7 +180,7 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
       const conv = await conversations.get(req.params.id);
       if (!conv) throw new ValiseError("not_found", "no such conversation");
       // An external commit (RFC 9420 §12.4.3.2) re-joins a device that lost its state; it must still be a member.
-      await requireActiveMember(req.params.id, s.deviceId);
+      await requireActiveMember(ctx, req.params.id, s.deviceId);
       // Need-to-know, server side: only active devices of users cleared for the conversation's label may be added.
       const label = parseLabel(conv.label);
       for (const d of new Set(req.body.added)) {
@@ -252,26 +229,6 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
       return { items: out };
     },
   );
-
-  async function requireActiveMember(conversationId: string, deviceId: string): Promise<void> {
-    const m = await conversations.membership(conversationId, deviceId);
-    if (!m) throw new ValiseError("not_found", "no such conversation");
-    if (m.leftSeq !== null) throw new ValiseError("forbidden", "this device was removed from the conversation");
-  }
-}
-
-function checkGroup(groupId: Uint8Array, conversationId: string): void {
-  const want = utf8(conversationId);
-  if (groupId.length !== want.length || !groupId.every((b, i) => b === want[i]))
-    throw new ValiseError("bad_request", "MLS group id does not match the conversation");
-}
-
-function answer(r: AppendResult) {
-  if (r.ok) return { seq: r.seq, epoch: r.epoch, duplicate: r.duplicate };
-  if (r.code === "not_found") throw new ValiseError("not_found", "no such conversation");
-  throw new ValiseError("epoch_conflict", `the conversation is at epoch ${r.epoch}; fetch, process and retry`, {
-    epoch: r.epoch,
-  });
 }
 
 export type { AppendRequest };

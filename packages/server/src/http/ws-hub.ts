@@ -7,6 +7,10 @@ import type { FastifyInstance } from "fastify";
 import type { WebSocket } from "ws";
 import type { FanoutEvent } from "../delivery/fanout.js";
 import type { ServerContext } from "./context.js";
+import { ValiseError, fromBase64, isConversationId } from "@valise/core";
+import { acceptMessage } from "./accept-message.js";
+
+const MAX_FRAME = 512 * 1024;
 
 export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   const sockets = new Map<string, Set<WebSocket>>(); // device → sockets
@@ -71,34 +75,58 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
     }
   });
 
+  // Sessions are re-checked: on every send frame, and for idle sockets every few seconds, so a device revoked from
+  // another process (`valise admin device revoke`) stops being served within seconds even if it only listens.
+  const tokens = new Map<WebSocket, string>();
+  const sweep = setInterval(() => {
+    for (const [ws, token] of tokens)
+      void ctx.lookupSession(token).then((s) => {
+        if (!s) ws.close(4001, "session ended");
+      });
+  }, 3_000);
+  sweep.unref();
+
   app.get("/v1/ws", { websocket: true }, (socket) => {
     let deviceId: string | null = null;
+    let session: { handle: string; deviceId: string } | null = null;
+    let token = "";
     const timer = setTimeout(() => socket.close(4000, "auth timeout"), 10_000);
     socket.on("message", (raw: Buffer) => {
-      if (deviceId) return; // clients only listen after auth
-      void (async () => {
-        let token: unknown;
-        try {
-          token = (JSON.parse(raw.toString("utf8")) as { token?: unknown }).token;
-        } catch {
-          token = undefined;
-        }
-        const session = typeof token === "string" && token.length < 200 ? await resolveSession(ctx, token) : null;
-        if (!session) {
-          socket.close(4001, "unauthenticated");
-          return;
-        }
-        clearTimeout(timer);
-        deviceId = session.deviceId;
-        let set = sockets.get(deviceId);
-        if (!set) sockets.set(deviceId, (set = new Set()));
-        set.add(socket);
-        ctx.metrics.wsConnections.inc();
-        socket.send(JSON.stringify({ type: "ready", device: deviceId }));
-      })();
+      if (raw.length > MAX_FRAME) return socket.close(1009, "frame too large");
+      let frame: Record<string, unknown> | null = null;
+      try {
+        const v: unknown = JSON.parse(raw.toString("utf8"));
+        frame = v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+      } catch {
+        frame = null;
+      }
+      if (!session) {
+        void (async () => {
+          const t = frame?.token;
+          const s = typeof t === "string" && t.length < 200 ? await resolveSession(ctx, t) : null;
+          if (!s) {
+            socket.close(4001, "unauthenticated");
+            return;
+          }
+          clearTimeout(timer);
+          session = s;
+          token = t as string;
+          tokens.set(socket, token);
+          deviceId = s.deviceId;
+          let set = sockets.get(deviceId);
+          if (!set) sockets.set(deviceId, (set = new Set()));
+          set.add(socket);
+          ctx.metrics.wsConnections.inc();
+          socket.send(JSON.stringify({ type: "ready", device: deviceId }));
+        })();
+        return;
+      }
+      if (frame?.type === "send") void handleSend(socket, token, frame);
+      else socket.send(JSON.stringify({ type: "error", code: "bad_request", message: "unknown frame" }));
     });
     socket.on("close", () => {
       clearTimeout(timer);
+      tokens.delete(socket);
       if (deviceId) {
         sockets.get(deviceId)?.delete(socket);
         if (sockets.get(deviceId)?.size === 0) sockets.delete(deviceId);
@@ -108,6 +136,42 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
     socket.on("error", () => socket.terminate());
   });
 
+  /**
+   * `{"type":"send","ref":n,"conversation":id,"idempotencyKey":k,"payload":base64}` → `{"type":"ack","ref",seq,epoch,
+   * duplicate}` or `{"type":"error","ref",code,message}`: the same acceptance as POST …/messages, without an HTTP
+   * request per message.
+   */
+  async function handleSend(socket: WebSocket, token: string, f: Record<string, unknown>): Promise<void> {
+    const ref = typeof f.ref === "number" && Number.isSafeInteger(f.ref) ? f.ref : null;
+    try {
+      const s = await ctx.lookupSession(token);
+      if (!s) {
+        socket.close(4001, "session ended");
+        return;
+      }
+      const conv = f.conversation;
+      const idem = f.idempotencyKey;
+      const payload = f.payload;
+      if (ref === null || !isConversationId(conv) || typeof idem !== "string" || typeof payload !== "string")
+        throw new ValiseError("bad_request", "send needs ref, conversation, idempotencyKey, payload");
+      let bytes: Uint8Array;
+      try {
+        bytes = fromBase64(payload);
+      } catch {
+        throw new ValiseError("bad_encoding", "payload: invalid base64");
+      }
+      const a = await acceptMessage(ctx, s, conv, bytes, idem);
+      socket.send(JSON.stringify({ type: "ack", ref, ...a }));
+    } catch (e) {
+      const code = e instanceof ValiseError ? e.code : "internal";
+      const message = e instanceof ValiseError ? e.message : "internal error";
+      if (!(e instanceof ValiseError)) app.log.error({ err: String(e) }, "ws send failed");
+      const extra = e instanceof ValiseError && e.details ? e.details : {};
+      socket.send(JSON.stringify({ type: "error", ref, code, message, ...extra }));
+    }
+  }
+
+  app.addHook("onClose", async () => clearInterval(sweep));
   return unsubscribe;
 }
 

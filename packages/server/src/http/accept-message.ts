@@ -1,0 +1,73 @@
+/**
+ * Accepting one application message (or standalone proposal): the same checks whether it arrives as an HTTP POST or
+ * as a WebSocket `send` frame. The MLS header (bounded parse) must name this conversation's group and not be a
+ * commit; the sender must be a current member; no revoked device may still be in the group (DESIGN §3); then the
+ * message is appended (durable before this resolves) under the sender's idempotency key.
+ */
+import { ValiseError, utf8 } from "@valise/core";
+import type { ServerContext, Session } from "./context.js";
+import type { AppendResult, MessageKind } from "../storage/conversation-store.js";
+
+export const IDEMPOTENCY_KEY_RE = /^[A-Za-z0-9_-]{8,128}$/;
+
+export interface Accepted {
+  seq: number;
+  epoch: number;
+  duplicate: boolean;
+}
+
+export async function acceptMessage(
+  ctx: ServerContext,
+  s: Session,
+  conversationId: string,
+  body: Uint8Array,
+  idem: string,
+): Promise<Accepted> {
+  if (!IDEMPOTENCY_KEY_RE.test(idem))
+    throw new ValiseError("bad_request", "idempotency key must be 8-128 url-safe chars");
+  const h = ctx.mls.inspectMlsMessage(body);
+  if (!h || (h.wireformat !== "private" && h.wireformat !== "public") || h.epoch === undefined || !h.groupId)
+    throw new ValiseError("protocol_error", "body is not an MLS group message");
+  if (h.contentType === "commit") throw new ValiseError("bad_request", "commits go to /commits");
+  checkGroup(h.groupId, conversationId);
+  await requireActiveMember(ctx, conversationId, s.deviceId);
+  const revoked = await ctx.store.conversations.revokedMembers(conversationId);
+  if (revoked.length > 0)
+    throw new ValiseError(
+      "pending_removal",
+      "the conversation still contains revoked devices; commit their removal first",
+      {
+        devices: revoked,
+      },
+    );
+  const kind: MessageKind = h.contentType === "proposal" ? "proposal" : "application";
+  const r = await ctx.batcher.append({
+    conversationId,
+    senderDevice: s.deviceId,
+    kind,
+    epoch: Number(h.epoch),
+    payload: body,
+    idemKey: idem,
+  });
+  return answer(r);
+}
+
+export async function requireActiveMember(ctx: ServerContext, conversationId: string, deviceId: string): Promise<void> {
+  const m = await ctx.store.conversations.membership(conversationId, deviceId);
+  if (!m) throw new ValiseError("not_found", "no such conversation");
+  if (m.leftSeq !== null) throw new ValiseError("forbidden", "this device was removed from the conversation");
+}
+
+export function checkGroup(groupId: Uint8Array, conversationId: string): void {
+  const want = utf8(conversationId);
+  if (groupId.length !== want.length || !groupId.every((b, i) => b === want[i]))
+    throw new ValiseError("bad_request", "MLS group id does not match the conversation");
+}
+
+export function answer(r: AppendResult): Accepted {
+  if (r.ok) return { seq: r.seq, epoch: r.epoch, duplicate: r.duplicate };
+  if (r.code === "not_found") throw new ValiseError("not_found", "no such conversation");
+  throw new ValiseError("epoch_conflict", `the conversation is at epoch ${r.epoch}; fetch, process and retry`, {
+    epoch: r.epoch,
+  });
+}
