@@ -38,6 +38,7 @@ export async function admin(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   const dataDir = resolve(values.data ?? "./valise-data");
+  process.umask(0o077);
   const store = await openStore({ dataDir, databaseUrl: process.env.VALISE_DATABASE_URL });
   try {
     const [what, verb, arg] = positionals;

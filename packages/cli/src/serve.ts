@@ -33,6 +33,7 @@ export async function serve(argv: string[]): Promise<number> {
     return 0;
   }
   await installNodeCrypto();
+  process.umask(0o077); // database, WAL and key files readable by the server's user only
   const dataDir = resolve(values.data ?? "./valise-data");
   const port = Number(values.port ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port ${values.port ?? ""}`);
