@@ -4,6 +4,7 @@ import { serve, SERVE_USAGE } from "./serve.js";
 import { conversations, enroll, send, sync } from "./client-commands.js";
 import { reportError } from "./output.js";
 import { log, LOG_USAGE } from "./log-commands.js";
+import { witness, WITNESS_USAGE } from "./witness-commands.js";
 
 const HELP = `valise — end-to-end encrypted cables, conversations and documents
 
@@ -13,6 +14,7 @@ Server and operator:
   serve          run the server (default: SQLite in ./valise-data, port 8080)
   admin          units, users, one-time enrollment codes, device revocation, log key (local, on the server machine)
   log            the directory log: latest signed checkpoint (key transparency)
+  witness        run a witness that cosigns the directory log's checkpoints (for another organisation)
 Device:
   enroll         enroll this machine with a one-time code into a profile directory
   send           send an encrypted message to a user or unit
@@ -31,7 +33,9 @@ ${SERVE_USAGE}
 
 ${ADMIN_USAGE}
 
-${LOG_USAGE}`;
+${LOG_USAGE}
+
+${WITNESS_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -50,6 +54,8 @@ async function main(argv: string[]): Promise<number> {
         return await admin(rest);
       case "log":
         return await log(rest);
+      case "witness":
+        return await witness(rest);
       case "enroll":
         return await enroll(rest);
       case "send":

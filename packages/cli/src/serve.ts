@@ -1,9 +1,17 @@
 import { resolve } from "node:path";
-import { buildApp, loadOrCreateLogKey, openStore, protocolServerMls } from "@valise/server";
-import { parse } from "./args.js";
+import {
+  buildApp,
+  loadOrCreateLogKey,
+  openStore,
+  parseWitnessSpec,
+  protocolServerMls,
+  type WitnessEndpoint,
+} from "@valise/server";
+import { parse, UsageError } from "./args.js";
 import { installNodeCrypto } from "./crypto.js";
 
 export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host ADDR] [--log-level LEVEL] [--log-origin ORIGIN]
+                   [--witness URL=VKEY …] [--witness-quorum K]
 
 Starts the Valise server: delivery service, directory, key packages, WebSocket push, /healthz, /metrics.
   --data DIR        data directory (SQLite database, blobs); default ./valise-data
@@ -12,6 +20,10 @@ Starts the Valise server: delivery service, directory, key packages, WebSocket p
   --log-level L     pino level (fatal, error, warn, info, debug); default info
   --log-origin O    directory log origin (checkpoint first line and key name), fixed when the log key is created;
                     default valise.example/directory — use your server's name, e.g. valise.mfa.example/directory
+  --witness URL=VKEY  a witness (valise witness serve) at URL with verifier key VKEY (from valise witness init);
+                    repeatable. Every new checkpoint is submitted to every witness; GET /v1/log/directory/checkpoint
+                    then serves only checkpoints with at least K witness cosignatures (appended to the note)
+  --witness-quorum K  cosignatures required to publish a checkpoint; default: all configured witnesses
 Prints the directory log's verifier key (give it to clients and witnesses); the signing key is DIR/log-key (0600).
 Environment: VALISE_DATABASE_URL=postgres://… uses PostgreSQL instead of the embedded SQLite;
   VALISE_LOG_KEY=PRIVATE+KEY+… supplies the log signing key instead of DIR/log-key (several servers, one log).`;
@@ -25,6 +37,8 @@ export async function serve(argv: string[]): Promise<number> {
       host: { type: "string" },
       "log-level": { type: "string" },
       "log-origin": { type: "string" },
+      witness: { type: "string", multiple: true },
+      "witness-quorum": { type: "string" },
     },
     SERVE_USAGE,
   );
@@ -38,6 +52,16 @@ export async function serve(argv: string[]): Promise<number> {
   const port = Number(values.port ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port ${values.port ?? ""}`);
   const host = values.host ?? "127.0.0.1";
+  let witnesses: WitnessEndpoint[];
+  try {
+    witnesses = (values.witness ?? []).map(parseWitnessSpec);
+  } catch (e) {
+    throw new UsageError(`${e instanceof Error ? e.message : String(e)}\n\n${SERVE_USAGE}`);
+  }
+  const quorumArg = values["witness-quorum"];
+  const witnessQuorum = quorumArg === undefined ? witnesses.length : Number(quorumArg);
+  if (!/^[0-9]+$/.test(quorumArg ?? "0") || witnessQuorum > witnesses.length)
+    throw new UsageError(`--witness-quorum must be between 0 and the number of --witness (${witnesses.length})`);
   const databaseUrl = process.env.VALISE_DATABASE_URL;
   const store = await openStore({ dataDir, databaseUrl });
   const logKey = loadOrCreateLogKey({ dataDir, origin: values["log-origin"] });
@@ -46,6 +70,8 @@ export async function serve(argv: string[]): Promise<number> {
     mls: protocolServerMls,
     logger: { level: values["log-level"] ?? "info" },
     logKey,
+    witnesses,
+    witnessQuorum,
   });
   const address = await app.listen({ port, host });
   const url = address.replace("[::1]", "localhost");
@@ -53,6 +79,9 @@ export async function serve(argv: string[]): Promise<number> {
     `Valise is running at ${url}\n` +
       `  database: ${databaseUrl ? "PostgreSQL (VALISE_DATABASE_URL)" : `SQLite in ${dataDir}`}\n` +
       `  directory log verifier key: ${logKey.vkey}\n` +
+      (witnesses.length > 0
+        ? `  witnesses: ${witnesses.length} (checkpoints published with ${witnessQuorum} cosignatures)\n`
+        : "") +
       `  first administrator: npx valise admin --data ${dataDir} unit add HQ/IT && npx valise admin --data ${dataDir} user add admin --unit HQ/IT --role admin --json\n`,
   );
   await new Promise<void>((done) => {

@@ -4,3 +4,4 @@ export * from "./http/app.js";
 export * from "./http/capabilities.js";
 export * from "./delivery/fanout.js";
 export * from "./mls.js";
+export * from "./witness/index.js";

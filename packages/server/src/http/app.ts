@@ -5,7 +5,7 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import websocket from "@fastify/websocket";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import { ValiseError, systemClock, type Clock, toBase64 } from "@valise/core";
+import { ValiseError, systemClock, type Clock, toBase64, parseNoteVerifierKey } from "@valise/core";
 import type { Store } from "../storage/store.js";
 import type { ServerMls } from "./capabilities.js";
 import { AppendBatcher } from "../delivery/batcher.js";
@@ -21,6 +21,8 @@ import { conversationRoutes } from "./routes-conversations.js";
 import { logRoutes, PUBLIC_LOG_ROUTES } from "./routes-log.js";
 import type { LogKey } from "../storage/log-key.js";
 import { resolveSession, wsRoutes } from "./ws-hub.js";
+import { CosignedCheckpoints, startWitnessPublisher } from "../witness/publisher.js";
+import type { WitnessEndpoint } from "../witness/submit.js";
 
 /** Endpoints that answer without a session; everything else under /v1/ needs one. */
 const PUBLIC_ROUTES = new Set(["/v1/enroll", "/v1/auth/challenge", "/v1/auth/session", "/v1/ws", ...PUBLIC_LOG_ROUTES]);
@@ -39,6 +41,16 @@ export interface AppOptions {
    */
   logKey?: LogKey;
   checkpointIntervalMs?: number;
+  /**
+   * Witnesses (c2sp.org/tlog-witness) to submit every new checkpoint to (needs `logKey`). With any configured,
+   * GET /v1/log/directory/checkpoint serves only checkpoints cosigned by at least `witnessQuorum` of them (default:
+   * all), with the cosignatures appended.
+   */
+  witnesses?: readonly WitnessEndpoint[];
+  witnessQuorum?: number;
+  /** Timeout of each witness request (default 5 s) and the retry interval for a checkpoint short of quorum. */
+  witnessTimeoutMs?: number;
+  witnessRetryMs?: number;
 }
 
 export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance; ctx: ServerContext }> {
@@ -82,6 +94,16 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     (n) => metrics.batchSize.observe(n),
   );
 
+  const witnesses = opts.witnesses ?? [];
+  const witnessQuorum = opts.witnessQuorum ?? witnesses.length;
+  if (witnesses.length > 0 && !opts.logKey) throw new ValiseError("bad_request", "witnesses need a log key");
+  if (!Number.isSafeInteger(witnessQuorum) || witnessQuorum < 0 || witnessQuorum > witnesses.length)
+    throw new ValiseError(
+      "bad_request",
+      `witness quorum ${witnessQuorum} unreachable with ${witnesses.length} witnesses`,
+    );
+  const witnessed = witnesses.length > 0 ? new CosignedCheckpoints(opts.store.handle.db, "directory") : undefined;
+
   const ctx: ServerContext = {
     store: opts.store,
     mls: opts.mls,
@@ -91,6 +113,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     loginLimiter: new RateLimiter(opts.loginRatePerMinute ?? 60, opts.loginRatePerMinute ?? 60, now),
     now,
     lookupSession: sessionLookup(opts.store, now),
+    ...(witnessed ? { witnessed } : {}),
   };
 
   installErrorHandler(app);
@@ -131,8 +154,27 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   const stopSigner = opts.logKey
     ? await startCheckpointSigner(app, opts.store, opts.logKey, opts.checkpointIntervalMs)
     : undefined;
+  // Started after the signer, which has signed a first checkpoint by now.
+  const publisher =
+    witnessed && opts.logKey
+      ? await startWitnessPublisher({
+          store: witnessed,
+          latest: () => opts.store.directory.log.latestCheckpoint(),
+          consistencyProof: (from, to) => opts.store.directory.log.consistencyProof(from, to),
+          logVerifier: parseNoteVerifierKey(opts.logKey.vkey),
+          witnesses,
+          quorum: witnessQuorum,
+          now,
+          ...(opts.witnessTimeoutMs !== undefined ? { timeoutMs: opts.witnessTimeoutMs } : {}),
+          ...(opts.witnessRetryMs !== undefined ? { retryMs: opts.witnessRetryMs } : {}),
+          ...(opts.checkpointIntervalMs !== undefined ? { intervalMs: opts.checkpointIntervalMs } : {}),
+          warn: (msg, data) => app.log.warn(data, msg),
+          info: (msg, data) => app.log.info(data, msg),
+        })
+      : undefined;
   app.addHook("onClose", async () => {
     unsub();
+    await publisher?.stop();
     await stopSigner?.();
   });
   return { app, ctx };

@@ -74,8 +74,15 @@ export function logRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const log = ctx.store.directory.log;
 
   app.get(`${LOG_PREFIX}/checkpoint`, async (_req, reply) => {
-    const cp = await log.latestCheckpoint();
-    if (!cp) throw new ValiseError("not_found", "the directory log has no checkpoint yet");
+    // With witnesses configured, only a checkpoint cosigned by a quorum of them is published (DESIGN.md §3).
+    const cp = ctx.witnessed ? await ctx.witnessed.latest() : await log.latestCheckpoint();
+    if (!cp)
+      throw new ValiseError(
+        "not_found",
+        ctx.witnessed
+          ? "no directory log checkpoint has a quorum of witness cosignatures yet"
+          : "the directory log has no checkpoint yet",
+      );
     return reply
       .header("content-type", "text/plain; charset=utf-8")
       .header("cache-control", "no-cache, max-age=1")

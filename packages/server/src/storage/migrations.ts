@@ -187,10 +187,32 @@ function m002(d: Dialect): Migration {
   };
 }
 
+/**
+ * Witnessed checkpoints (tlog-witness): per log, each checkpoint published with at least the configured quorum of
+ * witness cosignatures — the log-signed note with the cosignature lines appended, as served. Independent of the
+ * other migrations.
+ */
+function m004(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("log_cosigned_checkpoints")
+        .addColumn("log", "text", (c) => c.notNull())
+        .addColumn("size", t.int64, (c) => c.notNull())
+        .addColumn("note", "text", (c) => c.notNull())
+        .addColumn("cosignatures", "integer", (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .addPrimaryKeyConstraint("log_cosigned_checkpoints_pk", ["log", "size"])
+        .execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
-      return { "001_initial": m001(d), "002_directory_log": m002(d) };
+      return { "001_initial": m001(d), "002_directory_log": m002(d), "004_witness_cosignatures": m004(d) };
     },
   };
 }

@@ -114,6 +114,14 @@ export interface LogKeysTable {
   created_at: number;
 }
 
+export interface LogCosignedCheckpointsTable {
+  log: string; // "directory"
+  size: number;
+  note: string; // the log-signed checkpoint with witness cosignature lines appended, as published
+  cosignatures: number;
+  created_at: number;
+}
+
 export interface Database {
   units: UnitsTable;
   users: UsersTable;
@@ -132,4 +140,5 @@ export interface Database {
   directory_log_nodes: DirectoryLogNodesTable;
   directory_log_checkpoints: DirectoryLogCheckpointsTable;
   log_keys: LogKeysTable;
+  log_cosigned_checkpoints: LogCosignedCheckpointsTable;
 }
