@@ -2,6 +2,7 @@ import { resolve } from "node:path";
 import { loadOrCreateLogKey, openStore, ROLES, type Role } from "@valise/server";
 import { parse, str, UsageError } from "./args.js";
 import { printJson } from "./output.js";
+import { BUNDLE_ENV_HELP, bundleTrust } from "./bundle.js";
 
 export const ADMIN_USAGE = `usage: valise admin [--data DIR] <command>
 
@@ -9,8 +10,10 @@ Local operator commands on the server's database (like prosodyctl): run them on 
   unit add UNIT [--max-label LABEL]            create a unit (e.g. HQ/ASIA-1, EMB/BEIJING)
   unit list [--json]
   user add HANDLE [--unit UNIT]… [--clearance LABEL] [--role user|officer|admin] [--json]
-                                               create a user; prints a one-time enrollmentCode
-  user code HANDLE [--json]                    a new one-time enrollmentCode for another device
+                                               create a user; prints a one-time enrollmentCode; with --json, the
+                                               enrollment bundle: also logKey, witnesses, quorum (for valise
+                                               enroll --bundle), which the device pins
+  user code HANDLE [--json]                    a new one-time enrollmentCode (and bundle) for another device
   user show HANDLE [--json]
   device revoke DEVICE_ID                      revoke a device at once
   log key [--json]                             the directory log's verifier key (name+hash+key), for clients
@@ -18,7 +21,8 @@ Local operator commands on the server's database (like prosodyctl): run them on 
 Every change above is appended to the directory log (key transparency) in the same transaction.
 Options: --data DIR (default ./valise-data); VALISE_DATABASE_URL selects PostgreSQL;
   VALISE_LOG_KEY supplies the log signing key instead of DIR/log-key.
-Labels: CLASSIFICATION[/COMPARTMENT[,COMPARTMENT…]], e.g. CONFIDENTIAL/ASIA.`;
+Labels: CLASSIFICATION[/COMPARTMENT[,COMPARTMENT…]], e.g. CONFIDENTIAL/ASIA.
+${BUNDLE_ENV_HELP}`;
 
 export async function admin(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
@@ -30,6 +34,8 @@ export async function admin(argv: string[]): Promise<number> {
       role: { type: "string" },
       "max-label": { type: "string" },
       json: { type: "boolean" },
+      witness: { type: "string", multiple: true },
+      "witness-quorum": { type: "string" },
     },
     ADMIN_USAGE,
   );
@@ -42,6 +48,13 @@ export async function admin(argv: string[]): Promise<number> {
   const store = await openStore({ dataDir, databaseUrl: process.env.VALISE_DATABASE_URL });
   try {
     const [what, verb, arg] = positionals;
+    /** The trust anchors a device pins at enrollment (the log key is pinned in the database as by `log key`). */
+    const bundle = async () => {
+      const key = loadOrCreateLogKey({ dataDir });
+      await store.directory.log.pinVerifierKey(key.vkey);
+      const t = bundleTrust(key.vkey, { witness: values.witness, quorum: values["witness-quorum"] });
+      return { logKey: t.logKey, witnesses: t.witnesses, quorum: t.quorum, transparency: t.note };
+    };
     const key = `${what ?? ""} ${verb ?? ""}`;
     switch (key) {
       case "unit add": {
@@ -61,6 +74,7 @@ export async function admin(argv: string[]): Promise<number> {
         const handle = str(arg, "HANDLE", ADMIN_USAGE);
         const role = (values.role ?? "user") as Role;
         if (!ROLES.includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(", ")}`);
+        const anchors = values.json ? await bundle() : {};
         const r = await store.directory.addUser({
           handle,
           units: values.unit ?? [],
@@ -68,15 +82,26 @@ export async function admin(argv: string[]): Promise<number> {
           role,
         });
         if (values.json)
-          printJson({ handle, enrollmentCode: r.enrollmentCode, expiresAt: new Date(r.expiresAt).toISOString() });
+          printJson({
+            handle,
+            enrollmentCode: r.enrollmentCode,
+            expiresAt: new Date(r.expiresAt).toISOString(),
+            ...anchors,
+          });
         else console.log(`user ${handle} added; one-time enrollment code (valid 7 days): ${r.enrollmentCode}`);
         return 0;
       }
       case "user code": {
         const handle = str(arg, "HANDLE", ADMIN_USAGE);
+        const anchors = values.json ? await bundle() : {};
         const r = await store.directory.newEnrollmentCode(handle);
         if (values.json)
-          printJson({ handle, enrollmentCode: r.enrollmentCode, expiresAt: new Date(r.expiresAt).toISOString() });
+          printJson({
+            handle,
+            enrollmentCode: r.enrollmentCode,
+            expiresAt: new Date(r.expiresAt).toISOString(),
+            ...anchors,
+          });
         else console.log(`one-time enrollment code for ${handle} (valid 7 days): ${r.enrollmentCode}`);
         return 0;
       }

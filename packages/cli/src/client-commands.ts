@@ -4,11 +4,23 @@ import { FileKeyStore } from "@valise/client/node/file-store";
 import { parse, str } from "./args.js";
 import { printJson } from "./output.js";
 import { installNodeCrypto } from "./crypto.js";
+import { readBundle } from "./bundle.js";
 
-export const ENROLL_USAGE = `usage: valise enroll --server URL --code CODE --profile DIR [--name NAME] [--json]
+export const ENROLL_USAGE = `usage: valise enroll --server URL (--bundle FILE|JSON | --code CODE) --profile DIR [--name NAME] [--json]
 
 Enrolls this machine as a new device with the one-time code an administrator gave you. The device's keys stay in
-DIR/profile.json (mode 0600).`;
+DIR/profile.json (mode 0600).
+  --bundle FILE|JSON  the enrollment bundle (output of valise admin user add|code --json): its code, and the
+                      directory log key, witness keys and quorum, which this device pins. From then on it checks
+                      every device against the witnessed log (key transparency) and watches its own account.
+  --code CODE         the code alone (or to override the bundle's): without a bundle the device trusts the server's
+                      directory answers.`;
+export const DEVICES_USAGE = `usage: valise devices --profile DIR [--ack DEVICE] [--json]
+
+Lists this user's devices as the verified directory log shows them, and own-account alerts: a device this device
+did not enrol (and that was not there before it), a revocation, a clearance or role change.
+  --ack DEVICE   dismiss the alerts about DEVICE (a device you enrolled yourself, e.g. your new phone)
+With --json prints {"verified","checkpointSize","devices":[…],"alerts":[…],"error"}.`;
 export const SEND_USAGE = `usage: valise send --profile DIR --to HANDLE|UNIT [--label LABEL] TEXT [--json]
 
 Sends TEXT end-to-end encrypted to a user (direct conversation) or a unit's channel (e.g. HQ/ASIA-1).
@@ -32,6 +44,7 @@ export async function enroll(argv: string[]): Promise<number> {
     {
       server: { type: "string" },
       code: { type: "string" },
+      bundle: { type: "string" },
       profile: { type: "string" },
       name: { type: "string" },
       json: { type: "boolean" },
@@ -41,15 +54,32 @@ export async function enroll(argv: string[]): Promise<number> {
   if (values.help) return (void console.log(ENROLL_USAGE), 0);
   await installNodeCrypto();
   const server = str(values.server, "--server URL", ENROLL_USAGE);
-  const code = str(values.code, "--code CODE", ENROLL_USAGE);
+  const bundle = values.bundle !== undefined ? readBundle(values.bundle) : undefined;
+  const code = str(
+    values.code ?? bundle?.enrollmentCode,
+    "--code CODE (or --bundle with an enrollmentCode)",
+    ENROLL_USAGE,
+  );
   const profile = resolve(str(values.profile, "--profile DIR", ENROLL_USAGE));
+  if (!bundle)
+    process.stderr.write(
+      "valise: warning: no --bundle: this device will trust the server's directory answers (no key transparency)\n",
+    );
   const c = await ValiseClient.enroll({
     serverUrl: server,
     code,
     deviceName: values.name ?? "cli",
     store: new FileKeyStore(profile),
+    ...(bundle ? { trust: bundle.trust } : {}),
   });
-  if (values.json) printJson({ handle: c.handle, device: c.deviceId, server: c.serverUrl, profile });
+  if (values.json)
+    printJson({
+      handle: c.handle,
+      device: c.deviceId,
+      server: c.serverUrl,
+      profile,
+      keyTransparency: c.transparency !== null,
+    });
   else console.log(`enrolled ${c.handle}, device ${c.deviceId}; profile in ${profile}`);
   return 0;
 }
@@ -93,5 +123,60 @@ export async function conversations(argv: string[]): Promise<number> {
     .map((x) => ({ id: x.id, kind: x.kind, label: x.label, unit: x.unit, peer: x.peer, cursor: x.cursor }));
   if (values.json) printJson({ conversations: list });
   else for (const x of list) console.log(`${x.id} ${x.kind} ${x.peer ?? x.unit ?? ""} [${x.label}]`);
+  return 0;
+}
+
+export async function devices(argv: string[]): Promise<number> {
+  const { values } = parse(
+    argv,
+    { profile: { type: "string" }, ack: { type: "string", multiple: true }, json: { type: "boolean" } },
+    DEVICES_USAGE,
+  );
+  if (values.help) return (void console.log(DEVICES_USAGE), 0);
+  const c = await openClient(str(values.profile, "--profile DIR", DEVICES_USAGE));
+  const r = await c.ownDevices();
+  const acked: string[] = [];
+  for (const d of values.ack ?? []) {
+    await c.ackDevice(d);
+    acked.push(d);
+  }
+  const out = {
+    verified: r.verified,
+    checkpointSize: r.checkpointSize,
+    devices: r.devices.map((d) => ({
+      id: d.id,
+      name: d.name,
+      enrolled: new Date(d.time).toISOString(),
+      logIndex: d.logIndex,
+      revoked: d.revokedLogIndex !== null,
+      revokedLogIndex: d.revokedLogIndex,
+      self: d.self,
+      expected: d.expected || acked.includes(d.id),
+    })),
+    alerts: r.alerts.map((a) => ({
+      id: a.id,
+      kind: a.kind,
+      device: a.device ?? null,
+      text: a.text,
+      time: new Date(a.time).toISOString(),
+      logIndex: a.logIndex,
+      acked: a.acked || (a.device !== undefined && acked.includes(a.device)),
+    })),
+    error: r.error,
+    ...(acked.length > 0 ? { acked } : {}),
+  };
+  if (values.json) printJson(out);
+  else {
+    if (!r.verified) console.log("(not verified: this profile has no key transparency; the server's answer)");
+    else console.log(`verified against the directory log up to size ${r.checkpointSize ?? 0}`);
+    if (r.error) console.log(`ALERT ${r.error}`);
+    for (const d of out.devices)
+      console.log(
+        `${d.id} ${d.name} enrolled ${d.enrolled}${d.self ? " (this device)" : ""}${d.revoked ? " REVOKED" : ""}` +
+          `${d.expected ? "" : " UNEXPECTED"}`,
+      );
+    for (const a of out.alerts.filter((x) => !x.acked)) console.log(`ALERT ${a.time} ${a.text}`);
+    for (const d of acked) console.log(`dismissed alerts about ${d}`);
+  }
   return 0;
 }

@@ -1,7 +1,7 @@
 /** `valise`: the command-line entry point. */
 import { admin, ADMIN_USAGE } from "./admin.js";
 import { serve, SERVE_USAGE } from "./serve.js";
-import { conversations, enroll, send, sync } from "./client-commands.js";
+import { conversations, devices, enroll, send, sync } from "./client-commands.js";
 import { reportError } from "./output.js";
 import { log, LOG_USAGE } from "./log-commands.js";
 import { witness, WITNESS_USAGE } from "./witness-commands.js";
@@ -20,6 +20,7 @@ Device:
   send           send an encrypted message to a user or unit
   sync           fetch and decrypt what is new
   conversations  list this device's conversations
+  devices        this user's devices per the verified directory log, and own-account alerts (--ack DEVICE)
 
 Example (five minutes):
   npx valise serve &
@@ -64,6 +65,8 @@ async function main(argv: string[]): Promise<number> {
         return await sync(rest);
       case "conversations":
         return await conversations(rest);
+      case "devices":
+        return await devices(rest);
       default:
         process.stderr.write(`valise: unknown command ${JSON.stringify(cmd)}; see valise --help\n`);
         return 2;

@@ -1,19 +1,46 @@
 /** Shared set-up for system tests: a server with units and users, and enrolled clients (in-memory key stores). */
-import { MemoryKeyStore, ValiseClient } from "@valise/client";
+import { MemoryKeyStore, ValiseClient, type TrustAnchors } from "@valise/client";
 import { startTestServer, type TestServer } from "@valise/server/testing/server";
+import { testWitnesses, misbehave, type Misbehaviour, type TestWitness } from "./malicious.js";
 
 export interface World {
   server: TestServer;
   statuses: number[];
   enroll(handle: string, name?: string): Promise<ValiseClient>;
   close(): Promise<void>;
+  /** With `transparency`: what every enrolled device pins (log key, test witnesses, quorum). */
+  trust: TrustAnchors | undefined;
+  /** With `transparency`: the test witnesses that cosign every checkpoint the server serves. */
+  witnesses: TestWitness[];
+  /** With `transparency`: switches that make the server misbehave on purpose (see malicious.ts). */
+  evil: Misbehaviour;
+}
+
+export interface WorldOptions {
+  /**
+   * Key transparency: the server signs directory log checkpoints, `witnesses` test witnesses (default 2) cosign
+   * every checkpoint it serves, and devices enroll with the bundle (log key, witness keys, `quorum`, default all).
+   */
+  transparency?: boolean;
+  witnesses?: number;
+  quorum?: number;
 }
 
 export async function world(
   kind: "sqlite" | "postgres",
   users: { handle: string; units: string[]; clearance: string }[],
+  opts: WorldOptions = {},
 ): Promise<World> {
-  const server = await startTestServer(kind);
+  const witnesses = opts.transparency ? testWitnesses(opts.witnesses ?? 2) : [];
+  const evil: Misbehaviour = {};
+  const server = await startTestServer(
+    kind,
+    opts.transparency ? { logKey: true, beforeListen: (app) => misbehave(app, witnesses, evil) } : {},
+  );
+  const trust: TrustAnchors | undefined =
+    opts.transparency && server.logKey
+      ? { logKey: server.logKey.vkey, witnesses: witnesses.map((w) => w.vkey), quorum: opts.quorum ?? witnesses.length }
+      : undefined;
   const statuses: number[] = [];
   const recordingFetch: typeof fetch = async (input, init) => {
     const r = await fetch(input, init);
@@ -27,6 +54,9 @@ export async function world(
   return {
     server,
     statuses,
+    trust,
+    witnesses,
+    evil,
     async enroll(handle, name = "laptop") {
       const { enrollmentCode } = await server.store.directory.newEnrollmentCode(handle);
       return ValiseClient.enroll({
@@ -35,6 +65,7 @@ export async function world(
         deviceName: name,
         store: new MemoryKeyStore(),
         fetch: recordingFetch,
+        ...(trust ? { trust, transparency: { pollMs: 20 } } : {}),
       });
     },
     close: () => server.close(),

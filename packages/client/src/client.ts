@@ -12,6 +12,9 @@ import {
   parseUserHandle,
   randomId,
   toBase64,
+  verifyCheckpointQuorum,
+  parseNoteVerifierKey,
+  parseCosignatureVerifierKey,
   utf8,
   type DeviceId,
   type UserHandle,
@@ -39,7 +42,15 @@ import {
 } from "@valise/protocol";
 import { HttpTransport, type ServerConversation } from "./transport.js";
 import type { ConversationState, KeyStore, ProfileState } from "./profile.js";
-import { DirectoryVerifier } from "./verifier.js";
+import { DirectoryVerifier, type DirectoryDoor } from "./verifier.js";
+import {
+  TransparencyVerifier,
+  parseTrustAnchors,
+  type DirectoryAlert,
+  type OwnDevice,
+  type TransparencyOptions,
+  type TrustAnchors,
+} from "./transparency.js";
 import { messageAad, type ReceivedItem, type TextPayload } from "./items.js";
 import { openPush, type WebSocketFactory } from "./push.js";
 
@@ -50,11 +61,17 @@ const MAX_RETRIES = 5;
 export interface ClientOptions {
   store: KeyStore;
   fetch?: typeof fetch;
+  /** Key transparency timing (checkpoint reuse, waiting for new entries); defaults suit production. */
+  transparency?: TransparencyOptions;
 }
 
 export class ValiseClient {
   readonly transport: HttpTransport;
-  readonly verifier: DirectoryVerifier;
+  /** The door: TransparencyVerifier when the profile pins a log key, else DirectoryVerifier (trusts the server). */
+  readonly verifier: DirectoryDoor;
+  /** Key transparency (checkpoints, proofs, own-account monitoring); null for a profile without trust anchors. */
+  readonly transparency: TransparencyVerifier | null;
+  private lastLogError: string | null = null;
   private readonly groups = new Map<string, Group>();
   private readonly keys: DeviceKeys;
 
@@ -62,9 +79,11 @@ export class ValiseClient {
     private state: ProfileState,
     private readonly store: KeyStore,
     fetchImpl?: typeof fetch,
+    transparency?: TransparencyOptions,
   ) {
     this.transport = new HttpTransport(state.serverUrl, fetchImpl);
-    this.verifier = new DirectoryVerifier(this.transport);
+    this.transparency = state.trust ? new TransparencyVerifier(this.transport, state, transparency) : null;
+    this.verifier = this.transparency ?? new DirectoryVerifier(this.transport);
     this.keys = {
       user: state.handle as UserHandle,
       device: state.deviceId as DeviceId,
@@ -91,13 +110,19 @@ export class ValiseClient {
     return { keys: this.keys, verifier: this.verifier };
   }
 
-  /** Redeems a one-time enrollment code: makes the device's keys and key packages, registers them, saves the profile. */
+  /**
+   * Redeems a one-time enrollment code: makes the device's keys and key packages, registers them, saves the profile.
+   * `trust` (the enrollment bundle's log key, witness keys and quorum) turns on key transparency for this profile;
+   * the server's current checkpoint must verify with it before the code is spent.
+   */
   static async enroll(
-    opts: ClientOptions & { serverUrl: string; code: string; deviceName?: string },
+    opts: ClientOptions & { serverUrl: string; code: string; deviceName?: string; trust?: TrustAnchors },
   ): Promise<ValiseClient> {
     if (await opts.store.load())
       throw new ValiseError("conflict", "this profile is already enrolled; use another profile directory");
     const transport = new HttpTransport(opts.serverUrl, opts.fetch);
+    const trust = opts.trust ? parseTrustAnchors(opts.trust) : undefined;
+    if (trust) await checkServerLog(transport, trust);
     const deviceId = randomId("d");
     // The code names the user on the server side; we learn the handle from the answer, then make key packages
     // (which carry the handle in their credential) and upload them once logged in.
@@ -127,9 +152,10 @@ export class ValiseClient {
       conversations: {},
       pending: [],
       session: null,
+      ...(trust ? { trust } : {}),
     };
     await opts.store.save(state);
-    const client = new ValiseClient(state, opts.store, opts.fetch);
+    const client = new ValiseClient(state, opts.store, opts.fetch, opts.transparency);
     await client.login();
     await client.transport.uploadKeyPackages(kps.map((k) => k.publicBytes));
     await client.save();
@@ -139,7 +165,7 @@ export class ValiseClient {
   static async open(opts: ClientOptions): Promise<ValiseClient> {
     const state = await opts.store.load();
     if (!state) throw new ValiseError("not_found", "no enrolled profile here; run `valise enroll` first");
-    return new ValiseClient(state, opts.store, opts.fetch);
+    return new ValiseClient(state, opts.store, opts.fetch, opts.transparency);
   }
 
   /** Ed25519 challenge login; the session token is kept in the profile until it expires. */
@@ -206,6 +232,7 @@ export class ValiseClient {
   private async catchUp(): Promise<void> {
     return this.authed(async () => {
       const items = this.state.pending;
+      await this.monitorLog(items);
       await this.processInbox(items);
       const remote = await this.transport.conversations();
       for (const rc of remote) {
@@ -216,6 +243,73 @@ export class ValiseClient {
       await this.replenishKeyPackages();
       await this.save();
     });
+  }
+
+  /** Own-account monitoring: new directory log entries about this user become alert items. */
+  private async monitorLog(items: ReceivedItem[]): Promise<void> {
+    if (!this.transparency) return;
+    const { alerts, error } = await this.transparency.monitor();
+    for (const a of alerts) items.push(alertItem(a.text, a.logIndex, a.time));
+    if (error && error !== this.lastLogError) items.push(alertItem(error, -1, Date.now()));
+    this.lastLogError = error;
+  }
+
+  /**
+   * This user's devices and own-account alerts. With key transparency, from the verified directory log (read up to
+   * the latest accepted checkpoint); without, the server's unverified answer and no alerts.
+   */
+  async ownDevices(): Promise<{
+    verified: boolean;
+    checkpointSize: number | null;
+    devices: OwnDevice[];
+    alerts: DirectoryAlert[];
+    error: string | null;
+  }> {
+    return this.authed(async () => {
+      if (!this.transparency) {
+        const me = await this.transport.me();
+        return {
+          verified: false,
+          checkpointSize: null,
+          devices: me.devices.map((d) => ({
+            id: d.id,
+            name: d.name,
+            key: d.signaturePublicKey,
+            logIndex: d.logIndex ?? -1,
+            time: d.createdAt,
+            revokedLogIndex: d.revokeLogIndex ?? null,
+            self: d.id === this.deviceId,
+            expected: true,
+          })),
+          alerts: [],
+          error: null,
+        };
+      }
+      let error: string | null = null;
+      try {
+        await this.transparency.refresh(true);
+      } catch (e) {
+        error = e instanceof Error ? e.message : String(e);
+      }
+      const s = this.transparency.state;
+      await this.save();
+      return {
+        verified: true,
+        checkpointSize: s.checkpoint?.size ?? null,
+        devices: Object.values(s.own.devices).sort((a, b) => a.logIndex - b.logIndex),
+        alerts: s.alerts,
+        error,
+      };
+    });
+  }
+
+  /** Dismiss own-account alerts about `device` (a device the user enrolled); true if it changed anything. */
+  async ackDevice(device: string): Promise<boolean> {
+    if (!this.transparency)
+      throw new ValiseError("bad_request", "this profile has no key transparency (enrolled without a bundle)");
+    const hit = this.transparency.ack(device);
+    await this.save();
+    return hit;
   }
 
   private async processInbox(items: ReceivedItem[]): Promise<void> {
@@ -598,6 +692,40 @@ export class ValiseClient {
       ...kps.map((k) => ({ ref: k.ref, publicBytes: toBase64(k.publicBytes), privateBytes: toBase64(k.privateBytes) })),
     );
   }
+}
+
+function alertItem(text: string, seq: number, time: number): ReceivedItem {
+  return {
+    type: "alert",
+    from: "directory log",
+    conversation: "",
+    label: "",
+    text,
+    seq,
+    time: new Date(time).toISOString(),
+  };
+}
+
+/** Before spending an enrollment code: the server's checkpoint (if any yet) must verify with the bundle's keys. */
+async function checkServerLog(transport: HttpTransport, trust: TrustAnchors): Promise<void> {
+  let note: string;
+  try {
+    note = await transport.logCheckpoint();
+  } catch (e) {
+    if (e instanceof ValiseError && e.code === "not_found") return; // no checkpoint yet: checked at first use
+    throw e;
+  }
+  const q = verifyCheckpointQuorum(
+    note,
+    parseNoteVerifierKey(trust.logKey),
+    trust.witnesses.map(parseCosignatureVerifierKey),
+    trust.quorum,
+  );
+  if (!q.ok)
+    throw new ValiseError(
+      "log_not_verified",
+      `the server's directory log checkpoint does not verify with the enrollment bundle: ${q.reason}`,
+    );
 }
 
 function describe(c: ServerConversation): string {

@@ -4,3 +4,4 @@ export * from "./profile.js";
 export * from "./items.js";
 export * from "./verifier.js";
 export * from "./push.js";
+export * from "./transparency.js";

@@ -3,6 +3,7 @@
  * the KeyStore interface: a file (mode 0600) on Node (`node/file-store.ts`), IndexedDB in the browser later.
  */
 import type { ReceivedItem } from "./items.js";
+import type { LogState, TrustAnchors } from "./transparency.js";
 
 export interface ConversationState {
   id: string;
@@ -31,6 +32,13 @@ export interface ProfileState {
   /** Items received but not yet handed to the user (e.g. fetched while catching up before a send). */
   pending: ReceivedItem[];
   session: { token: string; expiresAt: number } | null;
+  /**
+   * Key transparency trust anchors from the enrollment bundle (log key, witness keys, quorum); fixed at enrollment
+   * so the server cannot swap them. Absent: the profile trusts the server's directory answers (DirectoryVerifier).
+   */
+  trust?: TrustAnchors;
+  /** What this device has verified of the directory log: last accepted checkpoint, scan state, own-account alerts. */
+  log?: LogState;
 }
 
 export interface KeyStore {

@@ -29,7 +29,21 @@ export interface ServerUser {
   units: string[];
   clearance: string;
   role: string;
-  devices: { id: string; name: string; signaturePublicKey: string; createdAt: number; revokedAt: number | null }[];
+  devices: {
+    id: string;
+    name: string;
+    signaturePublicKey: string;
+    createdAt: number;
+    revokedAt: number | null;
+    /** Directory log index of the device's `device.add` entry (null: not in the log). */
+    logIndex?: number | null;
+    /** Directory log index of its `device.revoke` entry, if revoked. */
+    revokeLogIndex?: number | null;
+  }[];
+  /** Directory log index of the user's `user.add` entry. */
+  logIndex?: number | null;
+  /** Directory log index of the latest entry setting the user's clearance (`user.add` or `user.clearance`). */
+  clearanceLogIndex?: number | null;
 }
 export interface InboxItem {
   id: number;
@@ -94,6 +108,60 @@ export class HttpTransport {
       });
     }
     return json as T;
+  }
+
+  /** GET a non-JSON resource (signed note, tile) as bytes; errors as in `call`. */
+  private async bytes(path: string): Promise<Uint8Array> {
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let res: Response;
+    try {
+      res = await this.fetchImpl(new URL(path, this.baseUrl), { method: "GET", headers });
+    } catch (e) {
+      throw new ValiseError(
+        "transport_error",
+        `cannot reach ${this.baseUrl}: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
+    const body = new Uint8Array(await res.arrayBuffer());
+    if (!res.ok) {
+      let err: { code?: string; message?: string } = {};
+      try {
+        err = JSON.parse(new TextDecoder().decode(body)) as typeof err;
+      } catch {
+        /* non-JSON */
+      }
+      const code = (
+        typeof err.code === "string" ? err.code : res.status >= 500 ? "transport_error" : "bad_request"
+      ) as ValiseErrorCode;
+      throw new ValiseError(code, `GET ${path}: ${res.status} ${err.message ?? ""}`, { status: res.status });
+    }
+    return body;
+  }
+
+  // Directory log (key transparency). Everything here is checked by the caller against the trusted log key.
+  /** The latest checkpoint as a signed note (with witness cosignatures), untrusted until verified. */
+  async logCheckpoint(): Promise<string> {
+    return new TextDecoder("utf-8", { fatal: false }).decode(await this.bytes("/v1/log/directory/checkpoint"));
+  }
+  async logEntry(index: number): Promise<Uint8Array> {
+    const r = await this.call<{ entry: string }>("GET", `/v1/log/directory/entry/${index}`);
+    return fromBase64(String(r.entry));
+  }
+  async logInclusionProof(index: number, size: number): Promise<Uint8Array[]> {
+    const r = await this.call<{ proof: string[] }>(
+      "GET",
+      `/v1/log/directory/proof/inclusion?index=${index}&size=${size}`,
+    );
+    return (Array.isArray(r.proof) ? r.proof : []).map((p) => fromBase64(String(p)));
+  }
+  async logConsistencyProof(from: number, to: number): Promise<Uint8Array[]> {
+    const r = await this.call<{ proof: string[] }>("GET", `/v1/log/directory/proof/consistency?from=${from}&to=${to}`);
+    return (Array.isArray(r.proof) ? r.proof : []).map((p) => fromBase64(String(p)));
+  }
+  /** C2SP tlog-tiles entry bundle `index` holding `width` entries (256 = full). */
+  logEntryBundle(index: number, width: number): Promise<Uint8Array> {
+    return this.bytes(`/v1/log/directory/tile/entries/${tileIndexPath(index)}${width < 256 ? `.p/${width}` : ""}`);
   }
 
   enroll(
@@ -197,4 +265,14 @@ export class HttpTransport {
     );
     return r.items.map((i) => ({ ...i, welcome: fromBase64(i.welcome) }));
   }
+}
+
+/** C2SP tlog-tiles index encoding: 3-digit groups, all but the last prefixed with `x` (1234067 → x001/x234/067). */
+export function tileIndexPath(n: number): string {
+  const groups: string[] = [];
+  do {
+    groups.unshift(String(n % 1000).padStart(3, "0"));
+    n = Math.floor(n / 1000);
+  } while (n > 0);
+  return groups.map((g, i) => (i < groups.length - 1 ? `x${g}` : g)).join("/");
 }

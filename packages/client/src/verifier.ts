@@ -7,7 +7,19 @@ import { equalBytes, fail, fromBase64, OK, type Verdict } from "@valise/core";
 import type { DeviceCredential, DeviceVerifier } from "@valise/protocol";
 import type { HttpTransport, ServerUser } from "./transport.js";
 
-export class DirectoryVerifier implements DeviceVerifier {
+/**
+ * The door plus the directory answers the SDK acts on (who is in a conversation, their clearance and devices).
+ * DirectoryVerifier trusts the server; TransparencyVerifier (transparency.ts) checks every answer against the
+ * witnessed directory log.
+ */
+export interface DirectoryDoor extends DeviceVerifier {
+  /** The user's directory record, as checked by this door; null if there is no such user. */
+  user(handle: string): Promise<ServerUser | null>;
+  /** Drop cached answers: the next question asks the server (and, with key transparency, the log) again. */
+  forget(): void;
+}
+
+export class DirectoryVerifier implements DirectoryDoor {
   private readonly cache = new Map<string, { at: number; user: Promise<ServerUser | null> }>();
   constructor(
     private readonly transport: HttpTransport,
@@ -28,7 +40,12 @@ export class DirectoryVerifier implements DeviceVerifier {
   }
 
   async verifyDevice(cred: DeviceCredential): Promise<Verdict> {
-    const user = await this.user(cred.user);
+    let user = await this.user(cred.user);
+    if (user && !user.devices.some((d) => d.id === cred.device)) {
+      // A device enrolled since the cached answer: ask again before refusing.
+      this.cache.delete(cred.user);
+      user = await this.user(cred.user);
+    }
     if (!user || user.handle !== cred.user) return fail(`user ${cred.user} not in the directory`);
     const dev = user.devices.find((d) => d.id === cred.device);
     if (!dev) return fail(`device ${cred.device} is not listed for ${cred.user}`);

@@ -19,6 +19,8 @@ export type ValiseErrorCode =
   | "rate_limited"
   | "enrollment_code_invalid"
   | "device_not_verified"
+  /** A directory log checkpoint or proof failed the client's checks (quorum, rollback, fork, inclusion). */
+  | "log_not_verified"
   | "protocol_error"
   | "transport_error"
   | "store_error"

@@ -19,6 +19,7 @@ const STATUS: Record<ValiseErrorCode, number> = {
   rate_limited: 429,
   enrollment_code_invalid: 403,
   device_not_verified: 403,
+  log_not_verified: 502,
   protocol_error: 400,
   transport_error: 502,
   store_error: 503,

@@ -110,7 +110,7 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const s = requireSession(req);
     const user = await directory.getUser(s.handle);
     if (!user) throw new ValiseError("not_found", "user no longer exists");
-    return { ...presentUser(user), device: s.deviceId };
+    return { ...(await withLogIndices(ctx, presentUser(user))), device: s.deviceId };
   });
 
   app.get<{ Params: { handle: string } }>("/v1/users/:handle", async (req) => {
@@ -123,7 +123,7 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
     }
     const user = await directory.getUser(handle);
     if (!user) throw new ValiseError("not_found", `no user ${handle}`);
-    return presentUser(user);
+    return withLogIndices(ctx, presentUser(user));
   });
 }
 
@@ -139,6 +139,29 @@ export function presentUser(user: NonNullable<Awaited<ReturnType<ServerContext["
       signaturePublicKey: Buffer.from(d.signaturePublicKey).toString("base64"),
       createdAt: d.createdAt,
       revokedAt: d.revokedAt,
+    })),
+  };
+}
+
+/**
+ * Key transparency: each fact in a directory answer comes with the index of the directory log entry that holds it
+ * (null if the log has none: a client must then refuse the fact). Clients fetch those entries and check their
+ * inclusion in a witnessed checkpoint instead of trusting this answer.
+ */
+export async function withLogIndices(ctx: ServerContext, u: ReturnType<typeof presentUser>) {
+  const refs = await ctx.store.directory.log.refs([
+    `user.add/${u.handle}`,
+    `user.clearance/${u.handle}`,
+    ...u.devices.flatMap((d) => [`device.add/${d.id}`, `device.revoke/${d.id}`]),
+  ]);
+  return {
+    ...u,
+    logIndex: refs.get(`user.add/${u.handle}`) ?? null,
+    clearanceLogIndex: refs.get(`user.clearance/${u.handle}`) ?? null,
+    devices: u.devices.map((d) => ({
+      ...d,
+      logIndex: refs.get(`device.add/${d.id}`) ?? null,
+      revokeLogIndex: refs.get(`device.revoke/${d.id}`) ?? null,
     })),
   };
 }

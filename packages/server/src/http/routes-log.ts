@@ -17,7 +17,7 @@ export const PUBLIC_LOG_ROUTES = [`${LOG_PREFIX}/checkpoint`, `${LOG_PREFIX}/pro
 const DECIMAL = /^(0|[1-9][0-9]{0,15})$/;
 
 /** Parse attacker-controlled query parameters: exactly `names`, each once, each a safe non-negative integer. */
-function intParams<const N extends string>(query: unknown, names: readonly N[]): Record<N, number> {
+export function intParams<const N extends string>(query: unknown, names: readonly N[]): Record<N, number> {
   const q = (query ?? {}) as Record<string, unknown>;
   for (const k of Object.keys(q))
     if (!names.includes(k as N)) throw new ValiseError("bad_request", `unknown query parameter ${JSON.stringify(k)}`);
@@ -100,6 +100,18 @@ export function logRoutes(app: FastifyInstance, ctx: ServerContext): void {
       .header("content-type", "application/octet-stream")
       .header("cache-control", "private, max-age=31536000, immutable")
       .send(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+  });
+
+  // One entry by index (what a client needs to check one directory fact; a monitor reads entry bundles instead).
+  app.get(`${LOG_PREFIX}/entry/:index`, async (req) => {
+    requireSession(req);
+    const raw = (req.params as { index: string }).index;
+    if (!DECIMAL.test(raw) || !Number.isSafeInteger(Number(raw)))
+      throw new ValiseError("bad_request", "index must be one non-negative decimal integer");
+    const index = Number(raw);
+    const [entry] = await log.entries(index, 1);
+    if (!entry) throw new ValiseError("not_found", `the directory log has no entry ${index} (yet)`);
+    return { index, entry: toBase64(entry) };
   });
 
   app.get(`${LOG_PREFIX}/proof/inclusion`, async (req) => {

@@ -72,7 +72,13 @@ export async function openDatabase(opts: DbOptions): Promise<DbHandle> {
       close: () => db.destroy(),
     };
   }
-  const migrator = new Migrator({ db: handle.db, provider: migrationProvider(handle.dialect) });
+  // Migrations are independent (each adds its own tables), and parallel work lands them out of number order (004
+  // before 003): a database migrated in between must still take the late one.
+  const migrator = new Migrator({
+    db: handle.db,
+    provider: migrationProvider(handle.dialect),
+    allowUnorderedMigrations: true,
+  });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     await handle.close();

@@ -44,6 +44,25 @@ type Append = (e: DirectoryEntry) => Promise<number>;
 
 const nodeKey = (level: number, index: number) => `${level}/${index}`;
 
+/**
+ * The facts an entry establishes, as `directory_log_refs` keys (latest entry wins): clients get these indices with
+ * directory answers and check the entries themselves.
+ */
+export function entryRefs(e: DirectoryEntry): string[] {
+  switch (e.type) {
+    case "unit.add":
+      return [`unit.add/${e.unit}`];
+    case "user.add":
+      return [`user.add/${e.user}`, `user.clearance/${e.user}`];
+    case "user.clearance":
+      return [`user.clearance/${e.user}`];
+    case "device.add":
+      return [`device.add/${e.device}`];
+    case "device.revoke":
+      return [`device.revoke/${e.device}`];
+  }
+}
+
 export class DirectoryLog {
   /** The frontier as of the last append this process committed; trusted only if the head still has its size. */
   private committed: Frontier = EMPTY_FRONTIER;
@@ -91,6 +110,12 @@ export class DirectoryLog {
       .insertInto("directory_log_nodes")
       .values(completed.map((n) => ({ level: n.level, idx: n.index, hash: n.hash })))
       .execute();
+    for (const ref of entryRefs(e))
+      await trx
+        .insertInto("directory_log_refs")
+        .values({ ref, idx: index })
+        .onConflict((oc) => oc.column("ref").doUpdateSet({ idx: index }))
+        .execute();
     return frontier;
   }
 
@@ -118,6 +143,20 @@ export class DirectoryLog {
       if (!h) throw new ValiseError("internal", `directory log node ${nodeKey(n.level, n.index)} missing`);
       return h;
     };
+  }
+
+  /** The log index of each given fact (see `entryRefs`) that the log holds. */
+  async refs(keys: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (let i = 0; i < keys.length; i += 500) {
+      const rows = await this.db
+        .selectFrom("directory_log_refs")
+        .select(["ref", "idx"])
+        .where("ref", "in", keys.slice(i, i + 500))
+        .execute();
+      for (const r of rows) out.set(r.ref, Number(r.idx));
+    }
+    return out;
   }
 
   /** The number of committed entries. */

@@ -188,6 +188,25 @@ function m002(d: Dialect): Migration {
 }
 
 /**
+ * Where each directory fact sits in the directory log (key transparency, DESIGN.md §3): `ref` names the fact
+ * (`device.add/<device>`, `device.revoke/<device>`, `user.add/<user>`, `user.clearance/<user>` — the latest entry
+ * setting the user's clearance — `unit.add/<unit>`), `idx` its entry. The server answers directory questions with
+ * these indices so that clients can fetch the entry and check its inclusion proof instead of trusting the answer.
+ */
+function m003(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("directory_log_refs")
+        .addColumn("ref", "text", (c) => c.primaryKey())
+        .addColumn("idx", t.int64, (c) => c.notNull())
+        .execute();
+    },
+  };
+}
+
+/**
  * Witnessed checkpoints (tlog-witness): per log, each checkpoint published with at least the configured quorum of
  * witness cosignatures — the log-signed note with the cosignature lines appended, as served. Independent of the
  * other migrations.
@@ -212,7 +231,7 @@ function m004(d: Dialect): Migration {
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
-      return { "001_initial": m001(d), "002_directory_log": m002(d), "004_witness_cosignatures": m004(d) };
+      return { "001_initial": m001(d), "002_directory_log": m002(d), "003_directory_log_refs": m003(d), "004_witness_cosignatures": m004(d) };
     },
   };
 }

@@ -113,7 +113,10 @@ export interface LogKeysTable {
   vkey: string; // signed-note verifier key pinned at first use
   created_at: number;
 }
-
+export interface DirectoryLogRefsTable {
+  ref: string; // e.g. "device.add/<device>", "user.clearance/<user>" (see migration 003)
+  idx: number; // the directory log entry holding that fact
+}
 export interface LogCosignedCheckpointsTable {
   log: string; // "directory"
   size: number;
@@ -141,4 +144,5 @@ export interface Database {
   directory_log_checkpoints: DirectoryLogCheckpointsTable;
   log_keys: LogKeysTable;
   log_cosigned_checkpoints: LogCosignedCheckpointsTable;
+  directory_log_refs: DirectoryLogRefsTable;
 }
