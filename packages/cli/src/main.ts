@@ -25,8 +25,8 @@ Device:
 Example (five minutes):
   npx valise serve &
   npx valise admin unit add HQ/ASIA-1
-  npx valise admin user add jnovak --unit HQ/ASIA-1 --clearance CONFIDENTIAL/ASIA --json
-  npx valise enroll --server http://127.0.0.1:8080 --code <enrollmentCode> --profile ./jnovak
+  npx valise admin user add jnovak --unit HQ/ASIA-1 --clearance CONFIDENTIAL/ASIA --json > jnovak.json
+  npx valise enroll --server http://127.0.0.1:8080 --bundle jnovak.json --profile ./jnovak
   npx valise send --profile ./jnovak --to pdvorak "Meeting at 10"
   npx valise sync --profile ./pdvorak --json
 

@@ -157,6 +157,34 @@ for (const kind of DATABASE_KINDS) {
       }
     });
 
+    test("a key package with a swapped key is refused: the log holds the device's real key", async () => {
+      const w = await world(kind, people, { transparency: true });
+      try {
+        const a = await w.enroll("jnovak");
+        const b = await w.enroll("pdvorak");
+        const evil = await generateDeviceKeys("pdvorak" as UserHandle, b.deviceId as DeviceId);
+        const [kp] = await generateKeyPackages(evil, 1);
+        const db = w.server.store.handle.db;
+        await db.deleteFrom("key_packages").where("device_id", "=", b.deviceId).execute();
+        await db
+          .insertInto("key_packages")
+          .values({ ref: kp!.ref, device_id: b.deviceId, data: kp!.publicBytes, created_at: 0 })
+          .execute();
+        // Even the directory row says the attacker's key: the log entry does not.
+        await db
+          .updateTable("devices")
+          .set({ signature_public_key: evil.signaturePublicKey })
+          .where("id", "=", b.deviceId)
+          .execute();
+        await assert.rejects(
+          a.send("pdvorak", "never sent", ASIA),
+          isCode("device_not_verified", /different key in the directory log/),
+        );
+      } finally {
+        await w.close();
+      }
+    });
+
     test("a device logged for a user (story 7): their own device alerts, naming it", async () => {
       const w = await world(kind, people, { transparency: true });
       try {

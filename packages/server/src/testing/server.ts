@@ -1,5 +1,13 @@
 /** Starts an in-process server on 127.0.0.1 with a fresh database, and helpers to enroll users. */
-import { buildApp, loadOrCreateLogKey, openStore, protocolServerMls, type LogKey, type Store } from "../index.js";
+import {
+  buildApp,
+  loadOrCreateLogKey,
+  openStore,
+  protocolServerMls,
+  type AppOptions,
+  type LogKey,
+  type Store,
+} from "../index.js";
 import { freshDb, type TestDb } from "./databases.js";
 import type { FastifyInstance } from "fastify";
 
@@ -23,6 +31,8 @@ export async function startTestServer(
     checkpointIntervalMs?: number;
     /** Runs before the server listens (Fastify hooks can only be added then), e.g. to misbehave on purpose. */
     beforeListen?: (app: FastifyInstance, store: Store) => void | Promise<void>;
+    /** More buildApp options (e.g. witnesses). */
+    app?: Partial<Omit<AppOptions, "store" | "mls">>;
   } = {},
 ): Promise<TestServer> {
   const db = await freshDb(kind);
@@ -39,6 +49,7 @@ export async function startTestServer(
     logger: { level: "info", stream },
     loginRatePerMinute: opts.loginRatePerMinute ?? 10_000,
     ...(logKey ? { logKey, checkpointIntervalMs: opts.checkpointIntervalMs ?? 20 } : {}),
+    ...opts.app,
   });
   await opts.beforeListen?.(app, store);
   const url = await app.listen({ port: 0, host: "127.0.0.1" });
