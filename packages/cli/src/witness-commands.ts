@@ -1,18 +1,18 @@
 /** `valise witness …`: run a key-transparency witness (c2sp.org/tlog-witness) for a Valise directory log. */
 import { resolve } from "node:path";
-import { parseNoteVerifierKey, type NoteVerifier } from "@valise/core";
 import {
   DEFAULT_WITNESS_NAME,
   WitnessStateDir,
   buildWitnessApp,
   createWitnessKeyFile,
   loadWitnessKeyFile,
+  parseLogKeySpec,
 } from "@valise/server";
 import { parse, str, UsageError } from "./args.js";
 import { printJson } from "./output.js";
 
 export const WITNESS_USAGE = `usage: valise witness init --key FILE [--name NAME] [--json]
-       valise witness serve --key FILE --log-key VKEY [--log-key VKEY…] --state DIR --port N [--host ADDR]
+       valise witness serve --key FILE --log-key [ORIGIN=]VKEY… --state DIR --port N [--host ADDR]
 
 A witness is run by someone other than the server's operator (e.g. the national cyber-security authority). It
 cosigns a directory log checkpoint only if it extends the last one it cosigned, so the server cannot show two
@@ -23,7 +23,9 @@ histories or roll one back without every client noticing.
   serve   answer C2SP tlog-witness add-checkpoint requests at POST /add-checkpoint, and serve the latest cosigned
           checkpoint of each log at GET /<sha256(origin) hex>/checkpoint
     --key FILE      the witness key from init
-    --log-key VKEY  a log's verifier key (valise admin log key; printed by valise serve); repeatable
+    --log-key VKEY  a log's verifier key (valise admin log key; printed by valise serve), trusted for the origin
+                    equal to its name; ORIGIN=VKEY trusts it for another origin (Valise's audit log is signed by
+                    the directory key: --log-key valise.example/audit=VKEY); repeatable
     --state DIR     where the latest cosigned checkpoint of each log is kept (fsync'd before every answer);
                     keep it: a witness that loses its state can be rolled back
     --port N        TCP port
@@ -64,11 +66,11 @@ export async function witness(argv: string[]): Promise<number> {
   const key = loadWitnessKeyFile(resolve(str(values.key, "--key FILE", WITNESS_USAGE)));
   const vkeys = values["log-key"] ?? [];
   if (vkeys.length === 0) throw new UsageError(`missing --log-key VKEY\n\n${WITNESS_USAGE}`);
-  const logKeys: NoteVerifier[] = vkeys.map((v) => {
+  const logKeys = vkeys.map((v) => {
     try {
-      return parseNoteVerifierKey(v);
+      return parseLogKeySpec(v);
     } catch (e) {
-      throw new UsageError(`--log-key ${v}: ${e instanceof Error ? e.message : String(e)}\n\n${WITNESS_USAGE}`);
+      throw new UsageError(`${e instanceof Error ? e.message : String(e)}\n\n${WITNESS_USAGE}`);
     }
   });
   const stateDir = resolve(str(values.state, "--state DIR", WITNESS_USAGE));
@@ -88,7 +90,7 @@ export async function witness(argv: string[]): Promise<number> {
   process.stdout.write(
     `Valise witness ${key.name} is running at ${address}\n` +
       `  witness verifier key: ${key.vkey}\n` +
-      `  witnessing: ${logKeys.map((k) => k.name).join(", ")}\n` +
+      `  witnessing: ${logKeys.map((k) => ("origin" in k ? k.origin : k.name)).join(", ")}\n` +
       `  state: ${stateDir}\n`,
   );
   await new Promise<void>((done) => {

@@ -11,14 +11,23 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import {
+  consistencyProof,
+  formatCheckpoint,
   generateNoteKey,
+  leafHash,
+  leafHashReader,
+  rootFromLeafHashes,
+  signNote,
+  utf8,
   parseCheckpoint,
   parseNoteVerifierKey,
   verifyCheckpointQuorum,
   type NoteVerifier,
 } from "@valise/core";
 import {
+  CosignedCheckpoints,
   WitnessStateDir,
+  startWitnessPublisher,
   buildApp,
   buildWitnessApp,
   generateWitnessKey,
@@ -30,6 +39,7 @@ import {
   type LogKey,
   type Store,
   type WitnessEndpoint,
+  type WitnessAppOptions,
   type WitnessKey,
 } from "../src/index.js";
 import { DATABASE_KINDS, freshDb, type TestDb } from "./helpers/databases.js";
@@ -46,7 +56,7 @@ interface RunningWitness {
 }
 
 /** A witness app on 127.0.0.1 that can be stopped and restarted on the same port and state directory. */
-async function runWitness(name: string, logKeys: NoteVerifier[], dir: string): Promise<RunningWitness> {
+async function runWitness(name: string, logKeys: WitnessAppOptions["logKeys"], dir: string): Promise<RunningWitness> {
   const key = generateWitnessKey(name).key;
   let app: FastifyInstance | undefined;
   let state: WitnessStateDir | undefined;
@@ -202,6 +212,45 @@ for (const kind of DATABASE_KINDS) {
       const note = await waitPublished(lenient, size);
       const q = verifyCheckpointQuorum(note, logV, [w1.key.verifier, bad.key.verifier], 1);
       assert.ok(q.ok && q.cosigners.length === 1 && q.cosigners[0]!.name === "witness.test/w1");
+    });
+
+    test("any log can be witnessed: another origin signed by the directory key (the audit log's case)", async () => {
+      const auditOrigin = "test.valise.example/audit";
+      const w = await runWitness("witness.test/audit", [{ origin: auditOrigin, key: logV }], join(tmp, "audit"));
+      witnesses.push(w);
+      const leaves: Uint8Array[] = [];
+      let latest: { size: number; note: string } | null = null;
+      const grow = (n: number) => {
+        for (let i = 0; i < n; i++) leaves.push(leafHash(utf8(`event ${leaves.length}`)));
+        const cp = { origin: auditOrigin, size: leaves.length, rootHash: rootFromLeafHashes(leaves), extensions: [] };
+        latest = { size: leaves.length, note: signNote(formatCheckpoint(cp), [logKey.signer]) };
+      };
+      const warnings: string[] = [];
+      const store2 = new CosignedCheckpoints(store.handle.db, "audit-test");
+      const publisher = await startWitnessPublisher({
+        store: store2,
+        latest: async () => latest,
+        consistencyProof: async (from, to) => consistencyProof(leafHashReader(leaves), from, to),
+        logVerifier: logV,
+        origin: auditOrigin,
+        witnesses: [w.endpoint],
+        quorum: 1,
+        now: () => Date.now(),
+        intervalMs: 1_000_000, // driven by hand below
+        warn: (msg) => void warnings.push(msg),
+      });
+      try {
+        grow(3);
+        assert.equal(await publisher.publishLatest(), 3, warnings.join("; "));
+        grow(5);
+        assert.equal(await publisher.publishLatest(), 8, warnings.join("; "));
+        const p = await store2.latest();
+        const q = verifyCheckpointQuorum(p!.note, logV, [w.key.verifier], 1, { origin: auditOrigin });
+        assert.ok(q.ok && q.checkpoint.size === 8);
+        assert.equal((await new CosignedCheckpoints(store.handle.db, "directory").latest())?.note === p!.note, false);
+      } finally {
+        await publisher.stop();
+      }
     });
 
     test("configuration errors: quorum above the number of witnesses, witnesses without a log key", async () => {

@@ -36,6 +36,7 @@ import {
   loadWitnessKeyFile,
   originHash,
   parseAddCheckpointRequest,
+  parseLogKeySpec,
   parseWitnessKey,
   parseWitnessSpec,
   verifyAddCheckpoint,
@@ -255,6 +256,42 @@ describe("witness keys", () => {
         (e) => isValiseError(e) && e.code === "bad_request",
       );
   });
+});
+
+test("--log-key VKEY or ORIGIN=VKEY; a log key trusted for another origin (the audit log)", async () => {
+  const { skey, vkey } = generateNoteKey(ORIGIN);
+  const plain = parseLogKeySpec(vkey);
+  assert.ok(!("origin" in plain) && plain.name === ORIGIN);
+  const audit = parseLogKeySpec(`test.valise.example/audit=${vkey}`);
+  assert.ok("origin" in audit && audit.origin === "test.valise.example/audit" && audit.key.name === ORIGIN);
+  assert.ok("origin" in parseLogKeySpec(`a=b=${vkey}`));
+  for (const bad of ["", "x", `=${vkey}`, generateWitnessKey("w").key.vkey, `${vkey}x`])
+    assert.throws(
+      () => parseLogKeySpec(bad),
+      (e) => isValiseError(e) && e.code === "bad_request",
+      bad,
+    );
+
+  const dir = mkdtempSync(join(tmpdir(), "valise-witness-"));
+  const state = new WitnessStateDir(dir);
+  try {
+    const wkey = generateWitnessKey("witness.test/w1").key;
+    const logV = verifierOf(skey);
+    const onlyDirectory = await buildWitnessApp({ key: wkey, logKeys: [logV], state });
+    const auditLog = memoryLog("test.valise.example/audit", skey);
+    auditLog.add(3);
+    const payload = formatAddCheckpointRequest(0, [], auditLog.checkpoint());
+    const r1 = await onlyDirectory.inject({ method: "POST", url: "/add-checkpoint", payload });
+    assert.equal(r1.statusCode, 404, "a key is trusted only for its own name unless configured otherwise");
+    await onlyDirectory.close();
+    const both = await buildWitnessApp({ key: wkey, logKeys: [logV, audit], state });
+    const r2 = await both.inject({ method: "POST", url: "/add-checkpoint", payload });
+    assert.equal(r2.statusCode, 200, r2.body);
+    await both.close();
+  } finally {
+    state.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 describe("witness over HTTP", () => {

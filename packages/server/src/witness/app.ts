@@ -14,10 +14,16 @@ import type { WitnessStateDir } from "./state.js";
 import { originHash } from "./state.js";
 import { cosignAccepted, verifyAddCheckpoint } from "./verify.js";
 
+/** A log key trusted for an origin other than its own name (e.g. Valise's audit log, signed by the directory key). */
+export interface TrustedLogKey {
+  readonly origin: string;
+  readonly key: NoteVerifier;
+}
+
 export interface WitnessAppOptions {
   key: WitnessKey;
-  /** Trusted log verifier keys; each key's name is its log's origin. */
-  logKeys: readonly NoteVerifier[];
+  /** Trusted log verifier keys: a bare key is trusted for the origin equal to its name. */
+  logKeys: readonly (NoteVerifier | TrustedLogKey)[];
   state: WitnessStateDir;
   clock?: Clock;
   logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
@@ -34,7 +40,10 @@ export async function buildWitnessApp(opts: WitnessAppOptions): Promise<FastifyI
   });
   const signer = opts.key.signer(opts.clock ?? systemClock);
   const logs = new Map<string, NoteVerifier[]>();
-  for (const k of opts.logKeys) logs.set(k.name, [...(logs.get(k.name) ?? []), k]);
+  for (const k of opts.logKeys) {
+    const [origin, key] = "origin" in k ? [k.origin, k.key] : [k.name, k];
+    logs.set(origin, [...(logs.get(origin) ?? []), key]);
+  }
   const byHash = new Map([...logs.keys()].map((o) => [originHash(o), o]));
 
   // Bodies are the protocol's text, whatever the Content-Type says.

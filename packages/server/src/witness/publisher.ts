@@ -57,6 +57,8 @@ export interface WitnessPublisherOptions {
   /** RFC 9162 consistency proof between two sizes of the log (0 < from ≤ to). */
   consistencyProof: (from: number, to: number) => Promise<Uint8Array[]>;
   logVerifier: NoteVerifier;
+  /** The checkpoints' origin line if not the log key's name (the audit log is signed by the directory key). */
+  origin?: string;
   witnesses: readonly WitnessEndpoint[];
   quorum: number;
   now: () => number;
@@ -78,6 +80,7 @@ export async function startWitnessPublisher(o: WitnessPublisherOptions): Promise
   const timeoutMs = o.timeoutMs ?? 5000;
   const retryMs = o.retryMs ?? 2000;
   const verifiers = o.witnesses.map((w) => w.verifier);
+  const origin = { origin: o.origin ?? o.logVerifier.name };
   const aborter = new AbortController();
   // The size each witness last cosigned, as far as we know (a 409 corrects it).
   const cosignedSize = new Map<WitnessEndpoint, number>();
@@ -87,7 +90,7 @@ export async function startWitnessPublisher(o: WitnessPublisherOptions): Promise
   const published = await o.store.latest();
   if (published) {
     publishedSize = published.size;
-    const q = verifyCheckpointQuorum(published.note, o.logVerifier, verifiers, 0);
+    const q = verifyCheckpointQuorum(published.note, o.logVerifier, verifiers, 0, origin);
     if (q.ok)
       for (const c of q.cosigners) {
         const w = o.witnesses.find((x) => x.verifier.name === c.name && x.verifier.keyId === c.keyId);
@@ -129,7 +132,7 @@ export async function startWitnessPublisher(o: WitnessPublisherOptions): Promise
     tried = { size: cp.size, at: o.now() };
     const lines = (await Promise.all(o.witnesses.map((w) => cosignWith(w, cp.size, cp.note)))).flat();
     const note = cp.note + lines.join("");
-    const q = verifyCheckpointQuorum(note, o.logVerifier, verifiers, o.quorum);
+    const q = verifyCheckpointQuorum(note, o.logVerifier, verifiers, o.quorum, origin);
     if (!q.ok) {
       o.warn("checkpoint short of witness quorum; not published", { size: cp.size, reason: q.reason });
       return undefined;

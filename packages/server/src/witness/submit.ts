@@ -3,7 +3,14 @@
  * answer. Witnesses are remote and may be slow, down or hostile: every call has a timeout, answers are size-capped
  * and parsed defensively, and the result is a value, never a throw.
  */
-import { ValiseError, fromBase64, openNote, parseCosignatureVerifierKey, type NoteVerifier } from "@valise/core";
+import {
+  ValiseError,
+  fromBase64,
+  openNote,
+  parseCosignatureVerifierKey,
+  parseNoteVerifierKey,
+  type NoteVerifier,
+} from "@valise/core";
 import { formatAddCheckpointRequest, parseConflictSize, parseCosignatureLines } from "./request.js";
 
 export interface WitnessEndpoint {
@@ -40,6 +47,31 @@ export function parseWitnessSpec(spec: string): WitnessEndpoint {
   throw new ValiseError(
     "bad_request",
     `expected --witness URL=VKEY (an http(s) URL and the witness's cosignature verifier key), got ${JSON.stringify(spec)}`,
+  );
+}
+
+/**
+ * Parse a witness's `--log-key`: a log verifier key `VKEY` (trusted for the origin equal to its name) or
+ * `ORIGIN=VKEY` (a log whose checkpoints carry another origin, e.g. `valise.example/audit=valise.example/directory+…`).
+ * Throws ValiseError("bad_request").
+ */
+export function parseLogKeySpec(spec: string): NoteVerifier | { origin: string; key: NoteVerifier } {
+  // The split is the first '=' (or none) after which a valid vkey follows; base64 keys end in '=' themselves.
+  const splits = [-1, ...[...spec.matchAll(/=/g)].map((m) => m.index)];
+  for (const i of splits) {
+    let key: NoteVerifier;
+    try {
+      key = parseNoteVerifierKey(spec.slice(i + 1));
+    } catch {
+      continue;
+    }
+    if (i < 0) return key;
+    const origin = spec.slice(0, i);
+    if (origin.length > 0 && !/[\x00-\x1f]/.test(origin)) return { origin, key };
+  }
+  throw new ValiseError(
+    "bad_request",
+    `expected a log verifier key VKEY or ORIGIN=VKEY (valise admin log key), got ${JSON.stringify(spec)}`,
   );
 }
 
