@@ -4,6 +4,7 @@ import { serve, SERVE_USAGE } from "./serve.js";
 import { conversations, devices, enroll, send, sync } from "./client-commands.js";
 import { reportError } from "./output.js";
 import { log, LOG_USAGE } from "./log-commands.js";
+import { audit, AUDIT_USAGE } from "./audit-commands.js";
 import { witness, WITNESS_USAGE } from "./witness-commands.js";
 
 const HELP = `valise — end-to-end encrypted cables, conversations and documents
@@ -21,6 +22,8 @@ Device:
   sync           fetch and decrypt what is new
   conversations  list this device's conversations
   devices        this user's devices per the verified directory log, and own-account alerts (--ack DEVICE)
+Security officer:
+  audit          tail, query, verify and export the audit log (every access to stored data)
 
 Example (five minutes):
   npx valise serve &
@@ -35,6 +38,8 @@ ${SERVE_USAGE}
 ${ADMIN_USAGE}
 
 ${LOG_USAGE}
+
+${AUDIT_USAGE}
 
 ${WITNESS_USAGE}`;
 
@@ -55,6 +60,8 @@ async function main(argv: string[]): Promise<number> {
         return await admin(rest);
       case "log":
         return await log(rest);
+      case "audit":
+        return await audit(rest);
       case "witness":
         return await witness(rest);
       case "enroll":

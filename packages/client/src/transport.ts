@@ -58,6 +58,9 @@ export interface AppendAnswer {
   duplicate: boolean;
 }
 
+/** Sent as `x-valise-client` with every request: the client kind/version in the server's audit events. */
+export const VALISE_CLIENT = "valise-sdk/0.1.0";
+
 export class HttpTransport {
   token: string | null = null;
   constructor(
@@ -81,6 +84,7 @@ export class HttpTransport {
       payload = JSON.stringify(body);
     }
     if (this.token) headers.authorization = `Bearer ${this.token}`;
+    headers["x-valise-client"] = VALISE_CLIENT;
     let res: Response;
     try {
       res = await this.fetchImpl(new URL(path, this.baseUrl), { method, headers, body: payload ?? null });
@@ -264,6 +268,62 @@ export class HttpTransport {
       `/v1/inbox?after=${after}`,
     );
     return r.items.map((i) => ({ ...i, welcome: fromBase64(i.welcome) }));
+  }
+
+  // Audit log (security officers). Entries are leaf bytes; the caller verifies them against a signed checkpoint.
+  /** The audit log's latest checkpoint as a signed note, untrusted until verified. */
+  async auditCheckpoint(): Promise<string> {
+    const headers: Record<string, string> = { "x-valise-client": VALISE_CLIENT };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let res: Response;
+    try {
+      res = await this.fetchImpl(new URL("/v1/log/audit/checkpoint", this.baseUrl), { headers });
+    } catch (e) {
+      throw new ValiseError(
+        "transport_error",
+        `cannot reach ${this.baseUrl}: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
+    const text = await res.text();
+    if (!res.ok)
+      throw new ValiseError(
+        res.status === 404 ? "not_found" : "transport_error",
+        `audit checkpoint: ${res.status} ${text.slice(0, 200)}`,
+        { status: res.status },
+      );
+    return text;
+  }
+  /** The server's claim of its log key and the audit log's origin (trust it only on first use, or pin it). */
+  auditKey() {
+    return this.call<{ vkey: string; origin: string }>("GET", "/v1/log/audit/key");
+  }
+  /** Entries [start, start+count) of the audit log (count ≤ 1000), as leaf bytes. */
+  async auditEntries(start: number, count: number): Promise<Uint8Array[]> {
+    const r = await this.call<{ entries: string[] }>("GET", `/v1/log/audit/entries?start=${start}&count=${count}`);
+    return (Array.isArray(r.entries) ? r.entries : []).map((e) => fromBase64(String(e)));
+  }
+  /** Entries matching a filter, newest first; with `size`, each with its inclusion proof in that tree. */
+  async auditEvents(f: {
+    actor?: string | undefined;
+    action?: string | undefined;
+    object?: string | undefined;
+    since?: string | undefined;
+    until?: string | undefined;
+    before?: number | undefined;
+    limit?: number | undefined;
+    size?: number | undefined;
+  }): Promise<{ index: number; entry: Uint8Array; proof: Uint8Array[] }[]> {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(f)) if (v !== undefined) q.set(k, String(v));
+    const r = await this.call<{ events: { index: number; entry: string; proof?: string[] }[] }>(
+      "GET",
+      `/v1/log/audit/events?${q.toString()}`,
+    );
+    return (Array.isArray(r.events) ? r.events : []).map((e) => ({
+      index: Number(e.index),
+      entry: fromBase64(String(e.entry)),
+      proof: (Array.isArray(e.proof) ? e.proof : []).map((p) => fromBase64(String(p))),
+    }));
   }
 }
 

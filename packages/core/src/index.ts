@@ -10,3 +10,4 @@ export * from "./log/note.js";
 export * from "./log/checkpoint.js";
 export * from "./log/cosignature.js";
 export * from "./log/directory-entry.js";
+export * from "./log/audit-event.js";

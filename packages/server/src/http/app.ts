@@ -21,11 +21,21 @@ import { conversationRoutes } from "./routes-conversations.js";
 import { logRoutes, PUBLIC_LOG_ROUTES } from "./routes-log.js";
 import type { LogKey } from "../storage/log-key.js";
 import { resolveSession, wsRoutes } from "./ws-hub.js";
+import { AuditRecorder } from "../audit/recorder.js";
+import { installAuditHook } from "../audit/http.js";
+import { auditOrigin, auditRoutes, PUBLIC_AUDIT_ROUTES } from "../audit/routes.js";
 import { CosignedCheckpoints, startWitnessPublisher } from "../witness/publisher.js";
 import type { WitnessEndpoint } from "../witness/submit.js";
 
 /** Endpoints that answer without a session; everything else under /v1/ needs one. */
-const PUBLIC_ROUTES = new Set(["/v1/enroll", "/v1/auth/challenge", "/v1/auth/session", "/v1/ws", ...PUBLIC_LOG_ROUTES]);
+const PUBLIC_ROUTES = new Set([
+  "/v1/enroll",
+  "/v1/auth/challenge",
+  "/v1/auth/session",
+  "/v1/ws",
+  ...PUBLIC_LOG_ROUTES,
+  ...PUBLIC_AUDIT_ROUTES,
+]);
 
 export interface AppOptions {
   store: Store;
@@ -113,10 +123,12 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     loginLimiter: new RateLimiter(opts.loginRatePerMinute ?? 60, opts.loginRatePerMinute ?? 60, now),
     now,
     lookupSession: sessionLookup(opts.store, now),
+    audit: new AuditRecorder(opts.store.audit, now),
     ...(witnessed ? { witnessed } : {}),
   };
 
   installErrorHandler(app);
+  installAuditHook(app, ctx);
   await app.register(websocket, { options: { maxPayload: 512 * 1024 } });
 
   app.decorateRequest("session", null);
@@ -150,9 +162,19 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   directoryRoutes(app, ctx);
   conversationRoutes(app, ctx);
   logRoutes(app, ctx);
+  auditRoutes(app, ctx, opts.logKey);
   const unsub = wsRoutes(app, ctx);
   const stopSigner = opts.logKey
-    ? await startCheckpointSigner(app, opts.store, opts.logKey, opts.checkpointIntervalMs)
+    ? await startCheckpointSigner(app, opts.store.directory.log, opts.logKey, opts.checkpointIntervalMs)
+    : undefined;
+  // The audit log is signed with the same key, under its own origin (`…/audit`).
+  const stopAuditSigner = opts.logKey
+    ? await startCheckpointSigner(
+        app,
+        opts.store.audit,
+        { ...opts.logKey, origin: auditOrigin(opts.logKey.origin) },
+        opts.checkpointIntervalMs,
+      )
     : undefined;
   // Started after the signer, which has signed a first checkpoint by now.
   const publisher =
@@ -176,6 +198,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     unsub();
     await publisher?.stop();
     await stopSigner?.();
+    await stopAuditSigner?.();
   });
   return { app, ctx };
 }
@@ -183,11 +206,10 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
 /** Pins the log key, signs a first checkpoint, then signs a new one on a timer whenever the log has grown. */
 async function startCheckpointSigner(
   app: FastifyInstance,
-  store: Store,
+  log: Pick<Store["directory"]["log"], "pinVerifierKey" | "signCheckpoint">,
   key: LogKey,
   intervalMs = 250,
 ): Promise<() => Promise<void>> {
-  const log = store.directory.log;
   await log.pinVerifierKey(key.vkey);
   await log.signCheckpoint(key.origin, key.signer);
   let running: Promise<unknown> = Promise.resolve();

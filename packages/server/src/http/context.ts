@@ -7,6 +7,7 @@ import type { AppendBatcher } from "../delivery/batcher.js";
 import type { Fanout } from "../delivery/fanout.js";
 import type { Metrics } from "../metrics.js";
 import type { RateLimiter } from "./rate-limit.js";
+import type { AuditRecorder } from "../audit/recorder.js";
 import type { CosignedCheckpoints } from "../witness/publisher.js";
 
 export interface Session {
@@ -23,6 +24,8 @@ export interface ServerContext {
   loginLimiter: RateLimiter;
   now: () => number;
   lookupSession: (token: string) => Promise<Session | null>;
+  /** Appends audit events (batched; resolves when durable). */
+  audit: AuditRecorder;
   /** With witnesses configured: the published, quorum-cosigned directory log checkpoints (served instead). */
   witnessed?: CosignedCheckpoints;
 }

@@ -9,6 +9,7 @@ import type { FanoutEvent } from "../delivery/fanout.js";
 import type { ServerContext } from "./context.js";
 import { ValiseError, fromBase64, isConversationId } from "@valise/core";
 import { acceptMessage } from "./accept-message.js";
+import { clientOf, conversationMeta } from "../audit/http.js";
 
 const MAX_FRAME = 512 * 1024;
 
@@ -86,7 +87,10 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   }, 3_000);
   sweep.unref();
 
-  app.get("/v1/ws", { websocket: true }, (socket) => {
+  const meta = conversationMeta(ctx);
+
+  app.get("/v1/ws", { websocket: true }, (socket, req) => {
+    const origin = { source: req.ip, client: clientOf(req.headers) };
     let deviceId: string | null = null;
     let session: { handle: string; deviceId: string } | null = null;
     let token = "";
@@ -121,7 +125,7 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
         })();
         return;
       }
-      if (frame?.type === "send") void handleSend(socket, token, frame);
+      if (frame?.type === "send") void handleSend(socket, token, frame, origin);
       else socket.send(JSON.stringify({ type: "error", code: "bad_request", message: "unknown frame" }));
     });
     socket.on("close", () => {
@@ -141,8 +145,25 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
    * duplicate}` or `{"type":"error","ref",code,message}`: the same acceptance as POST …/messages, without an HTTP
    * request per message.
    */
-  async function handleSend(socket: WebSocket, token: string, f: Record<string, unknown>): Promise<void> {
+  async function handleSend(
+    socket: WebSocket,
+    token: string,
+    f: Record<string, unknown>,
+    origin: { source: string; client: string | null },
+  ): Promise<void> {
     const ref = typeof f.ref === "number" && Number.isSafeInteger(f.ref) ? f.ref : null;
+    // The audit event for this send (DESIGN §3): appended, durably, before the ack or the denial is answered.
+    const audit = async (s: { handle: string; deviceId: string }, conv: string, bytes: number, ok: boolean) =>
+      ctx.audit.record({
+        actor: s.handle,
+        device: s.deviceId,
+        ...origin,
+        action: "message.send",
+        object: conv,
+        ...(await meta(conv)),
+        bytes,
+        outcome: ok ? "ok" : "denied",
+      });
     try {
       const s = await ctx.lookupSession(token);
       if (!s) {
@@ -160,7 +181,15 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
       } catch {
         throw new ValiseError("bad_encoding", "payload: invalid base64");
       }
-      const a = await acceptMessage(ctx, s, conv, bytes, idem);
+      let a;
+      try {
+        a = await acceptMessage(ctx, s, conv, bytes, idem);
+      } catch (e) {
+        if (e instanceof ValiseError && (e.code === "not_found" || e.code === "forbidden"))
+          await audit(s, conv, bytes.length, false);
+        throw e;
+      }
+      await audit(s, conv, bytes.length, true);
       socket.send(JSON.stringify({ type: "ack", ref, ...a }));
     } catch (e) {
       const code = e instanceof ValiseError ? e.code : "internal";

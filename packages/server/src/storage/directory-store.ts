@@ -3,10 +3,11 @@
  * Every directory change (unit or user created, device enrolled or revoked, clearance set) appends its entry to the
  * directory log in the same transaction as the change itself (DESIGN.md §3 "Key transparency").
  */
-import type { Kysely } from "kysely";
-import { ValiseError, canonicalLabel, parseUnitName, parseUserHandle, toBase64 } from "@valise/core";
+import type { Kysely, Transaction } from "kysely";
+import { ValiseError, canonicalLabel, parseUnitName, parseUserHandle, toBase64, type AuditAction } from "@valise/core";
 import type { Database } from "./schema.js";
 import { DirectoryLog } from "./directory-log.js";
+import { ADMIN_CLI, newAuditId, type AuditLog, type AuditOperator } from "./audit-log.js";
 import { normalizeEnrollmentCode, randomEnrollmentCode, randomToken, sha256Hex } from "./secrets.js";
 
 export type Role = "user" | "officer" | "admin";
@@ -50,8 +51,43 @@ export class DirectoryStore {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly now: () => number,
+    private readonly audit?: AuditLog,
   ) {
     this.log = new DirectoryLog(db, now);
+  }
+
+  /** Audit a directory change by an operator, in the change's own transaction (DESIGN.md §3 "Audit log"). */
+  private async auditChange(
+    trx: Transaction<Database>,
+    by: AuditOperator,
+    e: { action: AuditAction; user: string; device: string | null; time: number },
+  ): Promise<void> {
+    if (!this.audit) return;
+    const unit = await trx
+      .selectFrom("user_units")
+      .select("unit")
+      .where("handle", "=", e.user)
+      .orderBy("unit")
+      .limit(1)
+      .executeTakeFirst();
+    await this.audit.appendEventsIn(trx, [
+      {
+        id: newAuditId(),
+        time: new Date(e.time).toISOString(),
+        actor: by.actor,
+        device: by.device ?? null,
+        source: by.source,
+        client: by.client ?? null,
+        action: e.action,
+        object: e.user,
+        target_device: e.device,
+        label: null,
+        unit: unit?.unit ?? null,
+        bytes: 0,
+        canary: false,
+        outcome: "ok",
+      },
+    ]);
   }
 
   async addUnit(name: string, maxLabel = "SECRET"): Promise<void> {
@@ -224,7 +260,7 @@ export class DirectoryStore {
     return r ? toDevice(r) : null;
   }
 
-  async revokeDevice(id: string): Promise<void> {
+  async revokeDevice(id: string, by: AuditOperator = ADMIN_CLI): Promise<void> {
     await this.log.change(async (trx, append) => {
       const time = this.now();
       const r = await trx
@@ -238,10 +274,11 @@ export class DirectoryStore {
       await trx.deleteFrom("sessions").where("device_id", "=", id).execute();
       await trx.deleteFrom("key_packages").where("device_id", "=", id).execute();
       await append({ v: 1, type: "device.revoke", user: r.handle, device: id, time });
+      await this.auditChange(trx, by, { action: "directory.device.revoke", user: r.handle, device: id, time });
     });
   }
 
-  async setClearance(handle: string, clearance: string): Promise<void> {
+  async setClearance(handle: string, clearance: string, by: AuditOperator = ADMIN_CLI): Promise<void> {
     const label = canonicalLabel(clearance);
     await this.log.change(async (trx, append) => {
       const r = await trx
@@ -250,7 +287,9 @@ export class DirectoryStore {
         .where("handle", "=", handle)
         .executeTakeFirst();
       if (Number(r.numUpdatedRows) !== 1) throw new ValiseError("not_found", `no user ${handle}`);
-      await append({ v: 1, type: "user.clearance", user: handle, clearance: label, time: this.now() });
+      const time = this.now();
+      await append({ v: 1, type: "user.clearance", user: handle, clearance: label, time });
+      await this.auditChange(trx, by, { action: "directory.clearance.set", user: handle, device: null, time });
     });
   }
 

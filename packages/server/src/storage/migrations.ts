@@ -228,10 +228,62 @@ function m004(d: Dialect): Migration {
   };
 }
 
+/**
+ * The audit log (DESIGN.md §3 "Audit log"): a second Merkle log with the directory log's tables and columns (see
+ * merkle-log.ts) under the `audit_log_` prefix. Entries also carry indexed copies of the event's time, actor,
+ * action and object, so officers query without a scan (the leaf bytes stay the authority).
+ */
+function m005(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("audit_log_head")
+        .addColumn("id", "integer", (c) => c.primaryKey())
+        .addColumn("size", t.int64, (c) => c.notNull())
+        .execute();
+      await sql`insert into audit_log_head (id, size) values (1, 0)`.execute(db);
+      await db.schema
+        .createTable("audit_log_entries")
+        .addColumn("idx", t.int64, (c) => c.primaryKey())
+        .addColumn("data", t.bin, (c) => c.notNull())
+        .addColumn("leaf_hash", t.bin, (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .addColumn("time", t.int64, (c) => c.notNull())
+        .addColumn("actor", "text", (c) => c.notNull())
+        .addColumn("action", "text", (c) => c.notNull())
+        .addColumn("object", "text", (c) => c.notNull())
+        .execute();
+      for (const col of ["actor", "action", "object", "time"])
+        await db.schema.createIndex(`audit_log_entries_${col}`).on("audit_log_entries").columns([col, "idx"]).execute();
+      await db.schema
+        .createTable("audit_log_nodes")
+        .addColumn("level", "integer", (c) => c.notNull())
+        .addColumn("idx", t.int64, (c) => c.notNull())
+        .addColumn("hash", t.bin, (c) => c.notNull())
+        .addPrimaryKeyConstraint("audit_log_nodes_pk", ["level", "idx"])
+        .execute();
+      await db.schema
+        .createTable("audit_log_checkpoints")
+        .addColumn("size", t.int64, (c) => c.primaryKey())
+        .addColumn("root_hash", t.bin, (c) => c.notNull())
+        .addColumn("note", "text", (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
-      return { "001_initial": m001(d), "002_directory_log": m002(d), "003_directory_log_refs": m003(d), "004_witness_cosignatures": m004(d) };
+      return {
+        "001_initial": m001(d),
+        "002_directory_log": m002(d),
+        "003_directory_log_refs": m003(d),
+        "004_witness_cosignatures": m004(d),
+        "005_audit_log": m005(d),
+      };
     },
   };
 }

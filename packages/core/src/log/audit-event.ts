@@ -1,0 +1,134 @@
+/**
+ * Audit events (DESIGN.md §3 "Audit log"): one leaf of the audit log per access to stored data. The leaf bytes are
+ * exactly the event's export line — JSON with the DESIGN fields in DESIGN order, every field present (null where it
+ * does not apply), no whitespace — so an exported JSONL file can be hashed back into the log's root.
+ * `parseAuditEvent` runs over server data: it returns a result, never throws, and accepts only canonical bytes.
+ */
+import { equalBytes, utf8 } from "../bytes.js";
+
+/** The export format's actions (detection issue), plus `directory.read` and `directory.keypackage.add`. */
+export const AUDIT_ACTIONS = [
+  "login",
+  "message.read",
+  "message.send",
+  "cable.read",
+  "cable.send",
+  "cable.list",
+  "document.read",
+  "document.write",
+  "document.list",
+  "directory.read",
+  "directory.keypackage.add",
+  "directory.device.add",
+  "directory.device.revoke",
+  "directory.clearance.set",
+  "directory.role.set",
+  "audit.read",
+] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+export type AuditOutcome = "ok" | "denied";
+
+export interface AuditEvent {
+  id: string;
+  /** ISO 8601 UTC with milliseconds, e.g. 2026-03-02T09:14:03.120Z. */
+  time: string;
+  actor: string;
+  device: string | null;
+  source: string;
+  client: string | null;
+  action: AuditAction;
+  object: string;
+  target_device: string | null;
+  label: string | null;
+  unit: string | null;
+  bytes: number;
+  canary: boolean;
+  outcome: AuditOutcome;
+}
+
+/**
+ * The audit log's checkpoint origin, from the log key's name (the directory log's origin): `…/directory` becomes
+ * `…/audit`, any other name gets `/audit` appended. The server signs audit checkpoints with the directory log's key.
+ */
+export function auditLogOrigin(logOrigin: string): string {
+  return logOrigin.endsWith("/directory") ? `${logOrigin.slice(0, -"/directory".length)}/audit` : `${logOrigin}/audit`;
+}
+
+/** The DESIGN field order, which is also the canonical key order. */
+export const AUDIT_FIELDS = [
+  "id",
+  "time",
+  "actor",
+  "device",
+  "source",
+  "client",
+  "action",
+  "object",
+  "target_device",
+  "label",
+  "unit",
+  "bytes",
+  "canary",
+  "outcome",
+] as const satisfies readonly (keyof AuditEvent)[];
+
+/** Entry bundles (C2SP tlog-tiles) prefix each entry with a uint16 length. */
+export const MAX_AUDIT_EVENT_BYTES = 65_535;
+/** Longest string field the server stores (a user-agent is cut to this). */
+export const MAX_AUDIT_STRING = 256;
+
+const TIME_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const NULLABLE = new Set(["device", "client", "target_device", "label", "unit"]);
+
+/** The canonical line (without newline) of an event: only the DESIGN fields, in DESIGN order. */
+export function auditEventJson(e: AuditEvent): string {
+  const o: Record<string, unknown> = {};
+  for (const k of AUDIT_FIELDS) o[k] = e[k] ?? (NULLABLE.has(k) ? null : e[k]);
+  return JSON.stringify(o);
+}
+
+export function encodeAuditEvent(e: AuditEvent): Uint8Array {
+  const out = utf8(auditEventJson(e));
+  if (out.length > MAX_AUDIT_EVENT_BYTES) throw new RangeError("audit event too large");
+  return out;
+}
+
+export type ParsedAuditEvent = { ok: true; event: AuditEvent } | { ok: false; reason: string };
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Parse leaf bytes strictly: exactly the DESIGN fields with their types, a known action, canonical encoding. */
+export function parseAuditEvent(bytes: Uint8Array): ParsedAuditEvent {
+  if (!(bytes instanceof Uint8Array) || bytes.length > MAX_AUDIT_EVENT_BYTES)
+    return { ok: false, reason: "not an event" };
+  let obj: unknown;
+  try {
+    obj = JSON.parse(strictUtf8.decode(bytes));
+  } catch {
+    return { ok: false, reason: "not UTF-8 JSON" };
+  }
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) return { ok: false, reason: "not an object" };
+  const o = obj as Record<string, unknown>;
+  const keys = Object.keys(o);
+  if (keys.length !== AUDIT_FIELDS.length || !AUDIT_FIELDS.every((k) => Object.hasOwn(o, k)))
+    return { ok: false, reason: "unexpected or missing fields" };
+  for (const k of AUDIT_FIELDS) {
+    const v = o[k];
+    const ok =
+      k === "bytes"
+        ? Number.isSafeInteger(v) && (v as number) >= 0
+        : k === "canary"
+          ? typeof v === "boolean"
+          : k === "outcome"
+            ? v === "ok" || v === "denied"
+            : k === "action"
+              ? (AUDIT_ACTIONS as readonly unknown[]).includes(v)
+              : k === "time"
+                ? typeof v === "string" && TIME_RE.test(v) && !Number.isNaN(Date.parse(v))
+                : typeof v === "string" || (v === null && NULLABLE.has(k));
+    if (!ok) return { ok: false, reason: `bad field ${k}` };
+  }
+  const event = o as unknown as AuditEvent;
+  if (!equalBytes(utf8(auditEventJson(event)), bytes)) return { ok: false, reason: "not canonical" };
+  return { ok: true, event };
+}

@@ -1,0 +1,181 @@
+/**
+ * Auditing at the HTTP edge: one `onSend` hook maps every authenticated route that reads or writes stored data to
+ * an audit action (ROUTES below), and appends the event before the answer leaves — a 2xx is `ok`, a 403/404 (and a
+ * failed login for a known device) is `denied`; other errors (400, 409, 413, 429, 5xx) touched nothing and are not
+ * audit events. If the append fails the client gets 503 instead of the answer.
+ *
+ * `bytes` is the size of what was stored (the request body) for writes, of what was served (the response body) for
+ * reads. Labels and units come from the object: a conversation's label and unit, a user's (first) unit.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { ValiseError, isConversationId, isDeviceId, type AuditAction } from "@valise/core";
+import type { ServerContext } from "../http/context.js";
+import type { AuditRecord } from "./recorder.js";
+
+interface RouteAudit {
+  action: AuditAction;
+  write?: boolean;
+  /** What the object is (label and unit are looked up from it); default: a conversation. */
+  kind?: "user" | "unit" | "other";
+  /** The object id; default: the `:id` conversation parameter. */
+  object?: (req: FastifyRequest) => string | undefined;
+}
+
+const params = (req: FastifyRequest) => (req.params ?? {}) as Record<string, string | undefined>;
+const query = (req: FastifyRequest) => (req.query ?? {}) as Record<string, unknown>;
+const body = (req: FastifyRequest) =>
+  (req.body && typeof req.body === "object" && !(req.body instanceof Uint8Array) ? req.body : {}) as Record<
+    string,
+    unknown
+  >;
+const own = (req: FastifyRequest) => req.session?.handle;
+const text = (v: unknown) => (typeof v === "string" ? v : "");
+const fixed = (s: string) => () => s;
+
+export const AUDITED_ROUTES: Record<string, RouteAudit> = {
+  "GET /v1/me": { action: "directory.read", kind: "user", object: own },
+  "GET /v1/users/:handle": { action: "directory.read", kind: "user", object: (r) => params(r).handle },
+  "GET /v1/units": { action: "directory.read", kind: "other", object: fixed("units") },
+  "GET /v1/unit-members": { action: "directory.read", kind: "unit", object: (r) => text(query(r).unit) },
+  "POST /v1/keypackages": { action: "directory.keypackage.add", write: true, kind: "user", object: own },
+  "GET /v1/keypackages/count": { action: "directory.read", kind: "user", object: own },
+  "POST /v1/keypackages/claim": { action: "directory.read", kind: "other", object: fixed("key-packages") },
+  "POST /v1/conversations": { action: "message.send", write: true, object: (r) => text(body(r).id) },
+  "GET /v1/conversations": { action: "message.read", kind: "other", object: fixed("conversations") },
+  "GET /v1/conversations/:id": { action: "message.read" },
+  "GET /v1/conversations/:id/messages": { action: "message.read" },
+  "GET /v1/conversations/:id/group-info": { action: "message.read" },
+  "POST /v1/conversations/:id/messages": { action: "message.send", write: true },
+  "POST /v1/conversations/:id/commits": { action: "message.send", write: true },
+  "GET /v1/inbox": { action: "message.read", kind: "other", object: fixed("inbox") },
+};
+
+/** Route prefixes audited as a whole (the logs' authenticated reads). */
+const PREFIXES: [string, RouteAudit][] = [
+  ["GET /v1/log/audit/", { action: "audit.read", kind: "other", object: fixed("audit-log") }],
+  ["GET /v1/log/directory/", { action: "directory.read", kind: "other", object: fixed("directory-log") }],
+];
+
+export function routeAudit(method: string, url: string): RouteAudit | undefined {
+  const key = `${method} ${url}`;
+  return AUDITED_ROUTES[key] ?? PREFIXES.find(([p]) => key.startsWith(p))?.[1];
+}
+
+/** Client kind/version: `x-valise-client` if the client sent one, else its user-agent. */
+export function clientOf(headers: Record<string, string | string[] | undefined>): string | null {
+  const v = headers["x-valise-client"] ?? headers["user-agent"];
+  return typeof v === "string" && v.length > 0 ? v : null;
+}
+
+function payloadBytes(p: unknown): number {
+  if (typeof p === "string") return Buffer.byteLength(p);
+  if (p instanceof Uint8Array) return p.byteLength;
+  return 0;
+}
+
+/** Conversation label and unit, cached (a conversation's label never changes). */
+export function conversationMeta(ctx: ServerContext) {
+  const cache = new Map<string, { label: string; unit: string | null }>();
+  return async (id: string | undefined): Promise<{ label: string | null; unit: string | null }> => {
+    if (!isConversationId(id)) return { label: null, unit: null };
+    const hit = cache.get(id);
+    if (hit) return hit;
+    const c = await ctx.store.conversations.get(id);
+    if (!c) return { label: null, unit: null };
+    if (cache.size > 100_000) cache.clear();
+    const meta = { label: c.label, unit: c.unit };
+    cache.set(id, meta);
+    return meta;
+  };
+}
+
+export function installAuditHook(app: FastifyInstance, ctx: ServerContext): void {
+  const meta = conversationMeta(ctx);
+  const firstUnit = async (handle: string | undefined) =>
+    handle ? ((await ctx.store.directory.getUser(handle))?.units[0] ?? null) : null;
+
+  async function recordFor(req: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<AuditRecord | null> {
+    const url = req.routeOptions.url;
+    if (!url) return null;
+    const status = reply.statusCode;
+    const ok = status >= 200 && status < 300;
+    const source = req.ip;
+    const client = clientOf(req.headers);
+    // Login and enrollment have no session yet: the actor is the device's user.
+    if (req.method === "POST" && (url === "/v1/auth/session" || url === "/v1/enroll")) {
+      const b = body(req);
+      const deviceId = url === "/v1/enroll" ? (b.device as Record<string, unknown> | undefined)?.id : b.device;
+      if (!isDeviceId(deviceId) || !(ok || (url === "/v1/auth/session" && status === 401))) return null;
+      const dev = await ctx.store.directory.getDevice(deviceId);
+      if (!dev) return null;
+      const unit = await firstUnit(dev.handle);
+      return url === "/v1/enroll"
+        ? {
+            actor: dev.handle,
+            device: deviceId,
+            source,
+            client,
+            action: "directory.device.add",
+            object: dev.handle,
+            targetDevice: deviceId,
+            unit,
+            bytes: Number(req.headers["content-length"] ?? 0),
+            outcome: "ok",
+          }
+        : {
+            actor: dev.handle,
+            device: deviceId,
+            source,
+            client,
+            action: "login",
+            object: dev.handle,
+            unit,
+            bytes: 0,
+            outcome: ok ? "ok" : "denied",
+          };
+    }
+    if (!req.session) return null;
+    const denied = status === 403 || status === 404;
+    if (!ok && !denied) return null;
+    const route = routeAudit(req.method, url);
+    if (!route) return null;
+    const object = route.object ? route.object(req) : params(req).id;
+    let label: string | null = null;
+    let unit: string | null = null;
+    if (url === "/v1/conversations" && req.method === "POST") {
+      label = typeof body(req).label === "string" ? (body(req).label as string) : null;
+      unit = typeof body(req).unit === "string" ? (body(req).unit as string) : null;
+    } else if (!route.kind) ({ label, unit } = await meta(object));
+    else if (route.kind === "user") unit = await firstUnit(object);
+    else if (route.kind === "unit") unit = object || null;
+    return {
+      actor: req.session.handle,
+      device: req.session.deviceId,
+      source,
+      client,
+      action: route.action,
+      object: object ?? "",
+      label,
+      unit,
+      bytes: route.write ? Number(req.headers["content-length"] ?? 0) : payloadBytes(payload),
+      outcome: ok ? "ok" : "denied",
+    };
+  }
+
+  app.addHook("onSend", async (req, reply, payload) => {
+    let r: AuditRecord | null;
+    try {
+      r = await recordFor(req, reply, payload);
+      if (r) await ctx.audit.record(r);
+    } catch (e) {
+      req.log.error({ err: { message: e instanceof Error ? e.message : String(e) } }, "audit append failed");
+      const err = e instanceof ValiseError ? e : new ValiseError("store_error", "audit log unavailable");
+      reply.code(503).header("content-type", "application/json; charset=utf-8");
+      return JSON.stringify({
+        code: "store_error",
+        message: `not served: the audit log is unavailable (${err.message})`,
+      });
+    }
+    return payload;
+  });
+}

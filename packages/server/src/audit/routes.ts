@@ -1,0 +1,144 @@
+/**
+ * The audit log over HTTP, beside the directory log (routes-log.ts) and in the same layout: the latest signed
+ * checkpoint, C2SP tlog-tiles under /v1/log/audit/tile/, RFC 9162 proofs, and for officers JSON pages of entries
+ * and an indexed query. Each entry is the event's leaf bytes (base64), so a reader can hash it into the root.
+ *
+ * Public, as for the directory log: the checkpoint, consistency proofs (what a witness needs: sizes and hashes) and
+ * the log's verifier key. Everything that reveals events — entries, tiles, inclusion proofs, queries — is for
+ * security officers (role `officer` or `admin`); anyone else gets 403, and that denial is itself an audit event.
+ */
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { ValiseError, auditLogOrigin, toBase64 } from "@valise/core";
+import { type ServerContext, requireSession } from "../http/context.js";
+import { intParams, parseTilePath } from "../http/routes-log.js";
+import type { LogKey } from "../storage/log-key.js";
+
+export const AUDIT_PREFIX = "/v1/log/audit";
+export const PUBLIC_AUDIT_ROUTES = [
+  `${AUDIT_PREFIX}/checkpoint`,
+  `${AUDIT_PREFIX}/proof/consistency`,
+  `${AUDIT_PREFIX}/key`,
+];
+export const MAX_AUDIT_PAGE = 1000;
+
+/** The audit log's checkpoint origin (core `auditLogOrigin`). */
+export const auditOrigin = auditLogOrigin;
+
+const OFFICER_ROLES = new Set(["officer", "admin"]);
+
+async function requireOfficer(ctx: ServerContext, req: FastifyRequest): Promise<void> {
+  const s = requireSession(req);
+  const user = await ctx.store.directory.getUser(s.handle);
+  if (!user || !OFFICER_ROLES.has(user.role))
+    throw new ValiseError("forbidden", "the audit log is for security officers (role officer or admin)");
+}
+
+const FILTER_KEYS = ["actor", "action", "object", "since", "until", "before", "limit", "size"];
+
+function timeParam(v: unknown, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const t = typeof v === "string" && v.length <= 40 ? Date.parse(v) : NaN;
+  if (Number.isNaN(t)) throw new ValiseError("bad_request", `${name} must be an ISO 8601 time`);
+  return t;
+}
+
+function strParam(v: unknown, name: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "string" || v.length === 0 || v.length > 256)
+    throw new ValiseError("bad_request", `${name} must be one string of 1-256 characters`);
+  return v;
+}
+
+function intParam(v: unknown, name: string, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "string" || !/^(0|[1-9][0-9]{0,15})$/.test(v) || Number(v) > max)
+    throw new ValiseError("bad_request", `${name} must be a decimal integer ≤ ${max}`);
+  return Number(v);
+}
+
+export function auditRoutes(app: FastifyInstance, ctx: ServerContext, logKey?: LogKey): void {
+  const log = ctx.store.audit;
+
+  app.get(`${AUDIT_PREFIX}/checkpoint`, async (_req, reply) => {
+    const cp = await log.latestCheckpoint();
+    if (!cp) throw new ValiseError("not_found", "the audit log has no checkpoint yet");
+    return reply
+      .header("content-type", "text/plain; charset=utf-8")
+      .header("cache-control", "no-cache, max-age=1")
+      .send(cp.note);
+  });
+
+  app.get(`${AUDIT_PREFIX}/key`, async () => {
+    if (!logKey) throw new ValiseError("not_found", "this server signs no checkpoints");
+    return { vkey: logKey.vkey, origin: auditOrigin(logKey.origin) };
+  });
+
+  app.get(`${AUDIT_PREFIX}/proof/consistency`, async (req) => {
+    const { from, to } = intParams(req.query, ["from", "to"]);
+    const proof = await log.consistencyProof(from, to);
+    return { from, to, proof: proof.map(toBase64) };
+  });
+
+  app.get(`${AUDIT_PREFIX}/proof/inclusion`, async (req) => {
+    await requireOfficer(ctx, req);
+    const { index, size } = intParams(req.query, ["index", "size"]);
+    const proof = await log.inclusionProof(index, size);
+    return { index, size, proof: proof.map(toBase64) };
+  });
+
+  app.get(`${AUDIT_PREFIX}/tile/*`, async (req, reply) => {
+    await requireOfficer(ctx, req);
+    const t = parseTilePath((req.params as { "*": string })["*"]);
+    if (!t) throw new ValiseError("bad_request", "expected tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>]");
+    const body =
+      t.level === "entries" ? await log.entryBundle(t.index, t.width) : await log.tile(t.level, t.index, t.width);
+    if (!body) throw new ValiseError("not_found", "no such tile in the audit log (yet)");
+    return reply
+      .header("content-type", "application/octet-stream")
+      .header("cache-control", "private, max-age=31536000, immutable")
+      .send(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+  });
+
+  /** Entries [start, start+count) as base64 leaf bytes, in log order. */
+  app.get(`${AUDIT_PREFIX}/entries`, async (req) => {
+    await requireOfficer(ctx, req);
+    const { start, count } = intParams(req.query, ["start", "count"]);
+    if (count < 1 || count > MAX_AUDIT_PAGE) throw new ValiseError("bad_request", `count must be 1-${MAX_AUDIT_PAGE}`);
+    const entries = await log.entries(start, count);
+    return { start, entries: entries.map(toBase64) };
+  });
+
+  /**
+   * Entries matching a filter on actor, action, object and time, newest first; page with `before`. With `size`
+   * (a checkpoint's size), only entries below it, each with its inclusion proof in that tree.
+   */
+  app.get(`${AUDIT_PREFIX}/events`, async (req) => {
+    await requireOfficer(ctx, req);
+    const q = (req.query ?? {}) as Record<string, unknown>;
+    for (const k of Object.keys(q))
+      if (!FILTER_KEYS.includes(k))
+        throw new ValiseError("bad_request", `unknown query parameter ${JSON.stringify(k)}`);
+    const size = intParam(q.size, "size", Number.MAX_SAFE_INTEGER);
+    const before = intParam(q.before, "before", Number.MAX_SAFE_INTEGER);
+    const limit = intParam(q.limit, "limit", MAX_AUDIT_PAGE) ?? 100;
+    if (size !== undefined && size > (await log.size()))
+      throw new ValiseError("bad_request", `size ${size} is beyond the log size`);
+    const found = await log.query({
+      actor: strParam(q.actor, "actor"),
+      action: strParam(q.action, "action"),
+      object: strParam(q.object, "object"),
+      since: timeParam(q.since, "since"),
+      until: timeParam(q.until, "until"),
+      before: size === undefined ? before : Math.min(before ?? size, size),
+      limit: size === 0 ? 0 : limit,
+    });
+    const events = [];
+    for (const e of found)
+      events.push({
+        index: e.index,
+        entry: toBase64(e.data),
+        ...(size !== undefined ? { proof: (await log.inclusionProof(e.index, size)).map(toBase64) } : {}),
+      });
+    return { events };
+  });
+}
