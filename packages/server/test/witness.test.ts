@@ -5,7 +5,7 @@
  */
 import { test, describe, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
@@ -350,7 +350,14 @@ describe("witness over HTTP", () => {
     assert.equal((await post(0, [], log.checkpoint())).statusCode, 200);
     const impostor = parseNoteSignerKey(generateNoteKey(ORIGIN).skey);
     assert.equal((await post(4, [], log.checkpoint(4, log.root(), impostor))).statusCode, 403);
-    assert.equal((await post(4, [], log.checkpoint(4, new Uint8Array(32)))).statusCode, 422);
+    assert.equal(existsSync(join(dir, "evidence")), false, "an unsigned checkpoint is no evidence");
+    const forked = log.checkpoint(4, new Uint8Array(32));
+    assert.equal((await post(4, [], forked)).statusCode, 422);
+    // The fork is kept as evidence: both checkpoints, each signed by the log, side by side.
+    const evidence = readdirSync(join(dir, "evidence"));
+    assert.equal(evidence.length, 1);
+    const text = readFileSync(join(dir, "evidence", evidence[0]!), "utf8");
+    assert.ok(text.includes(forked) && text.includes(log.checkpoint()) && /fork/.test(text));
     const other = memoryLog("other.example/log");
     other.add(1);
     assert.equal((await post(0, [], other.checkpoint())).statusCode, 404);

@@ -70,8 +70,10 @@ export async function buildWitnessApp(opts: WitnessAppOptions): Promise<FastifyI
             .type(TLOG_SIZE_CONTENT_TYPE)
             .send(`${v.size ?? 0}\n`);
         // A validly signed checkpoint that fails the consistency checks may be evidence of a split view: keep it.
-        if (v.status === 422 || v.status === 400)
-          req.log.warn({ reason: v.reason, note: parsed.value.note }, "refused checkpoint");
+        if (v.status === 422 && v.origin !== undefined) {
+          const file = await opts.state.recordEvidence(v.origin, v.reason, Buffer.from(body).toString("utf8"));
+          req.log.warn({ reason: v.reason, origin: v.origin, evidence: file }, "refused a validly signed checkpoint");
+        }
         return reply.code(v.status).type("text/plain; charset=utf-8").send(`${v.reason}\n`);
       }
       const { response, note } = cosignAccepted(v, signer);

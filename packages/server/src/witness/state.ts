@@ -6,10 +6,13 @@
  * restarted witness refuses the same rollbacks and forks.
  *
  * One process per directory: `<dir>/lock` holds the owner's pid (a stale lock of a dead process is taken over).
+ *
+ * `<dir>/evidence/` keeps refused checkpoints that were validly signed by the log (tlog-witness §add-checkpoint: the
+ * witness MAY log them): with the cosigned note beside it, such a file proves the log showed two histories.
  */
 import { createHash } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
-import { open, rename } from "node:fs/promises";
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from "node:fs";
+import { mkdir, open, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ValiseError, parseCheckpoint } from "@valise/core";
 import type { CosignedState } from "./verify.js";
@@ -42,7 +45,11 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** At most this many evidence files are kept (only the log's key can produce them, but it could flood). */
+export const MAX_EVIDENCE_FILES = 1000;
+
 export class WitnessStateDir {
+  private evidenceCount: number | undefined;
   private readonly cache = new Map<string, StoredCheckpoint>();
   private readonly lockFile: string;
   private released = false;
@@ -110,6 +117,25 @@ export class WitnessStateDir {
     }
     this.cache.set(origin, s);
     return s;
+  }
+
+  /**
+   * Keep a refused, validly signed checkpoint: the reason, the latest cosigned note and the submitted request.
+   * Returns the file written, or undefined past MAX_EVIDENCE_FILES.
+   */
+  async recordEvidence(origin: string, reason: string, request: string): Promise<string | undefined> {
+    const dir = join(this.dir, "evidence");
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    this.evidenceCount ??= readdirSync(dir).length;
+    if (this.evidenceCount >= MAX_EVIDENCE_FILES) return undefined;
+    this.evidenceCount++;
+    const file = join(dir, `${new Date().toISOString().replace(/[:.]/g, "-")}-${this.evidenceCount}.txt`);
+    const cosigned = this.get(origin)?.note ?? "(none)\n";
+    const text =
+      `origin: ${origin}\nrefused: ${reason}\n\n` +
+      `-- latest cosigned checkpoint --\n${cosigned}\n-- refused add-checkpoint request --\n${request}`;
+    await writeFile(file, text, { mode: 0o600, flag: "wx" });
+    return file;
   }
 
   /** Release the lock (the state files stay). */

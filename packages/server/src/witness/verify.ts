@@ -34,7 +34,15 @@ export type AddCheckpointVerdict =
       /** The verified signatures by trusted log keys. */
       logSignatures: NoteSignature[];
     }
-  | { ok: false; status: 400 | 403 | 404 | 409 | 422; reason: string; size?: number };
+  | {
+      ok: false;
+      status: 400 | 403 | 404 | 409 | 422;
+      reason: string;
+      /** For 409: the cosigned size. */
+      size?: number;
+      /** Set once the log's signature has verified: the refusal concerns a checkpoint the log really signed. */
+      origin?: string;
+    };
 
 function checkpointText(note: string): string | undefined {
   const split = note.lastIndexOf("\n\n");
@@ -67,22 +75,28 @@ export function verifyAddCheckpoint(
   const opened = openNote(req.note, keys);
   if (!opened.ok) return { ok: false, status: opened.reason === "malformed note" ? 400 : 403, reason: opened.reason };
   const checkpoint = parseCheckpoint(opened.text); // the same text as above
+  const origin = checkpoint.origin;
   const { oldSize, proof } = req;
   // "The old size MUST be equal to or lower than the checkpoint size. Otherwise … 400 Bad Request."
   if (oldSize > checkpoint.size)
-    return { ok: false, status: 400, reason: `old size ${oldSize} is above the checkpoint size ${checkpoint.size}` };
+    return {
+      ok: false,
+      status: 400,
+      reason: `old size ${oldSize} is above the checkpoint size ${checkpoint.size}`,
+      origin,
+    };
   // "MUST check that the old size matches the size of the latest checkpoint it cosigned … (or zero …)", else 409
   // with that size. A log rolled back behind what this witness cosigned always ends here or above.
-  const prev = latest(checkpoint.origin);
+  const prev = latest(origin);
   const prevSize = prev?.size ?? 0;
   if (oldSize !== prevSize)
-    return { ok: false, status: 409, reason: `old size ${oldSize} is not the cosigned size`, size: prevSize };
+    return { ok: false, status: 409, reason: `old size ${oldSize} is not the cosigned size`, size: prevSize, origin };
   // "A checkpoint of size zero MUST have the root hash of the empty tree", else 422.
   if (checkpoint.size === 0 && !equalBytes(checkpoint.rootHash, emptyRoot()))
-    return { ok: false, status: 422, reason: "a checkpoint of size 0 must have the empty tree's root" };
+    return { ok: false, status: 422, reason: "a checkpoint of size 0 must have the empty tree's root", origin };
   if (oldSize === 0) {
     // "If the old size is zero, the consistency proof MUST be empty", else 422.
-    if (proof.length !== 0) return { ok: false, status: 422, reason: "a proof from size 0 must be empty" };
+    if (proof.length !== 0) return { ok: false, status: 422, reason: "a proof from size 0 must be empty", origin };
   } else if (!verifyConsistency(oldSize, checkpoint.size, proof, prev!.rootHash, checkpoint.rootHash)) {
     // RFC 6962 §2.1.2 proof from the cosigned tree; for equal sizes, identical roots (verifyConsistency checks
     // both). Either failure is a fork: 422.
@@ -93,6 +107,7 @@ export function verifyAddCheckpoint(
         oldSize === checkpoint.size
           ? `fork: a different root for size ${oldSize}`
           : `consistency proof from ${oldSize} to ${checkpoint.size} does not verify`,
+      origin,
     };
   }
   return { ok: true, checkpoint, text: opened.text, logSignatures: opened.sigs };
