@@ -217,6 +217,40 @@ for (const kind of DATABASE_KINDS) {
       }
     });
 
+    test("a listening device reports a device logged for its user without being asked (within a minute)", async () => {
+      const { nodeWebSocket } = await import("@valise/client/node/websocket");
+      const w = await world(kind, people, { transparency: true });
+      let handle: { close(): void } | undefined;
+      try {
+        const laptop = await w.enroll("jnovak", "laptop");
+        await laptop.sync();
+        const got = new Promise<string>((resolve) => {
+          void laptop
+            .listen(
+              nodeWebSocket,
+              (items) => {
+                const a = alerts(items).find((t) => t.includes("d-ghost0device0c"));
+                if (a) resolve(a);
+              },
+              { monitorMs: 100 },
+            )
+            .then((h) => (handle = h));
+        });
+        const ghost = await generateDeviceKeys("jnovak" as UserHandle, "d-ghost0device0c" as DeviceId);
+        const { enrollmentCode } = await w.server.store.directory.newEnrollmentCode("jnovak");
+        await w.server.store.directory.redeemEnrollment(
+          enrollmentCode,
+          { id: "d-ghost0device0c", name: "night-visitor", signaturePublicKey: ghost.signaturePublicKey },
+          [],
+          () => {},
+        );
+        assert.match(await got, /New device added to your account: night-visitor/);
+      } finally {
+        handle?.close();
+        await w.close();
+      }
+    });
+
     test("a forked log shown to one device is refused (same size, other root; larger, inconsistent)", async () => {
       const w = await world(kind, people, { transparency: true });
       try {

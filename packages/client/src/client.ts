@@ -645,18 +645,31 @@ export class ValiseClient {
    * Listens for pushes and hands new items to `onItems` as they arrive (catch-ups are serialized). Returns a handle
    * to stop listening.
    */
-  async listen(factory: WebSocketFactory, onItems: (items: ReceivedItem[]) => void): Promise<{ close(): void }> {
+  async listen(
+    factory: WebSocketFactory,
+    onItems: (items: ReceivedItem[]) => void,
+    opts: { monitorMs?: number } = {},
+  ): Promise<{ close(): void }> {
     await this.login();
     let chain = Promise.resolve();
-    const ch = await openPush(factory, this.serverUrl, this.transport.token ?? "", () => {
+    const syncNow = () => {
       chain = chain
         .then(() => this.sync())
         .then((items) => {
           if (items.length > 0) onItems(items);
         })
         .catch(() => undefined);
-    });
-    return ch;
+    };
+    const ch = await openPush(factory, this.serverUrl, this.transport.token ?? "", syncNow);
+    // Directory changes push nothing to the user's devices: with key transparency, read the log on a timer too
+    // (default every 30 s), so a device added to this account is reported within a minute.
+    const timer = this.transparency ? setInterval(syncNow, opts.monitorMs ?? 30_000) : undefined;
+    return {
+      close: () => {
+        if (timer) clearInterval(timer);
+        ch.close();
+      },
+    };
   }
 
   /** Self-update (post-compromise security): fresh leaf keys in a new epoch; retries after an epoch conflict. */

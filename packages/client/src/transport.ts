@@ -116,7 +116,7 @@ export class HttpTransport {
 
   /** GET a non-JSON resource (signed note, tile) as bytes; errors as in `call`. */
   private async bytes(path: string): Promise<Uint8Array> {
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { "x-valise-client": VALISE_CLIENT };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let res: Response;
     try {
