@@ -1,18 +1,34 @@
 /** `valise log …`: read the server's directory log (key transparency). */
-import { ValiseError, openNote, parseCheckpoint, parseNoteVerifierKey } from "@valise/core";
+import {
+  ValiseError,
+  openNote,
+  parseCheckpoint,
+  parseCosignatureVerifierKey,
+  parseNoteVerifierKey,
+  verifyCheckpointQuorum,
+  type Cosigner,
+} from "@valise/core";
 import { parse, str, UsageError } from "./args.js";
 import { printJson } from "./output.js";
 
-export const LOG_USAGE = `usage: valise log checkpoint --server URL [--key VKEY] [--json]
+export const LOG_USAGE = `usage: valise log checkpoint --server URL [--key VKEY] [--witness VKEY… [--witness-quorum K]] [--json]
 
 Prints the directory log's latest checkpoint as a signed note (C2SP tlog-checkpoint), with all its signatures.
   --key VKEY   verify the log's signature with this verifier key (from valise admin log key); fail if it does not
+  --witness VKEY  also require cosignatures by these witnesses (valise witness init; URL=VKEY accepted), at least
+               --witness-quorum K of them (default: all); needs --key
   --json       print {"origin","size","rootHash","note"} instead`;
 
 export async function log(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { server: { type: "string" }, key: { type: "string" }, json: { type: "boolean" } },
+    {
+      server: { type: "string" },
+      key: { type: "string" },
+      witness: { type: "string", multiple: true },
+      "witness-quorum": { type: "string" },
+      json: { type: "boolean" },
+    },
     LOG_USAGE,
   );
   if (values.help) {
@@ -25,13 +41,38 @@ export async function log(argv: string[]): Promise<number> {
   const body = await res.text();
   if (!res.ok) throw new ValiseError("transport_error", `server answered ${res.status}: ${body.slice(0, 200)}`);
   let text = body.slice(0, body.lastIndexOf("\n\n") + 1);
-  if (values.key) {
+  let cosigners: Cosigner[] | undefined;
+  if (values.witness) {
+    if (!values.key) throw new UsageError(`--witness needs --key VKEY\n\n${LOG_USAGE}`);
+    // A bare VKEY, or URL=VKEY as for valise serve --witness (the key is after the first '=' that leaves one).
+    const witnesses = values.witness.map((w) => {
+      for (const i of [-1, ...[...w.matchAll(/=/g)].map((m) => m.index)])
+        try {
+          return parseCosignatureVerifierKey(w.slice(i + 1));
+        } catch {
+          /* try the next split */
+        }
+      throw new UsageError(`--witness ${w}: not a witness verifier key\n\n${LOG_USAGE}`);
+    });
+    const k = values["witness-quorum"] ?? String(witnesses.length);
+    if (!/^[0-9]+$/.test(k)) throw new UsageError(`--witness-quorum must be a number\n\n${LOG_USAGE}`);
+    const q = verifyCheckpointQuorum(body, parseNoteVerifierKey(values.key), witnesses, Number(k));
+    if (!q.ok) throw new ValiseError("bad_encoding", `checkpoint does not verify: ${q.reason}`);
+    cosigners = q.cosigners;
+  } else if (values.key) {
     const opened = openNote(body, [parseNoteVerifierKey(values.key)]);
     if (!opened.ok) throw new ValiseError("bad_encoding", `checkpoint does not verify: ${opened.reason}`);
     text = opened.text;
   }
   const cp = parseCheckpoint(text);
-  if (values.json) printJson({ origin: cp.origin, size: cp.size, rootHash: text.split("\n")[2], note: body });
+  if (values.json)
+    printJson({
+      origin: cp.origin,
+      size: cp.size,
+      rootHash: text.split("\n")[2],
+      note: body,
+      ...(cosigners ? { cosigners: cosigners.map((c) => ({ name: c.name, time: c.timestamp })) } : {}),
+    });
   else process.stdout.write(body);
   return 0;
 }

@@ -87,7 +87,7 @@ const sizeOf = (note: string) => parseCheckpoint(note.slice(0, note.lastIndexOf(
 
 test(
   "valise serve publishes only quorum-cosigned checkpoints; witnesses keep their state across kill -9",
-  { timeout: 90_000 },
+  { timeout: 180_000 },
   async () => {
     // Witness keys: printed verifier keys, 0600 files, never overwritten.
     const keys: { file: string; vkey: string; verifier: NoteVerifier }[] = [];
@@ -174,7 +174,31 @@ test(
     let note = (await published())!;
     let q = verifyCheckpointQuorum(note, logV, verifiers, 2);
     assert.ok(q.ok, q.ok ? "" : q.reason);
-    assert.match(await valise("log", "checkpoint", "--server", url, "--key", logVkey), /\u2014 witness\.test\/w2 /);
+    const shown = JSON.parse(
+      await valise(
+        "log",
+        "checkpoint",
+        "--server",
+        url,
+        "--key",
+        logVkey,
+        "--witness",
+        `${wUrls[0]}=${keys[0]!.vkey}`,
+        "--witness",
+        keys[1]!.vkey,
+        "--witness-quorum",
+        "2",
+        "--json",
+      ),
+    ) as { size: number; cosigners: { name: string }[] };
+    assert.deepEqual(shown.cosigners.map((c) => c.name).sort(), ["witness.test/w1", "witness.test/w2"]);
+    const stranger = (
+      JSON.parse(await valise("witness", "init", "--key", join(dir, "x.key"), "--json")) as { vkey: string }
+    ).vkey;
+    await assert.rejects(
+      valise("log", "checkpoint", "--server", url, "--key", logVkey, "--witness", stranger),
+      (e: { stderr?: string }) => /0 of 1 required witness cosignatures/.test(e.stderr ?? ""),
+    );
     const size1 = sizeOf(note);
 
     // One witness killed: the other keeps cosigning, but nothing short of quorum is published.
