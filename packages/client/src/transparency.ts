@@ -130,6 +130,8 @@ export interface LogState {
   alerts: DirectoryAlert[];
   /** Devices acknowledged before the log showed them. */
   acked: string[];
+  /** When this device first accepted a checkpoint (ms): its own `device.add` is expected in the log soon after. */
+  firstAcceptedAt?: number;
 }
 
 export function emptyLogState(): LogState {
@@ -150,6 +152,8 @@ export interface TransparencyOptions {
   /** While waiting for a checkpoint that covers a new entry: poll interval and limit (default 100 ms, 15 s). */
   pollMs?: number;
   maxWaitMs?: number;
+  /** How long after its first accepted checkpoint this device's own enrollment must be in the log (default 2 min). */
+  selfGraceMs?: number;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
 }
@@ -189,6 +193,7 @@ export class TransparencyVerifier implements DirectoryDoor {
   private readonly ttlMs: number;
   private readonly pollMs: number;
   private readonly maxWaitMs: number;
+  private readonly selfGraceMs: number;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
   private checkedAt = -Infinity;
@@ -210,6 +215,7 @@ export class TransparencyVerifier implements DirectoryDoor {
     this.ttlMs = opts.ttlMs ?? 5_000;
     this.pollMs = opts.pollMs ?? 100;
     this.maxWaitMs = opts.maxWaitMs ?? 15_000;
+    this.selfGraceMs = opts.selfGraceMs ?? 120_000;
     this.now = opts.now ?? (() => Date.now());
     this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
     profile.log ??= emptyLogState();
@@ -273,6 +279,7 @@ export class TransparencyVerifier implements DirectoryDoor {
     if (!equalBytes(root, cp.rootHash))
       throw refused(`directory log checkpoint refused: the entries served do not hash to the root of size ${cp.size}`);
     next.checkpoint = { note, size: cp.size, rootHash: toBase64(cp.rootHash) };
+    next.firstAcceptedAt ??= this.now();
     this.profile.log = next;
     this.checkedAt = this.now();
   }
@@ -522,6 +529,19 @@ export class TransparencyVerifier implements DirectoryDoor {
     } catch (e) {
       error = message(e);
     }
+    // Own-account alerts start at this device's own entry; a server that never logs it would silence them (and
+    // other devices refuse this one), so its absence after the grace period is itself an alert.
+    const s = this.state;
+    if (
+      error === null &&
+      s.own.selfLogIndex === null &&
+      s.firstAcceptedAt !== undefined &&
+      this.now() - s.firstAcceptedAt > this.selfGraceMs
+    )
+      error =
+        `this device (${this.profile.deviceId}) is not in the witnessed directory log ` +
+        `${Math.round((this.now() - s.firstAcceptedAt) / 1000)} s after enrolling: other devices will refuse it and ` +
+        "own-account alerts cannot start";
     const alerts = this.state.alerts.filter((a) => !a.surfaced && !a.acked);
     for (const a of alerts) a.surfaced = true;
     return { alerts, error };

@@ -353,3 +353,28 @@ test("own-account monitoring across tile boundaries: baseline, alerts after this
     ["d-ann00003"],
   );
 });
+
+test("a server that never logs this device's own enrollment is reported after the grace period", async () => {
+  const s = new FakeServer();
+  s.add({ v: 1, type: "user.add", user: "ann", units: [], clearance: "SECRET", role: "user", time: 1 });
+  s.publish();
+  let now = 1_000_000;
+  const v = new TransparencyVerifier(s.transport(), profile("ann", "d-ann00001", key(1)), {
+    now: () => now,
+    selfGraceMs: 60_000,
+  });
+  assert.equal((await v.monitor()).error, null);
+  now += 61_000;
+  assert.match((await v.monitor()).error ?? "", /d-ann00001\) is not in the witnessed directory log/);
+  s.add({
+    v: 1,
+    type: "device.add",
+    user: "ann",
+    device: "d-ann00001",
+    name: "laptop",
+    key: toBase64(key(1)),
+    time: 2,
+  });
+  s.publish();
+  assert.equal((await v.monitor()).error, null);
+});
