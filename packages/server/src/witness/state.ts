@@ -101,19 +101,26 @@ export class WitnessStateDir {
     const file = this.file(origin);
     const s = fromNote(note, file);
     const tmp = `${file}.tmp`;
-    const fh = await open(tmp, "w", 0o600);
     try {
-      await fh.writeFile(note, "utf8");
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-    const dh = await open(this.dir, "r");
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
+      const fh = await open(tmp, "w", 0o600);
+      try {
+        await fh.writeFile(note, "utf8");
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, file);
+      const dh = await open(this.dir, "r");
+      try {
+        await dh.sync();
+      } finally {
+        await dh.close();
+      }
+    } catch (e) {
+      // The file may hold the new state or the old one: forget the cached one, so the next request reads the disk.
+      // Being ahead of what was answered is safe (it only refuses more); being behind what is on disk is not.
+      this.cache.delete(origin);
+      throw e;
     }
     this.cache.set(origin, s);
     return s;
