@@ -15,6 +15,8 @@ import type { AuditRecord } from "./recorder.js";
 interface RouteAudit {
   action: AuditAction;
   write?: boolean;
+  /** Successes are audited in the append's own transaction (sendRecord); the hook records denials only. */
+  inTransaction?: boolean;
   /** What the object is (label and unit are looked up from it); default: a conversation. */
   kind?: "user" | "unit" | "other";
   /** The object id; default: the `:id` conversation parameter. */
@@ -45,8 +47,8 @@ export const AUDITED_ROUTES: Record<string, RouteAudit> = {
   "GET /v1/conversations/:id": { action: "message.read" },
   "GET /v1/conversations/:id/messages": { action: "message.read" },
   "GET /v1/conversations/:id/group-info": { action: "message.read" },
-  "POST /v1/conversations/:id/messages": { action: "message.send", write: true },
-  "POST /v1/conversations/:id/commits": { action: "message.send", write: true },
+  "POST /v1/conversations/:id/messages": { action: "message.send", write: true, inTransaction: true },
+  "POST /v1/conversations/:id/commits": { action: "message.send", write: true, inTransaction: true },
   "GET /v1/inbox": { action: "message.read", kind: "other", object: fixed("inbox") },
 };
 
@@ -73,19 +75,49 @@ function payloadBytes(p: unknown): number {
   return 0;
 }
 
-/** Conversation label and unit, cached (a conversation's label never changes). */
-export function conversationMeta(ctx: ServerContext) {
+type Meta = (id: string | undefined) => Promise<{ label: string | null; unit: string | null }>;
+const metas = new WeakMap<ServerContext, Meta>();
+
+/** Conversation label and unit, cached per server (a conversation's label never changes). */
+export function conversationMeta(ctx: ServerContext): Meta {
+  const known = metas.get(ctx);
+  if (known) return known;
   const cache = new Map<string, { label: string; unit: string | null }>();
-  return async (id: string | undefined): Promise<{ label: string | null; unit: string | null }> => {
+  const meta: Meta = async (id) => {
     if (!isConversationId(id)) return { label: null, unit: null };
     const hit = cache.get(id);
     if (hit) return hit;
     const c = await ctx.store.conversations.get(id);
     if (!c) return { label: null, unit: null };
     if (cache.size > 100_000) cache.clear();
-    const meta = { label: c.label, unit: c.unit };
-    cache.set(id, meta);
-    return meta;
+    const m = { label: c.label, unit: c.unit };
+    cache.set(id, m);
+    return m;
+  };
+  metas.set(ctx, meta);
+  return meta;
+}
+
+/**
+ * The audit record of a message send (HTTP or WebSocket): its event is appended in the message's own transaction
+ * (see AppendRequest.audit), so the onSend hook records only denials for these routes.
+ */
+export async function sendRecord(
+  ctx: ServerContext,
+  s: { handle: string; deviceId: string },
+  origin: { source: string; client: string | null },
+  conversationId: string,
+  bytes: number,
+): Promise<AuditRecord> {
+  return {
+    actor: s.handle,
+    device: s.deviceId,
+    ...origin,
+    action: "message.send",
+    object: conversationId,
+    ...(await conversationMeta(ctx)(conversationId)),
+    bytes,
+    outcome: "ok",
   };
 }
 
@@ -138,7 +170,7 @@ export function installAuditHook(app: FastifyInstance, ctx: ServerContext): void
     const denied = status === 403 || status === 404;
     if (!ok && !denied) return null;
     const route = routeAudit(req.method, url);
-    if (!route) return null;
+    if (!route || (ok && route.inTransaction)) return null;
     const object = route.object ? route.object(req) : params(req).id;
     let label: string | null = null;
     let unit: string | null = null;

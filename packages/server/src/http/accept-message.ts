@@ -7,6 +7,7 @@
 import { ValiseError, utf8 } from "@valise/core";
 import type { ServerContext, Session } from "./context.js";
 import type { AppendResult, MessageKind } from "../storage/conversation-store.js";
+import type { AuditRecord } from "../audit/recorder.js";
 
 export const IDEMPOTENCY_KEY_RE = /^[A-Za-z0-9_-]{8,128}$/;
 
@@ -22,6 +23,7 @@ export async function acceptMessage(
   conversationId: string,
   body: Uint8Array,
   idem: string,
+  audit?: AuditRecord,
 ): Promise<Accepted> {
   if (!IDEMPOTENCY_KEY_RE.test(idem))
     throw new ValiseError("bad_request", "idempotency key must be 8-128 url-safe chars");
@@ -48,6 +50,7 @@ export async function acceptMessage(
     epoch: Number(h.epoch),
     payload: body,
     idemKey: idem,
+    ...(audit ? { audit: ctx.audit.event(audit) } : {}),
   });
   return answer(r);
 }

@@ -8,6 +8,7 @@ import { ValiseError, canonicalLabel, dominates, parseLabel, toBase64 } from "@v
 import { type ServerContext, b64, requireSession } from "./context.js";
 import type { AppendRequest } from "../storage/conversation-store.js";
 import { IDEMPOTENCY_KEY_RE, acceptMessage, answer, checkGroup, requireActiveMember } from "./accept-message.js";
+import { clientOf, sendRecord } from "../audit/http.js";
 
 const MAX_MESSAGE = 256 * 1024;
 const MAX_COMMIT = 16 * 1024 * 1024;
@@ -150,7 +151,14 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
       const idem = req.headers["idempotency-key"];
       if (typeof idem !== "string" || !IDEMPOTENCY_KEY_RE.test(idem))
         throw new ValiseError("bad_request", "Idempotency-Key header required (8-128 url-safe chars)");
-      return reply.status(201).send(await acceptMessage(ctx, s, req.params.id, body, idem));
+      const rec = await sendRecord(
+        ctx,
+        s,
+        { source: req.ip, client: clientOf(req.headers) },
+        req.params.id,
+        body.length,
+      );
+      return reply.status(201).send(await acceptMessage(ctx, s, req.params.id, body, idem, rec));
     },
   );
 
@@ -204,6 +212,15 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
           groupInfo,
           external: req.body.external ?? false,
         },
+        audit: ctx.audit.event(
+          await sendRecord(
+            ctx,
+            s,
+            { source: req.ip, client: clientOf(req.headers) },
+            req.params.id,
+            Number(req.headers["content-length"] ?? 0),
+          ),
+        ),
       });
       return reply.status(201).send(answer(r));
     },

@@ -9,7 +9,7 @@ import type { FanoutEvent } from "../delivery/fanout.js";
 import type { ServerContext } from "./context.js";
 import { ValiseError, fromBase64, isConversationId } from "@valise/core";
 import { acceptMessage } from "./accept-message.js";
-import { clientOf, conversationMeta } from "../audit/http.js";
+import { clientOf, sendRecord } from "../audit/http.js";
 
 const MAX_FRAME = 512 * 1024;
 
@@ -87,8 +87,6 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   }, 3_000);
   sweep.unref();
 
-  const meta = conversationMeta(ctx);
-
   app.get("/v1/ws", { websocket: true }, (socket, req) => {
     const origin = { source: req.ip, client: clientOf(req.headers) };
     let deviceId: string | null = null;
@@ -152,18 +150,6 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
     origin: { source: string; client: string | null },
   ): Promise<void> {
     const ref = typeof f.ref === "number" && Number.isSafeInteger(f.ref) ? f.ref : null;
-    // The audit event for this send (DESIGN §3): appended, durably, before the ack or the denial is answered.
-    const audit = async (s: { handle: string; deviceId: string }, conv: string, bytes: number, ok: boolean) =>
-      ctx.audit.record({
-        actor: s.handle,
-        device: s.deviceId,
-        ...origin,
-        action: "message.send",
-        object: conv,
-        ...(await meta(conv)),
-        bytes,
-        outcome: ok ? "ok" : "denied",
-      });
     try {
       const s = await ctx.lookupSession(token);
       if (!s) {
@@ -181,15 +167,17 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
       } catch {
         throw new ValiseError("bad_encoding", "payload: invalid base64");
       }
+      // The audit event (DESIGN §3) is appended in the message's own transaction; a denial is recorded here, before
+      // the error frame.
+      const rec = await sendRecord(ctx, s, origin, conv, bytes.length);
       let a;
       try {
-        a = await acceptMessage(ctx, s, conv, bytes, idem);
+        a = await acceptMessage(ctx, s, conv, bytes, idem, rec);
       } catch (e) {
         if (e instanceof ValiseError && (e.code === "not_found" || e.code === "forbidden"))
-          await audit(s, conv, bytes.length, false);
+          await ctx.audit.record({ ...rec, outcome: "denied" });
         throw e;
       }
-      await audit(s, conv, bytes.length, true);
       socket.send(JSON.stringify({ type: "ack", ref, ...a }));
     } catch (e) {
       const code = e instanceof ValiseError ? e.code : "internal";

@@ -47,7 +47,7 @@ export interface AuditOperator {
 
 export const ADMIN_CLI: AuditOperator = { actor: "admin-cli", source: "local", client: "valise-admin" };
 
-function item(e: AuditEvent): LogItem {
+export function auditItem(e: AuditEvent): LogItem {
   return {
     data: encodeAuditEvent(e),
     columns: { time: Date.parse(e.time), actor: e.actor, action: e.action, object: e.object },
@@ -61,7 +61,7 @@ export class AuditLog extends MerkleLog {
 
   /** Append events in one transaction of their own; durable when it resolves. */
   appendEvents(events: readonly AuditEvent[]): Promise<number> {
-    return this.appendBatch(events.map(item));
+    return this.appendBatch(events.map(auditItem));
   }
 
   /**
@@ -69,7 +69,7 @@ export class AuditLog extends MerkleLog {
    * is not advanced: the next append sees the head moved and reloads it from the stored nodes.
    */
   async appendEventsIn(trx: Transaction<Database>, events: readonly AuditEvent[]): Promise<void> {
-    await this.appendIn(trx, events.map(item), undefined);
+    await this.appendIn(trx, events.map(auditItem), undefined);
   }
 
   /** Newest first: entries matching the filter, by their indexed columns. */

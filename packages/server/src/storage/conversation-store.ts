@@ -8,8 +8,9 @@
  */
 import type { Kysely, Transaction } from "kysely";
 import type SQLite from "better-sqlite3";
-import { ValiseError } from "@valise/core";
+import { ValiseError, type AuditEvent, type Frontier } from "@valise/core";
 import type { Database } from "./schema.js";
+import { auditItem, type AuditLog } from "./audit-log.js";
 
 export type MessageKind = "application" | "commit" | "proposal";
 
@@ -28,6 +29,12 @@ export interface AppendRequest {
     groupInfo: Uint8Array | null;
     external: boolean;
   };
+  /**
+   * The send's audit event (DESIGN.md §3 "Audit log"): appended to the audit log in the same transaction as the
+   * message when the append succeeds (also for an idempotent retry), so a message is stored if and only if its
+   * event is. An epoch conflict stores nothing and appends no event.
+   */
+  audit?: AuditEvent;
 }
 
 export type AppendResult =
@@ -87,6 +94,7 @@ export class ConversationStore {
     private readonly db: Kysely<Database>,
     private readonly now: () => number,
     sqlite?: SQLite.Database,
+    private readonly audit?: AuditLog,
   ) {
     this.fast = sqlite ? new SqliteAppender(sqlite) : null;
   }
@@ -243,12 +251,27 @@ export class ConversationStore {
     const now = this.now();
     // SQLite: one synchronous transaction with prepared statements (no other work interleaves, so it is short), unless
     // a Kysely transaction is open on the connection right now (then ours would nest in it): take the queue.
-    if (this.fast?.idle()) return this.fast.appendBatch(reqs, now);
-    return this.db.transaction().execute(async (trx) => {
-      const out: AppendResult[] = [];
-      for (const r of reqs) out.push(await this.appendOne(trx, r, now));
-      return out;
-    });
+    const audit = this.audit && reqs.some((r) => r.audit) ? this.audit : undefined;
+    const audited = (results: AppendResult[]) =>
+      reqs.flatMap((r, i) => (r.audit && results[i]!.ok ? [auditItem(r.audit)] : []));
+    let frontier: Frontier | undefined;
+    let out: AppendResult[];
+    if (this.fast?.idle())
+      out = this.fast.appendBatch(
+        reqs,
+        now,
+        audit ? (res) => (frontier = audit.appendWithinSqlite(audited(res))) : undefined,
+      );
+    else
+      out = await this.db.transaction().execute(async (trx) => {
+        const res: AppendResult[] = [];
+        for (const r of reqs) res.push(await this.appendOne(trx, r, now));
+        const items = audit ? audited(res) : [];
+        if (audit && items.length > 0) frontier = await audit.appendItemsIn(trx, items);
+        return res;
+      });
+    audit?.noteCommitted(frontier);
+    return out;
   }
 
   private async appendOne(trx: Transaction<Database>, r: AppendRequest, now: number): Promise<AppendResult> {
@@ -366,7 +389,7 @@ export class ConversationStore {
  */
 class SqliteAppender {
   private readonly s;
-  private readonly tx: (reqs: AppendRequest[], now: number) => AppendResult[];
+  private readonly tx: (reqs: AppendRequest[], now: number, after?: (r: AppendResult[]) => void) => AppendResult[];
   constructor(private readonly sqlite: SQLite.Database) {
     const p = (sql: string) => sqlite.prepare(sql);
     this.s = {
@@ -400,7 +423,11 @@ class SqliteAppender {
         "INSERT INTO inbox (device_id, conversation_id, commit_seq, payload, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
       ),
     };
-    this.tx = sqlite.transaction((reqs: AppendRequest[], now: number) => reqs.map((r) => this.appendOne(r, now)));
+    this.tx = sqlite.transaction((reqs: AppendRequest[], now: number, after?: (r: AppendResult[]) => void) => {
+      const out = reqs.map((r) => this.appendOne(r, now));
+      after?.(out);
+      return out;
+    });
   }
 
   /** True when no (Kysely) transaction is open on the connection, so a synchronous one cannot nest inside it. */
@@ -418,8 +445,9 @@ class SqliteAppender {
     return (this.s.revoked.all(conversationId) as { device_id: string }[]).map((r) => r.device_id);
   }
 
-  appendBatch(reqs: AppendRequest[], now: number): AppendResult[] {
-    return this.tx(reqs, now);
+  /** `after` runs inside the transaction, once every request is appended (the audit log's appends). */
+  appendBatch(reqs: AppendRequest[], now: number, after?: (r: AppendResult[]) => void): AppendResult[] {
+    return this.tx(reqs, now, after);
   }
 
   private appendOne(r: AppendRequest, now: number): AppendResult {

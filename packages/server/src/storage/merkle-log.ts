@@ -197,6 +197,29 @@ export class MerkleLog {
     return pending!.size - items.length;
   }
 
+  /**
+   * On SQLite, append inside the caller's open better-sqlite3 transaction (a savepoint of it) and return the
+   * frontier after the items; undefined without the synchronous path. The caller passes that frontier to
+   * `noteCommitted` once its transaction has committed (a rolled-back frontier must not be kept).
+   */
+  appendWithinSqlite(items: readonly LogItem[]): Frontier | undefined {
+    if (!this.fast || items.length === 0) return undefined;
+    return this.fast.append(items, this.committed, this.now());
+  }
+
+  /** Append inside the caller's Kysely transaction; see `appendWithinSqlite` for the returned frontier. */
+  appendItemsIn(trx: Transaction<Database>, items: readonly LogItem[]): Promise<Frontier> {
+    return this.appendIn(trx, items);
+  }
+
+  /**
+   * Record the frontier of an append whose (caller's) transaction has committed. Only ever a newer one: an older
+   * or stale frontier is harmless anyway, as every append checks it against the head's size first.
+   */
+  noteCommitted(f: Frontier | undefined): void {
+    if (f && f.size > this.committed.size) this.committed = f;
+  }
+
   protected async loadFrontier(db: Kysely<LogSchema>, size: number): Promise<Frontier> {
     const ids = rangeNodes(0, size);
     const got = await this.readNodes(db, ids);

@@ -21,7 +21,7 @@ export async function openStore(opts: DbOptions & { clock?: Clock }): Promise<St
   return {
     handle,
     directory: new DirectoryStore(handle.db, now, audit),
-    conversations: new ConversationStore(handle.db, now, handle.sqlite),
+    conversations: new ConversationStore(handle.db, now, handle.sqlite, audit),
     audit,
     close: () => handle.close(),
   };
