@@ -112,6 +112,12 @@ export class MerkleLog {
   protected readonly ldb: Kysely<LogSchema>;
   readonly name: string;
   private readonly plugin: RenamePlugin;
+  /** This log's real table names, typed as the directory log's (same columns) for the unrenamed append path. */
+  private readonly tables: {
+    head: "directory_log_head";
+    entries: "directory_log_entries";
+    nodes: "directory_log_nodes";
+  };
   private readonly extra: readonly string[];
   private readonly fast: SqliteLogAppender | null;
 
@@ -130,6 +136,11 @@ export class MerkleLog {
       log_checkpoints: `${p}_checkpoints`,
     });
     this.ldb = db.withPlugin(this.plugin) as unknown as Kysely<LogSchema>;
+    this.tables = {
+      head: `${p}_head` as "directory_log_head",
+      entries: `${p}_entries` as "directory_log_entries",
+      nodes: `${p}_nodes` as "directory_log_nodes",
+    };
     this.fast = opts.sqlite ? new SqliteLogAppender(opts.sqlite, p, this.extra) : null;
   }
 
@@ -142,16 +153,17 @@ export class MerkleLog {
    * committed once its transaction has committed). `inTrx` is the frontier of earlier appends in the same one.
    */
   protected async appendIn(trx: Transaction<Database>, items: readonly LogItem[], inTrx?: Frontier): Promise<Frontier> {
-    const t = this.onTrx(trx);
-    const head = await t
-      .updateTable("log_head")
+    // The append path names its tables directly (every log's tables have the directory log's columns): the renaming
+    // plugin walks each query's tree, which costs a third of a small append's time.
+    const head = await trx
+      .updateTable(this.tables.head)
       .set((eb) => ({ size: eb("size", "+", items.length) }))
       .where("id", "=", 1)
       .returning("size")
       .executeTakeFirstOrThrow();
     const first = Number(head.size) - items.length;
     let f = inTrx ?? this.committed;
-    if (f.size !== first) f = await this.loadFrontier(t, first);
+    if (f.size !== first) f = await this.loadFrontier(this.onTrx(trx), first);
     const now = this.now();
     const entries: LogSchema["log_entries"][] = [];
     const nodes: NodeHash[] = [];
@@ -166,13 +178,13 @@ export class MerkleLog {
     }
     // Multi-row inserts, chunked below every driver's bound-parameter limit.
     for (let i = 0; i < entries.length; i += 500)
-      await t
-        .insertInto("log_entries")
+      await trx
+        .insertInto(this.tables.entries)
         .values(entries.slice(i, i + 500))
         .execute();
     for (let i = 0; i < nodes.length; i += 1000)
-      await t
-        .insertInto("log_nodes")
+      await trx
+        .insertInto(this.tables.nodes)
         .values(nodes.slice(i, i + 1000).map((n) => ({ level: n.level, idx: n.index, hash: n.hash })))
         .execute();
     return f;
