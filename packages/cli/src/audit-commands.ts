@@ -10,6 +10,7 @@ import {
   ValiseError,
   auditEventJson,
   auditLogOrigin,
+  parseCosignatureVerifierKey,
   equalBytes,
   leafHash,
   parseAuditEvent,
@@ -53,18 +54,35 @@ interface Verified {
   keySource: "flag" | "profile" | "server";
 }
 
-async function openOfficer(profile: string): Promise<{ client: ValiseClient; trustKey: string | undefined }> {
+interface Witnessing {
+  witnesses: string[];
+  quorum: number;
+}
+
+async function openOfficer(
+  profile: string,
+): Promise<{ client: ValiseClient; trustKey: string | undefined; witnessing: Witnessing }> {
   await installNodeCrypto();
   const store = new FileKeyStore(resolve(profile));
-  const state = (await store.load()) as { trust?: { logKey?: unknown } } | null;
+  const state = await store.load();
   const client = await ValiseClient.open({ store });
   await client.login();
-  const k = state?.trust?.logKey;
-  return { client, trustKey: typeof k === "string" ? k : undefined };
+  const trust = state?.trust;
+  return {
+    client,
+    trustKey: trust?.logKey,
+    // The witnesses and quorum pinned at enrollment apply to the audit log too (it is witnessed like the directory).
+    witnessing: { witnesses: trust?.witnesses ?? [], quorum: trust?.quorum ?? 0 },
+  };
 }
 
 /** Fetch and verify the audit checkpoint: the log key's signature, the audit origin. Throws what is wrong. */
-async function verifiedCheckpoint(t: HttpTransport, flagKey: string | undefined, trustKey: string | undefined) {
+async function verifiedCheckpoint(
+  t: HttpTransport,
+  flagKey: string | undefined,
+  trustKey: string | undefined,
+  witnessing: Witnessing = { witnesses: [], quorum: 0 },
+) {
   let vkey = flagKey ?? trustKey;
   const keySource: Verified["keySource"] = flagKey ? "flag" : trustKey ? "profile" : "server";
   if (!vkey) vkey = (await t.auditKey()).vkey;
@@ -75,7 +93,10 @@ async function verifiedCheckpoint(t: HttpTransport, flagKey: string | undefined,
     throw new UsageError(`--log-key: ${e instanceof Error ? e.message : String(e)}`);
   }
   const note = await t.auditCheckpoint();
-  const r = verifyCheckpointQuorum(note, verifier, [], 0, { origin: auditLogOrigin(verifier.name) });
+  const witnesses = witnessing.witnesses.map((w) => parseCosignatureVerifierKey(w));
+  const r = verifyCheckpointQuorum(note, verifier, witnesses, witnessing.quorum, {
+    origin: auditLogOrigin(verifier.name),
+  });
   if (!r.ok) throw new ValiseError("bad_encoding", `audit checkpoint does not verify: ${r.reason}`);
   return { checkpoint: r.checkpoint, keySource } satisfies Verified;
 }
@@ -187,10 +208,15 @@ export async function audit(argv: string[]): Promise<number> {
   const cmd = positionals.join(" ");
   if (!["tail", "query", "verify", "export"].includes(cmd))
     throw new UsageError(`unknown audit command ${JSON.stringify(cmd)}\n\n${AUDIT_USAGE}`);
-  const { client, trustKey } = await openOfficer(str(values.profile, "--profile DIR", AUDIT_USAGE));
+  const { client, trustKey, witnessing } = await openOfficer(str(values.profile, "--profile DIR", AUDIT_USAGE));
   const t = client.transport;
   try {
-    const { checkpoint: cp, keySource } = await verifiedCheckpoint(t, values["log-key"], trustKey);
+    const { checkpoint: cp, keySource } = await verifiedCheckpoint(
+      t,
+      values["log-key"],
+      trustKey,
+      values["log-key"] ? undefined : witnessing,
+    );
     switch (cmd) {
       case "tail": {
         const events = await provenEvents(t, cp, { limit: positiveInt(values.n, "--n", 20, 1000) });

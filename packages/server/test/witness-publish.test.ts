@@ -22,6 +22,7 @@ import {
   parseCheckpoint,
   parseNoteVerifierKey,
   verifyCheckpointQuorum,
+  auditLogOrigin,
   type NoteVerifier,
 } from "@valise/core";
 import {
@@ -260,6 +261,48 @@ for (const kind of DATABASE_KINDS) {
         /unreachable/,
       );
       await assert.rejects(buildApp({ store, mls: protocolServerMls, witnesses: w }), /log key/);
+    });
+
+    test("the audit log is witnessed like the directory log: only quorum-cosigned audit checkpoints are published", async () => {
+      const audit = auditLogOrigin(ORIGIN);
+      const both = [logV, { origin: audit, key: logV }];
+      const a1 = await runWitness("witness.test/a1", both, join(tmp, "a1"));
+      const a2 = await runWitness("witness.test/a2", both, join(tmp, "a2"));
+      const d1 = await runWitness("witness.test/d1", [logV], join(tmp, "d1")); // knows only the directory log
+      witnesses.push(a1, a2, d1);
+      await store.directory.addUser({ handle: "auditee", units: [], clearance: "UNCLASSIFIED", role: "user" });
+      await store.directory.setClearance("auditee", "RESTRICTED"); // an audited admin action
+      const auditSize = await store.audit.size();
+      assert.ok(auditSize > 0);
+      const auditNote = async (app: FastifyInstance) => {
+        const r = await app.inject({ method: "GET", url: "/v1/log/audit/checkpoint" });
+        return r.statusCode === 200 ? r.body : undefined;
+      };
+      const app = await server([a1, a2], 2);
+      let note: string | undefined;
+      for (let i = 0; i < 400 && !(note && sizeOf(note) >= auditSize); i++) {
+        note = await auditNote(app);
+        if (!(note && sizeOf(note) >= auditSize)) await sleep(20);
+      }
+      assert.ok(note && sizeOf(note) >= auditSize, "audit checkpoint published");
+      const q = verifyCheckpointQuorum(note, logV, [a1.key.verifier, a2.key.verifier], 2, { origin: audit });
+      assert.ok(q.ok, q.ok ? "" : q.reason);
+      assert.equal(
+        verifyCheckpointQuorum(note, logV, [a1.key.verifier, a2.key.verifier], 3, { origin: audit }).ok,
+        false,
+      );
+      await app.close();
+      apps.pop();
+      // With a witness that does not know the audit origin in a quorum of 2, audit growth is not published.
+      const app2 = await server([a1, d1], 2);
+      const before = sizeOf((await auditNote(app2))!);
+      await store.directory.setClearance("auditee", "CONFIDENTIAL");
+      const grown = await store.audit.size();
+      assert.ok(grown > before);
+      await sleep(500);
+      assert.equal(sizeOf((await auditNote(app2))!), before, "audit checkpoint short of quorum was published");
+      await app2.close();
+      apps.pop();
     });
   });
 }

@@ -60,8 +60,15 @@ export function auditRoutes(app: FastifyInstance, ctx: ServerContext, logKey?: L
   const log = ctx.store.audit;
 
   app.get(`${AUDIT_PREFIX}/checkpoint`, async (_req, reply) => {
-    const cp = await log.latestCheckpoint();
-    if (!cp) throw new ValiseError("not_found", "the audit log has no checkpoint yet");
+    // With witnesses configured, only a checkpoint cosigned by a quorum of them is published, as for the directory.
+    const cp = ctx.auditWitnessed ? await ctx.auditWitnessed.latest() : await log.latestCheckpoint();
+    if (!cp)
+      throw new ValiseError(
+        "not_found",
+        ctx.auditWitnessed
+          ? "no audit checkpoint has a quorum of witness cosignatures yet"
+          : "the audit log has no checkpoint yet",
+      );
     return reply
       .header("content-type", "text/plain; charset=utf-8")
       .header("cache-control", "no-cache, max-age=1")

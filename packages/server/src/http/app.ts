@@ -113,6 +113,8 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
       `witness quorum ${witnessQuorum} unreachable with ${witnesses.length} witnesses`,
     );
   const witnessed = witnesses.length > 0 ? new CosignedCheckpoints(opts.store.handle.db, "directory") : undefined;
+  // The audit log is witnessed like the directory log (DESIGN §3): same witnesses, same quorum, its own origin.
+  const auditWitnessed = witnesses.length > 0 ? new CosignedCheckpoints(opts.store.handle.db, "audit") : undefined;
 
   const ctx: ServerContext = {
     store: opts.store,
@@ -125,6 +127,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     lookupSession: sessionLookup(opts.store, now),
     audit: new AuditRecorder(opts.store.audit, now),
     ...(witnessed ? { witnessed } : {}),
+    ...(auditWitnessed ? { auditWitnessed } : {}),
   };
 
   installErrorHandler(app);
@@ -177,26 +180,32 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
       )
     : undefined;
   // Started after the signer, which has signed a first checkpoint by now.
-  const publisher =
-    witnessed && opts.logKey
-      ? await startWitnessPublisher({
-          store: witnessed,
-          latest: () => opts.store.directory.log.latestCheckpoint(),
-          consistencyProof: (from, to) => opts.store.directory.log.consistencyProof(from, to),
-          logVerifier: parseNoteVerifierKey(opts.logKey.vkey),
-          witnesses,
-          quorum: witnessQuorum,
-          now,
-          ...(opts.witnessTimeoutMs !== undefined ? { timeoutMs: opts.witnessTimeoutMs } : {}),
-          ...(opts.witnessRetryMs !== undefined ? { retryMs: opts.witnessRetryMs } : {}),
-          ...(opts.checkpointIntervalMs !== undefined ? { intervalMs: opts.checkpointIntervalMs } : {}),
-          warn: (msg, data) => app.log.warn(data, msg),
-          info: (msg, data) => app.log.info(data, msg),
-        })
+  const publish = (store: CosignedCheckpoints, log: Store["audit"] | Store["directory"]["log"], origin?: string) =>
+    startWitnessPublisher({
+      store,
+      latest: () => log.latestCheckpoint(),
+      consistencyProof: (from, to) => log.consistencyProof(from, to),
+      logVerifier: parseNoteVerifierKey(opts.logKey!.vkey),
+      ...(origin !== undefined ? { origin } : {}),
+      witnesses,
+      quorum: witnessQuorum,
+      now,
+      ...(opts.witnessTimeoutMs !== undefined ? { timeoutMs: opts.witnessTimeoutMs } : {}),
+      ...(opts.witnessRetryMs !== undefined ? { retryMs: opts.witnessRetryMs } : {}),
+      ...(opts.checkpointIntervalMs !== undefined ? { intervalMs: opts.checkpointIntervalMs } : {}),
+      warn: (msg, data) => app.log.warn(data, msg),
+      info: (msg, data) => app.log.info(data, msg),
+    });
+  // Started after the signers, which have signed a first checkpoint by now.
+  const publisher = witnessed && opts.logKey ? await publish(witnessed, opts.store.directory.log) : undefined;
+  const auditPublisher =
+    auditWitnessed && opts.logKey
+      ? await publish(auditWitnessed, opts.store.audit, auditOrigin(opts.logKey.origin))
       : undefined;
   app.addHook("onClose", async () => {
     unsub();
     await publisher?.stop();
+    await auditPublisher?.stop();
     await stopSigner?.();
     await stopAuditSigner?.();
   });

@@ -28,6 +28,8 @@ export interface ServerContext {
   audit: AuditRecorder;
   /** With witnesses configured: the published, quorum-cosigned directory log checkpoints (served instead). */
   witnessed?: CosignedCheckpoints;
+  /** With witnesses: the audit log's quorum-cosigned checkpoints (the only ones published). */
+  auditWitnessed?: CosignedCheckpoints;
 }
 
 declare module "fastify" {
