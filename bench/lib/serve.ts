@@ -1,10 +1,10 @@
 /** Runs `valise serve` as a child process on 127.0.0.1 for benchmarks, with a fresh or given data directory. */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "@valise/server/testing/net";
 
 /** bench/dist/lib/serve.js → packages/cli/bin/valise.js */
 export const CLI = fileURLToPath(new URL("../../../packages/cli/bin/valise.js", import.meta.url));
@@ -19,18 +19,6 @@ export interface ServeProcess {
 
 export function freshDataDir(prefix = "valise-bench-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = typeof a === "object" && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Starts the server and resolves once /healthz answers (bounded by `timeoutMs`). */

@@ -9,7 +9,6 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,6 +17,7 @@ import { ValiseError, fromBase64, toBase64, utf8, type DeviceId, type UserHandle
 import { decodeGroup, encryptMessage, setCryptoProvider, type GroupContext } from "@valise/protocol";
 import { nodeCryptoProvider } from "@valise/protocol/node/provider";
 import { MemoryKeyStore, ValiseClient, messageAad, type ReceivedItem } from "@valise/client";
+import { freePort } from "@valise/server/testing/net";
 
 const execFileP = promisify(execFile);
 const CLI = fileURLToPath(new URL("../../bin/valise.js", import.meta.url));
@@ -34,18 +34,6 @@ after(() => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
   rmSync(dataDir, { recursive: true, force: true });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = typeof a === "object" && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function admin(...args: string[]): Promise<Record<string, unknown>> {
   const { stdout } = await execFileP(process.execPath, [CLI, "admin", "--data", dataDir, ...args, "--json"], {

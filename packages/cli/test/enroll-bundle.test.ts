@@ -8,13 +8,13 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { formatCosignatureVerifierKey, generateNoteKey, isValiseError } from "@valise/core";
 import { bundleTrust, readBundle } from "../src/bundle.js";
+import { freePort } from "@valise/server/testing/net";
 
 const execFileP = promisify(execFile);
 const CLI = fileURLToPath(new URL("../../bin/valise.js", import.meta.url));
@@ -25,18 +25,6 @@ after(() => {
   if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   rmSync(dir, { recursive: true, force: true });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = typeof a === "object" && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

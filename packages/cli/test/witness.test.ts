@@ -9,7 +9,6 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer } from "node:net";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,6 +24,7 @@ import {
   verifyCheckpointQuorum,
   type NoteVerifier,
 } from "@valise/core";
+import { freePort } from "@valise/server/testing/net";
 
 const execFileP = promisify(execFile);
 const CLI = fileURLToPath(new URL("../../bin/valise.js", import.meta.url));
@@ -37,18 +37,6 @@ after(() => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = typeof a === "object" && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function valise(...args: string[]): Promise<string> {
   const { stdout } = await execFileP(process.execPath, [CLI, ...args], { timeout: 20_000 });

@@ -5,6 +5,7 @@
  * `parseAuditEvent` runs over server data: it returns a result, never throws, and accepts only canonical bytes.
  */
 import { equalBytes, utf8 } from "../bytes.js";
+import { parseJsonObjectLeaf } from "./json-leaf.js";
 
 /** The export format's actions (detection issue), plus `directory.read` and `directory.keypackage.add`. */
 export const AUDIT_ACTIONS = [
@@ -95,20 +96,11 @@ export function encodeAuditEvent(e: AuditEvent): Uint8Array {
 
 export type ParsedAuditEvent = { ok: true; event: AuditEvent } | { ok: false; reason: string };
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
 /** Parse leaf bytes strictly: exactly the DESIGN fields with their types, a known action, canonical encoding. */
 export function parseAuditEvent(bytes: Uint8Array): ParsedAuditEvent {
-  if (!(bytes instanceof Uint8Array) || bytes.length > MAX_AUDIT_EVENT_BYTES)
-    return { ok: false, reason: "not an event" };
-  let obj: unknown;
-  try {
-    obj = JSON.parse(strictUtf8.decode(bytes));
-  } catch {
-    return { ok: false, reason: "not UTF-8 JSON" };
-  }
-  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) return { ok: false, reason: "not an object" };
-  const o = obj as Record<string, unknown>;
+  const leaf = parseJsonObjectLeaf(bytes, MAX_AUDIT_EVENT_BYTES, "an event");
+  if (!leaf.ok) return leaf;
+  const o = leaf.obj;
   const keys = Object.keys(o);
   if (keys.length !== AUDIT_FIELDS.length || !AUDIT_FIELDS.every((k) => Object.hasOwn(o, k)))
     return { ok: false, reason: "unexpected or missing fields" };

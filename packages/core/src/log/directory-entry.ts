@@ -6,6 +6,7 @@
  * canonical bytes (re-encoding must reproduce the input), so one change has one leaf.
  */
 import { equalBytes, utf8 } from "../bytes.js";
+import { parseJsonObjectLeaf } from "./json-leaf.js";
 
 export const DIRECTORY_ENTRY_VERSION = 1;
 /** Entry bundles (C2SP tlog-tiles) prefix each entry with a uint16 length. */
@@ -56,20 +57,11 @@ export function encodeDirectoryEntry(e: DirectoryEntry): Uint8Array {
 
 export type ParsedDirectoryEntry = { ok: true; entry: DirectoryEntry } | { ok: false; reason: string };
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
 /** Parse leaf bytes strictly: known version and type, exactly the type's fields, canonical encoding. */
 export function parseDirectoryEntry(bytes: Uint8Array): ParsedDirectoryEntry {
-  if (!(bytes instanceof Uint8Array) || bytes.length > MAX_DIRECTORY_ENTRY_BYTES)
-    return { ok: false, reason: "not an entry" };
-  let obj: unknown;
-  try {
-    obj = JSON.parse(strictUtf8.decode(bytes));
-  } catch {
-    return { ok: false, reason: "not UTF-8 JSON" };
-  }
-  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) return { ok: false, reason: "not an object" };
-  const o = obj as Record<string, unknown>;
+  const leaf = parseJsonObjectLeaf(bytes, MAX_DIRECTORY_ENTRY_BYTES, "an entry");
+  if (!leaf.ok) return leaf;
+  const o = leaf.obj;
   if (o.v !== DIRECTORY_ENTRY_VERSION) return { ok: false, reason: "unknown version" };
   if (typeof o.type !== "string" || !Object.hasOwn(FIELDS, o.type)) return { ok: false, reason: "unknown type" };
   const fields = FIELDS[o.type as DirectoryEntryType];

@@ -7,6 +7,7 @@
 import { ValiseError, type AuditAction, type AuditEvent, type AuditOutcome } from "@valise/core";
 import { MAX_AUDIT_STRING } from "@valise/core";
 import { newAuditId, type AuditLog } from "../storage/audit-log.js";
+import { GroupCommit } from "../delivery/group-commit.js";
 
 /** What a caller states about one access; id, time and the canary flag are filled in here. */
 export interface AuditRecord {
@@ -23,24 +24,32 @@ export interface AuditRecord {
   outcome: AuditOutcome;
 }
 
-interface Pending {
-  event: AuditEvent;
-  resolve: () => void;
-  reject: (e: unknown) => void;
-}
-
 const cut = (s: string) => (s.length > MAX_AUDIT_STRING ? s.slice(0, MAX_AUDIT_STRING) : s);
 const cutOrNull = (s: string | null | undefined) => (s === null || s === undefined ? null : cut(s));
 
 export class AuditRecorder {
-  private queue: Pending[] = [];
-  private running = false;
+  private readonly commits: GroupCommit<AuditEvent, undefined>;
   constructor(
-    private readonly log: AuditLog,
+    log: AuditLog,
     private readonly now: () => number,
-    private readonly maxBatch = 2000,
-    private readonly onBatch?: (size: number) => void,
-  ) {}
+    maxBatch = 2000,
+    onBatch?: (size: number) => void,
+  ) {
+    this.commits = new GroupCommit(
+      async (events) => {
+        try {
+          await log.appendEvents(events);
+        } catch (e) {
+          throw e instanceof ValiseError
+            ? e
+            : new ValiseError("store_error", `audit log append failed: ${e instanceof Error ? e.message : String(e)}`);
+        }
+        return events.map(() => undefined);
+      },
+      maxBatch,
+      onBatch,
+    );
+  }
 
   /** The event as it will be stored. */
   event(r: AuditRecord): AuditEvent {
@@ -65,31 +74,6 @@ export class AuditRecorder {
 
   /** Resolves once the event is durable in the audit log. */
   record(r: AuditRecord): Promise<void> {
-    const event = this.event(r);
-    return new Promise((resolve, reject) => {
-      this.queue.push({ event, resolve, reject });
-      if (!this.running) {
-        this.running = true;
-        setImmediate(() => void this.drain());
-      }
-    });
-  }
-
-  private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
-      this.onBatch?.(batch.length);
-      try {
-        await this.log.appendEvents(batch.map((p) => p.event));
-        for (const p of batch) p.resolve();
-      } catch (e) {
-        const err =
-          e instanceof ValiseError
-            ? e
-            : new ValiseError("store_error", `audit log append failed: ${e instanceof Error ? e.message : String(e)}`);
-        for (const p of batch) p.reject(err);
-      }
-    }
-    this.running = false;
+    return this.commits.submit(this.event(r));
   }
 }
