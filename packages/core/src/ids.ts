@@ -21,6 +21,10 @@ const UNIT_RE = /^[A-Z][A-Z0-9_-]{0,31}(\/[A-Z0-9][A-Z0-9_-]{0,31}){0,3}$/;
 // Ids minted by the server/client: 'd-' / 'c-' + 16..64 base32/hex-ish chars.
 const DEVICE_RE = /^d-[a-z0-9]{8,64}$/;
 const CONV_RE = /^c-[a-z0-9]{8,64}$/;
+// Documents ('f-'), cables ('k-') and blobs ('b-'): minted by clients with randomId.
+export const DOCUMENT_ID_RE = /^f-[a-z0-9]{8,64}$/;
+export const CABLE_ID_RE = /^k-[a-z0-9]{8,64}$/;
+export const BLOB_ID_RE = /^b-[a-z0-9]{8,64}$/;
 
 export function isUserHandle(s: unknown): s is UserHandle {
   return typeof s === "string" && HANDLE_RE.test(s);
@@ -61,8 +65,12 @@ export function asEpoch(n: bigint): Epoch {
   return n as Epoch;
 }
 
+/** d: device, c: conversation, f: document, k: cable, b: blob. */
+export type IdPrefix = "d" | "c" | "f" | "k" | "b";
+type IdOf<P extends IdPrefix> = P extends "d" ? DeviceId : P extends "c" ? ConversationId : string;
+
 /** Random id with a prefix, 26 chars of lower-case base32 (130 bits). Uses Web Crypto (browser and Node). */
-export function randomId<P extends "d" | "c">(prefix: P): P extends "d" ? DeviceId : ConversationId {
+export function randomId<P extends IdPrefix>(prefix: P): IdOf<P> {
   const bytes = new Uint8Array(17);
   globalThis.crypto.getRandomValues(bytes);
   const alphabet = "abcdefghijklmnopqrstuvwxyz234567";
@@ -78,5 +86,5 @@ export function randomId<P extends "d" | "c">(prefix: P): P extends "d" ? Device
     }
     acc &= (1 << bits) - 1;
   }
-  return `${prefix}-${out}` as P extends "d" ? DeviceId : ConversationId;
+  return `${prefix}-${out}` as IdOf<P>;
 }

@@ -11,3 +11,4 @@ export * from "./log/checkpoint.js";
 export * from "./log/cosignature.js";
 export * from "./log/directory-entry.js";
 export * from "./log/audit-event.js";
+export * from "./cable.js";
