@@ -41,7 +41,7 @@ import {
   type KeyPackageBundle,
 } from "@valise/protocol";
 import { HttpTransport, type ServerConversation } from "./transport.js";
-import type { ConversationState, KeyStore, ProfileState } from "./profile.js";
+import type { ConversationState, ConversationTarget, KeyStore, ProfileState } from "./profile.js";
 import { DirectoryVerifier, type DirectoryDoor } from "./verifier.js";
 import {
   TransparencyVerifier,
@@ -51,7 +51,7 @@ import {
   type TransparencyOptions,
   type TrustAnchors,
 } from "./transparency.js";
-import { messageAad, type ReceivedItem, type TextPayload } from "./items.js";
+import { messageAad, parsePayload, type AppPayload, type ReceivedItem } from "./items.js";
 import { openPush, type WebSocketFactory } from "./push.js";
 
 const INITIAL_KEY_PACKAGES = 20;
@@ -336,6 +336,7 @@ export class ValiseClient {
             kind: conv.kind,
             label,
             unit: conv.unit,
+            fromUnit: conv.fromUnit ?? null,
             peer,
             group: "",
             cursor: it.commitSeq,
@@ -404,18 +405,8 @@ export class ValiseClient {
             const aad = fromUtf8(r.aad);
             if (aad !== messageAad(id, conv.label))
               throw new ValiseError("protocol_error", "message is bound to another conversation or label");
-            const payload = JSON.parse(fromUtf8(r.plaintext)) as TextPayload;
-            items.push({
-              type: "message",
-              from: r.sender.user,
-              device: r.sender.device,
-              conversation: id,
-              kind: conv.kind,
-              label: conv.label,
-              text: String(payload.text),
-              seq: m.seq,
-              time: new Date(m.createdAt).toISOString(),
-            });
+            const item = this.acceptPayload(conv, parsePayload(r.plaintext), r.sender, m);
+            if (item) items.push(item);
           } else if (r.kind === "commit" && r.removedSelf) {
             delete this.state.conversations[id];
             this.groups.delete(id);
@@ -449,6 +440,58 @@ export class ValiseClient {
     }
   }
 
+  /**
+   * What an application payload becomes. Cable and document keys are kept in the profile; a payload whose label the
+   * conversation may not carry (the group was not formed for it: its members are cleared only up to the
+   * conversation's label) is refused.
+   */
+  private acceptPayload(
+    conv: ConversationState,
+    p: AppPayload,
+    sender: { user: string; device: string },
+    m: { seq: number; createdAt: number },
+  ): ReceivedItem | null {
+    const time = new Date(m.createdAt).toISOString();
+    if (p.t === "text")
+      return {
+        type: "message",
+        from: sender.user,
+        device: sender.device,
+        conversation: conv.id,
+        kind: conv.kind,
+        label: conv.label,
+        text: p.text,
+        seq: m.seq,
+        time,
+      };
+    const label = canonicalLabel(p.label);
+    if (label !== p.label || !dominates(parseLabel(conv.label), parseLabel(label)))
+      throw new ValiseError("not_cleared", `a ${label} item may not travel in a ${conv.label} conversation`);
+    if (p.t === "cable") {
+      if (conv.kind !== "link" && conv.kind !== "unit")
+        throw new ValiseError("protocol_error", "cable keys travel only in unit and link conversations");
+      const units = new Set([p.originator, ...p.action, ...p.info]);
+      if (!conv.unit || !units.has(conv.unit) || (conv.fromUnit && conv.fromUnit !== p.originator))
+        throw new ValiseError("protocol_error", "cable key arrived in a conversation of units it is not addressed to");
+      (this.state.cables ??= {})[p.id] = { ...p, label };
+      return null; // cables are handed out from the precedence-ordered queue (see catchUp)
+    }
+    const docs = (this.state.documents ??= {});
+    (docs[p.id] ??= {})[String(p.version)] = { ...p, label };
+    return {
+      type: "document",
+      from: sender.user,
+      conversation: conv.id,
+      label,
+      text: p.name,
+      seq: m.seq,
+      time,
+      id: p.id,
+      version: p.version,
+      size: p.size,
+    };
+  }
+
   // ---------------------------------------------------------------- send
 
   /** Sends a text to a user (direct conversation) or a unit (its channel), creating the conversation if needed. */
@@ -460,34 +503,56 @@ export class ValiseClient {
     const label = canonicalLabel(labelText);
     return this.authed(async () => {
       await this.catchUp();
-      const isUnit = /^[A-Z]/.test(to);
-      let conv = Object.values(this.state.conversations).find(
-        (c) =>
-          c.label === label && (isUnit ? c.kind === "unit" && c.unit === to : c.kind === "direct" && c.peer === to),
-      );
-      if (!conv)
-        conv = await this.createConversation(
-          isUnit ? { kind: "unit", unit: to, label } : { kind: "direct", peer: to, label },
-        );
-      else await this.reconcile(conv.id); // membership follows the directory: revoked devices out, new ones in
+      const conv = await this.conversationFor(await this.targetFor(to, label));
       const r = await this.sendText(conv.id, text);
       await this.save();
       return { conversation: conv.id, seq: r.seq, label };
     });
   }
 
+  /**
+   * The conversation an item for `to` (a handle or a unit) at `label` travels in: a direct conversation with a
+   * user; a unit's own channel if this user is a member; otherwise a link from this user's unit (`fromUnit`, or
+   * their only/first unit) to that unit.
+   */
+  async targetFor(to: string, label: string, fromUnit?: string): Promise<ConversationTarget> {
+    if (!/^[A-Z]/.test(to)) return { kind: "direct", peer: to, label };
+    const me = await this.verifier.user(this.handle);
+    const units = me?.units ?? [];
+    if (units.includes(to) && (fromUnit === undefined || fromUnit === to)) return { kind: "unit", unit: to, label };
+    const from = fromUnit ?? units[0];
+    if (!from) throw new ValiseError("forbidden", `you belong to no unit, so you cannot send to unit ${to}`);
+    if (!units.includes(from)) throw new ValiseError("forbidden", `you are not a member of ${from}`);
+    return { kind: "link", fromUnit: from, unit: to, label };
+  }
+
+  /** Finds (membership reconciled with the directory) or creates the conversation for a target. */
+  async conversationFor(t: ConversationTarget): Promise<ConversationState> {
+    const conv = Object.values(this.state.conversations).find(
+      (c) =>
+        c.label === t.label &&
+        c.kind === t.kind &&
+        (t.kind === "direct"
+          ? c.peer === t.peer
+          : t.kind === "unit"
+            ? c.unit === t.unit
+            : c.unit === t.unit && c.fromUnit === t.fromUnit),
+    );
+    if (!conv) return this.createConversation(t);
+    await this.reconcile(conv.id); // membership follows the directory: revoked devices out, new ones in
+    return conv;
+  }
+
   async createConversation(
-    spec:
-      | { kind: "direct"; peer: string; label: string }
-      | { kind: "group"; members: string[]; label: string }
-      | { kind: "unit"; unit: string; label: string },
+    spec: ConversationTarget | { kind: "group"; members: string[]; label: string },
   ): Promise<ConversationState> {
     const id = randomId("c");
     const rc = await this.transport.createConversation({
       id,
       kind: spec.kind,
       label: spec.label,
-      ...(spec.kind === "unit" ? { unit: spec.unit } : {}),
+      ...(spec.kind === "unit" || spec.kind === "link" ? { unit: spec.unit } : {}),
+      ...(spec.kind === "link" ? { fromUnit: spec.fromUnit } : {}),
     });
     const group = await createGroup(this.ctx, utf8(id));
     const conv: ConversationState = {
@@ -495,6 +560,7 @@ export class ValiseClient {
       kind: spec.kind,
       label: rc.label,
       unit: rc.unit,
+      fromUnit: spec.kind === "link" ? spec.fromUnit : null,
       peer: spec.kind === "direct" ? spec.peer : null,
       group: "",
       cursor: 0,
@@ -512,8 +578,10 @@ export class ValiseClient {
   private async intendedUsers(conv: ConversationState): Promise<string[]> {
     const users = new Set<string>([this.handle]);
     if (conv.kind === "direct" && conv.peer) users.add(conv.peer);
-    if (conv.kind === "unit" && conv.unit)
+    if ((conv.kind === "unit" || conv.kind === "link") && conv.unit)
       for (const u of (await this.transport.unitMembers(conv.unit)).members) users.add(u);
+    if (conv.kind === "link" && conv.fromUnit)
+      for (const u of (await this.transport.unitMembers(conv.fromUnit)).members) users.add(u);
     if (conv.kind === "group") {
       for (const m of groupMembers(this.group(conv.id))) users.add(m.user);
       for (const u of this.extraMembers.get(conv.id) ?? []) users.add(u);
@@ -537,8 +605,9 @@ export class ValiseClient {
         if (!du) throw new ValiseError("not_found", `no user ${u}`);
         if (!dominates(parseLabel(du.clearance), label)) {
           if (u === this.handle) throw new ValiseError("not_cleared", `you are not cleared for ${conv.label}`);
-          if (conv.kind !== "unit") throw new ValiseError("not_cleared", `${u} is not cleared for ${conv.label}`);
-          continue; // unit channels carry only the unit's cleared members
+          if (conv.kind === "direct" || (this.extraMembers.get(id) ?? []).includes(u))
+            throw new ValiseError("not_cleared", `${u} is not cleared for ${conv.label}`);
+          continue; // unit, link and group conversations carry only cleared members: the others are removed
         }
         for (const d of du.devices) if (d.revokedAt === null) wanted.set(d.id, u);
       }
@@ -585,11 +654,20 @@ export class ValiseClient {
 
   /** Encrypts and posts a text; on an epoch conflict, catches up and retries with the same idempotency key. */
   async sendText(id: string, text: string): Promise<{ seq: number }> {
+    return this.sendPayload(id, { t: "text", text });
+  }
+
+  /**
+   * Encrypts and posts one application payload. Before encrypting, every member of the group must be an active
+   * device of a user the door says is cleared for the conversation's label (and, for unit and link conversations,
+   * a member of those units): a server that slipped an uncleared device into the group gets nothing. On an epoch
+   * conflict, catches up and retries under the same idempotency key.
+   */
+  async sendPayload(id: string, payload: AppPayload, idem = randomId("c").slice(2)): Promise<{ seq: number }> {
     const conv = this.state.conversations[id];
     if (!conv) throw new ValiseError("not_found", `unknown conversation ${id}`);
-    const idem = randomId("c").slice(2);
-    const payload: TextPayload = { t: "text", text };
     for (let attempt = 0; ; attempt++) {
+      await this.checkMembersCleared(conv);
       const { group, message } = await encryptMessage(
         this.ctx,
         this.group(id),
@@ -607,11 +685,27 @@ export class ValiseClient {
         }
         if (e instanceof ValiseError && e.code === "pending_removal" && attempt < MAX_RETRIES) {
           await this.syncConversation(id);
-          await this.reconcile(id); // commit the removal of revoked devices, then re-encrypt
+          await this.reconcile(id); // commit the removal of revoked or uncleared devices, then re-encrypt
           continue;
         }
         throw e;
       }
+    }
+  }
+
+  /** The client half of need-to-know: refuse to encrypt to a group holding a device not cleared for its label. */
+  private async checkMembersCleared(conv: ConversationState): Promise<void> {
+    const label = parseLabel(conv.label);
+    for (const m of groupMembers(this.group(conv.id))) {
+      const u = await this.verifier.user(m.user);
+      const dev = u?.devices.find((d) => d.id === m.device);
+      if (!u || !dev || dev.revokedAt !== null)
+        throw new ValiseError("device_not_verified", `${m.user}'s device ${m.device} is not an active device`);
+      if (!dominates(parseLabel(u.clearance), label))
+        throw new ValiseError("not_cleared", `${m.user} is in the group but not cleared for ${conv.label}`);
+      const units = [conv.unit, conv.kind === "link" ? conv.fromUnit : null].filter((x): x is string => !!x);
+      if ((conv.kind === "unit" || conv.kind === "link") && !units.some((x) => u.units.includes(x)))
+        throw new ValiseError("not_cleared", `${m.user} is in the ${units.join("/")} group but not in the unit`);
     }
   }
 

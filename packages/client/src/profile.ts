@@ -2,14 +2,22 @@
  * A device's local state: its keys, unused key package privates, MLS group states and sync cursors. Kept behind
  * the KeyStore interface: a file (mode 0600) on Node (`node/file-store.ts`), IndexedDB in the browser later.
  */
-import type { ReceivedItem } from "./items.js";
+import type { CablePayload, DocumentPayload, ReceivedItem } from "./items.js";
+
+/** Where an item's key goes: a user (direct), a unit's channel, or a link from one unit to another. */
+export type ConversationTarget =
+  | { kind: "direct"; peer: string; label: string }
+  | { kind: "unit"; unit: string; label: string }
+  | { kind: "link"; fromUnit: string; unit: string; label: string };
 import type { LogState, TrustAnchors } from "./transparency.js";
 
 export interface ConversationState {
   id: string;
-  kind: "direct" | "group" | "unit";
+  kind: "direct" | "group" | "unit" | "link";
   label: string;
   unit: string | null;
+  /** For `link` conversations: the originating unit (cables and documents from it to `unit`). */
+  fromUnit?: string | null;
   /** For direct conversations: the other user. */
   peer: string | null;
   /** Encoded MLS group state (base64). */
@@ -29,6 +37,15 @@ export interface ProfileState {
   keyPackages: { ref: string; publicBytes: string; privateBytes: string }[];
   inboxCursor: number;
   conversations: Record<string, ConversationState>;
+  /** Cable keys and bound metadata received (or sent), by cable id. */
+  cables?: Record<string, CablePayload>;
+  /** Document version keys and names received (or uploaded): documents[id][version]. */
+  documents?: Record<string, Record<string, DocumentPayload>>;
+  /**
+   * Key deliveries not yet acknowledged by the server (a cable released or a document uploaded, then a crash):
+   * retried on the next sync, each under its own idempotency key.
+   */
+  outbox?: { conversation: ConversationTarget; payload: CablePayload | DocumentPayload; idempotencyKey: string }[];
   /** Items received but not yet handed to the user (e.g. fetched while catching up before a send). */
   pending: ReceivedItem[];
   session: { token: string; expiresAt: number } | null;

@@ -7,9 +7,11 @@ import { ValiseError, type ValiseErrorCode, fromBase64, toBase64 } from "@valise
 
 export interface ServerConversation {
   id: string;
-  kind: "direct" | "group" | "unit";
+  kind: "direct" | "group" | "unit" | "link";
   label: string;
   unit: string | null;
+  /** For `link` conversations (cable and document keys between units): the originating unit. */
+  fromUnit?: string | null;
   creator: string;
   epoch: number;
   headSeq: number;
@@ -58,6 +60,55 @@ export interface AppendAnswer {
   duplicate: boolean;
 }
 
+export interface BlobStatus {
+  id: string;
+  size: number;
+  received: number;
+  complete: boolean;
+}
+export interface ServerDocument {
+  id: string;
+  owner: string;
+  label: string;
+  to: { kind: "user" | "unit"; name: string };
+  createdAt: number;
+  versions: { version: number; blob: string; size: number; createdAt: number; createdBy: string }[];
+}
+export interface CableReceipt {
+  unit: string;
+  role: "action" | "info";
+  deliveredAt: number | null;
+  deliveredBy: string | null;
+  readAt: number | null;
+  readBy: string | null;
+}
+export interface ServerCable {
+  id: string;
+  reference: string;
+  originator: string;
+  sender: string;
+  senderDevice: string;
+  precedence: string;
+  label: string;
+  action: string[];
+  info: string[];
+  blob: string;
+  size: number;
+  corrects: string | null;
+  createdAt: number;
+  receipts: CableReceipt[];
+}
+export interface CableRelease {
+  id: string;
+  originator: string;
+  action: string[];
+  info: string[];
+  precedence: string;
+  label: string;
+  blob: string;
+  corrects?: string;
+}
+
 /** Sent as `x-valise-client` with every request: the client kind/version in the server's audit events. */
 export const VALISE_CLIENT = "valise-sdk/0.1.0";
 
@@ -77,7 +128,7 @@ export class HttpTransport {
     const headers: Record<string, string> = { ...extraHeaders };
     let payload: BodyInit | undefined;
     if (body instanceof Uint8Array) {
-      headers["content-type"] = "application/octet-stream";
+      headers["content-type"] ??= "application/octet-stream";
       payload = body as unknown as BodyInit;
     } else if (body !== undefined) {
       headers["content-type"] = "application/json";
@@ -216,7 +267,7 @@ export class HttpTransport {
     );
     return r.keyPackages.map((k) => ({ handle: k.handle, device: k.device, keyPackage: fromBase64(k.keyPackage) }));
   }
-  createConversation(c: { id: string; kind: string; label: string; unit?: string }) {
+  createConversation(c: { id: string; kind: string; label: string; unit?: string; fromUnit?: string }) {
     return this.call<ServerConversation>("POST", "/v1/conversations", c);
   }
   async conversations() {
@@ -268,6 +319,104 @@ export class HttpTransport {
       `/v1/inbox?after=${after}`,
     );
     return r.items.map((i) => ({ ...i, welcome: fromBase64(i.welcome) }));
+  }
+
+  // Blobs: ciphertext of documents and cables, uploaded in resumable parts, downloaded as a (ranged) stream.
+  createBlob(size: number) {
+    return this.call<BlobStatus>("POST", "/v1/blobs", { size });
+  }
+  blobStatus(id: string) {
+    return this.call<BlobStatus>("GET", `/v1/blobs/${encodeURIComponent(id)}/status`);
+  }
+  /** Appends `part` at `offset` (must equal the server's `received`, else 409 offset_mismatch). */
+  appendBlob(id: string, offset: number, part: Uint8Array) {
+    return this.call<BlobStatus>("PATCH", `/v1/blobs/${encodeURIComponent(id)}`, part, {
+      "upload-offset": String(offset),
+      "content-type": "application/offset+octet-stream",
+    });
+  }
+  /** The blob's bytes from `offset` as a stream (the server answers 206 for a range). */
+  async readBlob(id: string, offset = 0): Promise<ReadableStream<Uint8Array>> {
+    const headers: Record<string, string> = { "x-valise-client": VALISE_CLIENT };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (offset > 0) headers.range = `bytes=${offset}-`;
+    let res: Response;
+    try {
+      res = await this.fetchImpl(new URL(`/v1/blobs/${encodeURIComponent(id)}`, this.baseUrl), { headers });
+    } catch (e) {
+      throw new ValiseError(
+        "transport_error",
+        `cannot reach ${this.baseUrl}: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
+    if (!res.ok || !res.body) {
+      const text = await res.text();
+      let err: { code?: string; message?: string } = {};
+      try {
+        err = JSON.parse(text) as typeof err;
+      } catch {
+        /* non-JSON */
+      }
+      const code = (
+        typeof err.code === "string" ? err.code : res.status >= 500 ? "transport_error" : "bad_request"
+      ) as ValiseErrorCode;
+      throw new ValiseError(code, `GET blob ${id}: ${res.status} ${err.message ?? text.slice(0, 200)}`, {
+        status: res.status,
+      });
+    }
+    if (offset > 0 && res.status !== 206)
+      throw new ValiseError("protocol_error", `server ignored the range request for blob ${id}`);
+    return res.body;
+  }
+
+  // Documents
+  createDocument(d: { id: string; label: string; to: { kind: "user" | "unit"; name: string }; blob: string }) {
+    return this.call<ServerDocument>("POST", "/v1/documents", d);
+  }
+  addDocumentVersion(id: string, blob: string) {
+    return this.call<ServerDocument>("POST", `/v1/documents/${encodeURIComponent(id)}/versions`, { blob });
+  }
+  async documents() {
+    return (await this.call<{ documents: ServerDocument[] }>("GET", "/v1/documents")).documents;
+  }
+  document(id: string) {
+    return this.call<ServerDocument>("GET", `/v1/documents/${encodeURIComponent(id)}`);
+  }
+  setCanary(id: string, canary: boolean) {
+    return this.call<{ id: string; canary: boolean }>("PUT", `/v1/documents/${encodeURIComponent(id)}/canary`, {
+      canary,
+    });
+  }
+
+  // Cables
+  releaseCable(c: CableRelease) {
+    return this.call<ServerCable>("POST", "/v1/cables", c);
+  }
+  async cables(q: { limit?: number; offset?: number; unit?: string; precedence?: string } = {}) {
+    const p = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined) p.set(k, String(v));
+    return (await this.call<{ cables: ServerCable[] }>("GET", `/v1/cables?${p.toString()}`)).cables;
+  }
+  async cableQueue(limit = 200) {
+    return (await this.call<{ cables: ServerCable[] }>("GET", `/v1/cables/queue?limit=${limit}`)).cables;
+  }
+  cable(id: string) {
+    return this.call<ServerCable>("GET", `/v1/cables/${encodeURIComponent(id)}`);
+  }
+  cableByReference(reference: string) {
+    return this.call<ServerCable>("GET", `/v1/cables/by-reference?reference=${encodeURIComponent(reference)}`);
+  }
+  cableReceipt(id: string, state: "delivered" | "read") {
+    return this.call<ServerCable>("POST", `/v1/cables/${encodeURIComponent(id)}/receipts`, { state });
+  }
+
+  // Clearances (security officers)
+  setClearance(handle: string, clearance: string) {
+    return this.call<{
+      handle: string;
+      clearance: string;
+      pendingRemovals: { conversation: string; devices: string[] }[];
+    }>("PUT", `/v1/users/${encodeURIComponent(handle)}/clearance`, { clearance });
   }
 
   // Audit log (security officers). Entries are leaf bytes; the caller verifies them against a signed checkpoint.
