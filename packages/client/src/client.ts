@@ -51,7 +51,18 @@ import {
   type TransparencyOptions,
   type TrustAnchors,
 } from "./transparency.js";
-import { messageAad, parsePayload, type AppPayload, type ReceivedItem } from "./items.js";
+import {
+  messageAad,
+  parsePayload,
+  type AppPayload,
+  type CablePayload,
+  type DocumentPayload,
+  type ReceivedItem,
+} from "./items.js";
+import { Cables, checkAgainstServer } from "./cables.js";
+import { Documents } from "./documents.js";
+import type { StreamCipher } from "./content.js";
+import type { ContentHost } from "./host.js";
 import { openPush, type WebSocketFactory } from "./push.js";
 
 const INITIAL_KEY_PACKAGES = 20;
@@ -63,6 +74,8 @@ export interface ClientOptions {
   fetch?: typeof fetch;
   /** Key transparency timing (checkpoint reuse, waiting for new entries); defaults suit production. */
   transparency?: TransparencyOptions;
+  /** Streamed AEAD for documents and cables: WebCrypto by default; Node passes the worker-pool one. */
+  cipher?: StreamCipher;
 }
 
 export class ValiseClient {
@@ -71,6 +84,10 @@ export class ValiseClient {
   readonly verifier: DirectoryDoor;
   /** Key transparency (checkpoints, proofs, own-account monitoring); null for a profile without trust anchors. */
   readonly transparency: TransparencyVerifier | null;
+  /** Cables: send, list (FLASH first), open with receipts. */
+  readonly cables: Cables;
+  /** Documents: streamed encrypted upload with versions, listing, verified download. */
+  readonly documents: Documents;
   private lastLogError: string | null = null;
   private readonly groups = new Map<string, Group>();
   private readonly keys: DeviceKeys;
@@ -80,8 +97,12 @@ export class ValiseClient {
     private readonly store: KeyStore,
     fetchImpl?: typeof fetch,
     transparency?: TransparencyOptions,
+    cipher?: StreamCipher,
   ) {
     this.transport = new HttpTransport(state.serverUrl, fetchImpl);
+    const host = this.contentHost(cipher);
+    this.cables = new Cables(host);
+    this.documents = new Documents(host);
     this.transparency = state.trust ? new TransparencyVerifier(this.transport, state, transparency) : null;
     this.verifier = this.transparency ?? new DirectoryVerifier(this.transport);
     this.keys = {
@@ -155,7 +176,7 @@ export class ValiseClient {
       ...(trust ? { trust } : {}),
     };
     await opts.store.save(state);
-    const client = new ValiseClient(state, opts.store, opts.fetch, opts.transparency);
+    const client = new ValiseClient(state, opts.store, opts.fetch, opts.transparency, opts.cipher);
     await client.login();
     await client.transport.uploadKeyPackages(kps.map((k) => k.publicBytes));
     await client.save();
@@ -165,7 +186,59 @@ export class ValiseClient {
   static async open(opts: ClientOptions): Promise<ValiseClient> {
     const state = await opts.store.load();
     if (!state) throw new ValiseError("not_found", "no enrolled profile here; run `valise enroll` first");
-    return new ValiseClient(state, opts.store, opts.fetch, opts.transparency);
+    return new ValiseClient(state, opts.store, opts.fetch, opts.transparency, opts.cipher);
+  }
+
+  /** The narrow view of this client that the cable and document services use. */
+  private contentHost(cipher: StreamCipher | undefined): ContentHost {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    return {
+      get handle() {
+        return self.handle;
+      },
+      transport: this.transport,
+      get cipher() {
+        if (!cipher) throw new ValiseError("bad_request", "no stream cipher configured for documents and cables");
+        return cipher;
+      },
+      get state() {
+        return self.state;
+      },
+      authed: (fn) => this.authed(fn),
+      me: async () => {
+        const u = await this.verifier.user(this.handle);
+        if (!u) throw new ValiseError("not_found", "this user is not in the directory");
+        return u;
+      },
+      user: (h) => this.verifier.user(h),
+      deliver: (target, payload) => this.deliver(target, payload),
+      save: () => this.save(),
+      catchUp: () => this.catchUp(),
+    };
+  }
+
+  /**
+   * Sends a key payload to its target's conversation. It is written to the outbox first and removed once the
+   * server acknowledged it, so a crash in between is retried (same idempotency key) by the next sync.
+   */
+  private async deliver(target: ConversationTarget, payload: CablePayload | DocumentPayload): Promise<void> {
+    const entry = { conversation: target, payload, idempotencyKey: randomId("c").slice(2) };
+    (this.state.outbox ??= []).push(entry);
+    await this.save();
+    await this.flushEntry(entry);
+    await this.save();
+  }
+
+  private async flushEntry(entry: NonNullable<ProfileState["outbox"]>[number]): Promise<void> {
+    const conv = await this.conversationFor(entry.conversation);
+    await this.sendPayload(conv.id, entry.payload, entry.idempotencyKey);
+    this.state.outbox = (this.state.outbox ?? []).filter((e) => e !== entry);
+  }
+
+  /** Officers: set a user's clearance. Devices no longer cleared are cut off before this returns. */
+  async setClearance(handle: string, clearance: string) {
+    return this.authed(() => this.transport.setClearance(handle, canonicalLabel(clearance)));
   }
 
   /** Ed25519 challenge login; the session token is kept in the profile until it expires. */
@@ -240,9 +313,61 @@ export class ValiseClient {
         if (!local || rc.headSeq <= local.cursor || (rc.leftSeq != null && local.cursor >= rc.leftSeq - 1)) continue;
         await this.syncConversation(rc.id, items);
       }
+      await this.cableQueue(items);
       await this.replenishKeyPackages();
       await this.save();
+      for (const entry of [...(this.state.outbox ?? [])]) await this.flushEntry(entry);
     });
+  }
+
+  /**
+   * Cables not yet acknowledged by this device, FLASH first (the server's queue order), as items placed ahead of
+   * everything else this sync returns. Each is checked against the metadata its sender signed; a mismatch is an
+   * alert and stays unacknowledged.
+   */
+  private async cableQueue(items: ReceivedItem[]): Promise<void> {
+    const out: ReceivedItem[] = [];
+    const refused = new Set<string>();
+    for (;;) {
+      const queue = (await this.transport.cableQueue(500)).filter((c) => !refused.has(c.id));
+      if (queue.length === 0) break;
+      let acked = 0;
+      for (const c of queue) {
+        const p = this.state.cables?.[c.id];
+        if (!p) {
+          refused.add(c.id); // the key has not arrived (yet): stays queued
+          continue;
+        }
+        try {
+          checkAgainstServer(p, c);
+        } catch (e) {
+          refused.add(c.id);
+          out.push(alertItem(e instanceof Error ? e.message : String(e), -1, c.createdAt));
+          continue;
+        }
+        await this.transport.cableReceipt(c.id, "delivered");
+        acked++;
+        if (c.senderDevice === this.deviceId) continue; // our own cable: nothing new to show
+        out.push({
+          type: "cable",
+          from: c.sender,
+          conversation: "",
+          label: c.label,
+          text: p.subject,
+          seq: 0,
+          time: new Date(c.createdAt).toISOString(),
+          id: c.id,
+          reference: c.reference,
+          precedence: c.precedence,
+          originator: c.originator,
+          action: c.action,
+          info: c.info,
+          corrects: c.corrects,
+        });
+      }
+      if (acked === 0) break;
+    }
+    items.unshift(...out);
   }
 
   /** Own-account monitoring: new directory log entries about this user become alert items. */

@@ -5,3 +5,7 @@ export * from "./items.js";
 export * from "./verifier.js";
 export * from "./push.js";
 export * from "./transparency.js";
+export * from "./content.js";
+export * from "./cables.js";
+export * from "./documents.js";
+export * from "./host.js";

@@ -1,0 +1,267 @@
+/**
+ * Cables (DESIGN §2): released once by an originator unit to ACTION and INFO units, numbered by the server,
+ * immutable. The subject, body and attachments are encrypted once under a random content key and stored once as a
+ * blob; the key, with the metadata the sender binds to it, travels to each addressee unit inside an MLS message in
+ * a group of that unit's cleared devices (and the originator's). The server's listing is checked against what the
+ * sender signed.
+ */
+import {
+  ValiseError,
+  canonicalLabel,
+  dominates,
+  fromBase64,
+  fromUtf8,
+  parseLabel,
+  parsePrecedence,
+  parseUnitName,
+  randomId,
+  toBase64,
+  utf8,
+} from "@valise/core";
+import type { ServerCable } from "./transport.js";
+import type { CablePayload } from "./items.js";
+import {
+  ByteReader,
+  bytesSource,
+  concatSources,
+  downloadDecrypted,
+  uploadEncrypted,
+  type PlainSource,
+  type Progress,
+} from "./content.js";
+import type { ContentHost } from "./host.js";
+
+export interface CableSpec {
+  /** Originating unit; default: the sender's only unit. */
+  from?: string | undefined;
+  action: string[];
+  info?: string[] | undefined;
+  precedence: string;
+  label: string;
+  subject: string;
+  body: string;
+  attachments?: { name: string; source: PlainSource }[] | undefined;
+  /** Reference of the cable this one corrects. */
+  corrects?: string | undefined;
+}
+
+/** What is inside the encrypted content, before the attachments' bytes. */
+interface CableHeader {
+  v: 1;
+  subject: string;
+  body: string;
+  attachments: { name: string; size: number }[];
+}
+
+export interface OpenedCable {
+  cable: ServerCable;
+  subject: string;
+  body: string;
+  attachments: { name: string; size: number }[];
+}
+
+const MAX_HEADER = 16 * 1024 * 1024;
+
+export class Cables {
+  constructor(private readonly host: ContentHost) {}
+
+  /** Encrypts, uploads, releases (the server numbers it) and delivers the key to every addressee unit. */
+  async send(spec: CableSpec, onProgress?: Progress): Promise<{ id: string; reference: string; cable: ServerCable }> {
+    const label = canonicalLabel(spec.label);
+    const precedence = parsePrecedence(spec.precedence);
+    const action = unique(spec.action.map(parseUnitName));
+    const info = unique((spec.info ?? []).map(parseUnitName));
+    if (action.length === 0) throw new ValiseError("bad_request", "a cable needs at least one ACTION addressee");
+    const both = action.filter((u) => info.includes(u));
+    if (both.length > 0) throw new ValiseError("bad_request", `${both.join(", ")} cannot be both ACTION and INFO`);
+    if (spec.subject.trim().length === 0) throw new ValiseError("bad_request", "a cable needs a subject");
+    return this.host.authed(async () => {
+      const me = await this.host.me();
+      if (!dominates(parseLabel(me.clearance), parseLabel(label)))
+        throw new ValiseError("not_cleared", `your clearance does not cover ${label}`);
+      const originator = spec.from ?? (me.units.length === 1 ? me.units[0] : undefined);
+      if (!originator)
+        throw new ValiseError(
+          "bad_request",
+          `you belong to ${me.units.length} units: say which one releases it (from)`,
+        );
+      if (!me.units.includes(originator)) throw new ValiseError("forbidden", `you are not a member of ${originator}`);
+      const attachments = spec.attachments ?? [];
+      const header: CableHeader = {
+        v: 1,
+        subject: spec.subject,
+        body: spec.body,
+        attachments: attachments.map((a) => ({ name: a.name, size: a.source.size })),
+      };
+      const headerBytes = utf8(JSON.stringify(header));
+      const prefix = new Uint8Array(4);
+      new DataView(prefix.buffer).setUint32(0, headerBytes.length);
+      const source = concatSources([
+        bytesSource(prefix),
+        bytesSource(headerBytes),
+        ...attachments.map((a) => a.source),
+      ]);
+      const id = randomId("k");
+      const key = globalThis.crypto.getRandomValues(new Uint8Array(32));
+      const up = await uploadEncrypted(
+        this.host.transport,
+        this.host.cipher,
+        key,
+        { objectId: id, version: 1, label },
+        source,
+        onProgress,
+      );
+      const cable = await this.host.transport.releaseCable({
+        id,
+        originator,
+        action,
+        info,
+        precedence,
+        label,
+        blob: up.blob,
+        ...(spec.corrects ? { corrects: spec.corrects } : {}),
+      });
+      const payload: CablePayload = {
+        t: "cable",
+        id,
+        reference: cable.reference,
+        originator,
+        precedence,
+        label,
+        action,
+        info,
+        corrects: spec.corrects ?? null,
+        subject: spec.subject,
+        blob: up.blob,
+        size: up.size,
+        key: toBase64(key),
+      };
+      checkAgainstServer(payload, cable);
+      (this.host.state.cables ??= {})[id] = payload;
+      await this.host.save();
+      for (const unit of unique([...action, ...info]))
+        await this.host.deliver(
+          unit === originator ? { kind: "unit", unit, label } : { kind: "link", fromUnit: originator, unit, label },
+          payload,
+        );
+      return { id, reference: cable.reference, cable };
+    });
+  }
+
+  /** The server's listing (FLASH first), with the subject where this device holds the key. */
+  async list(q: { unit?: string; precedence?: string; limit?: number } = {}) {
+    return this.host.authed(async () => {
+      const cables = await this.host.transport.cables(q);
+      return cables.map((c) => {
+        const p = this.host.state.cables?.[c.id];
+        let subject: string | null = null;
+        let problem: string | null = null;
+        if (p) {
+          try {
+            checkAgainstServer(p, c);
+            subject = p.subject;
+          } catch (e) {
+            problem = e instanceof Error ? e.message : String(e);
+          }
+        }
+        return { ...c, subject, problem };
+      });
+    });
+  }
+
+  /** A cable by reference (or id): decrypted, checked against what its sender signed, marked read. */
+  async open(
+    ref: string,
+    opts: {
+      onAttachment?: (
+        a: { name: string; size: number; index: number },
+        bytes: AsyncIterable<Uint8Array>,
+      ) => Promise<void>;
+      onProgress?: Progress;
+      markRead?: boolean;
+    } = {},
+  ): Promise<OpenedCable> {
+    return this.host.authed(async () => {
+      let cable = /^k-/.test(ref)
+        ? await this.host.transport.cable(ref)
+        : await this.host.transport.cableByReference(ref.trim());
+      let p = this.host.state.cables?.[cable.id];
+      if (!p) {
+        await this.host.catchUp(); // the key may be in a message not processed yet
+        p = this.host.state.cables?.[cable.id];
+      }
+      if (!p)
+        throw new ValiseError(
+          "not_found",
+          `this device holds no key for ${cable.reference} (it was sent before this device joined its unit's group)`,
+        );
+      checkAgainstServer(p, cable);
+      const plain = downloadDecrypted(
+        this.host.transport,
+        this.host.cipher,
+        fromBase64(p.key),
+        { objectId: p.id, version: 1, label: p.label },
+        p.blob,
+        opts.onProgress,
+      );
+      const r = new ByteReader(plain);
+      const len = new DataView((await r.read(4)).buffer).getUint32(0);
+      if (len > MAX_HEADER) throw new ValiseError("protocol_error", "cable header too large");
+      const header = parseHeader(await r.read(len));
+      for (const [index, a] of header.attachments.entries()) {
+        const bytes = r.take(a.size);
+        if (opts.onAttachment) await opts.onAttachment({ ...a, index }, bytes);
+        else for await (const piece of bytes) void piece; // drain: still authenticated to the end
+      }
+      await r.end();
+      if (opts.markRead !== false) cable = await this.host.transport.cableReceipt(cable.id, "read");
+      return { cable, subject: header.subject, body: header.body, attachments: header.attachments };
+    });
+  }
+}
+
+function unique<T>(xs: T[]): T[] {
+  return [...new Set(xs)];
+}
+
+function parseHeader(bytes: Uint8Array): CableHeader {
+  let h: unknown;
+  try {
+    h = JSON.parse(fromUtf8(bytes));
+  } catch {
+    throw new ValiseError("protocol_error", "cable header is not JSON");
+  }
+  const o = h as Partial<CableHeader>;
+  if (
+    o?.v !== 1 ||
+    typeof o.subject !== "string" ||
+    typeof o.body !== "string" ||
+    !Array.isArray(o.attachments) ||
+    !o.attachments.every((a) => typeof a?.name === "string" && Number.isSafeInteger(a.size) && a.size >= 0)
+  )
+    throw new ValiseError("protocol_error", "malformed cable header");
+  return o as CableHeader;
+}
+
+/**
+ * The server's view of a cable must match what the sender signed inside MLS: a relabelled, re-prioritised,
+ * renumbered or re-addressed cable is refused.
+ */
+export function checkAgainstServer(p: CablePayload, c: ServerCable): void {
+  const same = (a: string[], b: string[]) => a.length === b.length && [...a].sort().join() === [...b].sort().join();
+  const bad: string[] = [];
+  if (c.id !== p.id) bad.push("id");
+  if (c.reference !== p.reference) bad.push("reference");
+  if (c.originator !== p.originator) bad.push("originator");
+  if (c.precedence !== p.precedence) bad.push("precedence");
+  if (c.label !== p.label) bad.push("label");
+  if (!same(c.action, p.action)) bad.push("ACTION addressees");
+  if (!same(c.info, p.info)) bad.push("INFO addressees");
+  if ((c.corrects ?? null) !== p.corrects) bad.push("corrects");
+  if (c.blob !== p.blob || c.size !== p.size) bad.push("content");
+  if (bad.length > 0)
+    throw new ValiseError(
+      "protocol_error",
+      `the server's record of cable ${p.reference} differs from what its sender signed: ${bad.join(", ")}`,
+    );
+}

@@ -1,0 +1,291 @@
+/**
+ * Moving encrypted content: plaintext sources, the resumable upload of a streamed ciphertext in parts, and the
+ * resumable download that yields only verified plaintext. Browser-safe; the stream cipher is injected (WebCrypto by
+ * default, the Node worker-pool cipher from `node/docstream.ts` in the CLI).
+ */
+import { ValiseError } from "@valise/core";
+import type { HttpTransport } from "./transport.js";
+
+/** A plaintext that can be read again from any offset (a file, a browser File, bytes): uploads resume with it. */
+export interface PlainSource {
+  readonly size: number;
+  open(offset: number): AsyncIterable<Uint8Array>;
+}
+
+export interface Progress {
+  (done: number, total: number): void;
+}
+
+export function bytesSource(bytes: Uint8Array): PlainSource {
+  return {
+    size: bytes.length,
+    // eslint-disable-next-line @typescript-eslint/require-await
+    async *open(offset: number) {
+      if (offset < bytes.length) yield bytes.subarray(offset);
+    },
+  };
+}
+
+/** Sources one after another, as one source (a cable's header and its attachments). */
+export function concatSources(parts: PlainSource[]): PlainSource {
+  const size = parts.reduce((n, p) => n + p.size, 0);
+  return {
+    size,
+    async *open(offset: number) {
+      let base = 0;
+      for (const p of parts) {
+        if (offset < base + p.size) yield* p.open(Math.max(0, offset - base));
+        base += p.size;
+      }
+    },
+  };
+}
+
+/** Collects an async iterable of byte pieces into one array (small content only). */
+export async function collect(source: AsyncIterable<Uint8Array>, max = 64 * 1024 * 1024): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for await (const p of source) {
+    n += p.length;
+    if (n > max) throw new ValiseError("too_large", `content larger than ${max} bytes`);
+    parts.push(p);
+  }
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/**
+ * Reads exactly `n` bytes from the front of a byte stream; returns them and an iterable over the rest. Used to
+ * split a decrypted cable into its header and attachments without holding the attachments.
+ */
+export class ByteReader {
+  private buf: Uint8Array = new Uint8Array(0);
+  private readonly it: AsyncIterator<Uint8Array>;
+  constructor(source: AsyncIterable<Uint8Array>) {
+    this.it = source[Symbol.asyncIterator]();
+  }
+  async read(n: number): Promise<Uint8Array> {
+    while (this.buf.length < n) {
+      const r = await this.it.next();
+      if (r.done) throw new ValiseError("protocol_error", "content ended early");
+      const nb = new Uint8Array(this.buf.length + r.value.length);
+      nb.set(this.buf);
+      nb.set(r.value, this.buf.length);
+      this.buf = nb;
+    }
+    const out = this.buf.slice(0, n);
+    this.buf = this.buf.subarray(n);
+    return out;
+  }
+  /** The next `n` bytes as pieces, without buffering them all. */
+  async *take(n: number): AsyncIterable<Uint8Array> {
+    let left = n;
+    while (left > 0) {
+      if (this.buf.length === 0) {
+        const r = await this.it.next();
+        if (r.done) throw new ValiseError("protocol_error", "content ended early");
+        this.buf = r.value;
+      }
+      const piece = this.buf.subarray(0, Math.min(left, this.buf.length));
+      this.buf = this.buf.subarray(piece.length);
+      left -= piece.length;
+      yield piece;
+    }
+  }
+  async end(): Promise<void> {
+    if (this.buf.length > 0) throw new ValiseError("protocol_error", "unexpected bytes after the content");
+    const r = await this.it.next();
+    if (!r.done && r.value.length > 0) throw new ValiseError("protocol_error", "unexpected bytes after the content");
+  }
+}
+
+/** Which object a stream belongs to: bound into every chunk's authenticated data. */
+export interface StreamParams {
+  objectId: string;
+  version: number;
+  label: string;
+}
+
+/**
+ * The streamed AEAD (see `@valise/core` docstream): encryption is deterministic given key and header, so both
+ * directions can restart at a chunk boundary.
+ */
+export interface StreamCipher {
+  readonly chunkSize: number;
+  readonly headerSize: number;
+  ciphertextSize(plainSize: number): number;
+  /** Ciphertext offset of chunk `k` (k = 0: just after the header). */
+  chunkOffset(k: number): number;
+  /** A fresh header for a new stream under `key` (nonce prefix, key commitment). */
+  newHeader(key: Uint8Array): Uint8Array;
+  /** Ciphertext from chunk `fromChunk` on (the header first when 0), from plaintext starting at that chunk. */
+  encrypt(
+    key: Uint8Array,
+    header: Uint8Array,
+    params: StreamParams,
+    plaintext: AsyncIterable<Uint8Array>,
+    fromChunk: number,
+  ): AsyncIterable<Uint8Array>;
+  /** Verified plaintext from chunk `fromChunk` on, from ciphertext starting at `chunkOffset(fromChunk)`. */
+  decrypt(
+    key: Uint8Array,
+    header: Uint8Array,
+    params: StreamParams,
+    ciphertext: AsyncIterable<Uint8Array>,
+    fromChunk: number,
+  ): AsyncIterable<Uint8Array>;
+}
+
+/** Upload parts: a failed part is retried from where the server's byte count stands. */
+export const UPLOAD_PART = 8 * 1024 * 1024;
+const MAX_STALLS = 5;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const retryable = (e: unknown) => !(e instanceof ValiseError) || e.code === "transport_error";
+
+/**
+ * Encrypts `source` and uploads it as a new blob in parts of UPLOAD_PART; after a dropped connection asks the
+ * server how much it holds and re-encrypts from that chunk. Returns the blob id and ciphertext size.
+ */
+export async function uploadEncrypted(
+  transport: HttpTransport,
+  cipher: StreamCipher,
+  key: Uint8Array,
+  params: StreamParams,
+  source: PlainSource,
+  onProgress?: Progress,
+): Promise<{ blob: string; size: number }> {
+  const header = cipher.newHeader(key);
+  const total = cipher.ciphertextSize(source.size);
+  const { id } = await transport.createBlob(total);
+  let received = 0;
+  let stalls = 0;
+  onProgress?.(0, total);
+  while (received < total) {
+    const before = received;
+    try {
+      const k = received < cipher.headerSize ? 0 : Math.floor((received - cipher.headerSize) / (cipher.chunkSize + 16));
+      const start = k === 0 ? 0 : cipher.chunkOffset(k);
+      let skip = received - start;
+      let part: Uint8Array[] = [];
+      let partLen = 0;
+      const flush = async () => {
+        const body = joinParts(part, partLen);
+        part = [];
+        partLen = 0;
+        const st = await transport.appendBlob(id, received, body);
+        received = st.received;
+        onProgress?.(received, total);
+      };
+      for await (const piece0 of cipher.encrypt(key, header, params, source.open(k * cipher.chunkSize), k)) {
+        let piece = piece0;
+        if (skip > 0) {
+          const s = Math.min(skip, piece.length);
+          piece = piece.subarray(s);
+          skip -= s;
+          if (piece.length === 0) continue;
+        }
+        part.push(piece);
+        partLen += piece.length;
+        if (partLen >= UPLOAD_PART) await flush();
+      }
+      if (partLen > 0) await flush();
+      if (received !== total) throw new ValiseError("protocol_error", `upload ended at ${received} of ${total} bytes`);
+    } catch (e) {
+      if (!retryable(e) && !(e instanceof ValiseError && e.code === "offset_mismatch")) throw e;
+      stalls = received > before ? 0 : stalls + 1;
+      if (stalls > MAX_STALLS) throw e;
+      await sleep(200 * stalls);
+      received = (await transport.blobStatus(id)).received;
+    }
+  }
+  return { blob: id, size: total };
+}
+
+function joinParts(parts: Uint8Array[], n: number): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+async function* streamOf(body: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) return;
+      yield r.value;
+    }
+  } finally {
+    reader.releaseLock();
+    await body.cancel().catch(() => undefined);
+  }
+}
+
+/**
+ * Downloads and decrypts a blob, yielding only verified plaintext, chunk by chunk. A dropped connection resumes
+ * with a range request at the next chunk not yet yielded.
+ */
+export async function* downloadDecrypted(
+  transport: HttpTransport,
+  cipher: StreamCipher,
+  key: Uint8Array,
+  params: StreamParams,
+  blob: string,
+  onProgress?: Progress,
+): AsyncIterable<Uint8Array> {
+  const st = await transport.blobStatus(blob);
+  const total = st.size;
+  const header = await collectHeader(await transport.readBlob(blob, 0), cipher.headerSize);
+  let k = 0;
+  let stalls = 0;
+  let done = 0;
+  onProgress?.(0, total);
+  for (;;) {
+    const before = k;
+    try {
+      const body = await transport.readBlob(blob, cipher.chunkOffset(k));
+      for await (const plain of cipher.decrypt(key, header, params, streamOf(body), k)) {
+        k++;
+        done = Math.min(total, cipher.chunkOffset(k));
+        onProgress?.(done, total);
+        yield plain;
+      }
+      onProgress?.(total, total);
+      return;
+    } catch (e) {
+      if (!retryable(e)) throw e;
+      stalls = k > before ? 0 : stalls + 1;
+      if (stalls > MAX_STALLS) throw e;
+      await sleep(200 * stalls);
+    }
+  }
+}
+
+async function collectHeader(body: ReadableStream<Uint8Array>, n: number): Promise<Uint8Array> {
+  const reader = body.getReader();
+  const out = new Uint8Array(n);
+  let got = 0;
+  try {
+    while (got < n) {
+      const r = await reader.read();
+      if (r.done) throw new ValiseError("protocol_error", "blob shorter than its header");
+      const take = Math.min(n - got, r.value.length);
+      out.set(r.value.subarray(0, take), got);
+      got += take;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined); // the rest is fetched by range requests
+  }
+  return out;
+}

@@ -1,0 +1,195 @@
+/**
+ * Documents: files of any size encrypted on the client in a stream (1 MiB chunks, see `@valise/core` docstream),
+ * uploaded resumably, versioned (each version its own key), shared with a user or a unit. The file name and the key
+ * travel only inside MLS, to the conversation of the share target at the document's label.
+ */
+import {
+  ValiseError,
+  canonicalLabel,
+  dominates,
+  fromBase64,
+  isUnitName,
+  parseLabel,
+  randomId,
+  toBase64,
+} from "@valise/core";
+import type { ServerDocument } from "./transport.js";
+import type { DocumentPayload } from "./items.js";
+import { downloadDecrypted, uploadEncrypted, type PlainSource, type Progress } from "./content.js";
+import type { ContentHost } from "./host.js";
+
+export interface PutSpec {
+  /** A handle or a unit (new document), ignored for a new version. */
+  to?: string | undefined;
+  label?: string | undefined;
+  name: string;
+  source: PlainSource;
+  /** Add a version to this document instead of creating one. */
+  document?: string | undefined;
+  /** Originating unit when sharing to a unit this user is not in. */
+  fromUnit?: string | undefined;
+}
+
+export interface DocumentView extends ServerDocument {
+  /** File name, where this device holds the key of that version (names are encrypted). */
+  versions: (ServerDocument["versions"][number] & { name: string | null; plainSize: number | null })[];
+}
+
+export class Documents {
+  constructor(private readonly host: ContentHost) {}
+
+  /** Encrypts and uploads a file as a new document (version 1) or a new version; shares its key. */
+  async put(spec: PutSpec, onProgress?: Progress): Promise<{ id: string; version: number; document: ServerDocument }> {
+    return this.host.authed(async () => {
+      let id: string;
+      let version: number;
+      let label: string;
+      let to: { kind: "user" | "unit"; name: string };
+      if (spec.document) {
+        const doc = await this.host.transport.document(spec.document);
+        id = doc.id;
+        version = Math.max(0, ...doc.versions.map((v) => v.version)) + 1;
+        label = canonicalLabel(doc.label);
+        to = doc.to;
+      } else {
+        if (!spec.to) throw new ValiseError("bad_request", "say who the document is for (a handle or a unit)");
+        if (!spec.label) throw new ValiseError("bad_request", "a document needs a label");
+        id = randomId("f");
+        version = 1;
+        label = canonicalLabel(spec.label);
+        to = isUnitName(spec.to) ? { kind: "unit", name: spec.to } : { kind: "user", name: spec.to };
+      }
+      const me = await this.host.me();
+      if (!dominates(parseLabel(me.clearance), parseLabel(label)))
+        throw new ValiseError("not_cleared", `your clearance does not cover ${label}`);
+      if (to.kind === "user") {
+        const u = await this.host.user(to.name);
+        if (!u) throw new ValiseError("not_found", `no user ${to.name}`);
+        if (!dominates(parseLabel(u.clearance), parseLabel(label)))
+          throw new ValiseError("not_cleared", `${to.name} is not cleared for ${label}`);
+      }
+      const key = globalThis.crypto.getRandomValues(new Uint8Array(32));
+      const up = await uploadEncrypted(
+        this.host.transport,
+        this.host.cipher,
+        key,
+        { objectId: id, version, label },
+        spec.source,
+        onProgress,
+      );
+      const doc = spec.document
+        ? await this.host.transport.addDocumentVersion(id, up.blob)
+        : await this.host.transport.createDocument({ id, label, to, blob: up.blob });
+      const stored = doc.versions.find((v) => v.blob === up.blob);
+      if (!stored || stored.version !== version)
+        throw new ValiseError("conflict", `another version of ${id} was uploaded meanwhile; upload again`);
+      const payload: DocumentPayload = {
+        t: "doc",
+        id,
+        version,
+        label,
+        name: spec.name,
+        size: spec.source.size,
+        blob: up.blob,
+        key: toBase64(key),
+        to,
+      };
+      ((this.host.state.documents ??= {})[id] ??= {})[String(version)] = payload;
+      await this.host.save();
+      const target =
+        to.kind === "user"
+          ? ({ kind: "direct", peer: to.name, label } as const)
+          : me.units.includes(to.name) && !spec.fromUnit
+            ? ({ kind: "unit", unit: to.name, label } as const)
+            : ({
+                kind: "link",
+                fromUnit: spec.fromUnit ?? firstUnit(me.units, to.name),
+                unit: to.name,
+                label,
+              } as const);
+      await this.host.deliver(target, payload);
+      return { id, version, document: doc };
+    });
+  }
+
+  /** Documents this user may read (per the server), with file names where this device holds the keys. */
+  async list(): Promise<DocumentView[]> {
+    return this.host.authed(async () => {
+      const docs = await this.host.transport.documents();
+      return docs.map((d) => this.view(d));
+    });
+  }
+
+  private view(d: ServerDocument): DocumentView {
+    const local = this.host.state.documents?.[d.id] ?? {};
+    return {
+      ...d,
+      versions: d.versions.map((v) => {
+        const p = local[String(v.version)];
+        const ok = p && p.blob === v.blob && p.label === d.label;
+        return { ...v, name: ok ? p.name : null, plainSize: ok ? p.size : null };
+      }),
+    };
+  }
+
+  /**
+   * A version (default: the latest) as verified plaintext pieces. The caller writes them out; the stream throws if
+   * any chunk fails authentication, is missing, reordered or swapped, or the content was truncated.
+   */
+  async get(
+    id: string,
+    opts: { version?: number | undefined; onProgress?: Progress } = {},
+  ): Promise<{ name: string; size: number; version: number; label: string; bytes: AsyncIterable<Uint8Array> }> {
+    return this.host.authed(async () => {
+      const doc = await this.host.transport.document(id);
+      const version = opts.version ?? Math.max(...doc.versions.map((v) => v.version));
+      const v = doc.versions.find((x) => x.version === version);
+      if (!v) throw new ValiseError("not_found", `document ${id} has no version ${version}`);
+      let p = this.host.state.documents?.[id]?.[String(version)];
+      if (!p) {
+        await this.host.catchUp();
+        p = this.host.state.documents?.[id]?.[String(version)];
+      }
+      if (!p) throw new ValiseError("not_found", `this device holds no key for ${id} version ${version}`);
+      if (p.blob !== v.blob || p.label !== canonicalLabel(doc.label))
+        throw new ValiseError(
+          "protocol_error",
+          `the server's record of ${id} v${version} differs from what was shared`,
+        );
+      const payload = p;
+      const bytes = checkLength(
+        downloadDecrypted(
+          this.host.transport,
+          this.host.cipher,
+          fromBase64(payload.key),
+          { objectId: id, version, label: payload.label },
+          v.blob,
+          opts.onProgress,
+        ),
+        payload.size,
+      );
+      return { name: payload.name, size: payload.size, version, label: payload.label, bytes };
+    });
+  }
+
+  /** Officers: mark (or unmark) a canary document. */
+  async setCanary(id: string, canary: boolean): Promise<void> {
+    await this.host.authed(() => this.host.transport.setCanary(id, canary));
+  }
+}
+
+function firstUnit(units: string[], target: string): string {
+  const u = units[0];
+  if (!u) throw new ValiseError("forbidden", `you belong to no unit, so you cannot share with unit ${target}`);
+  return u;
+}
+
+async function* checkLength(source: AsyncIterable<Uint8Array>, size: number): AsyncIterable<Uint8Array> {
+  let n = 0;
+  for await (const p of source) {
+    n += p.length;
+    if (n > size) throw new ValiseError("protocol_error", "document is longer than its sender said");
+    yield p;
+  }
+  if (n !== size) throw new ValiseError("protocol_error", "document is shorter than its sender said");
+}

@@ -1,0 +1,20 @@
+/** What the cable and document services need from the client (kept narrow so they stay testable). */
+import type { HttpTransport, ServerUser } from "./transport.js";
+import type { ConversationTarget, ProfileState } from "./profile.js";
+import type { CablePayload, DocumentPayload } from "./items.js";
+import type { StreamCipher } from "./content.js";
+
+export interface ContentHost {
+  readonly handle: string;
+  readonly transport: HttpTransport;
+  readonly cipher: StreamCipher;
+  readonly state: ProfileState;
+  authed<T>(fn: () => Promise<T>): Promise<T>;
+  /** This user's directory record, through the door. */
+  me(): Promise<ServerUser>;
+  user(handle: string): Promise<ServerUser | null>;
+  /** Sends a key payload to a target's conversation; recorded in the outbox first, so a crash retries it. */
+  deliver(target: ConversationTarget, payload: CablePayload | DocumentPayload): Promise<void>;
+  save(): Promise<void>;
+  catchUp(): Promise<void>;
+}
