@@ -16,6 +16,8 @@ export type ValiseErrorCode =
   | "conflict"
   | "epoch_conflict"
   | "pending_removal"
+  /** A resumable upload's `Upload-Offset` is not the bytes the server holds (`details.received` says how many). */
+  | "offset_mismatch"
   | "rate_limited"
   | "enrollment_code_invalid"
   | "device_not_verified"

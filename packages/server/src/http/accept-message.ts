@@ -1,7 +1,8 @@
 /**
  * Accepting one application message (or standalone proposal): the same checks whether it arrives as an HTTP POST or
  * as a WebSocket `send` frame. The MLS header (bounded parse) must name this conversation's group and not be a
- * commit; the sender must be a current member; no revoked device may still be in the group (DESIGN §3); then the
+ * commit; the sender must be a current member; no revoked or no longer cleared device may still be in the group
+ * (DESIGN §3; `pending_removals`); then the
  * message is appended (durable before this resolves) under the sender's idempotency key.
  */
 import { ValiseError, utf8 } from "@valise/core";
@@ -33,14 +34,15 @@ export async function acceptMessage(
   if (h.contentType === "commit") throw new ValiseError("bad_request", "commits go to /commits");
   checkGroup(h.groupId, conversationId);
   await requireActiveMember(ctx, conversationId, s.deviceId);
-  const revoked = await ctx.store.conversations.revokedMembers(conversationId);
-  if (revoked.length > 0)
+  // Revoked devices and devices whose user is no longer cleared for the label must be removed first (DESIGN §3).
+  const pending = await ctx.store.conversations.pendingRemovals(conversationId);
+  if (pending.includes(s.deviceId))
+    throw new ValiseError("not_cleared", "this device is no longer cleared for the conversation's label");
+  if (pending.length > 0)
     throw new ValiseError(
       "pending_removal",
-      "the conversation still contains revoked devices; commit their removal first",
-      {
-        devices: revoked,
-      },
+      "the conversation still contains revoked or no longer cleared devices; commit their removal first",
+      { devices: pending },
     );
   const kind: MessageKind = h.contentType === "proposal" ? "proposal" : "application";
   const r = await ctx.batcher.append({

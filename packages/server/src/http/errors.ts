@@ -16,6 +16,7 @@ const STATUS: Record<ValiseErrorCode, number> = {
   conflict: 409,
   epoch_conflict: 409,
   pending_removal: 409,
+  offset_mismatch: 409,
   rate_limited: 429,
   enrollment_code_invalid: 403,
   device_not_verified: 403,

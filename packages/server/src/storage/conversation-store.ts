@@ -64,6 +64,8 @@ export interface ConversationRecord {
   kind: string;
   label: string;
   unit: string | null;
+  /** `link` conversations: the originating unit (`unit` is the addressee); null for other kinds. */
+  fromUnit: string | null;
   creator: string;
   epoch: number;
   headSeq: number;
@@ -81,6 +83,7 @@ function toConv(r: Database["conversations"]): ConversationRecord {
     kind: r.kind,
     label: r.label,
     unit: r.unit,
+    fromUnit: r.from_unit ?? null,
     creator: r.creator,
     epoch: Number(r.epoch),
     headSeq: Number(r.head_seq),
@@ -104,9 +107,11 @@ export class ConversationStore {
     kind: string;
     label: string;
     unit: string | null;
+    fromUnit?: string | null;
     creator: string;
     creatorDevice: string;
   }): Promise<ConversationRecord> {
+    const fromUnit = input.fromUnit ?? null;
     const now = this.now();
     return this.db.transaction().execute(async (trx) => {
       if (await trx.selectFrom("conversations").select("id").where("id", "=", input.id).executeTakeFirst())
@@ -118,6 +123,7 @@ export class ConversationStore {
           kind: input.kind,
           label: input.label,
           unit: input.unit,
+          from_unit: fromUnit,
           creator: input.creator,
           epoch: 0,
           head_seq: 0,
@@ -134,6 +140,7 @@ export class ConversationStore {
         kind: input.kind,
         label: input.label,
         unit: input.unit,
+        fromUnit,
         creator: input.creator,
         epoch: 0,
         headSeq: 0,
@@ -163,18 +170,38 @@ export class ConversationStore {
     return r ? { joinedSeq: Number(r.joined_seq), leftSeq: r.left_seq === null ? null : Number(r.left_seq) } : null;
   }
 
-  /** Current members whose device has been revoked: until a commit removes them, nothing new may be encrypted. */
-  async revokedMembers(conversationId: string): Promise<string[]> {
-    if (this.fast?.idle()) return this.fast.revokedMembers(conversationId);
+  /**
+   * Current members pending removal — the device was revoked, or its user's clearance no longer dominates the
+   * conversation's label (table `pending_removals`, maintained by the directory changes): until a commit removes
+   * them, nothing new may be encrypted. One indexed read, usually empty (the message hot path).
+   */
+  async pendingRemovals(conversationId: string): Promise<string[]> {
+    if (this.fast?.idle()) return this.fast.pendingRemovals(conversationId);
     const rows = await this.db
-      .selectFrom("conversation_members as m")
-      .innerJoin("devices as d", "d.id", "m.device_id")
-      .select("m.device_id")
-      .where("m.conversation_id", "=", conversationId)
+      .selectFrom("pending_removals as p")
+      .innerJoin("conversation_members as m", (j) =>
+        j.onRef("m.conversation_id", "=", "p.conversation_id").onRef("m.device_id", "=", "p.device_id"),
+      )
+      .select("p.device_id")
+      .where("p.conversation_id", "=", conversationId)
       .where("m.left_seq", "is", null)
-      .where("d.revoked_at", "is not", null)
+      .orderBy("p.device_id")
       .execute();
     return rows.map((r) => r.device_id);
+  }
+
+  /**
+   * True when this device may no longer read the conversation: its user's clearance does not dominate the label
+   * (whether or not the Remove has been committed yet). Revoked devices have no session, so never ask.
+   */
+  async notCleared(conversationId: string, deviceId: string): Promise<boolean> {
+    const r = await this.db
+      .selectFrom("pending_removals")
+      .select("reason")
+      .where("conversation_id", "=", conversationId)
+      .where("device_id", "=", deviceId)
+      .executeTakeFirst();
+    return !!r;
   }
 
   /** Devices currently in the conversation (for push fan-out). */
@@ -195,6 +222,17 @@ export class ConversationStore {
       .selectAll("c")
       .select(["m.joined_seq", "m.left_seq"])
       .where("m.device_id", "=", deviceId)
+      // Conversations this device is no longer cleared for are left out (need-to-know).
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom("pending_removals as p")
+              .select("p.device_id")
+              .whereRef("p.conversation_id", "=", "m.conversation_id")
+              .whereRef("p.device_id", "=", "m.device_id"),
+          ),
+        ),
+      )
       .orderBy("c.created_at")
       .execute();
     return rows.map((r) => ({
@@ -394,8 +432,8 @@ class SqliteAppender {
     const p = (sql: string) => sqlite.prepare(sql);
     this.s = {
       member: p("SELECT joined_seq, left_seq FROM conversation_members WHERE conversation_id = ? AND device_id = ?"),
-      revoked: p(
-        "SELECT m.device_id AS device_id FROM conversation_members m JOIN devices d ON d.id = m.device_id WHERE m.conversation_id = ? AND m.left_seq IS NULL AND d.revoked_at IS NOT NULL",
+      pending: p(
+        "SELECT p.device_id AS device_id FROM pending_removals p JOIN conversation_members m ON m.conversation_id = p.conversation_id AND m.device_id = p.device_id WHERE p.conversation_id = ? AND m.left_seq IS NULL ORDER BY p.device_id",
       ),
       prior: p("SELECT seq, epoch, created_at, conversation_id FROM messages WHERE sender_device = ? AND idem_key = ?"),
       bump: p("UPDATE conversations SET head_seq = head_seq + 1 WHERE id = ? AND epoch = ? RETURNING head_seq, epoch"),
@@ -441,8 +479,8 @@ class SqliteAppender {
     return r ? { joinedSeq: Number(r.joined_seq), leftSeq: r.left_seq === null ? null : Number(r.left_seq) } : null;
   }
 
-  revokedMembers(conversationId: string): string[] {
-    return (this.s.revoked.all(conversationId) as { device_id: string }[]).map((r) => r.device_id);
+  pendingRemovals(conversationId: string): string[] {
+    return (this.s.pending.all(conversationId) as { device_id: string }[]).map((r) => r.device_id);
   }
 
   /** `after` runs inside the transaction, once every request is appended (the audit log's appends). */

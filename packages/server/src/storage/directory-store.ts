@@ -4,7 +4,16 @@
  * directory log in the same transaction as the change itself (DESIGN.md §3 "Key transparency").
  */
 import type { Kysely, Transaction } from "kysely";
-import { ValiseError, canonicalLabel, parseUnitName, parseUserHandle, toBase64, type AuditAction } from "@valise/core";
+import {
+  ValiseError,
+  canonicalLabel,
+  dominates,
+  parseLabel,
+  parseUnitName,
+  parseUserHandle,
+  toBase64,
+  type AuditAction,
+} from "@valise/core";
 import type { Database } from "./schema.js";
 import { DirectoryLog } from "./directory-log.js";
 import { ADMIN_CLI, newAuditId, type AuditLog, type AuditOperator } from "./audit-log.js";
@@ -273,14 +282,39 @@ export class DirectoryStore {
       if (!r) throw new ValiseError("not_found", `no active device ${id}`);
       await trx.deleteFrom("sessions").where("device_id", "=", id).execute();
       await trx.deleteFrom("key_packages").where("device_id", "=", id).execute();
+      // Every group it is still in must remove it before anything new is sent there (DESIGN §3).
+      const groups = await trx
+        .selectFrom("conversation_members")
+        .select("conversation_id")
+        .where("device_id", "=", id)
+        .where("left_seq", "is", null)
+        .execute();
+      for (const g of groups)
+        await trx
+          .insertInto("pending_removals")
+          .values({ conversation_id: g.conversation_id, device_id: id, reason: "revoked", created_at: time })
+          .onConflict((oc) => oc.columns(["conversation_id", "device_id"]).doUpdateSet({ reason: "revoked" }))
+          .execute();
       await append({ v: 1, type: "device.revoke", user: r.handle, device: id, time });
       await this.auditChange(trx, by, { action: "directory.device.revoke", user: r.handle, device: id, time });
     });
   }
 
-  async setClearance(handle: string, clearance: string, by: AuditOperator = ADMIN_CLI): Promise<void> {
+  /**
+   * Sets a user's clearance (directory log entry and audit event in the same transaction). In that transaction too,
+   * every conversation whose label the new clearance no longer dominates becomes *pending removal* for the user's
+   * devices in it (and stops being so where the new clearance dominates again): the server refuses new application
+   * messages there until the Remove is committed, and those devices may no longer read it. Returns the pending
+   * removals among current members, by conversation.
+   */
+  async setClearance(
+    handle: string,
+    clearance: string,
+    by: AuditOperator = ADMIN_CLI,
+  ): Promise<{ clearance: string; pendingRemovals: { conversation: string; devices: string[] }[] }> {
     const label = canonicalLabel(clearance);
-    await this.log.change(async (trx, append) => {
+    const cleared = parseLabel(label);
+    return this.log.change(async (trx, append) => {
       const r = await trx
         .updateTable("users")
         .set({ clearance: label })
@@ -290,6 +324,47 @@ export class DirectoryStore {
       const time = this.now();
       await append({ v: 1, type: "user.clearance", user: handle, clearance: label, time });
       await this.auditChange(trx, by, { action: "directory.clearance.set", user: handle, device: null, time });
+      // Every membership, past or current, of the user's active devices: a device that left keeps no read access to
+      // a conversation it is no longer cleared for either.
+      const rows = await trx
+        .selectFrom("conversation_members as m")
+        .innerJoin("devices as d", "d.id", "m.device_id")
+        .innerJoin("conversations as c", "c.id", "m.conversation_id")
+        .select(["m.conversation_id", "m.device_id", "m.left_seq", "c.label"])
+        .where("d.handle", "=", handle)
+        .where("d.revoked_at", "is", null)
+        .orderBy("m.conversation_id")
+        .orderBy("m.device_id")
+        .execute();
+      const pending = new Map<string, string[]>();
+      for (const r of rows) {
+        const ok = dominates(cleared, parseLabel(r.label));
+        if (ok) {
+          await trx
+            .deleteFrom("pending_removals")
+            .where("conversation_id", "=", r.conversation_id)
+            .where("device_id", "=", r.device_id)
+            .where("reason", "=", "clearance")
+            .execute();
+          continue;
+        }
+        const have = await trx
+          .selectFrom("pending_removals")
+          .select("reason")
+          .where("conversation_id", "=", r.conversation_id)
+          .where("device_id", "=", r.device_id)
+          .executeTakeFirst();
+        if (!have)
+          await trx
+            .insertInto("pending_removals")
+            .values({ conversation_id: r.conversation_id, device_id: r.device_id, reason: "clearance", created_at: time })
+            .execute();
+        if (r.left_seq === null) pending.set(r.conversation_id, [...(pending.get(r.conversation_id) ?? []), r.device_id]);
+      }
+      return {
+        clearance: label,
+        pendingRemovals: [...pending].map(([conversation, devices]) => ({ conversation, devices })),
+      };
     });
   }
 

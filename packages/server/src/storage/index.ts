@@ -5,3 +5,7 @@ export * from "./conversation-store.js";
 export * from "./store.js";
 export * from "./directory-log.js";
 export * from "./log-key.js";
+export * from "./blob-store.js";
+export * from "./blob-meta.js";
+export * from "./document-store.js";
+export * from "./cable-store.js";

@@ -4,6 +4,7 @@
  * that has shipped, add the next.
  */
 import { type Kysely, type Migration, type MigrationProvider, sql } from "kysely";
+import { dominates, parseLabel } from "@valise/core";
 
 export type Dialect = "sqlite" | "postgres";
 interface Types {
@@ -274,6 +275,146 @@ function m005(d: Dialect): Migration {
   };
 }
 
+/**
+ * Cables, documents and blobs (issue 3), the `link` conversation kind, and pending removals.
+ * - `blobs`: ciphertext uploads (bytes on the blob store), owned by a user and device, attached to at most one object
+ *   (a document version or a cable).
+ * - `documents` (with the officer-only `canary` flag) and `document_versions` (one blob each, append-only).
+ * - `cables`: immutable; `reference` allocated from `cable_serials` (one counter per originator and UTC year, bumped
+ *   in the releasing transaction, so no gaps and no reuse); `cable_addressees` holds the per-unit receipts;
+ *   `cable_device_receipts` the per-device acknowledgements that empty a device's queue.
+ * - `conversations.from_unit`: the originating unit of a `link` conversation.
+ * - `pending_removals`: (conversation, device) pairs that must leave the group — the device was revoked or its user's
+ *   clearance no longer dominates the conversation's label. Maintained in the transaction that revokes or changes
+ *   the clearance, so the message hot path reads one indexed table instead of re-deriving it. Backfilled here for
+ *   devices revoked before this migration and for members whose user's clearance was lowered before it.
+ */
+function m006(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("blobs")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("owner", "text", (c) => c.notNull())
+        .addColumn("owner_device", "text", (c) => c.notNull())
+        .addColumn("size", t.int64, (c) => c.notNull())
+        .addColumn("received", t.int64, (c) => c.notNull())
+        .addColumn("complete", "integer", (c) => c.notNull())
+        .addColumn("object_kind", "text")
+        .addColumn("object_id", "text")
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .addColumn("completed_at", t.int64)
+        .execute();
+      await db.schema.createIndex("blobs_owner").on("blobs").columns(["owner", "created_at"]).execute();
+      await db.schema
+        .createTable("documents")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("owner", "text", (c) => c.notNull())
+        .addColumn("label", "text", (c) => c.notNull())
+        .addColumn("to_kind", "text", (c) => c.notNull())
+        .addColumn("to_name", "text", (c) => c.notNull())
+        .addColumn("canary", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("documents_owner").on("documents").columns(["owner", "created_at"]).execute();
+      await db.schema
+        .createIndex("documents_to")
+        .on("documents")
+        .columns(["to_kind", "to_name", "created_at"])
+        .execute();
+      await db.schema
+        .createTable("document_versions")
+        .addColumn("document_id", "text", (c) => c.notNull().references("documents.id"))
+        .addColumn("version", "integer", (c) => c.notNull())
+        .addColumn("blob", "text", (c) => c.notNull().unique().references("blobs.id"))
+        .addColumn("size", t.int64, (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .addColumn("created_by", "text", (c) => c.notNull())
+        .addPrimaryKeyConstraint("document_versions_pk", ["document_id", "version"])
+        .execute();
+      await db.schema
+        .createTable("cable_serials")
+        .addColumn("originator", "text", (c) => c.notNull())
+        .addColumn("year", "integer", (c) => c.notNull())
+        .addColumn("last_serial", t.int64, (c) => c.notNull())
+        .addPrimaryKeyConstraint("cable_serials_pk", ["originator", "year"])
+        .execute();
+      await db.schema
+        .createTable("cables")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("reference", "text", (c) => c.notNull().unique())
+        .addColumn("originator", "text", (c) => c.notNull())
+        .addColumn("year", "integer", (c) => c.notNull())
+        .addColumn("serial", t.int64, (c) => c.notNull())
+        .addColumn("sender", "text", (c) => c.notNull())
+        .addColumn("sender_device", "text", (c) => c.notNull())
+        .addColumn("precedence", "text", (c) => c.notNull())
+        .addColumn("precedence_rank", "integer", (c) => c.notNull())
+        .addColumn("label", "text", (c) => c.notNull())
+        .addColumn("blob", "text", (c) => c.notNull().unique().references("blobs.id"))
+        .addColumn("size", t.int64, (c) => c.notNull())
+        .addColumn("corrects", "text")
+        .addColumn("request_hash", "text", (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex("cables_serial")
+        .on("cables")
+        .columns(["originator", "year", "serial"])
+        .unique()
+        .execute();
+      // Queue and listing order: FLASH first, then release time, then serial.
+      await sql`create index cables_order on cables (precedence_rank desc, created_at, serial, id)`.execute(db);
+      await db.schema
+        .createTable("cable_addressees")
+        .addColumn("cable_id", "text", (c) => c.notNull().references("cables.id"))
+        .addColumn("unit", "text", (c) => c.notNull())
+        .addColumn("role", "text", (c) => c.notNull())
+        .addColumn("position", "integer", (c) => c.notNull())
+        .addColumn("delivered_at", t.int64)
+        .addColumn("delivered_by", "text")
+        .addColumn("read_at", t.int64)
+        .addColumn("read_by", "text")
+        .addPrimaryKeyConstraint("cable_addressees_pk", ["cable_id", "unit"])
+        .execute();
+      await db.schema.createIndex("cable_addressees_unit").on("cable_addressees").columns(["unit", "cable_id"]).execute();
+      await db.schema
+        .createTable("cable_device_receipts")
+        .addColumn("device_id", "text", (c) => c.notNull())
+        .addColumn("cable_id", "text", (c) => c.notNull().references("cables.id"))
+        .addColumn("state", "text", (c) => c.notNull())
+        .addColumn("delivered_at", t.int64, (c) => c.notNull())
+        .addColumn("read_at", t.int64)
+        .addPrimaryKeyConstraint("cable_device_receipts_pk", ["device_id", "cable_id"])
+        .execute();
+      await db.schema.alterTable("conversations").addColumn("from_unit", "text").execute();
+      await db.schema
+        .createTable("pending_removals")
+        .addColumn("conversation_id", "text", (c) => c.notNull())
+        .addColumn("device_id", "text", (c) => c.notNull())
+        .addColumn("reason", "text", (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .addPrimaryKeyConstraint("pending_removals_pk", ["conversation_id", "device_id"])
+        .execute();
+      await db.schema.createIndex("pending_removals_device").on("pending_removals").column("device_id").execute();
+      await sql`insert into pending_removals (conversation_id, device_id, reason, created_at)
+        select m.conversation_id, m.device_id, 'revoked', d.revoked_at
+        from conversation_members m join devices d on d.id = m.device_id
+        where m.left_seq is null and d.revoked_at is not null`.execute(db);
+      const members = await sql<{ conversation_id: string; device_id: string; label: string; clearance: string }>`
+        select m.conversation_id, m.device_id, c.label, u.clearance
+        from conversation_members m join devices d on d.id = m.device_id join users u on u.handle = d.handle
+          join conversations c on c.id = m.conversation_id
+        where d.revoked_at is null`.execute(db);
+      for (const r of members.rows)
+        if (!dominates(parseLabel(r.clearance), parseLabel(r.label)))
+          await sql`insert into pending_removals (conversation_id, device_id, reason, created_at)
+            values (${r.conversation_id}, ${r.device_id}, 'clearance', 0)`.execute(db);
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -283,6 +424,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         "003_directory_log_refs": m003(d),
         "004_witness_cosignatures": m004(d),
         "005_audit_log": m005(d),
+        "006_cables_documents": m006(d),
       };
     },
   };

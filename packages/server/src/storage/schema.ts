@@ -53,9 +53,10 @@ export interface ChallengesTable {
 }
 export interface ConversationsTable {
   id: string;
-  kind: string; // direct | group | unit
+  kind: string; // direct | group | unit | link
   label: string;
-  unit: string | null;
+  unit: string | null; // unit channel: the unit; link: the addressee unit
+  from_unit: string | null; // link: the originating unit (migration 006)
   creator: string;
   epoch: number;
   head_seq: number;
@@ -125,6 +126,81 @@ export interface LogCosignedCheckpointsTable {
   created_at: number;
 }
 
+export interface BlobsTable {
+  id: string;
+  owner: string;
+  owner_device: string;
+  size: number; // total ciphertext bytes announced at creation
+  received: number; // bytes durably on the blob store (last known)
+  complete: number; // 0 | 1
+  object_kind: string | null; // "document" | "cable" once attached
+  object_id: string | null;
+  created_at: number;
+  completed_at: number | null;
+}
+export interface DocumentsTable {
+  id: string;
+  owner: string;
+  label: string;
+  to_kind: string; // user | unit
+  to_name: string;
+  canary: number; // 0 | 1 — never shown to users
+  created_at: number;
+}
+export interface DocumentVersionsTable {
+  document_id: string;
+  version: number;
+  blob: string;
+  size: number;
+  created_at: number;
+  created_by: string;
+}
+export interface CableSerialsTable {
+  originator: string;
+  year: number;
+  last_serial: number;
+}
+export interface CablesTable {
+  id: string;
+  reference: string;
+  originator: string;
+  year: number;
+  serial: number;
+  sender: string;
+  sender_device: string;
+  precedence: string;
+  precedence_rank: number; // 0 ROUTINE … 3 FLASH
+  label: string;
+  blob: string;
+  size: number;
+  corrects: string | null;
+  request_hash: string; // what was asked (idempotent re-POST: same hash → same answer)
+  created_at: number;
+}
+export interface CableAddresseesTable {
+  cable_id: string;
+  unit: string;
+  role: string; // action | info
+  position: number;
+  delivered_at: number | null;
+  delivered_by: string | null;
+  read_at: number | null;
+  read_by: string | null;
+}
+export interface CableDeviceReceiptsTable {
+  device_id: string;
+  cable_id: string;
+  state: string; // delivered | read
+  delivered_at: number;
+  read_at: number | null;
+}
+export interface PendingRemovalsTable {
+  conversation_id: string;
+  device_id: string;
+  reason: string; // revoked | clearance
+  created_at: number;
+}
+
 export interface Database {
   units: UnitsTable;
   users: UsersTable;
@@ -145,4 +221,12 @@ export interface Database {
   log_keys: LogKeysTable;
   log_cosigned_checkpoints: LogCosignedCheckpointsTable;
   directory_log_refs: DirectoryLogRefsTable;
+  blobs: BlobsTable;
+  documents: DocumentsTable;
+  document_versions: DocumentVersionsTable;
+  cable_serials: CableSerialsTable;
+  cables: CablesTable;
+  cable_addressees: CableAddresseesTable;
+  cable_device_receipts: CableDeviceReceiptsTable;
+  pending_removals: PendingRemovalsTable;
 }

@@ -1,9 +1,14 @@
-/** The server's storage facade: one database, the directory and the conversation logs. */
+/** The server's storage facade: one database, the directory, the conversation logs, documents, cables and blobs. */
+import { join } from "node:path";
 import { systemClock, type Clock } from "@valise/core";
 import { type DbHandle, type DbOptions, openDatabase } from "./db.js";
 import { DirectoryStore } from "./directory-store.js";
 import { ConversationStore } from "./conversation-store.js";
 import { AuditLog } from "./audit-log.js";
+import { type BlobStore, FsBlobStore } from "./blob-store.js";
+import { BlobMetaStore } from "./blob-meta.js";
+import { DocumentStore } from "./document-store.js";
+import { CableStore } from "./cable-store.js";
 
 export interface Store {
   handle: DbHandle;
@@ -11,10 +16,21 @@ export interface Store {
   conversations: ConversationStore;
   /** The audit log (DESIGN.md §3): every access to stored data, one event each. */
   audit: AuditLog;
+  /** Blob bytes (by default files under DATA/blobs/) and their metadata. */
+  blobBytes: BlobStore;
+  blobs: BlobMetaStore;
+  documents: DocumentStore;
+  cables: CableStore;
   close(): Promise<void>;
 }
 
-export async function openStore(opts: DbOptions & { clock?: Clock }): Promise<Store> {
+export async function openStore(
+  opts: DbOptions & {
+    clock?: Clock;
+    /** Where blob bytes go; default a FsBlobStore in DATA/blobs/ (`dataDir`, also with PostgreSQL). */
+    blobStore?: BlobStore;
+  },
+): Promise<Store> {
   const handle = await openDatabase(opts);
   const now = () => (opts.clock ?? systemClock).now();
   const audit = new AuditLog(handle.db, now, handle.sqlite);
@@ -23,6 +39,10 @@ export async function openStore(opts: DbOptions & { clock?: Clock }): Promise<St
     directory: new DirectoryStore(handle.db, now, audit),
     conversations: new ConversationStore(handle.db, now, handle.sqlite, audit),
     audit,
+    blobBytes: opts.blobStore ?? new FsBlobStore(join(opts.dataDir, "blobs")),
+    blobs: new BlobMetaStore(handle.db, now),
+    documents: new DocumentStore(handle.db, now),
+    cables: new CableStore(handle.db, now),
     close: () => handle.close(),
   };
 }
