@@ -9,3 +9,4 @@ export * from "./content.js";
 export * from "./cables.js";
 export * from "./documents.js";
 export * from "./host.js";
+export * from "./docstream.js";

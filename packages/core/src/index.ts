@@ -12,3 +12,4 @@ export * from "./log/cosignature.js";
 export * from "./log/directory-entry.js";
 export * from "./log/audit-event.js";
 export * from "./cable.js";
+export * from "./docstream.js";
