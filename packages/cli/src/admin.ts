@@ -3,6 +3,20 @@ import { loadOrCreateLogKey, openStore, ROLES, type Role } from "@valise/server"
 import { parse, str, UsageError } from "./args.js";
 import { printJson } from "./output.js";
 import { BUNDLE_ENV_HELP, bundleTrust } from "./bundle.js";
+import { ValiseError, canonicalLabel } from "@valise/core";
+import { openClient } from "./client-commands.js";
+
+function printClearance(
+  r: { handle: string; clearance: string; pendingRemovals: { conversation: string; devices: string[] }[] },
+  json: boolean,
+): void {
+  if (json) printJson(r);
+  else {
+    console.log(`clearance of ${r.handle} set to ${r.clearance}`);
+    for (const p of r.pendingRemovals)
+      console.log(`  ${p.conversation}: devices ${p.devices.join(", ")} cut off; removal pending (next commit)`);
+  }
+}
 
 export const ADMIN_USAGE = `usage: valise admin [--data DIR] <command>
 
@@ -16,6 +30,14 @@ Local operator commands on the server's database (like prosodyctl): run them on 
   user code HANDLE [--json]                    a new one-time enrollmentCode (and bundle) for another device
   user show HANDLE [--json]
   device revoke DEVICE_ID                      revoke a device at once
+  clearance set HANDLE LABEL (--officer OFFICER | --profile DIR) [--json]
+                                               security officers only: set a user's clearance. Locally, name
+                                               the officer (a user with role officer), recorded as the actor;
+                                               or use the officer's enrolled profile (over the API, the server
+                                               checks the role). Conversations above the new clearance stop
+                                               serving that user's devices and refuse new messages until a
+                                               member commits their removal (new epoch) — in effect before
+                                               this command returns; prints the pending removals.
   log key [--json]                             the directory log's verifier key (name+hash+key), for clients
                                                and witnesses; creates DIR/log-key if there is none yet
 Every change above is appended to the directory log (key transparency) in the same transaction.
@@ -36,12 +58,23 @@ export async function admin(argv: string[]): Promise<number> {
       json: { type: "boolean" },
       witness: { type: "string", multiple: true },
       "witness-quorum": { type: "string" },
+      officer: { type: "string" },
+      profile: { type: "string" },
     },
     ADMIN_USAGE,
   );
   if (values.help || positionals.length === 0) {
     console.log(ADMIN_USAGE);
     return values.help ? 0 : 2;
+  }
+  if (positionals[0] === "clearance" && positionals[1] === "set" && values.profile !== undefined) {
+    // Over the API with the officer's own device: the server checks the officer role.
+    const handle = str(positionals[2], "HANDLE", ADMIN_USAGE);
+    const label = canonicalLabel(str(positionals[3], "LABEL", ADMIN_USAGE));
+    const c = await openClient(values.profile);
+    const r = await c.setClearance(handle, label);
+    printClearance(r, values.json === true);
+    return 0;
   }
   const dataDir = resolve(values.data ?? "./valise-data");
   process.umask(0o077);
@@ -134,6 +167,24 @@ export async function admin(argv: string[]): Promise<number> {
       case "device revoke": {
         await store.directory.revokeDevice(str(arg, "DEVICE_ID", ADMIN_USAGE));
         console.log(`device ${arg ?? ""} revoked`);
+        return 0;
+      }
+      case "clearance set": {
+        const handle = str(arg, "HANDLE", ADMIN_USAGE);
+        const label = canonicalLabel(str(positionals[3], "LABEL", ADMIN_USAGE));
+        const officerHandle = str(values.officer, "--officer OFFICER (or --profile DIR of an officer)", ADMIN_USAGE);
+        const officer = await store.directory.getUser(officerHandle);
+        if (!officer || officer.role !== "officer")
+          throw new ValiseError(
+            "forbidden",
+            `${officerHandle} is not a security officer: only officers change clearances`,
+          );
+        const r = await store.directory.setClearance(handle, label, {
+          actor: officer.handle,
+          source: "local",
+          client: "valise-admin",
+        });
+        printClearance({ handle, ...r }, values.json === true);
         return 0;
       }
       default:

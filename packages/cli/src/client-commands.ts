@@ -27,13 +27,15 @@ Sends TEXT end-to-end encrypted to a user (direct conversation) or a unit's chan
   --label LABEL   CLASSIFICATION[/COMPARTMENT,…], default UNCLASSIFIED; every recipient must be cleared for it`;
 export const SYNC_USAGE = `usage: valise sync --profile DIR [--json]
 
-Fetches and decrypts everything new. With --json prints {"items":[…]}, each item with type (message, joined,
-alert), from, conversation, label, text, seq, time.`;
+Fetches and decrypts everything new: cables first (FLASH, IMMEDIATE, PRIORITY, ROUTINE), then messages, document
+shares and alerts. With --json prints {"items":[…]}, each item with type (cable, message, document, joined,
+alert), from, conversation, label, text, seq, time; cables also carry id, reference, precedence, originator,
+action, info, corrects (text is the subject); documents id, version, size (text is the file name).`;
 export const CONVERSATIONS_USAGE = `usage: valise conversations --profile DIR [--json]
 
 Lists this device's conversations.`;
 
-async function openClient(profile: string): Promise<ValiseClient> {
+export async function openClient(profile: string): Promise<ValiseClient> {
   await installNodeCrypto();
   return ValiseClient.open({ store: new FileKeyStore(resolve(profile)) });
 }
@@ -110,7 +112,13 @@ export async function sync(argv: string[]): Promise<number> {
   else if (items.length === 0) console.log("nothing new");
   else
     for (const it of items)
-      console.log(`${it.time} [${it.label}] ${it.type === "alert" ? "ALERT " : ""}${it.from}: ${it.text}`);
+      console.log(
+        it.type === "cable"
+          ? `${it.time} [${it.label}] ${it.precedence} CABLE ${it.reference} from ${it.originator}: ${it.text}`
+          : it.type === "document"
+            ? `${it.time} [${it.label}] DOCUMENT ${it.id} v${it.version} from ${it.from}: ${it.text}`
+            : `${it.time} [${it.label}] ${it.type === "alert" ? "ALERT " : ""}${it.from}: ${it.text}`,
+      );
   return 0;
 }
 

@@ -6,6 +6,7 @@ import { reportError } from "./output.js";
 import { log, LOG_USAGE } from "./log-commands.js";
 import { audit, AUDIT_USAGE } from "./audit-commands.js";
 import { witness, WITNESS_USAGE } from "./witness-commands.js";
+import { cable, CABLE_USAGE, doc, DOC_USAGE } from "./content-commands.js";
 
 const HELP = `valise — end-to-end encrypted cables, conversations and documents
 
@@ -19,7 +20,9 @@ Server and operator:
 Device:
   enroll         enroll this machine with a one-time code into a profile directory
   send           send an encrypted message to a user or unit
-  sync           fetch and decrypt what is new
+  cable          send, list and read cables (precedence, reference numbers, receipts)
+  doc            upload, version, list and download encrypted documents of any size
+  sync           fetch and decrypt what is new (messages, cables FLASH first, document shares)
   conversations  list this device's conversations
   devices        this user's devices per the verified directory log, and own-account alerts (--ack DEVICE)
 Security officer:
@@ -36,6 +39,10 @@ Example (five minutes):
 ${SERVE_USAGE}
 
 ${ADMIN_USAGE}
+
+${CABLE_USAGE}
+
+${DOC_USAGE}
 
 ${LOG_USAGE}
 
@@ -70,6 +77,10 @@ async function main(argv: string[]): Promise<number> {
         return await send(rest);
       case "sync":
         return await sync(rest);
+      case "cable":
+        return await cable(rest);
+      case "doc":
+        return await doc(rest);
       case "conversations":
         return await conversations(rest);
       case "devices":

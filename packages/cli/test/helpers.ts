@@ -1,12 +1,14 @@
 /** Shared set-up for system tests: a server with units and users, and enrolled clients (in-memory key stores). */
 import { MemoryKeyStore, ValiseClient, type TrustAnchors } from "@valise/client";
+import { webCryptoStreamCipher as nodeStreamCipher } from "@valise/client";
 import { startTestServer, type TestServer } from "@valise/server/testing/server";
 import { testWitnesses, misbehave, type Misbehaviour, type TestWitness } from "./malicious.js";
 
 export interface World {
   server: TestServer;
   statuses: number[];
-  enroll(handle: string, name?: string): Promise<ValiseClient>;
+  /** Enrolls a device (optionally with its own fetch, e.g. one that drops connections). */
+  enroll(handle: string, name?: string, fetchImpl?: typeof fetch): Promise<ValiseClient>;
   close(): Promise<void>;
   /** With `transparency`: what every enrolled device pins (log key, test witnesses, quorum). */
   trust: TrustAnchors | undefined;
@@ -28,7 +30,7 @@ export interface WorldOptions {
 
 export async function world(
   kind: "sqlite" | "postgres",
-  users: { handle: string; units: string[]; clearance: string }[],
+  users: { handle: string; units: string[]; clearance: string; role?: "user" | "officer" | "admin" }[],
   opts: WorldOptions = {},
 ): Promise<World> {
   const witnesses = opts.transparency ? testWitnesses(opts.witnesses ?? 2) : [];
@@ -50,21 +52,27 @@ export async function world(
   const units = new Set(users.flatMap((u) => u.units));
   for (const u of units) await server.store.directory.addUnit(u, "SECRET/ASIA,NATO");
   for (const u of users)
-    await server.store.directory.addUser({ handle: u.handle, units: u.units, clearance: u.clearance, role: "user" });
+    await server.store.directory.addUser({
+      handle: u.handle,
+      units: u.units,
+      clearance: u.clearance,
+      role: u.role ?? "user",
+    });
   return {
     server,
     statuses,
     trust,
     witnesses,
     evil,
-    async enroll(handle, name = "laptop") {
+    async enroll(handle, name = "laptop", fetchImpl?: typeof fetch) {
       const { enrollmentCode } = await server.store.directory.newEnrollmentCode(handle);
       return ValiseClient.enroll({
         serverUrl: server.url,
         code: enrollmentCode,
         deviceName: name,
         store: new MemoryKeyStore(),
-        fetch: recordingFetch,
+        fetch: fetchImpl ?? recordingFetch,
+        cipher: nodeStreamCipher(),
         ...(trust ? { trust, transparency: { pollMs: 20 } } : {}),
       });
     },

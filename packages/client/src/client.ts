@@ -62,6 +62,7 @@ import {
 import { Cables, checkAgainstServer } from "./cables.js";
 import { Documents } from "./documents.js";
 import type { StreamCipher } from "./content.js";
+import { webCryptoStreamCipher } from "./docstream.js";
 import type { ContentHost } from "./host.js";
 import { openPush, type WebSocketFactory } from "./push.js";
 
@@ -125,6 +126,21 @@ export class ValiseClient {
   }
   conversationList(): ConversationState[] {
     return Object.values(this.state.conversations);
+  }
+
+  /** Who holds the keys of a conversation now: its MLS group's members (user, device). */
+  conversationMembers(id: string): { user: string; device: string }[] {
+    return groupMembers(this.group(id)).map((m) => ({ user: m.user as string, device: m.device as string }));
+  }
+
+  /** The content key (base64) of a cable this device received, for inspection and tests; null if none. */
+  cableKey(id: string): string | null {
+    return this.state.cables?.[id]?.key ?? null;
+  }
+
+  /** Document and cable keys this device holds (ids). */
+  heldKeys(): { cables: string[]; documents: string[] } {
+    return { cables: Object.keys(this.state.cables ?? {}), documents: Object.keys(this.state.documents ?? {}) };
   }
 
   private get ctx(): GroupContext {
@@ -198,10 +214,7 @@ export class ValiseClient {
         return self.handle;
       },
       transport: this.transport,
-      get cipher() {
-        if (!cipher) throw new ValiseError("bad_request", "no stream cipher configured for documents and cables");
-        return cipher;
-      },
+      cipher: cipher ?? webCryptoStreamCipher(),
       get state() {
         return self.state;
       },
