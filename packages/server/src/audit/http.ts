@@ -14,6 +14,11 @@ import type { AuditRecord } from "./recorder.js";
 
 interface RouteAudit {
   action: AuditAction;
+  /**
+   * The route states its object itself (`req.auditObject`, set as soon as it is known, also before a denial): its
+   * action, id, label, unit, canary flag and bytes override the defaults here.
+   */
+  fromRoute?: boolean;
   write?: boolean;
   /** Successes are audited in the append's own transaction (sendRecord); the hook records denials only. */
   inTransaction?: boolean;
@@ -50,7 +55,53 @@ export const AUDITED_ROUTES: Record<string, RouteAudit> = {
   "POST /v1/conversations/:id/messages": { action: "message.send", write: true, inTransaction: true },
   "POST /v1/conversations/:id/commits": { action: "message.send", write: true, inTransaction: true },
   "GET /v1/inbox": { action: "message.read", kind: "other", object: fixed("inbox") },
+  // Blobs, documents and cables (issue 3): the routes state object, label, unit, canary and bytes.
+  "POST /v1/blobs": { action: "document.write", write: true, fromRoute: true },
+  "PATCH /v1/blobs/:id": { action: "document.write", write: true, fromRoute: true },
+  "GET /v1/blobs/:id/status": { action: "document.read", fromRoute: true },
+  "GET /v1/blobs/:id": { action: "document.read", fromRoute: true },
+  "POST /v1/documents": { action: "document.write", write: true, fromRoute: true },
+  "POST /v1/documents/:id/versions": { action: "document.write", write: true, fromRoute: true },
+  "GET /v1/documents": { action: "document.list", fromRoute: true, object: fixed("documents") },
+  "GET /v1/documents/:id": { action: "document.read", fromRoute: true },
+  "PUT /v1/documents/:id/canary": { action: "document.write", write: true, fromRoute: true },
+  "GET /v1/officer/canaries": { action: "document.list", fromRoute: true, object: fixed("canaries") },
+  "POST /v1/cables": { action: "cable.send", write: true, fromRoute: true },
+  "GET /v1/cables": { action: "cable.list", fromRoute: true, object: fixed("cables") },
+  "GET /v1/cables/queue": { action: "cable.list", fromRoute: true, object: fixed("cable-queue") },
+  "GET /v1/cables/by-reference": { action: "cable.read", fromRoute: true, object: (r) => text(query(r).reference) },
+  "GET /v1/cables/:id": { action: "cable.read", fromRoute: true },
+  "POST /v1/cables/:id/receipts": { action: "cable.read", fromRoute: true },
+  // Successes are audited in the clearance change's own transaction (actor = the officer); denials here.
+  "PUT /v1/users/:handle/clearance": {
+    action: "directory.clearance.set",
+    write: true,
+    inTransaction: true,
+    kind: "user",
+    object: (r) => params(r).handle,
+  },
 };
+
+/** What a blob, document or cable route says about the object it touched (see RouteAudit.fromRoute). */
+export interface ObjectAudit {
+  action?: AuditAction;
+  object?: string;
+  label?: string | null;
+  unit?: string | null;
+  canary?: boolean;
+  bytes?: number;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    auditObject: ObjectAudit | null;
+  }
+}
+
+/** Records what the request touched, for the audit hook (merged with anything stated before). */
+export function auditObject(req: FastifyRequest, o: ObjectAudit): void {
+  req.auditObject = { ...(req.auditObject ?? {}), ...o };
+}
 
 /** Route prefixes audited as a whole (the logs' authenticated reads). */
 const PREFIXES: [string, RouteAudit][] = [
@@ -123,6 +174,7 @@ export async function sendRecord(
 
 export function installAuditHook(app: FastifyInstance, ctx: ServerContext): void {
   const meta = conversationMeta(ctx);
+  app.decorateRequest("auditObject", null);
   const firstUnit = async (handle: string | undefined) =>
     handle ? ((await ctx.store.directory.getUser(handle))?.units[0] ?? null) : null;
 
@@ -171,9 +223,26 @@ export function installAuditHook(app: FastifyInstance, ctx: ServerContext): void
     if (!ok && !denied) return null;
     const route = routeAudit(req.method, url);
     if (!route || (ok && route.inTransaction)) return null;
-    const object = route.object ? route.object(req) : params(req).id;
+    let object = route.object ? route.object(req) : params(req).id;
     let label: string | null = null;
     let unit: string | null = null;
+    if (route.fromRoute) {
+      const o = req.auditObject ?? {};
+      object = o.object ?? object;
+      return {
+        actor: req.session.handle,
+        device: req.session.deviceId,
+        source,
+        client,
+        action: o.action ?? route.action,
+        object: object ?? "",
+        label: o.label ?? null,
+        unit: o.unit ?? null,
+        bytes: o.bytes ?? (route.write ? Number(req.headers["content-length"] ?? 0) : payloadBytes(payload)),
+        canary: o.canary ?? false,
+        outcome: ok ? "ok" : "denied",
+      };
+    }
     if (url === "/v1/conversations" && req.method === "POST") {
       label = typeof body(req).label === "string" ? (body(req).label as string) : null;
       unit = typeof body(req).unit === "string" ? (body(req).unit as string) : null;
@@ -201,6 +270,9 @@ export function installAuditHook(app: FastifyInstance, ctx: ServerContext): void
       if (r) await ctx.audit.record(r);
     } catch (e) {
       req.log.error({ err: { message: e instanceof Error ? e.message : String(e) } }, "audit append failed");
+      // A streamed answer (blob download) is not sent: close its file.
+      if (payload && typeof payload === "object" && "destroy" in payload && typeof payload.destroy === "function")
+        (payload as { destroy(): void }).destroy();
       const err = e instanceof ValiseError ? e : new ValiseError("store_error", "audit log unavailable");
       reply.code(503).header("content-type", "application/json; charset=utf-8");
       return JSON.stringify({

@@ -9,7 +9,7 @@ import { MAX_AUDIT_STRING } from "@valise/core";
 import { newAuditId, type AuditLog } from "../storage/audit-log.js";
 import { GroupCommit } from "../delivery/group-commit.js";
 
-/** What a caller states about one access; id, time and the canary flag are filled in here. */
+/** What a caller states about one access; id and time are filled in here. */
 export interface AuditRecord {
   actor: string;
   device: string | null;
@@ -22,6 +22,8 @@ export interface AuditRecord {
   unit?: string | null;
   bytes: number;
   outcome: AuditOutcome;
+  /** An access to a canary document (officer-set; only ever visible in the audit log). */
+  canary?: boolean;
 }
 
 const cut = (s: string) => (s.length > MAX_AUDIT_STRING ? s.slice(0, MAX_AUDIT_STRING) : s);
@@ -66,8 +68,7 @@ export class AuditRecorder {
       label: cutOrNull(r.label),
       unit: cutOrNull(r.unit),
       bytes: Math.max(0, Math.floor(r.bytes)),
-      // Canary documents come with the documents issue; until then nothing is a canary.
-      canary: false,
+      canary: r.canary ?? false,
       outcome: r.outcome,
     };
   }

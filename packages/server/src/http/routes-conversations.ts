@@ -20,9 +20,11 @@ const B64 = Type.String({ maxLength: MAX_COMMIT, pattern: "^[A-Za-z0-9+/]*={0,2}
 const CreateBody = Type.Object(
   {
     id: ConvId,
-    kind: Type.Union([Type.Literal("direct"), Type.Literal("group"), Type.Literal("unit")]),
+    kind: Type.Union([Type.Literal("direct"), Type.Literal("group"), Type.Literal("unit"), Type.Literal("link")]),
     label: Type.String({ minLength: 1, maxLength: 512 }),
     unit: Type.Optional(Type.String({ maxLength: 200 })),
+    /** `link`: the originating unit (the caller's); `unit` is the addressee unit. */
+    fromUnit: Type.Optional(Type.String({ maxLength: 200 })),
   },
   { additionalProperties: false },
 );
@@ -51,6 +53,12 @@ const InboxQuery = Type.Object({ after: Type.Optional(Type.Integer({ minimum: 0 
 export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { conversations, directory } = ctx.store;
 
+  /** A device whose user is no longer cleared for the conversation's label reads nothing of it (pending removal). */
+  async function requireCleared(conversationId: string, deviceId: string): Promise<void> {
+    if (await conversations.notCleared(conversationId, deviceId))
+      throw new ValiseError("not_cleared", "this device is no longer cleared for the conversation's label");
+  }
+
   app.addContentTypeParser(
     "application/octet-stream",
     { parseAs: "buffer", bodyLimit: MAX_MESSAGE },
@@ -69,21 +77,42 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
       if (!dominates(parseLabel(user.clearance), parseLabel(label)))
         throw new ValiseError("not_cleared", `your clearance does not cover ${label}`);
       let unit: string | null = null;
+      let fromUnit: string | null = null;
+      const units = async (names: string[]) => {
+        const all = await directory.listUnits();
+        return names.map((n) => {
+          const u = all.find((x) => x.name === n);
+          if (!u) throw new ValiseError("not_found", `no unit ${n}`);
+          if (!dominates(parseLabel(u.maxLabel), parseLabel(label)))
+            throw new ValiseError("not_cleared", `unit ${u.name} may not carry ${label}`);
+          return u.name;
+        });
+      };
       if (req.body.kind === "unit") {
         if (!req.body.unit) throw new ValiseError("bad_request", "a unit channel needs `unit`");
+        if (req.body.fromUnit !== undefined) throw new ValiseError("bad_request", "only a link has `fromUnit`");
         if (!user.units.includes(req.body.unit))
           throw new ValiseError("forbidden", `you are not a member of ${req.body.unit}`);
-        const u = (await directory.listUnits()).find((x) => x.name === req.body.unit);
-        if (!u) throw new ValiseError("not_found", `no unit ${req.body.unit}`);
-        if (!dominates(parseLabel(u.maxLabel), parseLabel(label)))
-          throw new ValiseError("not_cleared", `unit ${u.name} may not carry ${label}`);
-        unit = u.name;
-      }
+        unit = (await units([req.body.unit]))[0]!;
+      } else if (req.body.kind === "link") {
+        // Key delivery between units (cables, documents): the caller speaks for `fromUnit`, `unit` receives.
+        if (!req.body.unit || !req.body.fromUnit)
+          throw new ValiseError("bad_request", "a link needs `unit` (addressee) and `fromUnit` (originator)");
+        if (req.body.unit === req.body.fromUnit)
+          throw new ValiseError("bad_request", "a link joins two different units");
+        if (!user.units.includes(req.body.fromUnit))
+          throw new ValiseError("forbidden", `you are not a member of ${req.body.fromUnit}`);
+        const [to, from] = await units([req.body.unit, req.body.fromUnit]);
+        unit = to!;
+        fromUnit = from!;
+      } else if (req.body.unit !== undefined || req.body.fromUnit !== undefined)
+        throw new ValiseError("bad_request", `a ${req.body.kind} conversation has no unit`);
       const conv = await conversations.create({
         id: req.body.id,
         kind: req.body.kind,
         label,
         unit,
+        fromUnit,
         creator: s.handle,
         creatorDevice: s.deviceId,
       });
@@ -102,6 +131,7 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
     const m = await conversations.membership(req.params.id, s.deviceId);
     const conv = await conversations.get(req.params.id);
     if (!conv || !m) throw new ValiseError("not_found", "no such conversation");
+    await requireCleared(req.params.id, s.deviceId);
     return { ...conv, joinedSeq: m.joinedSeq, leftSeq: m.leftSeq };
   });
 
@@ -112,6 +142,7 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
       const s = requireSession(req);
       const m = await conversations.membership(req.params.id, s.deviceId);
       if (!m) throw new ValiseError("not_found", "no such conversation");
+      await requireCleared(req.params.id, s.deviceId);
       const msgs = await conversations.fetch(req.params.id, req.query.after ?? 0, req.query.limit ?? 500, m);
       return {
         messages: msgs.map((x) => ({
@@ -133,6 +164,7 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
       const s = requireSession(req);
       const m = await conversations.membership(req.params.id, s.deviceId);
       if (!m || m.leftSeq !== null) throw new ValiseError("not_found", "no such conversation");
+      await requireCleared(req.params.id, s.deviceId);
       const gi = await conversations.groupInfo(req.params.id);
       if (!gi) throw new ValiseError("not_found", "no group info published yet");
       return { groupInfo: toBase64(gi) };
@@ -189,13 +221,22 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
       if (!conv) throw new ValiseError("not_found", "no such conversation");
       // An external commit (RFC 9420 §12.4.3.2) re-joins a device that lost its state; it must still be a member.
       await requireActiveMember(ctx, req.params.id, s.deviceId);
-      // Need-to-know, server side: only active devices of users cleared for the conversation's label may be added.
+      await requireCleared(req.params.id, s.deviceId);
+      // Need-to-know, server side: only active devices of users cleared for the conversation's label may be added;
+      // to a unit channel only devices of the unit's members, to a link those of either unit's members.
       const label = parseLabel(conv.label);
+      const allowedUnits = conv.kind === "unit" || conv.kind === "link" ? [conv.unit, conv.fromUnit] : null;
       for (const d of new Set(req.body.added)) {
         const dev = await directory.getDevice(d);
         if (!dev || dev.revokedAt !== null) throw new ValiseError("forbidden", `device ${d} is unknown or revoked`);
         const user = await directory.getUser(dev.handle);
-        if (!user || !dominates(parseLabel(user.clearance), label))
+        if (!user) throw new ValiseError("forbidden", `device ${d} has no user`);
+        if (allowedUnits && !user.units.some((u) => allowedUnits.includes(u)))
+          throw new ValiseError(
+            "forbidden",
+            `user ${dev.handle} is not a member of ${allowedUnits.filter((u) => u !== null).join(" or ")}`,
+          );
+        if (!dominates(parseLabel(user.clearance), label))
           throw new ValiseError("not_cleared", `user ${dev.handle} is not cleared for ${conv.label}`);
       }
       const r = await ctx.batcher.append({

@@ -1,8 +1,10 @@
-/** Units, unit members and one-time key packages. */
+/** Units, unit members, one-time key packages, and clearance changes by security officers. */
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
-import { ValiseError, isUnitName } from "@valise/core";
+import { ValiseError, canonicalLabel, isUnitName, parseUserHandle } from "@valise/core";
 import { type ServerContext, b64, requireSession } from "./context.js";
+import { requireOfficer, viewerOf } from "./need-to-know.js";
+import { clientOf } from "../audit/http.js";
 
 const B64 = Type.String({ maxLength: 100_000, pattern: "^[A-Za-z0-9+/]*={0,2}$" });
 const UploadBody = Type.Object(
@@ -14,6 +16,11 @@ const ClaimBody = Type.Object(
   { additionalProperties: false },
 );
 const UnitQuery = Type.Object({ unit: Type.String({ maxLength: 200 }) }, { additionalProperties: false });
+const HandleParams = Type.Object({ handle: Type.String({ minLength: 1, maxLength: 64 }) });
+const ClearanceBody = Type.Object(
+  { clearance: Type.String({ minLength: 1, maxLength: 512 }) },
+  { additionalProperties: false },
+);
 
 export function directoryRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { directory } = ctx.store;
@@ -57,6 +64,27 @@ export function directoryRoutes(app: FastifyInstance, ctx: ServerContext): void 
       }
       const count = await directory.addKeyPackages(s.deviceId, kps);
       return reply.status(201).send({ count });
+    },
+  );
+
+  // Clearances (officers only). Written to the directory log and audited with the officer as actor, in one
+  // transaction that also makes every conversation the new clearance no longer covers pending removal for the
+  // user's devices in it — before this answer is sent.
+  app.put<{ Params: Static<typeof HandleParams>; Body: Static<typeof ClearanceBody> }>(
+    "/v1/users/:handle/clearance",
+    { schema: { params: HandleParams, body: ClearanceBody } },
+    async (req) => {
+      const v = await viewerOf(ctx, req);
+      requireOfficer(v, "setting clearances");
+      const handle = parseUserHandle(req.params.handle);
+      const label = canonicalLabel(req.body.clearance);
+      const r = await directory.setClearance(handle, label, {
+        actor: v.handle,
+        device: v.deviceId,
+        source: req.ip,
+        client: clientOf(req.headers),
+      });
+      return { handle, clearance: r.clearance, pendingRemovals: r.pendingRemovals };
     },
   );
 
