@@ -1,0 +1,765 @@
+/**
+ * The detection engine: a deterministic, event-time-driven stream processor over audit events (no wall clock, no
+ * I/O). For every event it (1) closes any finished UTC day, letting per-user and per-unit baselines learn from the
+ * user-days that raised no alert, (2) derives `$` features from the baselines as they were before this event (new
+ * device, new network, unusual hour, …), (3) evaluates the rules (data) and the built-in volume baselines, and
+ * (4) updates its windows and counters. Memory per user is bounded (capped maps and rings).
+ *
+ * Resisting a slow intruder who tries to train the baselines (baseline poisoning):
+ *  - a user-day with any alert for that user is never learned (no volume sample, no hour profile, no trust);
+ *  - first-seen things (device, network, unit, compartment, action) stay "new" until seen on `quarantineDays`
+ *    separate clean days, so a new device keeps firing its rules while it raises alerts;
+ *  - a learned day counts at most `(1 + growthCap)` × the current reference (capped growth per day);
+ *  - a user's reference is clamped to max(their reference when training ended, `ceilingMult` × their unit's), and
+ *    the unit's reference is a high quantile over all members' clean days, which one user cannot move much;
+ *  - the 7-day volume check compares a user's cumulative reads with both their own and their unit's weekly
+ *    references, so slow-and-low collection that stays under the daily threshold still crosses the weekly one.
+ */
+import {
+  DIRECTORY_CHANGE_ACTIONS,
+  OWN_UNIT_ACTIONS,
+  READ_ACTIONS,
+  compartmentsOf,
+  networkOf,
+  affectedUser,
+  type DetectEvent,
+} from "./event.js";
+import { renderReason, testMatch, type FieldValue, type Rule, type Severity } from "./rules.js";
+import {
+  DAY_MS,
+  HOUR_MS,
+  dayOf,
+  hash32,
+  hourOf,
+  pushCapped,
+  quantile,
+  replacer,
+  reviver,
+  touchCapped,
+} from "./stats.js";
+
+export interface Alert {
+  /** The time of the event that triggered the alert, as given in the input. */
+  time: string;
+  actor: string;
+  /** The rule id, or `baseline.<name>` for a built-in baseline. */
+  rule: string;
+  severity: Severity;
+  reason: string;
+  /** Ids of the events behind the alert (at most `maxAlertEvents`, the triggering event last). */
+  events: string[];
+}
+
+type Metric = "reads" | "bytes" | "novel";
+const METRICS: readonly Metric[] = ["reads", "bytes", "novel"];
+const METRIC_WORDS: Record<Metric, string> = { reads: "items read", bytes: "bytes read", novel: "distinct new items" };
+
+export interface VolumeOptions {
+  /** Floors under which no volume alert fires, per metric, for the 1 h / 24 h / 7 d windows. */
+  floorHour: Record<Metric, number>;
+  floorDay: Record<Metric, number>;
+  floorWeek: Record<Metric, number>;
+  /** 1 h: more than `hourUserMult` × the user's usual day and `hourUnitMult` × the unit's usual heavy day. */
+  hourUserMult: number;
+  hourUnitMult: number;
+  dayUserMult: number;
+  dayUnitMult: number;
+  weekUserMult: number;
+  weekUnitMult: number;
+  /** Multiplies every threshold for the bytes metric (document sizes vary far more than counts). */
+  bytesMult: number;
+  severityHour: Severity;
+  severityDay: Severity;
+  severityWeek: Severity;
+}
+
+export interface EngineOptions {
+  rules: Rule[];
+  /** Events before this time (ms since epoch or ISO) only train. */
+  trainUntil?: number | string;
+  /** Alternatively: train for this many UTC days from the first event's day (default 14 when trainUntil unset). */
+  trainDays?: number;
+  /** Clean days a first-seen device/network/unit/compartment/action must be seen on before it is trusted. */
+  quarantineDays?: number;
+  /** Learned days kept per user (volume references). */
+  historyDays?: number;
+  /** Days of history before a user's own volume/hour baseline is used (before that: the unit's). */
+  minHistoryDays?: number;
+  growthCap?: number;
+  ceilingMult?: number;
+  /** Active days at an hour (±1) below this share are unusual. */
+  unusualHourShare?: number;
+  volume?: Partial<VolumeOptions>;
+  maxAlertEvents?: number;
+}
+
+const DEFAULT_VOLUME: VolumeOptions = {
+  floorHour: { reads: 60, bytes: 200e6, novel: 40 },
+  floorDay: { reads: 120, bytes: 500e6, novel: 80 },
+  floorWeek: { reads: 400, bytes: 2e9, novel: 200 },
+  hourUserMult: 1.5,
+  hourUnitMult: 1,
+  dayUserMult: 3,
+  dayUnitMult: 2,
+  weekUserMult: 2,
+  weekUnitMult: 1.6,
+  bytesMult: 2,
+  severityHour: "high",
+  severityDay: "medium",
+  severityWeek: "medium",
+};
+
+interface Trust {
+  clean: number;
+  last: number;
+}
+
+type Triple = Record<Metric, number>;
+const zero = (): Triple => ({ reads: 0, bytes: 0, novel: 0 });
+
+interface UserState {
+  units: Map<string, number>;
+  ents: Map<string, Trust>;
+  today: Set<string>;
+  todayHours: number[];
+  todayVol: Triple;
+  dirtyDay: number;
+  active: boolean;
+  hourHist: number[];
+  hourDays: number;
+  days: Record<Metric, number[]>;
+  weeks: Record<Metric, number[]>;
+  historyDays: number;
+  trained: Triple | null;
+  /** Cached at each day close: own quantiles of learned days and weeks (-1: not enough history). */
+  refDay: Triple;
+  refWeek: Triple;
+  bHour: number[];
+  bVol: Record<Metric, number[]>;
+  objs: Map<number, number>;
+  recent: [number, string][];
+  added: Map<string, number>;
+  risk: { t: number; score: number; rule: string; ids: string[] }[];
+}
+
+interface UnitState {
+  samples: Record<Metric, number[]>;
+  weeks: Record<Metric, number[]>;
+  totals: number[];
+  bHour: number[];
+  bReads: number[];
+  todayReads: number;
+  comps: Set<string>;
+  members: number;
+  /** Cached at each day close. */
+  refDay: Triple;
+  refWeek: Triple;
+  usualTotal: number;
+}
+
+interface WindowState {
+  t: number[];
+  ids: string[];
+  vals: string[];
+}
+
+interface State {
+  version: 1;
+  firstDay: number | null;
+  trainUntil: number | null;
+  curDay: number | null;
+  now: number;
+  trainedFrozen: boolean;
+  users: Map<string, UserState>;
+  units: Map<string, UnitState>;
+  orgNets: Map<string, number>;
+  windows: Map<string, WindowState>;
+  suppress: Map<string, number>;
+}
+
+const ENT_CAP = 256;
+const OBJ_CAP = 3000;
+const OBJ_MEMORY_DAYS = 30;
+const RECENT_CAP = 200;
+const WINDOW_CAP = 2000;
+const UNIT_SAMPLE_CAP = 2000;
+const ORG_NET_CAP = 50_000;
+const WEEK_HOURS = 168;
+
+export class DetectionEngine {
+  private readonly rules: Rule[];
+  private readonly o: Required<Omit<EngineOptions, "rules" | "trainUntil" | "trainDays" | "volume">> & {
+    volume: VolumeOptions;
+    trainDays: number;
+  };
+  private s: State;
+  private features = new Map<string, FieldValue>();
+
+  constructor(opts: EngineOptions) {
+    this.rules = opts.rules;
+    this.o = {
+      quarantineDays: opts.quarantineDays ?? 2,
+      historyDays: opts.historyDays ?? 28,
+      minHistoryDays: opts.minHistoryDays ?? 7,
+      growthCap: opts.growthCap ?? 0.25,
+      ceilingMult: opts.ceilingMult ?? 1.5,
+      unusualHourShare: opts.unusualHourShare ?? 0.04,
+      maxAlertEvents: opts.maxAlertEvents ?? 50,
+      trainDays: opts.trainDays ?? 14,
+      volume: { ...DEFAULT_VOLUME, ...opts.volume },
+    };
+    const tu = opts.trainUntil;
+    this.s = {
+      version: 1,
+      firstDay: null,
+      trainUntil: tu === undefined ? null : typeof tu === "number" ? tu : Date.parse(tu),
+      curDay: null,
+      now: -Infinity,
+      trainedFrozen: false,
+      users: new Map(),
+      units: new Map(),
+      orgNets: new Map(),
+      windows: new Map(),
+      suppress: new Map(),
+    };
+    if (this.s.trainUntil !== null && Number.isNaN(this.s.trainUntil)) throw new RangeError("trainUntil is not a time");
+  }
+
+  /** The time before which events only train (known after the first event when trainDays is used). */
+  get trainUntil(): number | null {
+    return this.s.trainUntil;
+  }
+
+  /** Feeds one event (in time order; slightly late events are treated as happening now). Returns new alerts. */
+  push(e: DetectEvent): Alert[] {
+    const s = this.s;
+    const t = Math.max(e.time, s.now);
+    s.now = t;
+    const day = dayOf(t);
+    if (s.firstDay === null) {
+      s.firstDay = day;
+      s.curDay = day;
+      if (s.trainUntil === null) s.trainUntil = (day + this.o.trainDays) * DAY_MS;
+    }
+    while (s.curDay! < day) {
+      // A long gap: close the day that ended, then jump (zero-activity days beyond 31 are not replayed).
+      this.closeDay(s.curDay!);
+      s.curDay = day - s.curDay! > 31 ? day : s.curDay! + 1;
+    }
+    const training = t < s.trainUntil!;
+    if (!training && !s.trainedFrozen) this.freezeTrained();
+    const u = this.user(e.actor);
+    const f = this.derive(e, u, t);
+    const alerts: Alert[] = [];
+    if (!training) {
+      this.evalRules(e, u, t, alerts);
+    }
+    this.learnEvent(e, u, t, f);
+    if (!training && READ_ACTIONS.has(e.action) && e.outcome === "ok") this.evalVolume(e, u, t, alerts);
+    for (const a of alerts) {
+      const au = this.user(a.actor);
+      au.dirtyDay = day;
+    }
+    return alerts;
+  }
+
+  /** Closes the current day so its clean user-days are learned; no alert is pending, so returns none. */
+  flush(): Alert[] {
+    if (this.s.curDay !== null) {
+      this.closeDay(this.s.curDay);
+      this.s.curDay += 1;
+    }
+    return [];
+  }
+
+  /** A JSON-serialisable copy of the whole state (rules are not included: pass them again to restore). */
+  snapshot(): unknown {
+    return JSON.parse(JSON.stringify({ ...this.s, now: Number.isFinite(this.s.now) ? this.s.now : null }, replacer));
+  }
+
+  static restore(snapshot: unknown, opts: EngineOptions): DetectionEngine {
+    const e = new DetectionEngine(opts);
+    const s = JSON.parse(JSON.stringify(snapshot), reviver) as State & { now: number | null };
+    if (s.version !== 1) throw new RangeError("unsupported detection snapshot version");
+    e.s = { ...s, now: s.now ?? -Infinity };
+    return e;
+  }
+
+  // --- state ---
+
+  private user(handle: string): UserState {
+    let u = this.s.users.get(handle);
+    if (!u) {
+      u = {
+        units: new Map(),
+        ents: new Map(),
+        today: new Set(),
+        todayHours: new Array<number>(24).fill(0),
+        todayVol: zero(),
+        dirtyDay: -1,
+        active: false,
+        hourHist: new Array<number>(24).fill(0),
+        hourDays: 0,
+        days: { reads: [], bytes: [], novel: [] },
+        weeks: { reads: [], bytes: [], novel: [] },
+        historyDays: 0,
+        trained: null,
+        refDay: { reads: -1, bytes: -1, novel: -1 },
+        refWeek: { reads: -1, bytes: -1, novel: -1 },
+        bHour: new Array<number>(WEEK_HOURS).fill(-1),
+        bVol: {
+          reads: new Array<number>(WEEK_HOURS).fill(0),
+          bytes: new Array<number>(WEEK_HOURS).fill(0),
+          novel: new Array<number>(WEEK_HOURS).fill(0),
+        },
+        objs: new Map(),
+        recent: [],
+        added: new Map(),
+        risk: [],
+      };
+      this.s.users.set(handle, u);
+    }
+    return u;
+  }
+
+  private unit(name: string): UnitState {
+    let n = this.s.units.get(name);
+    if (!n) {
+      n = {
+        samples: { reads: [], bytes: [], novel: [] },
+        weeks: { reads: [], bytes: [], novel: [] },
+        totals: [],
+        bHour: new Array<number>(24).fill(-1),
+        bReads: new Array<number>(24).fill(0),
+        todayReads: 0,
+        comps: new Set(),
+        members: 0,
+        refDay: zero(),
+        refWeek: zero(),
+        usualTotal: 0,
+      };
+      this.s.units.set(name, n);
+    }
+    return n;
+  }
+
+  private homeUnit(u: UserState): string | null {
+    let best: string | null = null;
+    let n = -1;
+    for (const [k, v] of u.units) if (v > n || (v === n && best !== null && k < best)) [best, n] = [k, v];
+    return best;
+  }
+
+  private trusted(u: UserState, key: string): boolean {
+    const x = u.ents.get(key);
+    return x !== undefined && x.clean >= this.o.quarantineDays;
+  }
+
+  // --- features ---
+
+  private derive(e: DetectEvent, u: UserState, t: number): Map<string, FieldValue> {
+    const f = this.features;
+    f.clear();
+    const net = networkOf(e.source);
+    const comps = compartmentsOf(e.label);
+    const isRead = READ_ACTIONS.has(e.action);
+    const dirChange = DIRECTORY_CHANGE_ACTIONS.has(e.action);
+    const affected = affectedUser(e);
+    f.set("$read", isRead);
+    f.set("$directoryChange", dirChange);
+    f.set("$selfChange", dirChange && affected === e.actor);
+    f.set("$network", net);
+    f.set("$compartments", comps);
+    f.set("$newDevice", e.device !== null && !this.trusted(u, `d:${e.device}`));
+    f.set("$newNetwork", e.source !== "" && !this.trusted(u, `n:${net}`));
+    f.set("$orgNewNetwork", e.source !== "" && (this.s.orgNets.get(net) ?? 0) < this.o.quarantineDays);
+    f.set("$newUnit", e.unit !== null && !this.trusted(u, `u:${e.unit}`));
+    f.set(
+      "$newCompartment",
+      comps.some((c) => !this.trusted(u, `c:${c}`)),
+    );
+    const home = this.homeUnit(u);
+    const hu = home !== null ? this.s.units.get(home) : undefined;
+    f.set(
+      "$unitNewCompartment",
+      comps.some((c) => !hu?.comps.has(c)),
+    );
+    f.set("$newAction", !this.trusted(u, `a:${e.action}`));
+    f.set("$newTargetUnit", dirChange && e.unit !== null && !this.trusted(u, `t:${e.unit}`));
+    f.set("$outsideUnits", e.unit !== null && u.units.size > 0 && !u.units.has(e.unit));
+    f.set("$unusualHour", this.unusualHour(u, t));
+    const added = e.device !== null ? u.added.get(e.device) : undefined;
+    f.set("$deviceAddedAgo", added !== undefined ? Math.max(0, Math.round((t - added) / 1000)) : undefined);
+    f.set("$historyDays", u.historyDays);
+    return f;
+  }
+
+  private unusualHour(u: UserState, t: number): boolean {
+    if (u.hourDays < this.o.minHistoryDays) return false;
+    const h = new Date(t).getUTCHours();
+    const share = (u.hourHist[(h + 23) % 24]! + u.hourHist[h]! + u.hourHist[(h + 1) % 24]!) / u.hourDays;
+    return share < this.o.unusualHourShare;
+  }
+
+  private field(e: DetectEvent, name: string): FieldValue {
+    if (name.startsWith("$")) return this.features.get(name);
+    switch (name) {
+      case "id":
+        return e.id;
+      case "actor":
+        return e.actor;
+      case "device":
+        return e.device;
+      case "source":
+        return e.source;
+      case "client":
+        return e.client;
+      case "action":
+        return e.action;
+      case "object":
+        return e.object;
+      case "target_device":
+        return e.target_device;
+      case "label":
+        return e.label;
+      case "unit":
+        return e.unit;
+      case "bytes":
+        return e.bytes;
+      case "canary":
+        return e.canary;
+      case "outcome":
+        return e.outcome;
+      default:
+        return undefined;
+    }
+  }
+
+  // --- rules ---
+
+  private suppressed(key: string, t: number): boolean {
+    const until = this.s.suppress.get(key);
+    return until !== undefined && t < until;
+  }
+
+  private evalRules(e: DetectEvent, u: UserState, t: number, out: Alert[]): void {
+    const get = (n: string): FieldValue => this.field(e, n);
+    let signalled = false;
+    for (const r of this.rules) {
+      if (r.risk) continue;
+      if (!testMatch(get, r.match)) continue;
+      if (r.anyOf && !r.anyOf.some((m) => testMatch(get, m))) continue;
+      if (r.exclude && Object.keys(r.exclude).length > 0 && testMatch(get, r.exclude)) continue;
+      let ids = [e.id];
+      let count = 1;
+      let key = e.actor;
+      if (r.threshold) {
+        const th = r.threshold;
+        key = th.groupBy.map((g) => JSON.stringify(get(g) ?? null)).join("|");
+        const wkey = `${r.id}|${key}`;
+        let w = this.s.windows.get(wkey);
+        if (!w) {
+          w = { t: [], ids: [], vals: [] };
+          this.s.windows.set(wkey, w);
+        }
+        const from = t - th.windowSeconds * 1000;
+        let drop = 0;
+        while (drop < w.t.length && w.t[drop]! <= from) drop++;
+        if (drop > 0 || w.t.length >= WINDOW_CAP) {
+          drop = Math.max(drop, w.t.length + 1 - WINDOW_CAP);
+          w.t.splice(0, drop);
+          w.ids.splice(0, drop);
+          w.vals.splice(0, drop);
+        }
+        w.t.push(t);
+        w.ids.push(e.id);
+        w.vals.push(th.distinct ? JSON.stringify(get(th.distinct) ?? null) : "");
+        count = th.distinct ? new Set(w.vals).size : w.t.length;
+        if (count < th.count) continue;
+        ids = w.ids.slice(-this.o.maxAlertEvents);
+        this.s.windows.delete(wkey);
+      }
+      const skey = `${r.id}|${key}`;
+      if (this.suppressed(skey, t)) continue;
+      if (r.suppressSeconds > 0) this.s.suppress.set(skey, t + r.suppressSeconds * 1000);
+      const window = r.threshold ? fmtDuration(r.threshold.windowSeconds) : "";
+      const reason = renderReason(r.reason, (n) =>
+        n === "count" ? count : n === "window" ? window : n === "time" ? e.timeText : get(n),
+      );
+      if (r.score !== undefined) {
+        u.risk.push({ t, score: r.score, rule: r.id, ids });
+        signalled = true;
+        continue;
+      }
+      out.push({ time: e.timeText, actor: e.actor, rule: r.id, severity: r.severity, reason, events: ids });
+    }
+    if (signalled) this.evalRisk(e, u, t, out);
+  }
+
+  private evalRisk(e: DetectEvent, u: UserState, t: number, out: Alert[]): void {
+    const maxWindow = Math.max(0, ...this.rules.map((r) => (r.risk ? r.risk.windowSeconds * 1000 : 0)));
+    u.risk = u.risk.filter((x) => x.t > t - maxWindow);
+    for (const r of this.rules) {
+      if (!r.risk) continue;
+      const inWin = u.risk.filter((x) => x.t > t - r.risk!.windowSeconds * 1000);
+      const score = inWin.reduce((a, x) => a + x.score, 0);
+      if (score < r.risk.score) continue;
+      const skey = `${r.id}|${e.actor}`;
+      if (this.suppressed(skey, t)) continue;
+      this.s.suppress.set(skey, t + r.suppressSeconds * 1000);
+      const signals = inWin.map((x) => `${x.rule} (+${x.score})`).join(", ");
+      const ids = [...new Set(inWin.flatMap((x) => x.ids))].slice(-this.o.maxAlertEvents);
+      const reason = renderReason(r.reason, (n) =>
+        n === "score" ? score : n === "signals" ? signals : n === "time" ? e.timeText : this.field(e, n),
+      );
+      out.push({ time: e.timeText, actor: e.actor, rule: r.id, severity: r.severity, reason, events: ids });
+    }
+  }
+
+  // --- volume baselines ---
+
+  private windowSum(u: UserState, m: Metric, hours: number, h: number): number {
+    let total = 0;
+    for (let k = 0; k < hours; k++) {
+      const i = (((h - k) % WEEK_HOURS) + WEEK_HOURS) % WEEK_HOURS;
+      if (u.bHour[i] === h - k) total += u.bVol[m][i]!;
+    }
+    return total;
+  }
+
+  /** The user's daily reference for a metric: a high quantile of learned days, clamped against the unit's. */
+  private userDayRef(u: UserState, m: Metric, unitRef: number): number {
+    if (u.historyDays < this.o.minHistoryDays || u.refDay[m] < 0) return unitRef;
+    const ceiling = Math.max(u.trained?.[m] ?? 0, unitRef * this.o.ceilingMult);
+    return Math.min(u.refDay[m], ceiling);
+  }
+
+  private userWeekRef(u: UserState, m: Metric, unitRef: number): number {
+    if (u.historyDays < this.o.minHistoryDays || u.refWeek[m] < 0) return unitRef;
+    return Math.min(u.refWeek[m], unitRef * this.o.ceilingMult);
+  }
+
+  private unitRefs(home: string | null): { day: Triple; week: Triple } {
+    const n = home !== null ? this.s.units.get(home) : undefined;
+    return n ? { day: n.refDay, week: n.refWeek } : { day: zero(), week: zero() };
+  }
+
+  /** How busy the user's unit is now compared to its usual day (month-end reporting lifts everyone). */
+  private surge(home: string | null, u: UserState, h: number): number {
+    const n = home !== null ? this.s.units.get(home) : undefined;
+    if (!n || n.totals.length < this.o.minHistoryDays || n.members < 3) return 1;
+    let unit24 = 0;
+    for (let k = 0; k < 24; k++) {
+      const i = (((h - k) % 24) + 24) % 24;
+      if (n.bHour[i] === h - k) unit24 += n.bReads[i]!;
+    }
+    const others = unit24 - this.windowSum(u, "reads", 24, h);
+    const usual = n.usualTotal * (1 - 1 / n.members);
+    if (!(usual > 0)) return 1;
+    return Math.min(3, Math.max(1, others / usual));
+  }
+
+  /** After the read was counted: does a 1 h / 24 h / 7 d window now exceed the user's and the unit's limits? */
+  private evalVolume(e: DetectEvent, u: UserState, t: number, out: Alert[]): void {
+    const v = this.o.volume;
+    const h = hourOf(t);
+    const home = this.homeUnit(u);
+    const refs = this.unitRefs(home);
+    const surge = this.surge(home, u, h);
+    const checks: [string, number, Record<Metric, number>, Severity, (m: Metric) => number, string][] = [
+      [
+        "volume-burst",
+        1,
+        v.floorHour,
+        v.severityHour,
+        (m) => Math.max(v.hourUserMult * this.userDayRef(u, m, refs.day[m]), v.hourUnitMult * refs.day[m]),
+        "in one hour",
+      ],
+      [
+        "volume-day",
+        24,
+        v.floorDay,
+        v.severityDay,
+        (m) => Math.max(v.dayUserMult * this.userDayRef(u, m, refs.day[m]), v.dayUnitMult * refs.day[m]),
+        "in 24 hours",
+      ],
+      [
+        "volume-week",
+        WEEK_HOURS,
+        v.floorWeek,
+        v.severityWeek,
+        (m) => Math.max(v.weekUserMult * this.userWeekRef(u, m, refs.week[m]), v.weekUnitMult * refs.week[m]),
+        "in 7 days",
+      ],
+    ];
+    for (const [name, hours, floors, severity, thresholdOf, span] of checks) {
+      const rule = `baseline.${name}`;
+      const skey = `${rule}|${e.actor}`;
+      if (this.suppressed(skey, t)) continue;
+      for (const m of METRICS) {
+        const mult = m === "bytes" ? v.bytesMult : 1;
+        const threshold = Math.max(floors[m], thresholdOf(m)) * surge * mult;
+        const value = this.windowSum(u, m, hours, h);
+        if (value <= threshold) continue;
+        const since = t - hours * HOUR_MS;
+        const ids = u.recent.filter(([rt]) => rt > since).map(([, id]) => id);
+        const shown = ids.slice(-this.o.maxAlertEvents);
+        const amount = m === "bytes" ? fmtBytes(value) : String(value);
+        const limit = m === "bytes" ? fmtBytes(threshold) : String(Math.round(threshold));
+        const reason =
+          `${e.actor} read ${amount} ${METRIC_WORDS[m]} ${span}, above the limit of ${limit} from their own ` +
+          `baseline and that of their unit ${home ?? "(unknown)"}` +
+          (surge > 1 ? ` (already raised ×${surge.toFixed(1)} because the unit is busy)` : "");
+        out.push({ time: e.timeText, actor: e.actor, rule, severity, reason, events: shown });
+        this.s.suppress.set(skey, t + Math.max(hours, 24) * HOUR_MS);
+        break;
+      }
+    }
+  }
+
+  // --- learning ---
+
+  private learnEvent(e: DetectEvent, u: UserState, t: number, f: Map<string, FieldValue>): void {
+    const day = dayOf(t);
+    u.active = true;
+    u.todayHours[new Date(t).getUTCHours()]! += 1;
+    const affected = affectedUser(e);
+    if (e.action === "directory.device.add" && e.outcome === "ok" && affected !== null) {
+      const dev = e.target_device ?? e.device;
+      if (dev !== null) touchCapped(this.user(affected).added, dev, t, 16);
+    }
+    if (e.outcome !== "ok") return;
+    const ents: string[] = [`a:${e.action}`];
+    if (e.device !== null) ents.push(`d:${e.device}`);
+    if (e.source !== "") ents.push(`n:${f.get("$network") as string}`);
+    if (e.unit !== null) {
+      if (OWN_UNIT_ACTIONS.has(e.action)) touchCapped(u.units, e.unit, (u.units.get(e.unit) ?? 0) + 1, 16);
+      else if (DIRECTORY_CHANGE_ACTIONS.has(e.action)) ents.push(`t:${e.unit}`);
+      else ents.push(`u:${e.unit}`);
+    }
+    for (const c of f.get("$compartments") as string[]) ents.push(`c:${c}`);
+    for (const k of ents) {
+      u.today.add(k);
+      const x = u.ents.get(k) ?? { clean: 0, last: day };
+      x.last = day;
+      touchCapped(u.ents, k, x, ENT_CAP);
+    }
+    if (!READ_ACTIONS.has(e.action)) return;
+    const h = hourOf(t);
+    const i = h % WEEK_HOURS;
+    if (u.bHour[i] !== h) {
+      u.bHour[i] = h;
+      for (const m of METRICS) u.bVol[m][i] = 0;
+    }
+    const oh = hash32(e.object);
+    const seen = u.objs.get(oh);
+    const novel = seen === undefined || day - seen > OBJ_MEMORY_DAYS ? 1 : 0;
+    touchCapped(u.objs, oh, day, OBJ_CAP);
+    u.bVol.reads[i]! += 1;
+    u.bVol.bytes[i]! += e.bytes;
+    u.bVol.novel[i]! += novel;
+    u.todayVol.reads += 1;
+    u.todayVol.bytes += e.bytes;
+    u.todayVol.novel += novel;
+    pushCapped(u.recent, [t, e.id], RECENT_CAP);
+    const home = this.homeUnit(u);
+    if (home !== null) {
+      const n = this.unit(home);
+      const j = h % 24;
+      if (n.bHour[j] !== h) {
+        n.bHour[j] = h;
+        n.bReads[j] = 0;
+      }
+      n.bReads[j]! += 1;
+      n.todayReads += 1;
+    }
+  }
+
+  private freezeTrained(): void {
+    this.s.trainedFrozen = true;
+    for (const u of this.s.users.values()) {
+      if (u.historyDays < this.o.minHistoryDays) continue;
+      u.trained = { reads: 0, bytes: 0, novel: 0 };
+      for (const m of METRICS) u.trained[m] = u.refDay[m];
+    }
+  }
+
+  /** Learns the user-days of `day` that raised no alert, and the unit and organisation profiles from them. */
+  private closeDay(day: number): void {
+    const s = this.s;
+    const members = new Map<string, number>();
+    const endHour = hourOf((day + 1) * DAY_MS) - 1;
+    for (const [, u] of s.users) {
+      const clean = u.dirtyDay !== day;
+      const home = this.homeUnit(u);
+      if (home !== null) members.set(home, (members.get(home) ?? 0) + 1);
+      if (clean && (u.active || u.historyDays > 0)) {
+        const hn = home !== null ? this.unit(home) : undefined;
+        for (const m of METRICS) {
+          const unitRef = hn && hn.samples[m].length >= 5 ? hn.refDay[m] : Infinity;
+          const ref = u.refDay[m] >= 0 && u.days[m].length >= this.o.minHistoryDays ? u.refDay[m] : unitRef;
+          const cap = Math.max((1 + this.o.growthCap) * ref, this.o.volume.floorDay[m] / 4);
+          const v = Math.min(u.todayVol[m], cap);
+          pushCapped(u.days[m], v, this.o.historyDays);
+          if (u.todayVol[m] > 0 && hn) pushCapped(hn.samples[m], v, UNIT_SAMPLE_CAP);
+          if (day % 7 === 0 || u.weeks[m].length < 4) {
+            const wk = Math.min(this.windowSum(u, m, WEEK_HOURS, endHour), u.weeks[m].length >= 4 ? cap * 7 : Infinity);
+            if (u.historyDays >= 6) {
+              pushCapped(u.weeks[m], wk, 8);
+              if (wk > 0 && hn) pushCapped(hn.weeks[m], wk, UNIT_SAMPLE_CAP);
+            }
+          }
+        }
+        u.historyDays += 1;
+        if (u.active) {
+          const decay = 0.98;
+          for (let h = 0; h < 24; h++) u.hourHist[h] = u.hourHist[h]! * decay + (u.todayHours[h]! > 0 ? 1 : 0);
+          u.hourDays = u.hourDays * decay + 1;
+        }
+        for (const k of u.today) {
+          const x = u.ents.get(k);
+          if (x) x.clean += 1;
+          if (k.startsWith("n:")) touchCapped(s.orgNets, k.slice(2), (s.orgNets.get(k.slice(2)) ?? 0) + 1, ORG_NET_CAP);
+          if (k.startsWith("c:") && hn && this.trusted(u, k)) hn.comps.add(k.slice(2));
+        }
+      }
+      if (clean)
+        for (const m of METRICS) {
+          u.refDay[m] = u.days[m].length >= this.o.minHistoryDays ? quantile(u.days[m], 0.9) : -1;
+          u.refWeek[m] = u.weeks[m].length > 0 ? quantile(u.weeks[m], 0.9) : -1;
+        }
+      u.today.clear();
+      u.todayHours.fill(0);
+      u.todayVol = zero();
+      u.active = false;
+    }
+    for (const [name, n] of s.units) {
+      n.members = members.get(name) ?? 0;
+      pushCapped(n.totals, n.todayReads, this.o.historyDays);
+      n.todayReads = 0;
+      n.usualTotal = n.totals.length > 0 ? quantile(n.totals, 0.75) : 0;
+      for (const m of METRICS) {
+        n.refDay[m] = n.samples[m].length >= 5 ? quantile(n.samples[m], 0.95) : 0;
+        n.refWeek[m] = n.weeks[m].length >= 5 ? quantile(n.weeks[m], 0.9) : 0;
+      }
+    }
+    const now = (day + 1) * DAY_MS;
+    for (const [k, until] of s.suppress) if (until <= now) s.suppress.delete(k);
+    for (const [k, w] of s.windows)
+      if (w.t.length === 0 || w.t[w.t.length - 1]! < now - 31 * DAY_MS) s.windows.delete(k);
+  }
+}
+
+function fmtDuration(seconds: number): string {
+  if (seconds % 86400 === 0) return `${seconds / 86400} d`;
+  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
+  if (seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
+}
+
+function fmtBytes(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} kB`;
+  return `${n} B`;
+}
