@@ -5,6 +5,7 @@ import { conversations, devices, enroll, send, sync } from "./client-commands.js
 import { reportError } from "./output.js";
 import { log, LOG_USAGE } from "./log-commands.js";
 import { audit, AUDIT_USAGE } from "./audit-commands.js";
+import { detect } from "./detect-commands.js";
 import { witness, WITNESS_USAGE } from "./witness-commands.js";
 import { cable, CABLE_USAGE, doc, DOC_USAGE } from "./content-commands.js";
 
@@ -27,6 +28,7 @@ Device:
   devices        this user's devices per the verified directory log, and own-account alerts (--ack DEVICE)
 Security officer:
   audit          tail, query, verify and export the audit log (every access to stored data)
+  detect         replay audit events (JSONL) through the detection rules and baselines, print alerts
 
 Example (five minutes):
   npx valise serve &
@@ -69,6 +71,8 @@ async function main(argv: string[]): Promise<number> {
         return await log(rest);
       case "audit":
         return await audit(rest);
+      case "detect":
+        return await detect(rest);
       case "witness":
         return await witness(rest);
       case "enroll":
