@@ -6,6 +6,7 @@ import {
   protocolServerMls,
   type AppOptions,
   type LogKey,
+  type ServerMls,
   type Store,
 } from "../index.js";
 import { freshDb, type TestDb } from "./databases.js";
@@ -31,6 +32,8 @@ export async function startTestServer(
     checkpointIntervalMs?: number;
     /** Runs before the server listens (Fastify hooks can only be added then), e.g. to misbehave on purpose. */
     beforeListen?: (app: FastifyInstance, store: Store) => void | Promise<void>;
+    /** Substitute MLS inspection (tests that route messages without real MLS groups); default @valise/protocol's. */
+    mls?: ServerMls;
     /** More buildApp options (e.g. witnesses). */
     app?: Partial<Omit<AppOptions, "store" | "mls">>;
   } = {},
@@ -45,7 +48,7 @@ export async function startTestServer(
       : opts.logKey || undefined;
   const { app } = await buildApp({
     store,
-    mls: protocolServerMls,
+    mls: opts.mls ?? protocolServerMls,
     logger: { level: "info", stream },
     loginRatePerMinute: opts.loginRatePerMinute ?? 10_000,
     ...(logKey ? { logKey, checkpointIntervalMs: opts.checkpointIntervalMs ?? 20 } : {}),
