@@ -62,7 +62,13 @@ after(async () => {
   await db.dispose();
 });
 
-const ENDPOINTS: { method: "GET" | "POST"; url: string; auth: boolean; json?: boolean; binary?: boolean }[] = [
+const ENDPOINTS: {
+  method: "GET" | "POST" | "PUT" | "PATCH";
+  url: string;
+  auth: boolean;
+  json?: boolean;
+  binary?: boolean;
+}[] = [
   { method: "POST", url: "/v1/enroll", auth: false, json: true },
   { method: "POST", url: "/v1/auth/challenge", auth: false, json: true },
   { method: "POST", url: "/v1/auth/session", auth: false, json: true },
@@ -81,6 +87,23 @@ const ENDPOINTS: { method: "GET" | "POST"; url: string; auth: boolean; json?: bo
   { method: "POST", url: `/v1/conversations/${CONV}/messages`, auth: true, binary: true },
   { method: "POST", url: `/v1/conversations/${CONV}/commits`, auth: true, json: true },
   { method: "GET", url: "/v1/inbox", auth: true },
+  { method: "POST", url: "/v1/blobs", auth: true, json: true },
+  { method: "GET", url: "/v1/blobs/b-unknown00001/status", auth: true },
+  { method: "PATCH", url: "/v1/blobs/b-unknown00001", auth: true, binary: true },
+  { method: "GET", url: "/v1/blobs/b-unknown00001", auth: true },
+  { method: "POST", url: "/v1/documents", auth: true, json: true },
+  { method: "GET", url: "/v1/documents", auth: true },
+  { method: "GET", url: "/v1/documents/f-unknown00001", auth: true },
+  { method: "POST", url: "/v1/documents/f-unknown00001/versions", auth: true, json: true },
+  { method: "PUT", url: "/v1/documents/f-unknown00001/canary", auth: true, json: true },
+  { method: "GET", url: "/v1/officer/canaries", auth: true },
+  { method: "POST", url: "/v1/cables", auth: true, json: true },
+  { method: "GET", url: "/v1/cables?limit=5&unit=HQ/ASIA-1", auth: true },
+  { method: "GET", url: "/v1/cables/queue", auth: true },
+  { method: "GET", url: "/v1/cables/k-unknown00001", auth: true },
+  { method: "GET", url: "/v1/cables/by-reference?reference=HQ/ASIA-1%202026/000001", auth: true },
+  { method: "POST", url: "/v1/cables/k-unknown00001/receipts", auth: true, json: true },
+  { method: "PUT", url: "/v1/users/alice/clearance", auth: true, json: true },
 ];
 
 function assertClientError(r: { statusCode: number; body: string }, what: string, expected?: number) {
@@ -297,7 +320,7 @@ test("random garbage to every endpoint never yields a 5xx", async () => {
             "idempotency-key": "fuzzfuzz01",
             ...(authed ? { authorization: `Bearer ${token}` } : {}),
           },
-          ...(e.method === "POST" ? { payload } : {}),
+          ...(e.method !== "GET" ? { payload } : {}),
         });
         assert.ok(r.statusCode < 500, `${e.method} ${e.url} → ${r.statusCode} ${r.body}`);
       },
