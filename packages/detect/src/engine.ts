@@ -50,9 +50,14 @@ export interface Alert {
   events: string[];
 }
 
-type Metric = "reads" | "bytes" | "novel";
-const METRICS: readonly Metric[] = ["reads", "bytes", "novel"];
-const METRIC_WORDS: Record<Metric, string> = { reads: "items read", bytes: "bytes read", novel: "distinct new items" };
+type Metric = "reads" | "bytes" | "novel" | "docs";
+const METRICS: readonly Metric[] = ["reads", "bytes", "novel", "docs"];
+const METRIC_WORDS: Record<Metric, string> = {
+  reads: "items read",
+  bytes: "bytes read",
+  novel: "distinct items new to them",
+  docs: "distinct documents they never opened before",
+};
 
 export interface VolumeOptions {
   /** Floors under which no volume alert fires, per metric, for the 1 h / 24 h / 7 d windows. */
@@ -94,9 +99,9 @@ export interface EngineOptions {
 }
 
 const DEFAULT_VOLUME: VolumeOptions = {
-  floorHour: { reads: 60, bytes: 200e6, novel: 40 },
-  floorDay: { reads: 120, bytes: 500e6, novel: 80 },
-  floorWeek: { reads: 400, bytes: 2e9, novel: 200 },
+  floorHour: { reads: 60, bytes: 200e6, novel: 40, docs: 25 },
+  floorDay: { reads: 120, bytes: 500e6, novel: 80, docs: 30 },
+  floorWeek: { reads: 400, bytes: 2e9, novel: 200, docs: 50 },
   hourUserMult: 1.5,
   hourUnitMult: 1,
   dayUserMult: 3,
@@ -115,7 +120,9 @@ interface Trust {
 }
 
 type Triple = Record<Metric, number>;
-const zero = (): Triple => ({ reads: 0, bytes: 0, novel: 0 });
+const zero = (): Triple => ({ reads: 0, bytes: 0, novel: 0, docs: 0 });
+const unset = (): Triple => ({ reads: -1, bytes: -1, novel: -1, docs: -1 });
+const lists = (): Record<Metric, number[]> => ({ reads: [], bytes: [], novel: [], docs: [] });
 
 interface UserState {
   units: Map<string, number>;
@@ -139,6 +146,8 @@ interface UserState {
   objs: Map<number, number>;
   recent: [number, string][];
   added: Map<string, number>;
+  /** Per device: the last few (time, network) uses, for concurrent use from two networks. */
+  devNets: Map<string, [number, string][]>;
   risk: { t: number; score: number; rule: string; ids: string[] }[];
 }
 
@@ -300,21 +309,23 @@ export class DetectionEngine {
         active: false,
         hourHist: new Array<number>(24).fill(0),
         hourDays: 0,
-        days: { reads: [], bytes: [], novel: [] },
-        weeks: { reads: [], bytes: [], novel: [] },
+        days: lists(),
+        weeks: lists(),
         historyDays: 0,
         trained: null,
-        refDay: { reads: -1, bytes: -1, novel: -1 },
-        refWeek: { reads: -1, bytes: -1, novel: -1 },
+        refDay: unset(),
+        refWeek: unset(),
         bHour: new Array<number>(WEEK_HOURS).fill(-1),
         bVol: {
           reads: new Array<number>(WEEK_HOURS).fill(0),
           bytes: new Array<number>(WEEK_HOURS).fill(0),
           novel: new Array<number>(WEEK_HOURS).fill(0),
+          docs: new Array<number>(WEEK_HOURS).fill(0),
         },
         objs: new Map(),
         recent: [],
         added: new Map(),
+        devNets: new Map(),
         risk: [],
       };
       this.s.users.set(handle, u);
@@ -326,8 +337,8 @@ export class DetectionEngine {
     let n = this.s.units.get(name);
     if (!n) {
       n = {
-        samples: { reads: [], bytes: [], novel: [] },
-        weeks: { reads: [], bytes: [], novel: [] },
+        samples: lists(),
+        weeks: lists(),
         totals: [],
         bHour: new Array<number>(24).fill(-1),
         bReads: new Array<number>(24).fill(0),
@@ -391,6 +402,11 @@ export class DetectionEngine {
     const added = e.device !== null ? u.added.get(e.device) : undefined;
     f.set("$deviceAddedAgo", added !== undefined ? Math.max(0, Math.round((t - added) / 1000)) : undefined);
     f.set("$historyDays", u.historyDays);
+    if (e.device !== null && e.source !== "") {
+      const nets = new Set([net]);
+      for (const [dt, dn] of u.devNets.get(e.device) ?? []) if (dt > t - HOUR_MS) nets.add(dn);
+      f.set("$deviceNetworks1h", nets.size);
+    } else f.set("$deviceNetworks1h", 0);
     return f;
   }
 
@@ -628,6 +644,14 @@ export class DetectionEngine {
       const dev = e.target_device ?? e.device;
       if (dev !== null) touchCapped(this.user(affected).added, dev, t, 16);
     }
+    if (e.device !== null && e.source !== "") {
+      const net = f.get("$network") as string;
+      const list = u.devNets.get(e.device) ?? [];
+      const last = list[list.length - 1];
+      if (last && last[1] === net) last[0] = t;
+      else pushCapped(list, [t, net], 6);
+      touchCapped(u.devNets, e.device, list, 8);
+    }
     if (e.outcome !== "ok") return;
     const ents: string[] = [`a:${e.action}`];
     if (e.device !== null) ents.push(`d:${e.device}`);
@@ -658,9 +682,12 @@ export class DetectionEngine {
     u.bVol.reads[i]! += 1;
     u.bVol.bytes[i]! += e.bytes;
     u.bVol.novel[i]! += novel;
+    const doc = e.action === "document.read" ? novel : 0;
+    u.bVol.docs[i]! += doc;
     u.todayVol.reads += 1;
     u.todayVol.bytes += e.bytes;
     u.todayVol.novel += novel;
+    u.todayVol.docs += doc;
     pushCapped(u.recent, [t, e.id], RECENT_CAP);
     const home = this.homeUnit(u);
     if (home !== null) {
@@ -679,7 +706,7 @@ export class DetectionEngine {
     this.s.trainedFrozen = true;
     for (const u of this.s.users.values()) {
       if (u.historyDays < this.o.minHistoryDays) continue;
-      u.trained = { reads: 0, bytes: 0, novel: 0 };
+      u.trained = zero();
       for (const m of METRICS) u.trained[m] = u.refDay[m];
     }
   }

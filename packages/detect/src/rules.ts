@@ -98,6 +98,7 @@ export const FIELDS: Readonly<Record<string, { type: FieldType; doc: string }>> 
   $unusualHour: { type: "boolean", doc: "the actor is rarely active at this hour (±1 h) on learned days" },
   $deviceAddedAgo: { type: "number", doc: "seconds since this device was added to the actor (absent if never)" },
   $historyDays: { type: "number", doc: "days of learned baseline for the actor" },
+  $deviceNetworks1h: { type: "number", doc: "distinct networks this device of the actor used within the last hour" },
 };
 
 const RULE_KEYS = new Set([

@@ -128,6 +128,25 @@ describe("new device", () => {
   });
 });
 
+describe("concurrent networks", () => {
+  test("the owner's laptop read from a router abroad while the owner works in the office → high alert", () => {
+    const own = reads("asia4", 6, at(10), { device: "d-asia4", source: "10.20.3.50", every: 10 * 60_000 });
+    const thief = reads("asia4", 4, at(10, 5), { device: "d-asia4", source: "45.152.7.9", every: 10 * 60_000 });
+    const { alerts } = run(world([...own, ...thief]));
+    const a = alerts.find((x) => x.rule === "device-two-networks");
+    assert.ok(a, rulesOf(alerts).join());
+    assert.ok(a.events.every((id) => thief.some((e) => e.id === id)));
+  });
+  test("office in the morning, a hotel network in the evening is quiet", () => {
+    const own = reads("asia4", 6, at(8), { device: "d-asia4", source: "10.20.3.50", every: 10 * 60_000 });
+    const hotel = reads("asia4", 4, at(19), { device: "d-asia4", source: "91.198.22.14", every: 10 * 60_000 });
+    assert.deepEqual(
+      run(world([...own, ...hotel])).alerts.filter((a) => a.rule === "device-two-networks"),
+      [],
+    );
+  });
+});
+
 describe("compartments and units", () => {
   test("a consular account reading ASIA documents raises an alert on day one", () => {
     const rd = reads("consular1", 8, at(11), { device: "d-consular1", source: "10.20.5.30", every: 15 * 60_000 });
@@ -185,7 +204,12 @@ describe("volume", () => {
 
 describe("hours, probing, directory", () => {
   test("thirty reads at 03:00 by a day worker raise an unusual-hour alert", () => {
-    const rd = reads("europe0", 30, at(3), { device: "d-europe0", source: "10.20.4.12", label: "CONFIDENTIAL/EUROPE" });
+    const rd = reads("europe0", 30, at(3), {
+      action: "cable.read",
+      device: "d-europe0",
+      source: "10.20.4.12",
+      label: "CONFIDENTIAL/EUROPE",
+    });
     const { alerts } = run(world(rd));
     assert.ok(
       alerts.some((a) => a.rule === "unusual-hour-reads"),
@@ -194,6 +218,7 @@ describe("hours, probing, directory", () => {
   });
   test("the same reads at the person's usual hour are quiet", () => {
     const rd = reads("europe0", 30, at(10), {
+      action: "cable.read",
       device: "d-europe0",
       source: "10.20.4.12",
       label: "CONFIDENTIAL/EUROPE",
