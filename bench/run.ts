@@ -5,11 +5,13 @@ import { dirname, join } from "node:path";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const only = process.argv.slice(2);
-const benches = ["mls", "delivery", "log"].filter((b) => only.length === 0 || only.includes(b));
+const benches = ["mls", "delivery", "log", "detect"].filter((b) => only.length === 0 || only.includes(b));
 let failed = 0;
 for (const b of benches) {
   console.log(`\n=== bench/${b} ===`);
-  const r = spawnSync(process.execPath, [join(here, `${b}.js`)], { stdio: "inherit" });
+  const r = spawnSync(process.execPath, [join(here, b === "detect" ? "detect/run.js" : `${b}.js`)], {
+    stdio: "inherit",
+  });
   if (r.status !== 0) failed++;
 }
 process.exit(failed ? 1 : 0);
