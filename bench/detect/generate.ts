@@ -482,8 +482,8 @@ export function generate(o: GenOptions): Generated {
     }
     return pick(pool);
   };
-  const router = (): string =>
-    `${pick(["45.152", "103.75", "185.174", "194.165", "61.219"])}.${Math.floor(r() * 250)}.${Math.floor(r() * 250)}`;
+  // A compromised home/SOHO router: a /24 prefix (three octets); the host part is added where it is used.
+  const router = (): string => `${pick(["45.152", "103.75", "185.174", "194.165", "61.219"])}.${Math.floor(r() * 250)}`;
   const evalDays = o.days - o.trainDays;
   let k = 0;
   for (const type of INTRUSION_TYPES) {
