@@ -154,8 +154,7 @@ export function createDocStreamHeader(
   checkDocStreamKey(key);
   const chunkSize = opts.chunkSize ?? DOCSTREAM_CHUNK_SIZE;
   checkChunkSize(chunkSize);
-  const prefix =
-    opts.noncePrefix ?? globalThis.crypto.getRandomValues(new Uint8Array(DOCSTREAM_NONCE_PREFIX_BYTES));
+  const prefix = opts.noncePrefix ?? globalThis.crypto.getRandomValues(new Uint8Array(DOCSTREAM_NONCE_PREFIX_BYTES));
   if (prefix.length !== DOCSTREAM_NONCE_PREFIX_BYTES)
     throw new ValiseError("bad_request", `nonce prefix must be ${DOCSTREAM_NONCE_PREFIX_BYTES} bytes`);
   const out = new Uint8Array(DOCSTREAM_HEADER_BYTES);
