@@ -8,6 +8,8 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
+import { statSync } from "node:fs";
+import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { parseAuditEvent, randomId, type AuditEvent } from "@valise/core";
 import { DATABASE_KINDS } from "./helpers/databases.js";
@@ -186,8 +188,6 @@ for (const kind of DATABASE_KINDS) {
       const bad = await call(url, alice, "POST", "/v1/blobs", { size: 0 });
       assert.equal(bad.status, 400);
       // The blob file is the owner's only (0600) under DATA/blobs/.
-      const { statSync } = await import("node:fs");
-      const { join } = await import("node:path");
       assert.equal(statSync(join(srv.db.dataDir, "blobs", id.slice(2, 4), id)).mode & 0o777, 0o600);
     });
 
@@ -265,9 +265,7 @@ for (const kind of DATABASE_KINDS) {
       // Audited: denials as denied, with the document as object.
       const ev = await events();
       assert.ok(
-        ev.some(
-          (e) => e.actor === "bob" && e.object === id && e.action === "document.read" && e.outcome === "denied",
-        ),
+        ev.some((e) => e.actor === "bob" && e.object === id && e.action === "document.read" && e.outcome === "denied"),
       );
       assert.ok(
         ev.some(
@@ -406,6 +404,15 @@ for (const kind of DATABASE_KINDS) {
         assert.equal((await call(url, carol, "GET", path)).status, 200, path);
       }
       assert.equal((await call(url, carol, "GET", `/v1/cables/k-unknown00000`)).status, 404);
+      // carol's device acknowledges: EMB/BEIJING's receipt is set; her other device still has it queued.
+      const rec = await call<Cable>(url, carol, "POST", `/v1/cables/${id}/receipts`, { state: "read" });
+      assert.equal(rec.status, 200, rec.text);
+      assert.equal(rec.json.receipts[0]!.readBy, "carol");
+      assert.equal(rec.json.receipts[0]!.deliveredBy, "carol", "read implies delivered");
+      const q1 = await call<{ cables: Cable[] }>(url, carol, "GET", "/v1/cables/queue");
+      assert.ok(!q1.json.cables.some((x) => x.id === id));
+      const q2 = await call<{ cables: Cable[] }>(url, carol2, "GET", "/v1/cables/queue");
+      assert.ok(q2.json.cables.some((x) => x.id === id));
       const bobReceipt = await call(url, bob, "POST", `/v1/cables/${id}/receipts`, { state: "read" });
       assert.equal(bobReceipt.json.code, "not_cleared");
       for (const who of [bob, dave]) {
@@ -440,17 +447,22 @@ for (const kind of DATABASE_KINDS) {
 
       const ev = await events();
       assert.ok(ev.some((e) => e.action === "cable.send" && e.object === id && e.bytes === 2000 && e.outcome === "ok"));
-      assert.ok(ev.some((e) => e.action === "cable.read" && e.object === id && e.actor === "bob" && e.outcome === "denied"));
+      assert.ok(
+        ev.some((e) => e.action === "cable.read" && e.object === id && e.actor === "bob" && e.outcome === "denied"),
+      );
       assert.ok(ev.some((e) => e.action === "cable.list" && e.actor === "dave" && e.outcome === "ok"));
     });
 
     test("cable references: 50 concurrent releases get serials 1..50 of their originator and year, no gaps", async () => {
       await srv.store.directory.addUnit("EMB/TOKYO", "SECRET/ASIA");
-      await srv.store.directory.addUser({ handle: "taro", units: ["EMB/TOKYO"], clearance: "SECRET/ASIA", role: "user" });
+      await srv.store.directory.addUser({
+        handle: "taro",
+        units: ["EMB/TOKYO"],
+        clearance: "SECRET/ASIA",
+        role: "user",
+      });
       const taro = await login(url, srv.store, "taro", "d-taro000001");
-      const blobs = await Promise.all(
-        Array.from({ length: 50 }, (_, i) => uploadBlob(url, taro, new Uint8Array([i]))),
-      );
+      const blobs = await Promise.all(Array.from({ length: 50 }, (_, i) => uploadBlob(url, taro, new Uint8Array([i]))));
       const released = await Promise.all(
         blobs.map((blob) =>
           call<Cable>(url, taro, "POST", "/v1/cables", {

@@ -119,7 +119,11 @@ for (const kind of DATABASE_KINDS) {
       assert.equal(refused.json.code, "pending_removal");
       assert.deepEqual(refused.json.devices, [erin.device, erin2.device].sort());
       for (const dev of [erin, erin2]) {
-        for (const path of [`/v1/conversations/${asia}/messages?after=0`, `/v1/conversations/${asia}/group-info`, `/v1/conversations/${asia}`]) {
+        for (const path of [
+          `/v1/conversations/${asia}/messages?after=0`,
+          `/v1/conversations/${asia}/group-info`,
+          `/v1/conversations/${asia}`,
+        ]) {
           const r = await call(url, dev, "GET", path);
           assert.equal(r.status, 403, `${dev.device} ${path}: ${r.text}`);
           assert.equal(r.json.code, "not_cleared");
@@ -156,7 +160,12 @@ for (const kind of DATABASE_KINDS) {
     });
 
     test("the same rule for a clearance changed through the store (admin CLI) and for a revoked device", async () => {
-      await srv.store.directory.addUser({ handle: "fred", units: ["HQ/ASIA-1"], clearance: "SECRET/ASIA", role: "user" });
+      await srv.store.directory.addUser({
+        handle: "fred",
+        units: ["HQ/ASIA-1"],
+        clearance: "SECRET/ASIA",
+        role: "user",
+      });
       const fred = await login(url, srv.store, "fred", "d-fred000001");
       const conv = await conversation("CONFIDENTIAL/ASIA", [fred.device]);
       const r = await srv.store.directory.setClearance("fred", "CONFIDENTIAL");
@@ -183,7 +192,12 @@ for (const kind of DATABASE_KINDS) {
         [alice, { unit: "EMB/NOWHERE", fromUnit: "HQ/ASIA-1" }, 404, "not_found"],
       ];
       for (const [who, over, status, code] of bad) {
-        const r = await call(url, who, "POST", "/v1/conversations", { id: link, kind: "link", label: "SECRET/ASIA", ...over });
+        const r = await call(url, who, "POST", "/v1/conversations", {
+          id: link,
+          kind: "link",
+          label: "SECRET/ASIA",
+          ...over,
+        });
         assert.equal(r.status, status, `${JSON.stringify(over)} ${r.text}`);
         assert.equal(r.json.code, code);
       }

@@ -44,7 +44,11 @@ export function documentEntitled(v: Viewer, d: Pick<DocumentRecord, "owner" | "t
 }
 
 export function cableEntitled(v: Viewer, c: Pick<CableRecord, "originator" | "action" | "info">): boolean {
-  return v.units.includes(c.originator) || c.action.some((u) => v.units.includes(u)) || c.info.some((u) => v.units.includes(u));
+  return (
+    v.units.includes(c.originator) ||
+    c.action.some((u) => v.units.includes(u)) ||
+    c.info.some((u) => v.units.includes(u))
+  );
 }
 
 /** Entitled and cleared, else the matching 403. */

@@ -117,22 +117,18 @@ export function blobRoutes(app: FastifyInstance, ctx: ServerContext): void {
     return reply.status(201).send(present(b, 0));
   });
 
-  app.get<{ Params: Static<typeof Params> }>(
-    "/v1/blobs/:id/status",
-    { schema: { params: Params } },
-    async (req) => {
-      const v = await viewerOf(ctx, req);
-      auditObject(req, { object: req.params.id, bytes: 0 });
-      let b = await blobs.get(req.params.id);
-      if (!b) throw new ValiseError("not_found", `no blob ${req.params.id}`);
-      if (!b.complete && b.owner !== v.handle) throw new ValiseError("forbidden", `blob ${b.id} is not yours`);
-      await blobAccess(ctx, req, v, b);
-      // An upload whose client just dropped may still be writing: answer with what it left on disk.
-      await settled(b.id);
-      b = (await blobs.get(b.id))!;
-      return present(b, await onStore(b));
-    },
-  );
+  app.get<{ Params: Static<typeof Params> }>("/v1/blobs/:id/status", { schema: { params: Params } }, async (req) => {
+    const v = await viewerOf(ctx, req);
+    auditObject(req, { object: req.params.id, bytes: 0 });
+    let b = await blobs.get(req.params.id);
+    if (!b) throw new ValiseError("not_found", `no blob ${req.params.id}`);
+    if (!b.complete && b.owner !== v.handle) throw new ValiseError("forbidden", `blob ${b.id} is not yours`);
+    await blobAccess(ctx, req, v, b);
+    // An upload whose client just dropped may still be writing: answer with what it left on disk.
+    await settled(b.id);
+    b = (await blobs.get(b.id))!;
+    return present(b, await onStore(b));
+  });
 
   app.patch<{ Params: Static<typeof Params> }>(
     "/v1/blobs/:id",
@@ -148,7 +144,10 @@ export function blobRoutes(app: FastifyInstance, ctx: ServerContext): void {
       const body = req.body;
       const source = bodySource(body);
       if (!source)
-        throw new ValiseError("bad_request", "body must be application/offset+octet-stream (the next bytes of the blob)");
+        throw new ValiseError(
+          "bad_request",
+          "body must be application/offset+octet-stream (the next bytes of the blob)",
+        );
       const b0 = await blobs.get(id);
       if (!b0) throw new ValiseError("not_found", `no blob ${id}`);
       if (b0.owner !== v.handle) throw new ValiseError("forbidden", `blob ${id} is not yours`);

@@ -151,7 +151,12 @@ export function documentRoutes(app: FastifyInstance, ctx: ServerContext): void {
     requireOfficer(v, "the canary list");
     const list = await documents.listCanaries();
     return {
-      documents: list.map((d) => ({ id: d.id, owner: d.owner, label: d.label, to: { kind: d.to.kind, name: d.to.name } })),
+      documents: list.map((d) => ({
+        id: d.id,
+        owner: d.owner,
+        label: d.label,
+        to: { kind: d.to.kind, name: d.to.name },
+      })),
     };
   });
 }

@@ -89,7 +89,8 @@ export class BlobMetaStore {
     const b = await this.get(id);
     if (!b) return new ValiseError("not_found", `no blob ${id}`);
     if (b.owner !== owner) return new ValiseError("forbidden", `blob ${id} is not yours`);
-    if (!b.complete) return new ValiseError("conflict", `blob ${id} is not completely uploaded (${b.received}/${b.size})`);
+    if (!b.complete)
+      return new ValiseError("conflict", `blob ${id} is not completely uploaded (${b.received}/${b.size})`);
     if (b.objectId !== null) return new ValiseError("conflict", `blob ${id} is already attached to ${b.objectId}`);
     return null;
   }

@@ -194,10 +194,11 @@ export class CableStore {
     if (q.precedence !== undefined) sel = sel.where("c.precedence", "=", q.precedence);
     if (q.notAckedBy !== undefined) {
       const device = q.notAckedBy;
-      sel = sel.where(({ not, exists, selectFrom }) =>
-        not(
-          exists(
-            selectFrom("cable_device_receipts as r")
+      sel = sel.where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom("cable_device_receipts as r")
               .select("r.cable_id")
               .whereRef("r.cable_id", "=", "c.id")
               .where("r.device_id", "=", device),
@@ -312,7 +313,9 @@ async function nextSerial(trx: Transaction<Database>, originator: string, year: 
     .insertInto("cable_serials")
     .values({ originator, year, last_serial: 1 })
     .onConflict((oc) =>
-      oc.columns(["originator", "year"]).doUpdateSet((eb) => ({ last_serial: eb("cable_serials.last_serial", "+", 1) })),
+      oc
+        .columns(["originator", "year"])
+        .doUpdateSet((eb) => ({ last_serial: eb("cable_serials.last_serial", "+", 1) })),
     )
     .returning("last_serial")
     .executeTakeFirstOrThrow();

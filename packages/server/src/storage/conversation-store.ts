@@ -223,10 +223,11 @@ export class ConversationStore {
       .select(["m.joined_seq", "m.left_seq"])
       .where("m.device_id", "=", deviceId)
       // Conversations this device is no longer cleared for are left out (need-to-know).
-      .where(({ not, exists, selectFrom }) =>
-        not(
-          exists(
-            selectFrom("pending_removals as p")
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom("pending_removals as p")
               .select("p.device_id")
               .whereRef("p.conversation_id", "=", "m.conversation_id")
               .whereRef("p.device_id", "=", "m.device_id"),

@@ -357,9 +357,15 @@ export class DirectoryStore {
         if (!have)
           await trx
             .insertInto("pending_removals")
-            .values({ conversation_id: r.conversation_id, device_id: r.device_id, reason: "clearance", created_at: time })
+            .values({
+              conversation_id: r.conversation_id,
+              device_id: r.device_id,
+              reason: "clearance",
+              created_at: time,
+            })
             .execute();
-        if (r.left_seq === null) pending.set(r.conversation_id, [...(pending.get(r.conversation_id) ?? []), r.device_id]);
+        if (r.left_seq === null)
+          pending.set(r.conversation_id, [...(pending.get(r.conversation_id) ?? []), r.device_id]);
       }
       return {
         clearance: label,

@@ -378,7 +378,11 @@ function m006(d: Dialect): Migration {
         .addColumn("read_by", "text")
         .addPrimaryKeyConstraint("cable_addressees_pk", ["cable_id", "unit"])
         .execute();
-      await db.schema.createIndex("cable_addressees_unit").on("cable_addressees").columns(["unit", "cable_id"]).execute();
+      await db.schema
+        .createIndex("cable_addressees_unit")
+        .on("cable_addressees")
+        .columns(["unit", "cable_id"])
+        .execute();
       await db.schema
         .createTable("cable_device_receipts")
         .addColumn("device_id", "text", (c) => c.notNull())

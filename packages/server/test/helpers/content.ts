@@ -17,7 +17,12 @@ export async function login(url: string, store: Store, handle: string, device: s
   const { publicKey, privateKey } = generateKeyPairSync("ed25519");
   const raw = new Uint8Array(publicKey.export({ format: "der", type: "spki" }).subarray(12));
   const { enrollmentCode } = await store.directory.newEnrollmentCode(handle);
-  await store.directory.redeemEnrollment(enrollmentCode, { id: device, name: "t", signaturePublicKey: raw }, [], () => {});
+  await store.directory.redeemEnrollment(
+    enrollmentCode,
+    { id: device, name: "t", signaturePublicKey: raw },
+    [],
+    () => {},
+  );
   const ch = await fetch(`${url}/v1/auth/challenge`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -113,10 +118,17 @@ const b64 = (h: Record<string, unknown>) => Buffer.from(JSON.stringify(h)).toStr
 
 /** Posts an application message (JSON stand-in) to the conversation at `epoch`. */
 export function sendMessage(url: string, as: Session, conv: string, epoch: number, idem: string) {
-  return call(url, as, "POST", `/v1/conversations/${conv}/messages`, mlsBytes({ w: "private", g: conv, e: epoch, c: "application" }), {
-    "content-type": "application/octet-stream",
-    "idempotency-key": idem,
-  });
+  return call(
+    url,
+    as,
+    "POST",
+    `/v1/conversations/${conv}/messages`,
+    mlsBytes({ w: "private", g: conv, e: epoch, c: "application" }),
+    {
+      "content-type": "application/octet-stream",
+      "idempotency-key": idem,
+    },
+  );
 }
 
 /** Posts a commit adding/removing devices at `epoch`. */
