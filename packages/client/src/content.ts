@@ -246,7 +246,7 @@ export async function* downloadDecrypted(
 ): AsyncIterable<Uint8Array> {
   const st = await transport.blobStatus(blob);
   const total = st.size;
-  const header = await collectHeader(await transport.readBlob(blob, 0), cipher.headerSize);
+  const header = await collectHeader(await transport.readBlob(blob, 0, cipher.headerSize - 1), cipher.headerSize);
   let k = 0;
   let stalls = 0;
   let done = 0;

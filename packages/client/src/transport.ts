@@ -335,11 +335,11 @@ export class HttpTransport {
       "content-type": "application/offset+octet-stream",
     });
   }
-  /** The blob's bytes from `offset` as a stream (the server answers 206 for a range). */
-  async readBlob(id: string, offset = 0): Promise<ReadableStream<Uint8Array>> {
+  /** The blob's bytes from `offset` (to `end`, inclusive) as a stream (the server answers 206 for a range). */
+  async readBlob(id: string, offset = 0, end?: number): Promise<ReadableStream<Uint8Array>> {
     const headers: Record<string, string> = { "x-valise-client": VALISE_CLIENT };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
-    if (offset > 0) headers.range = `bytes=${offset}-`;
+    if (offset > 0 || end !== undefined) headers.range = `bytes=${offset}-${end ?? ""}`;
     let res: Response;
     try {
       res = await this.fetchImpl(new URL(`/v1/blobs/${encodeURIComponent(id)}`, this.baseUrl), { headers });
@@ -364,7 +364,7 @@ export class HttpTransport {
         status: res.status,
       });
     }
-    if (offset > 0 && res.status !== 206)
+    if ((offset > 0 || end !== undefined) && res.status !== 206)
       throw new ValiseError("protocol_error", `server ignored the range request for blob ${id}`);
     return res.body;
   }
