@@ -105,8 +105,7 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
         const [to, from] = await units([req.body.unit, req.body.fromUnit]);
         unit = to!;
         fromUnit = from!;
-      } else if (req.body.unit !== undefined || req.body.fromUnit !== undefined)
-        throw new ValiseError("bad_request", `a ${req.body.kind} conversation has no unit`);
+      } else if (req.body.fromUnit !== undefined) throw new ValiseError("bad_request", "only a link has `fromUnit`");
       const conv = await conversations.create({
         id: req.body.id,
         kind: req.body.kind,
