@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { ValiseClient } from "@valise/client";
 import { FileKeyStore } from "@valise/client/node/file-store";
+import { nodeStreamCipher } from "@valise/client/node/docstream";
 import { parse, str } from "./args.js";
 import { printJson } from "./output.js";
 import { installNodeCrypto } from "./crypto.js";
@@ -37,7 +38,8 @@ Lists this device's conversations.`;
 
 export async function openClient(profile: string): Promise<ValiseClient> {
   await installNodeCrypto();
-  return ValiseClient.open({ store: new FileKeyStore(resolve(profile)) });
+  // Documents and cables: node:crypto AES-GCM on a worker pool (both cores), same bytes as the WebCrypto default.
+  return ValiseClient.open({ store: new FileKeyStore(resolve(profile)), cipher: nodeStreamCipher() });
 }
 
 export async function enroll(argv: string[]): Promise<number> {

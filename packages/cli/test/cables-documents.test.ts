@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { createHash, randomBytes } from "node:crypto";
 import { isValiseError, fromBase64 } from "@valise/core";
 import { bytesSource, collect, type ValiseClient } from "@valise/client";
-import { webCryptoStreamCipher as nodeStreamCipher } from "@valise/client";
+import { nodeStreamCipher } from "@valise/client/node/docstream";
 import { DATABASE_KINDS } from "@valise/server/testing/databases";
 import { world, type World } from "./helpers.js";
 

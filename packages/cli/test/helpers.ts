@@ -1,6 +1,6 @@
 /** Shared set-up for system tests: a server with units and users, and enrolled clients (in-memory key stores). */
 import { MemoryKeyStore, ValiseClient, type TrustAnchors } from "@valise/client";
-import { webCryptoStreamCipher as nodeStreamCipher } from "@valise/client";
+import { nodeStreamCipher } from "@valise/client/node/docstream";
 import { startTestServer, type TestServer } from "@valise/server/testing/server";
 import { testWitnesses, misbehave, type Misbehaviour, type TestWitness } from "./malicious.js";
 
