@@ -141,8 +141,10 @@ export function readFilePieces(
 }
 
 /**
- * Writes a stream of pieces to `path` at `position` (default 0, truncating the file first) with positional writes,
- * several in flight, pieces gathered into writev calls. Returns the number of bytes written.
+ * Writes a stream of pieces to `path` at `position` (default 0) with positional writes, several in flight, pieces
+ * gathered into writev calls. Returns the number of bytes written. By default the file is first cut at `position`;
+ * with `truncate: false` it is overwritten in place and cut at the end of what was written (cheaper when the file
+ * exists: its cached pages are reused instead of freed and allocated again).
  */
 export async function writeToFile(
   source: AsyncIterable<Uint8Array>,
@@ -150,7 +152,11 @@ export async function writeToFile(
   opts: { position?: number; truncate?: boolean; mode?: number; sync?: boolean } = {},
 ): Promise<number> {
   const position = opts.position ?? 0;
-  const fh = await open(path, position === 0 && opts.truncate !== false ? "w" : "r+", opts.mode ?? 0o600);
+  const fresh = position === 0 && opts.truncate !== false;
+  const fh = await open(path, fresh ? "w" : "r+", opts.mode ?? 0o600).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT" && position === 0) return open(path, "w", opts.mode ?? 0o600);
+    throw e;
+  });
   const inflight: Promise<unknown>[] = [];
   let pos = position;
   let batch: Uint8Array[] = [];
@@ -177,6 +183,7 @@ export async function writeToFile(
     }
     await flush();
     while (inflight.length > 0) await inflight.shift();
+    if (opts.truncate === false) await fh.truncate(pos); // overwritten in place: cut any old tail
     if (opts.sync) await fh.sync();
     return pos - position;
   } finally {
@@ -498,14 +505,14 @@ export function encryptFile(
  * Decrypts a ciphertext stream into the file at `path`; returns the plaintext size of the whole file. With
  * `fromChunk` = k (and the header) the source starts at `docStreamChunkOffset(k)` and the file is truncated to
  * k · chunkSize and continued. Only verified chunks are ever written, but after an error the file holds a verified
- * prefix, not the document: resume it or delete it.
+ * prefix, not the document: resume it or delete it. `overwrite` rewrites an existing file in place (see writeToFile).
  */
 export async function decryptToFile(
   path: string,
   params: DocStreamParams,
   key: Uint8Array,
   source: AsyncIterable<Uint8Array>,
-  opts: DecryptStreamOptions & NodeStreamOptions & { sync?: boolean } = {},
+  opts: DecryptStreamOptions & NodeStreamOptions & { sync?: boolean; overwrite?: boolean } = {},
 ): Promise<number> {
   const k0 = opts.fromChunk ?? 0;
   let header = opts.header;
@@ -521,7 +528,7 @@ export async function decryptToFile(
   const position = docStreamPlaintextOffset(k0, chunkSize);
   const written = await writeToFile(decryptStream(key, params, body, { ...opts, header, fromChunk: k0 }), path, {
     position,
-    truncate: true,
+    truncate: opts.overwrite !== true,
     ...(opts.sync !== undefined ? { sync: opts.sync } : {}),
   });
   return position + written;
