@@ -64,7 +64,7 @@ const codes: { handle: string; code: string }[] = [];
   }
   await store.close();
 }
-const server = await startServe({ dataDir });
+const server = await startServe({ dataDir, args: ["--login-rate", "1000"] });
 try {
   const clients = new Map<string, ValiseClient>();
   for (const c of codes)

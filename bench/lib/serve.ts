@@ -28,6 +28,8 @@ export async function startServe(opts: {
   logLevel?: string;
   nodeArgs?: string[];
   timeoutMs?: number;
+  /** Extra `valise serve` arguments (e.g. --login-rate). */
+  args?: string[];
 }): Promise<ServeProcess> {
   const port = opts.port ?? (await freePort());
   const child = spawn(
@@ -44,6 +46,7 @@ export async function startServe(opts: {
       "127.0.0.1",
       "--log-level",
       opts.logLevel ?? "warn",
+      ...(opts.args ?? []),
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );

@@ -11,7 +11,7 @@ import { parse, UsageError } from "./args.js";
 import { installNodeCrypto } from "./crypto.js";
 
 export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host ADDR] [--log-level LEVEL] [--log-origin ORIGIN]
-                   [--witness URL=VKEY …] [--witness-quorum K]
+                   [--witness URL=VKEY …] [--witness-quorum K] [--login-rate N]
 
 Starts the Valise server: delivery service, directory, key packages, WebSocket push, /healthz, /metrics.
   --data DIR        data directory (SQLite database, blobs); default ./valise-data
@@ -24,6 +24,7 @@ Starts the Valise server: delivery service, directory, key packages, WebSocket p
                     repeatable. Every new checkpoint is submitted to every witness; GET /v1/log/directory/checkpoint
                     then serves only checkpoints with at least K witness cosignatures (appended to the note)
   --witness-quorum K  cosignatures required to publish a checkpoint; default: all configured witnesses
+  --login-rate N    enrollments/logins allowed per minute per client address (429 beyond); default 60
 Prints the directory log's verifier key (give it to clients and witnesses); the signing key is DIR/log-key (0600).
 Environment: VALISE_DATABASE_URL=postgres://… uses PostgreSQL instead of the embedded SQLite;
   VALISE_LOG_KEY=PRIVATE+KEY+… supplies the log signing key instead of DIR/log-key (several servers, one log).`;
@@ -39,6 +40,7 @@ export async function serve(argv: string[]): Promise<number> {
       "log-origin": { type: "string" },
       witness: { type: "string", multiple: true },
       "witness-quorum": { type: "string" },
+      "login-rate": { type: "string" },
     },
     SERVE_USAGE,
   );
@@ -62,6 +64,8 @@ export async function serve(argv: string[]): Promise<number> {
   const witnessQuorum = quorumArg === undefined ? witnesses.length : Number(quorumArg);
   if (!/^[0-9]+$/.test(quorumArg ?? "0") || witnessQuorum > witnesses.length)
     throw new UsageError(`--witness-quorum must be between 0 and the number of --witness (${witnesses.length})`);
+  const loginRate = Number(values["login-rate"] ?? 60);
+  if (!Number.isInteger(loginRate) || loginRate < 1) throw new UsageError("--login-rate must be a positive integer");
   const databaseUrl = process.env.VALISE_DATABASE_URL;
   const store = await openStore({ dataDir, databaseUrl });
   const logKey = loadOrCreateLogKey({ dataDir, origin: values["log-origin"] });
@@ -72,6 +76,7 @@ export async function serve(argv: string[]): Promise<number> {
     logKey,
     witnesses,
     witnessQuorum,
+    loginRatePerMinute: loginRate,
   });
   const address = await app.listen({ port, host });
   const url = address.replace("[::1]", "localhost");
