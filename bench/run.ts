@@ -5,7 +5,9 @@ import { dirname, join } from "node:path";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const only = process.argv.slice(2);
-const benches = ["mls", "delivery", "log", "detect", "documents"].filter((b) => only.length === 0 || only.includes(b));
+const benches = ["mls", "delivery", "log", "detect", "documents", "cables"].filter(
+  (b) => only.length === 0 || only.includes(b),
+);
 let failed = 0;
 for (const b of benches) {
   console.log(`\n=== bench/${b} ===`);
