@@ -121,6 +121,20 @@ for (const kind of DATABASE_KINDS) {
       const st = await call<BlobStatus>(url, alice, "GET", `/v1/blobs/${id}/status`);
       assert.equal(st.status, 200, st.text);
       assert.deepEqual(st.json, { id, size: bytes.length, received: first, complete: false });
+      // The cut upload is audited with the bytes it stored (its answer, hence its event, comes after its lock).
+      const writes = async () => (await events()).filter((e) => e.object === id && e.action === "document.write");
+      let cut = await writes();
+      for (let i = 0; i < 200 && cut.length < 2; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        cut = await writes();
+      }
+      assert.deepEqual(
+        cut.map((e) => [e.actor, e.bytes, e.outcome]),
+        [
+          ["alice", 0, "ok"],
+          ["alice", first, "ok"],
+        ],
+      );
 
       // Not yet complete: not readable; others may neither see nor write it.
       assert.equal((await call(url, alice, "GET", `/v1/blobs/${id}`)).status, 409);
