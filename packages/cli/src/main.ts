@@ -98,4 +98,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+const argv = process.argv.slice(2);
+const code = await main(argv);
+process.exitCode = code;
+// Long-running commands (serve, witness serve, audit tail -f) keep their own handles; every other command is done
+// here: exit even if a pooled worker thread or a keep-alive socket is still around (stdout is flushed first).
+if (!["serve", "witness", "audit"].includes(argv[0] ?? "")) process.stdout.write("", () => process.exit(code));
