@@ -1,4 +1,4 @@
-// Type-aware lint for every package. Browser-capable packages (core, protocol, client) may not import `node:*`
+// Type-aware lint for every package. Browser-capable packages (core, protocol, client, detect) may not import `node:*`
 // except in files under a `node/` folder, which hold the Node-only pieces (file key store, Node transport).
 import tseslint from "typescript-eslint";
 
@@ -25,7 +25,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ["packages/{core,protocol,client}/src/**/*.ts"],
+    files: ["packages/{core,protocol,client,detect}/src/**/*.ts"],
     ignores: ["packages/*/src/node/**"],
     rules: {
       "no-restricted-imports": [

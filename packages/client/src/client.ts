@@ -130,7 +130,7 @@ export class ValiseClient {
 
   /** Who holds the keys of a conversation now: its MLS group's members (user, device). */
   conversationMembers(id: string): { user: string; device: string }[] {
-    return groupMembers(this.group(id)).map((m) => ({ user: m.user as string, device: m.device as string }));
+    return groupMembers(this.group(id)).map((m) => ({ user: m.user, device: m.device }));
   }
 
   /** The content key (base64) of a cable this device received, for inspection and tests; null if none. */

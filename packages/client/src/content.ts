@@ -19,7 +19,7 @@ export interface Progress {
 export function bytesSource(bytes: Uint8Array): PlainSource {
   return {
     size: bytes.length,
-    // eslint-disable-next-line @typescript-eslint/require-await
+
     async *open(offset: number) {
       if (offset < bytes.length) yield bytes.subarray(offset);
     },
