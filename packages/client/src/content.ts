@@ -174,27 +174,41 @@ export async function uploadEncrypted(
       let skip = received - start;
       let part: Uint8Array[] = [];
       let partLen = 0;
+      // One part on the wire while the next is encrypted: parts go out strictly in order (each at the offset the
+      // previous one reached), at most two parts in memory.
+      let inflight: Promise<void> | null = null;
+      let sentTo = received;
       const flush = async () => {
         const body = joinParts(part, partLen);
         part = [];
         partLen = 0;
-        const st = await transport.appendBlob(id, received, body);
-        received = st.received;
-        onProgress?.(received, total);
+        if (inflight) await inflight;
+        const at = sentTo;
+        sentTo += body.length;
+        inflight = transport.appendBlob(id, at, body).then((st) => {
+          received = st.received;
+          onProgress?.(received, total);
+        });
+        inflight.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
       };
-      for await (const piece0 of cipher.encrypt(key, header, params, source.open(k * cipher.chunkSize), k)) {
-        let piece = piece0;
-        if (skip > 0) {
-          const s = Math.min(skip, piece.length);
-          piece = piece.subarray(s);
-          skip -= s;
-          if (piece.length === 0) continue;
+      try {
+        for await (const piece0 of cipher.encrypt(key, header, params, source.open(k * cipher.chunkSize), k)) {
+          let piece = piece0;
+          if (skip > 0) {
+            const s = Math.min(skip, piece.length);
+            piece = piece.subarray(s);
+            skip -= s;
+            if (piece.length === 0) continue;
+          }
+          part.push(piece);
+          partLen += piece.length;
+          if (partLen >= UPLOAD_PART) await flush();
         }
-        part.push(piece);
-        partLen += piece.length;
-        if (partLen >= UPLOAD_PART) await flush();
+        if (partLen > 0) await flush();
+      } finally {
+        if (inflight) await (inflight as Promise<void>).catch(() => undefined);
       }
-      if (partLen > 0) await flush();
+      await inflight;
       if (received !== total) throw new ValiseError("protocol_error", `upload ended at ${received} of ${total} bytes`);
     } catch (e) {
       if (!retryable(e) && !(e instanceof ValiseError && e.code === "offset_mismatch")) throw e;
