@@ -419,6 +419,47 @@ function m006(d: Dialect): Migration {
   };
 }
 
+/** Online detection (issue 6): stored alerts and the detector's resumable state (audit log position + engine). */
+function m007(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("alerts")
+        .addColumn("id", t.int64, (c) => c.primaryKey())
+        .addColumn("time", t.int64, (c) => c.notNull())
+        .addColumn("actor", "text", (c) => c.notNull())
+        .addColumn("rule", "text", (c) => c.notNull())
+        .addColumn("severity", "text", (c) => c.notNull())
+        .addColumn("reason", "text", (c) => c.notNull())
+        .addColumn("events", "text", (c) => c.notNull())
+        .addColumn("trigger_event", "text", (c) => c.notNull())
+        .addColumn("log_index", t.int64, (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .addColumn("acknowledged_by", "text")
+        .addColumn("acknowledged_at", t.int64)
+        .execute();
+      // A replay after a restart recomputes the same alerts: this key makes storing them again a no-op.
+      await db.schema
+        .createIndex("alerts_trigger")
+        .on("alerts")
+        .columns(["rule", "actor", "trigger_event"])
+        .unique()
+        .execute();
+      await db.schema.createIndex("alerts_severity").on("alerts").columns(["severity", "id"]).execute();
+      await db.schema.createIndex("alerts_time").on("alerts").column("time").execute();
+      await db.schema
+        .createTable("detect_state")
+        .addColumn("id", "integer", (c) => c.primaryKey())
+        .addColumn("next_index", t.int64, (c) => c.notNull())
+        .addColumn("snapshot", "text")
+        .addColumn("updated_at", t.int64, (c) => c.notNull())
+        .execute();
+      await sql`insert into detect_state (id, next_index, snapshot, updated_at) values (1, 0, null, 0)`.execute(db);
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -429,6 +470,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         "004_witness_cosignatures": m004(d),
         "005_audit_log": m005(d),
         "006_cables_documents": m006(d),
+        "007_alerts": m007(d),
       };
     },
   };

@@ -201,6 +201,27 @@ export interface PendingRemovalsTable {
   created_at: number;
 }
 
+export interface AlertsTable {
+  id: number; // assigned in order by the detector
+  time: number; // the triggering event's time, ms
+  actor: string;
+  rule: string;
+  severity: string; // low | medium | high | critical
+  reason: string;
+  events: string; // JSON array of audit event ids, the triggering event last
+  trigger_event: string;
+  log_index: number; // the triggering event's index in the audit log
+  created_at: number;
+  acknowledged_by: string | null;
+  acknowledged_at: number | null;
+}
+export interface DetectStateTable {
+  id: number; // always 1
+  next_index: number; // audit log entries below this index have been pushed into the engine
+  snapshot: string | null; // engine snapshot JSON, as of next_index
+  updated_at: number;
+}
+
 export interface Database {
   units: UnitsTable;
   users: UsersTable;
@@ -229,4 +250,6 @@ export interface Database {
   cable_addressees: CableAddresseesTable;
   cable_device_receipts: CableDeviceReceiptsTable;
   pending_removals: PendingRemovalsTable;
+  alerts: AlertsTable;
+  detect_state: DetectStateTable;
 }
