@@ -96,6 +96,11 @@ export interface EngineOptions {
   unusualHourShare?: number;
   volume?: Partial<VolumeOptions>;
   maxAlertEvents?: number;
+  /**
+   * Rules of these severities alert during training too (default none: training only learns). The server passes
+   * `["critical"]`, so a canary touch alerts on day one; baseline (volume) alerts still wait for the end of training.
+   */
+  trainingSeverities?: readonly Severity[];
 }
 
 const DEFAULT_VOLUME: VolumeOptions = {
@@ -197,15 +202,21 @@ const WEEK_HOURS = 168;
 
 export class DetectionEngine {
   private readonly rules: Rule[];
-  private readonly o: Required<Omit<EngineOptions, "rules" | "trainUntil" | "trainDays" | "volume">> & {
+  private readonly o: Required<
+    Omit<EngineOptions, "rules" | "trainUntil" | "trainDays" | "volume" | "trainingSeverities">
+  > & {
     volume: VolumeOptions;
     trainDays: number;
   };
   private s: State;
   private features = new Map<string, FieldValue>();
+  /** The rules that alert during training (see EngineOptions.trainingSeverities). */
+  private readonly trainingRules: Rule[];
 
   constructor(opts: EngineOptions) {
     this.rules = opts.rules;
+    const ts = new Set(opts.trainingSeverities ?? []);
+    this.trainingRules = opts.rules.filter((r) => ts.has(r.severity) && r.score === undefined && !r.risk);
     this.o = {
       quarantineDays: opts.quarantineDays ?? 2,
       historyDays: opts.historyDays ?? 28,
@@ -262,6 +273,8 @@ export class DetectionEngine {
     const alerts: Alert[] = [];
     if (!training) {
       this.evalRules(e, u, t, alerts);
+    } else if (this.trainingRules.length > 0) {
+      this.evalRules(e, u, t, alerts, this.trainingRules);
     }
     this.learnEvent(e, u, t, f);
     if (!training && READ_ACTIONS.has(e.action) && e.outcome === "ok") this.evalVolume(e, u, t, alerts);
@@ -458,10 +471,10 @@ export class DetectionEngine {
     return until !== undefined && t < until;
   }
 
-  private evalRules(e: DetectEvent, u: UserState, t: number, out: Alert[]): void {
+  private evalRules(e: DetectEvent, u: UserState, t: number, out: Alert[], rules = this.rules): void {
     const get = (n: string): FieldValue => this.field(e, n);
     let signalled = false;
-    for (const r of this.rules) {
+    for (const r of rules) {
       if (r.risk) continue;
       if (!testMatch(get, r.match)) continue;
       if (r.anyOf && !r.anyOf.some((m) => testMatch(get, m))) continue;

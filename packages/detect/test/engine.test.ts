@@ -76,6 +76,21 @@ describe("canary", () => {
     );
     assert.match(alerts[0]!.reason, /europe1 touched the canary item doc-canary/);
   });
+  test("during training only trainingSeverities rules alert (the server passes critical: canaries on day one)", () => {
+    const e = ev({
+      time: T0 + 3 * DAY + 10 * HOUR,
+      actor: "europe1",
+      action: "document.read",
+      object: "doc-c",
+      canary: true,
+    });
+    assert.deepEqual(run(world([e])).alerts, []);
+    const { alerts } = run(world([e]), { trainingSeverities: ["critical"] });
+    assert.deepEqual(
+      alerts.map((a) => [a.rule, a.events]),
+      [["canary-touch", [e.id]]],
+    );
+  });
   test("the non-canary document next to it is quiet", () => {
     const e = ev({ time: at(10), actor: "europe1", action: "document.read", device: "d-europe1", object: "doc-near" });
     assert.deepEqual(run(world([{ ...e, source: "10.20.4.20" }])).alerts, []);
