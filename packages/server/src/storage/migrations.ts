@@ -460,6 +460,60 @@ function m007(d: Dialect): Migration {
   };
 }
 
+/**
+ * Allied sharing (issue 6, DESIGN T6): incidents made of alerts, partner tokens for the read-only TAXII 2.1 API
+ * (hashes only), the objects of the TAXII collection (added when an officer shares an incident; `added_at` in ms,
+ * unique and increasing, is what `added_after` pages over), and the secret that pseudonymises handles in exports.
+ */
+function m008(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("incidents")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("title", "text", (c) => c.notNull())
+        .addColumn("created_by", "text", (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .addColumn("alerts", "text", (c) => c.notNull())
+        .addColumn("note", "text")
+        .addColumn("shared_at", t.int64)
+        .addColumn("shared_by", "text")
+        .execute();
+      await db.schema.createIndex("incidents_created").on("incidents").columns(["created_at", "id"]).execute();
+      await db.schema
+        .createTable("taxii_tokens")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("token_hash", "text", (c) => c.notNull().unique())
+        .addColumn("partner", "text", (c) => c.notNull())
+        .addColumn("created_by", "text", (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .addColumn("revoked_at", t.int64)
+        .execute();
+      await db.schema
+        .createTable("taxii_objects")
+        .addColumn("collection_id", "text", (c) => c.notNull())
+        .addColumn("object_id", "text", (c) => c.notNull())
+        .addColumn("version", "text", (c) => c.notNull())
+        .addColumn("added_at", t.int64, (c) => c.notNull().unique())
+        .addColumn("object", "text", (c) => c.notNull())
+        .addPrimaryKeyConstraint("taxii_objects_pk", ["collection_id", "object_id", "version"])
+        .execute();
+      await db.schema
+        .createIndex("taxii_objects_added")
+        .on("taxii_objects")
+        .columns(["collection_id", "added_at"])
+        .execute();
+      await db.schema
+        .createTable("incident_keys")
+        .addColumn("name", "text", (c) => c.primaryKey())
+        .addColumn("secret", "text", (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -471,6 +525,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         "005_audit_log": m005(d),
         "006_cables_documents": m006(d),
         "007_alerts": m007(d),
+        "008_incidents_taxii": m008(d),
       };
     },
   };

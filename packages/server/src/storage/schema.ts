@@ -222,6 +222,37 @@ export interface DetectStateTable {
   updated_at: number;
 }
 
+export interface IncidentsTable {
+  id: string; // inc-<hex>
+  title: string;
+  created_by: string;
+  created_at: number;
+  alerts: string; // JSON array of alert ids (numbers)
+  note: string | null;
+  shared_at: number | null; // when an officer shared it to the TAXII collection (null: not shared)
+  shared_by: string | null;
+}
+export interface TaxiiTokensTable {
+  id: string; // tt-<hex>
+  token_hash: string; // hex SHA-256 of the partner's bearer token: the token itself is never stored
+  partner: string;
+  created_by: string;
+  created_at: number;
+  revoked_at: number | null;
+}
+export interface TaxiiObjectsTable {
+  collection_id: string;
+  object_id: string;
+  version: string; // the object's `modified` (or `created`, or "" for SCOs): one row per version
+  added_at: number; // ms, unique and increasing (the TAXII date added)
+  object: string; // the STIX object JSON
+}
+export interface IncidentKeysTable {
+  name: string; // "pseudonym"
+  secret: string; // hex
+  created_at: number;
+}
+
 export interface Database {
   units: UnitsTable;
   users: UsersTable;
@@ -252,4 +283,8 @@ export interface Database {
   pending_removals: PendingRemovalsTable;
   alerts: AlertsTable;
   detect_state: DetectStateTable;
+  incidents: IncidentsTable;
+  taxii_tokens: TaxiiTokensTable;
+  taxii_objects: TaxiiObjectsTable;
+  incident_keys: IncidentKeysTable;
 }
