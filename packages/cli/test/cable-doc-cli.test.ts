@@ -5,34 +5,21 @@
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createHash, randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import { freePort } from "@valise/server/testing/net";
+import { runCli, startServeProcess } from "./cli-process.js";
 
-const execFileP = promisify(execFile);
-const CLI = fileURLToPath(new URL("../../bin/valise.js", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "valise-cabledoc-"));
 const dataDir = join(dir, "data");
-let child: ChildProcess | undefined;
+let stopServer = () => {};
 after(() => {
-  if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  stopServer();
   rmSync(dir, { recursive: true, force: true });
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const env = () => {
-  const e = { ...process.env };
-  delete e.VALISE_DATABASE_URL;
-  return e;
-};
-async function valise(args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return execFileP(process.execPath, [CLI, ...args], { timeout: 60_000, env: env(), maxBuffer: 64 * 1024 * 1024 });
-}
+const valise = (args: string[]) => runCli(args);
 async function json<T = Record<string, unknown>>(args: string[]): Promise<T> {
   return JSON.parse((await valise([...args, "--json"])).stdout) as T;
 }
@@ -48,28 +35,14 @@ async function fails(args: string[]): Promise<{ code: string; stderr: string }> 
 }
 
 test("cables and documents from the command line", { timeout: 240_000 }, async () => {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
   const admin = (...a: string[]) => valise(["admin", "--data", dataDir, ...a]);
   await admin("unit", "add", "HQ/ASIA-1", "--max-label", "SECRET/ASIA");
   await admin("unit", "add", "EMB/BEIJING", "--max-label", "CONFIDENTIAL/ASIA");
   await admin("unit", "add", "EMB/TOKYO", "--max-label", "CONFIDENTIAL");
   await admin("unit", "add", "HQ/SECURITY");
-  child = spawn(process.execPath, [CLI, "serve", "--data", dataDir, "--port", String(port), "--log-level", "warn"], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: env(),
-  });
-  child.stdout!.resume();
-  child.stderr!.resume();
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {
-      /* not yet */
-    }
-    if (i > 200) throw new Error("server did not start");
-    await sleep(50);
-  }
+  const server = await startServeProcess(dataDir);
+  stopServer = () => server.kill();
+  const url = server.url;
   const users: [string, string, string, string][] = [
     ["jnovak", "HQ/ASIA-1", "SECRET/ASIA", "user"],
     ["pdvorak", "EMB/BEIJING", "CONFIDENTIAL/ASIA", "user"],

@@ -5,32 +5,22 @@
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { createReadStream, mkdtempSync, openSync, readFileSync, rmSync, writeSync, closeSync } from "node:fs";
 import { createHash, randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import { freePort } from "@valise/server/testing/net";
+import { CLI, cliEnv, runCli, startServeProcess } from "./cli-process.js";
 
-const execFileP = promisify(execFile);
-const CLI = fileURLToPath(new URL("../../bin/valise.js", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "valise-large-"));
 const dataDir = join(dir, "data");
-let server: ChildProcess | undefined;
+let server: { url: string; child: ChildProcess; kill(): void } | undefined;
 after(() => {
-  if (server && server.exitCode === null && server.signalCode === null) server.kill("SIGKILL");
+  server?.kill();
   rmSync(dir, { recursive: true, force: true });
 });
 const SIZE = 1024 * 1024 * 1024;
 const MiB = 1024 * 1024;
-const env = () => {
-  const e = { ...process.env };
-  delete e.VALISE_DATABASE_URL;
-  return e;
-};
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Resident set size of a process in bytes (Linux /proc), or 0 once it is gone. */
 function rss(pid: number): number {
@@ -44,7 +34,7 @@ function rss(pid: number): number {
 
 /** Runs the CLI, sampling its RSS (and the server's); resolves with stdout and both peaks. */
 async function run(args: string[]): Promise<{ stdout: string; peak: number; serverPeak: number }> {
-  const child = spawn(process.execPath, [CLI, ...args], { env: env(), stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [CLI, ...args], { env: cliEnv(), stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -53,7 +43,7 @@ async function run(args: string[]): Promise<{ stdout: string; peak: number; serv
   let serverPeak = 0;
   const timer = setInterval(() => {
     peak = Math.max(peak, rss(child.pid!));
-    serverPeak = Math.max(serverPeak, rss(server!.pid!));
+    serverPeak = Math.max(serverPeak, rss(server!.child.pid!));
   }, 25);
   const code = await new Promise<number | null>((r) => child.on("exit", r));
   clearInterval(timer);
@@ -68,10 +58,7 @@ async function sha256File(path: string): Promise<string> {
 }
 
 test("a 1 GiB document round-trips with flat memory", { timeout: 300_000 }, async () => {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const admin = (...a: string[]) =>
-    execFileP(process.execPath, [CLI, "admin", "--data", dataDir, ...a], { env: env(), timeout: 30_000 });
+  const admin = (...a: string[]) => runCli(["admin", "--data", dataDir, ...a]);
   await admin("unit", "add", "HQ/ASIA-1");
   await admin("unit", "add", "EMB/BEIJING");
   const codes: Record<string, string> = {};
@@ -82,30 +69,9 @@ test("a 1 GiB document round-trips with flat memory", { timeout: 300_000 }, asyn
     const out = await admin("user", "add", h, "--unit", u, "--clearance", "CONFIDENTIAL/ASIA", "--json");
     codes[h] = (JSON.parse(out.stdout) as { enrollmentCode: string }).enrollmentCode;
   }
-  server = spawn(process.execPath, [CLI, "serve", "--data", dataDir, "--port", String(port), "--log-level", "warn"], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: env(),
-  });
-  server.stdout!.resume();
-  server.stderr!.resume();
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {
-      /* not yet */
-    }
-    if (i > 200) throw new Error("server did not start");
-    await sleep(50);
-  }
+  server = await startServeProcess(dataDir);
   for (const h of ["jnovak", "pdvorak"])
-    await execFileP(
-      process.execPath,
-      [CLI, "enroll", "--server", url, "--code", codes[h]!, "--profile", join(dir, h)],
-      {
-        env: env(),
-        timeout: 30_000,
-      },
-    );
+    await runCli(["enroll", "--server", server.url, "--code", codes[h]!, "--profile", join(dir, h)]);
 
   // 1 GiB input: a random 1 MiB block with the block number stamped in, so no two chunks are equal.
   const input = join(dir, "big.bin");
@@ -116,7 +82,7 @@ test("a 1 GiB document round-trips with flat memory", { timeout: 300_000 }, asyn
     writeSync(fd, block);
   }
   closeSync(fd);
-  const baseline = rss(server.pid!);
+  const baseline = rss(server.child.pid!);
 
   const t0 = Date.now();
   const put = await run([

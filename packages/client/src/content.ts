@@ -3,7 +3,7 @@
  * resumable download that yields only verified plaintext. Browser-safe; the stream cipher is injected (WebCrypto by
  * default, the Node worker-pool cipher from `node/docstream.ts` in the CLI).
  */
-import { ValiseError } from "@valise/core";
+import { ValiseError, concatBytes } from "@valise/core";
 import type { HttpTransport } from "./transport.js";
 
 /** A plaintext that can be read again from any offset (a file, a browser File, bytes): uploads resume with it. */
@@ -50,13 +50,7 @@ export async function collect(source: AsyncIterable<Uint8Array>, max = 64 * 1024
     if (n > max) throw new ValiseError("too_large", `content larger than ${max} bytes`);
     parts.push(p);
   }
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concatBytes(...parts);
 }
 
 /**
@@ -176,13 +170,13 @@ export async function uploadEncrypted(
       let partLen = 0;
       // One part on the wire while the next is encrypted: parts go out strictly in order (each at the offset the
       // previous one reached), at most two parts in memory.
-      let inflight: Promise<void> | null = null;
+      let inflight: Promise<void> = Promise.resolve();
       let sentTo = received;
       const flush = async () => {
-        const body = joinParts(part, partLen);
+        const body = joinParts(part);
         part = [];
         partLen = 0;
-        if (inflight) await inflight;
+        await inflight;
         const at = sentTo;
         sentTo += body.length;
         inflight = transport.appendBlob(id, at, body).then((st) => {
@@ -206,7 +200,7 @@ export async function uploadEncrypted(
         }
         if (partLen > 0) await flush();
       } finally {
-        if (inflight) await (inflight as Promise<void>).catch(() => undefined);
+        await inflight.catch(() => undefined);
       }
       await inflight;
       if (received !== total) throw new ValiseError("protocol_error", `upload ended at ${received} of ${total} bytes`);
@@ -221,15 +215,8 @@ export async function uploadEncrypted(
   return { blob: id, size: total };
 }
 
-function joinParts(parts: Uint8Array[], n: number): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+function joinParts(parts: Uint8Array[]): Uint8Array {
+  return parts.length === 1 ? parts[0]! : concatBytes(...parts);
 }
 
 async function* streamOf(body: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
