@@ -1,6 +1,10 @@
 import { resolve } from "node:path";
+import { ValiseError } from "@valise/core";
+import { RuleError, type Rule } from "@valise/detect";
 import {
   buildApp,
+  checkWebhookUrl,
+  detectorRules,
   loadOrCreateLogKey,
   openStore,
   parseWitnessSpec,
@@ -12,6 +16,7 @@ import { installNodeCrypto } from "./crypto.js";
 
 export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host ADDR] [--log-level LEVEL] [--log-origin ORIGIN]
                    [--witness URL=VKEY …] [--witness-quorum K] [--login-rate N]
+                   [--rules DIR|FILE …] [--no-default-rules] [--alert-webhook URL …] [--detect-train-days N]
 
 Starts the Valise server: delivery service, directory, key packages, WebSocket push, /healthz, /metrics.
   --data DIR        data directory (SQLite database, blobs); default ./valise-data
@@ -25,6 +30,16 @@ Starts the Valise server: delivery service, directory, key packages, WebSocket p
                     then serves only checkpoints with at least K witness cosignatures (appended to the note)
   --witness-quorum K  cosignatures required to publish a checkpoint; default: all configured witnesses
   --login-rate N    enrollments/logins allowed per minute per client address (429 beyond); default 60
+Detection: the audit log is tailed by the detection engine as it is written; alerts are stored (GET /v1/alerts),
+pushed to security officers' WebSocket sessions (valise alerts --follow) and POSTed to the webhooks, within seconds.
+  --rules DIR|FILE  extra detection rule files (*.json), repeatable; added to the default rules. A bad rule file
+                    stops the server from starting, with the validator's message
+  --no-default-rules  use only the --rules given
+  --alert-webhook URL  POST every alert as JSON ({"type":"alert","id","time","actor","rule","severity","reason",
+                    "events",…}) to URL; repeatable. 5 s timeout, 5 attempts with backoff; never delays detection
+  --detect-train-days N  the first N UTC days from the first audit event only train the baselines (default 14): no
+                    baseline or threshold alerts yet, but critical rules (a canary touch) alert from the first event.
+                    Fixed once the first event is processed (kept in the stored detector state)
 Prints the directory log's verifier key (give it to clients and witnesses); the signing key is DIR/log-key (0600).
 Environment: VALISE_DATABASE_URL=postgres://… uses PostgreSQL instead of the embedded SQLite;
   VALISE_LOG_KEY=PRIVATE+KEY+… supplies the log signing key instead of DIR/log-key (several servers, one log).`;
@@ -41,6 +56,10 @@ export async function serve(argv: string[]): Promise<number> {
       witness: { type: "string", multiple: true },
       "witness-quorum": { type: "string" },
       "login-rate": { type: "string" },
+      rules: { type: "string", multiple: true },
+      "no-default-rules": { type: "boolean" },
+      "alert-webhook": { type: "string", multiple: true },
+      "detect-train-days": { type: "string" },
     },
     SERVE_USAGE,
   );
@@ -66,6 +85,19 @@ export async function serve(argv: string[]): Promise<number> {
     throw new UsageError(`--witness-quorum must be between 0 and the number of --witness (${witnesses.length})`);
   const loginRate = Number(values["login-rate"] ?? 60);
   if (!Number.isInteger(loginRate) || loginRate < 1) throw new UsageError("--login-rate must be a positive integer");
+  const trainArg = values["detect-train-days"];
+  if (trainArg !== undefined && !/^[0-9]{1,5}$/.test(trainArg))
+    throw new UsageError("--detect-train-days must be a non-negative integer");
+  let rules: Rule[];
+  let webhooks: string[];
+  try {
+    // Checked before anything is opened: a bad rule file stops the server with the validator's message.
+    rules = detectorRules(values.rules ?? [], values["no-default-rules"] === true);
+    webhooks = (values["alert-webhook"] ?? []).map(checkWebhookUrl);
+  } catch (e) {
+    if (e instanceof RuleError) throw new ValiseError("bad_request", `bad detection rules: ${e.message}`);
+    throw new UsageError(`${e instanceof Error ? e.message : String(e)}\n\n${SERVE_USAGE}`);
+  }
   const databaseUrl = process.env.VALISE_DATABASE_URL;
   const store = await openStore({ dataDir, databaseUrl });
   const logKey = loadOrCreateLogKey({ dataDir, origin: values["log-origin"] });
@@ -77,6 +109,7 @@ export async function serve(argv: string[]): Promise<number> {
     witnesses,
     witnessQuorum,
     loginRatePerMinute: loginRate,
+    detect: { rules, webhooks, ...(trainArg !== undefined ? { trainDays: Number(trainArg) } : {}) },
   });
   const address = await app.listen({ port, host });
   const url = address.replace("[::1]", "localhost");
@@ -87,6 +120,9 @@ export async function serve(argv: string[]): Promise<number> {
       (witnesses.length > 0
         ? `  witnesses: ${witnesses.length} (checkpoints published with ${witnessQuorum} cosignatures)\n`
         : "") +
+      `  detection: ${rules.length} rules` +
+      (webhooks.length > 0 ? `, alerts POSTed to ${webhooks.length} webhook(s)` : "") +
+      "\n" +
       `  first administrator: npx valise admin --data ${dataDir} unit add HQ/IT && npx valise admin --data ${dataDir} user add admin --unit HQ/IT --role admin --json\n`,
   );
   await new Promise<void>((done) => {

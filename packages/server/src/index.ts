@@ -5,3 +5,4 @@ export * from "./http/capabilities.js";
 export * from "./delivery/fanout.js";
 export * from "./mls.js";
 export * from "./witness/index.js";
+export * from "./detect/index.js";

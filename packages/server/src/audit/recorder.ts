@@ -31,6 +31,8 @@ const cutOrNull = (s: string | null | undefined) => (s === null || s === undefin
 
 export class AuditRecorder {
   private readonly commits: GroupCommit<AuditEvent, undefined>;
+  /** Called after each batch is durable (the online detector's cheap notify; once per batch, not per event). */
+  onWritten: (() => void) | undefined;
   constructor(
     log: AuditLog,
     private readonly now: () => number,
@@ -46,6 +48,7 @@ export class AuditRecorder {
             ? e
             : new ValiseError("store_error", `audit log append failed: ${e instanceof Error ? e.message : String(e)}`);
         }
+        this.onWritten?.();
         return events.map(() => undefined);
       },
       maxBatch,

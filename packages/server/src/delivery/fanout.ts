@@ -2,6 +2,8 @@
  * Push fan-out between the writer and the WebSocket hubs. In-process now; with several server nodes sharing one
  * PostgreSQL, a NATS implementation of the same interface carries events between nodes.
  */
+import type { AlertView } from "../detect/alert-store.js";
+
 export type FanoutEvent =
   | {
       type: "message";
@@ -15,7 +17,9 @@ export type FanoutEvent =
     }
   | { type: "inbox"; deviceId: string; id: number; conversationId: string }
   | { type: "membership"; conversationId: string }
-  | { type: "device-revoked"; deviceId: string };
+  | { type: "device-revoked"; deviceId: string }
+  /** A stored detection alert, pushed to security officers' sockets (see detect/). */
+  | { type: "alert"; alert: AlertView };
 
 export interface Fanout {
   publish(events: FanoutEvent[]): void;

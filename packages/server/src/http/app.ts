@@ -29,6 +29,9 @@ import { installAuditHook } from "../audit/http.js";
 import { auditOrigin, auditRoutes, PUBLIC_AUDIT_ROUTES } from "../audit/routes.js";
 import { CosignedCheckpoints, startWitnessPublisher } from "../witness/publisher.js";
 import type { WitnessEndpoint } from "../witness/submit.js";
+import { DEFAULT_ORG_NAME, incidentRoutes } from "./routes-incidents.js";
+import { TAXII_PREFIX, taxiiRoutes } from "./routes-taxii.js";
+import { type DetectOptions, setupDetection } from "../detect/index.js";
 
 /** Endpoints that answer without a session; everything else under /v1/ needs one. */
 const PUBLIC_ROUTES = new Set([
@@ -64,6 +67,13 @@ export interface AppOptions {
   /** Timeout of each witness request (default 5 s) and the retry interval for a checkpoint short of quorum. */
   witnessTimeoutMs?: number;
   witnessRetryMs?: number;
+  /** The organisation named in STIX exports and by the TAXII server; default "Ministry of Foreign Affairs". */
+  orgName?: string;
+  /**
+   * Online detection over the audit log (detect/): rules, training days, alert webhooks. On by default with the
+   * default rules; `false` turns it off. Bad rule files or webhook URLs make buildApp throw (RuleError names the file).
+   */
+  detect?: DetectOptions | false;
 }
 
 export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance; ctx: ServerContext }> {
@@ -139,6 +149,8 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
 
   app.decorateRequest("session", null);
   app.addHook("onRequest", async (req) => {
+    // TAXII (routes-taxii.ts) authenticates partners with their own tokens, never a user session.
+    if (req.url.startsWith(TAXII_PREFIX)) return;
     const auth = req.headers.authorization;
     if (auth?.startsWith("Bearer ")) {
       const token = auth.slice(7);
@@ -172,7 +184,14 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   cableRoutes(app, ctx);
   logRoutes(app, ctx);
   auditRoutes(app, ctx, opts.logKey);
+  incidentRoutes(app, ctx, { orgName: opts.orgName ?? DEFAULT_ORG_NAME });
+  taxiiRoutes(app, ctx, { orgName: opts.orgName ?? DEFAULT_ORG_NAME });
   const unsub = wsRoutes(app, ctx);
+  const detector = opts.detect === false ? undefined : setupDetection(app, ctx, opts.detect ?? {});
+  if (detector) {
+    ctx.detector = detector;
+    ctx.audit.onWritten = () => detector.notify();
+  }
   const stopSigner = opts.logKey
     ? await startCheckpointSigner(app, opts.store.directory.log, opts.logKey, opts.checkpointIntervalMs)
     : undefined;
@@ -208,7 +227,9 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     auditWitnessed && opts.logKey
       ? await publish(auditWitnessed, opts.store.audit, auditOrigin(opts.logKey.origin))
       : undefined;
+  await detector?.start();
   app.addHook("onClose", async () => {
+    await detector?.stop();
     unsub();
     await publisher?.stop();
     await auditPublisher?.stop();

@@ -9,6 +9,7 @@ import type { Metrics } from "../metrics.js";
 import type { RateLimiter } from "./rate-limit.js";
 import type { AuditRecorder } from "../audit/recorder.js";
 import type { CosignedCheckpoints } from "../witness/publisher.js";
+import type { Detector } from "../detect/detector.js";
 
 export interface Session {
   handle: string;
@@ -30,6 +31,8 @@ export interface ServerContext {
   witnessed?: CosignedCheckpoints;
   /** With witnesses: the audit log's quorum-cosigned checkpoints (the only ones published). */
   auditWitnessed?: CosignedCheckpoints;
+  /** Online detection over the audit log (unless turned off). */
+  detector?: Detector;
 }
 
 declare module "fastify" {

@@ -17,6 +17,21 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   const sockets = new Map<string, Set<WebSocket>>(); // device → sockets
   const members = new Map<string, Set<string>>(); // conversation → devices (cache, dropped on membership change)
   const chains = new Map<string, Promise<void>>(); // per-conversation ordering while members load
+  const officers = new Map<WebSocket, string>(); // sockets of security officers → handle (alert push)
+
+  /** Alerts go to officers' sockets; the role is checked again at each push (it may have been taken away). */
+  function pushAlert(text: string): void {
+    for (const [ws, handle] of officers)
+      void ctx.store.directory
+        .getUser(handle)
+        .then((u) => {
+          if (u?.role === "officer" && ws.readyState === ws.OPEN) {
+            ws.send(text);
+            ctx.metrics.pushes.inc();
+          }
+        })
+        .catch((err: unknown) => app.log.warn({ err: String(err) }, "alert push failed"));
+  }
 
   async function membersOf(conversationId: string): Promise<Set<string>> {
     let m = members.get(conversationId);
@@ -51,6 +66,9 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
       }
       case "inbox":
         send(ev.deviceId, JSON.stringify(ev));
+        return;
+      case "alert":
+        if (officers.size > 0) pushAlert(JSON.stringify({ type: "alert", ...ev.alert }));
         return;
       case "message": {
         if (sockets.size === 0) return;
@@ -119,6 +137,8 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
           if (!set) sockets.set(deviceId, (set = new Set()));
           set.add(socket);
           ctx.metrics.wsConnections.inc();
+          const user = await ctx.store.directory.getUser(s.handle).catch(() => null);
+          if (user?.role === "officer" && socket.readyState === socket.OPEN) officers.set(socket, s.handle);
           socket.send(JSON.stringify({ type: "ready", device: deviceId }));
         })();
         return;
@@ -129,6 +149,7 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
     socket.on("close", () => {
       clearTimeout(timer);
       tokens.delete(socket);
+      officers.delete(socket);
       if (deviceId) {
         sockets.get(deviceId)?.delete(socket);
         if (sockets.get(deviceId)?.size === 0) sockets.delete(deviceId);

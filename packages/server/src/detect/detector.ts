@@ -1,0 +1,265 @@
+/**
+ * Online detection (DESIGN.md §1 T3, §3 "Detection"): the engine of @valise/detect consumes the audit log as it is
+ * written. The detector tails the log — every `intervalMs` (1 s), and soon after the audit recorder has written a
+ * batch (a cheap notify, coalesced) — reads the entries after the last processed index in log order, parses them
+ * (`parseAuditEvent`: only canonical leaves), pushes them into the engine, and stores the alerts together with the
+ * new position and the engine's snapshot in one transaction (see AlertStore). Stored alerts are then handed to
+ * `publish` (WebSocket push to officers) and to the webhooks, neither of which can hold the tailer up.
+ *
+ * Restart: the engine is restored from the stored snapshot and continues at the stored index, so baselines are kept
+ * and nothing is alerted twice. Between alerts the state is saved at most every `stateIntervalMs` (the snapshot
+ * grows with the number of users); a crash in between replays at most that stretch, which produces the same alerts
+ * again (the engine is deterministic), and those are not stored twice (unique key).
+ *
+ * Training: the first `trainDays` UTC days from the first audit event only train the baselines, except that rules
+ * of severity `critical` (the canary rule) alert from the first event on (EngineOptions.trainingSeverities).
+ */
+import { parseAuditEvent } from "@valise/core";
+import { DetectionEngine, parseEvent, type EngineOptions, type Rule } from "@valise/detect";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { AuditLog } from "../storage/audit-log.js";
+import { AlertStore, type AlertView, type NewAlert } from "./alert-store.js";
+import type { WebhookSender } from "./webhooks.js";
+
+export interface DetectorLog {
+  info(msg: string, data?: Record<string, unknown>): void;
+  warn(msg: string, data?: Record<string, unknown>): void;
+  error(msg: string, data?: Record<string, unknown>): void;
+}
+
+export interface DetectorOptions {
+  audit: AuditLog;
+  alerts: AlertStore;
+  rules: Rule[];
+  /** UTC days from the first audit event that only train (default 14); critical rules alert anyway. */
+  trainDays?: number;
+  now: () => number;
+  /** Called with every newly stored alert (after its transaction committed). Must not throw or block. */
+  publish?: (alerts: AlertView[]) => void;
+  webhooks?: WebhookSender;
+  registry?: Registry;
+  log?: DetectorLog;
+  /** Poll interval (default 1000 ms). */
+  intervalMs?: number;
+  /** Delay between a notify and the tick it triggers (coalesces bursts; default 50 ms). */
+  notifyDelayMs?: number;
+  /** Save the state at least this often while events arrive without alerts (default 10 s). */
+  stateIntervalMs?: number;
+  /** Audit entries read per query (default 1000). */
+  chunk?: number;
+}
+
+const SNAPSHOT_VERSION = 1;
+
+function detectMetrics(registry?: Registry) {
+  const registers = registry ? [registry] : [];
+  return {
+    events: new Counter({
+      name: "valise_detect_events_total",
+      help: "Audit events pushed into the detection engine",
+      registers,
+    }),
+    badEvents: new Counter({
+      name: "valise_detect_bad_events_total",
+      help: "Audit log entries the detector could not parse (skipped)",
+      registers,
+    }),
+    alerts: new Counter({
+      name: "valise_alerts_total",
+      help: "Alerts stored",
+      labelNames: ["severity"],
+      registers,
+    }),
+    backlog: new Gauge({
+      name: "valise_detect_backlog",
+      help: "Audit log entries not yet processed by the detector",
+      registers,
+    }),
+    delay: new Histogram({
+      name: "valise_alert_delay_seconds",
+      help: "From the triggering audit event's time to the alert being stored",
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers,
+    }),
+    errors: new Counter({
+      name: "valise_detect_errors_total",
+      help: "Detector ticks that failed (retried on the next tick)",
+      registers,
+    }),
+    webhooks: new Counter({
+      name: "valise_alert_webhook_total",
+      help: "Alert webhook deliveries by outcome (ok, retry, failed, dropped)",
+      labelNames: ["outcome"],
+      registers,
+    }),
+  };
+}
+export type DetectMetrics = ReturnType<typeof detectMetrics>;
+
+export class Detector {
+  readonly metrics: DetectMetrics;
+  private engine!: DetectionEngine;
+  private readonly engineOpts: EngineOptions;
+  /** Audit entries below this index have been pushed into the engine. */
+  private next = 0;
+  /** The index of the stored state (what the next commit must find). */
+  private saved = 0;
+  private lastSave = 0;
+  private pending: NewAlert[] = [];
+  private busy = false;
+  private again = false;
+  private current: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout | null = null;
+  private soon: NodeJS.Timeout | null = null;
+  private stopping = false;
+  private readonly intervalMs: number;
+  private readonly notifyDelayMs: number;
+  private readonly stateIntervalMs: number;
+  private readonly chunk: number;
+
+  constructor(private readonly o: DetectorOptions) {
+    this.metrics = detectMetrics(o.registry);
+    this.engineOpts = { rules: o.rules, trainDays: o.trainDays ?? 14, trainingSeverities: ["critical"] };
+    this.intervalMs = o.intervalMs ?? 1000;
+    this.notifyDelayMs = o.notifyDelayMs ?? 50;
+    this.stateIntervalMs = o.stateIntervalMs ?? 10_000;
+    this.chunk = o.chunk ?? 1000;
+  }
+
+  /** The audit index up to which events have been processed. */
+  get position(): number {
+    return this.next;
+  }
+
+  /** Loads the stored state and starts tailing (the first catch-up runs in the background). */
+  async start(): Promise<void> {
+    await this.reload();
+    this.timer = setInterval(() => this.kick(), this.intervalMs);
+    this.timer.unref();
+    this.kick();
+  }
+
+  /** The audit log has grown: tick soon (coalesced; cheap enough to call for every written batch). */
+  notify(): void {
+    if (this.soon !== null || this.stopping) return;
+    this.soon = setTimeout(() => {
+      this.soon = null;
+      this.kick();
+    }, this.notifyDelayMs);
+    this.soon.unref();
+  }
+
+  /** Processes everything written so far (for tests and shutdown); resolves when caught up. */
+  async drain(): Promise<void> {
+    this.kick();
+    await this.current;
+    if (this.busy || this.again) await this.drain();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.soon) clearTimeout(this.soon);
+    this.timer = this.soon = null;
+    await this.current;
+    try {
+      if (this.next !== this.saved || this.pending.length > 0) await this.save();
+    } catch (e) {
+      this.o.log?.error("detector: saving the state on shutdown failed", { err: String(e) });
+    }
+    await this.o.webhooks?.stop();
+  }
+
+  private kick(): void {
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
+    this.busy = true;
+    this.current = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.catchUp();
+        } while (this.again && !this.stopping);
+      } catch (e) {
+        this.metrics.errors.inc();
+        this.o.log?.error("detector tick failed (retried)", { err: e instanceof Error ? e.message : String(e) });
+      } finally {
+        this.busy = false;
+      }
+    })();
+  }
+
+  private async reload(): Promise<void> {
+    const st = await this.o.alerts.loadState();
+    let engine: DetectionEngine | null = null;
+    const snap = st.snapshot as { v?: number; engine?: unknown } | null;
+    if (snap && snap.v === SNAPSHOT_VERSION && snap.engine) {
+      try {
+        engine = DetectionEngine.restore(snap.engine, this.engineOpts);
+      } catch (e) {
+        this.o.log?.warn("detector: stored engine state unusable; baselines start afresh", { err: String(e) });
+      }
+    }
+    this.engine = engine ?? new DetectionEngine(this.engineOpts);
+    this.next = this.saved = st.nextIndex;
+    this.pending = [];
+    this.lastSave = this.o.now();
+  }
+
+  private async catchUp(): Promise<void> {
+    const size = await this.o.audit.size();
+    while (this.next < size && !this.stopping) {
+      const entries = await this.o.audit.entries(this.next, Math.min(this.chunk, size - this.next));
+      if (entries.length === 0) break;
+      const base = this.next;
+      entries.forEach((data, i) => {
+        const p = parseAuditEvent(data);
+        const d = p.ok ? parseEvent(p.event) : p;
+        if (!d.ok) {
+          this.metrics.badEvents.inc();
+          this.o.log?.warn("detector: skipped an audit entry it cannot parse", { index: base + i, reason: d.reason });
+          return;
+        }
+        for (const alert of this.engine.push(d.event)) this.pending.push({ alert, logIndex: base + i });
+      });
+      this.next += entries.length;
+      this.metrics.events.inc(entries.length);
+      this.metrics.backlog.set(size - this.next);
+      if (this.pending.length > 0 || this.o.now() - this.lastSave >= this.stateIntervalMs) await this.save();
+    }
+    this.metrics.backlog.set(Math.max(0, size - this.next));
+    if (this.next !== this.saved && this.o.now() - this.lastSave >= this.stateIntervalMs) await this.save();
+  }
+
+  /** Stores the state (and pending alerts) as of `next`; then publishes what was newly stored. */
+  private async save(): Promise<void> {
+    const now = this.o.now();
+    const snapshot = JSON.stringify({ v: SNAPSHOT_VERSION, engine: this.engine.snapshot() });
+    const stored = await this.o.alerts.commit(this.saved, this.next, snapshot, this.pending, now);
+    if (stored === null) {
+      // Another detector (another server process on this database) stored this stretch: continue from its state.
+      this.o.log?.info("detector: the stored state moved on (another server process); reloading it");
+      await this.reload();
+      return;
+    }
+    this.saved = this.next;
+    this.lastSave = now;
+    this.pending = [];
+    if (stored.length === 0) return;
+    for (const a of stored) {
+      this.metrics.alerts.inc({ severity: a.severity });
+      this.metrics.delay.observe(Math.max(0, (now - Date.parse(a.time)) / 1000));
+      this.o.log?.warn("alert", { id: a.id, rule: a.rule, severity: a.severity, actor: a.actor });
+    }
+    try {
+      this.o.publish?.(stored);
+    } catch (e) {
+      this.o.log?.error("detector: publishing alerts failed", { err: String(e) });
+    }
+    this.o.webhooks?.send(stored);
+  }
+}
+
+export { AlertStore };
