@@ -40,7 +40,7 @@ import {
   type GroupContext,
   type KeyPackageBundle,
 } from "@valise/protocol";
-import { HttpTransport, type ServerConversation } from "./transport.js";
+import { HttpTransport, type ServerAlert, type ServerConversation } from "./transport.js";
 import type { ConversationState, ConversationTarget, KeyStore, ProfileState } from "./profile.js";
 import { DirectoryVerifier, type DirectoryDoor } from "./verifier.js";
 import {
@@ -64,7 +64,7 @@ import { Documents } from "./documents.js";
 import type { StreamCipher } from "./content.js";
 import { webCryptoStreamCipher } from "./docstream.js";
 import type { ContentHost } from "./host.js";
-import { openPush, type WebSocketFactory } from "./push.js";
+import { isAlertFrame, openPush, type AlertFrame, type WebSocketFactory } from "./push.js";
 
 const INITIAL_KEY_PACKAGES = 20;
 const MIN_KEY_PACKAGES = 10;
@@ -880,7 +880,7 @@ export class ValiseClient {
   async listen(
     factory: WebSocketFactory,
     onItems: (items: ReceivedItem[]) => void,
-    opts: { monitorMs?: number } = {},
+    opts: { monitorMs?: number; onAlert?: (a: AlertFrame) => void } = {},
   ): Promise<{ close(): void }> {
     await this.login();
     let chain = Promise.resolve();
@@ -892,7 +892,9 @@ export class ValiseClient {
         })
         .catch(() => undefined);
     };
-    const ch = await openPush(factory, this.serverUrl, this.transport.token ?? "", syncNow);
+    const ch = await openPush(factory, this.serverUrl, this.transport.token ?? "", (ev) =>
+      isAlertFrame(ev) ? opts.onAlert?.(ev) : syncNow(),
+    );
     // Directory changes push nothing to the user's devices: with key transparency, read the log on a timer too
     // (default every 30 s), so a device added to this account is reported within a minute.
     const timer = this.transparency ? setInterval(syncNow, opts.monitorMs ?? 30_000) : undefined;
@@ -902,6 +904,24 @@ export class ValiseClient {
         ch.close();
       },
     };
+  }
+
+  /** Detection alerts (security officers only; anyone else gets 403 `forbidden`), in id order. */
+  alerts(q: { after?: number; limit?: number; severity?: ServerAlert["severity"]; since?: string } = {}) {
+    return this.authed(() => this.transport.alerts(q));
+  }
+
+  /** Acknowledges an alert (officers only); the first acknowledgement stays. */
+  ackAlert(id: number): Promise<ServerAlert> {
+    return this.authed(() => this.transport.ackAlert(id));
+  }
+
+  /** Alerts as the server pushes them (officers only: other sessions get no alert frames). */
+  async watchAlerts(factory: WebSocketFactory, onAlert: (a: AlertFrame) => void): Promise<{ close(): void }> {
+    await this.login();
+    return openPush(factory, this.serverUrl, this.transport.token ?? "", (ev) => {
+      if (isAlertFrame(ev)) onAlert(ev);
+    });
   }
 
   /** Self-update (post-compromise security): fresh leaf keys in a new epoch; retries after an epoch conflict. */

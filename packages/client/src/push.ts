@@ -3,6 +3,8 @@
  * catch-up (push is at-least-once and only a hint: the ordered log is the truth, and sync dedupes by sequence number).
  * The WebSocket constructor is injected: the browser's global, or `ws` on Node (see ./node/websocket.ts).
  */
+import type { ServerAlert } from "./transport.js";
+
 export interface MinimalWebSocket {
   send(data: string): void;
   close(): void;
@@ -17,6 +19,14 @@ export interface PushEvent {
   type: string;
   conversationId?: string;
   seq?: number;
+}
+
+/** A pushed detection alert (officers' sockets only): `{"type":"alert", …ServerAlert}`. */
+export type AlertFrame = PushEvent & ServerAlert & { type: "alert" };
+
+export function isAlertFrame(ev: PushEvent): ev is AlertFrame {
+  const a = ev as Partial<AlertFrame>;
+  return ev.type === "alert" && typeof a.id === "number" && typeof a.rule === "string" && Array.isArray(a.events);
 }
 
 export function pushUrl(serverUrl: string): string {

@@ -109,6 +109,22 @@ export interface CableRelease {
   corrects?: string;
 }
 
+/** A detection alert (GET /v1/alerts, the `alert` push frame, webhooks): for security officers. */
+export interface ServerAlert {
+  id: number;
+  /** The triggering audit event's time (ISO 8601). */
+  time: string;
+  actor: string;
+  rule: string;
+  severity: "low" | "medium" | "high" | "critical";
+  reason: string;
+  /** Audit event ids behind the alert, the triggering event last. */
+  events: string[];
+  createdAt: string;
+  acknowledgedBy: string | null;
+  acknowledgedAt: string | null;
+}
+
 /** Sent as `x-valise-client` with every request: the client kind/version in the server's audit events. */
 export const VALISE_CLIENT = "valise-sdk/0.1.0";
 
@@ -450,6 +466,18 @@ export class HttpTransport {
   async auditEntries(start: number, count: number): Promise<Uint8Array[]> {
     const r = await this.call<{ entries: string[] }>("GET", `/v1/log/audit/entries?start=${start}&count=${count}`);
     return (Array.isArray(r.entries) ? r.entries : []).map((e) => fromBase64(String(e)));
+  }
+  /** Detection alerts in id order (officers only): after an id, at least a severity, triggered since a time. */
+  async alerts(
+    q: { after?: number; limit?: number; severity?: ServerAlert["severity"]; since?: string } = {},
+  ): Promise<ServerAlert[]> {
+    const p = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined) p.set(k, String(v));
+    const r = await this.call<{ alerts: ServerAlert[] }>("GET", `/v1/alerts?${p.toString()}`);
+    return Array.isArray(r.alerts) ? r.alerts : [];
+  }
+  ackAlert(id: number) {
+    return this.call<ServerAlert>("POST", `/v1/alerts/${encodeURIComponent(String(id))}/ack`, {});
   }
   /** Entries matching a filter, newest first; with `size`, each with its inclusion proof in that tree. */
   async auditEvents(f: {
