@@ -1,0 +1,301 @@
+/**
+ * Incidents, TAXII partner tokens and the TAXII collection (migration 008). An incident is a title, a note and a
+ * list of alert ids (migration 007's `alerts`); its STIX bundle is rebuilt from the alerts and the audit events
+ * behind them each time (stix.ts is deterministic, so the same incident gives the same bundle). Sharing adds the
+ * bundle's objects to the collection, each version once, with a unique, increasing `added_at` (ms): the TAXII
+ * "date added" that `added_after` pages over. Partner tokens are stored as SHA-256 hashes only.
+ */
+import { createHmac, randomBytes } from "node:crypto";
+import type { Kysely } from "kysely";
+import { ValiseError, parseAuditEvent, type AuditEvent } from "@valise/core";
+import type { Database } from "../storage/schema.js";
+import type { AuditLog } from "../storage/audit-log.js";
+import { randomToken, sha256Hex } from "../storage/secrets.js";
+import { incidentBundle, uuidv5, VALISE_NAMESPACE, type IncidentAlert, type StixBundle } from "./stix.js";
+
+/** The one TAXII collection: incidents the officers shared. */
+export const TAXII_COLLECTION_ID = uuidv5(VALISE_NAMESPACE, "taxii/collection/shared-incidents");
+export const MAX_INCIDENT_ALERTS = 500;
+/** How far back from an alert its events may lie (the longest rule window is a week). */
+const EVENT_LOOKBACK_MS = 8 * 86_400_000;
+
+export interface IncidentView {
+  id: string;
+  title: string;
+  createdBy: string;
+  createdAt: string;
+  alerts: number[];
+  note: string | null;
+  shared: boolean;
+  sharedAt: string | null;
+  sharedBy: string | null;
+}
+
+export interface TaxiiTokenView {
+  id: string;
+  partner: string;
+  createdBy: string;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+export interface TaxiiObjectRow {
+  addedAt: number;
+  object: Record<string, unknown>;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
+
+function incidentView(r: Database["incidents"]): IncidentView {
+  let alerts: number[] = [];
+  try {
+    const v: unknown = JSON.parse(r.alerts);
+    if (Array.isArray(v)) alerts = v.map(Number);
+  } catch {
+    /* stored by us */
+  }
+  return {
+    id: r.id,
+    title: r.title,
+    createdBy: r.created_by,
+    createdAt: iso(r.created_at)!,
+    alerts,
+    note: r.note,
+    shared: r.shared_at !== null,
+    sharedAt: iso(r.shared_at),
+    sharedBy: r.shared_by,
+  };
+}
+
+export class IncidentStore {
+  private pseudonymSecret: Promise<Buffer> | undefined;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly audit: AuditLog,
+    private readonly now: () => number,
+  ) {}
+
+  async create(p: { title: string; alerts: number[]; note: string | null; createdBy: string }): Promise<IncidentView> {
+    const ids = [...new Set(p.alerts)];
+    if (ids.length === 0 || ids.length > MAX_INCIDENT_ALERTS)
+      throw new ValiseError("bad_request", `an incident needs 1-${MAX_INCIDENT_ALERTS} alerts`);
+    const found = await this.db.selectFrom("alerts").select("id").where("id", "in", ids).execute();
+    const known = new Set(found.map((r) => Number(r.id)));
+    const missing = ids.filter((i) => !known.has(i));
+    if (missing.length > 0) throw new ValiseError("not_found", `no such alert: ${missing.join(", ")}`);
+    const row: Database["incidents"] = {
+      id: `inc-${randomBytes(8).toString("hex")}`,
+      title: p.title,
+      created_by: p.createdBy,
+      created_at: this.now(),
+      alerts: JSON.stringify(ids),
+      note: p.note,
+      shared_at: null,
+      shared_by: null,
+    };
+    await this.db.insertInto("incidents").values(row).execute();
+    return incidentView(row);
+  }
+
+  async list(limit: number, before?: string): Promise<IncidentView[]> {
+    let q = this.db.selectFrom("incidents").selectAll();
+    if (before !== undefined) q = q.where("id", "<", before);
+    const rows = await q.orderBy("created_at", "desc").orderBy("id", "desc").limit(limit).execute();
+    return rows.map(incidentView);
+  }
+
+  async get(id: string): Promise<IncidentView | null> {
+    const r = await this.db.selectFrom("incidents").selectAll().where("id", "=", id).executeTakeFirst();
+    return r ? incidentView(r) : null;
+  }
+
+  /** A stable pseudonym (`user-…`, `device-…`): HMAC-SHA256 under a per-server secret made on first use. */
+  async pseudonymizer(): Promise<(kind: "user" | "device", value: string) => string> {
+    this.pseudonymSecret ??= (async () => {
+      await this.db
+        .insertInto("incident_keys")
+        .values({ name: "pseudonym", secret: randomBytes(32).toString("hex"), created_at: this.now() })
+        .onConflict((oc) => oc.column("name").doNothing())
+        .execute();
+      const r = await this.db
+        .selectFrom("incident_keys")
+        .select("secret")
+        .where("name", "=", "pseudonym")
+        .executeTakeFirstOrThrow();
+      return Buffer.from(r.secret, "hex");
+    })().catch((e: unknown) => {
+      this.pseudonymSecret = undefined;
+      throw e;
+    });
+    const key = await this.pseudonymSecret;
+    return (kind, value) =>
+      `${kind}-${createHmac("sha256", key).update(`${kind}:${value}`).digest("hex").slice(0, 16)}`;
+  }
+
+  /** The incident's alerts and the audit events behind them (read from the audit log by actor, before each alert). */
+  async evidence(inc: IncidentView): Promise<{ alerts: IncidentAlert[]; events: AuditEvent[] }> {
+    const rows = inc.alerts.length
+      ? await this.db.selectFrom("alerts").selectAll().where("id", "in", inc.alerts).orderBy("id").execute()
+      : [];
+    const alerts: IncidentAlert[] = [];
+    const events = new Map<string, AuditEvent>();
+    for (const r of rows) {
+      let ids: string[] = [];
+      try {
+        const v: unknown = JSON.parse(r.events);
+        if (Array.isArray(v)) ids = v.map(String);
+      } catch {
+        /* stored by the detector */
+      }
+      alerts.push({
+        id: String(r.id),
+        time: new Date(Number(r.time)).toISOString(),
+        actor: r.actor,
+        rule: r.rule,
+        severity: r.severity,
+        events: ids,
+      });
+      const wanted = new Set(ids.filter((id) => !events.has(id)));
+      let before = Number(r.log_index) + 1;
+      const since = Number(r.time) - EVENT_LOOKBACK_MS;
+      for (let page = 0; wanted.size > 0 && page < 50; page++) {
+        const found = await this.audit.query({ actor: r.actor, before, since, limit: 1000 });
+        for (const f of found) {
+          const p = parseAuditEvent(f.data);
+          if (p.ok && wanted.delete(p.event.id)) events.set(p.event.id, p.event);
+        }
+        if (found.length < 1000) break;
+        before = found[found.length - 1]!.index;
+      }
+    }
+    return { alerts, events: [...events.values()] };
+  }
+
+  async bundle(inc: IncidentView, orgName: string, includeAccounts: boolean): Promise<StixBundle> {
+    const { alerts, events } = await this.evidence(inc);
+    return incidentBundle(
+      {
+        id: inc.id,
+        title: inc.title,
+        note: inc.note,
+        createdAt: Date.parse(inc.createdAt),
+        alerts,
+        events,
+      },
+      { orgName, includeAccounts, pseudonym: await this.pseudonymizer() },
+    );
+  }
+
+  /**
+   * Adds objects to the TAXII collection: each (id, version) once, in order, `added_at` one ms apart and above every
+   * earlier one. Returns how many were new. Concurrent shares collide on the unique `added_at` and retry.
+   */
+  async share(inc: IncidentView, objects: readonly Record<string, unknown>[], by: string): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.db.transaction().execute(async (trx) => {
+          const max = await trx
+            .selectFrom("taxii_objects")
+            .select((eb) => eb.fn.max("added_at").as("m"))
+            .executeTakeFirst();
+          let at = Math.max(Number(max?.m ?? 0) + 1, this.now());
+          let added = 0;
+          for (const o of objects) {
+            const id = String(o.id);
+            const version = String(o.modified ?? o.created ?? "");
+            const dup = await trx
+              .selectFrom("taxii_objects")
+              .select("added_at")
+              .where("collection_id", "=", TAXII_COLLECTION_ID)
+              .where("object_id", "=", id)
+              .where("version", "=", version)
+              .executeTakeFirst();
+            if (dup) continue;
+            await trx
+              .insertInto("taxii_objects")
+              .values({
+                collection_id: TAXII_COLLECTION_ID,
+                object_id: id,
+                version,
+                added_at: at++,
+                object: JSON.stringify(o),
+              })
+              .execute();
+            added++;
+          }
+          await trx
+            .updateTable("incidents")
+            .set({ shared_at: this.now(), shared_by: by })
+            .where("id", "=", inc.id)
+            .execute();
+          return added;
+        });
+      } catch (e) {
+        if (attempt >= 4 || !/unique|duplicate/i.test(e instanceof Error ? e.message : String(e))) throw e;
+      }
+    }
+  }
+
+  /** Objects added after `after` (ms, exclusive), oldest first, at most `limit`+1 (the caller detects "more"). */
+  async objects(collection: string, after: number | undefined, limit: number): Promise<TaxiiObjectRow[]> {
+    let q = this.db.selectFrom("taxii_objects").select(["added_at", "object"]).where("collection_id", "=", collection);
+    if (after !== undefined) q = q.where("added_at", ">", after);
+    const rows = await q
+      .orderBy("added_at")
+      .limit(limit + 1)
+      .execute();
+    return rows.map((r) => ({ addedAt: Number(r.added_at), object: JSON.parse(r.object) as Record<string, unknown> }));
+  }
+
+  async issueToken(partner: string, by: string): Promise<{ id: string; token: string; view: TaxiiTokenView }> {
+    const token = `taxii_${randomToken(32)}`;
+    const row: Database["taxii_tokens"] = {
+      id: `tt-${randomBytes(8).toString("hex")}`,
+      token_hash: sha256Hex(token),
+      partner,
+      created_by: by,
+      created_at: this.now(),
+      revoked_at: null,
+    };
+    await this.db.insertInto("taxii_tokens").values(row).execute();
+    return { id: row.id, token, view: tokenView(row) };
+  }
+
+  async listTokens(): Promise<TaxiiTokenView[]> {
+    const rows = await this.db.selectFrom("taxii_tokens").selectAll().orderBy("created_at").orderBy("id").execute();
+    return rows.map(tokenView);
+  }
+
+  /** Revokes a token; false if there is none with that id. Revoking twice keeps the first time. */
+  async revokeToken(id: string): Promise<TaxiiTokenView | null> {
+    await this.db
+      .updateTable("taxii_tokens")
+      .set({ revoked_at: this.now() })
+      .where("id", "=", id)
+      .where("revoked_at", "is", null)
+      .execute();
+    const r = await this.db.selectFrom("taxii_tokens").selectAll().where("id", "=", id).executeTakeFirst();
+    return r ? tokenView(r) : null;
+  }
+
+  /** The token's record, by the hash of the presented token. */
+  async findToken(token: string): Promise<TaxiiTokenView | null> {
+    const r = await this.db
+      .selectFrom("taxii_tokens")
+      .selectAll()
+      .where("token_hash", "=", sha256Hex(token))
+      .executeTakeFirst();
+    return r ? tokenView(r) : null;
+  }
+}
+
+function tokenView(r: Database["taxii_tokens"]): TaxiiTokenView {
+  return {
+    id: r.id,
+    partner: r.partner,
+    createdBy: r.created_by,
+    createdAt: iso(r.created_at)!,
+    revokedAt: iso(r.revoked_at),
+  };
+}
