@@ -6,6 +6,7 @@ import { reportError } from "./output.js";
 import { log, LOG_USAGE } from "./log-commands.js";
 import { audit, AUDIT_USAGE } from "./audit-commands.js";
 import { detect } from "./detect-commands.js";
+import { alerts } from "./alerts-commands.js";
 import { witness, WITNESS_USAGE } from "./witness-commands.js";
 import { cable, CABLE_USAGE, doc, DOC_USAGE } from "./content-commands.js";
 
@@ -29,6 +30,7 @@ Device:
 Security officer:
   audit          tail, query, verify and export the audit log (every access to stored data)
   detect         replay audit events (JSONL) through the detection rules and baselines, print alerts
+  alerts         the server's detection alerts: list, acknowledge, --follow them live
 
 Example (five minutes):
   npx valise serve &
@@ -73,6 +75,8 @@ async function main(argv: string[]): Promise<number> {
         return await audit(rest);
       case "detect":
         return await detect(rest);
+      case "alerts":
+        return await alerts(rest);
       case "witness":
         return await witness(rest);
       case "enroll":
@@ -101,6 +105,8 @@ async function main(argv: string[]): Promise<number> {
 const argv = process.argv.slice(2);
 const code = await main(argv);
 process.exitCode = code;
-// Long-running commands (serve, witness serve, audit tail -f) keep their own handles; every other command is done
+// Long-running commands (serve, witness serve, audit tail -f, alerts --follow) keep their own handles; every other command is done
 // here: exit even if a pooled worker thread or a keep-alive socket is still around (stdout is flushed first).
-if (!["serve", "witness", "audit"].includes(argv[0] ?? "")) process.stdout.write("", () => process.exit(code));
+const longRunning =
+  ["serve", "witness", "audit"].includes(argv[0] ?? "") || (argv[0] === "alerts" && argv.includes("--follow"));
+if (!longRunning) process.stdout.write("", () => process.exit(code));
