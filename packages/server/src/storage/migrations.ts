@@ -514,6 +514,30 @@ function m008(d: Dialect): Migration {
   };
 }
 
+/**
+ * Passkeys (web client): WebAuthn credentials, each bound to the device (browser) that registered it at enrollment.
+ * A device with a passkey logs in with both its device key and a user-verified passkey assertion.
+ */
+function m009(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("passkeys")
+        .addColumn("credential_id", "text", (c) => c.primaryKey())
+        .addColumn("device_id", "text", (c) => c.notNull())
+        .addColumn("handle", "text", (c) => c.notNull())
+        .addColumn("public_key", t.bin, (c) => c.notNull())
+        .addColumn("counter", t.int64, (c) => c.notNull())
+        .addColumn("transports", "text", (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .addColumn("last_used_at", t.int64)
+        .execute();
+      await db.schema.createIndex("passkeys_device").on("passkeys").column("device_id").execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -526,6 +550,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         "006_cables_documents": m006(d),
         "007_alerts": m007(d),
         "008_incidents_taxii": m008(d),
+        "009_passkeys": m009(d),
       };
     },
   };

@@ -253,6 +253,17 @@ export interface IncidentKeysTable {
   created_at: number;
 }
 
+export interface PasskeysTable {
+  credential_id: string; // base64url, as WebAuthn names it
+  device_id: string;
+  handle: string;
+  public_key: Uint8Array; // COSE public key
+  counter: number;
+  transports: string; // JSON array
+  created_at: number;
+  last_used_at: number | null;
+}
+
 export interface Database {
   units: UnitsTable;
   users: UsersTable;
@@ -287,4 +298,5 @@ export interface Database {
   taxii_tokens: TaxiiTokensTable;
   taxii_objects: TaxiiObjectsTable;
   incident_keys: IncidentKeysTable;
+  passkeys: PasskeysTable;
 }
