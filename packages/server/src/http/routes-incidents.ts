@@ -152,7 +152,7 @@ export function incidentRoutes(app: FastifyInstance, ctx: ServerContext, opts: {
     for (const k of Object.keys(q))
       if (k !== "includeAccounts") throw new ValiseError("bad_request", `unknown query parameter ${JSON.stringify(k)}`);
     const bundle = await incidents.bundle(inc, orgName, boolParam(q.includeAccounts, "includeAccounts"));
-    return reply.header("content-type", STIX_MEDIA_TYPE).send(JSON.stringify(bundle));
+    return reply.header("content-type", STIX_MEDIA_TYPE).send(Buffer.from(JSON.stringify(bundle)));
   });
 
   app.post("/v1/incidents/:id/share", opt, async (req) => {

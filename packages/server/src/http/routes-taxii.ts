@@ -92,7 +92,10 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
   }
 
   const send = (reply: FastifyReply, status: number, body: unknown) =>
-    reply.code(status).header("content-type", TAXII_MEDIA_TYPE).send(JSON.stringify(body));
+    reply
+      .code(status)
+      .header("content-type", TAXII_MEDIA_TYPE)
+      .send(Buffer.from(JSON.stringify(body)));
 
   async function audit(req: FastifyRequest, who: TaxiiTokenView, outcome: "ok" | "denied", bytes: number) {
     await ctx.audit.record({
@@ -205,13 +208,7 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
           after = Math.max(after ?? 0, n);
         }
         const list = (k: string) =>
-          q[k] === undefined
-            ? undefined
-            : new Set(
-                String(q[k])
-                  .split(",")
-                  .map((s) => s.trim()),
-              );
+          q[k] === undefined ? undefined : new Set((q[k] as string).split(",").map((s) => s.trim()));
         const types = list("match[type]");
         const ids = list("match[id]");
         const specs = list("match[spec_version]");
@@ -228,7 +225,7 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
             const o = r.object;
             if (types && !types.has(String(o.type))) continue;
             if (ids && !ids.has(String(o.id))) continue;
-            if (specs && !specs.has(String(o.spec_version ?? "2.1"))) continue;
+            if (specs && !specs.has(typeof o.spec_version === "string" ? o.spec_version : "2.1")) continue;
             picked.push(r);
             if (picked.length === page) break;
           }
@@ -249,7 +246,7 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
         };
         const text = JSON.stringify(body);
         await audit(req, who, "ok", Buffer.byteLength(text));
-        return reply.code(200).header("content-type", TAXII_MEDIA_TYPE).send(text);
+        return reply.code(200).header("content-type", TAXII_MEDIA_TYPE).send(Buffer.from(text));
       });
     },
     { prefix: TAXII_PREFIX.slice(0, -1) },

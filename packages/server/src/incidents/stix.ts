@@ -355,7 +355,7 @@ export function incidentBundle(inc: IncidentInput, opts: StixOptions): StixBundl
       description:
         `Valise device ${includeAccounts ? "" : "(pseudonymised) "}of ${owners}, used for ${s.count} audited ` +
         `request(s) behind the incident's alerts.`,
-      indicator_types: ["compromised"],
+      indicator_types: ["anomalous-activity"],
       pattern: `[x-valise-device:id = ${lit(name)}]`,
       pattern_type: "stix",
       pattern_version: "2.1",

@@ -203,7 +203,8 @@ export class IncidentStore {
           let added = 0;
           for (const o of objects) {
             const id = String(o.id);
-            const version = String(o.modified ?? o.created ?? "");
+            const version =
+              typeof o.modified === "string" ? o.modified : typeof o.created === "string" ? o.created : "";
             const dup = await trx
               .selectFrom("taxii_objects")
               .select("added_at")
