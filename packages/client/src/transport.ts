@@ -125,6 +125,30 @@ export interface ServerAlert {
   acknowledgedAt: string | null;
 }
 
+/** An incident (officers): alerts grouped under a title, exportable as STIX 2.1 and shareable over TAXII. */
+export interface ServerIncident {
+  id: string;
+  title: string;
+  createdBy: string;
+  createdAt: string;
+  alerts: number[];
+  note: string | null;
+  shared: boolean;
+  sharedAt: string | null;
+  sharedBy: string | null;
+  /** GET /v1/incidents/:id only: the alerts themselves. */
+  alertDetails?: Omit<ServerAlert, "createdAt" | "acknowledgedBy" | "acknowledgedAt">[];
+}
+/** A TAXII partner token's record (the token itself only in the answer to `issueTaxiiToken`). */
+export interface TaxiiToken {
+  id: string;
+  partner: string;
+  createdBy: string;
+  createdAt: string;
+  revokedAt: string | null;
+  token?: string;
+}
+
 /** Sent as `x-valise-client` with every request: the client kind/version in the server's audit events. */
 export const VALISE_CLIENT = "valise-sdk/0.1.0";
 
@@ -501,6 +525,41 @@ export class HttpTransport {
       entry: fromBase64(String(e.entry)),
       proof: (Array.isArray(e.proof) ? e.proof : []).map((p) => fromBase64(String(p))),
     }));
+  }
+  /** Incidents (officers only): create from alert ids, list, show, STIX 2.1 bundle, share to the TAXII collection. */
+  createIncident(b: { title: string; alerts: number[]; note?: string }) {
+    return this.call<ServerIncident>("POST", "/v1/incidents", b);
+  }
+  async incidents(limit = 100): Promise<ServerIncident[]> {
+    const r = await this.call<{ incidents: ServerIncident[] }>("GET", `/v1/incidents?limit=${limit}`);
+    return Array.isArray(r.incidents) ? r.incidents : [];
+  }
+  incident(id: string) {
+    return this.call<ServerIncident>("GET", `/v1/incidents/${encodeURIComponent(id)}`);
+  }
+  incidentStix(id: string, includeAccounts = false) {
+    return this.call<{ type: "bundle"; id: string; objects: Record<string, unknown>[] }>(
+      "GET",
+      `/v1/incidents/${encodeURIComponent(id)}/stix${includeAccounts ? "?includeAccounts=true" : ""}`,
+    );
+  }
+  shareIncident(id: string, includeAccounts = false) {
+    return this.call<{ id: string; collection: string; objects: number; added: number }>(
+      "POST",
+      `/v1/incidents/${encodeURIComponent(id)}/share`,
+      includeAccounts ? { includeAccounts } : {},
+    );
+  }
+  /** TAXII partner tokens (officers only): the token is in this answer only. */
+  issueTaxiiToken(partner: string) {
+    return this.call<TaxiiToken & { token: string }>("POST", "/v1/taxii/tokens", { partner });
+  }
+  async taxiiTokens(): Promise<TaxiiToken[]> {
+    const r = await this.call<{ tokens: TaxiiToken[] }>("GET", "/v1/taxii/tokens");
+    return Array.isArray(r.tokens) ? r.tokens : [];
+  }
+  revokeTaxiiToken(id: string) {
+    return this.call<TaxiiToken>("DELETE", `/v1/taxii/tokens/${encodeURIComponent(id)}`);
   }
 }
 
