@@ -7,6 +7,7 @@ import { log, LOG_USAGE } from "./log-commands.js";
 import { audit, AUDIT_USAGE } from "./audit-commands.js";
 import { detect } from "./detect-commands.js";
 import { alerts } from "./alerts-commands.js";
+import { incidentCommands, INCIDENT_USAGE } from "./incident-commands.js";
 import { witness, WITNESS_USAGE } from "./witness-commands.js";
 import { cable, CABLE_USAGE, doc, DOC_USAGE } from "./content-commands.js";
 
@@ -31,6 +32,8 @@ Security officer:
   audit          tail, query, verify and export the audit log (every access to stored data)
   detect         replay audit events (JSONL) through the detection rules and baselines, print alerts
   alerts         the server's detection alerts: list, acknowledge, --follow them live
+  incident       group alerts into incidents, export STIX 2.1, share them over TAXII 2.1
+  taxii          issue and revoke partner tokens for the TAXII 2.1 feed
 
 Example (five minutes):
   npx valise serve &
@@ -51,6 +54,8 @@ ${DOC_USAGE}
 ${LOG_USAGE}
 
 ${AUDIT_USAGE}
+
+${INCIDENT_USAGE}
 
 ${WITNESS_USAGE}`;
 
@@ -77,6 +82,9 @@ async function main(argv: string[]): Promise<number> {
         return await detect(rest);
       case "alerts":
         return await alerts(rest);
+      case "incident":
+      case "taxii":
+        return await incidentCommands(cmd, rest);
       case "witness":
         return await witness(rest);
       case "enroll":

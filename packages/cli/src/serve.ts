@@ -15,7 +15,7 @@ import { parse, UsageError } from "./args.js";
 import { installNodeCrypto } from "./crypto.js";
 
 export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host ADDR] [--log-level LEVEL] [--log-origin ORIGIN]
-                   [--witness URL=VKEY …] [--witness-quorum K] [--login-rate N]
+                   [--witness URL=VKEY …] [--witness-quorum K] [--login-rate N] [--org-name NAME]
                    [--rules DIR|FILE …] [--no-default-rules] [--alert-webhook URL …] [--detect-train-days N]
 
 Starts the Valise server: delivery service, directory, key packages, WebSocket push, /healthz, /metrics.
@@ -30,6 +30,8 @@ Starts the Valise server: delivery service, directory, key packages, WebSocket p
                     then serves only checkpoints with at least K witness cosignatures (appended to the note)
   --witness-quorum K  cosignatures required to publish a checkpoint; default: all configured witnesses
   --login-rate N    enrollments/logins allowed per minute per client address (429 beyond); default 60
+  --org-name NAME   the organisation named in STIX 2.1 incident exports and by the TAXII 2.1 server (partners);
+                    default "Ministry of Foreign Affairs"
 Detection: the audit log is tailed by the detection engine as it is written; alerts are stored (GET /v1/alerts),
 pushed to security officers' WebSocket sessions (valise alerts --follow) and POSTed to the webhooks, within seconds.
   --rules DIR|FILE  extra detection rule files (*.json), repeatable; added to the default rules. A bad rule file
@@ -56,6 +58,7 @@ export async function serve(argv: string[]): Promise<number> {
       witness: { type: "string", multiple: true },
       "witness-quorum": { type: "string" },
       "login-rate": { type: "string" },
+      "org-name": { type: "string" },
       rules: { type: "string", multiple: true },
       "no-default-rules": { type: "boolean" },
       "alert-webhook": { type: "string", multiple: true },
@@ -109,6 +112,7 @@ export async function serve(argv: string[]): Promise<number> {
     witnesses,
     witnessQuorum,
     loginRatePerMinute: loginRate,
+    ...(values["org-name"] ? { orgName: values["org-name"] } : {}),
     detect: { rules, webhooks, ...(trainArg !== undefined ? { trainDays: Number(trainArg) } : {}) },
   });
   const address = await app.listen({ port, host });
