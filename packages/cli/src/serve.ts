@@ -1,4 +1,6 @@
-import { resolve } from "node:path";
+import { existsSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { ValiseError } from "@valise/core";
 import { RuleError, type Rule } from "@valise/detect";
 import {
@@ -17,6 +19,7 @@ import { installNodeCrypto } from "./crypto.js";
 export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host ADDR] [--log-level LEVEL] [--log-origin ORIGIN]
                    [--witness URL=VKEY …] [--witness-quorum K] [--login-rate N] [--org-name NAME]
                    [--rules DIR|FILE …] [--no-default-rules] [--alert-webhook URL …] [--detect-train-days N]
+                   [--web DIR | --no-web] [--web-origin URL …]
 
 Starts the Valise server: delivery service, directory, key packages, WebSocket push, /healthz, /metrics.
   --data DIR        data directory (SQLite database, blobs); default ./valise-data
@@ -32,6 +35,10 @@ Starts the Valise server: delivery service, directory, key packages, WebSocket p
   --login-rate N    enrollments/logins allowed per minute per client address (429 beyond); default 60
   --org-name NAME   the organisation named in STIX 2.1 incident exports and by the TAXII 2.1 server (partners);
                     default "Ministry of Foreign Affairs"
+Web app: served at / (packages/web/dist/app, built by npm run build) with a strict Content-Security-Policy.
+  --web DIR         serve the web app from DIR instead; --no-web: API only
+  --web-origin URL  the origin users open (e.g. https://valise.mfa.example), repeatable; passkeys are bound to its
+                    host name. Default http://localhost:PORT (browsers refuse passkeys for an IP address)
 Detection: the audit log is tailed by the detection engine as it is written; alerts are stored (GET /v1/alerts),
 pushed to security officers' WebSocket sessions (valise alerts --follow) and POSTed to the webhooks, within seconds.
   --rules DIR|FILE  extra detection rule files (*.json), repeatable; added to the default rules. A bad rule file
@@ -63,6 +70,9 @@ export async function serve(argv: string[]): Promise<number> {
       "no-default-rules": { type: "boolean" },
       "alert-webhook": { type: "string", multiple: true },
       "detect-train-days": { type: "string" },
+      web: { type: "string" },
+      "no-web": { type: "boolean" },
+      "web-origin": { type: "string", multiple: true },
     },
     SERVE_USAGE,
   );
@@ -101,6 +111,18 @@ export async function serve(argv: string[]): Promise<number> {
     if (e instanceof RuleError) throw new ValiseError("bad_request", `bad detection rules: ${e.message}`);
     throw new UsageError(`${e instanceof Error ? e.message : String(e)}\n\n${SERVE_USAGE}`);
   }
+  let origins: string[];
+  try {
+    origins = (values["web-origin"] ?? [`http://localhost:${port}`]).map((o) => new URL(o).origin);
+  } catch {
+    throw new UsageError(`--web-origin must be a URL such as https://valise.mfa.example\n\n${SERVE_USAGE}`);
+  }
+  const rpId = new URL(origins[0]!).hostname;
+  const webRoot = values["no-web"] ? undefined : resolve(values.web ?? defaultWebRoot());
+  if (webRoot && !existsSync(resolve(webRoot, "index.html"))) {
+    if (values.web !== undefined) throw new UsageError(`--web ${values.web}: no index.html there`);
+    process.stderr.write(`web app not built (${webRoot}): serving the API only\n`);
+  }
   const databaseUrl = process.env.VALISE_DATABASE_URL;
   const store = await openStore({ dataDir, databaseUrl });
   const logKey = loadOrCreateLogKey({ dataDir, origin: values["log-origin"] });
@@ -113,12 +135,15 @@ export async function serve(argv: string[]): Promise<number> {
     witnessQuorum,
     loginRatePerMinute: loginRate,
     ...(values["org-name"] ? { orgName: values["org-name"] } : {}),
+    webauthn: { rpId, origins },
+    ...(webRoot && existsSync(resolve(webRoot, "index.html")) ? { webRoot } : {}),
     detect: { rules, webhooks, ...(trainArg !== undefined ? { trainDays: Number(trainArg) } : {}) },
   });
   const address = await app.listen({ port, host });
   const url = address.replace("[::1]", "localhost");
   process.stdout.write(
     `Valise is running at ${url}\n` +
+      (webRoot && existsSync(resolve(webRoot, "index.html")) ? `  web app: open ${origins[0]}/\n` : "") +
       `  database: ${databaseUrl ? "PostgreSQL (VALISE_DATABASE_URL)" : `SQLite in ${dataDir}`}\n` +
       `  directory log verifier key: ${logKey.vkey}\n` +
       (witnesses.length > 0
@@ -140,4 +165,9 @@ export async function serve(argv: string[]): Promise<number> {
     process.once("SIGTERM", stop);
   });
   return 0;
+}
+
+/** packages/web/dist beside this package (packages/cli/dist/src/serve.js → packages/web/dist/app). */
+function defaultWebRoot(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), "../../../web/dist/app");
 }

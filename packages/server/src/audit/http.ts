@@ -189,10 +189,11 @@ export function installAuditHook(app: FastifyInstance, ctx: ServerContext): void
     const source = req.ip;
     const client = clientOf(req.headers);
     // Login and enrollment have no session yet: the actor is the device's user.
-    if (req.method === "POST" && (url === "/v1/auth/session" || url === "/v1/enroll")) {
+    const login = url === "/v1/auth/session" || url === "/v1/auth/passkey/session";
+    if (req.method === "POST" && (login || url === "/v1/enroll")) {
       const b = body(req);
       const deviceId = url === "/v1/enroll" ? (b.device as Record<string, unknown> | undefined)?.id : b.device;
-      if (!isDeviceId(deviceId) || !(ok || (url === "/v1/auth/session" && status === 401))) return null;
+      if (!isDeviceId(deviceId) || !(ok || (login && status === 401))) return null;
       const dev = await ctx.store.directory.getDevice(deviceId);
       if (!dev) return null;
       const unit = await firstUnit(dev.handle);

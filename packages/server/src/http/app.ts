@@ -32,12 +32,19 @@ import type { WitnessEndpoint } from "../witness/submit.js";
 import { DEFAULT_ORG_NAME, incidentRoutes } from "./routes-incidents.js";
 import { TAXII_PREFIX, taxiiRoutes } from "./routes-taxii.js";
 import { type DetectOptions, setupDetection } from "../detect/index.js";
+import { passkeyRoutes, type WebAuthnOptions } from "./routes-passkeys.js";
+import { webRoutes } from "./web.js";
+
+export type { WebAuthnOptions } from "./routes-passkeys.js";
+export { WEB_CSP } from "./web.js";
 
 /** Endpoints that answer without a session; everything else under /v1/ needs one. */
 const PUBLIC_ROUTES = new Set([
   "/v1/enroll",
   "/v1/auth/challenge",
   "/v1/auth/session",
+  "/v1/auth/passkey/options",
+  "/v1/auth/passkey/session",
   "/v1/ws",
   ...PUBLIC_LOG_ROUTES,
   ...PUBLIC_AUDIT_ROUTES,
@@ -74,6 +81,10 @@ export interface AppOptions {
    * default rules; `false` turns it off. Bad rule files or webhook URLs make buildApp throw (RuleError names the file).
    */
   detect?: DetectOptions | false;
+  /** Passkeys for the web client (relying party id and allowed origins); without it the passkey routes are absent. */
+  webauthn?: WebAuthnOptions;
+  /** Serve the web app (packages/web/dist) from this directory at `/`, with a strict Content-Security-Policy. */
+  webRoot?: string;
 }
 
 export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance; ctx: ServerContext }> {
@@ -186,6 +197,8 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   auditRoutes(app, ctx, opts.logKey);
   incidentRoutes(app, ctx, { orgName: opts.orgName ?? DEFAULT_ORG_NAME });
   taxiiRoutes(app, ctx, { orgName: opts.orgName ?? DEFAULT_ORG_NAME });
+  if (opts.webauthn) passkeyRoutes(app, ctx, opts.webauthn);
+  if (opts.webRoot) webRoutes(app, opts.webRoot);
   const unsub = wsRoutes(app, ctx);
   const detector = opts.detect === false ? undefined : setupDetection(app, ctx, opts.detect ?? {});
   if (detector) {

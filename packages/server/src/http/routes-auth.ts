@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
 import { ValiseError, isDeviceId, utf8, parseUserHandle, type UserHandle } from "@valise/core";
 import { type ServerContext, b64, rateLimit, requireSession } from "./context.js";
+import { hasPasskey } from "./routes-passkeys.js";
 
 const B64 = Type.String({ maxLength: 1_000_000, pattern: "^[A-Za-z0-9+/]*={0,2}$" });
 const DeviceIdT = Type.String({ pattern: "^d-[a-z0-9]{8,64}$" });
@@ -101,6 +102,11 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
           "unauthenticated",
           "login failed: unknown or revoked device, expired or reused challenge, or bad signature",
         );
+      // A browser device that registered a passkey logs in with it too (routes-passkeys.ts).
+      if (await hasPasskey(ctx, dev.id))
+        throw new ValiseError("unauthenticated", "this device logs in with its passkey: /v1/auth/passkey/session", {
+          passkeyRequired: true,
+        });
       const s = await directory.createSession(dev.id, dev.handle);
       return reply.status(201).send(s);
     },

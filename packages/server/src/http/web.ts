@@ -1,0 +1,85 @@
+/**
+ * Serves the web app (packages/web/dist, a Vite build) at `/` from the API's own origin, with a strict
+ * Content-Security-Policy: scripts, styles and connections from this origin only (no inline script or style, no
+ * third-party request), no framing. The security headers go on every answer (API answers too).
+ */
+import { readFile, stat } from "node:fs/promises";
+import { extname, join, normalize, resolve, sep } from "node:path";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { ValiseError } from "@valise/core";
+
+export const WEB_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' blob:",
+  "font-src 'self'",
+  "connect-src 'self'",
+  "manifest-src 'self'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+  "object-src 'none'",
+].join("; ");
+
+const SECURITY_HEADERS: Record<string, string> = {
+  "content-security-policy": WEB_CSP,
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "x-frame-options": "DENY",
+  "cross-origin-opener-policy": "same-origin",
+  "cross-origin-resource-policy": "same-origin",
+  "permissions-policy": "camera=(), microphone=(), geolocation=(), publickey-credentials-get=(self)",
+};
+
+const TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".ico": "image/x-icon",
+  ".json": "application/json",
+  ".map": "application/json",
+  ".txt": "text/plain; charset=utf-8",
+  ".woff2": "font/woff2",
+  ".webmanifest": "application/manifest+json",
+};
+
+export function webRoutes(app: FastifyInstance, dir: string): void {
+  const root = resolve(dir);
+  app.addHook("onSend", async (_req, reply, payload) => {
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) if (!reply.hasHeader(k)) reply.header(k, v);
+    return payload;
+  });
+  const send = async (rel: string): Promise<{ body: Buffer; type: string; immutable: boolean } | null> => {
+    const file = normalize(join(root, rel));
+    if (file !== root && !file.startsWith(root + sep)) return null;
+    try {
+      if (!(await stat(file)).isFile()) return null;
+      return {
+        body: await readFile(file),
+        type: TYPES[extname(file)] ?? "application/octet-stream",
+        immutable: rel.startsWith("assets/"),
+      };
+    } catch {
+      return null;
+    }
+  };
+  const serve = (rel: string) => async (_req: FastifyRequest, reply: FastifyReply) => {
+    const f = await send(rel);
+    if (!f) throw new ValiseError("not_found", `no file /${rel}`);
+    reply.header("content-type", f.type);
+    reply.header("cache-control", f.immutable ? "public, max-age=31536000, immutable" : "no-cache");
+    return reply.send(f.body);
+  };
+  // The app routes on the URL fragment (#/cables …), so only these paths exist: no catch-all that could shadow an
+  // API's own not-found answer.
+  app.get("/", serve("index.html"));
+  app.get("/favicon.svg", serve("favicon.svg"));
+  app.get<{ Params: { "*": string } }>("/assets/*", async (req, reply) => {
+    const name = req.params["*"];
+    if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new ValiseError("not_found", "no such asset");
+    return serve(`assets/${name}`)(req, reply);
+  });
+}
