@@ -89,6 +89,17 @@ export class ValiseClient {
   readonly cables: Cables;
   /** Documents: streamed encrypted upload with versions, listing, verified download. */
   readonly documents: Documents;
+  /**
+   * How this device logs in, when not with its device key alone: a browser device with a passkey signs the server's
+   * challenge with its device key (`signLogin` → base64 signature of `valise-login:<challenge>`) and asserts its
+   * passkey over the same challenge (the web app's POST /v1/auth/passkey/session).
+   */
+  authenticate:
+    | ((
+        device: string,
+        signLogin: (challenge: string) => Promise<string>,
+      ) => Promise<{ token: string; expiresAt: number }>)
+    | null = null;
   private lastLogError: string | null = null;
   private readonly groups = new Map<string, Group>();
   private readonly keys: DeviceKeys;
@@ -257,9 +268,16 @@ export class ValiseClient {
   /** Ed25519 challenge login; the session token is kept in the profile until it expires. */
   async login(force = false): Promise<void> {
     if (!force && this.transport.token) return;
-    const { challenge } = await this.transport.challenge(this.deviceId);
-    const sig = await signChallenge(this.keys.signaturePrivateKey, utf8(`valise-login:${challenge}`));
-    const s = await this.transport.session(this.deviceId, challenge, sig);
+    let s: { token: string; expiresAt: number };
+    if (this.authenticate) {
+      s = await this.authenticate(this.deviceId, async (c) =>
+        toBase64(await signChallenge(this.keys.signaturePrivateKey, utf8(`valise-login:${c}`))),
+      );
+    } else {
+      const { challenge } = await this.transport.challenge(this.deviceId);
+      const sig = await signChallenge(this.keys.signaturePrivateKey, utf8(`valise-login:${challenge}`));
+      s = await this.transport.session(this.deviceId, challenge, sig);
+    }
     this.transport.token = s.token;
     this.state.session = s;
   }
