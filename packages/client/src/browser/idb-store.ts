@@ -42,7 +42,8 @@ interface Sealed {
   data: ArrayBuffer;
 }
 
-export class IndexedDbKeyStore implements KeyStore {
+/** One JSON record sealed under a non-extractable AES-GCM key, both in IndexedDB. */
+export class IndexedDbSealedRecord<T> {
   private key: CryptoKey | null = null;
   constructor(
     private readonly db: IDBDatabase,
@@ -62,7 +63,7 @@ export class IndexedDbKeyStore implements KeyStore {
     return (this.key = k);
   }
 
-  async load(): Promise<ProfileState | null> {
+  async load(): Promise<T | null> {
     const tx = this.db.transaction(STATES, "readonly");
     const sealed = (await req(tx.objectStore(STATES).get(this.profile))) as Sealed | undefined;
     if (!sealed) return null;
@@ -72,10 +73,10 @@ export class IndexedDbKeyStore implements KeyStore {
       key,
       sealed.data,
     );
-    return JSON.parse(new TextDecoder().decode(plain)) as ProfileState;
+    return JSON.parse(new TextDecoder().decode(plain)) as T;
   }
 
-  async save(state: ProfileState): Promise<void> {
+  async save(state: T): Promise<void> {
     const key = await this.wrappingKey();
     const iv = crypto.getRandomValues(new Uint8Array(12));
     const data = await crypto.subtle.encrypt(
@@ -97,6 +98,8 @@ export class IndexedDbKeyStore implements KeyStore {
     this.key = null;
   }
 }
+
+export class IndexedDbKeyStore extends IndexedDbSealedRecord<ProfileState> implements KeyStore {}
 
 function aad(profile: string): Uint8Array<ArrayBuffer> {
   return new TextEncoder().encode(`valise-profile:${profile}`);

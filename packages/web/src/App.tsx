@@ -1,0 +1,284 @@
+import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
+import type { ValiseClient, ReceivedItem, ServerUser, MinimalWebSocket } from "@valise/client";
+import { enroll, forget, login, openExisting } from "./session.js";
+import { History, type Msg } from "./history.js";
+import { Banner, ErrorNote } from "./ui.js";
+import { highest } from "./labels.js";
+import { CableCompose, CableInbox, CableView } from "./cables.js";
+import { Conversations, Thread } from "./conversations.js";
+import { DocumentsScreen } from "./documents.js";
+import { Account, type OwnState } from "./account.js";
+import { Officer } from "./officer.js";
+
+export interface Ctx {
+  client: ValiseClient;
+  me: ServerUser;
+  history: History;
+  /** Bumped when new items arrive (push): screens reload. */
+  tick: number;
+  refresh(): void;
+  setLabels(labels: string[]): void;
+}
+
+function useHashRoute(): string {
+  const [h, setH] = useState(location.hash.slice(1) || "/cables");
+  useEffect(() => {
+    const on = () => setH(location.hash.slice(1) || "/cables");
+    window.addEventListener("hashchange", on);
+    return () => window.removeEventListener("hashchange", on);
+  }, []);
+  return h;
+}
+
+export function App() {
+  const [phase, setPhase] = useState<"loading" | "enroll" | "login" | "ready">("loading");
+  const [client, setClient] = useState<ValiseClient | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    openExisting()
+      .then((c) => {
+        setClient(c);
+        setPhase(c ? "login" : "enroll");
+      })
+      .catch((e: unknown) => {
+        setError(String(e));
+        setPhase("enroll");
+      });
+  }, []);
+  if (phase === "loading") return <Shell label="UNCLASSIFIED">Loading…</Shell>;
+  if (phase === "enroll")
+    return (
+      <Shell label="UNCLASSIFIED">
+        <Enroll
+          onDone={(c) => {
+            setClient(c);
+            setPhase("ready");
+          }}
+        />
+        <ErrorNote error={error} />
+      </Shell>
+    );
+  if (phase === "login" && client)
+    return (
+      <Shell label="UNCLASSIFIED">
+        <Login client={client} onDone={() => setPhase("ready")} onForget={() => setPhase("enroll")} />
+      </Shell>
+    );
+  return client ? <Main client={client} /> : null;
+}
+
+function Shell(props: { label: string; children: ReactNode }) {
+  return (
+    <div className="shell">
+      <Banner label={props.label} position="top" />
+      <main id="main" className="content narrow">
+        <h1 className="brand">Valise</h1>
+        {props.children}
+      </main>
+      <Banner label={props.label} position="bottom" />
+    </div>
+  );
+}
+
+function Enroll(props: { onDone: (c: ValiseClient) => void }) {
+  const [code, setCode] = useState("");
+  const [name, setName] = useState("browser");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  return (
+    <form
+      className="card"
+      onSubmit={(e) => {
+        e.preventDefault();
+        setBusy(true);
+        setError(null);
+        enroll(code, name)
+          .then(props.onDone)
+          .catch((err: unknown) => setError(err instanceof Error ? err.message : String(err)))
+          .finally(() => setBusy(false));
+      }}
+    >
+      <h2>Enroll this browser</h2>
+      <p>
+        Paste the one-time enrollment code (or the whole enrollment bundle) you were given. This browser becomes one of
+        your devices, and you create a passkey for it. There are no passwords.
+      </p>
+      <label htmlFor="code">Enrollment code or bundle</label>
+      <textarea id="code" name="code" rows={3} value={code} onChange={(e) => setCode(e.target.value)} required />
+      <label htmlFor="device-name">Device name</label>
+      <input id="device-name" value={name} onChange={(e) => setName(e.target.value)} required maxLength={64} />
+      <button type="submit" disabled={busy || code.trim() === ""}>
+        {busy ? "Enrolling…" : "Enroll and create passkey"}
+      </button>
+      <ErrorNote error={error} />
+    </form>
+  );
+}
+
+function Login(props: { client: ValiseClient; onDone: () => void; onForget: () => void }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  return (
+    <div className="card">
+      <h2>Log in</h2>
+      <p>
+        This browser is enrolled as <strong>{props.client.handle}</strong>. Log in with your passkey.
+      </p>
+      <button
+        type="button"
+        disabled={busy}
+        onClick={() => {
+          setBusy(true);
+          setError(null);
+          login(props.client)
+            .then(props.onDone)
+            .catch((e: unknown) => setError(e instanceof Error ? e.message : String(e)))
+            .finally(() => setBusy(false));
+        }}
+      >
+        {busy ? "Waiting for passkey…" : "Log in with passkey"}
+      </button>
+      <details>
+        <summary>Not you?</summary>
+        <button
+          type="button"
+          className="secondary"
+          onClick={() => {
+            if (confirm("Forget this browser's device and its history?")) void forget().then(props.onForget);
+          }}
+        >
+          Forget this browser
+        </button>
+      </details>
+      <ErrorNote error={error} />
+    </div>
+  );
+}
+
+const wsFactory = (url: string) => new WebSocket(url) as unknown as MinimalWebSocket;
+
+function Main({ client }: { client: ValiseClient }) {
+  const route = useHashRoute();
+  const [me, setMe] = useState<ServerUser | null>(null);
+  const [history, setHistory] = useState<History | null>(null);
+  const [tick, setTick] = useState(0);
+  const [labels, setLabels] = useState<string[]>([]);
+  const [own, setOwn] = useState<OwnState | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const refresh = useCallback(() => setTick((t) => t + 1), []);
+  const histRef = useRef<History | null>(null);
+
+  const onItems = useCallback(
+    (items: ReceivedItem[]) => {
+      const h = histRef.current;
+      if (!h) return;
+      const msgs: Msg[] = [];
+      for (const it of items)
+        if (it.type === "message" || it.type === "joined" || it.type === "document")
+          msgs.push({
+            conversation: it.conversation,
+            seq: it.seq,
+            from: it.from,
+            text: it.type === "document" ? `Shared document: ${it.text}` : it.text,
+            label: it.label,
+            time: it.time,
+            kind: it.type,
+          });
+      void h.add(msgs).then(refresh);
+    },
+    [refresh],
+  );
+
+  useEffect(() => {
+    let closed = false;
+    let sub: { close(): void } | null = null;
+    (async () => {
+      const m = await client.transport.me();
+      const h = await History.open(client.handle);
+      histRef.current = h;
+      setMe(m);
+      setHistory(h);
+      onItems(await client.sync());
+      await client.save();
+      if (closed) return;
+      sub = await client.listen(wsFactory, (items) => {
+        onItems(items);
+        void client.save();
+      });
+    })().catch((e: unknown) => setError(e instanceof Error ? e.message : String(e)));
+    return () => {
+      closed = true;
+      sub?.close();
+    };
+  }, [client, onItems]);
+
+  useEffect(() => {
+    client
+      .ownDevices()
+      .then((o) => setOwn({ devices: o.devices, alerts: o.alerts.filter((a) => !a.acked), verified: o.verified }))
+      .catch(() => undefined);
+  }, [client, tick]);
+
+  const ctx = useMemo<Ctx | null>(
+    () => (me && history ? { client, me, history, tick, refresh, setLabels } : null),
+    [client, me, history, tick, refresh],
+  );
+  const bannerLabel = highest(labels);
+  if (!ctx) return <Shell label="UNCLASSIFIED">{error ? <ErrorNote error={error} /> : "Loading your device…"}</Shell>;
+
+  let screen: ReactNode;
+  const [, first, second] = route.split("/");
+  if (first === "cables" && second === "new") screen = <CableCompose ctx={ctx} />;
+  else if (first === "cables" && second) screen = <CableView ctx={ctx} id={decodeURIComponent(second)} />;
+  else if (first === "conversations" && second) screen = <Thread ctx={ctx} id={decodeURIComponent(second)} />;
+  else if (first === "conversations") screen = <Conversations ctx={ctx} />;
+  else if (first === "documents") screen = <DocumentsScreen ctx={ctx} />;
+  else if (first === "account") screen = <Account ctx={ctx} own={own} onAck={refresh} />;
+  else if (first === "officer" && (me?.role === "officer" || me?.role === "admin")) screen = <Officer ctx={ctx} />;
+  else screen = <CableInbox ctx={ctx} />;
+  const officer = me?.role === "officer" || me?.role === "admin";
+  const unreadConv = history?.unreadTotal() ?? 0;
+  return (
+    <div className="shell">
+      <a className="skip" href="#main">
+        Skip to content
+      </a>
+      <Banner label={bannerLabel} position="top" />
+      {own && own.alerts.length > 0 && (
+        <div className="kt-alert" role="alert">
+          <strong>Security alert: </strong>
+          {own.alerts.map((a) => a.text).join(" · ")} <a href="#/account">Review your devices</a>
+        </div>
+      )}
+      <header className="topbar">
+        <span className="brand">Valise</span>
+        <nav aria-label="Main">
+          <a href="#/cables" aria-current={first === "cables" ? "page" : undefined}>
+            Cables
+          </a>
+          <a href="#/conversations" aria-current={first === "conversations" ? "page" : undefined}>
+            Conversations{unreadConv > 0 ? ` (${unreadConv})` : ""}
+          </a>
+          <a href="#/documents" aria-current={first === "documents" ? "page" : undefined}>
+            Documents
+          </a>
+          <a href="#/account" aria-current={first === "account" ? "page" : undefined}>
+            Account
+          </a>
+          {officer && (
+            <a href="#/officer" aria-current={first === "officer" ? "page" : undefined}>
+              Officer
+            </a>
+          )}
+        </nav>
+        <span className="who">
+          {me?.handle} · {me?.units.join(", ")} · cleared {me?.clearance}
+        </span>
+      </header>
+      <main id="main" className="content" tabIndex={-1}>
+        {screen}
+      </main>
+      <Banner label={bannerLabel} position="bottom" />
+    </div>
+  );
+}

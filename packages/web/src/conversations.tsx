@@ -1,0 +1,173 @@
+import { useEffect, useState } from "react";
+import type { Ctx } from "./App.js";
+import { usableLabels } from "./labels.js";
+import { ErrorNote, LabelTag, fmtTime } from "./ui.js";
+
+const msg = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+function title(c: { kind: string; peer: string | null; unit: string | null; fromUnit?: string | null }): string {
+  if (c.kind === "direct") return `Direct: ${c.peer ?? "?"}`;
+  if (c.kind === "link") return `Link ${c.fromUnit ?? "?"} → ${c.unit ?? "?"}`;
+  return `Unit channel: ${c.unit ?? "?"}`;
+}
+
+export function Conversations({ ctx }: { ctx: Ctx }) {
+  const convs = ctx.client.conversationList().filter((c) => c.kind !== "link");
+  useEffect(() => ctx.setLabels(convs.map((c) => c.label)), [ctx, convs.length]);
+  return (
+    <section aria-labelledby="conv-h">
+      <h2 id="conv-h">Conversations</h2>
+      <NewMessage ctx={ctx} />
+      {convs.length === 0 ? (
+        <p>No conversations yet.</p>
+      ) : (
+        <ul className="convs">
+          {convs.map((c) => {
+            const n = ctx.history.unread(c.id);
+            const last = ctx.history.thread(c.id).at(-1);
+            return (
+              <li key={c.id}>
+                <a href={`#/conversations/${encodeURIComponent(c.id)}`}>
+                  <span className="subject">{title(c)}</span>
+                  {n > 0 && <span className="badge">{n} unread</span>}
+                  <span className="meta">{last ? `${last.from}: ${last.text.slice(0, 80)}` : ""}</span>
+                  <LabelTag label={c.label} />
+                </a>
+              </li>
+            );
+          })}
+        </ul>
+      )}
+    </section>
+  );
+}
+
+function NewMessage({ ctx }: { ctx: Ctx }) {
+  const [to, setTo] = useState("");
+  const [label, setLabel] = useState("UNCLASSIFIED");
+  const [text, setText] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  return (
+    <form
+      className="inline-form"
+      aria-label="New conversation"
+      onSubmit={(e) => {
+        e.preventDefault();
+        setBusy(true);
+        setError(null);
+        ctx.client
+          .send(to.trim(), text, label)
+          .then(async (r) => {
+            await ctx.history.add([
+              {
+                conversation: r.conversation,
+                seq: r.seq,
+                from: ctx.me.handle,
+                text,
+                label: r.label,
+                time: new Date().toISOString(),
+                kind: "message",
+              },
+            ]);
+            await ctx.history.markRead(r.conversation);
+            await ctx.client.save();
+            location.hash = `#/conversations/${encodeURIComponent(r.conversation)}`;
+          })
+          .catch((err: unknown) => setError(msg(err)))
+          .finally(() => setBusy(false));
+      }}
+    >
+      <label>
+        To (person or unit)
+        <input value={to} onChange={(e) => setTo(e.target.value)} required placeholder="jnovak or HQ/ASIA-1" />
+      </label>
+      <label>
+        Label
+        <select value={label} onChange={(e) => setLabel(e.target.value)}>
+          {usableLabels(ctx.me.clearance).map((l) => (
+            <option key={l}>{l}</option>
+          ))}
+        </select>
+      </label>
+      <label>
+        Message
+        <input value={text} onChange={(e) => setText(e.target.value)} required />
+      </label>
+      <button type="submit" disabled={busy}>
+        {busy ? "Sending…" : "Send"}
+      </button>
+      <ErrorNote error={error} />
+    </form>
+  );
+}
+
+export function Thread({ ctx, id }: { ctx: Ctx; id: string }) {
+  const conv = ctx.client.conversationList().find((c) => c.id === id);
+  const msgs = ctx.history.thread(id);
+  const [text, setText] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => ctx.setLabels(conv ? [conv.label, ...msgs.map((m) => m.label)] : []), [ctx, conv, msgs.length]);
+  useEffect(() => void ctx.history.markRead(id), [ctx.history, id, msgs.length]);
+  if (!conv) return <ErrorNote error="no such conversation on this device" />;
+  return (
+    <section aria-labelledby="thread-h">
+      <p>
+        <a href="#/conversations">← Conversations</a>
+      </p>
+      <h2 id="thread-h">
+        {title(conv)} <LabelTag label={conv.label} />
+      </h2>
+      <ol className="thread" aria-live="polite" aria-label="Messages">
+        {msgs.map((m) => (
+          <li key={m.seq} className={m.from === ctx.me.handle ? "mine" : ""}>
+            <span className="meta">
+              {m.from} · {fmtTime(m.time)} <LabelTag label={m.label} />
+            </span>
+            <span className={m.kind === "joined" ? "meta" : "text"} data-testid="message-text">
+              {m.text}
+            </span>
+          </li>
+        ))}
+      </ol>
+      <form
+        className="inline-form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setBusy(true);
+          setError(null);
+          ctx.client
+            .sendText(id, text)
+            .then(async (r) => {
+              await ctx.history.add([
+                {
+                  conversation: id,
+                  seq: r.seq,
+                  from: ctx.me.handle,
+                  text,
+                  label: conv.label,
+                  time: new Date().toISOString(),
+                  kind: "message",
+                },
+              ]);
+              await ctx.client.save();
+              setText("");
+              ctx.refresh();
+            })
+            .catch((err: unknown) => setError(msg(err)))
+            .finally(() => setBusy(false));
+        }}
+      >
+        <label>
+          Reply ({conv.label})
+          <input value={text} onChange={(e) => setText(e.target.value)} required />
+        </label>
+        <button type="submit" disabled={busy}>
+          Send
+        </button>
+        <ErrorNote error={error} />
+      </form>
+    </section>
+  );
+}

@@ -1,0 +1,70 @@
+/**
+ * Conversation history kept in this browser: MLS messages decrypt once (forward secrecy), so what was received is
+ * kept, sealed in IndexedDB like the profile, and survives a reload. Also the read marks (unread counts, read cables).
+ */
+import { IndexedDbSealedRecord, openValiseDb } from "@valise/client/browser/idb-store";
+
+export interface Msg {
+  conversation: string;
+  seq: number;
+  from: string;
+  text: string;
+  label: string;
+  time: string;
+  kind: "message" | "joined" | "document";
+}
+
+interface Stored {
+  messages: Msg[];
+  readSeq: Record<string, number>;
+  readCables: string[];
+}
+
+export class History {
+  private constructor(
+    private readonly rec: IndexedDbSealedRecord<Stored>,
+    private data: Stored,
+  ) {}
+
+  static async open(handle: string): Promise<History> {
+    const rec = new IndexedDbSealedRecord<Stored>(await openValiseDb(), `history:${handle}`);
+    return new History(rec, (await rec.load()) ?? { messages: [], readSeq: {}, readCables: [] });
+  }
+
+  async add(msgs: Msg[]): Promise<void> {
+    if (msgs.length === 0) return;
+    const seen = new Set(this.data.messages.map((m) => `${m.conversation}/${m.seq}`));
+    for (const m of msgs) if (!seen.has(`${m.conversation}/${m.seq}`)) this.data.messages.push(m);
+    await this.rec.save(this.data);
+  }
+
+  thread(conversation: string): Msg[] {
+    return this.data.messages.filter((m) => m.conversation === conversation).sort((a, b) => a.seq - b.seq);
+  }
+
+  unread(conversation: string): number {
+    const r = this.data.readSeq[conversation] ?? 0;
+    return this.data.messages.filter((m) => m.conversation === conversation && m.kind !== "joined" && m.seq > r).length;
+  }
+
+  unreadTotal(): number {
+    return [...new Set(this.data.messages.map((m) => m.conversation))].reduce((n, c) => n + this.unread(c), 0);
+  }
+
+  async markRead(conversation: string): Promise<void> {
+    const max = Math.max(0, ...this.thread(conversation).map((m) => m.seq));
+    if ((this.data.readSeq[conversation] ?? 0) >= max) return;
+    this.data.readSeq[conversation] = max;
+    await this.rec.save(this.data);
+  }
+
+  cableRead(id: string): boolean {
+    return this.data.readCables.includes(id);
+  }
+
+  async markCableRead(id: string): Promise<void> {
+    if (this.cableRead(id)) return;
+    this.data.readCables.push(id);
+    await this.rec.save(this.data);
+  }
+}

@@ -1,0 +1,82 @@
+import { levelClass } from "./labels.js";
+
+export function Banner(props: { label: string; position: "top" | "bottom" }) {
+  return (
+    <div
+      className={`banner ${levelClass(props.label)} banner-${props.position}`}
+      role={props.position === "top" ? "banner" : "contentinfo"}
+      aria-label={`Classification ${props.position === "top" ? "banner" : "footer"}: ${props.label}`}
+      data-testid={`banner-${props.position}`}
+    >
+      {props.label}
+    </div>
+  );
+}
+
+export function LabelTag({ label }: { label: string }) {
+  return <span className={`tag ${levelClass(label)}`}>{label}</span>;
+}
+
+export function PrecedenceTag({ p }: { p: string }) {
+  return <span className={`prec prec-${p.toLowerCase()}`}>{p}</span>;
+}
+
+export function ErrorNote({ error }: { error: string | null }) {
+  return error ? (
+    <p className="error" role="alert">
+      {error}
+    </p>
+  ) : null;
+}
+
+export function Progress(props: { label: string; done: number; total: number }) {
+  if (props.total <= 0) return null;
+  const pct = Math.round((100 * props.done) / props.total);
+  return (
+    <div className="progress">
+      <label>
+        {props.label}: {pct}%
+        <progress max={props.total} value={props.done} aria-label={props.label} />
+      </label>
+    </div>
+  );
+}
+
+export function fmtTime(t: number | string | null): string {
+  if (t === null) return "—";
+  const d = new Date(t);
+  return d.toISOString().replace("T", " ").slice(0, 16) + "Z";
+}
+
+export function fmtSize(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** A browser File as a resumable plaintext source (read again from any offset after a dropped upload). */
+export function fileSource(f: Blob) {
+  return {
+    size: f.size,
+    async *open(offset: number): AsyncIterable<Uint8Array> {
+      const reader = f.slice(offset).stream().getReader();
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) return;
+        yield r.value;
+      }
+    },
+  };
+}
+
+/** Offers bytes to the user as a download. */
+export function saveBlob(parts: BlobPart[], name: string): void {
+  const url = URL.createObjectURL(new Blob(parts));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
