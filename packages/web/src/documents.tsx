@@ -133,9 +133,9 @@ export function DocumentsScreen({ ctx }: { ctx: Ctx }) {
                           className="linkish"
                           disabled={v.name === null}
                           onClick={() => download(d.id, v.version)}
-                          aria-label={`Download ${v.name ?? d.id} version ${v.version}`}
+                          aria-label={`Download v${v.version} of ${v.name ?? d.id}`}
                         >
-                          v{v.version}
+                          Download v{v.version}
                         </button>{" "}
                         {fmtSize(v.plainSize ?? v.size)} · {v.createdBy} · {fmtTime(v.createdAt)}
                       </li>
