@@ -122,9 +122,7 @@ export class AlertStore {
   ) {
     if (sqlite) {
       this.stmts = {
-        bump: sqlite.prepare(
-          "UPDATE detect_state SET next_index = ?, updated_at = ? WHERE id = 1 AND next_index = ?",
-        ),
+        bump: sqlite.prepare("UPDATE detect_state SET next_index = ?, updated_at = ? WHERE id = 1 AND next_index = ?"),
         snap: sqlite.prepare("UPDATE detect_state SET snapshot = ? WHERE id = 1"),
         max: sqlite.prepare("SELECT max(id) AS m FROM alerts"),
         ins: sqlite.prepare(
@@ -145,10 +143,19 @@ export class AlertStore {
       .select(["next_index", "snapshot"])
       .where("id", "=", 1)
       .executeTakeFirst();
-    return { nextIndex: Number(r?.next_index ?? 0), snapshot: r?.snapshot ? (JSON.parse(r.snapshot) as unknown) : null };
+    return {
+      nextIndex: Number(r?.next_index ?? 0),
+      snapshot: r?.snapshot ? (JSON.parse(r.snapshot) as unknown) : null,
+    };
   }
 
-  private commitSync(from: number, to: number, snapshot: string, alerts: readonly NewAlert[], now: number): Row[] | null {
+  private commitSync(
+    from: number,
+    to: number,
+    snapshot: string,
+    alerts: readonly NewAlert[],
+    now: number,
+  ): Row[] | null {
     const s = this.stmts!;
     if (s.bump.run(to, now, from).changes === 0) return null;
     s.snap.run(snapshot);
@@ -180,36 +187,34 @@ export class AlertStore {
       const rows = this.fast(from, to, snapshot, alerts, now);
       return rows && rows.map(view);
     }
-    return this.db
-      .transaction()
-      .execute(async (trx) => {
-        const u = await trx
-          .updateTable("detect_state")
-          .set({ next_index: to, updated_at: now, snapshot })
-          .where("id", "=", 1)
-          .where("next_index", "=", from)
+    return this.db.transaction().execute(async (trx) => {
+      const u = await trx
+        .updateTable("detect_state")
+        .set({ next_index: to, updated_at: now, snapshot })
+        .where("id", "=", 1)
+        .where("next_index", "=", from)
+        .executeTakeFirst();
+      if (Number(u.numUpdatedRows) === 0) return null;
+      const m = await trx
+        .selectFrom("alerts")
+        .select((eb) => eb.fn.max("id").as("m"))
+        .executeTakeFirst();
+      let id = Number(m?.m ?? 0);
+      const out: AlertView[] = [];
+      for (const a of alerts) {
+        const stored = await trx
+          .insertInto("alerts")
+          .values(row(id + 1, a, now))
+          .onConflict((oc) => oc.columns(["rule", "actor", "trigger_event"]).doNothing())
+          .returningAll()
           .executeTakeFirst();
-        if (Number(u.numUpdatedRows) === 0) return null;
-        const m = await trx
-          .selectFrom("alerts")
-          .select((eb) => eb.fn.max("id").as("m"))
-          .executeTakeFirst();
-        let id = Number(m?.m ?? 0);
-        const out: AlertView[] = [];
-        for (const a of alerts) {
-          const stored = await trx
-            .insertInto("alerts")
-            .values(row(id + 1, a, now))
-            .onConflict((oc) => oc.columns(["rule", "actor", "trigger_event"]).doNothing())
-            .returningAll()
-            .executeTakeFirst();
-          if (stored) {
-            id += 1;
-            out.push(view(stored));
-          }
+        if (stored) {
+          id += 1;
+          out.push(view(stored));
         }
-        return out;
-      });
+      }
+      return out;
+    });
   }
 
   async list(q: AlertQuery): Promise<AlertView[]> {
