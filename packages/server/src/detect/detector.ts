@@ -163,6 +163,8 @@ export class Detector {
     this.timer = this.soon = null;
     await this.current;
     try {
+      // What was written up to now (requests are done by the time the app closes), if it is a short stretch.
+      await this.catchUp(this.chunk * 10);
       if (this.next !== this.saved || this.pending.length > 0) await this.save();
     } catch (e) {
       this.o.log?.error("detector: saving the state on shutdown failed", { err: String(e) });
@@ -208,9 +210,10 @@ export class Detector {
     this.lastSave = this.o.now();
   }
 
-  private async catchUp(): Promise<void> {
+  private async catchUp(max = Infinity): Promise<void> {
     const size = await this.o.audit.size();
-    while (this.next < size && !this.stopping) {
+    if (size - this.next > max) return;
+    while (this.next < size) {
       const entries = await this.o.audit.entries(this.next, Math.min(this.chunk, size - this.next));
       if (entries.length === 0) break;
       const base = this.next;
