@@ -69,7 +69,6 @@ import { isAlertFrame, openPush, type AlertFrame, type WebSocketFactory } from "
 const INITIAL_KEY_PACKAGES = 20;
 const MIN_KEY_PACKAGES = 10;
 const MAX_RETRIES = 5;
-const RECONCILE_EVERY_MS = 2_000;
 
 export interface ClientOptions {
   store: KeyStore;
@@ -696,13 +695,9 @@ export class ValiseClient {
             : c.unit === t.unit && c.fromUnit === t.fromUnit),
     );
     if (!conv) return this.createConversation(t);
-    // Membership follows the directory (revoked or uncleared devices out, new ones in), re-checked at most every
-    // RECONCILE_EVERY_MS on this path: a revoked or downgraded device in between is caught by the server
-    // (409 pending_removal → reconcile at once) and by the member check before every encryption.
-    if (Date.now() - (this.reconciledAt.get(conv.id) ?? 0) >= RECONCILE_EVERY_MS) await this.reconcile(conv.id);
+    await this.reconcile(conv.id); // membership follows the directory: revoked devices out, new ones in
     return conv;
   }
-  private readonly reconciledAt = new Map<string, number>();
 
   async createConversation(
     spec: ConversationTarget | { kind: "group"; members: string[]; label: string },
@@ -790,7 +785,6 @@ export class ValiseClient {
               ),
             );
         }
-        this.reconciledAt.set(id, Date.now());
         return;
       } catch (e) {
         if (e instanceof ValiseError && e.code === "epoch_conflict" && attempt < MAX_RETRIES) {
