@@ -31,7 +31,11 @@ const PAGE = 1000;
 const FOLLOW_POLL_MS = 30_000;
 
 function line(a: ServerAlert, json: boolean): string {
-  if (json) return `${JSON.stringify(a)}\n`;
+  if (json) {
+    const { id, time, actor, rule, severity, reason, events, createdAt, acknowledgedBy, acknowledgedAt } = a;
+    const o = { id, time, actor, rule, severity, reason, events, createdAt, acknowledgedBy, acknowledgedAt };
+    return `${JSON.stringify(o)}\n`;
+  }
   const ack = a.acknowledgedBy ? `  (acknowledged by ${a.acknowledgedBy} ${a.acknowledgedAt ?? ""})` : "";
   return (
     `#${a.id}  ${a.time}  ${a.severity.toUpperCase().padEnd(8)} ${a.rule}  ${a.actor}: ${a.reason}` +
@@ -119,7 +123,7 @@ export async function alerts(argv: string[]): Promise<number> {
   }
   listed = true;
   for (const a of early.sort((x, y) => x.id - y.id)) show(a);
-  if (!json) process.stderr.write("following alerts (Ctrl-C to stop)\n");
+  process.stderr.write("following alerts (Ctrl-C to stop)\n");
   await new Promise<void>((done) => {
     const poll = setInterval(() => {
       readAll().catch((e: unknown) =>
