@@ -306,8 +306,8 @@ for (const kind of DATABASE_KINDS) {
         }
 
         // Non-officers: 403 forbidden for reading and acknowledging, and the refusals are audited.
-        for (const p of [reader.alerts(), reader.ackAlert(1)])
-          await assert.rejects(p, (e: unknown) => isValiseError(e) && e.code === "forbidden");
+        for (const call of [() => reader.alerts(), () => reader.ackAlert(1)])
+          await assert.rejects(call(), (e: unknown) => isValiseError(e) && e.code === "forbidden");
         const acked = await officer.ackAlert(alertId);
         assert.equal(acked.acknowledgedBy, "olga");
         const audits = (await site.events()).filter((e) => e.action === "audit.read");
