@@ -23,7 +23,11 @@ if (selected.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.VALISE_TEST_CONCURRENCY ?? "2";
-const r = spawnSync(process.execPath, ["--test", `--test-concurrency=${concurrency}`, ...selected], {
-  stdio: "inherit",
-});
+const r = spawnSync(
+  process.execPath,
+  ["--test", "--test-force-exit", `--test-concurrency=${concurrency}`, ...selected],
+  {
+    stdio: "inherit",
+  },
+);
 process.exit(r.status ?? 1);
