@@ -172,7 +172,11 @@ async function webhook(): Promise<{
   return {
     url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}/hook`,
     got,
-    close: () => new Promise((r) => srv.close(() => r())),
+    close: () =>
+      new Promise((r) => {
+        srv.close(() => r());
+        srv.closeAllConnections();
+      }),
   };
 }
 

@@ -19,18 +19,23 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   const chains = new Map<string, Promise<void>>(); // per-conversation ordering while members load
   const officers = new Map<WebSocket, string>(); // sockets of security officers → handle (alert push)
 
-  /** Alerts go to officers' sockets; the role is checked again at each push (it may have been taken away). */
+  /**
+   * Alerts go to officers' sockets, in the order they were stored (one chain); the role is checked again at each
+   * push (it may have been taken away).
+   */
+  let alertChain = Promise.resolve();
   function pushAlert(text: string): void {
-    for (const [ws, handle] of officers)
-      void ctx.store.directory
-        .getUser(handle)
-        .then((u) => {
+    alertChain = alertChain
+      .then(async () => {
+        for (const [ws, handle] of officers) {
+          const u = await ctx.store.directory.getUser(handle);
           if (u?.role === "officer" && ws.readyState === ws.OPEN) {
             ws.send(text);
             ctx.metrics.pushes.inc();
           }
-        })
-        .catch((err: unknown) => app.log.warn({ err: String(err) }, "alert push failed"));
+        }
+      })
+      .catch((err: unknown) => app.log.warn({ err: String(err) }, "alert push failed"));
   }
 
   async function membersOf(conversationId: string): Promise<Set<string>> {
