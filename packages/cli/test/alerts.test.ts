@@ -113,7 +113,8 @@ class Site {
       code: enrollmentCode,
       deviceName: "laptop",
       store: dir ? new FileKeyStore(dir) : new MemoryKeyStore(),
-      cipher: nodeStreamCipher(),
+      // In-thread (no worker pool: its port would keep the test process alive; the documents here are small).
+      cipher: nodeStreamCipher(undefined, { workers: 0 }),
       fetch: reconnectingFetch,
     });
   }
