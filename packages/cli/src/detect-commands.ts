@@ -3,22 +3,20 @@
  * @valise/detect (DESIGN.md §1 T3). Streams the file line by line (multi-GB files work in bounded memory), tolerates
  * events up to --reorder-seconds out of order, and prints one alert per line.
  */
-import { createReadStream, readFileSync, readdirSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { createReadStream } from "node:fs";
+import { resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { ValiseError } from "@valise/core";
 import {
   DetectionEngine,
   ReorderBuffer,
   RuleError,
-  checkRuleSet,
   parseEventLine,
-  parseRules,
   type Alert,
   type DetectEvent,
   type Rule,
 } from "@valise/detect";
+import { defaultRulesDir, loadRuleFiles } from "@valise/server";
 import { parse, str, UsageError } from "./args.js";
 
 export const DETECT_USAGE = `usage: valise detect --events FILE.jsonl [options]
@@ -35,33 +33,6 @@ Events of the first --train-days days only train the baselines; alerts are for l
   --reorder-seconds N  accept events up to N seconds out of time order (default 300); older ones are an error
   --json               one alert per line as JSON: {"time","actor","rule","severity","reason","events"}
 Exit 0 when the replay completes (alerts or not), 1 on a bad line or rule (with the line number), 2 on usage.`;
-
-/** The rules shipped with @valise/detect (packages/detect/rules). */
-export function defaultRulesDir(): string {
-  const entry = fileURLToPath(import.meta.resolve("@valise/detect"));
-  return join(dirname(entry), "..", "..", "rules");
-}
-
-/** Loads rule files from files and directories (*.json, sorted by name). Throws RuleError naming the file. */
-export function loadRules(paths: string[]): Rule[] {
-  const rules: Rule[] = [];
-  for (const p of paths) {
-    const full = resolve(p);
-    let files: string[];
-    try {
-      files = statSync(full).isDirectory()
-        ? readdirSync(full)
-            .filter((f) => f.endsWith(".json"))
-            .sort()
-            .map((f) => join(full, f))
-        : [full];
-    } catch (e) {
-      throw new RuleError(`${p}: cannot read rules (${e instanceof Error ? e.message : String(e)})`);
-    }
-    for (const f of files) rules.push(...parseRules(readFileSync(f, "utf8"), f));
-  }
-  return checkRuleSet(rules);
-}
 
 function nonNegInt(v: string | undefined, name: string, dflt: number): number {
   if (v === undefined) return dflt;
@@ -115,7 +86,7 @@ export async function detect(argv: string[]): Promise<number> {
     throw new UsageError(`--no-default-rules needs at least one --rules\n\n${DETECT_USAGE}`);
   let rules: Rule[];
   try {
-    rules = loadRules([...(values["no-default-rules"] ? [] : [defaultRulesDir()]), ...(values.rules ?? [])]);
+    rules = loadRuleFiles([...(values["no-default-rules"] ? [] : [defaultRulesDir()]), ...(values.rules ?? [])]);
   } catch (e) {
     if (e instanceof RuleError) throw new ValiseError("bad_request", `bad rules: ${e.message}`);
     throw e;
