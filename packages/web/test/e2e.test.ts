@@ -96,6 +96,17 @@ test(
       assert.ok(!kText.includes(ref), "uncleared user saw the reference");
       await shot(k, "phone-cable-inbox-uncleared");
 
+      // Readable on a phone: no screen scrolls sideways at 390 px (wide tables scroll inside their own box).
+      for (const route of ["#/cables", "#/cables/new", "#/conversations", "#/documents", "#/account"]) {
+        await k.page.goto(`${origin}/${route}`);
+        await k.page.getByRole("heading", { level: 2 }).first().waitFor();
+        const { scroll, width } = await k.page.evaluate(() => ({
+          scroll: document.documentElement.scrollWidth,
+          width: window.innerWidth,
+        }));
+        assert.ok(scroll <= width, `${route} is ${scroll}px wide on a ${width}px phone screen`);
+      }
+
       // A document: jnovak uploads, pdvorak downloads the same bytes.
       const bytes = randomBytes(3 * 1024 * 1024 + 123);
       await j.page.goto(`${origin}/#/documents`);
