@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
 import type { ValiseClient, ReceivedItem, ServerUser, MinimalWebSocket } from "@valise/client";
-import { enroll, forget, login, openExisting } from "./session.js";
+import { enrollDevice, finishPasskey, forget, login, openExisting, passkeyPending } from "./session.js";
 import { History, type Msg } from "./history.js";
 import { Banner, ErrorNote } from "./ui.js";
 import { highest } from "./labels.js";
@@ -9,6 +9,8 @@ import { Conversations, Thread } from "./conversations.js";
 import { DocumentsScreen } from "./documents.js";
 import { Account, type OwnState } from "./account.js";
 import { Officer } from "./officer.js";
+import { IncidentsScreen } from "./incidents.js";
+import { OfficersOnly, useFocusOnChange } from "./a11y.js";
 
 export interface Ctx {
   client: ValiseClient;
@@ -31,14 +33,14 @@ function useHashRoute(): string {
 }
 
 export function App() {
-  const [phase, setPhase] = useState<"loading" | "enroll" | "login" | "ready">("loading");
+  const [phase, setPhase] = useState<"loading" | "enroll" | "passkey" | "login" | "ready">("loading");
   const [client, setClient] = useState<ValiseClient | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     openExisting()
       .then((c) => {
         setClient(c);
-        setPhase(c ? "login" : "enroll");
+        setPhase(!c ? "enroll" : passkeyPending() ? "passkey" : "login");
       })
       .catch((e: unknown) => {
         setError(String(e));
@@ -54,8 +56,31 @@ export function App() {
             setClient(c);
             setPhase("ready");
           }}
+          onNoPasskey={(c, err) => {
+            setClient(c);
+            setError(err);
+            setPhase("passkey");
+          }}
         />
         <ErrorNote error={error} />
+      </Shell>
+    );
+  if (phase === "passkey" && client)
+    return (
+      <Shell label="UNCLASSIFIED">
+        <FinishSetup
+          client={client}
+          firstError={error}
+          onDone={() => {
+            setError(null);
+            setPhase("ready");
+          }}
+          onForget={() => {
+            setError(null);
+            setClient(null);
+            setPhase("enroll");
+          }}
+        />
       </Shell>
     );
   if (phase === "login" && client)
@@ -80,7 +105,9 @@ function Shell(props: { label: string; children: ReactNode }) {
   );
 }
 
-function Enroll(props: { onDone: (c: ValiseClient) => void }) {
+const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+function Enroll(props: { onDone: (c: ValiseClient) => void; onNoPasskey: (c: ValiseClient, error: string) => void }) {
   const [code, setCode] = useState("");
   const [name, setName] = useState("browser");
   const [busy, setBusy] = useState(false);
@@ -92,10 +119,17 @@ function Enroll(props: { onDone: (c: ValiseClient) => void }) {
         e.preventDefault();
         setBusy(true);
         setError(null);
-        enroll(code, name)
-          .then(props.onDone)
-          .catch((err: unknown) => setError(err instanceof Error ? err.message : String(err)))
-          .finally(() => setBusy(false));
+        enrollDevice(code, name)
+          .then((c) =>
+            finishPasskey(c).then(
+              () => props.onDone(c),
+              (err: unknown) => props.onNoPasskey(c, errText(err)),
+            ),
+          )
+          .catch((err: unknown) => {
+            setError(errText(err));
+            setBusy(false);
+          });
       }}
     >
       <h2>Enroll this browser</h2>
@@ -112,6 +146,69 @@ function Enroll(props: { onDone: (c: ValiseClient) => void }) {
       </button>
       <ErrorNote error={error} />
     </form>
+  );
+}
+
+/**
+ * The device is enrolled but has no passkey (the browser prompt was cancelled or failed, maybe before a reload):
+ * nothing else is reachable until the passkey exists.
+ */
+function FinishSetup(props: {
+  client: ValiseClient;
+  firstError: string | null;
+  onDone: () => void;
+  onForget: () => void;
+}) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(props.firstError);
+  const heading = useRef<HTMLHeadingElement>(null);
+  useEffect(() => heading.current?.focus(), []);
+  return (
+    <div className="card setup-pending" role="region" aria-labelledby="setup-h">
+      <h2 id="setup-h" tabIndex={-1} ref={heading}>
+        Finish setting up: create your passkey
+      </h2>
+      <p>
+        This browser is enrolled as a device of <strong>{props.client.handle}</strong>, but its passkey was not created:
+        the browser&apos;s passkey prompt was cancelled, timed out or failed. Until the passkey exists this browser
+        shows nothing and sends nothing, and you cannot log in with it.
+      </p>
+      <p>
+        Select <strong>Retry: create passkey</strong> and confirm in your browser&apos;s prompt (fingerprint, face, PIN
+        or security key). The server accepts the passkey only within 15 minutes of the enrollment; after that, forget
+        this browser and ask your administrator for a new enrollment code.
+      </p>
+      <button
+        type="button"
+        disabled={busy}
+        onClick={() => {
+          setBusy(true);
+          setError(null);
+          finishPasskey(props.client)
+            .then(props.onDone)
+            .catch((e: unknown) => {
+              setError(errText(e));
+              setBusy(false);
+            });
+        }}
+      >
+        {busy ? "Waiting for passkey…" : "Retry: create passkey"}
+      </button>
+      <ErrorNote error={error ? `Passkey not created: ${error}` : null} />
+      <details>
+        <summary>Start over</summary>
+        <button
+          type="button"
+          className="secondary"
+          onClick={() => {
+            if (confirm("Forget this browser's device? You will need a new enrollment code."))
+              void forget().then(props.onForget);
+          }}
+        >
+          Forget this browser
+        </button>
+      </details>
+    </div>
   );
 }
 
@@ -157,6 +254,9 @@ function Login(props: { client: ValiseClient; onDone: () => void; onForget: () =
 
 const wsFactory = (url: string) => new WebSocket(url) as unknown as MinimalWebSocket;
 
+/** How often a listening browser reads the directory log for changes to its own account (nothing is pushed). */
+const MONITOR_MS = 15_000;
+
 function Main({ client }: { client: ValiseClient }) {
   const route = useHashRoute();
   const [me, setMe] = useState<ServerUser | null>(null);
@@ -167,6 +267,7 @@ function Main({ client }: { client: ValiseClient }) {
   const [error, setError] = useState<string | null>(null);
   const refresh = useCallback(() => setTick((t) => t + 1), []);
   const histRef = useRef<History | null>(null);
+  const mainRef = useRef<HTMLElement>(null);
 
   const onItems = useCallback(
     (items: ReceivedItem[]) => {
@@ -201,10 +302,14 @@ function Main({ client }: { client: ValiseClient }) {
       onItems(await client.sync());
       await client.save();
       if (closed) return;
-      sub = await client.listen(wsFactory, (items) => {
-        onItems(items);
-        void client.save();
-      });
+      sub = await client.listen(
+        wsFactory,
+        (items) => {
+          onItems(items);
+          void client.save();
+        },
+        { monitorMs: MONITOR_MS },
+      );
     })().catch((e: unknown) => setError(e instanceof Error ? e.message : String(e)));
     return () => {
       closed = true;
@@ -212,12 +317,16 @@ function Main({ client }: { client: ValiseClient }) {
     };
   }, [client, onItems]);
 
+  // Own devices and key-transparency alerts: after every sync that brought something, and on every navigation.
   useEffect(() => {
     client
       .ownDevices()
       .then((o) => setOwn({ devices: o.devices, alerts: o.alerts.filter((a) => !a.acked), verified: o.verified }))
       .catch(() => undefined);
-  }, [client, tick]);
+  }, [client, tick, route]);
+
+  // After a route change, focus goes to the main region (the next Tab reaches the new screen's first control).
+  useFocusOnChange(mainRef, route);
 
   const ctx = useMemo<Ctx | null>(
     () => (me && history ? { client, me, history, tick, refresh, setLabels } : null),
@@ -226,6 +335,7 @@ function Main({ client }: { client: ValiseClient }) {
   const bannerLabel = highest(labels);
   if (!ctx) return <Shell label="UNCLASSIFIED">{error ? <ErrorNote error={error} /> : "Loading your device…"}</Shell>;
 
+  const officer = me?.role === "officer" || me?.role === "admin";
   let screen: ReactNode;
   const [, first, second] = route.split("/");
   if (first === "cables" && second === "new") screen = <CableCompose ctx={ctx} />;
@@ -234,22 +344,44 @@ function Main({ client }: { client: ValiseClient }) {
   else if (first === "conversations") screen = <Conversations ctx={ctx} />;
   else if (first === "documents") screen = <DocumentsScreen ctx={ctx} />;
   else if (first === "account") screen = <Account ctx={ctx} own={own} onAck={refresh} />;
-  else if (first === "officer" && (me?.role === "officer" || me?.role === "admin")) screen = <Officer ctx={ctx} />;
+  else if (first === "officer") screen = officer ? <Officer ctx={ctx} /> : <OfficersOnly ctx={ctx} what="Officer" />;
+  else if (first === "incidents")
+    screen = officer ? (
+      <IncidentsScreen ctx={ctx} id={second ? decodeURIComponent(second) : null} />
+    ) : (
+      <OfficersOnly ctx={ctx} what="Incidents" />
+    );
   else screen = <CableInbox ctx={ctx} />;
-  const officer = me?.role === "officer" || me?.role === "admin";
   const unreadConv = history?.unreadTotal() ?? 0;
+  const newDevices = (own?.alerts ?? []).filter((a) => a.kind === "device.add").length;
   return (
     <div className="shell">
-      <a className="skip" href="#main">
-        Skip to content
+      <a
+        className="skip"
+        href="#main"
+        onClick={(e) => {
+          // The app routes on the hash: "#main" would be a route. Move focus instead.
+          e.preventDefault();
+          mainRef.current?.focus();
+        }}
+      >
+        Skip to main content
       </a>
-      <Banner label={bannerLabel} position="top" />
-      {own && own.alerts.length > 0 && (
-        <div className="kt-alert" role="alert">
-          <strong>Security alert: </strong>
-          {own.alerts.map((a) => a.text).join(" · ")} <a href="#/account">Review your devices</a>
-        </div>
-      )}
+      <div className="top-stack">
+        <Banner label={bannerLabel} position="top" />
+        {own && own.alerts.length > 0 && (
+          <div className="kt-alert" role="alert" data-testid="kt-alert">
+            <strong>
+              Security alert:{" "}
+              {newDevices > 0
+                ? `${newDevices === 1 ? "a device" : `${newDevices} devices`} you did not enrol in this browser ${newDevices === 1 ? "was" : "were"} added to your account.`
+                : "your account changed in the directory."}
+            </strong>{" "}
+            {own.alerts.map((a) => a.text).join(" · ")}{" "}
+            {first !== "account" && <a href="#/account">Review your devices now</a>}
+          </div>
+        )}
+      </div>
       <header className="topbar">
         <span className="brand">Valise</span>
         <nav aria-label="Main">
@@ -263,11 +395,16 @@ function Main({ client }: { client: ValiseClient }) {
             Documents
           </a>
           <a href="#/account" aria-current={first === "account" ? "page" : undefined}>
-            Account
+            Account{own && own.alerts.length > 0 ? " (alert)" : ""}
           </a>
           {officer && (
             <a href="#/officer" aria-current={first === "officer" ? "page" : undefined}>
               Officer
+            </a>
+          )}
+          {officer && (
+            <a href="#/incidents" aria-current={first === "incidents" ? "page" : undefined}>
+              Incidents
             </a>
           )}
         </nav>
@@ -275,7 +412,7 @@ function Main({ client }: { client: ValiseClient }) {
           {me?.handle} · {me?.units.join(", ")} · cleared {me?.clearance}
         </span>
       </header>
-      <main id="main" className="content" tabIndex={-1}>
+      <main id="main" className="content" tabIndex={-1} ref={mainRef}>
         {screen}
       </main>
       <Banner label={bannerLabel} position="bottom" />

@@ -1,8 +1,9 @@
-import { useEffect, useMemo, useState } from "react";
+import { useEffect, useMemo, useRef, useState } from "react";
 import { PRECEDENCES } from "@valise/core";
 import type { CableReceipt, OpenedCable, ServerCable } from "@valise/client";
 import type { Ctx } from "./App.js";
 import { getJson } from "./session.js";
+import { ModalConfirm } from "./a11y.js";
 import { usableLabels } from "./labels.js";
 import { ErrorNote, LabelTag, PrecedenceTag, Progress, fileSource, fmtSize, fmtTime, saveBlob } from "./ui.js";
 
@@ -228,6 +229,7 @@ export function CableCompose({ ctx }: { ctx: Ctx }) {
   const [busy, setBusy] = useState(false);
   const [progress, setProgress] = useState({ done: 0, total: 0 });
   const [error, setError] = useState<string | null>(null);
+  const reviewRef = useRef<HTMLButtonElement>(null);
   useEffect(() => {
     getJson<{ units: Unit[] }>("/v1/units", ctx.client.transport.token)
       .then((r) => setUnits(r.units))
@@ -335,22 +337,31 @@ export function CableCompose({ ctx }: { ctx: Ctx }) {
         Attachments
         <input type="file" multiple onChange={(e) => setFiles([...(e.target.files ?? [])])} />
       </label>
-      {!confirming ? (
-        <button type="submit">Review and release…</button>
-      ) : (
-        <div className="confirm" role="alertdialog" aria-labelledby="confirm-h" aria-describedby="confirm-d">
-          <h3 id="confirm-h">Release this cable?</h3>
-          <p id="confirm-d">
+      <button type="submit" ref={reviewRef}>
+        Review and release…
+      </button>
+      {confirming && (
+        <ModalConfirm
+          title="Release this cable?"
+          onCancel={() => setConfirming(false)}
+          busy={busy}
+          returnTo={reviewRef}
+          buttons={
+            <>
+              <button type="button" onClick={release} disabled={busy}>
+                {busy ? "Releasing…" : "Release cable"}
+              </button>{" "}
+              <button type="button" className="secondary" onClick={() => setConfirming(false)} disabled={busy}>
+                Back to editing
+              </button>
+            </>
+          }
+        >
+          <p>
             <strong>{precedence}</strong> · <strong>{label}</strong> · from {from} · ACTION {action.join(", ")}
             {info.length > 0 ? ` · INFO ${info.join(", ")}` : ""}. A released cable cannot be edited.
           </p>
-          <button type="button" onClick={release} disabled={busy} autoFocus>
-            {busy ? "Releasing…" : "Release cable"}
-          </button>{" "}
-          <button type="button" className="secondary" onClick={() => setConfirming(false)} disabled={busy}>
-            Back to editing
-          </button>
-        </div>
+        </ModalConfirm>
       )}
       <Progress label="Encrypting and uploading" done={progress.done} total={progress.total} />
       <ErrorNote error={error} />
