@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import type { DirectoryAlert, OwnDevice } from "@valise/client";
 import type { Ctx } from "./App.js";
 import { ErrorNote, fmtTime } from "./ui.js";
@@ -11,7 +11,17 @@ export interface OwnState {
 
 export function Account({ ctx, own, onAck }: { ctx: Ctx; own: OwnState | null; onAck: () => void }) {
   const [error, setError] = useState<string | null>(null);
+  const devicesH = useRef<HTMLHeadingElement>(null);
   useEffect(() => ctx.setLabels([]), [ctx]);
+  const selfIndex = own?.devices.find((d) => d.self)?.logIndex ?? null;
+  const state = (d: OwnDevice): { text: string; warn: boolean } => {
+    if (d.revokedLogIndex !== null) return { text: "Revoked", warn: false };
+    if (d.self) return { text: "This browser", warn: false };
+    if (selfIndex !== null && d.logIndex < selfIndex)
+      return { text: "Active (enrolled before this browser)", warn: false };
+    if (d.expected) return { text: "Active, not enrolled by this browser: you confirmed it is yours", warn: false };
+    return { text: "NOT ENROLLED BY THIS BROWSER: not confirmed by you", warn: true };
+  };
   return (
     <section aria-labelledby="account-h">
       <h2 id="account-h">Account</h2>
@@ -20,8 +30,12 @@ export function Account({ ctx, own, onAck }: { ctx: Ctx; own: OwnState | null; o
         <strong>{ctx.me.clearance}</strong> · role {ctx.me.role}
       </p>
       {own && own.alerts.length > 0 && (
-        <div className="kt-alert big" role="alert">
-          <h3>A device you did not enrol may have been added to your account</h3>
+        <div className="kt-alert big" role="region" aria-labelledby="kt-h">
+          <h3 id="kt-h">A device you did not enrol may have been added to your account</h3>
+          <p>
+            Each alert below is a change to your account in the witnessed directory log that this browser did not make.
+            If the device is yours (you enrolled it elsewhere), select <strong>This device is mine</strong>.
+          </p>
           <ul>
             {own.alerts.map((a) => (
               <li key={a.id}>
@@ -33,11 +47,15 @@ export function Account({ ctx, own, onAck }: { ctx: Ctx; own: OwnState | null; o
                       void ctx.client
                         .ackDevice(a.device!)
                         .then(() => ctx.client.save())
-                        .then(onAck)
+                        .then(() => {
+                          onAck();
+                          devicesH.current?.focus();
+                        })
                         .catch((e: unknown) => setError(String(e)))
                     }
                   >
-                    This device is mine
+                    {a.kind === "device.revoke" ? "Dismiss" : "This device is mine"}
+                    <span className="sr-only"> ({a.device})</span>
                   </button>
                 )}
               </li>
@@ -46,7 +64,9 @@ export function Account({ ctx, own, onAck }: { ctx: Ctx; own: OwnState | null; o
           <p>If you did not enrol it, call your security officer now.</p>
         </div>
       )}
-      <h3>Your devices</h3>
+      <h3 tabIndex={-1} ref={devicesH}>
+        Your devices
+      </h3>
       <p>
         {own?.verified
           ? "Checked against the witnessed directory log."
@@ -63,7 +83,7 @@ export function Account({ ctx, own, onAck }: { ctx: Ctx; own: OwnState | null; o
         </thead>
         <tbody>
           {(own?.devices ?? []).map((d) => (
-            <tr key={d.id}>
+            <tr key={d.id} className={state(d).warn ? "device-unexpected" : undefined} data-testid="own-device">
               <td>
                 {d.name}
                 {d.self ? " (this browser)" : ""}
@@ -72,7 +92,7 @@ export function Account({ ctx, own, onAck }: { ctx: Ctx; own: OwnState | null; o
                 <code>{d.id}</code>
               </td>
               <td>{fmtTime(d.time)}</td>
-              <td>{d.revokedLogIndex !== null ? "revoked" : d.expected ? "active" : "NOT ENROLLED BY YOU?"}</td>
+              <td>{state(d).warn ? <strong>{state(d).text}</strong> : state(d).text}</td>
             </tr>
           ))}
         </tbody>

@@ -84,19 +84,54 @@ export function parseEnrollment(input: string): { code: string; trust?: TrustAnc
   return { code: t };
 }
 
-/** Enrolls this browser as a device with the one-time code, then registers its passkey. */
-export async function enroll(input: string, deviceName: string): Promise<ValiseClient> {
+/**
+ * Set before the device is enrolled, cleared once its passkey is registered: while it is set, this browser holds a
+ * device without a passkey, and the app shows only "Finish setting up" (never the screens), across reloads.
+ */
+const PENDING = "valise.passkeyPending";
+export function passkeyPending(): boolean {
+  return localStorage.getItem(PENDING) !== null;
+}
+
+/** Enrolls this browser as a device with the one-time code; the passkey comes next (`finishPasskey`). */
+export async function enrollDevice(input: string, deviceName: string): Promise<ValiseClient> {
   const { code, trust } = parseEnrollment(input);
-  const c = await ValiseClient.enroll({
-    store: await keyStore(),
-    serverUrl: location.origin,
-    code,
-    deviceName,
-    ...(trust ? { trust } : {}),
-  });
-  await registerPasskey(c);
+  localStorage.setItem(PENDING, "1");
+  try {
+    return await ValiseClient.enroll({
+      store: await keyStore(),
+      serverUrl: location.origin,
+      code,
+      deviceName,
+      ...(trust ? { trust } : {}),
+    });
+  } catch (e) {
+    // Nothing enrolled (the profile is saved only once the server accepted the code): no setup left to finish.
+    if (!(await (await keyStore()).load())) localStorage.removeItem(PENDING);
+    throw e;
+  }
+}
+
+/**
+ * Registers the passkey of a device that has none yet (right after enrollment, or a retry after a cancelled or
+ * failed browser prompt, possibly after a reload). Until then the device logs in with its device key alone, which
+ * the server allows only for a device without a passkey, and only to get here. The server takes a passkey within
+ * 15 minutes of the enrollment; later, the browser must be enrolled again with a new code.
+ */
+export async function finishPasskey(c: ValiseClient): Promise<void> {
+  c.authenticate = null;
+  if (!c.transport.token) await c.login(true);
+  try {
+    await registerPasskey(c);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      await c.login(true); // the enrollment's session expired: a fresh one with the device key, then once more
+      await registerPasskey(c);
+    } else if (!(e instanceof ApiError && e.code === "conflict")) throw e; // conflict: it was registered already
+  }
+  localStorage.removeItem(PENDING);
   c.authenticate = passkeyAuthenticator();
-  return c;
+  await c.save();
 }
 
 export async function registerPasskey(c: ValiseClient): Promise<void> {
@@ -112,4 +147,5 @@ export async function registerPasskey(c: ValiseClient): Promise<void> {
 /** Forgets this browser's device (keys and history). */
 export async function forget(): Promise<void> {
   await (await keyStore()).clear();
+  localStorage.removeItem(PENDING);
 }
