@@ -308,14 +308,15 @@ function Main({ client }: { client: ValiseClient }) {
           onItems(items);
           void client.save();
         },
-        { monitorMs: MONITOR_MS },
+        // Officers' sessions also get detection alerts pushed: officer screens reload (others get no such frames).
+        { monitorMs: MONITOR_MS, onAlert: () => refresh() },
       );
     })().catch((e: unknown) => setError(e instanceof Error ? e.message : String(e)));
     return () => {
       closed = true;
       sub?.close();
     };
-  }, [client, onItems]);
+  }, [client, onItems, refresh]);
 
   // Own devices and key-transparency alerts: after every sync that brought something, and on every navigation.
   useEffect(() => {
