@@ -5,7 +5,8 @@ import type { Ctx } from "./App.js";
 import { getJson } from "./session.js";
 import { ModalConfirm } from "./a11y.js";
 import { usableLabels } from "./labels.js";
-import { ErrorNote, LabelTag, PrecedenceTag, Progress, fileSource, fmtSize, fmtTime, saveBlob } from "./ui.js";
+import { saveStream } from "./download.js";
+import { ErrorNote, LabelTag, PrecedenceTag, Progress, fileSource, fmtSize, fmtTime } from "./ui.js";
 
 type Listed = ServerCable & { subject: string | null; problem: string | null };
 const RANK: Record<string, number> = { FLASH: 0, IMMEDIATE: 1, PRIORITY: 2, ROUTINE: 3 };
@@ -109,23 +110,17 @@ export function CableInbox({ ctx }: { ctx: Ctx }) {
 
 export function CableView({ ctx, id }: { ctx: Ctx; id: string }) {
   const [opened, setOpened] = useState<OpenedCable | null>(null);
-  const [files, setFiles] = useState<{ name: string; parts: BlobPart[] }[]>([]);
   const [error, setError] = useState<string | null>(null);
   const [progress, setProgress] = useState({ done: 0, total: 0 });
+  const [saving, setSaving] = useState({ done: 0, total: 0 });
+  const [saveError, setSaveError] = useState<string | null>(null);
+  const [saveNotice, setSaveNotice] = useState<string | null>(null);
   useEffect(() => {
-    const got: { name: string; parts: BlobPart[] }[] = [];
+    // Opening reads the whole cable (attachments are authenticated, not kept); saving one streams it again.
     ctx.client.cables
-      .open(id, {
-        onAttachment: async (a, bytes) => {
-          const parts: BlobPart[] = [];
-          for await (const p of bytes) parts.push(p.slice());
-          got.push({ name: a.name, parts });
-        },
-        onProgress: (done, total) => setProgress({ done, total }),
-      })
+      .open(id, { onProgress: (done, total) => setProgress({ done, total }) })
       .then(async (o) => {
         setOpened(o);
-        setFiles(got);
         await ctx.history.markCableRead(o.cable.id);
         await ctx.client.save();
       })
@@ -135,6 +130,14 @@ export function CableView({ ctx, id }: { ctx: Ctx; id: string }) {
   if (error) return <ErrorNote error={error} />;
   if (!opened) return <Progress label="Decrypting" done={progress.done} total={progress.total} />;
   const c = opened.cable;
+  const save = (index: number) => {
+    setSaveError(null);
+    setSaveNotice(null);
+    saveAttachment(ctx, c.id, index, {
+      onProgress: (done, total) => setSaving({ done, total }),
+      onNotice: setSaveNotice,
+    }).catch((e: unknown) => setSaveError(`Saving the attachment failed: ${msg(e)}`));
+  };
   return (
     <article aria-labelledby="cable-h" className={`cable prec-row-${c.precedence.toLowerCase()}`}>
       <p>
@@ -164,25 +167,85 @@ export function CableView({ ctx, id }: { ctx: Ctx; id: string }) {
         )}
       </dl>
       <pre className="body">{opened.body}</pre>
-      {files.length > 0 && (
+      {opened.attachments.length > 0 && (
         <>
           <h3>Attachments</h3>
           <ul>
-            {files.map((f, i) => (
+            {opened.attachments.map((f, i) => (
               <li key={i}>
-                <button type="button" className="linkish" onClick={() => saveBlob(f.parts, f.name)}>
+                <button type="button" className="linkish" onClick={() => save(i)}>
                   {f.name}
                 </button>{" "}
-                ({fmtSize(opened.attachments[i]?.size ?? 0)})
+                ({fmtSize(f.size)})
               </li>
             ))}
           </ul>
+          <Progress label="Saving attachment" done={saving.done} total={saving.total} />
+          {saveNotice && (
+            <p className="notice" role="status">
+              {saveNotice}
+            </p>
+          )}
+          <ErrorNote error={saveError} />
         </>
       )}
       <h3>Receipts</h3>
       <Receipts receipts={c.receipts} />
     </article>
   );
+}
+
+/**
+ * Streams attachment `index` of a cable to a browser download: the cable is read again (not marked read twice), the
+ * attachment's verified bytes go to the download as they are decrypted, and the download completes only once the
+ * whole cable verified to its end (else it fails, and this rejects).
+ */
+async function saveAttachment(
+  ctx: Ctx,
+  cableId: string,
+  index: number,
+  opts: { onProgress: (done: number, total: number) => void; onNotice: (text: string) => void },
+): Promise<void> {
+  let verified!: { resolve: () => void; reject: (e: unknown) => void };
+  const whole = new Promise<void>((resolve, reject) => (verified = { resolve, reject }));
+  whole.catch(() => undefined); // observed through the download's source below
+  let saving: Promise<unknown> | undefined;
+  const opening = ctx.client.cables.open(cableId, {
+    markRead: false,
+    onProgress: opts.onProgress,
+    onAttachment: async (a, bytes) => {
+      const it = bytes[Symbol.asyncIterator]();
+      const drain = async () => {
+        while (!(await it.next()).done);
+      };
+      if (a.index !== index) return drain();
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      async function* source(): AsyncIterable<Uint8Array> {
+        try {
+          for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+        } finally {
+          release();
+        }
+        await whole; // the download ends only when the whole cable verified
+      }
+      saving = saveStream(a.name, a.size, source(), { onNotice: opts.onNotice });
+      await Promise.race([released, saving.catch(() => undefined)]);
+      await drain(); // a download stopped early: read the rest, so the cable is still checked to its end
+    },
+  });
+  const opened = await opening.then(
+    (o) => {
+      verified.resolve();
+      return o;
+    },
+    (e: unknown) => {
+      verified.reject(e);
+      return null;
+    },
+  );
+  if (saving) await saving;
+  if (!opened) await opening; // rethrows why the cable did not verify
 }
 
 function Receipts({ receipts }: { receipts: CableReceipt[] }) {

@@ -2,13 +2,15 @@ import { useEffect, useState } from "react";
 import type { DocumentView } from "@valise/client";
 import type { Ctx } from "./App.js";
 import { usableLabels } from "./labels.js";
-import { ErrorNote, LabelTag, Progress, fileSource, fmtSize, fmtTime, saveBlob } from "./ui.js";
+import { saveStream } from "./download.js";
+import { ErrorNote, LabelTag, Progress, fileSource, fmtSize, fmtTime } from "./ui.js";
 
 const msg = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 export function DocumentsScreen({ ctx }: { ctx: Ctx }) {
   const [docs, setDocs] = useState<DocumentView[] | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
   const [up, setUp] = useState({ done: 0, total: 0 });
   const [down, setDown] = useState({ done: 0, total: 0 });
   const [to, setTo] = useState("");
@@ -24,17 +26,18 @@ export function DocumentsScreen({ ctx }: { ctx: Ctx }) {
       .catch((e: unknown) => setError(msg(e)));
   }, [ctx.client, ctx.tick, reload]);
   useEffect(() => ctx.setLabels((docs ?? []).map((d) => d.label)), [ctx, docs]);
+  // Streams verified plaintext to a browser download (service worker); a chunk that fails verification errors the
+  // download, so the browser never shows a truncated file as complete, and the error shows here.
   const download = (id: string, version: number) => {
     setError(null);
+    setNotice(null);
     ctx.client.documents
       .get(id, { version, onProgress: (done, total) => setDown({ done, total }) })
       .then(async (d) => {
-        const parts: BlobPart[] = [];
-        for await (const p of d.bytes) parts.push(p.slice());
-        saveBlob(parts, d.name);
+        await saveStream(d.name, d.size, d.bytes, { onNotice: setNotice });
         await ctx.client.save();
       })
-      .catch((e: unknown) => setError(msg(e)));
+      .catch((e: unknown) => setError(`Download failed: ${msg(e)}`));
   };
   return (
     <section aria-labelledby="docs-h">
@@ -99,6 +102,11 @@ export function DocumentsScreen({ ctx }: { ctx: Ctx }) {
       </form>
       <Progress label="Upload" done={up.done} total={up.total} />
       <Progress label="Download" done={down.done} total={down.total} />
+      {notice && (
+        <p className="notice" role="status">
+          {notice}
+        </p>
+      )}
       <ErrorNote error={error} />
       {docs === null ? (
         <p>Loading documents…</p>

@@ -1,7 +1,8 @@
 /**
  * Serves the web app (packages/web/dist, a Vite build) at `/` from the API's own origin, with a strict
  * Content-Security-Policy: scripts, styles and connections from this origin only (no inline script or style, no
- * third-party request), no framing. The security headers go on every answer (API answers too).
+ * third-party request), no framing. The security headers go on every answer (API answers too). `/sw.js` is the
+ * download service worker (packages/web/src/sw.ts), which streams decrypted documents to the browser's downloads.
  */
 import { readFile, stat } from "node:fs/promises";
 import { extname, join, normalize, resolve, sep } from "node:path";
@@ -15,6 +16,8 @@ export const WEB_CSP = [
   "img-src 'self' blob:",
   "font-src 'self'",
   "connect-src 'self'",
+  // The download service worker (/sw.js); without it worker-src would fall back to script-src, said here explicitly.
+  "worker-src 'self'",
   "manifest-src 'self'",
   "base-uri 'none'",
   "form-action 'self'",
@@ -77,6 +80,9 @@ export function webRoutes(app: FastifyInstance, dir: string): void {
   // API's own not-found answer.
   app.get("/", serve("index.html"));
   app.get("/favicon.svg", serve("favicon.svg"));
+  // The download service worker: at the root so its scope is the whole origin; never cached (an update must reach
+  // every browser at its next visit).
+  app.get("/sw.js", serve("sw.js"));
   app.get<{ Params: { "*": string } }>("/assets/*", async (req, reply) => {
     const name = req.params["*"];
     if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new ValiseError("not_found", "no such asset");
