@@ -60,6 +60,9 @@ export function Officer({ ctx }: { ctx: Ctx }) {
       <h2 id="off-h">Security officer</h2>
       <ErrorNote error={error} />
       <h3>Alerts</h3>
+      <p>
+        <a href="#/incidents">Group alerts into an incident, export it (STIX 2.1) or share it (TAXII)</a>
+      </p>
       {alerts.length === 0 ? (
         <p>No alerts.</p>
       ) : (
