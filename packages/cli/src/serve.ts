@@ -51,7 +51,9 @@ pushed to security officers' WebSocket sessions (valise alerts --follow) and POS
                     Fixed once the first event is processed (kept in the stored detector state)
 Prints the directory log's verifier key (give it to clients and witnesses); the signing key is DIR/log-key (0600).
 Environment: VALISE_DATABASE_URL=postgres://… uses PostgreSQL instead of the embedded SQLite;
-  VALISE_LOG_KEY=PRIVATE+KEY+… supplies the log signing key instead of DIR/log-key (several servers, one log).`;
+  VALISE_LOG_KEY=PRIVATE+KEY+… supplies the log signing key instead of DIR/log-key (several servers, one log);
+  VALISE_WITNESSES (space- or comma-separated URL=VKEY) and VALISE_WITNESS_QUORUM stand for --witness and
+  --witness-quorum when no --witness is given (the same variables valise admin puts in enrollment bundles).`;
 
 export async function serve(argv: string[]): Promise<number> {
   const { values } = parse(
@@ -86,13 +88,20 @@ export async function serve(argv: string[]): Promise<number> {
   const port = Number(values.port ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port ${values.port ?? ""}`);
   const host = values.host ?? "127.0.0.1";
+  // The same witnesses the bundles pin (valise admin reads VALISE_WITNESSES too): flags first, else the environment.
+  const witnessSpecs =
+    values.witness ?? (process.env.VALISE_WITNESSES ?? "").split(/[\s,]+/).filter((s) => s.length > 0);
   let witnesses: WitnessEndpoint[];
   try {
-    witnesses = (values.witness ?? []).map(parseWitnessSpec);
+    witnesses = witnessSpecs.map((spec) => {
+      if (!spec.includes("="))
+        throw new Error(`witness ${JSON.stringify(spec)} has no URL: the server needs URL=VKEY to submit checkpoints`);
+      return parseWitnessSpec(spec);
+    });
   } catch (e) {
     throw new UsageError(`${e instanceof Error ? e.message : String(e)}\n\n${SERVE_USAGE}`);
   }
-  const quorumArg = values["witness-quorum"];
+  const quorumArg = values["witness-quorum"] ?? (values.witness ? undefined : process.env.VALISE_WITNESS_QUORUM);
   const witnessQuorum = quorumArg === undefined ? witnesses.length : Number(quorumArg);
   if (!/^[0-9]+$/.test(quorumArg ?? "0") || witnessQuorum > witnesses.length)
     throw new UsageError(`--witness-quorum must be between 0 and the number of --witness (${witnesses.length})`);

@@ -28,13 +28,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function startServeProcess(
   dataDir: string,
   args: string[] = [],
+  env: NodeJS.ProcessEnv = {},
 ): Promise<{ url: string; port: number; child: ChildProcess; output(): string; kill(): void }> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(
     process.execPath,
     [CLI, "serve", "--data", dataDir, "--port", String(port), "--log-level", "warn", ...args],
-    { stdio: ["ignore", "pipe", "pipe"], env: cliEnv() },
+    { stdio: ["ignore", "pipe", "pipe"], env: cliEnv(env) },
   );
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));
