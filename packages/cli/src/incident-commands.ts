@@ -81,7 +81,7 @@ async function incident(argv: string[]): Promise<number> {
         throw new UsageError(`--alert ID (a positive alert number) is needed, repeatable\n\n${INCIDENT_USAGE}`);
       const title = str(values.title, "--title T", INCIDENT_USAGE);
       const client = await officer(values.profile);
-      const inc = await client.transport.createIncident({
+      const inc = await client.incidents.create({
         title,
         alerts: alerts.map(Number),
         ...(values.note !== undefined ? { note: values.note } : {}),
@@ -92,14 +92,14 @@ async function incident(argv: string[]): Promise<number> {
     }
     case "list": {
       const client = await officer(values.profile);
-      const list = await client.transport.incidents(1000);
+      const list = await client.incidents.list(1000);
       if (json) printJson(list);
       else for (const i of list) process.stdout.write(incidentLine(i));
       return 0;
     }
     case "show": {
       const client = await officer(values.profile);
-      const inc = await client.transport.incident(needId(id, "show"));
+      const inc = await client.incidents.show(needId(id, "show"));
       if (json) printJson(inc);
       else {
         process.stdout.write(incidentLine(inc));
@@ -111,7 +111,7 @@ async function incident(argv: string[]): Promise<number> {
     }
     case "export": {
       const client = await officer(values.profile);
-      const bundle = await client.transport.incidentStix(needId(id, "export"), includeAccounts);
+      const bundle = await client.incidents.stix(needId(id, "export"), includeAccounts);
       const text = `${JSON.stringify(bundle, null, 2)}\n`;
       if (values.out !== undefined) {
         writeFileSync(resolve(values.out), text, { mode: 0o600 });
@@ -121,7 +121,7 @@ async function incident(argv: string[]): Promise<number> {
     }
     case "share": {
       const client = await officer(values.profile);
-      const r = await client.transport.shareIncident(needId(id, "share"), includeAccounts);
+      const r = await client.incidents.share(needId(id, "share"), includeAccounts);
       if (json) printJson(r);
       else
         process.stdout.write(`${r.id}: ${r.added} new of ${r.objects} objects in TAXII collection ${r.collection}\n`);

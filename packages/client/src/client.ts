@@ -929,6 +929,21 @@ export class ValiseClient {
     return this.authed(() => this.transport.alerts(q));
   }
 
+  /**
+   * Incidents (security officers only; anyone else gets 403 `forbidden`): alerts grouped under a title, exported as
+   * a STIX 2.1 bundle and shared to the TAXII collection partners read. Each call logs in again once on an expired
+   * session.
+   */
+  readonly incidents = {
+    create: (b: { title: string; alerts: number[]; note?: string }) =>
+      this.authed(() => this.transport.createIncident(b)),
+    list: (limit = 100) => this.authed(() => this.transport.incidents(limit)),
+    show: (id: string) => this.authed(() => this.transport.incident(id)),
+    stix: (id: string, includeAccounts = false) => this.authed(() => this.transport.incidentStix(id, includeAccounts)),
+    share: (id: string, includeAccounts = false) =>
+      this.authed(() => this.transport.shareIncident(id, includeAccounts)),
+  };
+
   /** Acknowledges an alert (officers only); the first acknowledgement stays. */
   ackAlert(id: number): Promise<ServerAlert> {
     return this.authed(() => this.transport.ackAlert(id));

@@ -3,27 +3,12 @@
  * (pseudonymous, no content, names or item ids: built by the server) and shared with partners over TAXII 2.1.
  */
 import { useEffect, useRef, useState } from "react";
-import { ValiseError } from "@valise/core";
 import type { ServerAlert, ServerIncident } from "@valise/client";
 import type { Ctx } from "./App.js";
 import { ModalConfirm } from "./a11y.js";
 import { ErrorNote, fmtTime } from "./ui.js";
 
 const msg = (e: unknown) => (e instanceof Error ? e.message : String(e));
-
-/** A transport call with the session, logging in again once if it expired. */
-async function authed<T>(ctx: Ctx, fn: () => Promise<T>): Promise<T> {
-  await ctx.client.login();
-  try {
-    return await fn();
-  } catch (e) {
-    if (e instanceof ValiseError && e.code === "unauthenticated") {
-      await ctx.client.login(true);
-      return fn();
-    }
-    throw e;
-  }
-}
 
 /** Offers a JSON value as a file download. */
 function downloadJson(value: unknown, name: string): void {
@@ -48,7 +33,7 @@ function IncidentList({ ctx }: { ctx: Ctx }) {
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     Promise.all([
-      authed(ctx, () => ctx.client.transport.incidents(200)).then(setIncidents),
+      ctx.client.incidents.list(200).then(setIncidents),
       ctx.client.alerts({ limit: 500 }).then((a) => setAlerts([...a].reverse())),
     ]).catch((e: unknown) => setError(msg(e)));
   }, [ctx]);
@@ -111,13 +96,12 @@ function NewIncident({ ctx, alerts }: { ctx: Ctx; alerts: ServerAlert[] }) {
         if (chosen.length === 0) return setError("choose at least one alert");
         setBusy(true);
         setError(null);
-        authed(ctx, () =>
-          ctx.client.transport.createIncident({
+        ctx.client.incidents
+          .create({
             title: title.trim(),
             alerts: [...chosen].sort((a, b) => a - b),
             ...(note.trim() ? { note: note.trim() } : {}),
-          }),
-        )
+          })
           .then((inc) => {
             location.hash = `#/incidents/${encodeURIComponent(inc.id)}`;
           })
@@ -175,7 +159,8 @@ function IncidentView({ ctx, id }: { ctx: Ctx; id: string }) {
   const [busy, setBusy] = useState(false);
   const shareRef = useRef<HTMLButtonElement>(null);
   const load = () =>
-    authed(ctx, () => ctx.client.transport.incident(id))
+    ctx.client.incidents
+      .show(id)
       .then(setInc)
       .catch((e: unknown) => setError(msg(e)));
   useEffect(() => void load(), [ctx.client, id]);
@@ -212,7 +197,8 @@ function IncidentView({ ctx, id }: { ctx: Ctx; id: string }) {
           type="button"
           onClick={() => {
             setError(null);
-            authed(ctx, () => ctx.client.transport.incidentStix(inc.id))
+            ctx.client.incidents
+              .stix(inc.id)
               .then((bundle) => {
                 downloadJson(bundle, `${inc.id}.stix.json`);
                 setStatus(`Exported the STIX 2.1 bundle (${bundle.objects.length} objects) as ${inc.id}.stix.json.`);
@@ -244,7 +230,8 @@ function IncidentView({ ctx, id }: { ctx: Ctx; id: string }) {
                 onClick={() => {
                   setBusy(true);
                   setError(null);
-                  authed(ctx, () => ctx.client.transport.shareIncident(inc.id))
+                  ctx.client.incidents
+                    .share(inc.id)
                     .then(async (r) => {
                       setStatus(`Shared: ${r.added} new object(s) in TAXII collection ${r.collection}.`);
                       await load();
