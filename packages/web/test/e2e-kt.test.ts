@@ -121,30 +121,6 @@ async function alertShown(page: Page, text: RegExp, timeout = 10_000): Promise<v
   assert.ok((await contrast(page, "kt-alert")) >= 7, "alert contrast below 7:1");
 }
 
-async function userWithAuthenticator(browser: Browser, handle: string) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on("console", (m) => {
-    if (m.type() === "error") errors.push(m.text());
-  });
-  page.on("pageerror", (e) => errors.push(String(e)));
-  const cdp = await context.newCDPSession(page);
-  await cdp.send("WebAuthn.enable", { enableUI: false });
-  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
-    options: {
-      protocol: "ctap2",
-      transport: "internal",
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: false, // the user fails (or cancels) verification: the browser refuses to create the passkey
-      automaticPresenceSimulation: true,
-    },
-  });
-  const setVerified = (v: boolean) => cdp.send("WebAuthn.setUserVerified", { authenticatorId, isUserVerified: v });
-  return { handle, context, page, errors, setVerified };
-}
-
 test(
   "web app: key-transparency alerts, incidents, passkey setup retry (chromium)",
   { skip: missing ?? false, timeout: 170_000 },
@@ -340,7 +316,7 @@ test(
       });
 
       await t.test("passkey refused at enrollment: Finish setting up, Retry, survives reload", async () => {
-        const m = await userWithAuthenticator(browser!, "mkral");
+        const m = await browserUser(browser!, "mkral", undefined, { userVerified: false }); // verification fails: no passkey;
         await m.page.goto(`${origin}/`);
         await m.page.getByLabel("Enrollment code or bundle").fill(mBundle);
         await m.page.getByRole("button", { name: "Enroll and create passkey" }).click();

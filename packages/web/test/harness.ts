@@ -64,12 +64,15 @@ export interface User {
   context: BrowserContext;
   page: Page;
   errors: string[];
+  /** Whether the virtual authenticator passes user verification (false: the browser refuses passkey prompts). */
+  setVerified(v: boolean): Promise<void>;
 }
 
 export async function browserUser(
   browser: Browser,
   handle: string,
   viewport = { width: 1280, height: 800 },
+  opts: { userVerified?: boolean } = {},
 ): Promise<User> {
   const context = await browser.newContext({ viewport, acceptDownloads: true });
   const page = await context.newPage();
@@ -80,17 +83,20 @@ export async function browserUser(
   page.on("pageerror", (e) => errors.push(String(e)));
   const cdp = await context.newCDPSession(page);
   await cdp.send("WebAuthn.enable", { enableUI: false });
-  await cdp.send("WebAuthn.addVirtualAuthenticator", {
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
     options: {
       protocol: "ctap2",
       transport: "internal",
       hasResidentKey: true,
       hasUserVerification: true,
-      isUserVerified: true,
+      isUserVerified: opts.userVerified ?? true,
       automaticPresenceSimulation: true,
     },
   });
-  return { handle, context, page, errors };
+  const setVerified = async (v: boolean) => {
+    await cdp.send("WebAuthn.setUserVerified", { authenticatorId, isUserVerified: v });
+  };
+  return { handle, context, page, errors, setVerified };
 }
 
 export async function enroll(u: User, origin: string, bundle: string): Promise<void> {
