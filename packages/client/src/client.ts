@@ -61,6 +61,7 @@ import {
 } from "./items.js";
 import { Cables, checkAgainstServer } from "./cables.js";
 import { Documents } from "./documents.js";
+import { AuditLog } from "./audit.js";
 import type { StreamCipher } from "./content.js";
 import { webCryptoStreamCipher } from "./docstream.js";
 import type { ContentHost } from "./host.js";
@@ -89,6 +90,8 @@ export class ValiseClient {
   readonly cables: Cables;
   /** Documents: streamed encrypted upload with versions, listing, verified download. */
   readonly documents: Documents;
+  /** The audit log for security officers: checkpoint verified with the profile's trust anchors, events proven. */
+  readonly audit: AuditLog;
   /**
    * How this device logs in, when not with its device key alone: a browser device with a passkey signs the server's
    * challenge with its device key (`signLogin` → base64 signature of `valise-login:<challenge>`) and asserts its
@@ -115,6 +118,11 @@ export class ValiseClient {
     const host = this.contentHost(cipher);
     this.cables = new Cables(host);
     this.documents = new Documents(host);
+    this.audit = new AuditLog(
+      this.transport,
+      () => this.state.trust,
+      (fn) => this.authed(fn),
+    );
     this.transparency = state.trust ? new TransparencyVerifier(this.transport, state, transparency) : null;
     this.verifier = this.transparency ?? new DirectoryVerifier(this.transport);
     this.keys = {

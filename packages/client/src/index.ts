@@ -10,3 +10,4 @@ export * from "./cables.js";
 export * from "./documents.js";
 export * from "./host.js";
 export * from "./docstream.js";
+export * from "./audit.js";

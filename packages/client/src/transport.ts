@@ -491,6 +491,13 @@ export class HttpTransport {
     const r = await this.call<{ entries: string[] }>("GET", `/v1/log/audit/entries?start=${start}&count=${count}`);
     return (Array.isArray(r.entries) ? r.entries : []).map((e) => fromBase64(String(e)));
   }
+  /** A cable's metadata by reference, for officers' audit queries (no subject or content). */
+  auditCableByReference(reference: string) {
+    return this.call<{ id: string; reference: string; originator: string; label: string; createdAt: number }>(
+      "GET",
+      `/v1/audit/cables/by-reference?reference=${encodeURIComponent(reference)}`,
+    );
+  }
   /** Detection alerts in id order (officers only): after an id, at least a severity, triggered since a time. */
   async alerts(
     q: { after?: number; limit?: number; severity?: ServerAlert["severity"]; since?: string } = {},

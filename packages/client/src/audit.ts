@@ -1,0 +1,327 @@
+/**
+ * The audit log as a security officer reads it (DESIGN.md §3 "Audit log"), shared by the CLI (`valise audit …`) and
+ * the web app's officer screen. Browser-safe: no `node:` imports.
+ *
+ * Nothing the server says is taken as fact until it is proven:
+ * - the checkpoint must carry the log key's signature under the audit origin (`…/audit`) and, with the profile's
+ *   enrollment trust anchors, cosignatures by the pinned quorum of witnesses (so a rewritten, re-signed log cannot be
+ *   shown: the witnesses refuse to cosign a history that does not extend the one they saw);
+ * - each event must be a well-formed audit event with a valid RFC 9162 inclusion proof in that checkpoint's tree, and
+ *   must match the query it answers (the server filters on its own index columns, which it could lie about).
+ * Events that fail are never returned among `events`: they are counted in `unproven`, with the reason, so a screen
+ * can say "the server returned N events that are not in the signed log".
+ *
+ * What inclusion proofs do not show is completeness: a server could leave an event out of a query's answer. `download`
+ * (every entry of the checkpointed tree, hashed back into the signed root) is the check for that.
+ */
+import {
+  ValiseError,
+  auditLogOrigin,
+  equalBytes,
+  leafHash,
+  parseAuditEvent,
+  parseCosignatureVerifierKey,
+  parseNoteVerifierKey,
+  rootFromLeafHashes,
+  verifyCheckpointQuorum,
+  verifyInclusion,
+  type AuditEvent,
+  type Checkpoint,
+  type NoteVerifier,
+} from "@valise/core";
+import type { HttpTransport } from "./transport.js";
+import type { TrustAnchors } from "./transparency.js";
+
+/** Where the log key came from: a caller's explicit key, the profile's enrollment bundle, or the server itself. */
+export type AuditKeySource = "flag" | "profile" | "server";
+
+/** Trust anchors given explicitly (e.g. `valise audit --log-key`), instead of the profile's. */
+export interface AuditAnchors {
+  logKey: string;
+  witnesses?: readonly string[];
+  quorum?: number;
+}
+
+export interface VerifiedAuditCheckpoint {
+  /** The audit log's checkpoint: origin `…/audit`, size, root hash, all signed by the log key. */
+  checkpoint: Checkpoint;
+  keySource: AuditKeySource;
+  /** Witness cosignatures that verified with pinned keys, the quorum required, how many witnesses are pinned. */
+  witnesses: { cosigned: number; quorum: number; pinned: number; names: string[] };
+  /** Said loudly when the proof is weaker than it looks (the key came from the server; no witness quorum). */
+  warning: string | null;
+}
+
+export interface AuditFilter {
+  actor?: string | undefined;
+  action?: string | undefined;
+  object?: string | undefined;
+  /** ISO 8601; events at or after. */
+  since?: string | undefined;
+  /** ISO 8601; events strictly before. */
+  until?: string | undefined;
+  /** Only entries with a log index below this (paging, newest first). */
+  before?: number | undefined;
+  /** At most this many (1-1000, default 100). */
+  limit?: number | undefined;
+}
+
+/** An event the server returned that is not proven: never shown as fact. */
+export interface UnprovenAuditEvent {
+  index: number;
+  reason: string;
+}
+
+export interface AuditQueryResult extends VerifiedAuditCheckpoint {
+  /** Proven events, newest first, each included in `checkpoint`'s tree and matching the filter. */
+  events: AuditEvent[];
+  /** Their log indices, parallel to `events`. */
+  indices: number[];
+  /** What the server returned that is not proven (tampered, no or a wrong proof, not matching the query). */
+  unproven: UnprovenAuditEvent[];
+  /** The server returned as many entries as the limit: older matching events may exist (page with `before`). */
+  more: boolean;
+}
+
+export type AuditDownload =
+  { ok: true; events: AuditEvent[] } | { ok: false; reason: string; index?: number | undefined };
+
+/** Cable metadata for officers (no subject, no content): what the audit log's cable events name by id. */
+export interface AuditCable {
+  id: string;
+  reference: string;
+  originator: string;
+  label: string;
+  createdAt: number;
+}
+
+/** The transport calls this module uses (HttpTransport has them; tests may stand in a fake). */
+export type AuditTransport = Pick<
+  HttpTransport,
+  "auditCheckpoint" | "auditKey" | "auditEvents" | "auditEntries" | "auditCableByReference"
+>;
+
+const PAGE = 1000;
+const DEFAULT_LIMIT = 100;
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Verify an audit checkpoint note with a log key and a witness quorum. Throws ValiseError("bad_encoding") saying
+ * what is wrong (the code `valise audit` has always reported for a checkpoint that does not verify).
+ */
+export function verifyAuditCheckpoint(
+  note: string,
+  log: NoteVerifier,
+  witnesses: readonly NoteVerifier[],
+  quorum: number,
+): { checkpoint: Checkpoint; cosigners: string[] } {
+  const r = verifyCheckpointQuorum(note, log, witnesses, quorum, { origin: auditLogOrigin(log.name) });
+  if (!r.ok) throw new ValiseError("bad_encoding", `audit checkpoint does not verify: ${r.reason}`);
+  return { checkpoint: r.checkpoint, cosigners: r.cosigners.map((c) => c.name) };
+}
+
+function matches(ev: AuditEvent, f: AuditFilter): boolean {
+  if (f.actor !== undefined && ev.actor !== f.actor) return false;
+  if (f.action !== undefined && ev.action !== f.action) return false;
+  if (f.object !== undefined && ev.object !== f.object) return false;
+  const t = Date.parse(ev.time);
+  if (f.since !== undefined && !(t >= Date.parse(f.since))) return false;
+  if (f.until !== undefined && !(t < Date.parse(f.until))) return false;
+  return true;
+}
+
+/**
+ * Keep the server's query answers that are proven: a well-formed event, leaf `index` of `cp`'s tree by its inclusion
+ * proof, matching the filter, each index once. Never throws; what fails is in `unproven`, in the server's order.
+ */
+export function proveAuditEvents(
+  found: readonly { index: number; entry: Uint8Array; proof: readonly Uint8Array[] }[],
+  cp: Checkpoint,
+  f: AuditFilter = {},
+): { events: AuditEvent[]; indices: number[]; unproven: UnprovenAuditEvent[] } {
+  const events: AuditEvent[] = [];
+  const indices: number[] = [];
+  const unproven: UnprovenAuditEvent[] = [];
+  const seen = new Set<number>();
+  for (const e of found) {
+    const fail = (reason: string) => unproven.push({ index: e.index, reason });
+    if (!Number.isSafeInteger(e.index) || e.index < 0 || e.index >= cp.size) {
+      fail(`entry ${String(e.index)} is not in the signed audit log of size ${cp.size}`);
+      continue;
+    }
+    const p = parseAuditEvent(e.entry);
+    if (!p.ok) {
+      fail(`entry ${e.index} is not an audit event: ${p.reason}`);
+      continue;
+    }
+    if (!verifyInclusion(leafHash(e.entry), e.index, cp.size, e.proof, cp.rootHash)) {
+      fail(`entry ${e.index} is not in the signed audit log (inclusion proof fails)`);
+      continue;
+    }
+    // The server filtered on its own index columns: check the proven events really match.
+    if (!matches(p.event, f) || (f.before !== undefined && e.index >= f.before)) {
+      fail(`entry ${e.index} does not match the query`);
+      continue;
+    }
+    if (seen.has(e.index)) {
+      fail(`entry ${e.index} was returned twice`);
+      continue;
+    }
+    seen.add(e.index);
+    events.push(p.event);
+    indices.push(e.index);
+  }
+  return { events, indices, unproven };
+}
+
+/** A sentence for a status line: what the checkpoint proves, e.g. "…at size 1,234, signed by the log key and…". */
+export function describeAuditProof(r: AuditQueryResult): string {
+  const n = r.events.length;
+  const size = r.checkpoint.size.toLocaleString("en-US");
+  const w = r.witnesses;
+  const key =
+    r.keySource === "server"
+      ? "signed by the key the server announces (not pinned: trust on first use)"
+      : r.keySource === "flag"
+        ? "signed by the given log key"
+        : "signed by the log key";
+  const cosigned =
+    w.quorum > 0
+      ? ` and cosigned by ${w.cosigned} of ${w.pinned} witnesses${w.quorum < w.pinned ? ` (${w.quorum} required)` : ""}`
+      : " (no witnesses pinned)";
+  const what =
+    n === 0 ? "No matching events" : n === 1 ? "1 event, proven" : `${n.toLocaleString("en-US")} events, each proven`;
+  return `${what} in the audit log at size ${size}, ${key}${cosigned}`;
+}
+
+/**
+ * The audit log for a security officer's session. Trust anchors: explicit ones if given, else the profile's
+ * enrollment trust (log key, witnesses, quorum), else the key the server announces (`keySource: "server"`, with a
+ * warning: the server could rewrite the log and re-sign it).
+ */
+export class AuditLog {
+  constructor(
+    private readonly t: AuditTransport,
+    private readonly trust: () => TrustAnchors | undefined,
+    private readonly authed: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(),
+  ) {}
+
+  /** Fetch the latest audit checkpoint and verify it. Throws ValiseError saying what is wrong. */
+  async checkpoint(anchors?: AuditAnchors): Promise<VerifiedAuditCheckpoint> {
+    const pinned = this.trust();
+    let keySource: AuditKeySource;
+    let vkey: string;
+    let witnessKeys: readonly string[] = [];
+    let quorum = 0;
+    if (anchors) {
+      keySource = "flag";
+      vkey = anchors.logKey;
+      witnessKeys = anchors.witnesses ?? [];
+      quorum = anchors.quorum ?? 0;
+    } else if (pinned) {
+      // The witnesses and quorum pinned at enrollment apply to the audit log too (it is witnessed like the directory).
+      keySource = "profile";
+      vkey = pinned.logKey;
+      witnessKeys = pinned.witnesses;
+      quorum = pinned.quorum;
+    } else {
+      keySource = "server";
+      vkey = (await this.authed(() => this.t.auditKey())).vkey;
+    }
+    let log: NoteVerifier;
+    let witnesses: NoteVerifier[];
+    try {
+      log = parseNoteVerifierKey(vkey);
+      witnesses = witnessKeys.map((w) => parseCosignatureVerifierKey(w));
+    } catch (e) {
+      throw new ValiseError("bad_request", `audit log trust anchors: ${errText(e)}`);
+    }
+    const note = await this.authed(() => this.t.auditCheckpoint());
+    const { checkpoint, cosigners } = verifyAuditCheckpoint(note, log, witnesses, quorum);
+    const warning =
+      keySource === "server"
+        ? "The log key is the one the server announces (trust on first use): this profile pins no key, so a server " +
+          "that rewrote its log could re-sign it."
+        : quorum === 0
+          ? "No witness quorum is pinned: the checkpoint is signed by the log key alone."
+          : null;
+    return {
+      checkpoint,
+      keySource,
+      witnesses: { cosigned: cosigners.length, quorum, pinned: witnesses.length, names: cosigners },
+      warning,
+    };
+  }
+
+  /** Events matching all the given fields, newest first, each proven in the verified checkpoint. */
+  async query(f: AuditFilter = {}, anchors?: AuditAnchors): Promise<AuditQueryResult> {
+    const filter: AuditFilter = {
+      ...f,
+      since: f.since === undefined ? undefined : isoTime(f.since, "since"),
+      until: f.until === undefined ? undefined : isoTime(f.until, "until"),
+    };
+    const limit = f.limit ?? DEFAULT_LIMIT;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > PAGE)
+      throw new ValiseError("bad_request", `limit must be an integer 1-${PAGE}`);
+    const verified = await this.checkpoint(anchors);
+    const cp = verified.checkpoint;
+    const found = await this.authed(() =>
+      this.t.auditEvents({
+        actor: filter.actor,
+        action: filter.action,
+        object: filter.object,
+        since: filter.since,
+        until: filter.until,
+        before: filter.before,
+        limit,
+        size: cp.size,
+      }),
+    );
+    const proven = proveAuditEvents(found, cp, filter);
+    return { ...verified, ...proven, more: found.length >= limit };
+  }
+
+  /** Every entry of the checkpointed tree, each a well-formed event, hashing to the signed root (or why not). */
+  async download(cp: Checkpoint): Promise<AuditDownload> {
+    const leaves: Uint8Array[] = [];
+    const events: AuditEvent[] = [];
+    for (let start = 0; start < cp.size; start += PAGE) {
+      const count = Math.min(PAGE, cp.size - start);
+      const page = await this.authed(() => this.t.auditEntries(start, count));
+      for (const [i, data] of page.slice(0, count).entries()) {
+        const p = parseAuditEvent(data);
+        if (!p.ok)
+          return { ok: false, reason: `entry ${start + i} is not an audit event: ${p.reason}`, index: start + i };
+        events.push(p.event);
+        leaves.push(leafHash(data));
+      }
+      if (page.length !== count)
+        return {
+          ok: false,
+          reason: `the server returned ${page.length} of entries ${start}…${start + count - 1}: entries are missing`,
+          index: start + Math.min(page.length, count),
+        };
+    }
+    if (!equalBytes(rootFromLeafHashes(leaves), cp.rootHash))
+      return { ok: false, reason: "the entries do not hash to the checkpoint's root: the log was altered" };
+    return { ok: true, events };
+  }
+
+  /**
+   * A cable's metadata by its reference (`EMB/BEIJING 2026/000123`, or `2026/000123` when only one originator has
+   * that number), for officers: the id the audit log's cable events name. Not proven by the log: it only tells which
+   * id to query; the events found for that id are proven.
+   */
+  cableByReference(reference: string): Promise<AuditCable> {
+    return this.authed(() => this.t.auditCableByReference(reference));
+  }
+}
+
+function isoTime(v: string, name: string): string {
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new ValiseError("bad_request", `${name} must be an ISO 8601 time`);
+  return new Date(t).toISOString();
+}
