@@ -1,21 +1,38 @@
 /**
  * Read-only TAXII 2.1 (OASIS TAXII Version 2.1) for partners: the incidents officers shared, as one collection.
- *   GET /taxii2/                                    discovery
- *   GET /taxii2/valise/                             API root
- *   GET /taxii2/valise/collections/                 collections (one: shared incidents; can_read, not can_write)
- *   GET /taxii2/valise/collections/:id/             one collection
- *   GET /taxii2/valise/collections/:id/objects/     envelope {more, next?, objects?}; ?added_after=&limit=&next=
- *                                                   &match[type]=&match[id]=; X-TAXII-Date-Added-First/-Last headers
+ *   GET /taxii2/                                              discovery
+ *   GET /taxii2/valise/                                       API root information
+ *   GET /taxii2/valise/collections/                           collections (one: shared incidents; read-only)
+ *   GET /taxii2/valise/collections/:id/                       one collection
+ *   GET /taxii2/valise/collections/:id/objects/               envelope {more, next?, objects?}
+ *   GET /taxii2/valise/collections/:id/manifest/              {more, next?, objects?: manifest-records}
+ *   GET /taxii2/valise/collections/:id/objects/:object-id/    envelope of that object's versions (default: last)
+ *   GET /taxii2/valise/collections/:id/objects/:object-id/versions/   {more, next?, versions?}
+ *   GET /taxii2/valise/status/:status-id/                     always 404: a read-only server never creates a status
+ * Objects and manifest take ?added_after=&limit=&next=&match[id]=&match[type]=&match[version]=&match[spec_version]=;
+ * one object takes added_after, limit, next, match[version], match[spec_version]; versions takes added_after, limit,
+ * next, match[spec_version]. `match[version]` is `last` (default), `first`, `all` or exact timestamps (a version is
+ * the object's `modified`, else `created`, else its date added). All four page by date added, the same way:
+ * `more`/`next` and X-TAXII-Date-Added-First/-Last headers. An object that is not in the collection (never shared)
+ * is 404 exactly like one that does not exist.
  * Authentication is a partner token an officer issued (`Authorization: Bearer taxii_…`), never a user session: 401
  * without one (or with an unknown one), 403 for a revoked one. The session hook in app.ts leaves `/taxii2/` alone.
  * Responses are `application/taxii+json;version=2.1`; a request whose Accept excludes that is answered 406. Errors
- * are TAXII error messages `{title, description, http_status}`. Object reads are audited (`audit.read`, actor
- * `taxii:<partner>`, object `taxii:<collection>`), so the ministry knows which partner pulled what and when.
+ * are TAXII error messages `{title, description, http_status}`. Content reads are audited (`audit.read`, actor
+ * `taxii:<partner>`, object `taxii:<collection>`, `taxii:<collection>/manifest`, `taxii:<collection>/objects/<id>`
+ * or `…/objects/<id>/versions`; unknown collections and objects as denied), so the ministry knows which partner
+ * pulled what and when, and who asked for something that was not shared.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { clientOf } from "../audit/http.js";
 import type { ServerContext } from "./context.js";
-import { IncidentStore, TAXII_COLLECTION_ID, type TaxiiTokenView } from "../incidents/store.js";
+import {
+  IncidentStore,
+  TAXII_COLLECTION_ID,
+  type TaxiiEntry,
+  type TaxiiQuery,
+  type TaxiiTokenView,
+} from "../incidents/store.js";
 
 export const TAXII_MEDIA_TYPE = "application/taxii+json;version=2.1";
 export const TAXII_PREFIX = "/taxii2/";
@@ -58,8 +75,10 @@ export function acceptsTaxii(accept: string | undefined): boolean {
   });
 }
 
+const TIMESTAMP_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.(\d+))?Z$/;
+
 function timestampParam(v: unknown, name: string): number {
-  const t = typeof v === "string" && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/.test(v) ? Date.parse(v) : NaN;
+  const t = typeof v === "string" && TIMESTAMP_RE.test(v) ? Date.parse(v) : NaN;
   if (Number.isNaN(t))
     throw new TaxiiError(400, "Bad request", `${name} must be a timestamp like 2026-03-02T09:14:03.120Z`);
   // Sub-millisecond digits: anything after X.yyy9 is still after X.yyy (added_at is whole ms).
@@ -67,6 +86,72 @@ function timestampParam(v: unknown, name: string): number {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+
+export const STIX_MEDIA_TYPE = "application/stix+json;version=2.1";
+/** A STIX identifier, `type--UUID` (STIX 2.1 §2.9). */
+const STIX_ID_RE = /^[a-z0-9][a-z0-9-]{0,249}--[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const MATCH_ALL = ["match[type]", "match[id]", "match[spec_version]", "match[version]"] as const;
+
+const colId = (req: FastifyRequest) => (req.params as { id: string }).id;
+
+/**
+ * The query parameters of a read (TAXII 2.1 §3.4): only those in `allowed`, each at most once. `next` is the date
+ * added (ms) of the last entry of the previous page, as this server gave it. `match[version]` is `last` (default),
+ * `first`, `all` and/or exact timestamps, comma-separated (alternatives); a timestamp finer than the millisecond
+ * matches nothing (every version here is whole milliseconds).
+ */
+function parseQuery(req: FastifyRequest, allowed: readonly string[]): { query: TaxiiQuery; limit: number } {
+  const q = (req.query ?? {}) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(q)) {
+    if (!allowed.includes(k)) throw new TaxiiError(400, "Bad request", `unsupported query parameter ${k}`);
+    if (typeof v !== "string") throw new TaxiiError(400, "Bad request", `${k} given more than once`);
+  }
+  const limit = q.limit === undefined ? DEFAULT_PAGE : Number(q.limit);
+  if (!Number.isInteger(limit) || limit < 1)
+    throw new TaxiiError(400, "Bad request", "limit must be a positive integer");
+  let after = q.added_after === undefined ? undefined : timestampParam(q.added_after, "added_after");
+  if (q.next !== undefined) {
+    const n = /^[0-9]{1,16}$/.test(q.next as string) ? Number(q.next) : NaN;
+    if (!Number.isSafeInteger(n)) throw new TaxiiError(400, "Bad request", "next is not a value this server gave");
+    after = Math.max(after ?? 0, n);
+  }
+  const list = (k: string) =>
+    q[k] === undefined
+      ? undefined
+      : (q[k] as string)
+          .split(",")
+          .map((s) => s.trim())
+          .filter((s) => s !== "");
+  const versions: TaxiiQuery["versions"] = {};
+  const at: number[] = [];
+  for (const x of list("match[version]") ?? ["last"]) {
+    if (x === "first" || x === "last" || x === "all") versions[x] = true;
+    else {
+      const ms = timestampParam(x, "match[version]");
+      if (/^0*$/.test((TIMESTAMP_RE.exec(x)?.[1] ?? "").slice(3))) at.push(ms);
+    }
+  }
+  if (at.length > 0) versions.at = at;
+  const specs = list("match[spec_version]");
+  return {
+    query: {
+      ...(after !== undefined ? { after } : {}),
+      ...(q["match[id]"] !== undefined ? { ids: list("match[id]") } : {}),
+      ...(q["match[type]"] !== undefined ? { types: list("match[type]") } : {}),
+      ...(specs !== undefined ? { specVersions: new Set(specs) } : {}),
+      versions,
+    },
+    limit: Math.min(limit, MAX_PAGE),
+  };
+}
+
+/** A manifest-record (TAXII 2.1 §5.3.1). */
+const manifestRecord = (e: TaxiiEntry) => ({
+  id: e.id,
+  date_added: iso(e.addedAt),
+  version: e.version,
+  media_type: `application/stix+json;version=${e.specVersion}`,
+});
 
 export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { orgName: string }): void {
   const incidents = new IncidentStore(ctx.store.handle.db, ctx.store.audit, ctx.now);
@@ -77,7 +162,7 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
     description: `Incidents, indicators and attack patterns that the ${opts.orgName} security officers chose to share.`,
     can_read: true,
     can_write: false,
-    media_types: ["application/stix+json;version=2.1"],
+    media_types: [STIX_MEDIA_TYPE],
   });
 
   async function partner(req: FastifyRequest): Promise<TaxiiTokenView> {
@@ -97,14 +182,20 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
       .header("content-type", TAXII_MEDIA_TYPE)
       .send(Buffer.from(JSON.stringify(body)));
 
-  async function audit(req: FastifyRequest, who: TaxiiTokenView, outcome: "ok" | "denied", bytes: number) {
+  async function audit(
+    req: FastifyRequest,
+    who: TaxiiTokenView,
+    object: string,
+    outcome: "ok" | "denied",
+    bytes: number,
+  ) {
     await ctx.audit.record({
       actor: `taxii:${who.partner}`,
       device: null,
       source: req.ip,
       client: clientOf(req.headers),
       action: "audit.read",
-      object: `taxii:${(req.params as { id?: string }).id ?? ""}`,
+      object: object.slice(0, 200),
       bytes,
       outcome,
     });
@@ -163,9 +254,42 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
       });
 
       const knownCollection = (req: FastifyRequest) => {
-        if ((req.params as { id: string }).id !== TAXII_COLLECTION_ID)
-          throw new TaxiiError(404, "Not found", "no such collection");
+        if (colId(req) !== TAXII_COLLECTION_ID) throw new TaxiiError(404, "Not found", "no such collection");
       };
+
+      /** The collection of a read of its content; an unknown one is a 404 audited as denied. */
+      async function collectionRead(req: FastifyRequest, who: TaxiiTokenView, object: string): Promise<string> {
+        try {
+          knownCollection(req);
+        } catch (e) {
+          await audit(req, who, object, "denied", 0);
+          throw e;
+        }
+        return TAXII_COLLECTION_ID;
+      }
+
+      /** A page of entries: `more`/`next`, the date-added headers, the audit record; `body` adds the content. */
+      async function page(
+        req: FastifyRequest,
+        reply: FastifyReply,
+        who: TaxiiTokenView,
+        object: string,
+        r: { entries: TaxiiEntry[]; more: boolean },
+        body: Record<string, unknown>,
+      ) {
+        const { entries, more } = r;
+        if (entries.length > 0) {
+          reply.header("X-TAXII-Date-Added-First", iso(entries[0]!.addedAt));
+          reply.header("X-TAXII-Date-Added-Last", iso(entries[entries.length - 1]!.addedAt));
+        }
+        const text = JSON.stringify({
+          more,
+          ...(more ? { next: String(entries[entries.length - 1]!.addedAt) } : {}),
+          ...body,
+        });
+        await audit(req, who, object, "ok", Buffer.byteLength(text));
+        return reply.code(200).header("content-type", TAXII_MEDIA_TYPE).send(Buffer.from(text));
+      }
 
       taxii.get(`${root}collections/:id/`, async (req, reply) => {
         await partner(req);
@@ -173,80 +297,72 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
         return send(reply, 200, collection());
       });
 
-      taxii.get(`${root}collections/:id/objects/`, async (req, reply) => {
+      const colPath = `${root}collections/:id/`;
+
+      taxii.get(`${colPath}objects/`, async (req, reply) => {
         const who = await partner(req);
-        try {
-          knownCollection(req);
-        } catch (e) {
-          await audit(req, who, "denied", 0);
-          throw e;
+        const col = await collectionRead(req, who, `taxii:${colId(req)}`);
+        const { query, limit } = parseQuery(req, ["added_after", "limit", "next", ...MATCH_ALL]);
+        const r = await incidents.entries(col, query, limit);
+        return page(req, reply, who, `taxii:${col}`, r, {
+          ...(r.entries.length > 0 ? { objects: r.entries.map((e) => e.object) } : {}),
+        });
+      });
+
+      taxii.get(`${colPath}manifest/`, async (req, reply) => {
+        const who = await partner(req);
+        const col = await collectionRead(req, who, `taxii:${colId(req)}/manifest`);
+        const { query, limit } = parseQuery(req, ["added_after", "limit", "next", ...MATCH_ALL]);
+        const r = await incidents.entries(col, query, limit);
+        return page(req, reply, who, `taxii:${col}/manifest`, r, {
+          ...(r.entries.length > 0 ? { objects: r.entries.map(manifestRecord) } : {}),
+        });
+      });
+
+      /** The object named in the path, if it is in the collection; otherwise a (denied, audited) 404. */
+      async function sharedObject(req: FastifyRequest, who: TaxiiTokenView, suffix: string) {
+        const raw = (req.params as { objectId: string }).objectId;
+        const id = STIX_ID_RE.test(raw) ? raw : null;
+        const object = `taxii:${colId(req)}/objects/${id ?? "(not a STIX id)"}${suffix}`;
+        const col = await collectionRead(req, who, object);
+        if (id === null || !(await incidents.hasObject(col, id))) {
+          await audit(req, who, object, "denied", 0);
+          throw new TaxiiError(404, "Not found", "no such object in this collection");
         }
-        const q = (req.query ?? {}) as Record<string, unknown>;
-        for (const [k, v] of Object.entries(q)) {
-          if (
-            ![
-              "added_after",
-              "limit",
-              "next",
-              "match[type]",
-              "match[id]",
-              "match[spec_version]",
-              "match[version]",
-            ].includes(k)
-          )
-            throw new TaxiiError(400, "Bad request", `unsupported query parameter ${k}`);
-          if (typeof v !== "string") throw new TaxiiError(400, "Bad request", `${k} given more than once`);
-        }
-        const limit = q.limit === undefined ? DEFAULT_PAGE : Number(q.limit);
-        if (!Number.isInteger(limit) || limit < 1)
-          throw new TaxiiError(400, "Bad request", "limit must be a positive integer");
-        let after = q.added_after === undefined ? undefined : timestampParam(q.added_after, "added_after");
-        if (q.next !== undefined) {
-          const n = /^[0-9]{1,16}$/.test(q.next as string) ? Number(q.next) : NaN;
-          if (!Number.isSafeInteger(n))
-            throw new TaxiiError(400, "Bad request", "next is not a value this server gave");
-          after = Math.max(after ?? 0, n);
-        }
-        const list = (k: string) =>
-          q[k] === undefined ? undefined : new Set((q[k] as string).split(",").map((s) => s.trim()));
-        const types = list("match[type]");
-        const ids = list("match[id]");
-        const specs = list("match[spec_version]");
-        const page = Math.min(limit, MAX_PAGE);
-        // Filters apply after paging by date added: read ahead until a page is full or the collection ends.
-        const picked: { addedAt: number; object: Record<string, unknown> }[] = [];
-        let cursor = after;
-        let more = false;
-        for (;;) {
-          const rows = await incidents.objects(TAXII_COLLECTION_ID, cursor, page);
-          const batch = rows.slice(0, page);
-          for (const r of batch) {
-            cursor = r.addedAt;
-            const o = r.object;
-            if (types && !types.has(String(o.type))) continue;
-            if (ids && !ids.has(String(o.id))) continue;
-            if (specs && !specs.has(typeof o.spec_version === "string" ? o.spec_version : "2.1")) continue;
-            picked.push(r);
-            if (picked.length === page) break;
-          }
-          if (picked.length === page) {
-            more = (await incidents.objects(TAXII_COLLECTION_ID, picked[picked.length - 1]!.addedAt, 1)).length > 0;
-            break;
-          }
-          if (rows.length <= page) break;
-        }
-        if (picked.length > 0) {
-          reply.header("X-TAXII-Date-Added-First", iso(picked[0]!.addedAt));
-          reply.header("X-TAXII-Date-Added-Last", iso(picked[picked.length - 1]!.addedAt));
-        }
-        const body = {
-          more,
-          ...(more ? { next: String(picked[picked.length - 1]!.addedAt) } : {}),
-          ...(picked.length > 0 ? { objects: picked.map((p) => p.object) } : {}),
-        };
-        const text = JSON.stringify(body);
-        await audit(req, who, "ok", Buffer.byteLength(text));
-        return reply.code(200).header("content-type", TAXII_MEDIA_TYPE).send(Buffer.from(text));
+        return { col, id, object };
+      }
+
+      taxii.get(`${colPath}objects/:objectId/`, async (req, reply) => {
+        const who = await partner(req);
+        const { col, id, object } = await sharedObject(req, who, "");
+        const { query, limit } = parseQuery(req, [
+          "added_after",
+          "limit",
+          "next",
+          "match[version]",
+          "match[spec_version]",
+        ]);
+        const r = await incidents.entries(col, { ...query, ids: [id] }, limit);
+        return page(req, reply, who, object, r, {
+          ...(r.entries.length > 0 ? { objects: r.entries.map((e) => e.object) } : {}),
+        });
+      });
+
+      taxii.get(`${colPath}objects/:objectId/versions/`, async (req, reply) => {
+        const who = await partner(req);
+        const { col, id, object } = await sharedObject(req, who, "/versions");
+        const { query, limit } = parseQuery(req, ["added_after", "limit", "next", "match[spec_version]"]);
+        const r = await incidents.entries(col, { ...query, ids: [id], versions: { all: true } }, limit);
+        return page(req, reply, who, object, r, {
+          ...(r.entries.length > 0 ? { versions: r.entries.map((e) => e.version) } : {}),
+        });
+      });
+
+      // Get Status (TAXII 2.1 §4.3): status resources report on Add Objects requests; this server accepts none (the
+      // collection is read-only, can_write false), so there is never a status to get.
+      taxii.get(`${root}status/:statusId/`, async (req) => {
+        await partner(req);
+        throw new TaxiiError(404, "Not found", "no such status: this server is read-only and never creates one");
       });
     },
     { prefix: TAXII_PREFIX.slice(0, -1) },

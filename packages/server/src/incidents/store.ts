@@ -39,10 +39,32 @@ export interface TaxiiTokenView {
   revokedAt: string | null;
 }
 
-export interface TaxiiObjectRow {
+/**
+ * A TAXII query over the collection (TAXII 2.1 §3.4: `added_after`, `next`, `match[…]`). Omitted fields do not
+ * filter. `versions` is `match[version]`: the first and/or last version of each object, all of them, and/or the
+ * versions with these exact timestamps (ms); at least one must be asked for (the default, `last`, is the caller's).
+ */
+export interface TaxiiQuery {
+  after?: number;
+  ids?: readonly string[];
+  /** STIX types; only `[a-z0-9-]` names can match (others are ignored, as no object has them). */
+  types?: readonly string[];
+  specVersions?: ReadonlySet<string>;
+  versions: { all?: boolean; first?: boolean; last?: boolean; at?: readonly number[] };
+}
+
+/** One version of an object in the collection, as a manifest record needs it. */
+export interface TaxiiEntry {
+  /** The TAXII date added (ms, unique). */
   addedAt: number;
+  id: string;
+  /** TAXII version: the object's `modified`, else `created`, else its date added (TAXII 2.1 manifest-record). */
+  version: string;
+  specVersion: string;
   object: Record<string, unknown>;
 }
+
+const STIX_TYPE_RE = /^[a-z0-9][a-z0-9-]{0,249}$/;
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
 
@@ -238,15 +260,97 @@ export class IncidentStore {
     }
   }
 
-  /** Objects added after `after` (ms, exclusive), oldest first, at most `limit`+1 (the caller detects "more"). */
-  async objects(collection: string, after: number | undefined, limit: number): Promise<TaxiiObjectRow[]> {
-    let q = this.db.selectFrom("taxii_objects").select(["added_at", "object"]).where("collection_id", "=", collection);
-    if (after !== undefined) q = q.where("added_at", ">", after);
-    const rows = await q
-      .orderBy("added_at")
-      .limit(limit + 1)
-      .execute();
-    return rows.map((r) => ({ addedAt: Number(r.added_at), object: JSON.parse(r.object) as Record<string, unknown> }));
+  /**
+   * The versions of objects in the collection that match `q`, oldest date added first, at most `limit`, and whether
+   * more match after them. Everything but `spec_version` is filtered in SQL; `spec_version` (inside the JSON) is
+   * checked here, reading ahead until the page is full. First/last compare `version` strings: every stored version
+   * is a STIX timestamp as stix.ts writes it (ISO 8601, milliseconds, Z), so string order is time order; an object
+   * without `modified`/`created` is stored with version "" and has exactly one version (its date added).
+   */
+  async entries(collection: string, q: TaxiiQuery, limit: number): Promise<{ entries: TaxiiEntry[]; more: boolean }> {
+    const v = q.versions;
+    const at = [...new Set(v.at ?? [])];
+    const types = q.types?.filter((t) => STIX_TYPE_RE.test(t));
+    if (
+      (q.ids !== undefined && q.ids.length === 0) ||
+      (types !== undefined && types.length === 0) ||
+      (q.specVersions !== undefined && q.specVersions.size === 0) ||
+      (!v.all && !v.first && !v.last && at.length === 0)
+    )
+      return { entries: [], more: false };
+    const page = async (after: number | undefined) => {
+      let sel = this.db
+        .selectFrom("taxii_objects as t")
+        .select(["t.added_at", "t.object_id", "t.version", "t.object"])
+        .where("t.collection_id", "=", collection);
+      if (after !== undefined) sel = sel.where("t.added_at", ">", after);
+      if (q.ids !== undefined) sel = sel.where("t.object_id", "in", [...new Set(q.ids)]);
+      if (types !== undefined) sel = sel.where((eb) => eb.or(types.map((t) => eb("t.object_id", "like", `${t}--%`))));
+      if (!v.all)
+        sel = sel.where((eb) => {
+          const none = (op: "<" | ">") =>
+            eb.not(
+              eb.exists(
+                eb
+                  .selectFrom("taxii_objects as o")
+                  .select("o.added_at")
+                  .whereRef("o.collection_id", "=", "t.collection_id")
+                  .whereRef("o.object_id", "=", "t.object_id")
+                  .whereRef("o.version", op, "t.version"),
+              ),
+            );
+          const alts = [];
+          if (v.first) alts.push(none("<"));
+          if (v.last) alts.push(none(">"));
+          if (at.length > 0) {
+            alts.push(
+              eb(
+                "t.version",
+                "in",
+                at.map((ms) => new Date(ms).toISOString()),
+              ),
+            );
+            alts.push(eb.and([eb("t.version", "=", ""), eb("t.added_at", "in", at)]));
+          }
+          return eb.or(alts);
+        });
+      return sel
+        .orderBy("t.added_at")
+        .limit(limit + 1)
+        .execute();
+    };
+    const out: TaxiiEntry[] = [];
+    let cursor = q.after;
+    for (;;) {
+      const rows = await page(cursor);
+      for (const r of rows) {
+        cursor = Number(r.added_at);
+        const object = JSON.parse(r.object) as Record<string, unknown>;
+        const specVersion = typeof object.spec_version === "string" ? object.spec_version : "2.1";
+        if (q.specVersions !== undefined && !q.specVersions.has(specVersion)) continue;
+        if (out.length === limit) return { entries: out, more: true };
+        out.push({
+          addedAt: cursor,
+          id: r.object_id,
+          version: r.version !== "" ? r.version : new Date(cursor).toISOString(),
+          specVersion,
+          object,
+        });
+      }
+      if (rows.length <= limit) return { entries: out, more: false };
+    }
+  }
+
+  /** Is any version of this object in the collection? */
+  async hasObject(collection: string, id: string): Promise<boolean> {
+    const r = await this.db
+      .selectFrom("taxii_objects")
+      .select("added_at")
+      .where("collection_id", "=", collection)
+      .where("object_id", "=", id)
+      .limit(1)
+      .executeTakeFirst();
+    return r !== undefined;
   }
 
   async issueToken(partner: string, by: string): Promise<{ id: string; token: string; view: TaxiiTokenView }> {
