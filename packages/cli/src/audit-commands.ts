@@ -6,23 +6,8 @@
  */
 import { resolve } from "node:path";
 import { writeFileSync } from "node:fs";
-import {
-  ValiseError,
-  auditEventJson,
-  auditLogOrigin,
-  parseCosignatureVerifierKey,
-  equalBytes,
-  leafHash,
-  parseAuditEvent,
-  parseNoteVerifierKey,
-  rootFromLeafHashes,
-  toBase64,
-  verifyCheckpointQuorum,
-  verifyInclusion,
-  type AuditEvent,
-  type Checkpoint,
-} from "@valise/core";
-import { ValiseClient, type HttpTransport } from "@valise/client";
+import { ValiseError, auditEventJson, parseNoteVerifierKey, toBase64, type AuditEvent } from "@valise/core";
+import { ValiseClient, type AuditAnchors, type AuditFilter, type AuditQueryResult } from "@valise/client";
 import { FileKeyStore } from "@valise/client/node/file-store";
 import { parse, str, UsageError } from "./args.js";
 import { printJson } from "./output.js";
@@ -47,112 +32,19 @@ Options:
 Actions: login, message.read, message.send, directory.read, directory.keypackage.add, directory.device.add,
   directory.device.revoke, directory.clearance.set, directory.role.set, audit.read (cable.* and document.* later).`;
 
-const PAGE = 1000;
-
-interface Verified {
-  checkpoint: Checkpoint;
-  keySource: "flag" | "profile" | "server";
-}
-
-interface Witnessing {
-  witnesses: string[];
-  quorum: number;
-}
-
-async function openOfficer(
-  profile: string,
-): Promise<{ client: ValiseClient; trustKey: string | undefined; witnessing: Witnessing }> {
+async function openOfficer(profile: string): Promise<ValiseClient> {
   await installNodeCrypto();
-  const store = new FileKeyStore(resolve(profile));
-  const state = await store.load();
-  const client = await ValiseClient.open({ store });
+  const client = await ValiseClient.open({ store: new FileKeyStore(resolve(profile)) });
   await client.login();
-  const trust = state?.trust;
-  return {
-    client,
-    trustKey: trust?.logKey,
-    // The witnesses and quorum pinned at enrollment apply to the audit log too (it is witnessed like the directory).
-    witnessing: { witnesses: trust?.witnesses ?? [], quorum: trust?.quorum ?? 0 },
-  };
+  return client;
 }
 
-/** Fetch and verify the audit checkpoint: the log key's signature, the audit origin. Throws what is wrong. */
-async function verifiedCheckpoint(
-  t: HttpTransport,
-  flagKey: string | undefined,
-  trustKey: string | undefined,
-  witnessing: Witnessing = { witnesses: [], quorum: 0 },
-) {
-  let vkey = flagKey ?? trustKey;
-  const keySource: Verified["keySource"] = flagKey ? "flag" : trustKey ? "profile" : "server";
-  if (!vkey) vkey = (await t.auditKey()).vkey;
-  let verifier;
-  try {
-    verifier = parseNoteVerifierKey(vkey);
-  } catch (e) {
-    throw new UsageError(`--log-key: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  const note = await t.auditCheckpoint();
-  const witnesses = witnessing.witnesses.map((w) => parseCosignatureVerifierKey(w));
-  const r = verifyCheckpointQuorum(note, verifier, witnesses, witnessing.quorum, {
-    origin: auditLogOrigin(verifier.name),
-  });
-  if (!r.ok) throw new ValiseError("bad_encoding", `audit checkpoint does not verify: ${r.reason}`);
-  return { checkpoint: r.checkpoint, keySource } satisfies Verified;
-}
-
-type Result = { ok: true; events: AuditEvent[] } | { ok: false; reason: string; index?: number };
-
-/** Every entry of the tree of `cp.size`, each a well-formed event, hashing to the checkpoint's root. */
-async function downloadAll(t: HttpTransport, cp: Checkpoint): Promise<Result> {
-  const leaves: Uint8Array[] = [];
-  const events: AuditEvent[] = [];
-  for (let start = 0; start < cp.size; start += PAGE) {
-    const count = Math.min(PAGE, cp.size - start);
-    const page = await t.auditEntries(start, count);
-    for (const [i, data] of page.entries()) {
-      const p = parseAuditEvent(data);
-      if (!p.ok)
-        return { ok: false, reason: `entry ${start + i} is not an audit event: ${p.reason}`, index: start + i };
-      events.push(p.event);
-      leaves.push(leafHash(data));
-    }
-    if (page.length !== count)
-      return {
-        ok: false,
-        reason: `the server returned ${page.length} of entries ${start}…${start + count - 1}: entries are missing`,
-        index: start + page.length,
-      };
-  }
-  if (!equalBytes(rootFromLeafHashes(leaves), cp.rootHash))
-    return { ok: false, reason: "the entries do not hash to the checkpoint's root: the log was altered" };
-  return { ok: true, events };
-}
-
-/** Query (or tail), keeping only events proven included in the checkpoint. */
-async function provenEvents(
-  t: HttpTransport,
-  cp: Checkpoint,
-  f: Parameters<HttpTransport["auditEvents"]>[0],
-): Promise<AuditEvent[]> {
-  const found = await t.auditEvents({ ...f, size: cp.size });
-  const out: AuditEvent[] = [];
-  for (const e of found) {
-    const p = parseAuditEvent(e.entry);
-    if (!p.ok) throw new ValiseError("bad_encoding", `entry ${e.index} is not an audit event: ${p.reason}`);
-    if (!verifyInclusion(leafHash(e.entry), e.index, cp.size, e.proof, cp.rootHash))
-      throw new ValiseError("bad_encoding", `entry ${e.index} is not in the signed audit log (inclusion proof fails)`);
-    const ev = p.event;
-    // The server filtered on its own index columns: check the proven events really match.
-    if (
-      (f.actor && ev.actor !== f.actor) ||
-      (f.action && ev.action !== f.action) ||
-      (f.object && ev.object !== f.object)
-    )
-      throw new ValiseError("bad_encoding", `entry ${e.index} does not match the query`);
-    out.push(ev);
-  }
-  return out;
+/** Query (or tail) through the SDK: only events proven in the verified checkpoint; anything else is an error here. */
+async function provenEvents(client: ValiseClient, f: AuditFilter, anchors?: AuditAnchors): Promise<AuditQueryResult> {
+  const r = await client.audit.query(f, anchors);
+  const bad = r.unproven[0];
+  if (bad) throw new ValiseError("bad_encoding", bad.reason);
+  return r;
 }
 
 function printEvents(events: AuditEvent[], json: boolean, size: number): void {
@@ -208,37 +100,43 @@ export async function audit(argv: string[]): Promise<number> {
   const cmd = positionals.join(" ");
   if (!["tail", "query", "verify", "export"].includes(cmd))
     throw new UsageError(`unknown audit command ${JSON.stringify(cmd)}\n\n${AUDIT_USAGE}`);
-  const { client, trustKey, witnessing } = await openOfficer(str(values.profile, "--profile DIR", AUDIT_USAGE));
-  const t = client.transport;
+  const profile = str(values.profile, "--profile DIR", AUDIT_USAGE);
+  // An explicit --log-key: that key alone (no witness quorum), as before; else the profile's anchors (SDK default).
+  let anchors: AuditAnchors | undefined;
+  if (values["log-key"] !== undefined) {
+    try {
+      parseNoteVerifierKey(values["log-key"]);
+    } catch (e) {
+      throw new UsageError(`--log-key: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    anchors = { logKey: values["log-key"] };
+  }
+  const n = cmd === "tail" ? positiveInt(values.n, "--n", 20, 1000) : undefined;
+  const since = isoTime(values.since, "--since");
+  const until = isoTime(values.until, "--until");
+  const limit = positiveInt(values.limit, "--limit", 100, 1000);
+  const client = await openOfficer(profile);
   try {
-    const { checkpoint: cp, keySource } = await verifiedCheckpoint(
-      t,
-      values["log-key"],
-      trustKey,
-      values["log-key"] ? undefined : witnessing,
-    );
     switch (cmd) {
       case "tail": {
-        const events = await provenEvents(t, cp, { limit: positiveInt(values.n, "--n", 20, 1000) });
-        printEvents(events.reverse(), values.json === true, cp.size);
+        const r = await provenEvents(client, { limit: n }, anchors);
+        printEvents(r.events.reverse(), values.json === true, r.checkpoint.size);
         return 0;
       }
       case "query": {
-        const since = isoTime(values.since, "--since");
-        const until = isoTime(values.until, "--until");
-        const events = await provenEvents(t, cp, {
-          actor: values.actor,
-          action: values.action,
-          object: values.object,
-          since,
-          until,
-          limit: positiveInt(values.limit, "--limit", 100, 1000),
-        });
-        printEvents(events, values.json === true, cp.size);
+        const r = await provenEvents(
+          client,
+          { actor: values.actor, action: values.action, object: values.object, since, until, limit },
+          anchors,
+        );
+        printEvents(r.events, values.json === true, r.checkpoint.size);
         return 0;
       }
+    }
+    const { checkpoint: cp, keySource } = await client.audit.checkpoint(anchors);
+    switch (cmd) {
       case "verify": {
-        const r = await downloadAll(t, cp);
+        const r = await client.audit.download(cp);
         const base = { size: cp.size, origin: cp.origin, rootHash: toBase64(cp.rootHash), keySource };
         if (values.json)
           printJson(r.ok ? { ok: true, ...base } : { ok: false, ...base, reason: r.reason, index: r.index });
@@ -252,7 +150,7 @@ export async function audit(argv: string[]): Promise<number> {
       }
       case "export": {
         if (!values.jsonl) throw new UsageError(`export needs --jsonl\n\n${AUDIT_USAGE}`);
-        const r = await downloadAll(t, cp);
+        const r = await client.audit.download(cp);
         if (!r.ok) throw new ValiseError("bad_encoding", `audit log does not verify, nothing exported: ${r.reason}`);
         const text = r.events.map((e) => `${auditEventJson(e)}\n`).join("");
         if (values.out) writeFileSync(resolve(values.out), text, { mode: 0o600 });
