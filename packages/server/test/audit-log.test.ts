@@ -267,6 +267,78 @@ for (const kind of DATABASE_KINDS) {
       assert.equal((await get("/v1/log/audit/entries?start=0&count=5000", "olga")).statusCode, 400);
     });
 
+    test("officers look a cable up by reference (metadata only, audited); its reads are found by id", async () => {
+      const release = async (id: string, originator: string, sender: string, device: string) => {
+        const blob = `b-${id.slice(2)}`;
+        await store.blobs.create({ id: blob, owner: sender, ownerDevice: device, size: 1 });
+        await store.blobs.setReceived(blob, 1);
+        return (
+          await store.cables.release({
+            id,
+            originator,
+            action: ["HQ/ASIA-1"],
+            info: [],
+            precedence: "ROUTINE",
+            precedenceRank: 0,
+            label: "CONFIDENTIAL/ASIA",
+            blob,
+            corrects: null,
+            sender,
+            senderDevice: device,
+            requestHash: id,
+          })
+        ).cable;
+      };
+      const a = await release("k-auditref00001", "HQ/ASIA-1", "alice", "d-alice0000001");
+      const b = await release("k-auditref00002", "HQ/SEC", "olga", "d-olga00000001");
+      assert.equal(a.reference.split(" ")[1], b.reference.split(" ")[1], "same number, two originators");
+      assert.equal((await get(`/v1/cables/${a.id}`, "alice")).statusCode, 200);
+      const url = (ref: string) => `/v1/audit/cables/by-reference?reference=${encodeURIComponent(ref)}`;
+
+      const denied = await get(url(a.reference), "mallory");
+      assert.equal(denied.statusCode, 403);
+      let last = (await events()).at(-1)!;
+      assert.deepEqual(
+        [last.actor, last.action, last.object, last.outcome],
+        ["mallory", "audit.read", a.reference, "denied"],
+      );
+      assert.equal((await get(url(a.reference))).statusCode, 401);
+
+      const ok = await get(url(a.reference), "olga");
+      assert.equal(ok.statusCode, 200, ok.body);
+      assert.deepEqual(ok.json(), {
+        id: a.id,
+        reference: a.reference,
+        originator: "HQ/ASIA-1",
+        label: "CONFIDENTIAL/ASIA",
+        createdAt: a.createdAt,
+      });
+      last = (await events()).at(-1)!;
+      assert.deepEqual(
+        [last.actor, last.action, last.object, last.label, last.outcome],
+        ["olga", "audit.read", a.id, "CONFIDENTIAL/ASIA", "ok"],
+      );
+      // The number alone: ambiguous here (409 naming both), unique once the originator is given.
+      const bare = await get(url(a.reference.split(" ")[1]!), "olga");
+      assert.equal(bare.statusCode, 409, bare.body);
+      assert.deepEqual(bare.json<{ references: string[] }>().references.sort(), [a.reference, b.reference].sort());
+      assert.equal((await get(url("HQ/ASIA-1 1999/000042"), "olga")).statusCode, 404);
+      assert.equal((await get(url("not a reference"), "olga")).statusCode, 400);
+      assert.equal((await get("/v1/audit/cables/by-reference", "olga")).statusCode, 400);
+      assert.equal((await get(`${url(a.reference)}&x=1`, "olga")).statusCode, 400);
+
+      const reads = await get(`/v1/log/audit/events?object=${a.id}&action=cable.read&limit=10`, "olga");
+      const found = reads.json<{ events: { entry: string }[] }>().events.map((e) => {
+        const p = parseAuditEvent(fromBase64(e.entry));
+        assert.ok(p.ok);
+        return p.event;
+      });
+      assert.deepEqual(
+        found.map((e) => [e.actor, e.outcome]),
+        [["alice", "ok"]],
+      );
+    });
+
     test("events have exactly the DESIGN fields, and no token, signature, code or key in them", async () => {
       const raw = await store.audit.entries(0, await store.audit.size());
       const text = raw.map((d) => Buffer.from(d).toString("utf8")).join("\n");

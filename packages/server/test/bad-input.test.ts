@@ -103,6 +103,7 @@ const ENDPOINTS: {
   { method: "GET", url: "/v1/cables/k-unknown00001", auth: true },
   { method: "GET", url: "/v1/cables/by-reference?reference=HQ/ASIA-1%202026/000001", auth: true },
   { method: "POST", url: "/v1/cables/k-unknown00001/receipts", auth: true, json: true },
+  { method: "GET", url: "/v1/audit/cables/by-reference?reference=HQ/ASIA-1%202026/000001", auth: true },
   { method: "PUT", url: "/v1/users/alice/clearance", auth: true, json: true },
 ];
 

@@ -72,6 +72,12 @@ export const AUDITED_ROUTES: Record<string, RouteAudit> = {
   "GET /v1/cables/by-reference": { action: "cable.read", fromRoute: true, object: (r) => text(query(r).reference) },
   "GET /v1/cables/:id": { action: "cable.read", fromRoute: true },
   "POST /v1/cables/:id/receipts": { action: "cable.read", fromRoute: true },
+  // Officers look a cable up by reference to query the audit log for its id (audit/routes.ts).
+  "GET /v1/audit/cables/by-reference": {
+    action: "audit.read",
+    fromRoute: true,
+    object: (r) => text(query(r).reference),
+  },
   // Alerts (detect/routes.ts): reading or acknowledging them reads the audit log's findings.
   "GET /v1/alerts": { action: "audit.read", kind: "other", object: fixed("alerts") },
   "POST /v1/alerts/:id/ack": { action: "audit.read", kind: "other", object: (r) => `alert:${params(r).id ?? ""}` },

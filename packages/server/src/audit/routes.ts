@@ -8,8 +8,9 @@
  * security officers (role `officer` or `admin`); anyone else gets 403, and that denial is itself an audit event.
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { ValiseError, auditLogOrigin, toBase64 } from "@valise/core";
+import { ValiseError, auditLogOrigin, formatCableReference, parseCableReference, toBase64 } from "@valise/core";
 import { type ServerContext, requireSession } from "../http/context.js";
+import { auditObject } from "./http.js";
 import { intParams, parseTilePath } from "../http/routes-log.js";
 import type { LogKey } from "../storage/log-key.js";
 
@@ -20,6 +21,8 @@ export const PUBLIC_AUDIT_ROUTES = [
   `${AUDIT_PREFIX}/key`,
 ];
 export const MAX_AUDIT_PAGE = 1000;
+/** Officers' lookup of a cable's id by its reference, to query the audit log for it (no subject or content). */
+export const AUDIT_CABLE_ROUTE = "/v1/audit/cables/by-reference";
 
 /** The audit log's checkpoint origin (core `auditLogOrigin`). */
 export const auditOrigin = auditLogOrigin;
@@ -113,6 +116,42 @@ export function auditRoutes(app: FastifyInstance, ctx: ServerContext, logKey?: L
     if (count < 1 || count > MAX_AUDIT_PAGE) throw new ValiseError("bad_request", `count must be 1-${MAX_AUDIT_PAGE}`);
     const entries = await log.entries(start, count);
     return { start, entries: entries.map(toBase64) };
+  });
+
+  /**
+   * A cable's metadata by reference, for officers asking "who read cable REF?": the audit log names cables by id.
+   * `ORIGINATOR YYYY/NNNNNN`, or `YYYY/NNNNNN` alone when one originator has that number (else 409 listing them).
+   * Metadata only — id, reference, originator, label, release time — and no need-to-know check: the officer sees no
+   * more than the audit log's own events already say. Audited (`audit.read`, object the cable id), denials too.
+   */
+  app.get(AUDIT_CABLE_ROUTE, async (req) => {
+    await requireOfficer(ctx, req);
+    const q = (req.query ?? {}) as Record<string, unknown>;
+    for (const k of Object.keys(q))
+      if (k !== "reference") throw new ValiseError("bad_request", `unknown query parameter ${JSON.stringify(k)}`);
+    const text = strParam(q.reference, "reference")?.trim();
+    if (!text) throw new ValiseError("bad_request", "reference is required, e.g. EMB/BEIJING 2026/000123");
+    const bare = /^(\d{4})\/(\d{6,})$/.exec(text);
+    let found;
+    if (bare) {
+      const all = await ctx.store.cables.findBySerial(Number(bare[1]), Number(bare[2]));
+      if (all.length > 1)
+        throw new ValiseError(
+          "conflict",
+          `${all.length} cables are numbered ${text}: give the originator (${all.map((c) => c.reference).join(", ")})`,
+          { references: all.map((c) => c.reference) },
+        );
+      found = all[0] ?? null;
+    } else found = await ctx.store.cables.getByReference(formatCableReference(parseCableReference(text)));
+    if (!found) throw new ValiseError("not_found", `no cable ${text}`);
+    auditObject(req, { object: found.id, label: found.label, unit: found.originator });
+    return {
+      id: found.id,
+      reference: found.reference,
+      originator: found.originator,
+      label: found.label,
+      createdAt: found.createdAt,
+    };
   });
 
   /**

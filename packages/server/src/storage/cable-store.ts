@@ -154,6 +154,19 @@ export class CableStore {
     return r ? (await this.withAddressees([r]))[0]! : null;
   }
 
+  /** Cables numbered `year/serial` by any originator (a reference given without its originator), at most `limit`. */
+  async findBySerial(year: number, serial: number, limit = 10): Promise<CableRecord[]> {
+    const rows = await this.db
+      .selectFrom("cables")
+      .selectAll()
+      .where("year", "=", year)
+      .where("serial", "=", serial)
+      .orderBy("reference")
+      .limit(limit)
+      .execute();
+    return this.withAddressees(rows);
+  }
+
   /**
    * Cables the units are entitled to, FLASH first, then oldest release first, then serial (the caller filters by
    * clearance: so it pages with `offset`/`limit` over this entitlement order).
