@@ -116,7 +116,7 @@ async function streamToWorker(
         await it.return?.();
       },
     },
-    { highWaterMark: 2 },
+    { highWaterMark: 0 },
   );
   const id = randomId();
   try {
