@@ -19,6 +19,7 @@ import { startTestServer, type TestServer } from "./helpers/server.js";
 import { call, jsonMls, login, type Session } from "./helpers/content.js";
 import { stixValidator } from "./helpers/stix-validate.js";
 import { parseStixPattern } from "./helpers/stix-pattern.js";
+import { IncidentStore } from "../src/incidents/store.js";
 
 const TAXII = "application/taxii+json;version=2.1";
 const STIX = "application/stix+json;version=2.1";
@@ -54,6 +55,8 @@ for (const kind of DATABASE_KINDS) {
     let incidentId = "";
     let token = "";
     let tokenId = "";
+    let colId = "";
+    let versionedId = ""; // an object with two versions in the collection (from the versions test)
 
     const ev = (i: number, source: string, object: string, action = "document.read"): AuditEvent => ({
       id: `e-attack${String(i).padStart(14, "0")}`,
@@ -364,6 +367,309 @@ for (const kind of DATABASE_KINDS) {
       assert.ok(reads >= 4);
     });
 
+    /** Pages through `path` (which has a query) with `limit`, returning every page. */
+    async function pages(path: string, limit: number) {
+      const out: Awaited<ReturnType<typeof taxii>>[] = [];
+      let next: string | undefined;
+      for (let i = 0; i < 200; i++) {
+        const p = await taxii(url, `${path}&limit=${limit}${next ? `&next=${next}` : ""}`, token);
+        assert.equal(p.status, 200, JSON.stringify(p.json));
+        out.push(p);
+        if (!p.json.more) return out;
+        next = p.json.next as string;
+        assert.match(next, /^\d+$/);
+      }
+      throw new Error("paging did not end");
+    }
+    const versionOf = (o: Obj, dateAdded: string) =>
+      typeof o.modified === "string" ? o.modified : typeof o.created === "string" ? o.created : dateAdded;
+    interface Manifest {
+      id: string;
+      date_added: string;
+      version: string;
+      media_type: string;
+    }
+
+    test("TAXII manifest: records match the objects, and it pages exactly like objects (more, next, headers)", async () => {
+      colId = ((await taxii(url, "/taxii2/valise/collections/", token)).json.collections as { id: string }[])[0]!.id;
+      const base = `/taxii2/valise/collections/${colId}`;
+      const all = await taxii(url, `${base}/objects/?limit=1000`, token);
+      const objs = all.json.objects as Obj[];
+      const man = await taxii(url, `${base}/manifest/?limit=1000`, token);
+      assert.equal(man.status, 200);
+      assert.equal(man.headers.get("content-type"), TAXII);
+      assert.equal(man.json.more, false);
+      const records = man.json.objects as Manifest[];
+      assert.deepEqual(
+        records.map((r) => r.id),
+        objs.map((o) => o.id),
+      );
+      records.forEach((r, i) => {
+        assert.match(r.date_added, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+        assert.equal(r.version, versionOf(objs[i]!, r.date_added), r.id);
+        assert.equal(r.media_type, STIX);
+      });
+      assert.ok(
+        records.some((r) => r.id.startsWith("ipv4-addr--")),
+        "SCOs (version = date added) are listed",
+      );
+      assert.equal(man.headers.get("x-taxii-date-added-first"), records[0]!.date_added);
+      assert.equal(man.headers.get("x-taxii-date-added-last"), records[records.length - 1]!.date_added);
+      assert.deepEqual(
+        records.map((r) => r.date_added),
+        [...records.map((r) => r.date_added)].sort(),
+        "oldest date added first",
+      );
+
+      // Same query, same pages: ids, more, next and the date-added headers, with and without filters.
+      for (const [query, limit] of [
+        ["", 7],
+        ["match[type]=indicator,sighting", 2],
+        [`added_after=${encodeURIComponent(records[10]!.date_added)}`, 4],
+      ] as const) {
+        const mp = await pages(`${base}/manifest/?${query}`, limit);
+        const op = await pages(`${base}/objects/?${query}`, limit);
+        assert.equal(mp.length, op.length, query);
+        assert.ok(mp.length > 1, `${query}: more than one page`);
+        mp.forEach((m, i) => {
+          const o = op[i]!;
+          assert.deepEqual(
+            ((m.json.objects ?? []) as Manifest[]).map((r) => r.id),
+            ((o.json.objects ?? []) as Obj[]).map((x) => x.id),
+            `${query} page ${i}`,
+          );
+          assert.equal(m.json.more, o.json.more);
+          assert.equal(m.json.next, o.json.next);
+          for (const h of ["x-taxii-date-added-first", "x-taxii-date-added-last"]) {
+            assert.equal(m.headers.get(h), o.headers.get(h), `${query} page ${i} ${h}`);
+            const recs = (m.json.objects ?? []) as Manifest[];
+            if (recs.length > 0)
+              assert.equal(m.headers.get(h), h.endsWith("first") ? recs[0]!.date_added : recs.at(-1)!.date_added);
+          }
+          if (i < mp.length - 1) assert.equal(((m.json.objects ?? []) as unknown[]).length, limit);
+        });
+        const ids = mp.flatMap((m) => ((m.json.objects ?? []) as Manifest[]).map((r) => r.id));
+        if (query.startsWith("match[type]")) {
+          assert.ok(ids.every((id) => /^(indicator|sighting)--/.test(id)));
+          assert.deepEqual(
+            ids,
+            objs.filter((o) => o.type === "indicator" || o.type === "sighting").map((o) => o.id),
+          );
+        }
+        if (query.startsWith("added_after"))
+          assert.deepEqual(
+            ids,
+            records.slice(11).map((r) => r.id),
+          );
+      }
+      const one = await taxii(url, `${base}/manifest/?match[id]=${objs[3]!.id}`, token);
+      assert.deepEqual(
+        (one.json.objects as Manifest[]).map((r) => r.id),
+        [objs[3]!.id],
+      );
+
+      const unknown = await taxii(
+        url,
+        "/taxii2/valise/collections/00000000-0000-4000-8000-000000000000/manifest/",
+        token,
+      );
+      assert.equal(unknown.status, 404);
+      assert.equal(unknown.headers.get("content-type"), TAXII);
+      assert.equal(unknown.json.http_status, "404");
+      assert.equal(typeof unknown.json.title, "string");
+      const wrong = await taxii(url, `${base}/manifest/`, token, "application/json");
+      assert.equal(wrong.status, 406);
+      assert.equal(wrong.headers.get("content-type"), TAXII);
+      assert.equal((await taxii(url, `${base}/manifest/?match[colour]=red`, token)).status, 400);
+      assert.equal((await taxii(url, `${base}/manifest/?match[version]=yesterday`, token)).status, 400);
+      const reads = (await srv.store.audit.query({ actor: "taxii:CERT-EU", limit: 1000 }))
+        .map((e) => parseAuditEvent(e.data))
+        .flatMap((p) => (p.ok ? [p.event] : []));
+      assert.ok(reads.some((e) => e.object === `taxii:${colId}/manifest` && e.outcome === "ok" && e.bytes > 0));
+      assert.ok(reads.some((e) => e.object.endsWith("/manifest") && e.outcome === "denied"));
+    });
+
+    test("TAXII get an object and its versions; match[version] last (default), first, all and timestamps", async () => {
+      const base = `/taxii2/valise/collections/${colId}`;
+      const before = (await taxii(url, `${base}/objects/?limit=1000`, token)).json.objects as Obj[];
+      const incidentObj = before.find((o) => o.type === "incident")!;
+      versionedId = incidentObj.id;
+      const path = `${base}/objects/${versionedId}/`;
+
+      const got = await taxii(url, path, token);
+      assert.equal(got.status, 200);
+      assert.equal(got.headers.get("content-type"), TAXII);
+      assert.deepEqual(got.json, { more: false, objects: [incidentObj] });
+      assert.ok(got.headers.get("x-taxii-date-added-first"));
+      assert.equal(got.headers.get("x-taxii-date-added-first"), got.headers.get("x-taxii-date-added-last"));
+      const v1 = incidentObj.modified as string;
+      assert.deepEqual((await taxii(url, `${path}versions/`, token)).json, { more: false, versions: [v1] });
+
+      // A second version of the incident object, added the way sharing adds objects.
+      const store = new IncidentStore(srv.store.handle.db, srv.store.audit, () => Date.now());
+      const inc = (await store.get(incidentId))!;
+      const v2 = new Date(Date.parse(v1) + 86_400_000).toISOString();
+      const updated = { ...incidentObj, modified: v2, description: "Updated: the network was blocked." };
+      assert.equal(await store.share(inc, [updated], "olga"), 1);
+
+      const ids = (r: Awaited<ReturnType<typeof taxii>>) =>
+        ((r.json.objects ?? []) as Obj[]).map((o) => `${o.id}@${String(o.modified)}`);
+      const at = (v: string) => [`${versionedId}@${v}`];
+      assert.deepEqual(ids(await taxii(url, path, token)), at(v2), "last by default");
+      assert.deepEqual(ids(await taxii(url, `${path}?match[version]=last`, token)), at(v2));
+      assert.deepEqual(ids(await taxii(url, `${path}?match[version]=first`, token)), at(v1));
+      assert.deepEqual(ids(await taxii(url, `${path}?match[version]=all`, token)), [...at(v1), ...at(v2)]);
+      assert.deepEqual(ids(await taxii(url, `${path}?match[version]=first,last`, token)), [...at(v1), ...at(v2)]);
+      assert.deepEqual(ids(await taxii(url, `${path}?match[version]=${encodeURIComponent(v1)}`, token)), at(v1));
+      assert.deepEqual(
+        ids(await taxii(url, `${path}?match[version]=${encodeURIComponent(v2.replace(".000Z", "Z"))}`, token)),
+        at(v2),
+        "the same instant without milliseconds",
+      );
+      assert.deepEqual((await taxii(url, `${path}?match[version]=2020-01-01T00:00:00Z`, token)).json, { more: false });
+      const firstPage = await taxii(url, `${path}?match[version]=all&limit=1`, token);
+      assert.deepEqual(ids(firstPage), at(v1));
+      assert.equal(firstPage.json.more, true);
+      const second = await taxii(url, `${path}?match[version]=all&limit=1&next=${String(firstPage.json.next)}`, token);
+      assert.deepEqual(ids(second), at(v2));
+      assert.equal(second.json.more, false);
+
+      const versions = await taxii(url, `${path}versions/`, token);
+      assert.equal(versions.status, 200);
+      assert.equal(versions.headers.get("content-type"), TAXII);
+      assert.deepEqual(versions.json, { more: false, versions: [v1, v2] });
+      assert.ok(versions.headers.get("x-taxii-date-added-last")! > versions.headers.get("x-taxii-date-added-first")!);
+      const vp = await taxii(url, `${path}versions/?limit=1`, token);
+      assert.deepEqual(vp.json, { more: true, next: vp.json.next, versions: [v1] });
+      assert.deepEqual((await taxii(url, `${path}versions/?limit=1&next=${String(vp.json.next)}`, token)).json, {
+        more: false,
+        versions: [v2],
+      });
+      assert.equal((await taxii(url, `${path}versions/?match[version]=all`, token)).status, 400);
+
+      // On the collection: the default is the last version of each object; first/all reach the old one.
+      const now = (await taxii(url, `${base}/objects/?limit=1000`, token)).json.objects as Obj[];
+      assert.equal(now.length, before.length, "one object, still one entry");
+      assert.deepEqual(
+        now.filter((o) => o.id === versionedId).map((o) => o.modified),
+        [v2],
+      );
+      assert.equal(now.at(-1)!.id, versionedId, "the new version was added last");
+      const typed = async (q: string) =>
+        ((await taxii(url, `${base}/objects/?match[type]=incident&${q}`, token)).json.objects as Obj[])
+          .filter((o) => o.id === versionedId)
+          .map((o) => o.modified);
+      assert.deepEqual(await typed("match[version]=first"), [v1]);
+      assert.deepEqual(await typed("match[version]=all"), [v1, v2]);
+      assert.deepEqual(await typed(`match[version]=${encodeURIComponent(v1)}`), [v1]);
+      const man = (await taxii(url, `${base}/manifest/?match[id]=${versionedId}&match[version]=all`, token)).json
+        .objects as Manifest[];
+      assert.deepEqual(
+        man.map((r) => r.version),
+        [v1, v2],
+      );
+      assert.deepEqual(
+        ((await taxii(url, `${base}/manifest/?match[id]=${versionedId}`, token)).json.objects as Manifest[]).map(
+          (r) => r.version,
+        ),
+        [v2],
+      );
+
+      // An SCO has one version, its date added; asking for that version finds it.
+      const sco = (await taxii(url, `${base}/manifest/?match[type]=ipv4-addr&limit=1`, token)).json
+        .objects as Manifest[];
+      assert.equal(sco[0]!.version, sco[0]!.date_added);
+      const scoGot = await taxii(
+        url,
+        `${base}/objects/${sco[0]!.id}/?match[version]=${encodeURIComponent(sco[0]!.version)}`,
+        token,
+      );
+      assert.deepEqual(
+        (scoGot.json.objects as Obj[]).map((o) => o.id),
+        [sco[0]!.id],
+      );
+      assert.deepEqual((await taxii(url, `${base}/objects/${sco[0]!.id}/versions/`, token)).json.versions, [
+        sco[0]!.date_added,
+      ]);
+      assert.equal(
+        (await taxii(url, `${base}/objects/?match[spec_version]=2.0&limit=1000`, token)).json.objects,
+        undefined,
+      );
+      assert.equal(
+        ((await taxii(url, `${base}/objects/?match[spec_version]=2.1&limit=1000`, token)).json.objects as Obj[]).length,
+        now.length,
+      );
+
+      // 404s (TAXII error bodies), 406, 400 and the status resource.
+      for (const p of [
+        `${base}/objects/indicator--00000000-0000-4000-8000-000000000000/`,
+        `${base}/objects/indicator--00000000-0000-4000-8000-000000000000/versions/`,
+        `${base}/objects/nonsense/`,
+        `${base}/objects/nonsense/versions/`,
+        `/taxii2/valise/collections/00000000-0000-4000-8000-000000000000/objects/${versionedId}/`,
+        `/taxii2/valise/collections/00000000-0000-4000-8000-000000000000/objects/${versionedId}/versions/`,
+        "/taxii2/valise/status/2d086da7-4bdc-4f91-900e-d77486753710/",
+      ]) {
+        const r = await taxii(url, p, token);
+        assert.equal(r.status, 404, p);
+        assert.equal(r.headers.get("content-type"), TAXII, p);
+        assert.equal(r.json.http_status, "404", p);
+        assert.equal(typeof r.json.description, "string", p);
+      }
+      for (const p of [path, `${path}versions/`]) {
+        const r = await taxii(url, p, token, "application/stix+json;version=2.1");
+        assert.equal(r.status, 406, p);
+        assert.equal(r.json.http_status, "406");
+      }
+      assert.equal((await taxii(url, `${path}?match[type]=incident`, token)).status, 400);
+      assert.equal((await taxii(url, `${path}?match[version]=latest`, token)).status, 400);
+      assert.equal((await taxii(url, "/taxii2/valise/status/x/", null)).status, 401);
+
+      const reads = (await srv.store.audit.query({ actor: "taxii:CERT-EU", limit: 1000 }))
+        .map((e) => parseAuditEvent(e.data))
+        .flatMap((p) => (p.ok ? [p.event] : []));
+      assert.ok(reads.some((e) => e.object === `taxii:${colId}/objects/${versionedId}` && e.outcome === "ok"));
+      assert.ok(reads.some((e) => e.object === `taxii:${colId}/objects/${versionedId}/versions` && e.outcome === "ok"));
+    });
+
+    test("TAXII never serves an object that was not shared (an unshared incident's ids are 404 and filtered out)", async () => {
+      const base = `/taxii2/valise/collections/${colId}`;
+      const c = await call(url, olga, "POST", "/v1/incidents", { title: "Not for partners", alerts: [2] });
+      assert.equal(c.status, 201);
+      const bundle = (await call<Bundle>(url, olga, "GET", `/v1/incidents/${c.json.id as string}/stix`)).json;
+      const shared = new Set(
+        ((await taxii(url, `${base}/manifest/?match[version]=all&limit=1000`, token)).json.objects as Manifest[]).map(
+          (r) => r.id,
+        ),
+      );
+      const secret = bundle.objects.filter((o) => !shared.has(o.id));
+      assert.ok(secret.some((o) => o.type === "incident") && secret.some((o) => o.type === "note"));
+      assert.ok(secret.some((o) => o.type === "indicator"));
+      for (const o of secret) {
+        for (const p of [`${base}/objects/${o.id}/`, `${base}/objects/${o.id}/versions/`]) {
+          const r = await taxii(url, p, token);
+          assert.equal(r.status, 404, `${o.type} ${p}`);
+          assert.equal(r.json.http_status, "404");
+          assert.ok(!JSON.stringify(r.json).includes("Not for partners"));
+        }
+      }
+      const idList = secret.map((o) => o.id).join(",");
+      for (const p of ["objects", "manifest"]) {
+        const r = await taxii(url, `${base}/${p}/?match[id]=${idList}&match[version]=all`, token);
+        assert.equal(r.status, 200);
+        assert.deepEqual(r.json, { more: false }, p);
+      }
+      const everything = await taxii(url, `${base}/objects/?match[version]=all&limit=1000`, token);
+      const text = JSON.stringify(everything.json);
+      assert.ok(!text.includes("Not for partners"));
+      assert.ok(secret.every((o) => !text.includes(o.id)));
+      // The attempts are on record as denied.
+      const denied = (await srv.store.audit.query({ actor: "taxii:CERT-EU", limit: 1000 }))
+        .map((e) => parseAuditEvent(e.data))
+        .flatMap((p) => (p.ok && p.event.outcome === "denied" ? [p.event.object] : []));
+      assert.ok(secret.every((o) => denied.includes(`taxii:${colId}/objects/${o.id}`)));
+    });
+
     test("a revoked token gets 403; revoking an unknown token is 404", async () => {
       const r = await call(url, olga, "DELETE", `/v1/taxii/tokens/${tokenId}`);
       assert.equal(r.status, 200, r.text);
@@ -374,6 +680,32 @@ for (const kind of DATABASE_KINDS) {
       assert.equal(after.json.http_status, "403");
       assert.equal((await call(url, olga, "DELETE", "/v1/taxii/tokens/tt-0000000000000000")).status, 404);
       assert.equal((await call(url, alice, "DELETE", `/v1/taxii/tokens/${tokenId}`)).status, 403);
+    });
+
+    test("TAXII: a revoked token is 403 and no token 401 on every endpoint, with a TAXII error body", async () => {
+      const base = `/taxii2/valise/collections/${colId}`;
+      for (const p of [
+        "/taxii2/",
+        "/taxii2/valise/",
+        `${base}/`,
+        `${base}/objects/`,
+        `${base}/objects/?match[type]=incident&match[version]=all`,
+        `${base}/manifest/`,
+        `${base}/manifest/?match[id]=${versionedId}`,
+        `${base}/objects/${versionedId}/`,
+        `${base}/objects/${versionedId}/?match[version]=first`,
+        `${base}/objects/${versionedId}/versions/`,
+        "/taxii2/valise/status/2d086da7-4bdc-4f91-900e-d77486753710/",
+      ]) {
+        const r = await taxii(url, p, token);
+        assert.equal(r.status, 403, p);
+        assert.equal(r.headers.get("content-type"), TAXII, p);
+        assert.equal(r.json.http_status, "403", p);
+        assert.ok(!JSON.stringify(r.json).includes(versionedId), p);
+        const anon = await taxii(url, p, null);
+        assert.equal(anon.status, 401, p);
+        assert.equal(anon.json.http_status, "401", p);
+      }
     });
   });
 }
