@@ -95,7 +95,7 @@ const MATCH_ALL = ["match[type]", "match[id]", "match[spec_version]", "match[ver
 const colId = (req: FastifyRequest) => (req.params as { id: string }).id;
 
 /**
- * The query parameters of a read (TAXII 2.1 §3.4): only those in `allowed`, each at most once. `next` is the date
+ * The query parameters of a read (TAXII 2.1 filtering and pagination): only those in `allowed`, each at most once. `next` is the date
  * added (ms) of the last entry of the previous page, as this server gave it. `match[version]` is `last` (default),
  * `first`, `all` and/or exact timestamps, comma-separated (alternatives); a timestamp finer than the millisecond
  * matches nothing (every version here is whole milliseconds).
@@ -145,7 +145,7 @@ function parseQuery(req: FastifyRequest, allowed: readonly string[]): { query: T
   };
 }
 
-/** A manifest-record (TAXII 2.1 §5.3.1). */
+/** A manifest-record (TAXII 2.1 Get Object Manifests). */
 const manifestRecord = (e: TaxiiEntry) => ({
   id: e.id,
   date_added: iso(e.addedAt),
@@ -358,7 +358,7 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
         });
       });
 
-      // Get Status (TAXII 2.1 §4.3): status resources report on Add Objects requests; this server accepts none (the
+      // Get Status (TAXII 2.1): status resources report on Add Objects requests; this server accepts none (the
       // collection is read-only, can_write false), so there is never a status to get.
       taxii.get(`${root}status/:statusId/`, async (req) => {
         await partner(req);

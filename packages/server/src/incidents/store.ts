@@ -40,7 +40,7 @@ export interface TaxiiTokenView {
 }
 
 /**
- * A TAXII query over the collection (TAXII 2.1 §3.4: `added_after`, `next`, `match[…]`). Omitted fields do not
+ * A TAXII query over the collection (TAXII 2.1 filtering: `added_after`, `next`, `match[…]`). Omitted fields do not
  * filter. `versions` is `match[version]`: the first and/or last version of each object, all of them, and/or the
  * versions with these exact timestamps (ms); at least one must be asked for (the default, `last`, is the caller's).
  */
