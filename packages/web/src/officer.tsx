@@ -1,31 +1,209 @@
 import { useEffect, useState } from "react";
-import type { ServerAlert, ServerUser } from "@valise/client";
+import type { AuditEvent } from "@valise/core";
+import {
+  describeAuditProof,
+  type AuditCable,
+  type AuditQueryResult,
+  type ServerAlert,
+  type ServerUser,
+} from "@valise/client";
 import type { Ctx } from "./App.js";
 import { getJson } from "./session.js";
 import { ErrorNote, fmtTime } from "./ui.js";
 
 const msg = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-interface AuditEvent {
-  id: string;
-  time: string;
-  actor: string | null;
-  device: string | null;
-  source: string | null;
-  action: string;
-  object: string | null;
-  label: string | null;
-  unit: string | null;
-  outcome: string;
+/** A datetime-local field's value as ISO 8601 (undefined when empty). */
+function isoOf(v: string, name: string): string | undefined {
+  if (!v) return undefined;
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new Error(`${name}: not a date and time`);
+  return new Date(t).toISOString();
+}
+
+/** Who read the cable (ok outcome) and who was refused, each once, oldest first. */
+function readers(events: AuditEvent[]): { read: string[]; refused: string[] } {
+  const read: string[] = [];
+  const refused: string[] = [];
+  for (const e of [...events].reverse()) {
+    const list = e.outcome === "ok" ? read : refused;
+    if (!list.includes(e.actor)) list.push(e.actor);
+  }
+  return { read, refused };
+}
+
+/**
+ * The audit log as proven by the SDK (client.audit): the checkpoint verified with the log key and witnesses pinned
+ * at enrollment, every row with a valid inclusion proof. Unproven rows are never shown; an alert says how many.
+ */
+function AuditSection({ ctx }: { ctx: Ctx }) {
+  const [actor, setActor] = useState("");
+  const [action, setAction] = useState("");
+  const [object, setObject] = useState("");
+  const [since, setSince] = useState("");
+  const [until, setUntil] = useState("");
+  const [reference, setReference] = useState("");
+  const [cable, setCable] = useState<AuditCable | null>(null);
+  const [result, setResult] = useState<AuditQueryResult | null>(null);
+  const [failure, setFailure] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  const run = async () => {
+    setBusy(true);
+    try {
+      let found: AuditCable | null = null;
+      if (reference.trim()) found = await ctx.client.audit.cableByReference(reference.trim());
+      const r = await ctx.client.audit.query({
+        actor: actor.trim() || undefined,
+        action: action.trim() || (found ? "cable.read" : undefined),
+        object: found ? found.id : object.trim() || undefined,
+        since: isoOf(since, "Since"),
+        until: isoOf(until, "Until"),
+        limit: 200,
+      });
+      setCable(found);
+      setResult(r);
+      setFailure(null);
+    } catch (e) {
+      // Nothing the server said is shown when it could not be verified.
+      setResult(null);
+      setCable(null);
+      setFailure(msg(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  useEffect(() => {
+    void run();
+  }, [ctx.client, ctx.tick]);
+
+  const who = cable && result ? readers(result.events) : null;
+  return (
+    <>
+      <h3 id="audit-h">Audit log</h3>
+      <form
+        className="inline-form"
+        aria-label="Audit filters"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void run();
+        }}
+      >
+        <label>
+          Cable reference
+          <input
+            value={reference}
+            onChange={(e) => setReference(e.target.value)}
+            placeholder="EMB/BEIJING 2026/000123"
+            aria-describedby="audit-ref-help"
+          />
+        </label>
+        <label>
+          Actor
+          <input value={actor} onChange={(e) => setActor(e.target.value)} />
+        </label>
+        <label>
+          Action
+          <input value={action} onChange={(e) => setAction(e.target.value)} placeholder="cable.read" />
+        </label>
+        <label>
+          Object
+          <input
+            value={object}
+            onChange={(e) => setObject(e.target.value)}
+            disabled={reference.trim().length > 0}
+            placeholder="k-…, c-…, a handle"
+          />
+        </label>
+        <label>
+          Since
+          <input type="datetime-local" value={since} onChange={(e) => setSince(e.target.value)} />
+        </label>
+        <label>
+          Until
+          <input type="datetime-local" value={until} onChange={(e) => setUntil(e.target.value)} />
+        </label>
+        <button type="submit" disabled={busy}>
+          Search the audit log
+        </button>
+      </form>
+      <p id="audit-ref-help" className="hint">
+        A cable reference finds who read that cable (action cable.read on its id, denied attempts included).
+      </p>
+      {failure && (
+        <div className="kt-alert big" role="alert" data-testid="audit-alert">
+          <strong>The audit log could not be verified:</strong> {failure}. No events are shown.
+        </div>
+      )}
+      {result && result.unproven.length > 0 && (
+        <div className="kt-alert big" role="alert" data-testid="audit-alert">
+          <strong>
+            The server returned {result.unproven.length} event{result.unproven.length === 1 ? "" : "s"} that{" "}
+            {result.unproven.length === 1 ? "is" : "are"} not in the signed audit log.
+          </strong>{" "}
+          {result.unproven.length === 1 ? "It is" : "They are"} not shown. This is evidence of tampering: keep this
+          screen and tell the system owner. ({result.unproven[0]!.reason}
+          {result.unproven.length > 1 ? `; ${result.unproven.length - 1} more` : ""})
+        </div>
+      )}
+      {result && (
+        <p role="status" className="audit-proof" data-testid="audit-proof">
+          {describeAuditProof(result)}
+          {result.checkpoint.size > 0 ? "." : ""}
+          {result.more ? " Only the newest are shown: narrow the filters to see older ones." : ""}
+        </p>
+      )}
+      {result?.warning && (
+        <p className={result.keySource === "server" ? "error" : "hint"} data-testid="audit-warning">
+          {result.warning}
+        </p>
+      )}
+      {cable && who && (
+        <p data-testid="cable-readers">
+          Cable <strong>{cable.reference}</strong> ({cable.label}, released {fmtTime(cable.createdAt)}, id {cable.id}):{" "}
+          {who.read.length > 0 ? `read by ${who.read.join(", ")}` : "no reads in the signed log"}
+          {who.refused.length > 0 ? `; refused: ${who.refused.join(", ")}` : ""}.
+        </p>
+      )}
+      {result && (
+        <table className="audit" aria-labelledby="audit-h">
+          <thead>
+            <tr>
+              <th scope="col">Time</th>
+              <th scope="col">Actor</th>
+              <th scope="col">Device</th>
+              <th scope="col">Action</th>
+              <th scope="col">Object</th>
+              <th scope="col">Label</th>
+              <th scope="col">Source network</th>
+              <th scope="col">Outcome</th>
+            </tr>
+          </thead>
+          <tbody>
+            {result.events.map((e) => (
+              <tr key={e.id} data-testid="audit-row">
+                <td>
+                  <time dateTime={e.time}>{fmtTime(e.time)}</time>
+                </td>
+                <td>{e.actor}</td>
+                <td>{e.device ?? "—"}</td>
+                <td>{e.action}</td>
+                <td>{e.object}</td>
+                <td>{e.label ?? "—"}</td>
+                <td>{e.source}</td>
+                <td>{e.outcome === "denied" ? <strong>DENIED</strong> : e.outcome}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
+  );
 }
 
 export function Officer({ ctx }: { ctx: Ctx }) {
   const [users, setUsers] = useState<ServerUser[]>([]);
   const [alerts, setAlerts] = useState<ServerAlert[]>([]);
-  const [events, setEvents] = useState<AuditEvent[]>([]);
-  const [actor, setActor] = useState("");
-  const [action, setAction] = useState("");
-  const [object, setObject] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [edit, setEdit] = useState<Record<string, string>>({});
   const token = () => ctx.client.transport.token;
@@ -41,17 +219,8 @@ export function Officer({ ctx }: { ctx: Ctx }) {
     for (const h of [...handles].sort()) list.push(await getJson<ServerUser>(`/v1/users/${h}`, token()));
     setUsers(list);
   };
-  const loadAudit = async () => {
-    const rows = await ctx.client.transport.auditEvents({
-      actor: actor || undefined,
-      action: action || undefined,
-      object: object || undefined,
-      limit: 100,
-    });
-    setEvents(rows.map((r) => JSON.parse(new TextDecoder().decode(r.entry)) as AuditEvent));
-  };
   useEffect(() => {
-    Promise.all([loadUsers(), loadAudit(), ctx.client.alerts({ limit: 100 }).then(setAlerts)]).catch((e: unknown) =>
+    Promise.all([loadUsers(), ctx.client.alerts({ limit: 100 }).then(setAlerts)]).catch((e: unknown) =>
       setError(msg(e)),
     );
   }, [ctx.client, ctx.tick]);
@@ -132,55 +301,7 @@ export function Officer({ ctx }: { ctx: Ctx }) {
           ))}
         </tbody>
       </table>
-      <h3>Audit log</h3>
-      <form
-        className="inline-form"
-        aria-label="Audit filters"
-        onSubmit={(e) => {
-          e.preventDefault();
-          loadAudit().catch((err: unknown) => setError(msg(err)));
-        }}
-      >
-        <label>
-          Actor
-          <input value={actor} onChange={(e) => setActor(e.target.value)} />
-        </label>
-        <label>
-          Action
-          <input value={action} onChange={(e) => setAction(e.target.value)} placeholder="cable.read" />
-        </label>
-        <label>
-          Object
-          <input value={object} onChange={(e) => setObject(e.target.value)} />
-        </label>
-        <button type="submit">Filter</button>
-      </form>
-      <table className="audit">
-        <thead>
-          <tr>
-            <th scope="col">Time</th>
-            <th scope="col">Actor</th>
-            <th scope="col">Action</th>
-            <th scope="col">Object</th>
-            <th scope="col">Label</th>
-            <th scope="col">Source</th>
-            <th scope="col">Outcome</th>
-          </tr>
-        </thead>
-        <tbody>
-          {events.map((e) => (
-            <tr key={e.id}>
-              <td>{fmtTime(e.time)}</td>
-              <td>{e.actor}</td>
-              <td>{e.action}</td>
-              <td>{e.object}</td>
-              <td>{e.label ?? "—"}</td>
-              <td>{e.source}</td>
-              <td>{e.outcome}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <AuditSection ctx={ctx} />
     </section>
   );
 }

@@ -124,3 +124,34 @@ export async function axe(page: Page): Promise<string[]> {
   });
   return r.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => `${v.id} (${v.impact}, ${v.n})`);
 }
+
+/**
+ * A `valise witness serve` child (its own key in `dir`) trusting `logKeys` (`VKEY` or `ORIGIN=VKEY`, e.g. the
+ * directory log's key and the same key for the `…/audit` origin): its URL, cosignature verifier key and process.
+ */
+export async function witnessServer(
+  dir: string,
+  name: string,
+  logKeys: string[],
+): Promise<{ url: string; vkey: string; child: ChildProcess }> {
+  const key = join(dir, `${name.replace(/[^a-z0-9]/gi, "_")}.key`);
+  const init = await execFileP(process.execPath, [CLI, "witness", "init", "--key", key, "--name", name, "--json"], {
+    env: env(),
+  });
+  const { vkey } = JSON.parse(init.stdout) as { vkey: string };
+  const port = await freePort();
+  const args = [CLI, "witness", "serve", "--key", key, "--state", `${key}.state`, "--port", String(port)];
+  for (const k of logKeys) args.push("--log-key", k);
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"], env: env() });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {
+      /* not yet */
+    }
+    if (i > 400 || child.exitCode !== null) throw new Error("valise witness serve did not start");
+    await sleep(50);
+  }
+  return { url, vkey, child };
+}
