@@ -6,7 +6,7 @@
  * ciphertext size. pdvorak downloads it through the download service worker: the saved file's SHA-256 equals the
  * source, the browser's download starts while decryption is still under way, half-way through the page holds no
  * large part of the file (JS heap and ArrayBuffers after a forced GC), and the chromium process tree's peak RSS
- * growth stays under 40 % of the file plus a constant GC slack (the old in-memory Blob path grows ~2.5 times the file:
+ * growth stays under 40 % of the file plus a constant GC slack of 400 MiB (the old in-memory Blob path grows ~2.5 times the file:
  * run with VALISE_E2E_FORCE_BLOB=1 to see this test fail that way). A document whose blob was altered on the server's disk
  * makes the browser's download fail (never complete with wrong bytes) and the page show the error. No console errors.
  * Measured throughput and RSS are printed, not asserted. Everything runs on 127.0.0.1 (opened as localhost).
@@ -215,6 +215,15 @@ test(
       );
 
       // (a) Upload, one PATCH part lost once mid-upload: the server stores it, the browser sees the connection drop.
+      // An MLS commit that lost a race gets 409 and the SDK retries; chromium logs the 409 as a console error.
+      const commitConflicts = new Map<string, number>();
+      for (const u of [j, p])
+        u.page.on("response", (r) => {
+          if (r.status() < 400) return;
+          console.log(`# ${u.handle}: ${r.status()} for ${r.request().method()} ${r.url()}`);
+          if (r.status() === 409 && /\/v1\/conversations\/[^/]+\/commits$/.test(r.url()))
+            commitConflicts.set(u.handle, (commitConflicts.get(u.handle) ?? 0) + 1);
+        });
       const blobCreates: string[] = [];
       const patches: string[] = [];
       j.page.on("request", (r) => {
@@ -249,6 +258,11 @@ test(
       assert.ok(dropped !== null, "a PATCH was dropped");
       assert.ok(upSeen.filter((v) => v > 0 && v < 1).length >= 3, `upload progress moved: ${upSeen.join(" ")}`);
       assert.equal(blobCreates.length, 1, "one blob was created for the upload");
+      assert.equal(
+        patches.filter((o) => o === dropped).length,
+        1,
+        "the part whose answer was lost was not sent again (the client asked the server how much it holds)",
+      );
       const blobFiles = listBlobs(dataDir);
       const cipherSize = docStreamCiphertextSize(SIZE, DOCSTREAM_CHUNK_SIZE);
       assert.deepEqual(
@@ -322,9 +336,10 @@ test(
       assert.equal(statSync(saved).size, SIZE);
       assert.equal(await sha256File(saved), bigSha, "the downloaded file's SHA-256 equals the source's");
       // Streaming holds a few chunks, but Chromium lets garbage (ArrayBuffers of received and decrypted chunks) grow
-      // to ~150-340 MiB before collecting it, whatever the file size (measured with 128, 256 and 768 MiB files); the
-      // Blob path holds the whole file, ~2.7 times over (690 MiB for 256 MiB). So: 40 % of the file plus that slack.
-      const limit = 0.4 * SIZE + 300 * MiB;
+      // to ~150-350 MiB before collecting it, whatever the file size (measured with 128, 256 and 768 MiB files); the
+      // Blob path holds the whole file, ~2.5 times over (653-690 MiB for 256 MiB). So: 40 % of the file plus a slack
+      // half-way between the two.
+      const limit = 0.4 * SIZE + 400 * MiB;
       assert.ok(
         peak - base < limit,
         `streamed: RSS grew ${mb(peak - base)} MiB for a ${mb(SIZE)} MiB file (limit ${mb(limit)} MiB)`,
@@ -368,9 +383,18 @@ test(
       }
 
       // (d) No console errors.
-      // The one PATCH dropped on purpose is logged by chromium as a failed resource; nothing else may be.
-      assert.deepEqual(j.errors, ["Failed to load resource: net::ERR_CONNECTION_RESET"], "console errors for jnovak");
-      assert.deepEqual(p.errors, [], "console errors for pdvorak");
+      // The one PATCH dropped on purpose is logged by chromium as a failed resource, and retried commit races as
+      // 409s; nothing else may be.
+      const conflict = "Failed to load resource: the server responded with a status of 409 (Conflict)";
+      const unexpected = (u: typeof j) =>
+        u.errors.filter(
+          (e) => e !== conflict && !(u === j && e === "Failed to load resource: net::ERR_CONNECTION_RESET"),
+        );
+      for (const u of [j, p]) {
+        assert.deepEqual(unexpected(u), [], `console errors for ${u.handle}`);
+        assert.equal(u.errors.filter((e) => e === conflict).length, commitConflicts.get(u.handle) ?? 0, u.handle);
+      }
+      assert.equal(j.errors.filter((e) => e.includes("ERR_CONNECTION_RESET")).length, 1, "the dropped PATCH");
     } finally {
       await browser.close();
       child?.kill("SIGKILL");
