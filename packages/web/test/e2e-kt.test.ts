@@ -26,6 +26,7 @@ import { promisify } from "node:util";
 import { randomBytes } from "node:crypto";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { freePort } from "@valise/server/testing/net";
+import { auditLogOrigin } from "@valise/core";
 import { ValiseClient } from "@valise/client";
 import { FileKeyStore } from "@valise/client/node/file-store";
 import { CHROMIUM, CLI, admin, axe, browserUser, enroll, env, missing, sleep, type User } from "./harness.js";
@@ -34,7 +35,11 @@ const execFileP = promisify(execFile);
 const valise = async (args: string[]) =>
   (await execFileP(process.execPath, [CLI, ...args], { env: env(), timeout: 60_000 })).stdout;
 
-async function startWitness(dir: string, logVkey: string): Promise<{ url: string; vkey: string; child: ChildProcess }> {
+async function startWitness(
+  dir: string,
+  logVkey: string,
+  logOrigin: string,
+): Promise<{ url: string; vkey: string; child: ChildProcess }> {
   const key = join(dir, "witness.key");
   const { vkey } = JSON.parse(
     await valise(["witness", "init", "--key", key, "--name", "ncsa.test/witness", "--json"]),
@@ -52,6 +57,9 @@ async function startWitness(dir: string, logVkey: string): Promise<{ url: string
       key,
       "--log-key",
       logVkey,
+      // The audit log is witnessed too (the officer screen verifies it): same key, the `…/audit` origin.
+      "--log-key",
+      `${auditLogOrigin(logOrigin)}=${logVkey}`,
       "--state",
       join(dir, "wstate"),
       "--port",
@@ -132,8 +140,9 @@ test(
     try {
       await admin(dataDir, ["unit", "add", "HQ/ASIA-1", "--max-label", "SECRET/ASIA"]);
       await admin(dataDir, ["unit", "add", "EMB/BEIJING", "--max-label", "CONFIDENTIAL/ASIA"]);
-      const logVkey = (JSON.parse(await admin(dataDir, ["log", "key", "--json"])) as { vkey: string }).vkey;
-      const w = await startWitness(dataDir, logVkey);
+      const logKey = JSON.parse(await admin(dataDir, ["log", "key", "--json"])) as { vkey: string; origin: string };
+      const logVkey = logKey.vkey;
+      const w = await startWitness(dataDir, logVkey, logKey.origin);
       children.push(w.child);
       // Picked up by `valise admin user add|code` (the bundle) and `valise serve` (checkpoints need its cosignature).
       process.env.VALISE_WITNESSES = `${w.url}=${w.vkey}`;
