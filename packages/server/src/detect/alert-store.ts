@@ -130,7 +130,7 @@ export class AlertStore {
             "ON CONFLICT (rule, actor, trigger_event) DO NOTHING",
         ),
       };
-      this.fast = sqlite.transaction(this.commitSync.bind(this));
+      this.fast = sqlite.transaction(this.commitSync.bind(this)).immediate; // BEGIN IMMEDIATE: see storage/db.ts
     } else {
       this.stmts = null;
       this.fast = null;

@@ -462,11 +462,12 @@ class SqliteAppender {
         "INSERT INTO inbox (device_id, conversation_id, commit_seq, payload, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
       ),
     };
+    // BEGIN IMMEDIATE (take the write lock first, waiting busy_timeout): see storage/db.ts
     this.tx = sqlite.transaction((reqs: AppendRequest[], now: number, after?: (r: AppendResult[]) => void) => {
       const out = reqs.map((r) => this.appendOne(r, now));
       after?.(out);
       return out;
-    });
+    }).immediate;
   }
 
   /** True when no (Kysely) transaction is open on the connection, so a synchronous one cannot nest inside it. */

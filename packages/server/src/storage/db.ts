@@ -6,7 +6,8 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import SQLite from "better-sqlite3";
 import pg from "pg";
-import { Kysely, Migrator, PostgresDialect, SqliteDialect } from "kysely";
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, SqliteDriver, CompiledQuery } from "kysely";
+import type { DatabaseConnection, Driver } from "kysely";
 import type { Database } from "./schema.js";
 import { type Dialect, migrationProvider } from "./migrations.js";
 
@@ -63,7 +64,7 @@ export async function openDatabase(opts: DbOptions): Promise<DbHandle> {
     sqlite.pragma("synchronous = FULL");
     sqlite.pragma("foreign_keys = ON");
     sqlite.pragma("busy_timeout = 5000");
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) });
     handle = {
       db,
       dialect: "sqlite",
@@ -88,4 +89,23 @@ export async function openDatabase(opts: DbOptions): Promise<DbHandle> {
     );
   }
   return handle;
+}
+
+/**
+ * SQLite transactions that take the write lock when they begin (`BEGIN IMMEDIATE`), waiting up to busy_timeout for
+ * it. With Kysely's plain `BEGIN` (deferred) a transaction that reads first and writes later fails at once with
+ * "database is locked" (SQLITE_BUSY, no wait) when another process — `valise admin` next to a running server, or two
+ * admin commands — wrote in between; every transaction here writes, so taking the lock up front costs nothing.
+ */
+class ImmediateSqliteDialect extends SqliteDialect {
+  override createDriver(): Driver {
+    return new (class extends SqliteDriver {
+      override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+        await connection.executeQuery(CompiledQuery.raw("begin immediate"));
+      }
+    })(this.config);
+  }
+  constructor(private readonly config: ConstructorParameters<typeof SqliteDialect>[0]) {
+    super(config);
+  }
 }

@@ -408,6 +408,7 @@ class SqliteLogAppender {
       `INSERT INTO ${p}_entries (${cols.map((c) => `"${c}"`).join(", ")}) VALUES (${cols.map(() => "?").join(", ")})`,
     );
     const insNode = sqlite.prepare(`INSERT INTO ${p}_nodes (level, idx, hash) VALUES (?, ?, ?)`);
+    // BEGIN IMMEDIATE (take the write lock first, waiting busy_timeout): see storage/db.ts
     this.tx = sqlite.transaction((items: readonly LogItem[], committed: Frontier, now: number) => {
       const size = Number((bump.get(items.length) as { size: number }).size);
       const first = size - items.length;
@@ -429,7 +430,7 @@ class SqliteLogAppender {
         for (const n of r.completed) insNode.run(n.level, n.index, blob(n.hash));
       }
       return f;
-    });
+    }).immediate;
   }
 
   idle(): boolean {
