@@ -9,7 +9,9 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { WEB_CSP } from "../src/http/web.js";
+import { request } from "node:http";
+import { gunzipSync } from "node:zlib";
+import { WEB_CSP, acceptsGzip } from "../src/http/web.js";
 import { startTestServer } from "./helpers/server.js";
 
 test("web routes: sw.js served as no-cache JavaScript with the CSP; nothing else new is reachable", async () => {
@@ -64,4 +66,56 @@ test("web routes: sw.js served as no-cache JavaScript with the CSP; nothing else
     await s.close();
     rmSync(web, { recursive: true, force: true });
   }
+});
+
+test("web routes: text files gzip-compressed for browsers that accept it, byte-identical once decoded", async () => {
+  const web = mkdtempSync(join(tmpdir(), "valise-web-gz-"));
+  mkdirSync(join(web, "assets"));
+  writeFileSync(join(web, "index.html"), "<!doctype html><title>Valise</title>");
+  const script = `const app = ${JSON.stringify("x".repeat(4000))};\n`.repeat(20);
+  writeFileSync(join(web, "assets", "index-abc123.js"), script);
+  writeFileSync(join(web, "assets", "logo-abc123.png"), Buffer.alloc(4096, 7));
+  const s = await startTestServer("sqlite", { app: { webRoot: web } });
+  try {
+    const raw = (path: string, acceptEncoding: string) =>
+      new Promise<{ headers: Record<string, string | string[] | undefined>; body: Buffer }>((done, fail) => {
+        const req = request(`${s.url}${path}`, { headers: { "accept-encoding": acceptEncoding } }, (res) => {
+          const parts: Buffer[] = [];
+          res.on("data", (d: Buffer) => parts.push(d));
+          res.on("end", () => done({ headers: res.headers, body: Buffer.concat(parts) }));
+        });
+        req.on("error", fail);
+        req.end();
+      });
+    const gz = await raw("/assets/index-abc123.js", "gzip, deflate, br");
+    assert.equal(gz.headers["content-encoding"], "gzip");
+    assert.equal(gz.headers["vary"], "accept-encoding");
+    assert.equal(gz.headers["content-security-policy"], WEB_CSP);
+    assert.ok(gz.body.length < script.length / 10, `compressed ${gz.body.length} of ${script.length} bytes`);
+    assert.equal(gunzipSync(gz.body).toString(), script);
+    const again = await raw("/assets/index-abc123.js", "gzip");
+    assert.ok(again.body.equals(gz.body), "compressed once, same bytes");
+
+    for (const ae of ["identity", "gzip;q=0", "br", ""]) {
+      const plain = await raw("/assets/index-abc123.js", ae);
+      assert.equal(plain.headers["content-encoding"], undefined, `accept-encoding: ${ae}`);
+      assert.equal(plain.body.toString(), script);
+    }
+    const png = await raw("/assets/logo-abc123.png", "gzip");
+    assert.equal(png.headers["content-encoding"], undefined, "images are not recompressed");
+    assert.equal(png.body.length, 4096);
+  } finally {
+    await s.close();
+    rmSync(web, { recursive: true, force: true });
+  }
+});
+
+test("acceptsGzip reads Accept-Encoding with q-values", () => {
+  assert.equal(acceptsGzip("gzip, deflate, br"), true);
+  assert.equal(acceptsGzip("br;q=1.0, gzip;q=0.8"), true);
+  assert.equal(acceptsGzip("*"), true);
+  assert.equal(acceptsGzip("gzip;q=0"), false);
+  assert.equal(acceptsGzip("identity"), false);
+  assert.equal(acceptsGzip(undefined), false);
+  assert.equal(acceptsGzip(["deflate", "gzip"]), true);
 });

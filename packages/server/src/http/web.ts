@@ -3,9 +3,14 @@
  * Content-Security-Policy: scripts, styles and connections from this origin only (no inline script or style, no
  * third-party request), no framing. The security headers go on every answer (API answers too). `/sw.js` is the
  * download service worker (packages/web/src/sw.ts), which streams decrypted documents to the browser's downloads.
+ * Text files go gzip-compressed to browsers that accept it (the app's script is ~500 KB, ~150 KB compressed: it
+ * matters on a post's slow link), compressed once per file version and kept in memory. They hold no secret, so
+ * compression leaks nothing (BREACH needs a secret and attacker-chosen text in one compressed answer).
  */
 import { readFile, stat } from "node:fs/promises";
 import { extname, join, normalize, resolve, sep } from "node:path";
+import { promisify } from "node:util";
+import { gzip as gzipCb } from "node:zlib";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ValiseError } from "@valise/core";
 
@@ -49,6 +54,20 @@ const TYPES: Record<string, string> = {
   ".webmanifest": "application/manifest+json",
 };
 
+const gzip = promisify(gzipCb);
+const COMPRESSIBLE = new Set([".html", ".js", ".css", ".svg", ".json", ".webmanifest", ".txt"]);
+
+/** Whether an Accept-Encoding header admits gzip (present, and not with q=0). */
+export function acceptsGzip(header: string | string[] | undefined): boolean {
+  const v = Array.isArray(header) ? header.join(",") : (header ?? "");
+  return v.split(",").some((part) => {
+    const [name, ...params] = part.trim().toLowerCase().split(";");
+    if (name !== "gzip" && name !== "*") return false;
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith("q="));
+    return q === undefined || Number(q.slice(2)) > 0;
+  });
+}
+
 export function webRoutes(app: FastifyInstance, dir: string): void {
   const root = resolve(dir);
   app.addHook("onSend", async (_req, reply, payload) => {
@@ -69,12 +88,24 @@ export function webRoutes(app: FastifyInstance, dir: string): void {
       return null;
     }
   };
-  const serve = (rel: string) => async (_req: FastifyRequest, reply: FastifyReply) => {
+  const gzipped = new Map<string, { source: Buffer; body: Buffer }>();
+  const compressed = async (rel: string, source: Buffer): Promise<Buffer> => {
+    const hit = gzipped.get(rel);
+    if (hit && hit.source.equals(source)) return hit.body;
+    const body = await gzip(source, { level: 9 });
+    gzipped.set(rel, { source, body });
+    return body;
+  };
+  const serve = (rel: string) => async (req: FastifyRequest, reply: FastifyReply) => {
     const f = await send(rel);
     if (!f) throw new ValiseError("not_found", `no file /${rel}`);
     reply.header("content-type", f.type);
     reply.header("cache-control", f.immutable ? "public, max-age=31536000, immutable" : "no-cache");
-    return reply.send(f.body);
+    if (!COMPRESSIBLE.has(extname(rel)) || f.body.length < 1024) return reply.send(f.body);
+    reply.header("vary", "accept-encoding");
+    if (!acceptsGzip(req.headers["accept-encoding"])) return reply.send(f.body);
+    reply.header("content-encoding", "gzip");
+    return reply.send(await compressed(rel, f.body));
   };
   // The app routes on the URL fragment (#/cables …), so only these paths exist: no catch-all that could shadow an
   // API's own not-found answer.
