@@ -153,6 +153,7 @@ function AuditSection({ ctx }: { ctx: Ctx }) {
           {result.more ? " Only the newest are shown: narrow the filters to see older ones." : ""}
         </p>
       )}
+      <WholeLogCheck ctx={ctx} />
       {result?.warning && (
         <p className={result.keySource === "server" ? "error" : "hint"} data-testid="audit-warning">
           {result.warning}
@@ -198,6 +199,56 @@ function AuditSection({ ctx }: { ctx: Ctx }) {
         </table>
       )}
     </>
+  );
+}
+
+type WholeLog = { kind: "idle" | "busy" } | { kind: "ok" | "bad"; text: string };
+
+/**
+ * Inclusion proofs show that each listed event is in the log, not that the server listed them all: this downloads
+ * every entry of the verified checkpoint and recomputes its root (what `valise audit verify` does), so a removed,
+ * reordered or altered entry is caught.
+ */
+function WholeLogCheck({ ctx }: { ctx: Ctx }) {
+  const [state, setState] = useState<WholeLog>({ kind: "idle" });
+  const check = async () => {
+    setState({ kind: "busy" });
+    try {
+      const v = await ctx.client.audit.checkpoint();
+      const size = v.checkpoint.size.toLocaleString("en");
+      const d = await ctx.client.audit.download(v.checkpoint);
+      const witnessed = v.witnesses.quorum > 0 ? `, cosigned by ${v.witnesses.cosigned} of ${v.witnesses.pinned}` : "";
+      setState(
+        d.ok
+          ? {
+              kind: "ok",
+              text:
+                `All ${size} entries of the audit log hash to its signed checkpoint${witnessed}: ` +
+                "nothing was removed, reordered or altered.",
+            }
+          : { kind: "bad", text: d.reason },
+      );
+    } catch (e) {
+      setState({ kind: "bad", text: msg(e) });
+    }
+  };
+  return (
+    <div className="whole-log">
+      <button type="button" className="secondary" disabled={state.kind === "busy"} onClick={() => void check()}>
+        {state.kind === "busy" ? "Verifying every entry…" : "Verify the whole log"}
+      </button>
+      {state.kind === "ok" && (
+        <p role="status" className="audit-proof" data-testid="audit-full-ok">
+          {state.text}
+        </p>
+      )}
+      {state.kind === "bad" && (
+        <div className="kt-alert big" role="alert" data-testid="audit-full-alert">
+          <strong>The whole audit log does not verify:</strong> {state.text}. This is evidence of tampering: keep this
+          screen and tell the system owner.
+        </div>
+      )}
+    </div>
   );
 }
 

@@ -175,6 +175,34 @@ test(
       await shot(j, "officer-audit-tampered");
       await j.page.unroute("**/v1/log/audit/events?**");
 
+      // The whole log: every entry downloaded and hashed to the signed root; one entry altered in transit is caught.
+      await j.page.getByRole("button", { name: "Verify the whole log" }).click();
+      const fullOk = j.page.getByTestId("audit-full-ok");
+      await fullOk.waitFor({ timeout: 30_000 });
+      assert.match(
+        (await fullOk.textContent()) ?? "",
+        /^All [\d,]+ entries of the audit log hash to its signed checkpoint, cosigned by 2 of 2/,
+      );
+      let alteredEntries = 0;
+      await j.page.route("**/v1/log/audit/entries?**", async (route) => {
+        const res = await route.fetch();
+        const body = (await res.json()) as { entries: string[] };
+        const last = body.entries.length - 1;
+        if (last >= 0) {
+          const ev = JSON.parse(Buffer.from(body.entries[last]!, "base64").toString("utf8")) as Record<string, unknown>;
+          body.entries[last] = Buffer.from(JSON.stringify({ ...ev, source: FORGED_SOURCE }), "utf8").toString("base64");
+          alteredEntries++;
+        }
+        await route.fulfill({ response: res, json: body });
+      });
+      await j.page.getByRole("button", { name: "Verify the whole log" }).click();
+      const fullAlert = j.page.getByTestId("audit-full-alert");
+      await fullAlert.waitFor({ timeout: 30_000 });
+      assert.ok(alteredEntries > 0, "the route altered no entry");
+      assert.match((await fullAlert.textContent()) ?? "", /do not hash to the checkpoint's root/);
+      assert.equal(await fullOk.count(), 0, "the earlier success is still shown");
+      await j.page.unroute("**/v1/log/audit/entries?**");
+
       // The rest of the officer screen still works: users and clearances, alerts.
       await j.page.getByRole("heading", { name: "Users and clearances" }).waitFor();
       await j.page.getByRole("cell", { name: "mkral", exact: true }).waitFor();
