@@ -130,7 +130,9 @@ export class AlertStore {
             "ON CONFLICT (rule, actor, trigger_event) DO NOTHING",
         ),
       };
-      this.fast = sqlite.transaction(this.commitSync.bind(this)).immediate; // BEGIN IMMEDIATE: see storage/db.ts
+      // BEGIN IMMEDIATE (take the write lock first, waiting busy_timeout): see storage/db.ts
+      const tx = sqlite.transaction(this.commitSync.bind(this));
+      this.fast = (...a) => tx.immediate(...a);
     } else {
       this.stmts = null;
       this.fast = null;

@@ -463,11 +463,12 @@ class SqliteAppender {
       ),
     };
     // BEGIN IMMEDIATE (take the write lock first, waiting busy_timeout): see storage/db.ts
-    this.tx = sqlite.transaction((reqs: AppendRequest[], now: number, after?: (r: AppendResult[]) => void) => {
+    const tx = sqlite.transaction((reqs: AppendRequest[], now: number, after?: (r: AppendResult[]) => void) => {
       const out = reqs.map((r) => this.appendOne(r, now));
       after?.(out);
       return out;
-    }).immediate;
+    });
+    this.tx = (...a) => tx.immediate(...a);
   }
 
   /** True when no (Kysely) transaction is open on the connection, so a synchronous one cannot nest inside it. */

@@ -409,7 +409,7 @@ class SqliteLogAppender {
     );
     const insNode = sqlite.prepare(`INSERT INTO ${p}_nodes (level, idx, hash) VALUES (?, ?, ?)`);
     // BEGIN IMMEDIATE (take the write lock first, waiting busy_timeout): see storage/db.ts
-    this.tx = sqlite.transaction((items: readonly LogItem[], committed: Frontier, now: number) => {
+    const tx = sqlite.transaction((items: readonly LogItem[], committed: Frontier, now: number) => {
       const size = Number((bump.get(items.length) as { size: number }).size);
       const first = size - items.length;
       let f = committed;
@@ -430,7 +430,8 @@ class SqliteLogAppender {
         for (const n of r.completed) insNode.run(n.level, n.index, blob(n.hash));
       }
       return f;
-    }).immediate;
+    });
+    this.tx = (...a) => tx.immediate(...a);
   }
 
   idle(): boolean {
