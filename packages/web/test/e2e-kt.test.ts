@@ -29,7 +29,7 @@ import { freePort } from "@valise/server/testing/net";
 import { auditLogOrigin } from "@valise/core";
 import { ValiseClient } from "@valise/client";
 import { FileKeyStore } from "@valise/client/node/file-store";
-import { CHROMIUM, CLI, admin, axe, browserUser, enroll, env, missing, sleep, type User } from "./harness.js";
+import { CHROMIUM, CLI, admin, axe, browserUser, enroll, env, missing, shot, sleep, type User } from "./harness.js";
 
 const execFileP = promisify(execFile);
 const valise = async (args: string[]) =>
@@ -197,6 +197,7 @@ test(
           console.log(`# ghost device → alert in the browser without navigation: ${ms} ms`);
           assert.match((await j.page.getByTestId("kt-alert").textContent()) ?? "", /a device you did not enrol/);
           assert.deepEqual(await axe(j.page), [], "axe with the alert on the inbox");
+          await shot(j, "kt-alert-inbox");
           for (const route of ["#/conversations", "#/documents", "#/cables/new", "#/officer", "#/incidents"]) {
             await j.page.goto(`${origin}/${route}`);
             await j.page.getByRole("heading", { level: 2 }).first().waitFor();
@@ -208,6 +209,7 @@ test(
           const row = j.page.getByTestId("own-device").filter({ hasText: ghost1.id });
           await row.filter({ hasText: "NOT ENROLLED BY THIS BROWSER" }).waitFor();
           assert.deepEqual(await axe(j.page), [], "axe with the alert on Account");
+          await shot(j, "kt-alert-account");
           await j.page.getByRole("button", { name: `This device is mine (${ghost1.id})` }).click();
           await row.filter({ hasText: "you confirmed it is yours" }).waitFor();
           await j.page.getByTestId("kt-alert").waitFor({ state: "detached" });
@@ -269,6 +271,7 @@ test(
         await j.page.getByRole("heading", { name: "Canary document touched", level: 2 }).waitFor({ timeout: 15_000 });
         await j.page.getByTestId("incident-alert").filter({ hasText: "canary-touch" }).first().waitFor();
         assert.deepEqual(await axe(j.page), [], "axe on the incident");
+        await shot(j, "incident");
 
         const dl = j.page.waitForEvent("download", { timeout: 30_000 });
         await j.page.getByRole("button", { name: "Export STIX 2.1 bundle (JSON)" }).click();
@@ -332,6 +335,7 @@ test(
         const finish = m.page.getByRole("heading", { name: "Finish setting up: create your passkey" });
         await finish.waitFor({ timeout: 60_000 });
         await m.page.getByText(/Passkey not created:/).waitFor();
+        await shot(m, "finish-setup-passkey");
         assert.equal(
           await m.page.getByRole("navigation", { name: "Main" }).count(),
           0,

@@ -5,7 +5,7 @@
  * through the app's own form, screenshots (VALISE_SCREENSHOTS=DIR) and an axe-core check.
  * Skipped (with a message) only outside CI when chromium is missing; in CI a missing browser fails.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRequire } from "node:module";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
@@ -109,7 +109,17 @@ export async function enroll(u: User, origin: string, bundle: string): Promise<v
 
 export async function shot(u: User, name: string): Promise<void> {
   if (!SHOTS) return;
-  await u.page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  mkdirSync(SHOTS, { recursive: true });
+  // The whole page, as a window that tall would show it: a `fullPage` capture leaves the sticky classification
+  // banners where the original window's edges were, over the content.
+  const size = u.page.viewportSize() ?? { width: 1280, height: 800 };
+  const height = await u.page.evaluate(() => document.documentElement.scrollHeight);
+  if (height > size.height) await u.page.setViewportSize({ width: size.width, height });
+  try {
+    await u.page.screenshot({ path: join(SHOTS, `${name}.png`) });
+  } finally {
+    if (height > size.height) await u.page.setViewportSize(size);
+  }
 }
 
 export async function axe(page: Page): Promise<string[]> {
