@@ -6,21 +6,9 @@ import { useEffect, useRef, useState } from "react";
 import type { ServerAlert, ServerIncident } from "@valise/client";
 import type { Ctx } from "./App.js";
 import { ModalConfirm } from "./a11y.js";
-import { ErrorNote, fmtTime } from "./ui.js";
+import { ErrorNote, fmtTime, saveBlob } from "./ui.js";
 
 const msg = (e: unknown) => (e instanceof Error ? e.message : String(e));
-
-/** Offers a JSON value as a file download. */
-function downloadJson(value: unknown, name: string): void {
-  const url = URL.createObjectURL(new Blob([JSON.stringify(value, null, 2)], { type: "application/json" }));
-  const a = document.createElement("a");
-  a.href = url;
-  a.download = name;
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
-}
 
 export function IncidentsScreen({ ctx, id }: { ctx: Ctx; id: string | null }) {
   useEffect(() => ctx.setLabels([]), [ctx]);
@@ -200,7 +188,7 @@ function IncidentView({ ctx, id }: { ctx: Ctx; id: string }) {
             ctx.client.incidents
               .stix(inc.id)
               .then((bundle) => {
-                downloadJson(bundle, `${inc.id}.stix.json`);
+                saveBlob([JSON.stringify(bundle, null, 2)], `${inc.id}.stix.json`, "application/json");
                 setStatus(`Exported the STIX 2.1 bundle (${bundle.objects.length} objects) as ${inc.id}.stix.json.`);
               })
               .catch((e: unknown) => setError(msg(e)));

@@ -70,8 +70,8 @@ export function fileSource(f: Blob) {
 }
 
 /** Offers bytes to the user as a download. */
-export function saveBlob(parts: BlobPart[], name: string): void {
-  const url = URL.createObjectURL(new Blob(parts));
+export function saveBlob(parts: BlobPart[], name: string, type = ""): void {
+  const url = URL.createObjectURL(new Blob(parts, { type }));
   const a = document.createElement("a");
   a.href = url;
   a.download = name;

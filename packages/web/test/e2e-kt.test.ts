@@ -29,56 +29,24 @@ import { freePort } from "@valise/server/testing/net";
 import { auditLogOrigin } from "@valise/core";
 import { ValiseClient } from "@valise/client";
 import { FileKeyStore } from "@valise/client/node/file-store";
-import { CHROMIUM, CLI, admin, axe, browserUser, enroll, env, missing, shot, sleep, type User } from "./harness.js";
+import {
+  CHROMIUM,
+  CLI,
+  admin,
+  axe,
+  browserUser,
+  enroll,
+  env,
+  missing,
+  shot,
+  sleep,
+  witnessServer,
+  type User,
+} from "./harness.js";
 
 const execFileP = promisify(execFile);
 const valise = async (args: string[]) =>
   (await execFileP(process.execPath, [CLI, ...args], { env: env(), timeout: 60_000 })).stdout;
-
-async function startWitness(
-  dir: string,
-  logVkey: string,
-  logOrigin: string,
-): Promise<{ url: string; vkey: string; child: ChildProcess }> {
-  const key = join(dir, "witness.key");
-  const { vkey } = JSON.parse(
-    await valise(["witness", "init", "--key", key, "--name", "ncsa.test/witness", "--json"]),
-  ) as {
-    vkey: string;
-  };
-  const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    [
-      CLI,
-      "witness",
-      "serve",
-      "--key",
-      key,
-      "--log-key",
-      logVkey,
-      // The audit log is witnessed too (the officer screen verifies it): same key, the `…/audit` origin.
-      "--log-key",
-      `${auditLogOrigin(logOrigin)}=${logVkey}`,
-      "--state",
-      join(dir, "wstate"),
-      "--port",
-      String(port),
-    ],
-    { stdio: ["ignore", "ignore", "inherit"], env: env() },
-  );
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {
-      /* not yet */
-    }
-    if (i > 400 || child.exitCode !== null) throw new Error("valise witness serve did not start");
-    await sleep(50);
-  }
-  return { url, vkey, child };
-}
 
 /** `valise serve` with its checkpoints cosigned by the witness; returns once a cosigned checkpoint is published. */
 async function serveWitnessed(dataDir: string, witness: string): Promise<{ origin: string; child: ChildProcess }> {
@@ -142,7 +110,11 @@ test(
       await admin(dataDir, ["unit", "add", "EMB/BEIJING", "--max-label", "CONFIDENTIAL/ASIA"]);
       const logKey = JSON.parse(await admin(dataDir, ["log", "key", "--json"])) as { vkey: string; origin: string };
       const logVkey = logKey.vkey;
-      const w = await startWitness(dataDir, logVkey, logKey.origin);
+      // The audit log is witnessed too (the officer screen verifies it): same key, the `…/audit` origin.
+      const w = await witnessServer(dataDir, "ncsa.test/witness", [
+        logVkey,
+        `${auditLogOrigin(logKey.origin)}=${logVkey}`,
+      ]);
       children.push(w.child);
       // Picked up by `valise admin user add|code` (the bundle) and `valise serve` (checkpoints need its cosignature).
       process.env.VALISE_WITNESSES = `${w.url}=${w.vkey}`;
