@@ -262,10 +262,28 @@ export class ValiseClient {
     await this.save();
   }
 
-  private async flushEntry(entry: NonNullable<ProfileState["outbox"]>[number]): Promise<void> {
-    const conv = await this.conversationFor(entry.conversation);
-    await this.sendPayload(conv.id, entry.payload, entry.idempotencyKey);
-    this.state.outbox = (this.state.outbox ?? []).filter((e) => e !== entry);
+  /**
+   * Sends one outbox entry. The sender (`deliver`) and a background sync may both reach the same entry: they share
+   * one attempt, and an entry already acknowledged is not sent again — two attempts raced to create two
+   * conversations and sent the same idempotency key to both (the server refused the second: 409).
+   */
+  private flushEntry(entry: NonNullable<ProfileState["outbox"]>[number]): Promise<void> {
+    return this.singleFlight(`outbox:${entry.idempotencyKey}`, async () => {
+      if (!(this.state.outbox ?? []).some((e) => e.idempotencyKey === entry.idempotencyKey)) return;
+      const conv = await this.conversationFor(entry.conversation);
+      await this.sendPayload(conv.id, entry.payload, entry.idempotencyKey);
+      this.state.outbox = (this.state.outbox ?? []).filter((e) => e.idempotencyKey !== entry.idempotencyKey);
+    });
+  }
+
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+  /** Runs `fn` once for concurrent callers with the same key (they all get its result). */
+  private singleFlight<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const running = this.inFlight.get(key);
+    if (running) return running as Promise<T>;
+    const p = fn().finally(() => this.inFlight.delete(key));
+    this.inFlight.set(key, p);
+    return p;
   }
 
   /** Officers: set a user's clearance. Devices no longer cleared are cut off before this returns. */
@@ -692,17 +710,24 @@ export class ValiseClient {
 
   /** Finds (membership reconciled with the directory) or creates the conversation for a target. */
   async conversationFor(t: ConversationTarget): Promise<ConversationState> {
-    const conv = Object.values(this.state.conversations).find(
-      (c) =>
-        c.label === t.label &&
-        c.kind === t.kind &&
-        (t.kind === "direct"
-          ? c.peer === t.peer
-          : t.kind === "unit"
-            ? c.unit === t.unit
-            : c.unit === t.unit && c.fromUnit === t.fromUnit),
-    );
-    if (!conv) return this.createConversation(t);
+    const find = () =>
+      Object.values(this.state.conversations).find(
+        (c) =>
+          c.label === t.label &&
+          c.kind === t.kind &&
+          (t.kind === "direct"
+            ? c.peer === t.peer
+            : t.kind === "unit"
+              ? c.unit === t.unit
+              : c.unit === t.unit && c.fromUnit === t.fromUnit),
+      );
+    const conv = find();
+    // Concurrent first sends to one target create one conversation, not one each.
+    if (!conv)
+      return this.singleFlight(
+        `create:${t.kind}|${t.label}|${t.kind === "direct" ? t.peer : `${t.unit}|${t.kind === "link" ? t.fromUnit : ""}`}`,
+        async () => find() ?? this.createConversation(t),
+      );
     await this.reconcile(conv.id); // membership follows the directory: revoked devices out, new ones in
     return conv;
   }
@@ -827,7 +852,24 @@ export class ValiseClient {
    * a member of those units): a server that slipped an uncleared device into the group gets nothing. On an epoch
    * conflict, catches up and retries under the same idempotency key.
    */
-  async sendPayload(id: string, payload: AppPayload, idem = randomId("c").slice(2)): Promise<{ seq: number }> {
+  sendPayload(id: string, payload: AppPayload, idem = randomId("c").slice(2)): Promise<{ seq: number }> {
+    // One at a time per conversation: concurrent sends encrypted with the same group state reuse a ratchet
+    // generation, and the receiver keeps only the first of them (two shared documents at once lost a key).
+    const prev = this.sending.get(id) ?? Promise.resolve();
+    const run = prev.then(() => this.sendPayloadNow(id, payload, idem));
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.sending.set(id, tail);
+    void tail.then(() => {
+      if (this.sending.get(id) === tail) this.sending.delete(id);
+    });
+    return run;
+  }
+  private readonly sending = new Map<string, Promise<void>>();
+
+  private async sendPayloadNow(id: string, payload: AppPayload, idem: string): Promise<{ seq: number }> {
     const conv = this.state.conversations[id];
     if (!conv) throw new ValiseError("not_found", `unknown conversation ${id}`);
     for (let attempt = 0; ; attempt++) {
