@@ -4,6 +4,7 @@
  * them as untrusted (shapes checked where used, cryptographic checks in the protocol layer).
  */
 import { ValiseError, type ValiseErrorCode, fromBase64, toBase64 } from "@valise/core";
+import type { AuditFilter } from "./audit.js";
 
 export interface ServerConversation {
   id: string;
@@ -511,16 +512,9 @@ export class HttpTransport {
     return this.call<ServerAlert>("POST", `/v1/alerts/${encodeURIComponent(String(id))}/ack`, {});
   }
   /** Entries matching a filter, newest first; with `size`, each with its inclusion proof in that tree. */
-  async auditEvents(f: {
-    actor?: string | undefined;
-    action?: string | undefined;
-    object?: string | undefined;
-    since?: string | undefined;
-    until?: string | undefined;
-    before?: number | undefined;
-    limit?: number | undefined;
-    size?: number | undefined;
-  }): Promise<{ index: number; entry: Uint8Array; proof: Uint8Array[] }[]> {
+  async auditEvents(
+    f: AuditFilter & { size?: number | undefined },
+  ): Promise<{ index: number; entry: Uint8Array; proof: Uint8Array[] }[]> {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(f)) if (v !== undefined) q.set(k, String(v));
     const r = await this.call<{ events: { index: number; entry: string; proof?: string[] }[] }>(
