@@ -17,7 +17,18 @@ export type DirectoryEntry =
   | { v: 1; type: "user.add"; user: string; units: string[]; clearance: string; role: string; time: number }
   | { v: 1; type: "user.clearance"; user: string; clearance: string; time: number }
   | { v: 1; type: "device.add"; user: string; device: string; name: string; key: string; time: number }
-  | { v: 1; type: "device.revoke"; user: string; device: string; time: number };
+  | { v: 1; type: "device.revoke"; user: string; device: string; time: number }
+  // Staff lifecycle (issue 12): every fact that decides who gets keys has its own entry.
+  /** A unit's highest label changed. */
+  | { v: 1; type: "unit.label"; unit: string; maxLabel: string; time: number }
+  /** The user became a member of the unit (a posting, a move: `member.remove` + `member.add` in one change). */
+  | { v: 1; type: "member.add"; user: string; unit: string; time: number }
+  | { v: 1; type: "member.remove"; user: string; unit: string; time: number }
+  /** The user's role changed (`user`, `officer`, `admin`, `archivist`). */
+  | { v: 1; type: "user.role"; user: string; role: string; time: number }
+  /** Offboarding: a disabled user gets no keys and cannot log in; `user.enable` reverses it. Devices stay revoked. */
+  | { v: 1; type: "user.disable"; user: string; time: number }
+  | { v: 1; type: "user.enable"; user: string; time: number };
 
 export type DirectoryEntryType = DirectoryEntry["type"];
 
@@ -28,6 +39,12 @@ const FIELDS: Record<DirectoryEntryType, Record<string, "string" | "strings">> =
   "user.clearance": { user: "string", clearance: "string" },
   "device.add": { user: "string", device: "string", name: "string", key: "string" },
   "device.revoke": { user: "string", device: "string" },
+  "unit.label": { unit: "string", maxLabel: "string" },
+  "member.add": { user: "string", unit: "string" },
+  "member.remove": { user: "string", unit: "string" },
+  "user.role": { user: "string", role: "string" },
+  "user.disable": { user: "string" },
+  "user.enable": { user: "string" },
 };
 
 type Json = string | number | Json[] | { [k: string]: Json };

@@ -30,6 +30,16 @@ export function entryRefs(e: DirectoryEntry): string[] {
       return [`device.add/${e.device}`];
     case "device.revoke":
       return [`device.revoke/${e.device}`];
+    case "unit.label":
+      return [`unit.add/${e.unit}`];
+    case "member.add":
+    case "member.remove":
+      return [`member/${e.user}/${e.unit}`];
+    case "user.role":
+      return [`user.role/${e.user}`];
+    case "user.disable":
+    case "user.enable":
+      return [`user.state/${e.user}`];
   }
 }
 
