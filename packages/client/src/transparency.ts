@@ -311,7 +311,7 @@ export class TransparencyVerifier implements DirectoryDoor {
   private apply(s: LogState, e: DirectoryEntry, index: number): void {
     if (e.type === "device.revoke") s.revoked[e.device] = index;
     if (e.type === "user.add" || e.type === "user.clearance") s.clearance[e.user] = index;
-    if (e.type === "unit.add" || e.user !== this.profile.handle) return;
+    if (e.type === "unit.add" || e.type === "unit.label" || e.user !== this.profile.handle) return;
     const own = s.own;
     const baseline = own.selfLogIndex === null;
     const alert = (kind: DirectoryAlert["kind"], text: string, device?: string) => {

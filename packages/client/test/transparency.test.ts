@@ -108,7 +108,7 @@ class FakeServer {
     const u: ServerUser = { handle, units: [], clearance: "", role: "user", devices: [] };
     this.entries.forEach((b, i) => {
       const e = JSON.parse(new TextDecoder().decode(b)) as DirectoryEntry;
-      if (e.type === "unit.add" || e.user !== handle) return;
+      if (e.type === "unit.add" || e.type === "unit.label" || e.user !== handle) return;
       if (e.type === "user.add" || e.type === "user.clearance") {
         u.clearance = e.clearance;
         u.clearanceLogIndex = i;
