@@ -7,7 +7,7 @@
  */
 import { ValiseError, utf8 } from "@valise/core";
 import type { ServerContext, Session } from "./context.js";
-import type { AppendResult, MessageKind } from "../storage/conversation-store.js";
+import type { AppendRequest, AppendResult, MessageKind } from "../storage/conversation-store.js";
 import type { AuditRecord } from "../audit/recorder.js";
 
 export const IDEMPOTENCY_KEY_RE = /^[A-Za-z0-9_-]{8,128}$/;
@@ -45,15 +45,40 @@ export async function acceptMessage(
       { devices: pending },
     );
   const kind: MessageKind = h.contentType === "proposal" ? "proposal" : "application";
-  const r = await ctx.batcher.append({
-    conversationId,
-    senderDevice: s.deviceId,
-    kind,
-    epoch: Number(h.epoch),
-    payload: body,
-    idemKey: idem,
-    ...(audit ? { audit: ctx.audit.event(audit) } : {}),
-  });
+  return appendChecked(
+    ctx,
+    s,
+    {
+      conversationId,
+      senderDevice: s.deviceId,
+      kind,
+      epoch: Number(h.epoch),
+      payload: body,
+      idemKey: idem,
+    },
+    audit,
+  );
+}
+
+/**
+ * Appends through the group commit and answers this request only. Idempotency keys are the sender device's own
+ * (looked up by device and key, so nobody else's key can collide with it); a key reused for another conversation is
+ * refused for this request alone (409), audited as a denied send, and limited per device: past the budget the device
+ * gets 429 before its requests reach the shared batch.
+ */
+export async function appendChecked(
+  ctx: ServerContext,
+  s: Session,
+  req: AppendRequest,
+  audit?: AuditRecord,
+): Promise<Accepted> {
+  if (ctx.abuseLimiter.exhausted(s.deviceId))
+    throw new ValiseError("rate_limited", "too many idempotency keys reused for other conversations; wait a minute");
+  const r = await ctx.batcher.append(audit ? { ...req, audit: ctx.audit.event(audit) } : req);
+  if (!r.ok && r.code === "idempotency_conflict") {
+    ctx.abuseLimiter.take(s.deviceId);
+    if (audit) await ctx.audit.record({ ...audit, outcome: "denied" });
+  }
   return answer(r);
 }
 
@@ -72,6 +97,9 @@ export function checkGroup(groupId: Uint8Array, conversationId: string): void {
 export function answer(r: AppendResult): Accepted {
   if (r.ok) return { seq: r.seq, epoch: r.epoch, duplicate: r.duplicate };
   if (r.code === "not_found") throw new ValiseError("not_found", "no such conversation");
+  if (r.code === "idempotency_conflict")
+    throw new ValiseError("conflict", "idempotency key reused for another conversation");
+  if (r.code === "failed") throw r.error;
   throw new ValiseError("epoch_conflict", `the conversation is at epoch ${r.epoch}; fetch, process and retry`, {
     epoch: r.epoch,
   });

@@ -57,6 +57,8 @@ export interface AppOptions {
   clock?: Clock;
   logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
   loginRatePerMinute?: number;
+  /** Key-package claims per device and minute (each claim names up to 5000 devices); default 60. */
+  claimRatePerMinute?: number;
   /**
    * The directory log's signing key. With it the app signs a checkpoint whenever the log has grown (checked every
    * `checkpointIntervalMs`, default 250 ms; so at least once a second while there are changes). Without it no
@@ -147,6 +149,8 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     fanout,
     metrics,
     loginLimiter: new RateLimiter(opts.loginRatePerMinute ?? 60, opts.loginRatePerMinute ?? 60, now),
+    abuseLimiter: new RateLimiter(10, 10, now),
+    claimLimiter: new RateLimiter(opts.claimRatePerMinute ?? 60, opts.claimRatePerMinute ?? 60, now),
     now,
     lookupSession: sessionLookup(opts.store, now),
     audit: new AuditRecorder(opts.store.audit, now),

@@ -6,7 +6,7 @@ import type { ServerMls } from "./capabilities.js";
 import type { AppendBatcher } from "../delivery/batcher.js";
 import type { Fanout } from "../delivery/fanout.js";
 import type { Metrics } from "../metrics.js";
-import type { RateLimiter } from "./rate-limit.js";
+import { sourceKey, type RateLimiter } from "./rate-limit.js";
 import type { AuditRecorder } from "../audit/recorder.js";
 import type { CosignedCheckpoints } from "../witness/publisher.js";
 import type { Detector } from "../detect/detector.js";
@@ -23,6 +23,10 @@ export interface ServerContext {
   fanout: Fanout;
   metrics: Metrics;
   loginLimiter: RateLimiter;
+  /** Per device: idempotency keys reused for another conversation (each one audited as a denied send). */
+  abuseLimiter: RateLimiter;
+  /** Per device: key-package claims (each audited). */
+  claimLimiter: RateLimiter;
   now: () => number;
   lookupSession: (token: string) => Promise<Session | null>;
   /** Appends audit events (batched; resolves when durable). */
@@ -57,6 +61,6 @@ export function b64(field: string, value: string): Uint8Array {
 }
 
 export function rateLimit(ctx: ServerContext, req: FastifyRequest, _reply: FastifyReply): void {
-  if (!ctx.loginLimiter.take(req.ip))
+  if (!ctx.loginLimiter.take(sourceKey(req.ip)))
     throw new ValiseError("rate_limited", "too many attempts from this address; wait a minute");
 }

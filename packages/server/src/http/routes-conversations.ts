@@ -7,7 +7,7 @@ import { Type, type Static } from "typebox";
 import { ValiseError, canonicalLabel, dominates, parseLabel, toBase64 } from "@valise/core";
 import { type ServerContext, b64, requireSession } from "./context.js";
 import type { AppendRequest } from "../storage/conversation-store.js";
-import { IDEMPOTENCY_KEY_RE, acceptMessage, answer, checkGroup, requireActiveMember } from "./accept-message.js";
+import { IDEMPOTENCY_KEY_RE, acceptMessage, appendChecked, checkGroup, requireActiveMember } from "./accept-message.js";
 import { clientOf, sendRecord } from "../audit/http.js";
 
 const MAX_MESSAGE = 256 * 1024;
@@ -238,31 +238,34 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
         if (!dominates(parseLabel(user.clearance), label))
           throw new ValiseError("not_cleared", `user ${dev.handle} is not cleared for ${conv.label}`);
       }
-      const r = await ctx.batcher.append({
-        conversationId: req.params.id,
-        senderDevice: s.deviceId,
-        kind: "commit",
-        epoch: Number(h.epoch),
-        payload: commit,
-        idemKey: req.body.idempotencyKey,
-        commit: {
-          added: [...new Set(req.body.added)],
-          removed: [...new Set(req.body.removed)],
-          welcome,
-          groupInfo,
-          external: req.body.external ?? false,
+      const rec = await sendRecord(
+        ctx,
+        s,
+        { source: req.ip, client: clientOf(req.headers) },
+        req.params.id,
+        Number(req.headers["content-length"] ?? 0),
+      );
+      const accepted = await appendChecked(
+        ctx,
+        s,
+        {
+          conversationId: req.params.id,
+          senderDevice: s.deviceId,
+          kind: "commit",
+          epoch: Number(h.epoch),
+          payload: commit,
+          idemKey: req.body.idempotencyKey,
+          commit: {
+            added: [...new Set(req.body.added)],
+            removed: [...new Set(req.body.removed)],
+            welcome,
+            groupInfo,
+            external: req.body.external ?? false,
+          },
         },
-        audit: ctx.audit.event(
-          await sendRecord(
-            ctx,
-            s,
-            { source: req.ip, client: clientOf(req.headers) },
-            req.params.id,
-            Number(req.headers["content-length"] ?? 0),
-          ),
-        ),
-      });
-      return reply.status(201).send(answer(r));
+        rec,
+      );
+      return reply.status(201).send(accepted);
     },
   );
 

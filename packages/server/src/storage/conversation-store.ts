@@ -6,7 +6,7 @@
  * - every send carries a client idempotency key: a retry returns the first result;
  * - an append is acknowledged only after its transaction committed (appends are batched: many per commit).
  */
-import type { Kysely, Transaction } from "kysely";
+import { sql, type Kysely, type Transaction } from "kysely";
 import type SQLite from "better-sqlite3";
 import { ValiseError, type AuditEvent, type Frontier } from "@valise/core";
 import type { Database } from "./schema.js";
@@ -47,7 +47,11 @@ export type AppendResult =
       inbox: { deviceId: string; id: number }[];
     }
   | { ok: false; code: "epoch_conflict"; epoch: number }
-  | { ok: false; code: "not_found" };
+  | { ok: false; code: "not_found" }
+  /** The sender already used this key for another conversation: nothing stored (the key is the sender device's). */
+  | { ok: false; code: "idempotency_conflict" }
+  /** This request alone failed (rolled back to its savepoint); the others in its batch are unaffected. */
+  | { ok: false; code: "failed"; error: unknown };
 
 export interface StoredMessage {
   conversationId: string;
@@ -304,7 +308,18 @@ export class ConversationStore {
     else
       out = await this.db.transaction().execute(async (trx) => {
         const res: AppendResult[] = [];
-        for (const r of reqs) res.push(await this.appendOne(trx, r, now));
+        // One savepoint per request: one request's error never fails another in the same batch.
+        for (const r of reqs) {
+          await sql`SAVEPOINT valise_append`.execute(trx);
+          try {
+            res.push(await this.appendOne(trx, r, now));
+            await sql`RELEASE SAVEPOINT valise_append`.execute(trx);
+          } catch (error) {
+            await sql`ROLLBACK TO SAVEPOINT valise_append`.execute(trx);
+            await sql`RELEASE SAVEPOINT valise_append`.execute(trx);
+            res.push({ ok: false, code: "failed", error });
+          }
+        }
         const items = audit ? audited(res) : [];
         if (audit && items.length > 0) frontier = await audit.appendItemsIn(trx, items);
         return res;
@@ -322,8 +337,8 @@ export class ConversationStore {
       .where("idem_key", "=", r.idemKey)
       .executeTakeFirst();
     if (prior) {
-      if (prior.conversation_id !== r.conversationId)
-        throw new ValiseError("conflict", "idempotency key reused for another conversation");
+      // An answer for this request only (a throw would fail every other request in the batch).
+      if (prior.conversation_id !== r.conversationId) return { ok: false, code: "idempotency_conflict" };
       return {
         ok: true,
         seq: Number(prior.seq),
@@ -463,8 +478,17 @@ class SqliteAppender {
       ),
     };
     // BEGIN IMMEDIATE (take the write lock first, waiting busy_timeout): see storage/db.ts
+    // Called inside the batch transaction, better-sqlite3 runs each request in its own SAVEPOINT: a request that
+    // throws is rolled back alone and answered alone; the others in the batch are unaffected.
+    const one = sqlite.transaction((r: AppendRequest, now: number) => this.appendOne(r, now));
     const tx = sqlite.transaction((reqs: AppendRequest[], now: number, after?: (r: AppendResult[]) => void) => {
-      const out = reqs.map((r) => this.appendOne(r, now));
+      const out = reqs.map((r): AppendResult => {
+        try {
+          return one(r, now);
+        } catch (error) {
+          return { ok: false, code: "failed", error };
+        }
+      });
       after?.(out);
       return out;
     });
@@ -495,8 +519,8 @@ class SqliteAppender {
     const prior = this.s.prior.get(r.senderDevice, r.idemKey) as
       { seq: number; epoch: number; created_at: number; conversation_id: string } | undefined;
     if (prior) {
-      if (prior.conversation_id !== r.conversationId)
-        throw new ValiseError("conflict", "idempotency key reused for another conversation");
+      // An answer for this request only (a throw would fail every other request in the batch).
+      if (prior.conversation_id !== r.conversationId) return { ok: false, code: "idempotency_conflict" };
       return {
         ok: true,
         seq: Number(prior.seq),
