@@ -2,10 +2,10 @@
  * Creating groups and commits (RFC 9420 §12.4). Every device we add passes the door before anything is encrypted to
  * it, and the current members pass it before we encrypt path secrets to them.
  *
- * Commits go out as PrivateMessage (§6.3): the server needs only group id, epoch and content type, which are in the
- * clear either way, while a PublicMessage would show it the proposals, the UpdatePath and the leaf nodes. The server is
- * assumed hostile (DESIGN.md T1/T2), so it gets nothing it cannot use for routing. External commits are necessarily
- * PublicMessage (§12.4.3.2).
+ * Commits go out as PublicMessage (§6.2): the server reads their proposals and sender and derives membership changes
+ * from what it can verify (inspect-commit.ts), never from the committer's claim (issue 13 finding 6). It learns only
+ * what it knows anyway — who is a member; the UpdatePath carries public keys and HPKE ciphertexts only. External
+ * commits are PublicMessage anyway (§12.4.3.2).
  */
 import { ValiseError } from "@valise/core";
 import type { DeviceId } from "@valise/core";
@@ -86,7 +86,7 @@ async function commit(
   const r: CreateCommitResult = await createCommit(
     { state, cipherSuite: cs },
     // The Welcome carries the ratchet tree (§12.4.3.3) so joiners need nothing from the server but the Welcome.
-    { extraProposals: proposals, ratchetTreeExtension: true, wireAsPublicMessage: false },
+    { extraProposals: proposals, ratchetTreeExtension: true, wireAsPublicMessage: true },
   );
   // The new tree holds only members that passed (old members plus the added ones we just checked).
   door.markTree(r.newState.ratchetTree);

@@ -8,6 +8,8 @@ export type { DeviceKeys } from "./deviceKeys.js";
 export { generateKeyPackages, inspectKeyPackage } from "./keyPackages.js";
 export type { KeyPackageBundle } from "./keyPackages.js";
 export { inspectMlsMessage } from "./inspect.js";
+export { inspectCommit } from "./inspect-commit.js";
+export type { CommitInspection, CommitDevice } from "./inspect-commit.js";
 export type { MlsRoutingHeader, WireformatKind, ContentKind } from "./inspect.js";
 export { encodeGroup, decodeGroup, groupMembers } from "./group.js";
 export type { Group } from "./group.js";

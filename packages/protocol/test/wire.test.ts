@@ -139,8 +139,9 @@ void test("inspectMlsMessage: right header for real messages, null for random or
     epoch: 1n,
     contentType: "application",
   });
+  // Commits are PublicMessages (the server derives membership changes from them: inspect-commit.ts).
   assert.deepEqual(inspectMlsMessage(up.commit), {
-    wireformat: "private",
+    wireformat: "public",
     groupId: te.encode("wire"),
     epoch: 1n,
     contentType: "commit",
@@ -152,7 +153,7 @@ void test("inspectMlsMessage: right header for real messages, null for random or
     epoch: 2n,
   });
   assert.deepEqual(inspectMlsMessage(add.commit), {
-    wireformat: "private",
+    wireformat: "public",
     groupId: te.encode("wire"),
     epoch: 0n,
     contentType: "commit",

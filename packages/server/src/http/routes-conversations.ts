@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
-import { ValiseError, canonicalLabel, dominates, parseLabel, toBase64 } from "@valise/core";
+import { ValiseError, canonicalLabel, dominates, equalBytes, parseLabel, toBase64 } from "@valise/core";
 import { type ServerContext, b64, requireSession } from "./context.js";
 import type { AppendRequest } from "../storage/conversation-store.js";
 import { IDEMPOTENCY_KEY_RE, acceptMessage, appendChecked, checkGroup, requireActiveMember } from "./accept-message.js";
@@ -212,7 +212,6 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
       const welcome = req.body.welcome ? b64("welcome", req.body.welcome) : null;
       if (welcome && ctx.mls.inspectMlsMessage(welcome)?.wireformat !== "welcome")
         throw new ValiseError("protocol_error", "welcome is not an MLS Welcome");
-      if (req.body.added.length > 0 && !welcome) throw new ValiseError("bad_request", "adding devices needs a welcome");
       const groupInfo = b64("groupInfo", req.body.groupInfo);
       if (ctx.mls.inspectMlsMessage(groupInfo)?.wireformat !== "group_info")
         throw new ValiseError("protocol_error", "groupInfo is not an MLS GroupInfo");
@@ -221,13 +220,57 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
       // An external commit (RFC 9420 §12.4.3.2) re-joins a device that lost its state; it must still be a member.
       await requireActiveMember(ctx, req.params.id, s.deviceId);
       await requireCleared(req.params.id, s.deviceId);
+      // Membership changes come from what the server verifies in the commit (a PublicMessage: its sender, signature
+      // and proposals, against the GroupInfo stored for this epoch), never from the client's `added`/`removed`.
+      const current = await conversations.groupInfo(req.params.id);
+      const currentEpoch = current ? Number(ctx.mls.inspectMlsMessage(current)?.epoch ?? -1) : 0;
+      if (Number(h.epoch) !== currentEpoch)
+        throw new ValiseError(
+          "epoch_conflict",
+          `the conversation is at epoch ${currentEpoch}; fetch, process and retry`,
+          {
+            epoch: currentEpoch,
+          },
+        );
+      const change = await ctx.mls.inspectCommit(commit, current, groupInfo);
+      if (!change.ok) throw new ValiseError("protocol_error", `commit refused: ${change.reason}`);
+      if (change.sender.device !== s.deviceId)
+        throw new ValiseError("forbidden", "the commit is signed by another device than this session's");
+      if ((change.sender.kind === "external") !== (req.body.external ?? false))
+        throw new ValiseError("bad_request", "`external` does not match the commit's sender");
+      if (current === null) {
+        // Epoch 0: the group holds its creator's device alone.
+        const members = await conversations.currentMembers(req.params.id);
+        if (members.length !== 1 || members[0] !== s.deviceId)
+          throw new ValiseError("forbidden", "only the creating device commits first");
+      }
+      const keyOk = async (c: { device: string; signaturePublicKey: Uint8Array | null }) => {
+        if (c.signaturePublicKey === null) return true; // test stand-ins only (see CommitDeviceInfo)
+        const dev = await directory.getDevice(c.device);
+        return !!dev && equalBytes(dev.signaturePublicKey, c.signaturePublicKey);
+      };
+      if (!(await keyOk(change.sender)))
+        throw new ValiseError("forbidden", "the commit's signature key is not this device's key in the directory");
+      const added = change.added.map((c) => c.device);
+      const removed = change.removed;
+      const same = (a: readonly string[], b: readonly string[]) =>
+        new Set(a).size === new Set(b).size && a.every((x) => b.includes(x));
+      if (!same(req.body.added, added) || !same(req.body.removed, removed))
+        throw new ValiseError("bad_request", "`added`/`removed` disagree with the commit's proposals", {
+          added,
+          removed,
+        });
+      if (added.length > 0 && !welcome) throw new ValiseError("bad_request", "adding devices needs a welcome");
       // Need-to-know, server side: only active devices of users cleared for the conversation's label may be added;
       // to a unit channel only devices of the unit's members, to a link those of either unit's members.
       const label = parseLabel(conv.label);
       const allowedUnits = conv.kind === "unit" || conv.kind === "link" ? [conv.unit, conv.fromUnit] : null;
-      for (const d of new Set(req.body.added)) {
+      for (const a of change.added) {
+        const d = a.device;
         const dev = await directory.getDevice(d);
         if (!dev || dev.revokedAt !== null) throw new ValiseError("forbidden", `device ${d} is unknown or revoked`);
+        if (!(await keyOk(a)))
+          throw new ValiseError("forbidden", `device ${d} is added with a key not in the directory`);
         const user = await directory.getUser(dev.handle);
         if (!user) throw new ValiseError("forbidden", `device ${d} has no user`);
         if (allowedUnits && !user.units.some((u) => allowedUnits.includes(u)))
@@ -256,8 +299,8 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
           payload: commit,
           idemKey: req.body.idempotencyKey,
           commit: {
-            added: [...new Set(req.body.added)],
-            removed: [...new Set(req.body.removed)],
+            added,
+            removed,
             welcome,
             groupInfo,
             external: req.body.external ?? false,

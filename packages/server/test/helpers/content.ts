@@ -110,6 +110,29 @@ export const jsonMls: ServerMls = {
     }
   },
   inspectKeyPackage: async () => null,
+  /**
+   * The stand-in commit names its sender (`s`), added (`a`) and removed (`r`) devices and whether it is external
+   * (`x`); no keys (signaturePublicKey null). The real inspector (@valise/protocol inspectCommit) has its own tests.
+   */
+  async inspectCommit(commit) {
+    try {
+      const h = JSON.parse(Buffer.from(commit).toString("utf8")) as {
+        s?: string;
+        a?: string[];
+        r?: string[];
+        x?: boolean;
+      };
+      if (typeof h.s !== "string") return { ok: false, reason: "stand-in commit without sender" };
+      return {
+        ok: true,
+        sender: { user: "", device: h.s, signaturePublicKey: null, kind: h.x ? "external" : "member" },
+        added: (h.a ?? []).map((device) => ({ user: "", device, signaturePublicKey: null })),
+        removed: h.r ?? [],
+      };
+    } catch {
+      return { ok: false, reason: "not a stand-in commit" };
+    }
+  },
   verifySignature: (k, m, s) => protocolServerMls.verifySignature(k, m, s),
 };
 
@@ -141,7 +164,15 @@ export function commit(
   idem: string,
 ) {
   return call(url, as, "POST", `/v1/conversations/${conv}/commits`, {
-    commit: b64({ w: "public", g: conv, e: epoch, c: "commit" }),
+    commit: b64({
+      w: "public",
+      g: conv,
+      e: epoch,
+      c: "commit",
+      s: as.device,
+      a: change.added ?? [],
+      r: change.removed ?? [],
+    }),
     ...((change.added ?? []).length > 0 ? { welcome: b64({ w: "welcome" }) } : {}),
     groupInfo: b64({ w: "group_info", g: conv, e: epoch + 1 }),
     added: change.added ?? [],
