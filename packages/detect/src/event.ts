@@ -33,6 +33,13 @@ export const DIRECTORY_CHANGE_ACTIONS: ReadonlySet<string> = new Set([
   "directory.device.revoke",
   "directory.clearance.set",
   "directory.role.set",
+  "directory.unit.add",
+  "directory.unit.label",
+  "directory.user.add",
+  "directory.user.disable",
+  "directory.user.enable",
+  "directory.member.add",
+  "directory.member.remove",
 ]);
 /** Actions whose `unit` is the acting user's own unit (they teach the engine which units a user belongs to). */
 export const OWN_UNIT_ACTIONS: ReadonlySet<string> = new Set(["login", "message.send", "cable.send", "document.write"]);

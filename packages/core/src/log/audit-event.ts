@@ -24,6 +24,16 @@ export const AUDIT_ACTIONS = [
   "directory.device.revoke",
   "directory.clearance.set",
   "directory.role.set",
+  // Staff lifecycle (issue 12).
+  "directory.unit.add",
+  "directory.unit.label",
+  "directory.user.add",
+  "directory.user.disable",
+  "directory.user.enable",
+  "directory.member.add",
+  "directory.member.remove",
+  // A client's key-transparency report (POST /v1/kt/reports), raised to officers as an alert.
+  "kt.report",
   "audit.read",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];

@@ -81,6 +81,46 @@ export const AUDITED_ROUTES: Record<string, RouteAudit> = {
   // Alerts (detect/routes.ts): reading or acknowledging them reads the audit log's findings.
   "GET /v1/alerts": { action: "audit.read", kind: "other", object: fixed("alerts") },
   "POST /v1/alerts/:id/ack": { action: "audit.read", kind: "other", object: (r) => `alert:${params(r).id ?? ""}` },
+  // Staff lifecycle (routes-lifecycle.ts): reads audited here; changes audited in their own transaction (actor = the
+  // caller), denials here with the object and unit the route states.
+  "GET /v1/users": { action: "directory.read", kind: "other", object: (r) => text(query(r).unit) || "users" },
+  "GET /v1/users/:handle/history": { action: "directory.read", kind: "user", object: (r) => params(r).handle },
+  "GET /v1/units/:unit/members": { action: "directory.read", kind: "unit", object: (r) => params(r).unit },
+  "GET /v1/directory/changes": { action: "directory.read", kind: "other", object: fixed("directory-changes") },
+  "POST /v1/units/:unit/members": { action: "directory.member.add", write: true, inTransaction: true, fromRoute: true },
+  "DELETE /v1/units/:unit/members/:handle": {
+    action: "directory.member.remove",
+    write: true,
+    inTransaction: true,
+    fromRoute: true,
+  },
+  "POST /v1/users/:handle/move": {
+    action: "directory.member.remove",
+    write: true,
+    inTransaction: true,
+    fromRoute: true,
+  },
+  "PUT /v1/users/:handle/role": { action: "directory.role.set", write: true, inTransaction: true, fromRoute: true },
+  "POST /v1/users/:handle/disable": {
+    action: "directory.user.disable",
+    write: true,
+    inTransaction: true,
+    fromRoute: true,
+  },
+  "POST /v1/users/:handle/enable": {
+    action: "directory.user.enable",
+    write: true,
+    inTransaction: true,
+    fromRoute: true,
+  },
+  "PUT /v1/units/:unit/max-label": {
+    action: "directory.unit.label",
+    write: true,
+    inTransaction: true,
+    fromRoute: true,
+  },
+  // Key-transparency reports (detect/kt-reports.ts): audited with the alert they raise, in one transaction.
+  "POST /v1/kt/reports": { action: "kt.report", write: true, inTransaction: true, fromRoute: true },
   // Successes are audited in the clearance change's own transaction (actor = the officer); denials here.
   "PUT /v1/users/:handle/clearance": {
     action: "directory.clearance.set",

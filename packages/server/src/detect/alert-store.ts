@@ -249,3 +249,6 @@ export class AlertStore {
     return this.get(id);
   }
 }
+
+/** The API view of a stored alert row (also for alerts stored outside the detector: kt-reports.ts). */
+export { view as alertView };

@@ -34,6 +34,8 @@ import { TAXII_PREFIX, taxiiRoutes } from "./routes-taxii.js";
 import { type DetectOptions, setupDetection } from "../detect/index.js";
 import { passkeyRoutes, type WebAuthnOptions } from "./routes-passkeys.js";
 import { webRoutes } from "./web.js";
+import { lifecycleRoutes } from "./routes-lifecycle.js";
+import { ktReportRoutes } from "../detect/kt-reports.js";
 
 export type { WebAuthnOptions } from "./routes-passkeys.js";
 export { WEB_CSP } from "./web.js";
@@ -193,6 +195,8 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
 
   authRoutes(app, ctx);
   directoryRoutes(app, ctx);
+  lifecycleRoutes(app, ctx);
+  ktReportRoutes(app, ctx);
   conversationRoutes(app, ctx);
   blobRoutes(app, ctx);
   documentRoutes(app, ctx);

@@ -97,7 +97,8 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
         dev.revokedAt === null &&
         fresh &&
         (await ctx.mls.verifySignature(dev.signaturePublicKey, utf8(`valise-login:${challenge}`), sig));
-      if (!ok || !dev)
+      // A disabled (offboarded) user's devices are revoked too; this also refuses one whose revocation was undone.
+      if (!ok || !dev || (await directory.isDisabled(dev.handle)))
         throw new ValiseError(
           "unauthenticated",
           "login failed: unknown or revoked device, expired or reused challenge, or bad signature",
@@ -139,6 +140,7 @@ export function presentUser(user: NonNullable<Awaited<ReturnType<ServerContext["
     units: user.units,
     clearance: user.clearance,
     role: user.role,
+    disabled: user.disabledAt !== null,
     devices: user.devices.map((d) => ({
       id: d.id,
       name: d.name,
@@ -158,12 +160,22 @@ export async function withLogIndices(ctx: ServerContext, u: ReturnType<typeof pr
   const refs = await ctx.store.directory.log.refs([
     `user.add/${u.handle}`,
     `user.clearance/${u.handle}`,
+    `user.role/${u.handle}`,
+    `user.state/${u.handle}`,
+    ...u.units.map((unit) => `member/${u.handle}/${unit}`),
     ...u.devices.flatMap((d) => [`device.add/${d.id}`, `device.revoke/${d.id}`]),
   ]);
+  // Role, state and memberships not changed since the user was added are established by the `user.add` entry.
+  const added = refs.get(`user.add/${u.handle}`) ?? null;
   return {
     ...u,
-    logIndex: refs.get(`user.add/${u.handle}`) ?? null,
+    logIndex: added,
     clearanceLogIndex: refs.get(`user.clearance/${u.handle}`) ?? null,
+    roleLogIndex: refs.get(`user.role/${u.handle}`) ?? added,
+    stateLogIndex: refs.get(`user.state/${u.handle}`) ?? added,
+    memberLogIndices: Object.fromEntries(
+      u.units.map((unit) => [unit, refs.get(`member/${u.handle}/${unit}`) ?? added]),
+    ) as Record<string, number | null>,
     devices: u.devices.map((d) => ({
       ...d,
       logIndex: refs.get(`device.add/${d.id}`) ?? null,

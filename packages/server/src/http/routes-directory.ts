@@ -77,6 +77,8 @@ export function directoryRoutes(app: FastifyInstance, ctx: ServerContext): void 
       const v = await viewerOf(ctx, req);
       requireOfficer(v, "setting clearances");
       const handle = parseUserHandle(req.params.handle);
+      // Nobody sets their own clearance (issue 12): another officer must.
+      if (handle === v.handle) throw new ValiseError("forbidden", "you cannot change your own clearance");
       const label = canonicalLabel(req.body.clearance);
       const r = await directory.setClearance(handle, label, {
         actor: v.handle,

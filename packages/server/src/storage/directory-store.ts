@@ -12,15 +12,17 @@ import {
   parseUnitName,
   parseUserHandle,
   toBase64,
+  parseDirectoryEntry,
   type AuditAction,
+  type DirectoryEntry,
 } from "@valise/core";
 import type { Database } from "./schema.js";
 import { DirectoryLog } from "./directory-log.js";
 import { ADMIN_CLI, newAuditId, type AuditLog, type AuditOperator } from "./audit-log.js";
 import { normalizeEnrollmentCode, randomEnrollmentCode, randomToken, sha256Hex } from "./secrets.js";
 
-export type Role = "user" | "officer" | "admin";
-export const ROLES: readonly Role[] = ["user", "officer", "admin"];
+export type Role = "user" | "officer" | "admin" | "archivist";
+export const ROLES: readonly Role[] = ["user", "officer", "admin", "archivist"];
 export const ENROLLMENT_TTL_MS = 7 * 24 * 3600 * 1000;
 export const SESSION_TTL_MS = 3600 * 1000;
 export const CHALLENGE_TTL_MS = 60 * 1000;
@@ -40,6 +42,38 @@ export interface UserRecord {
   role: Role;
   units: string[];
   devices: DeviceRecord[];
+  /** When the user was disabled (offboarded); null while active. */
+  disabledAt: number | null;
+}
+
+/** One line of `listUsers`. */
+export interface UserSummary {
+  handle: string;
+  units: string[];
+  clearance: string;
+  role: Role;
+  disabled: boolean;
+  disabledAt: number | null;
+  /** Devices not revoked. */
+  activeDevices: number;
+}
+
+/** A directory log entry with its index (the change feed, a user's history). */
+export interface LogEntryView {
+  index: number;
+  /** The entry's own time (ISO 8601). */
+  time: string;
+  type: DirectoryEntry["type"];
+  entry: DirectoryEntry;
+}
+
+/** Devices cut off from conversations by a change, by conversation (they stay until a member commits the Remove). */
+export type PendingRemovals = { conversation: string; devices: string[] }[];
+
+function viewEntry(index: number, data: Uint8Array): LogEntryView[] {
+  const p = parseDirectoryEntry(data);
+  if (!p.ok) return [];
+  return [{ index, time: new Date(p.entry.time).toISOString(), type: p.entry.type, entry: p.entry }];
 }
 
 function toDevice(r: Database["devices"]): DeviceRecord {
@@ -69,16 +103,20 @@ export class DirectoryStore {
   private async auditChange(
     trx: Transaction<Database>,
     by: AuditOperator,
-    e: { action: AuditAction; user: string; device: string | null; time: number },
+    e: { action: AuditAction; user: string; device: string | null; time: number; unit?: string },
   ): Promise<void> {
     if (!this.audit) return;
-    const unit = await trx
-      .selectFrom("user_units")
-      .select("unit")
-      .where("handle", "=", e.user)
-      .orderBy("unit")
-      .limit(1)
-      .executeTakeFirst();
+    // The object is the affected user (or unit); the unit is the one concerned, else the user's first unit.
+    const unit =
+      e.unit !== undefined
+        ? { unit: e.unit }
+        : await trx
+            .selectFrom("user_units")
+            .select("unit")
+            .where("handle", "=", e.user)
+            .orderBy("unit")
+            .limit(1)
+            .executeTakeFirst();
     await this.audit.appendEventsIn(trx, [
       {
         id: newAuditId(),
@@ -99,7 +137,7 @@ export class DirectoryStore {
     ]);
   }
 
-  async addUnit(name: string, maxLabel = "SECRET"): Promise<void> {
+  async addUnit(name: string, maxLabel = "SECRET", by: AuditOperator = ADMIN_CLI): Promise<void> {
     const unit = parseUnitName(name);
     const label = canonicalLabel(maxLabel);
     await this.log.change(async (trx, append) => {
@@ -108,6 +146,28 @@ export class DirectoryStore {
       const time = this.now();
       await trx.insertInto("units").values({ name: unit, max_label: label, created_at: time }).execute();
       await append({ v: 1, type: "unit.add", unit, maxLabel: label, time });
+      await this.auditChange(trx, by, { action: "directory.unit.add", user: unit, unit, device: null, time });
+    });
+  }
+
+  /**
+   * Sets a unit's highest label (`unit.label`). Conversations already created keep their label: lowering the
+   * maximum only limits what new unit conversations may carry.
+   */
+  async setUnitMaxLabel(
+    name: string,
+    maxLabel: string,
+    by: AuditOperator = ADMIN_CLI,
+  ): Promise<{ unit: string; maxLabel: string }> {
+    const unit = parseUnitName(name);
+    const label = canonicalLabel(maxLabel);
+    return this.log.change(async (trx, append) => {
+      const r = await trx.updateTable("units").set({ max_label: label }).where("name", "=", unit).executeTakeFirst();
+      if (Number(r.numUpdatedRows) !== 1) throw new ValiseError("not_found", `no unit ${unit}`);
+      const time = this.now();
+      await append({ v: 1, type: "unit.label", unit, maxLabel: label, time });
+      await this.auditChange(trx, by, { action: "directory.unit.label", user: unit, unit, device: null, time });
+      return { unit, maxLabel: label };
     });
   }
 
@@ -121,12 +181,15 @@ export class DirectoryStore {
   }
 
   /** Creates a user and returns a one-time enrollment code for their first device. */
-  async addUser(input: {
-    handle: string;
-    units: string[];
-    clearance: string;
-    role: Role;
-  }): Promise<{ enrollmentCode: string; expiresAt: number }> {
+  async addUser(
+    input: {
+      handle: string;
+      units: string[];
+      clearance: string;
+      role: Role;
+    },
+    by: AuditOperator = ADMIN_CLI,
+  ): Promise<{ enrollmentCode: string; expiresAt: number }> {
     const handle = parseUserHandle(input.handle);
     const clearance = canonicalLabel(input.clearance);
     if (!ROLES.includes(input.role)) throw new ValiseError("bad_request", `role must be one of ${ROLES.join(", ")}`);
@@ -139,9 +202,13 @@ export class DirectoryStore {
           throw new ValiseError("not_found", `unit ${u} does not exist (add it with: valise admin unit add ${u})`);
       }
       const time = this.now();
-      await trx.insertInto("users").values({ handle, clearance, role: input.role, created_at: time }).execute();
+      await trx
+        .insertInto("users")
+        .values({ handle, clearance, role: input.role, created_at: time, disabled_at: null })
+        .execute();
       for (const u of new Set(units)) await trx.insertInto("user_units").values({ handle, unit: u }).execute();
       await append({ v: 1, type: "user.add", user: handle, units, clearance, role: input.role, time });
+      await this.auditChange(trx, by, { action: "directory.user.add", user: handle, device: null, time });
       return this.insertCode(trx, handle);
     });
   }
@@ -149,8 +216,10 @@ export class DirectoryStore {
   /** A new one-time enrollment code for another device of an existing user. */
   async newEnrollmentCode(handle: string): Promise<{ enrollmentCode: string; expiresAt: number }> {
     const h = parseUserHandle(handle);
-    if (!(await this.db.selectFrom("users").select("handle").where("handle", "=", h).executeTakeFirst()))
-      throw new ValiseError("not_found", `no user ${h}`);
+    const u = await this.db.selectFrom("users").select("disabled_at").where("handle", "=", h).executeTakeFirst();
+    if (!u) throw new ValiseError("not_found", `no user ${h}`);
+    if (u.disabled_at !== null)
+      throw new ValiseError("conflict", `user ${h} is disabled: enable them first (valise admin user enable ${h})`);
     return this.insertCode(this.db, h);
   }
 
@@ -184,6 +253,13 @@ export class DirectoryStore {
       if (!row || row.used_at !== null || Number(row.expires_at) < now)
         throw new ValiseError("enrollment_code_invalid", "enrollment code is invalid, expired or already used");
       expectHandle(row.handle);
+      const owner = await trx
+        .selectFrom("users")
+        .select("disabled_at")
+        .where("handle", "=", row.handle)
+        .executeTakeFirst();
+      if (!owner || owner.disabled_at !== null)
+        throw new ValiseError("enrollment_code_invalid", "enrollment code is invalid, expired or already used");
       const upd = await trx
         .updateTable("enrollment_codes")
         .set({ used_at: now })
@@ -251,17 +327,311 @@ export class DirectoryStore {
       role: u.role as Role,
       units: units.map((r) => r.unit),
       devices: devices.map(toDevice),
+      disabledAt: u.disabled_at === null ? null : Number(u.disabled_at),
     };
   }
 
-  async unitMembers(unit: string): Promise<string[]> {
-    const rows = await this.db
-      .selectFrom("user_units")
-      .select("handle")
-      .where("unit", "=", unit)
-      .orderBy("handle")
-      .execute();
+  /** Whether the user exists and is disabled (offboarded). */
+  async isDisabled(handle: string): Promise<boolean> {
+    const u = await this.db.selectFrom("users").select("disabled_at").where("handle", "=", handle).executeTakeFirst();
+    return !!u && u.disabled_at !== null;
+  }
+
+  /**
+   * The unit's members. Disabled users are left out (they get no keys) unless `includeDisabled` (admin listings).
+   */
+  async unitMembers(unit: string, opts: { includeDisabled?: boolean } = {}): Promise<string[]> {
+    let q = this.db
+      .selectFrom("user_units as m")
+      .innerJoin("users as u", "u.handle", "m.handle")
+      .select("m.handle")
+      .where("m.unit", "=", unit);
+    if (!opts.includeDisabled) q = q.where("u.disabled_at", "is", null);
+    const rows = await q.orderBy("m.handle").execute();
     return rows.map((r) => r.handle);
+  }
+
+  /** Every user (or the members of one unit) with units, clearance, role and state, by handle. */
+  async listUsers(opts: { unit?: string } = {}): Promise<UserSummary[]> {
+    let q = this.db.selectFrom("users").selectAll();
+    if (opts.unit !== undefined) {
+      const unit = parseUnitName(opts.unit);
+      if (!(await this.unitExists(unit))) throw new ValiseError("not_found", `no unit ${unit}`);
+      q = q.where("handle", "in", this.db.selectFrom("user_units").select("handle").where("unit", "=", unit));
+    }
+    const users = await q.orderBy("handle").execute();
+    const memberships = await this.db.selectFrom("user_units").selectAll().orderBy("unit").execute();
+    const devices = await this.db
+      .selectFrom("devices")
+      .select(["handle", (eb) => eb.fn.countAll<number>().as("n")])
+      .where("revoked_at", "is", null)
+      .groupBy("handle")
+      .execute();
+    const active = new Map(devices.map((d) => [d.handle, Number(d.n)]));
+    return users.map((u) => ({
+      handle: u.handle,
+      units: memberships.filter((m) => m.handle === u.handle).map((m) => m.unit),
+      clearance: u.clearance,
+      role: u.role as Role,
+      disabled: u.disabled_at !== null,
+      disabledAt: u.disabled_at === null ? null : Number(u.disabled_at),
+      activeDevices: active.get(u.handle) ?? 0,
+    }));
+  }
+
+  /**
+   * Makes the user a member of a unit (`member.add`), audited. Where the user is now entitled again, pending
+   * removals the membership had caused are lifted.
+   */
+  async addMember(
+    handle: string,
+    unitName: string,
+    by: AuditOperator = ADMIN_CLI,
+  ): Promise<{ handle: string; unit: string }> {
+    const h = parseUserHandle(handle);
+    const unit = parseUnitName(unitName);
+    return this.log.change(async (trx, append) => {
+      await this.memberAddIn(trx, append, h, unit, by);
+      await this.refreshUnitRemovals(trx, h, this.now());
+      return { handle: h, unit };
+    });
+  }
+
+  /**
+   * Removes the user from a unit (`member.remove`), audited; in the same transaction their devices become pending
+   * removal in the unit's channels and in link conversations of that unit (unless the user is still in the link's
+   * other unit). Returns those pending removals among current members.
+   */
+  async removeMember(
+    handle: string,
+    unitName: string,
+    by: AuditOperator = ADMIN_CLI,
+  ): Promise<{ handle: string; unit: string; pendingRemovals: PendingRemovals }> {
+    const h = parseUserHandle(handle);
+    const unit = parseUnitName(unitName);
+    return this.log.change(async (trx, append) => {
+      await this.memberRemoveIn(trx, append, h, unit, by);
+      const pendingRemovals = await this.refreshUnitRemovals(trx, h, this.now());
+      return { handle: h, unit, pendingRemovals };
+    });
+  }
+
+  /** A posting: `member.remove` from one unit and `member.add` to another, in one transaction (see removeMember). */
+  async moveUser(
+    handle: string,
+    fromUnit: string,
+    toUnit: string,
+    by: AuditOperator = ADMIN_CLI,
+  ): Promise<{ handle: string; from: string; to: string; pendingRemovals: PendingRemovals }> {
+    const h = parseUserHandle(handle);
+    const from = parseUnitName(fromUnit);
+    const to = parseUnitName(toUnit);
+    if (from === to) throw new ValiseError("bad_request", "--from and --to name the same unit");
+    return this.log.change(async (trx, append) => {
+      await this.memberRemoveIn(trx, append, h, from, by);
+      await this.memberAddIn(trx, append, h, to, by);
+      const pendingRemovals = await this.refreshUnitRemovals(trx, h, this.now());
+      return { handle: h, from, to, pendingRemovals };
+    });
+  }
+
+  private async requireUser(trx: Transaction<Database>, handle: string) {
+    const u = await trx.selectFrom("users").selectAll().where("handle", "=", handle).executeTakeFirst();
+    if (!u) throw new ValiseError("not_found", `no user ${handle}`);
+    return u;
+  }
+
+  private async memberAddIn(
+    trx: Transaction<Database>,
+    append: (e: DirectoryEntry) => Promise<number>,
+    handle: string,
+    unit: string,
+    by: AuditOperator,
+  ): Promise<void> {
+    await this.requireUser(trx, handle);
+    if (!(await trx.selectFrom("units").select("name").where("name", "=", unit).executeTakeFirst()))
+      throw new ValiseError("not_found", `unit ${unit} does not exist (add it with: valise admin unit add ${unit})`);
+    const have = await trx
+      .selectFrom("user_units")
+      .select("unit")
+      .where("handle", "=", handle)
+      .where("unit", "=", unit)
+      .executeTakeFirst();
+    if (have) throw new ValiseError("conflict", `${handle} is already a member of ${unit}`);
+    await trx.insertInto("user_units").values({ handle, unit }).execute();
+    const time = this.now();
+    await append({ v: 1, type: "member.add", user: handle, unit, time });
+    await this.auditChange(trx, by, { action: "directory.member.add", user: handle, unit, device: null, time });
+  }
+
+  private async memberRemoveIn(
+    trx: Transaction<Database>,
+    append: (e: DirectoryEntry) => Promise<number>,
+    handle: string,
+    unit: string,
+    by: AuditOperator,
+  ): Promise<void> {
+    await this.requireUser(trx, handle);
+    const r = await trx
+      .deleteFrom("user_units")
+      .where("handle", "=", handle)
+      .where("unit", "=", unit)
+      .executeTakeFirst();
+    if (Number(r.numDeletedRows) !== 1) throw new ValiseError("not_found", `${handle} is not a member of ${unit}`);
+    const time = this.now();
+    await append({ v: 1, type: "member.remove", user: handle, unit, time });
+    await this.auditChange(trx, by, { action: "directory.member.remove", user: handle, unit, device: null, time });
+  }
+
+  /**
+   * After a membership change: every unit channel and link conversation of the user's active devices (past or
+   * current membership) is pending removal (reason `unit`) where the user belongs to none of its units, and stops
+   * being so where they belong again. Returns the pending removals among current members.
+   */
+  private async refreshUnitRemovals(
+    trx: Transaction<Database>,
+    handle: string,
+    time: number,
+  ): Promise<PendingRemovals> {
+    const units = new Set(
+      (await trx.selectFrom("user_units").select("unit").where("handle", "=", handle).execute()).map((r) => r.unit),
+    );
+    const rows = await trx
+      .selectFrom("conversation_members as m")
+      .innerJoin("devices as d", "d.id", "m.device_id")
+      .innerJoin("conversations as c", "c.id", "m.conversation_id")
+      .select(["m.conversation_id", "m.device_id", "m.left_seq", "c.kind", "c.unit", "c.from_unit"])
+      .where("d.handle", "=", handle)
+      .where("d.revoked_at", "is", null)
+      .where("c.kind", "in", ["unit", "link"])
+      .orderBy("m.conversation_id")
+      .orderBy("m.device_id")
+      .execute();
+    const pending = new Map<string, string[]>();
+    for (const r of rows) {
+      const entitled =
+        (r.unit !== null && units.has(r.unit)) || (r.kind === "link" && r.from_unit !== null && units.has(r.from_unit));
+      if (entitled) {
+        await trx
+          .deleteFrom("pending_removals")
+          .where("conversation_id", "=", r.conversation_id)
+          .where("device_id", "=", r.device_id)
+          .where("reason", "=", "unit")
+          .execute();
+        continue;
+      }
+      const have = await trx
+        .selectFrom("pending_removals")
+        .select("reason")
+        .where("conversation_id", "=", r.conversation_id)
+        .where("device_id", "=", r.device_id)
+        .executeTakeFirst();
+      if (!have)
+        await trx
+          .insertInto("pending_removals")
+          .values({ conversation_id: r.conversation_id, device_id: r.device_id, reason: "unit", created_at: time })
+          .execute();
+      if (r.left_seq === null) pending.set(r.conversation_id, [...(pending.get(r.conversation_id) ?? []), r.device_id]);
+    }
+    return [...pending].map(([conversation, devices]) => ({ conversation, devices }));
+  }
+
+  /** Sets a user's role (`user.role`), audited as `directory.role.set`. Setting the same role writes nothing. */
+  async setRole(
+    handle: string,
+    role: string,
+    by: AuditOperator = ADMIN_CLI,
+  ): Promise<{ handle: string; role: Role; changed: boolean }> {
+    const h = parseUserHandle(handle);
+    if (!(ROLES as readonly string[]).includes(role))
+      throw new ValiseError("bad_request", `role must be one of ${ROLES.join(", ")}`);
+    return this.log.change(async (trx, append) => {
+      const u = await this.requireUser(trx, h);
+      if (u.role === role) return { handle: h, role: role as Role, changed: false };
+      await trx.updateTable("users").set({ role }).where("handle", "=", h).execute();
+      const time = this.now();
+      await append({ v: 1, type: "user.role", user: h, role, time });
+      await this.auditChange(trx, by, { action: "directory.role.set", user: h, device: null, time });
+      return { handle: h, role: role as Role, changed: true };
+    });
+  }
+
+  /**
+   * Offboarding (`user.disable`), in one transaction: the user is marked disabled, every active device is revoked
+   * with its own `device.revoke` entry and audit event (sessions and key packages deleted, pending removal in every
+   * conversation it is in), unused enrollment codes are voided. History (messages, log, audit) is kept.
+   */
+  async disableUser(
+    handle: string,
+    by: AuditOperator = ADMIN_CLI,
+  ): Promise<{ handle: string; revokedDevices: string[]; pendingRemovals: PendingRemovals }> {
+    const h = parseUserHandle(handle);
+    return this.log.change(async (trx, append) => {
+      const u = await this.requireUser(trx, h);
+      if (u.disabled_at !== null) throw new ValiseError("conflict", `user ${h} is already disabled`);
+      const time = this.now();
+      await trx.updateTable("users").set({ disabled_at: time }).where("handle", "=", h).execute();
+      await trx.deleteFrom("enrollment_codes").where("handle", "=", h).where("used_at", "is", null).execute();
+      await append({ v: 1, type: "user.disable", user: h, time });
+      await this.auditChange(trx, by, { action: "directory.user.disable", user: h, device: null, time });
+      const devices = await trx
+        .selectFrom("devices")
+        .select("id")
+        .where("handle", "=", h)
+        .where("revoked_at", "is", null)
+        .orderBy("id")
+        .execute();
+      const pending = new Map<string, string[]>();
+      for (const d of devices) {
+        for (const c of await this.revokeIn(trx, append, d.id, by, time))
+          pending.set(c, [...(pending.get(c) ?? []), d.id]);
+      }
+      await trx.deleteFrom("sessions").where("handle", "=", h).execute();
+      return {
+        handle: h,
+        revokedDevices: devices.map((d) => d.id),
+        pendingRemovals: [...pending].map(([conversation, devs]) => ({ conversation, devices: devs })),
+      };
+    });
+  }
+
+  /** Reverses `disableUser` (`user.enable`). Devices stay revoked: a new enrollment code brings the user back. */
+  async enableUser(handle: string, by: AuditOperator = ADMIN_CLI): Promise<{ handle: string }> {
+    const h = parseUserHandle(handle);
+    return this.log.change(async (trx, append) => {
+      const u = await this.requireUser(trx, h);
+      if (u.disabled_at === null) throw new ValiseError("conflict", `user ${h} is not disabled`);
+      await trx.updateTable("users").set({ disabled_at: null }).where("handle", "=", h).execute();
+      const time = this.now();
+      await append({ v: 1, type: "user.enable", user: h, time });
+      await this.auditChange(trx, by, { action: "directory.user.enable", user: h, device: null, time });
+      return { handle: h };
+    });
+  }
+
+  /** Directory log entries from index `after` + 1 on (at most `limit`), decoded, with their indices. */
+  async changes(after: number, limit: number): Promise<{ size: number; changes: LogEntryView[] }> {
+    const size = await this.log.size();
+    const start = Math.max(0, after + 1);
+    const count = Math.max(0, Math.min(limit, size - start));
+    const data = count > 0 ? await this.log.entries(start, count) : [];
+    return { size, changes: data.flatMap((d, i) => viewEntry(start + i, d)) };
+  }
+
+  /** Every directory log entry about a user (user.add, clearance, role, membership, state, devices), in log order. */
+  async userHistory(handle: string): Promise<LogEntryView[]> {
+    const h = parseUserHandle(handle);
+    if (!(await this.db.selectFrom("users").select("handle").where("handle", "=", h).executeTakeFirst()))
+      throw new ValiseError("not_found", `no user ${h}`);
+    const size = await this.log.size();
+    const out: LogEntryView[] = [];
+    for (let start = 0; start < size; start += 1000) {
+      const data = await this.log.entries(start, Math.min(1000, size - start));
+      data.forEach((d, i) => {
+        for (const v of viewEntry(start + i, d)) if ("user" in v.entry && v.entry.user === h) out.push(v);
+      });
+    }
+    return out;
   }
 
   async getDevice(id: string): Promise<DeviceRecord | null> {
@@ -271,33 +641,44 @@ export class DirectoryStore {
 
   async revokeDevice(id: string, by: AuditOperator = ADMIN_CLI): Promise<void> {
     await this.log.change(async (trx, append) => {
-      const time = this.now();
-      const r = await trx
-        .updateTable("devices")
-        .set({ revoked_at: time })
-        .where("id", "=", id)
-        .where("revoked_at", "is", null)
-        .returning("handle")
-        .executeTakeFirst();
-      if (!r) throw new ValiseError("not_found", `no active device ${id}`);
-      await trx.deleteFrom("sessions").where("device_id", "=", id).execute();
-      await trx.deleteFrom("key_packages").where("device_id", "=", id).execute();
-      // Every group it is still in must remove it before anything new is sent there (DESIGN §3).
-      const groups = await trx
-        .selectFrom("conversation_members")
-        .select("conversation_id")
-        .where("device_id", "=", id)
-        .where("left_seq", "is", null)
-        .execute();
-      for (const g of groups)
-        await trx
-          .insertInto("pending_removals")
-          .values({ conversation_id: g.conversation_id, device_id: id, reason: "revoked", created_at: time })
-          .onConflict((oc) => oc.columns(["conversation_id", "device_id"]).doUpdateSet({ reason: "revoked" }))
-          .execute();
-      await append({ v: 1, type: "device.revoke", user: r.handle, device: id, time });
-      await this.auditChange(trx, by, { action: "directory.device.revoke", user: r.handle, device: id, time });
+      await this.revokeIn(trx, append, id, by, this.now());
     });
+  }
+
+  /** Revokes an active device inside a directory change; returns the conversations it is now pending removal in. */
+  private async revokeIn(
+    trx: Transaction<Database>,
+    append: (e: DirectoryEntry) => Promise<number>,
+    id: string,
+    by: AuditOperator,
+    time: number,
+  ): Promise<string[]> {
+    const r = await trx
+      .updateTable("devices")
+      .set({ revoked_at: time })
+      .where("id", "=", id)
+      .where("revoked_at", "is", null)
+      .returning("handle")
+      .executeTakeFirst();
+    if (!r) throw new ValiseError("not_found", `no active device ${id}`);
+    await trx.deleteFrom("sessions").where("device_id", "=", id).execute();
+    await trx.deleteFrom("key_packages").where("device_id", "=", id).execute();
+    // Every group it is still in must remove it before anything new is sent there (DESIGN §3).
+    const groups = await trx
+      .selectFrom("conversation_members")
+      .select("conversation_id")
+      .where("device_id", "=", id)
+      .where("left_seq", "is", null)
+      .execute();
+    for (const g of groups)
+      await trx
+        .insertInto("pending_removals")
+        .values({ conversation_id: g.conversation_id, device_id: id, reason: "revoked", created_at: time })
+        .onConflict((oc) => oc.columns(["conversation_id", "device_id"]).doUpdateSet({ reason: "revoked" }))
+        .execute();
+    await append({ v: 1, type: "device.revoke", user: r.handle, device: id, time });
+    await this.auditChange(trx, by, { action: "directory.device.revoke", user: r.handle, device: id, time });
+    return groups.map((g) => g.conversation_id);
   }
 
   /**

@@ -538,6 +538,19 @@ function m009(d: Dialect): Migration {
   };
 }
 
+/**
+ * Staff lifecycle (issue 12): a user's state. `disabled_at` is set when the user is offboarded (`user.disable` in the
+ * directory log) and cleared when enabled again; a disabled user cannot log in, enroll or receive keys.
+ */
+function m010(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable("users").addColumn("disabled_at", t.int64).execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -551,6 +564,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         "007_alerts": m007(d),
         "008_incidents_taxii": m008(d),
         "009_passkeys": m009(d),
+        "010_user_state": m010(d),
       };
     },
   };

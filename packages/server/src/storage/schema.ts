@@ -13,8 +13,9 @@ export interface UnitsTable {
 export interface UsersTable {
   handle: string;
   clearance: string;
-  role: string; // "user" | "officer" | "admin"
+  role: string; // "user" | "officer" | "admin" | "archivist"
   created_at: number;
+  disabled_at: number | null; // offboarded (migration 010); null while active
 }
 export interface UserUnitsTable {
   handle: string;
