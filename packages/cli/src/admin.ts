@@ -1,10 +1,11 @@
 import { resolve } from "node:path";
-import { loadOrCreateLogKey, openStore, ROLES, type Role } from "@valise/server";
+import { loadOrCreateLogKey, openStore, ROLES, type Role, type Store } from "@valise/server";
 import { parse, str, UsageError } from "./args.js";
 import { printJson } from "./output.js";
 import { BUNDLE_ENV_HELP, bundleTrust } from "./bundle.js";
 import { ValiseError, canonicalLabel } from "@valise/core";
 import { openClient } from "./client-commands.js";
+import type { DirectoryChange, PendingRemovalView, StaffUser, ValiseClient } from "@valise/client";
 
 function printClearance(
   r: { handle: string; clearance: string; pendingRemovals: { conversation: string; devices: string[] }[] },
@@ -28,8 +29,25 @@ Local operator commands on the server's database (like prosodyctl): run them on 
                                                enrollment bundle: also logKey, witnesses, quorum (for valise
                                                enroll --bundle), which the device pins
   user code HANDLE [--json]                    a new one-time enrollmentCode (and bundle) for another device
-  user show HANDLE [--json]
-  device revoke DEVICE_ID                      revoke a device at once
+  user show HANDLE [--json]                    units, clearance, role, state and devices
+  user list [--unit UNIT] [--json]             every user (or a unit's) with units, clearance, role, state
+  user history HANDLE [--json]                 every directory log entry about the user (index, time, type)
+  user move HANDLE --from UNIT --to UNIT [--json]
+                                               a posting: leaves one unit and joins another in one change; the
+                                               old unit's channels and links stop serving the user's devices
+                                               until a member commits their removal (pending removals printed)
+  user role HANDLE user|officer|admin|archivist [--json]
+                                               set a role (nobody changes their own over the API)
+  user disable HANDLE [--json]                 offboarding: every device revoked (each logged), sessions
+                                               ended, logins and enrollment refused, conversations cleaned by
+                                               their next sender; history kept
+  user enable HANDLE [--json]                  undo disable; devices stay revoked: give a new code (user code)
+  unit members UNIT [--json]                   a unit's members with their state
+  unit member add UNIT HANDLE [--json]         make a user a member of a unit
+  unit member remove UNIT HANDLE [--json]      remove a member (their devices: pending removal in the unit's
+                                               channels and links)
+  unit label UNIT LABEL [--json]               set a unit's highest label (max-label)
+  device revoke DEVICE_ID [--json]             revoke a device at once
   clearance set HANDLE LABEL (--officer OFFICER | --profile DIR) [--json]
                                                security officers only: set a user's clearance. Locally, name
                                                the officer (a user with role officer), recorded as the actor;
@@ -40,7 +58,9 @@ Local operator commands on the server's database (like prosodyctl): run them on 
                                                this command returns; prints the pending removals.
   log key [--json]                             the directory log's verifier key (name+hash+key), for clients
                                                and witnesses; creates DIR/log-key if there is none yet
-Every change above is appended to the directory log (key transparency) in the same transaction.
+Every change above is appended to the directory log (key transparency) and the audit log (actor admin-cli) in the
+same transaction. The user/unit lifecycle commands also run over the API with --profile DIR (an enrolled admin's
+profile; officers may list, show history and disable): the server then checks the role and audits the caller.
 Options: --data DIR (default ./valise-data); VALISE_DATABASE_URL selects PostgreSQL;
   VALISE_LOG_KEY supplies the log signing key instead of DIR/log-key.
 Labels: CLASSIFICATION[/COMPARTMENT[,COMPARTMENT…]], e.g. CONFIDENTIAL/ASIA.
@@ -60,6 +80,8 @@ export async function admin(argv: string[]): Promise<number> {
       "witness-quorum": { type: "string" },
       officer: { type: "string" },
       profile: { type: "string" },
+      from: { type: "string" },
+      to: { type: "string" },
     },
     ADMIN_USAGE,
   );
@@ -76,6 +98,12 @@ export async function admin(argv: string[]): Promise<number> {
     printClearance(r, values.json === true);
     return 0;
   }
+  const json = values.json === true;
+  const lifecycle = lifecycleCommand(positionals);
+  if (lifecycle && values.profile !== undefined) {
+    const c = await openClient(values.profile);
+    return lifecycle(remoteOps(c), positionals, values, json);
+  }
   const dataDir = resolve(values.data ?? "./valise-data");
   process.umask(0o077);
   const store = await openStore({ dataDir, databaseUrl: process.env.VALISE_DATABASE_URL });
@@ -89,6 +117,7 @@ export async function admin(argv: string[]): Promise<number> {
       return { logKey: t.logKey, witnesses: t.witnesses, quorum: t.quorum, transparency: t.note };
     };
     const key = `${what ?? ""} ${verb ?? ""}`;
+    if (lifecycle) return await lifecycle(localOps(store), positionals, values, json);
     switch (key) {
       case "unit add": {
         const unit = str(arg, "UNIT", ADMIN_USAGE);
@@ -140,9 +169,11 @@ export async function admin(argv: string[]): Promise<number> {
       }
       case "user show": {
         const u = await store.directory.getUser(str(arg, "HANDLE", ADMIN_USAGE));
-        if (!u) throw new UsageError(`no user ${arg ?? ""}`);
+        if (!u) throw new ValiseError("not_found", `no user ${arg ?? ""}`);
         const out = {
           ...u,
+          disabled: u.disabledAt !== null,
+          disabledAt: u.disabledAt ? new Date(u.disabledAt).toISOString() : null,
           devices: u.devices.map((d) => ({
             id: d.id,
             name: d.name,
@@ -153,7 +184,7 @@ export async function admin(argv: string[]): Promise<number> {
         if (values.json) printJson(out);
         else
           console.log(
-            `${u.handle} role=${u.role} clearance=${u.clearance} units=${u.units.join(",")}\n${out.devices.map((d) => `  ${d.id} ${d.name} ${d.revokedAt ? "REVOKED" : ""}`).join("\n")}`,
+            `${u.handle} role=${u.role} clearance=${u.clearance} units=${u.units.join(",")}${u.disabledAt !== null ? " DISABLED" : ""}\n${out.devices.map((d) => `  ${d.id} ${d.name} ${d.revokedAt ? "REVOKED" : ""}`).join("\n")}`,
           );
         return 0;
       }
@@ -165,8 +196,10 @@ export async function admin(argv: string[]): Promise<number> {
         return 0;
       }
       case "device revoke": {
-        await store.directory.revokeDevice(str(arg, "DEVICE_ID", ADMIN_USAGE));
-        console.log(`device ${arg ?? ""} revoked`);
+        const device = str(arg, "DEVICE_ID", ADMIN_USAGE);
+        await store.directory.revokeDevice(device);
+        if (values.json) printJson({ device, revoked: true });
+        else console.log(`device ${device} revoked`);
         return 0;
       }
       case "clearance set": {
@@ -179,6 +212,8 @@ export async function admin(argv: string[]): Promise<number> {
             "forbidden",
             `${officerHandle} is not a security officer: only officers change clearances`,
           );
+        if (officer.handle === handle)
+          throw new ValiseError("forbidden", "an officer cannot change their own clearance: another officer must");
         const r = await store.directory.setClearance(handle, label, {
           actor: officer.handle,
           source: "local",
@@ -192,5 +227,202 @@ export async function admin(argv: string[]): Promise<number> {
     }
   } finally {
     await store.close();
+  }
+}
+
+// --- staff lifecycle (issue 12): the same commands locally (store, actor admin-cli) or over the API (--profile) ---
+
+interface LifecycleOps {
+  listUsers(unit?: string): Promise<StaffUser[]>;
+  unitMembers(unit: string): Promise<StaffUser[]>;
+  history(handle: string): Promise<DirectoryChange[]>;
+  move(handle: string, from: string, to: string): Promise<{ pendingRemovals: PendingRemovalView[] }>;
+  addMember(unit: string, handle: string): Promise<unknown>;
+  removeMember(unit: string, handle: string): Promise<{ pendingRemovals: PendingRemovalView[] }>;
+  setRole(handle: string, role: string): Promise<{ changed: boolean }>;
+  disable(handle: string): Promise<{ revokedDevices: string[]; pendingRemovals: PendingRemovalView[] }>;
+  enable(handle: string): Promise<unknown>;
+  unitLabel(unit: string, label: string): Promise<{ maxLabel: string }>;
+}
+
+function localOps(store: Store): LifecycleOps {
+  const d = store.directory;
+  return {
+    listUsers: (unit) => d.listUsers(unit === undefined ? {} : { unit }),
+    unitMembers: async (unit) => {
+      if (!(await d.unitExists(unit))) throw new ValiseError("not_found", `no unit ${unit}`);
+      return d.listUsers({ unit });
+    },
+    history: async (handle) =>
+      (await d.userHistory(handle)).map((h) => ({ ...h, entry: h.entry as unknown as DirectoryChange["entry"] })),
+    move: (handle, from, to) => d.moveUser(handle, from, to),
+    addMember: (unit, handle) => d.addMember(handle, unit),
+    removeMember: (unit, handle) => d.removeMember(handle, unit),
+    setRole: (handle, role) => d.setRole(handle, role),
+    disable: (handle) => d.disableUser(handle),
+    enable: (handle) => d.enableUser(handle),
+    unitLabel: (unit, label) => d.setUnitMaxLabel(unit, label),
+  };
+}
+
+function remoteOps(c: ValiseClient): LifecycleOps {
+  const t = c.transport;
+  /** Logged in with the profile's device; an expired session logs in again once. */
+  const authed = async <T>(fn: () => Promise<T>): Promise<T> => {
+    await c.login();
+    try {
+      return await fn();
+    } catch (e) {
+      if (!(e instanceof ValiseError) || e.code !== "unauthenticated") throw e;
+      await c.login(true);
+      return fn();
+    }
+  };
+  return {
+    listUsers: (unit) => authed(() => t.listUsers(unit)),
+    unitMembers: (unit) => authed(() => t.unitMembersDetailed(unit)),
+    history: (handle) => authed(() => t.userHistory(handle)),
+    move: (handle, from, to) => authed(() => t.moveUser(handle, from, to)),
+    addMember: (unit, handle) => authed(() => t.addUnitMember(unit, handle)),
+    removeMember: (unit, handle) => authed(() => t.removeUnitMember(unit, handle)),
+    setRole: (handle, role) => authed(() => t.setRole(handle, role)),
+    disable: (handle) => authed(() => t.disableUser(handle)),
+    enable: (handle) => authed(() => t.enableUser(handle)),
+    unitLabel: (unit, label) => authed(() => t.setUnitMaxLabel(unit, label)),
+  };
+}
+
+type LifecycleRun = (
+  ops: LifecycleOps,
+  positionals: string[],
+  values: { unit?: string[] | undefined; from?: string | undefined; to?: string | undefined },
+  json: boolean,
+) => Promise<number>;
+
+function printPending(pending: PendingRemovalView[]): void {
+  for (const p of pending)
+    console.log(`  ${p.conversation}: devices ${p.devices.join(", ")} cut off; removal pending (next commit)`);
+}
+
+function userLine(u: StaffUser): string {
+  const state = u.disabled ? "DISABLED" : "active";
+  return `${u.handle}\t${u.role}\t${u.clearance}\t${u.units.join(",") || "-"}\t${state}\t${u.activeDevices} device(s)`;
+}
+
+/** What an entry says besides its type and time, for the human history and change lines. */
+export function entryDetails(e: Record<string, unknown>): string {
+  return Object.entries(e)
+    .filter(([k]) => k !== "v" && k !== "type" && k !== "time")
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : String(v)}`)
+    .join(" ");
+}
+
+/** The lifecycle command `positionals` name, if any. */
+function lifecycleCommand(positionals: string[]): LifecycleRun | undefined {
+  const [what, verb, a1, a2] = positionals;
+  const U = ADMIN_USAGE;
+  const one = (name: string, v: string | undefined) => str(v, name, U);
+  const key = `${what ?? ""} ${verb ?? ""}`;
+  switch (key) {
+    case "user list":
+      return async (ops, _p, values, json) => {
+        if ((values.unit?.length ?? 0) > 1) throw new UsageError(`user list takes one --unit\n\n${U}`);
+        const unit = values.unit?.[0];
+        const users = await ops.listUsers(unit);
+        if (json) printJson({ ...(unit === undefined ? {} : { unit }), users });
+        else for (const u of users) console.log(userLine(u));
+        return 0;
+      };
+    case "user history":
+      return async (ops, _p, _v, json) => {
+        const handle = one("HANDLE", a1);
+        const history = await ops.history(handle);
+        if (json) printJson({ handle, history });
+        else for (const h of history) console.log(`#${h.index}\t${h.time}\t${h.type}\t${entryDetails(h.entry)}`);
+        return 0;
+      };
+    case "user move":
+      return async (ops, _p, values, json) => {
+        const handle = one("HANDLE", a1);
+        const from = str(values.from, "--from UNIT", U);
+        const to = str(values.to, "--to UNIT", U);
+        const r = await ops.move(handle, from, to);
+        if (json) printJson(r);
+        else {
+          console.log(`${handle} moved from ${from} to ${to}`);
+          printPending(r.pendingRemovals);
+        }
+        return 0;
+      };
+    case "user role":
+      return async (ops, _p, _v, json) => {
+        const handle = one("HANDLE", a1);
+        const role = one(`ROLE (${ROLES.join(", ")})`, a2);
+        if (!(ROLES as readonly string[]).includes(role))
+          throw new UsageError(`ROLE must be one of ${ROLES.join(", ")}`);
+        const r = await ops.setRole(handle, role);
+        if (json) printJson(r);
+        else console.log(r.changed ? `role of ${handle} set to ${role}` : `${handle} already has role ${role}`);
+        return 0;
+      };
+    case "user disable":
+      return async (ops, _p, _v, json) => {
+        const handle = one("HANDLE", a1);
+        const r = await ops.disable(handle);
+        if (json) printJson(r);
+        else {
+          console.log(`${handle} disabled; devices revoked: ${r.revokedDevices.join(", ") || "none"}; logins refused`);
+          printPending(r.pendingRemovals);
+        }
+        return 0;
+      };
+    case "user enable":
+      return async (ops, _p, _v, json) => {
+        const handle = one("HANDLE", a1);
+        const r = await ops.enable(handle);
+        if (json) printJson(r);
+        else console.log(`${handle} enabled; their old devices stay revoked: give a new code (valise admin user code)`);
+        return 0;
+      };
+    case "unit members":
+      return async (ops, _p, _v, json) => {
+        const unit = one("UNIT", a1);
+        const members = await ops.unitMembers(unit);
+        if (json) printJson({ unit, members });
+        else for (const u of members) console.log(userLine(u));
+        return 0;
+      };
+    case "unit member":
+      return async (ops, _p, _v, json) => {
+        const unit = one("UNIT", a2);
+        const handle = one("HANDLE", positionals[4]);
+        if (a1 === "add") {
+          const r = await ops.addMember(unit, handle);
+          if (json) printJson(r);
+          else console.log(`${handle} is now a member of ${unit}`);
+          return 0;
+        }
+        if (a1 === "remove") {
+          const r = await ops.removeMember(unit, handle);
+          if (json) printJson(r);
+          else {
+            console.log(`${handle} removed from ${unit}`);
+            printPending(r.pendingRemovals);
+          }
+          return 0;
+        }
+        throw new UsageError(`unit member takes add or remove\n\n${U}`);
+      };
+    case "unit label":
+      return async (ops, _p, _v, json) => {
+        const unit = one("UNIT", a1);
+        const label = canonicalLabel(one("LABEL", a2));
+        const r = await ops.unitLabel(unit, label);
+        if (json) printJson(r);
+        else console.log(`highest label of ${unit} set to ${r.maxLabel}`);
+        return 0;
+      };
+    default:
+      return undefined;
   }
 }

@@ -10,6 +10,7 @@ import { alerts } from "./alerts-commands.js";
 import { incidentCommands, INCIDENT_USAGE } from "./incident-commands.js";
 import { witness, WITNESS_USAGE } from "./witness-commands.js";
 import { cable, CABLE_USAGE, doc, DOC_USAGE } from "./content-commands.js";
+import { directory, DIRECTORY_USAGE } from "./directory-commands.js";
 
 const HELP = `valise — end-to-end encrypted cables, conversations and documents
 
@@ -33,6 +34,7 @@ Security officer:
   detect         replay audit events (JSONL) through the detection rules and baselines, print alerts
   alerts         the server's detection alerts: list, acknowledge, --follow them live
   incident       group alerts into incidents, export STIX 2.1, share them over TAXII 2.1
+  directory      follow every directory change (units, users, memberships, roles, devices) with its log index
   taxii          issue and revoke partner tokens for the TAXII 2.1 feed
 
 Example (five minutes):
@@ -54,6 +56,8 @@ ${DOC_USAGE}
 ${LOG_USAGE}
 
 ${AUDIT_USAGE}
+
+${DIRECTORY_USAGE}
 
 ${INCIDENT_USAGE}
 
@@ -82,6 +86,8 @@ async function main(argv: string[]): Promise<number> {
         return await detect(rest);
       case "alerts":
         return await alerts(rest);
+      case "directory":
+        return await directory(rest);
       case "incident":
       case "taxii":
         return await incidentCommands(cmd, rest);

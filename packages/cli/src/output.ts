@@ -8,6 +8,7 @@ export function printJson(v: unknown): void {
 
 export function reportError(e: unknown, json: boolean): number {
   if (e instanceof UsageError) {
+    if (json) process.stdout.write(`${JSON.stringify({ error: { code: "usage", message: e.message } })}\n`);
     process.stderr.write(`valise: ${e.message}\n`);
     return 2;
   }

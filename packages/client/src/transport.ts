@@ -150,6 +150,36 @@ export interface TaxiiToken {
   token?: string;
 }
 
+/** A user as the staff lifecycle routes list them. */
+export interface StaffUser {
+  handle: string;
+  units: string[];
+  clearance: string;
+  role: string;
+  disabled: boolean;
+  disabledAt: number | null;
+  activeDevices: number;
+}
+/** A directory log entry as the change feed and user history show it (decoded by the server: untrusted). */
+export interface DirectoryChange {
+  index: number;
+  time: string;
+  type: string;
+  entry: Record<string, unknown> & { type: string; time: number };
+}
+export interface PendingRemovalView {
+  conversation: string;
+  devices: string[];
+}
+/** A key-transparency finding reported to the security officers (POST /v1/kt/reports). */
+export interface KtReport {
+  kind: "directory_mismatch" | "unknown_device" | "log_refused";
+  /** A handle or unit (at most 200 characters). */
+  subject: string;
+  /** What differs (at most 2000 characters). */
+  detail: string;
+}
+
 /** Sent as `x-valise-client` with every request: the client kind/version in the server's audit events. */
 export const VALISE_CLIENT = "valise-sdk/0.1.0";
 
@@ -458,6 +488,82 @@ export class HttpTransport {
       clearance: string;
       pendingRemovals: { conversation: string; devices: string[] }[];
     }>("PUT", `/v1/users/${encodeURIComponent(handle)}/clearance`, { clearance });
+  }
+
+  // Staff lifecycle (issue 12; admins, and officers where noted). Unit names are URL-encoded in the path.
+  /** Officers and admins: users with units, clearance, role and state (optionally one unit's). */
+  async listUsers(unit?: string) {
+    const q = unit === undefined ? "" : `?unit=${encodeURIComponent(unit)}`;
+    return (await this.call<{ users: StaffUser[] }>("GET", `/v1/users${q}`)).users;
+  }
+  /** Officers and admins: every directory log entry about a user. Untrusted: check entries against the log. */
+  async userHistory(handle: string) {
+    return (
+      await this.call<{ handle: string; history: DirectoryChange[] }>(
+        "GET",
+        `/v1/users/${encodeURIComponent(handle)}/history`,
+      )
+    ).history;
+  }
+  /** Officers and admins: a unit's members with their state (disabled ones included). */
+  async unitMembersDetailed(unit: string) {
+    return (
+      await this.call<{ unit: string; members: StaffUser[] }>("GET", `/v1/units/${encodeURIComponent(unit)}/members`)
+    ).members;
+  }
+  addUnitMember(unit: string, handle: string) {
+    return this.call<{ handle: string; unit: string }>("POST", `/v1/units/${encodeURIComponent(unit)}/members`, {
+      handle,
+    });
+  }
+  removeUnitMember(unit: string, handle: string) {
+    return this.call<{ handle: string; unit: string; pendingRemovals: PendingRemovalView[] }>(
+      "DELETE",
+      `/v1/units/${encodeURIComponent(unit)}/members/${encodeURIComponent(handle)}`,
+    );
+  }
+  moveUser(handle: string, from: string, to: string) {
+    return this.call<{ handle: string; from: string; to: string; pendingRemovals: PendingRemovalView[] }>(
+      "POST",
+      `/v1/users/${encodeURIComponent(handle)}/move`,
+      { from, to },
+    );
+  }
+  setRole(handle: string, role: string) {
+    return this.call<{ handle: string; role: string; changed: boolean }>(
+      "PUT",
+      `/v1/users/${encodeURIComponent(handle)}/role`,
+      { role },
+    );
+  }
+  /** Officers and admins: offboard a user (devices revoked, logins refused). */
+  disableUser(handle: string) {
+    return this.call<{ handle: string; revokedDevices: string[]; pendingRemovals: PendingRemovalView[] }>(
+      "POST",
+      `/v1/users/${encodeURIComponent(handle)}/disable`,
+    );
+  }
+  enableUser(handle: string) {
+    return this.call<{ handle: string }>("POST", `/v1/users/${encodeURIComponent(handle)}/enable`);
+  }
+  setUnitMaxLabel(unit: string, maxLabel: string) {
+    return this.call<{ unit: string; maxLabel: string }>("PUT", `/v1/units/${encodeURIComponent(unit)}/max-label`, {
+      maxLabel,
+    });
+  }
+  /**
+   * Officers and admins: directory log entries after index `after` (-1: from the start), decoded by the server.
+   * Untrusted: a monitor checks them against the witnessed log.
+   */
+  directoryChanges(after = -1, limit = 100) {
+    return this.call<{ size: number; changes: DirectoryChange[] }>(
+      "GET",
+      `/v1/directory/changes?after=${after}&limit=${limit}`,
+    );
+  }
+  /** Any device: tell the security officers what key transparency found (raises an alert; deduplicated per hour). */
+  reportKt(body: KtReport) {
+    return this.call<{ id: number; duplicate: boolean }>("POST", "/v1/kt/reports", body);
   }
 
   // Audit log (security officers). Entries are leaf bytes; the caller verifies them against a signed checkpoint.

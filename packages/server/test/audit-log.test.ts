@@ -205,7 +205,7 @@ for (const kind of DATABASE_KINDS) {
       assert.ok(c.bytes > 0);
     });
 
-    test("device revocation and clearance changes by the operator are audited (actor admin-cli)", async () => {
+    test("user creation, device revocation and clearance changes by the operator are audited (actor admin-cli)", async () => {
       await store.directory.addUser({ handle: "bob", units: ["HQ/ASIA-1"], clearance: "SECRET", role: "user" });
       await enroll("bob", "d-bob000000001");
       await store.directory.setClearance("bob", "CONFIDENTIAL");
@@ -214,6 +214,7 @@ for (const kind of DATABASE_KINDS) {
       assert.deepEqual(
         ev.map((e) => [e.action, e.actor, e.target_device, e.unit, e.source]),
         [
+          ["directory.user.add", "admin-cli", null, "HQ/ASIA-1", "local"],
           ["directory.clearance.set", "admin-cli", null, "HQ/ASIA-1", "local"],
           ["directory.device.revoke", "admin-cli", "d-bob000000001", "HQ/ASIA-1", "local"],
         ],
