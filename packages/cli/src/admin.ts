@@ -253,8 +253,7 @@ function localOps(store: Store): LifecycleOps {
       if (!(await d.unitExists(unit))) throw new ValiseError("not_found", `no unit ${unit}`);
       return d.listUsers({ unit });
     },
-    history: async (handle) =>
-      (await d.userHistory(handle)).map((h) => ({ ...h, entry: h.entry as unknown as DirectoryChange["entry"] })),
+    history: (handle) => d.userHistory(handle),
     move: (handle, from, to) => d.moveUser(handle, from, to),
     addMember: (unit, handle) => d.addMember(handle, unit),
     removeMember: (unit, handle) => d.removeMember(handle, unit),
