@@ -509,7 +509,10 @@ export class ValiseClient {
         }));
         try {
           const { group, usedRef } = await joinFromWelcome(this.ctx, it.welcome, bundles);
-          this.state.keyPackages = this.state.keyPackages.filter((k) => k.ref !== usedRef);
+          // The last package of our newest upload is the server's last resort (handed out again and again when the
+          // others are gone): its private key stays until a newer upload replaces it (issue 13 finding 5).
+          const lastResort = this.state.keyPackages[this.state.keyPackages.length - 1]?.ref;
+          if (usedRef !== lastResort) this.state.keyPackages = this.state.keyPackages.filter((k) => k.ref !== usedRef);
           const label = canonicalLabel(conv.label);
           const peer =
             conv.kind === "direct" ? (groupMembers(group).find((m) => m.user !== this.handle)?.user ?? null) : null;
@@ -807,7 +810,7 @@ export class ValiseClient {
       try {
         if (toRemove.length > 0) await this.commit(id, await removeDevices(this.ctx, g, toRemove as DeviceId[]));
         if (toAdd.length > 0) {
-          const claimed = await this.transport.claimKeyPackages(toAdd);
+          const claimed = await this.transport.claimKeyPackages(toAdd, id);
           if (claimed.length > 0)
             await this.commit(
               id,

@@ -329,12 +329,13 @@ export class HttpTransport {
   keyPackageCount() {
     return this.call<{ count: number }>("GET", "/v1/keypackages/count");
   }
-  async claimKeyPackages(devices: string[]) {
+  /** Key packages of `devices`, to add them to `conversation` (the server checks the caller may). */
+  async claimKeyPackages(devices: string[], conversation: string) {
     if (devices.length === 0) return [];
     const r = await this.call<{ keyPackages: { handle: string; device: string; keyPackage: string }[] }>(
       "POST",
       "/v1/keypackages/claim",
-      { devices },
+      { devices, conversation },
     );
     return r.keyPackages.map((k) => ({ handle: k.handle, device: k.device, keyPackage: fromBase64(k.keyPackage) }));
   }

@@ -92,5 +92,92 @@ for (const kind of DATABASE_KINDS) {
       // Over budget, even a retry of its own first send waits.
       assert.equal((await send(url, mallory, m1, "mallory-key-0001")).status, 429);
     });
+
+    test("finding 5: key packages are claimed only for a conversation the caller may add the device to", async () => {
+      const d = srv.store.directory;
+      await d.addUnit("EMB/BEIJING", "SECRET/ASIA");
+      await d.addUser({ handle: "bob", units: ["EMB/BEIJING"], clearance: "RESTRICTED", role: "user" });
+      await d.addUser({ handle: "carol", units: ["EMB/BEIJING"], clearance: "SECRET/ASIA", role: "user" });
+      const bob = await login(url, srv.store, "bob", "d-bob0000001");
+      const carol = await login(url, srv.store, "carol", "d-carol00001");
+      await d.addKeyPackages(
+        alice.device,
+        Array.from({ length: 10 }, (_, i) => ({ ref: `ref-alice-${i}`, data: new Uint8Array([i]) })),
+      );
+      await d.addKeyPackages(bob.device, [{ ref: "ref-bob-0", data: new Uint8Array([7]) }]);
+      // No relation named: refused (before: anyone drained anyone's packages).
+      const bare = await call(url, mallory, "POST", "/v1/keypackages/claim", { devices: [alice.device] });
+      assert.equal(bare.status, 400, bare.text);
+      // Not a member of the conversation named.
+      const aliceConv = await conversation(alice);
+      const notMine = await call(url, mallory, "POST", "/v1/keypackages/claim", {
+        devices: [alice.device],
+        conversation: aliceConv,
+      });
+      assert.equal(notMine.status, 404, notMine.text);
+      // A SECRET conversation: bob (RESTRICTED) may not be added, so his package is not handed out.
+      const secret = randomId("c");
+      assert.equal(
+        (await call(url, mallory, "POST", "/v1/conversations", { id: secret, label: "SECRET", kind: "group" })).status,
+        201,
+      );
+      const uncleared = await call(url, mallory, "POST", "/v1/keypackages/claim", {
+        devices: [bob.device],
+        conversation: secret,
+      });
+      assert.equal(uncleared.status, 403, uncleared.text);
+      // A unit channel of HQ/ASIA-1: carol (EMB/BEIJING) is not a member of the unit.
+      const unit = randomId("c");
+      assert.equal(
+        (
+          await call(url, mallory, "POST", "/v1/conversations", {
+            id: unit,
+            label: "UNCLASSIFIED",
+            kind: "unit",
+            unit: "HQ/ASIA-1",
+          })
+        ).status,
+        201,
+      );
+      const outside = await call(url, mallory, "POST", "/v1/keypackages/claim", {
+        devices: [carol.device],
+        conversation: unit,
+      });
+      assert.equal(outside.status, 403, outside.text);
+      assert.equal(await d.countKeyPackages(bob.device), 1);
+      // Draining alice through a conversation mallory may add her to: 5, then 429 (per caller and target).
+      const mine = await conversation(mallory);
+      const got: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        const r = await call<{ keyPackages: { device: string }[] }>(url, mallory, "POST", "/v1/keypackages/claim", {
+          devices: [alice.device],
+          conversation: mine,
+        });
+        got.push(r.status);
+      }
+      assert.deepEqual(got, [200, 200, 200, 200, 200, 429, 429, 429]);
+      assert.equal(await d.countKeyPackages(alice.device), 5);
+      // Each claimed package is audited with the target device; the refused claims as denials.
+      const ev = (await auditEvents(srv)).filter((e) => e.actor === "mallory" && e.action === "directory.read");
+      assert.equal(ev.filter((e) => e.target_device === alice.device && e.outcome === "ok").length, 5);
+      assert.ok(ev.filter((e) => e.outcome === "denied").length >= 3);
+      // Fresh packages first, oldest first; the last resort (the newest upload's last) is handed out but kept.
+      await d.addKeyPackages(carol.device, [
+        { ref: "ref-carol-a", data: new Uint8Array([1]) },
+        { ref: "ref-carol-0", data: new Uint8Array([2]) },
+      ]);
+      const taken: number[] = [];
+      const other = await conversation(alice);
+      for (let i = 0; i < 3; i++) {
+        const r = await call<{ keyPackages: { keyPackage: string }[] }>(url, alice, "POST", "/v1/keypackages/claim", {
+          devices: [carol.device],
+          conversation: other,
+        });
+        assert.equal(r.status, 200, r.text);
+        taken.push(Buffer.from(r.json.keyPackages[0]!.keyPackage, "base64")[0]!);
+      }
+      // Upload order, not ref order (before: ordered by ref within an upload, so the last resort was arbitrary).
+      assert.deepEqual(taken, [1, 2, 2]);
+    });
   });
 }

@@ -46,7 +46,13 @@ export const AUDITED_ROUTES: Record<string, RouteAudit> = {
   "GET /v1/unit-members": { action: "directory.read", kind: "unit", object: (r) => text(query(r).unit) },
   "POST /v1/keypackages": { action: "directory.keypackage.add", write: true, kind: "user", object: own },
   "GET /v1/keypackages/count": { action: "directory.read", kind: "user", object: own },
-  "POST /v1/keypackages/claim": { action: "directory.read", kind: "other", object: fixed("key-packages") },
+  // Each claimed device is audited by the route (object its user, target_device the device); denials here.
+  "POST /v1/keypackages/claim": {
+    action: "directory.read",
+    inTransaction: true,
+    kind: "other",
+    object: (r) => text(body(r).conversation) || "key-packages",
+  },
   "POST /v1/conversations": { action: "message.send", write: true, object: (r) => text(body(r).id) },
   "GET /v1/conversations": { action: "message.read", kind: "other", object: fixed("conversations") },
   "GET /v1/conversations/:id": { action: "message.read" },

@@ -153,6 +153,8 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     loginLimiter: new RateLimiter(opts.loginRatePerMinute ?? 60, opts.loginRatePerMinute ?? 60, now),
     abuseLimiter: new RateLimiter(10, 10, now),
     claimLimiter: new RateLimiter(opts.claimRatePerMinute ?? 60, opts.claimRatePerMinute ?? 60, now),
+    // 5 at once, then one every 10 minutes: re-adding the same device is rare; draining it is what this stops.
+    claimPairLimiter: new RateLimiter(0.1, 5, now),
     now,
     lookupSession: sessionLookup(opts.store, now),
     audit: new AuditRecorder(opts.store.audit, now),

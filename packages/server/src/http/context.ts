@@ -25,8 +25,10 @@ export interface ServerContext {
   loginLimiter: RateLimiter;
   /** Per device: idempotency keys reused for another conversation (each one audited as a denied send). */
   abuseLimiter: RateLimiter;
-  /** Per device: key-package claims (each audited). */
+  /** Per device: key-package claim requests (each claimed device audited). */
   claimLimiter: RateLimiter;
+  /** Per (claiming device, target device): how often one caller may take another device's key packages. */
+  claimPairLimiter: RateLimiter;
   now: () => number;
   lookupSession: (token: string) => Promise<Session | null>;
   /** Appends audit events (batched; resolves when durable). */

@@ -1,7 +1,7 @@
 /** Units, unit members, one-time key packages, and clearance changes by security officers. */
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
-import { ValiseError, canonicalLabel, isUnitName, parseUserHandle } from "@valise/core";
+import { ValiseError, canonicalLabel, dominates, isUnitName, parseLabel, parseUserHandle } from "@valise/core";
 import { type ServerContext, b64, requireSession } from "./context.js";
 import { requireOfficer, viewerOf } from "./need-to-know.js";
 import { clientOf } from "../audit/http.js";
@@ -12,7 +12,11 @@ const UploadBody = Type.Object(
   { additionalProperties: false },
 );
 const ClaimBody = Type.Object(
-  { devices: Type.Array(Type.String({ pattern: "^d-[a-z0-9]{8,64}$" }), { minItems: 1, maxItems: 5000 }) },
+  {
+    devices: Type.Array(Type.String({ pattern: "^d-[a-z0-9]{8,64}$" }), { minItems: 1, maxItems: 5000 }),
+    /** The conversation the caller is adding these devices to (it must be an active member of it). */
+    conversation: Type.String({ pattern: "^c-[a-z0-9]{8,64}$" }),
+  },
   { additionalProperties: false },
 );
 const UnitQuery = Type.Object({ unit: Type.String({ maxLength: 200 }) }, { additionalProperties: false });
@@ -95,12 +99,62 @@ export function directoryRoutes(app: FastifyInstance, ctx: ServerContext): void 
     return { count: await directory.countKeyPackages(s.deviceId) };
   });
 
+  /**
+   * One-time key packages (DESIGN §3) are claimed only to add devices to a conversation the caller is an active member
+   * of, and only devices the commit route would accept there (need-to-know: active device, user cleared for the
+   * label, a member of the unit for unit/link channels), not already in it. Each claimed device is audited
+   * (`directory.read`, object the device's user, `target_device` the device); claims are rate-limited per caller
+   * device and per (caller, target) pair, so nobody can drain another device's packages.
+   */
   app.post<{ Body: Static<typeof ClaimBody> }>(
     "/v1/keypackages/claim",
     { schema: { body: ClaimBody } },
     async (req) => {
-      requireSession(req);
-      const claimed = await directory.claimKeyPackages([...new Set(req.body.devices)]);
+      const s = requireSession(req);
+      const convId = req.body.conversation;
+      const conv = await ctx.store.conversations.get(convId);
+      const m = conv ? await ctx.store.conversations.membership(convId, s.deviceId) : null;
+      if (!conv || !m || m.leftSeq !== null) throw new ValiseError("not_found", "no such conversation");
+      if (await ctx.store.conversations.notCleared(convId, s.deviceId))
+        throw new ValiseError("not_cleared", "this device is no longer cleared for the conversation's label");
+      if (!ctx.claimLimiter.take(s.deviceId))
+        throw new ValiseError("rate_limited", "too many key-package claims from this device; wait a minute");
+      const label = parseLabel(conv.label);
+      const allowedUnits = conv.kind === "unit" || conv.kind === "link" ? [conv.unit, conv.fromUnit] : null;
+      const members = new Set(await ctx.store.conversations.currentMembers(convId));
+      // Devices already in the conversation need no package: none is taken for them.
+      const wanted = [...new Set(req.body.devices)].filter((d) => !members.has(d));
+      for (const d of wanted) {
+        const dev = await directory.getDevice(d);
+        if (!dev || dev.revokedAt !== null) throw new ValiseError("forbidden", `device ${d} is unknown or revoked`);
+        const user = await directory.getUser(dev.handle);
+        if (!user) throw new ValiseError("forbidden", `device ${d} has no user`);
+        if (allowedUnits && !user.units.some((u) => allowedUnits.includes(u)))
+          throw new ValiseError("forbidden", `user ${dev.handle} may not be added to this conversation`);
+        if (!dominates(parseLabel(user.clearance), label))
+          throw new ValiseError("not_cleared", `user ${dev.handle} is not cleared for ${conv.label}`);
+      }
+      for (const d of wanted)
+        if (!ctx.claimPairLimiter.take(`${s.deviceId}>${d}`))
+          throw new ValiseError("rate_limited", `too many key packages of ${d} claimed by this device; try later`);
+      const claimed = await directory.claimKeyPackages(wanted);
+      const origin = { source: req.ip, client: clientOf(req.headers) };
+      await Promise.all(
+        claimed.map(async (c) =>
+          ctx.audit.record({
+            actor: s.handle,
+            device: s.deviceId,
+            ...origin,
+            action: "directory.read",
+            object: c.handle,
+            targetDevice: c.device,
+            label: conv.label,
+            unit: (await directory.getUser(c.handle))?.units[0] ?? null,
+            bytes: c.keyPackage.length,
+            outcome: "ok",
+          }),
+        ),
+      );
       return {
         keyPackages: claimed.map((c) => ({
           handle: c.handle,

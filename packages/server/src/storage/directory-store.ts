@@ -767,12 +767,13 @@ export class DirectoryStore {
         .executeTakeFirstOrThrow();
       if (Number(count.n) + kps.length > MAX_KEY_PACKAGES_PER_DEVICE)
         throw new ValiseError("too_large", `at most ${MAX_KEY_PACKAGES_PER_DEVICE} key packages per device`);
-      for (const kp of kps) {
+      for (const [i, kp] of kps.entries()) {
         const dup = await trx.selectFrom("key_packages").select("ref").where("ref", "=", kp.ref).executeTakeFirst();
         if (dup) continue; // idempotent re-upload
+        // Upload order is kept (created_at + index): the last package of the newest upload is the last resort.
         await trx
           .insertInto("key_packages")
-          .values({ ref: kp.ref, device_id: deviceId, data: kp.data, created_at: now })
+          .values({ ref: kp.ref, device_id: deviceId, data: kp.data, created_at: now + i })
           .execute();
       }
       const after = await trx
@@ -806,6 +807,8 @@ export class DirectoryStore {
         .orderBy("id")
         .execute();
       for (const d of devices) {
+        // One-time packages first (oldest first); the last resort — the last package of the device's newest upload —
+        // only when none is left, and it is never deleted: it stays usable until a newer upload replaces it.
         const kps = await trx
           .selectFrom("key_packages")
           .select(["ref", "data"])
