@@ -3,7 +3,7 @@ import { ValiseClient } from "@valise/client";
 import { FileKeyStore } from "@valise/client/node/file-store";
 import { nodeStreamCipher } from "@valise/client/node/docstream";
 import { parse, str } from "./args.js";
-import { printJson } from "./output.js";
+import { oneLine as q, printJson, safeText } from "./output.js";
 import { installNodeCrypto } from "./crypto.js";
 import { readBundle } from "./bundle.js";
 
@@ -116,13 +116,16 @@ export async function sync(argv: string[]): Promise<number> {
     for (const it of items)
       console.log(
         it.type === "cable"
-          ? `${it.time} [${it.label}] ${it.precedence} CABLE ${it.reference} from ${it.originator}: ${it.text}`
+          ? `${q(it.time)} [${q(it.label)}] ${q(it.precedence)} CABLE ${q(it.reference)} from ${q(it.originator)}: ${q(it.text)}`
           : it.type === "document"
-            ? `${it.time} [${it.label}] DOCUMENT ${it.id} v${it.version} from ${it.from}: ${it.text}`
-            : `${it.time} [${it.label}] ${it.type === "alert" ? "ALERT " : ""}${it.from}: ${it.text}`,
+            ? `${q(it.time)} [${q(it.label)}] DOCUMENT ${q(it.id)} v${it.version} from ${q(it.from)}: ${q(it.text)}`
+            : `${q(it.time)} [${q(it.label)}] ${it.type === "alert" ? "ALERT " : ""}${q(it.from)}: ${it.type === "message" ? body(it.text) : q(it.text)}`,
       );
   return 0;
 }
+
+/** A message body in `sync`'s one-line-per-item output: its further lines indented, so none looks like an item. */
+const body = (text: string) => safeText(text).replace(/\n/g, "\n    ");
 
 export async function conversations(argv: string[]): Promise<number> {
   const { values } = parse(argv, { profile: { type: "string" }, json: { type: "boolean" } }, CONVERSATIONS_USAGE);
@@ -132,7 +135,7 @@ export async function conversations(argv: string[]): Promise<number> {
     .conversationList()
     .map((x) => ({ id: x.id, kind: x.kind, label: x.label, unit: x.unit, peer: x.peer, cursor: x.cursor }));
   if (values.json) printJson({ conversations: list });
-  else for (const x of list) console.log(`${x.id} ${x.kind} ${x.peer ?? x.unit ?? ""} [${x.label}]`);
+  else for (const x of list) console.log(`${q(x.id)} ${q(x.kind)} ${q(x.peer ?? x.unit ?? "")} [${q(x.label)}]`);
   return 0;
 }
 
@@ -179,14 +182,14 @@ export async function devices(argv: string[]): Promise<number> {
   else {
     if (!r.verified) console.log("(not verified: this profile has no key transparency; the server's answer)");
     else console.log(`verified against the directory log up to size ${r.checkpointSize ?? 0}`);
-    if (r.error) console.log(`ALERT ${r.error}`);
+    if (r.error) console.log(`ALERT ${q(r.error)}`);
     for (const d of out.devices)
       console.log(
-        `${d.id} ${d.name} enrolled ${d.enrolled}${d.self ? " (this device)" : ""}${d.revoked ? " REVOKED" : ""}` +
+        `${q(d.id)} ${q(d.name)} enrolled ${d.enrolled}${d.self ? " (this device)" : ""}${d.revoked ? " REVOKED" : ""}` +
           `${d.expected ? "" : " UNEXPECTED"}`,
       );
-    for (const a of out.alerts.filter((x) => !x.acked)) console.log(`ALERT ${a.time} ${a.text}`);
-    for (const d of acked) console.log(`dismissed alerts about ${d}`);
+    for (const a of out.alerts.filter((x) => !x.acked)) console.log(`ALERT ${a.time} ${q(a.text)}`);
+    for (const d of acked) console.log(`dismissed alerts about ${q(d)}`);
   }
   return 0;
 }

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { ValiseError, canonicalLabel } from "@valise/core";
 import { fileSource, writeFileAtomic } from "@valise/client/node/files";
 import { parse, str, UsageError } from "./args.js";
-import { printJson } from "./output.js";
+import { oneLine as q, printJson, safeText } from "./output.js";
 import { progressBar } from "./progress.js";
 import { openClient } from "./client-commands.js";
 
@@ -110,7 +110,7 @@ export async function cable(argv: string[]): Promise<number> {
           size: r.cable.size,
           createdAt: iso(r.cable.createdAt),
         });
-      else console.log(`released ${r.reference} [${r.cable.label}] ${r.cable.precedence} (${r.id})`);
+      else console.log(`released ${q(r.reference)} [${q(r.cable.label)}] ${q(r.cable.precedence)} (${q(r.id)})`);
       return 0;
     }
     case "list": {
@@ -142,7 +142,7 @@ export async function cable(argv: string[]): Promise<number> {
       else
         for (const x of out)
           console.log(
-            `${x.precedence.padEnd(9)} ${x.reference}  [${x.label}]  ${x.subject ?? "(no key on this device)"}${x.problem ? `  ALERT ${x.problem}` : ""}`,
+            `${q(x.precedence).padEnd(9)} ${q(x.reference)}  [${q(x.label)}]  ${x.subject === null ? "(no key on this device)" : q(x.subject)}${x.problem ? `  ALERT ${q(x.problem)}` : ""}`,
           );
       return 0;
     }
@@ -183,19 +183,19 @@ export async function cable(argv: string[]): Promise<number> {
       };
       if (values.json) printJson(out);
       else {
-        console.log(`${out.label}\n${out.precedence}  ${out.reference}  ${out.createdAt ?? ""}`);
-        console.log(`FROM ${out.originator} (${out.sender})`);
-        console.log(`ACTION ${out.action.join(", ")}${out.info.length ? `\nINFO ${out.info.join(", ")}` : ""}`);
-        if (out.corrects) console.log(`CORRECTS ${out.corrects}`);
-        console.log(`SUBJECT ${out.subject}\n\n${out.body}\n`);
+        console.log(`${q(out.label)}\n${q(out.precedence)}  ${q(out.reference)}  ${out.createdAt ?? ""}`);
+        console.log(`FROM ${q(out.originator)} (${q(out.sender)})`);
+        console.log(`ACTION ${q(out.action.join(", "))}${out.info.length ? `\nINFO ${q(out.info.join(", "))}` : ""}`);
+        if (out.corrects) console.log(`CORRECTS ${q(out.corrects)}`);
+        console.log(`SUBJECT ${q(out.subject)}\n\n${safeText(out.body)}\n`);
         for (const a of out.attachments)
-          console.log(`attachment ${a.name} (${a.size} bytes)${a.saved ? ` → ${a.saved}` : ""}`);
+          console.log(`attachment ${q(a.name)} (${a.size} bytes)${a.saved ? ` → ${q(a.saved)}` : ""}`);
         for (const x of out.receipts)
           console.log(
-            `receipt ${x.unit} (${x.role}): ${x.deliveredAt ? `delivered ${x.deliveredAt} to ${x.deliveredBy}` : "not delivered"}` +
-              `${x.readAt ? `, read ${x.readAt} by ${x.readBy}` : ""}`,
+            `receipt ${q(x.unit)} (${q(x.role)}): ${x.deliveredAt ? `delivered ${x.deliveredAt} to ${q(x.deliveredBy)}` : "not delivered"}` +
+              `${x.readAt ? `, read ${x.readAt} by ${q(x.readBy)}` : ""}`,
           );
-        console.log(out.label);
+        console.log(q(out.label));
       }
       return 0;
     }
@@ -281,7 +281,7 @@ export async function doc(argv: string[]): Promise<number> {
           size: src.size,
           encryptedSize: v?.size ?? null,
         });
-      else console.log(`uploaded ${src.name} as ${r.id} version ${r.version} [${r.document.label}]`);
+      else console.log(`uploaded ${q(src.name)} as ${q(r.id)} version ${r.version} [${q(r.document.label)}]`);
       return 0;
     }
     case "get": {
@@ -295,7 +295,7 @@ export async function doc(argv: string[]): Promise<number> {
       const n = await writeFileAtomic(out, r.bytes);
       bar.end();
       if (values.json) printJson({ id, version: r.version, name: r.name, label: r.label, size: n, out });
-      else console.log(`${r.name} (version ${r.version}, ${n} bytes, [${r.label}]) → ${out}`);
+      else console.log(`${q(r.name)} (version ${r.version}, ${n} bytes, [${q(r.label)}]) → ${q(out)}`);
       return 0;
     }
     case "list": {
@@ -320,7 +320,7 @@ export async function doc(argv: string[]): Promise<number> {
       else
         for (const d of out)
           console.log(
-            `${d.id}  [${d.label}]  ${d.name ?? "(no key on this device)"}  v${d.versions.length}  from ${d.owner} to ${d.to.name}`,
+            `${q(d.id)}  [${q(d.label)}]  ${d.name === null ? "(no key on this device)" : q(d.name)}  v${d.versions.length}  from ${q(d.owner)} to ${q(d.to.name)}`,
           );
       return 0;
     }

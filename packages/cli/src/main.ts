@@ -2,7 +2,7 @@
 import { admin, ADMIN_USAGE } from "./admin.js";
 import { serve, SERVE_USAGE } from "./serve.js";
 import { conversations, devices, enroll, send, sync } from "./client-commands.js";
-import { reportError } from "./output.js";
+import { guardOutput, reportError } from "./output.js";
 import { log, LOG_USAGE } from "./log-commands.js";
 import { audit, AUDIT_USAGE } from "./audit-commands.js";
 import { detect } from "./detect-commands.js";
@@ -116,6 +116,7 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+guardOutput();
 const argv = process.argv.slice(2);
 const code = await main(argv);
 process.exitCode = code;

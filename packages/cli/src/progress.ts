@@ -1,3 +1,5 @@
+import { writeStderrRaw } from "./output.js";
+
 /** A progress bar on stderr when it is a terminal (nothing otherwise, so scripts and --json stay clean). */
 export function progressBar(label: string): ((done: number, total: number) => void) & { end(): void } {
   const tty = process.stderr.isTTY === true;
@@ -13,7 +15,7 @@ export function progressBar(label: string): ((done: number, total: number) => vo
     const secs = Math.max(0.001, (Date.now() - start) / 1000);
     const rate = done / secs;
     const line = `${label} [${"#".repeat(fill)}${" ".repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}% ${fmt(done)} / ${fmt(total)} ${fmt(rate)}/s`;
-    process.stderr.write(`\r${line}`);
+    writeStderrRaw(`\r${line}`);
     shown = true;
   };
   const f = (done: number, total: number) => {

@@ -9,8 +9,9 @@ import {
   ValiseError,
   canonicalLabel,
   dominates,
+  formatCableReference,
   fromBase64,
-  fromUtf8,
+  parseCableReference,
   parseLabel,
   parsePrecedence,
   parseUnitName,
@@ -19,7 +20,16 @@ import {
   utf8,
 } from "@valise/core";
 import type { ServerCable } from "./transport.js";
-import type { CablePayload } from "./items.js";
+import {
+  MAX_CABLE_BODY,
+  MAX_CABLE_HEADER,
+  MAX_FILE_NAME,
+  MAX_SUBJECT,
+  parseCableHeader,
+  type CableHeader,
+  type CablePayload,
+} from "./items.js";
+import { cableStore, heldCable } from "./held-keys.js";
 import {
   ByteReader,
   bytesSource,
@@ -45,22 +55,12 @@ export interface CableSpec {
   corrects?: string | undefined;
 }
 
-/** What is inside the encrypted content, before the attachments' bytes. */
-interface CableHeader {
-  v: 1;
-  subject: string;
-  body: string;
-  attachments: { name: string; size: number }[];
-}
-
 export interface OpenedCable {
   cable: ServerCable;
   subject: string;
   body: string;
   attachments: { name: string; size: number }[];
 }
-
-const MAX_HEADER = 16 * 1024 * 1024;
 
 export class Cables {
   constructor(private readonly host: ContentHost) {}
@@ -75,6 +75,13 @@ export class Cables {
     const both = action.filter((u) => info.includes(u));
     if (both.length > 0) throw new ValiseError("bad_request", `${both.join(", ")} cannot be both ACTION and INFO`);
     if (spec.subject.trim().length === 0) throw new ValiseError("bad_request", "a cable needs a subject");
+    // What receivers accept (items.ts): refused here rather than by every addressee.
+    if (spec.subject.length > MAX_SUBJECT)
+      throw new ValiseError("bad_request", `a cable's subject has at most ${MAX_SUBJECT} characters`);
+    if (spec.body.length > MAX_CABLE_BODY)
+      throw new ValiseError("bad_request", `a cable's body has at most ${MAX_CABLE_BODY} characters`);
+    if ((spec.attachments ?? []).some((a) => a.name.length === 0 || a.name.length > MAX_FILE_NAME))
+      throw new ValiseError("bad_request", `attachment names have 1 to ${MAX_FILE_NAME} characters`);
     return this.host.authed(async () => {
       const me = await this.host.me();
       if (!dominates(parseLabel(me.clearance), parseLabel(label)))
@@ -86,6 +93,7 @@ export class Cables {
           `you belong to ${me.units.length} units: say which one releases it (from)`,
         );
       if (!me.units.includes(originator)) throw new ValiseError("forbidden", `you are not a member of ${originator}`);
+      const corrects = spec.corrects ? formatCableReference(parseCableReference(spec.corrects)) : null;
       const attachments = spec.attachments ?? [];
       const header: CableHeader = {
         v: 1,
@@ -119,7 +127,7 @@ export class Cables {
         precedence,
         label,
         blob: up.blob,
-        ...(spec.corrects ? { corrects: spec.corrects } : {}),
+        ...(corrects ? { corrects } : {}),
       });
       const payload: CablePayload = {
         t: "cable",
@@ -130,14 +138,16 @@ export class Cables {
         label,
         action,
         info,
-        corrects: spec.corrects ?? null,
+        corrects,
         subject: spec.subject,
         blob: up.blob,
         size: up.size,
         key: toBase64(key),
+        sender: this.host.handle,
+        senderDevice: this.host.deviceId,
       };
       checkAgainstServer(payload, cable);
-      (this.host.state.cables ??= {})[id] = payload;
+      cableStore(this.host.state)[id] = payload;
       await this.host.save();
       for (const unit of unique([...action, ...info]))
         await this.host.deliver(
@@ -153,7 +163,7 @@ export class Cables {
     return this.host.authed(async () => {
       const cables = await this.host.transport.cables(q);
       return cables.map((c) => {
-        const p = this.host.state.cables?.[c.id];
+        const p = heldCable(this.host.state, c.id);
         let subject: string | null = null;
         let problem: string | null = null;
         if (p) {
@@ -185,10 +195,10 @@ export class Cables {
       let cable = /^k-/.test(ref)
         ? await this.host.transport.cable(ref)
         : await this.host.transport.cableByReference(ref.trim());
-      let p = this.host.state.cables?.[cable.id];
+      let p = heldCable(this.host.state, cable.id);
       if (!p) {
         await this.host.catchUp(); // the key may be in a message not processed yet
-        p = this.host.state.cables?.[cable.id];
+        p = heldCable(this.host.state, cable.id);
       }
       if (!p)
         throw new ValiseError(
@@ -206,8 +216,13 @@ export class Cables {
       );
       const r = new ByteReader(plain);
       const len = new DataView((await r.read(4)).buffer).getUint32(0);
-      if (len > MAX_HEADER) throw new ValiseError("protocol_error", "cable header too large");
-      const header = parseHeader(await r.read(len));
+      if (len > MAX_CABLE_HEADER) throw new ValiseError("protocol_error", "cable header too large");
+      const header = parseCableHeader(await r.read(len));
+      if (header.subject !== p.subject)
+        throw new ValiseError(
+          "protocol_error",
+          `cable ${p.reference}: the encrypted subject differs from the one its sender bound to the key`,
+        );
       for (const [index, a] of header.attachments.entries()) {
         const bytes = r.take(a.size);
         if (opts.onAttachment) await opts.onAttachment({ ...a, index }, bytes);
@@ -222,25 +237,6 @@ export class Cables {
 
 function unique<T>(xs: T[]): T[] {
   return [...new Set(xs)];
-}
-
-function parseHeader(bytes: Uint8Array): CableHeader {
-  let h: unknown;
-  try {
-    h = JSON.parse(fromUtf8(bytes));
-  } catch {
-    throw new ValiseError("protocol_error", "cable header is not JSON");
-  }
-  const o = h as Partial<CableHeader>;
-  if (
-    o?.v !== 1 ||
-    typeof o.subject !== "string" ||
-    typeof o.body !== "string" ||
-    !Array.isArray(o.attachments) ||
-    !o.attachments.every((a) => typeof a?.name === "string" && Number.isSafeInteger(a.size) && a.size >= 0)
-  )
-    throw new ValiseError("protocol_error", "malformed cable header");
-  return o as CableHeader;
 }
 
 /**
@@ -259,6 +255,8 @@ export function checkAgainstServer(p: CablePayload, c: ServerCable): void {
   if (!same(c.info, p.info)) bad.push("INFO addressees");
   if ((c.corrects ?? null) !== p.corrects) bad.push("corrects");
   if (c.blob !== p.blob || c.size !== p.size) bad.push("content");
+  // "" only in records kept from before senders were bound (see held-keys migrateProfile).
+  if (p.sender !== "" && (c.sender !== p.sender || c.senderDevice !== p.senderDevice)) bad.push("sender");
   if (bad.length > 0)
     throw new ValiseError(
       "protocol_error",

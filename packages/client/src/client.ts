@@ -8,6 +8,7 @@ import {
   dominates,
   fromBase64,
   fromUtf8,
+  isConversationId,
   parseLabel,
   parseUserHandle,
   randomId,
@@ -60,6 +61,7 @@ import {
   type ReceivedItem,
 } from "./items.js";
 import { Cables, checkAgainstServer } from "./cables.js";
+import { acceptCable, acceptDocument, heldCable, migrateProfile } from "./held-keys.js";
 import { Documents } from "./documents.js";
 import { AuditLog } from "./audit.js";
 import type { StreamCipher } from "./content.js";
@@ -154,7 +156,7 @@ export class ValiseClient {
 
   /** The content key (base64) of a cable this device received, for inspection and tests; null if none. */
   cableKey(id: string): string | null {
-    return this.state.cables?.[id]?.key ?? null;
+    return heldCable(this.state, id)?.key ?? null;
   }
 
   /** Document and cable keys this device holds (ids). */
@@ -211,7 +213,7 @@ export class ValiseClient {
       ...(trust ? { trust } : {}),
     };
     await opts.store.save(state);
-    const client = new ValiseClient(state, opts.store, opts.fetch, opts.transparency, opts.cipher);
+    const client = new ValiseClient(migrateProfile(state), opts.store, opts.fetch, opts.transparency, opts.cipher);
     await client.login();
     await client.transport.uploadKeyPackages(kps.map((k) => k.publicBytes));
     await client.save();
@@ -221,7 +223,7 @@ export class ValiseClient {
   static async open(opts: ClientOptions): Promise<ValiseClient> {
     const state = await opts.store.load();
     if (!state) throw new ValiseError("not_found", "no enrolled profile here; run `valise enroll` first");
-    return new ValiseClient(state, opts.store, opts.fetch, opts.transparency, opts.cipher);
+    return new ValiseClient(migrateProfile(state), opts.store, opts.fetch, opts.transparency, opts.cipher);
   }
 
   /** The narrow view of this client that the cable and document services use. */
@@ -231,6 +233,9 @@ export class ValiseClient {
     return {
       get handle() {
         return self.handle;
+      },
+      get deviceId() {
+        return self.deviceId;
       },
       transport: this.transport,
       cipher: cipher ?? webCryptoStreamCipher(),
@@ -390,7 +395,7 @@ export class ValiseClient {
       if (queue.length === 0) break;
       let acked = 0;
       for (const c of queue) {
-        const p = this.state.cables?.[c.id];
+        const p = heldCable(this.state, c.id);
         if (!p) {
           refused.add(c.id); // the key has not arrived (yet): stays queued
           continue;
@@ -501,7 +506,7 @@ export class ValiseClient {
       for (const it of inbox) {
         this.state.inboxCursor = it.id;
         const conv = it.conversation;
-        if (this.state.conversations[conv.id]) continue; // already joined (e.g. a repeated Welcome)
+        if (!isConversationId(conv.id) || Object.hasOwn(this.state.conversations, conv.id)) continue; // bad id, or already joined (e.g. a repeated Welcome)
         const bundles: KeyPackageBundle[] = this.state.keyPackages.map((k) => ({
           ref: k.ref,
           publicBytes: fromBase64(k.publicBytes),
@@ -590,7 +595,17 @@ export class ValiseClient {
             const aad = fromUtf8(r.aad);
             if (aad !== messageAad(id, conv.label))
               throw new ValiseError("protocol_error", "message is bound to another conversation or label");
-            const item = this.acceptPayload(conv, parsePayload(r.plaintext), r.sender, m);
+            let payload: AppPayload;
+            try {
+              payload = parsePayload(r.plaintext);
+            } catch (e) {
+              const why = e instanceof Error ? e.message : String(e);
+              throw new ValiseError(
+                "protocol_error",
+                `malformed payload from ${r.sender.user} (device ${r.sender.device}): ${why}`,
+              );
+            }
+            const item = this.acceptPayload(conv, payload, r.sender, m);
             if (item) items.push(item);
           } else if (r.kind === "commit" && r.removedSelf) {
             delete this.state.conversations[id];
@@ -658,11 +673,20 @@ export class ValiseClient {
       const units = new Set([p.originator, ...p.action, ...p.info]);
       if (!conv.unit || !units.has(conv.unit) || (conv.fromUnit && conv.fromUnit !== p.originator))
         throw new ValiseError("protocol_error", "cable key arrived in a conversation of units it is not addressed to");
-      (this.state.cables ??= {})[p.id] = { ...p, label };
-      return null; // cables are handed out from the precedence-ordered queue (see catchUp)
+      // Cables are handed out from the precedence-ordered queue (see catchUp); a refused copy is an alert now.
+      const refused = acceptCable(this.state, p, sender);
+      if (refused)
+        return {
+          ...alertItem(refused, m.seq, m.createdAt),
+          from: sender.user,
+          conversation: conv.id,
+          label: conv.label,
+        };
+      return null;
     }
-    const docs = (this.state.documents ??= {});
-    (docs[p.id] ??= {})[String(p.version)] = { ...p, label };
+    const refused = acceptDocument(this.state, p, sender);
+    if (refused)
+      return { ...alertItem(refused, m.seq, m.createdAt), from: sender.user, conversation: conv.id, label: conv.label };
     return {
       type: "document",
       from: sender.user,

@@ -14,7 +14,9 @@ import {
   toBase64,
 } from "@valise/core";
 import type { ServerDocument } from "./transport.js";
-import type { DocumentPayload } from "./items.js";
+import { MAX_FILE_NAME, type DocumentPayload } from "./items.js";
+import { acceptDocument, heldDocument } from "./held-keys.js";
+import { own } from "./schema.js";
 import { downloadDecrypted, uploadEncrypted, type PlainSource, type Progress } from "./content.js";
 import type { ContentHost } from "./host.js";
 
@@ -40,6 +42,8 @@ export class Documents {
 
   /** Encrypts and uploads a file as a new document (version 1) or a new version; shares its key. */
   async put(spec: PutSpec, onProgress?: Progress): Promise<{ id: string; version: number; document: ServerDocument }> {
+    if (spec.name.length === 0 || spec.name.length > MAX_FILE_NAME)
+      throw new ValiseError("bad_request", `a file name has 1 to ${MAX_FILE_NAME} characters`);
     return this.host.authed(async () => {
       let id: string;
       let version: number;
@@ -93,8 +97,11 @@ export class Documents {
         blob: up.blob,
         key: toBase64(key),
         to,
+        sender: this.host.handle,
+        senderDevice: this.host.deviceId,
       };
-      ((this.host.state.documents ??= {})[id] ??= {})[String(version)] = payload;
+      const refused = acceptDocument(this.host.state, payload, { user: this.host.handle, device: this.host.deviceId });
+      if (refused) throw new ValiseError("conflict", refused);
       await this.host.save();
       const target =
         to.kind === "user"
@@ -121,12 +128,12 @@ export class Documents {
   }
 
   private view(d: ServerDocument): DocumentView {
-    const local = this.host.state.documents?.[d.id] ?? {};
+    const local = own(this.host.state.documents, d.id);
     return {
       ...d,
       versions: d.versions.map((v) => {
-        const p = local[String(v.version)];
-        const ok = p && p.blob === v.blob && p.label === d.label;
+        const p = own(local, String(v.version));
+        const ok = p && sameAsServer(p, d, v);
         return { ...v, name: ok ? p.name : null, plainSize: ok ? p.size : null };
       }),
     };
@@ -145,13 +152,13 @@ export class Documents {
       const version = opts.version ?? Math.max(...doc.versions.map((v) => v.version));
       const v = doc.versions.find((x) => x.version === version);
       if (!v) throw new ValiseError("not_found", `document ${id} has no version ${version}`);
-      let p = this.host.state.documents?.[id]?.[String(version)];
+      let p = heldDocument(this.host.state, id, version);
       if (!p) {
         await this.host.catchUp();
-        p = this.host.state.documents?.[id]?.[String(version)];
+        p = heldDocument(this.host.state, id, version);
       }
       if (!p) throw new ValiseError("not_found", `this device holds no key for ${id} version ${version}`);
-      if (p.blob !== v.blob || p.label !== canonicalLabel(doc.label))
+      if (!sameAsServer(p, doc, v))
         throw new ValiseError(
           "protocol_error",
           `the server's record of ${id} v${version} differs from what was shared`,
@@ -176,6 +183,20 @@ export class Documents {
   async setCanary(id: string, canary: boolean): Promise<void> {
     await this.host.authed(() => this.host.transport.setCanary(id, canary));
   }
+}
+
+/**
+ * The server's record of a version must match what its uploader bound to the key: blob, label, and who uploaded it
+ * (sender "" only in records kept from before senders were bound).
+ */
+function sameAsServer(p: DocumentPayload, d: ServerDocument, v: ServerDocument["versions"][number]): boolean {
+  let label: string;
+  try {
+    label = canonicalLabel(d.label);
+  } catch {
+    return false;
+  }
+  return p.blob === v.blob && p.label === label && (p.sender === "" || p.sender === v.createdBy);
 }
 
 function firstUnit(units: string[], target: string): string {

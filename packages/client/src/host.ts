@@ -6,6 +6,7 @@ import type { StreamCipher } from "./content.js";
 
 export interface ContentHost {
   readonly handle: string;
+  readonly deviceId: string;
   readonly transport: HttpTransport;
   readonly cipher: StreamCipher;
   readonly state: ProfileState;

@@ -11,3 +11,5 @@ export * from "./documents.js";
 export * from "./host.js";
 export * from "./docstream.js";
 export * from "./audit.js";
+export * from "./schema.js";
+export * from "./held-keys.js";

@@ -1,4 +1,16 @@
-import { ValiseError, fromBase64, isUnitName, parsePrecedence } from "@valise/core";
+import {
+  BLOB_ID_RE,
+  CABLE_ID_RE,
+  DOCUMENT_ID_RE,
+  PRECEDENCES,
+  canonicalLabel,
+  fromBase64,
+  isDeviceId,
+  isUnitName,
+  isUserHandle,
+  parseCableReference,
+} from "@valise/core";
+import { arr, int, literal, map, nullable, obj, oneOf, parseJsonBytes, str, tagged, type Parser } from "./schema.js";
 
 /** What a sync hands to the user: decrypted items, membership news, and alerts. */
 export type ReceivedItem =
@@ -55,14 +67,16 @@ export type ReceivedItem =
       size: number;
     };
 
-/** Application payloads inside MLS: versioned JSON, told apart by `t`. */
+/** Application payloads inside MLS: versioned JSON, told apart by `t`, parsed by `parsePayload` (see below). */
 export interface TextPayload {
   t: "text";
   text: string;
 }
 /**
  * A cable's content key and the metadata its sender binds to it (signed inside MLS): a server that changes the
- * reference, precedence, label or addressees it lists is caught by comparing with this.
+ * reference, precedence, label or addressees it lists is caught by comparing with this. `sender`/`senderDevice`
+ * name who released it: a copy is accepted only from that MLS-authenticated device, and must match the server's
+ * record of who released the cable.
  */
 export interface CablePayload {
   t: "cable";
@@ -79,8 +93,11 @@ export interface CablePayload {
   /** Ciphertext bytes of the content blob. */
   size: number;
   key: string; // base64, 32 bytes
+  /** The releasing user and device ("" only in a record kept from before senders were bound: not compared). */
+  sender: string;
+  senderDevice: string;
 }
-/** A document version's key, its (encrypted, here) file name and where it is shared. */
+/** A document version's key, its (encrypted, here) file name, where it is shared, and who uploaded it. */
 export interface DocumentPayload {
   t: "doc";
   id: string;
@@ -92,8 +109,120 @@ export interface DocumentPayload {
   blob: string;
   key: string; // base64, 32 bytes
   to: { kind: "user" | "unit"; name: string };
+  /** The uploading user and device ("" only in a record kept from before senders were bound: not compared). */
+  sender: string;
+  senderDevice: string;
 }
 export type AppPayload = TextPayload | CablePayload | DocumentPayload;
+
+// ---------------------------------------------------------------- the one parser for what peers send
+
+export const MAX_TEXT = 100_000;
+export const MAX_SUBJECT = 2_000;
+export const MAX_FILE_NAME = 1_000;
+export const MAX_ADDRESSEES = 200;
+export const MAX_ATTACHMENTS = 1_000;
+export const MAX_CABLE_BODY = 8 * 1024 * 1024;
+/** A payload is a few fields and at most MAX_TEXT characters (JSON-escaped: up to 6 bytes each). */
+export const MAX_PAYLOAD_BYTES = 1024 * 1024;
+
+const isBase64Key = (s: string) => fromBase64(s).length === 32;
+const isCanonicalLabel = (s: string) => canonicalLabel(s) === s;
+const isReference = (s: string) => parseCableReference(s).originator.length > 0 && s === s.trim();
+
+export const payloadFields = {
+  handle: str({ max: 64, test: isUserHandle }),
+  device: str({ max: 66, test: isDeviceId }),
+  unit: str({ max: 200, test: isUnitName }),
+  label: str({ max: 512, test: isCanonicalLabel }),
+  reference: str({ max: 200, test: isReference }),
+  key: str({ max: 44, min: 44, test: isBase64Key }),
+  size: int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+};
+
+const textPayload = obj({ t: literal("text"), text: str({ max: MAX_TEXT }) });
+
+const cablePayload = obj({
+  t: literal("cable"),
+  id: str({ max: 66, pattern: CABLE_ID_RE }),
+  reference: payloadFields.reference,
+  originator: payloadFields.unit,
+  precedence: oneOf(PRECEDENCES),
+  label: payloadFields.label,
+  action: arr(payloadFields.unit, { max: MAX_ADDRESSEES, unique: true }),
+  info: arr(payloadFields.unit, { max: MAX_ADDRESSEES, unique: true }),
+  corrects: nullable(payloadFields.reference),
+  subject: str({ max: MAX_SUBJECT, min: 1 }),
+  blob: str({ max: 66, pattern: BLOB_ID_RE }),
+  size: payloadFields.size,
+  key: payloadFields.key,
+  sender: payloadFields.handle,
+  senderDevice: payloadFields.device,
+});
+
+const documentPayload = obj({
+  t: literal("doc"),
+  id: str({ max: 66, pattern: DOCUMENT_ID_RE }),
+  version: int({ min: 1, max: 1_000_000_000 }),
+  label: payloadFields.label,
+  name: str({ max: MAX_FILE_NAME, min: 1 }),
+  size: payloadFields.size,
+  blob: str({ max: 66, pattern: BLOB_ID_RE }),
+  key: payloadFields.key,
+  to: obj({
+    kind: oneOf(["user", "unit"] as const),
+    name: str({ max: 200, test: (s) => isUserHandle(s) || isUnitName(s) }),
+  }),
+  sender: payloadFields.handle,
+  senderDevice: payloadFields.device,
+});
+
+/** The schema of every application payload a peer may send (exported for tests). */
+export const appPayload: Parser<AppPayload> = map(
+  tagged("t", { text: textPayload, cable: cablePayload, doc: documentPayload }),
+  (p): AppPayload => {
+    if (p.t === "cable") {
+      if (parseCableReference(p.reference).originator !== p.originator)
+        throw new Error("reference is not in the originator's series");
+      if (p.action.length === 0) throw new Error("a cable needs an ACTION addressee");
+      if (p.action.some((u) => p.info.includes(u))) throw new Error("a unit is both ACTION and INFO");
+      if (p.corrects === p.reference) throw new Error("a cable cannot correct itself");
+    }
+    if (p.t === "doc" && (p.to.kind === "user") !== isUserHandle(p.to.name)) throw new Error("bad share target");
+    return p;
+  },
+);
+
+/**
+ * Parses a decrypted payload strictly into typed values: a sender's bytes are checked before the SDK acts on them.
+ * Throws a `protocol_error` ValiseError (and nothing else) on anything that is not exactly one of the payloads.
+ */
+export function parsePayload(bytes: Uint8Array): AppPayload {
+  return parseJsonBytes(bytes, appPayload, { maxBytes: MAX_PAYLOAD_BYTES, maxDepth: 4, what: "payload" });
+}
+
+/** What is inside a cable's encrypted content, before the attachments' bytes. */
+export interface CableHeader {
+  v: 1;
+  subject: string;
+  body: string;
+  attachments: { name: string; size: number }[];
+}
+export const MAX_CABLE_HEADER = 16 * 1024 * 1024;
+
+export const cableHeader = obj({
+  v: literal(1),
+  subject: str({ max: MAX_SUBJECT, min: 1 }),
+  body: str({ max: MAX_CABLE_BODY }),
+  attachments: arr(obj({ name: str({ max: MAX_FILE_NAME, min: 1 }), size: payloadFields.size }), {
+    max: MAX_ATTACHMENTS,
+  }),
+});
+
+/** A cable's decrypted header (written by whoever holds its key): same rules as a payload. */
+export function parseCableHeader(bytes: Uint8Array): CableHeader {
+  return parseJsonBytes(bytes, cableHeader, { maxBytes: MAX_CABLE_HEADER, maxDepth: 4, what: "cable header" });
+}
 
 /**
  * Authenticated data bound to every application message (RFC 9420 §6.3.1 authenticated_data): the conversation and
@@ -101,77 +230,4 @@ export type AppPayload = TextPayload | CablePayload | DocumentPayload;
  */
 export function messageAad(conversation: string, label: string): string {
   return `valise/1\nconversation=${conversation}\nlabel=${label}`;
-}
-
-const MAX_ITEM_STRING = 100_000;
-/** Parses a decrypted payload strictly: a sender's bytes are checked before the SDK acts on them. */
-export function parsePayload(bytes: Uint8Array): AppPayload {
-  let p: unknown;
-  try {
-    p = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-  } catch {
-    throw new ValiseError("protocol_error", "payload is not JSON");
-  }
-  const o = (typeof p === "object" && p !== null ? p : {}) as Record<string, unknown>;
-  const str = (k: string, max = 1000) => {
-    const v = o[k];
-    if (typeof v !== "string" || v.length > max) throw new ValiseError("protocol_error", `payload field ${k}`);
-    return v;
-  };
-  const int = (k: string) => {
-    const v = o[k];
-    if (!Number.isSafeInteger(v) || (v as number) < 0) throw new ValiseError("protocol_error", `payload field ${k}`);
-    return v as number;
-  };
-  const units = (k: string) => {
-    const v = o[k];
-    if (!Array.isArray(v) || v.length > 200 || !v.every(isUnitName))
-      throw new ValiseError("protocol_error", `payload field ${k}`);
-    return v as string[];
-  };
-  const key = () => {
-    const k = str("key", 100);
-    if (fromBase64(k).length !== 32) throw new ValiseError("protocol_error", "payload key must be 32 bytes");
-    return k;
-  };
-  switch (o.t) {
-    case "text":
-      return { t: "text", text: str("text", MAX_ITEM_STRING) };
-    case "cable": {
-      const corrects = o.corrects === null || o.corrects === undefined ? null : str("corrects", 200);
-      return {
-        t: "cable",
-        id: str("id", 100),
-        reference: str("reference", 200),
-        originator: str("originator", 200),
-        precedence: parsePrecedence(str("precedence", 20)),
-        label: str("label", 512),
-        action: units("action"),
-        info: units("info"),
-        corrects,
-        subject: str("subject", 2000),
-        blob: str("blob", 100),
-        size: int("size"),
-        key: key(),
-      };
-    }
-    case "doc": {
-      const to = (typeof o.to === "object" && o.to !== null ? o.to : {}) as Record<string, unknown>;
-      if ((to.kind !== "user" && to.kind !== "unit") || typeof to.name !== "string")
-        throw new ValiseError("protocol_error", "payload field to");
-      return {
-        t: "doc",
-        id: str("id", 100),
-        version: int("version"),
-        label: str("label", 512),
-        name: str("name", 1000),
-        size: int("size"),
-        blob: str("blob", 100),
-        key: key(),
-        to: { kind: to.kind, name: to.name },
-      };
-    }
-    default:
-      throw new ValiseError("protocol_error", "unknown payload type");
-  }
 }
