@@ -36,6 +36,13 @@ export function samePayload(a: object, b: object): boolean {
   return ka.every((k) => JSON.stringify(ra[k]) === JSON.stringify(rb[k]));
 }
 
+/** A held record is the same as a new copy; one kept from before senders were bound is compared without them. */
+function sameAsHeld<T extends { sender: string; senderDevice: string }>(held: T, p: T): boolean {
+  return held.sender === ""
+    ? samePayload({ ...held, sender: "", senderDevice: "" }, { ...p, sender: "", senderDevice: "" })
+    : samePayload(held, p);
+}
+
 /** Why a copy is refused (a sentence naming the peer), or null when it was stored or was a duplicate. */
 export type Refusal = string | null;
 
@@ -51,7 +58,7 @@ export function acceptCable(state: ProfileState, p: CablePayload, from: Sender):
   if (bad) return bad;
   const held = heldCable(state, p.id);
   if (held) {
-    if (samePayload(held, p)) return null;
+    if (sameAsHeld(held, p)) return null;
     return `${from.user} (device ${from.device}) sent a copy of cable ${held.reference} that differs from the one held (${differences(held, p).join(", ")}): refused, the original is kept`;
   }
   cableStore(state)[p.id] = p;
@@ -64,7 +71,7 @@ export function acceptDocument(state: ProfileState, p: DocumentPayload, from: Se
   if (bad) return bad;
   const held = heldDocument(state, p.id, p.version);
   if (held) {
-    if (samePayload(held, p)) return null;
+    if (sameAsHeld(held, p)) return null;
     return `${from.user} (device ${from.device}) sent a copy of document ${p.id} v${p.version} that differs from the one held (${differences(held, p).join(", ")}): refused, the original is kept`;
   }
   const docs = documentStore(state);
@@ -91,12 +98,17 @@ export function migrateProfile(state: ProfileState): ProfileState {
   for (const [id, c] of Object.entries(state.conversations ?? {}))
     if (isConversationId(id) && c && typeof c === "object") conversations[id] = c;
   state.conversations = conversations;
+  // Without a sender (written before senders were bound), or with the "" it then got: stands for "unknown".
+  const isLegacy = (v: unknown): v is object =>
+    !!v &&
+    typeof v === "object" &&
+    !Array.isArray(v) &&
+    (!Object.hasOwn(v, "sender") ||
+      ((v as { sender: unknown }).sender === "" && (v as { senderDevice?: unknown }).senderDevice === ""));
   const withSender = (v: unknown, sender: string, device: string): unknown =>
-    v && typeof v === "object" && !Array.isArray(v) && !Object.hasOwn(v, "sender")
-      ? { ...v, sender, senderDevice: device }
-      : v;
+    isLegacy(v) ? { ...v, sender, senderDevice: device } : v;
   const reparse = (v: unknown): CablePayload | DocumentPayload | null => {
-    const legacy = v && typeof v === "object" && !Object.hasOwn(v, "sender");
+    const legacy = isLegacy(v);
     const probe = legacy ? withSender(v, "legacy.record", "d-legacyrecord") : v;
     try {
       const p = appPayload(probe, "stored key");
