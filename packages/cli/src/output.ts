@@ -77,10 +77,8 @@ export function printJson(v: unknown): void {
 export function reportError(e: unknown, json: boolean): number {
   if (e instanceof UsageError) {
     if (json)
-      process.stdout.write(`${escapeForTerminal(JSON.stringify({ error: { code: "usage", message: e.message } }))}
-`);
-    process.stderr.write(`valise: ${safeText(e.message)}
-`);
+      process.stdout.write(`${escapeForTerminal(JSON.stringify({ error: { code: "usage", message: e.message } }))}\n`);
+    process.stderr.write(`valise: ${safeText(e.message)}\n`);
     return 2;
   }
   const code = e instanceof ValiseError ? e.code : "internal";
