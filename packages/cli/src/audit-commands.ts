@@ -6,12 +6,27 @@
  */
 import { resolve } from "node:path";
 import { writeFileSync } from "node:fs";
-import { ValiseError, auditEventJson, parseNoteVerifierKey, toBase64, type AuditEvent } from "@valise/core";
-import { ValiseClient, type AuditAnchors, type AuditFilter, type AuditQueryResult } from "@valise/client";
+import {
+  ValiseError,
+  auditEventJson,
+  describeStaleness,
+  parseNoteVerifierKey,
+  toBase64,
+  type AuditEvent,
+  type CheckpointFreshness,
+} from "@valise/core";
+import {
+  ValiseClient,
+  checkpointRefusal,
+  type AuditAnchors,
+  type AuditFilter,
+  type AuditQueryResult,
+} from "@valise/client";
 import { FileKeyStore } from "@valise/client/node/file-store";
 import { parse, str, UsageError } from "./args.js";
 import { printJson } from "./output.js";
 import { installNodeCrypto } from "./crypto.js";
+import { freshnessJson, maxCheckpointAgeMs, MAX_AGE_ENV } from "./freshness.js";
 
 export const AUDIT_USAGE = `usage: valise audit <command> --profile DIR [options]
 
@@ -22,6 +37,8 @@ command first verifies the audit log's latest checkpoint with the log key, and p
                                          events matching all the given fields, newest first (default limit 100)
   verify --json                          download every event, recompute the Merkle root, compare it with the signed
                                          checkpoint: prints {"ok":true|false,"size":N,…,"reason"}; exit 1 if not ok
+                                         (also for a rollback or fork, "refused":"rollback"|"fork", and for a
+                                         stale checkpoint, "stale":true with its "age" in seconds)
   export --jsonl [--out FILE]            every event of the checkpointed log, one JSON object per line (the DESIGN
                                          format: id, time, actor, device, source, client, action, object,
                                          target_device, label, unit, bytes, canary, outcome), verified as in verify
@@ -29,12 +46,21 @@ Options:
   --profile DIR     the officer's enrolled device profile (its session is used)
   --log-key VKEY    the log's verifier key (valise admin log key); default: the profile's enrollment trust anchors,
                     else the key the server announces (trust on first use: say so in "keySource")
+  --max-age S       freshness bound in seconds (default ${MAX_AGE_ENV} or 600): a checkpoint whose witness
+                    quorum last cosigned it longer ago is stale (the server may be hiding newer events)
+Rollback protection: the profile keeps the last audit checkpoint it accepted; a smaller one (rollback), another
+root at the same size (fork) or a larger one without a valid consistency proof is refused by every command.
+Freshness needs witnesses: with no witness quorum pinned it is "unproven". tail, query and export warn on stderr
+about a stale checkpoint and add "stale" and "age" to --json output.
 Actions: login, message.read, message.send, directory.read, directory.keypackage.add, directory.device.add,
   directory.device.revoke, directory.clearance.set, directory.role.set, audit.read (cable.* and document.* later).`;
 
-async function openOfficer(profile: string): Promise<ValiseClient> {
+async function openOfficer(profile: string, maxAgeMs: number | undefined): Promise<ValiseClient> {
   await installNodeCrypto();
-  const client = await ValiseClient.open({ store: new FileKeyStore(resolve(profile)) });
+  const client = await ValiseClient.open({
+    store: new FileKeyStore(resolve(profile)),
+    ...(maxAgeMs !== undefined ? { transparency: { maxCheckpointAgeMs: maxAgeMs } } : {}),
+  });
   await client.login();
   return client;
 }
@@ -47,9 +73,16 @@ async function provenEvents(client: ValiseClient, f: AuditFilter, anchors?: Audi
   return r;
 }
 
-function printEvents(events: AuditEvent[], json: boolean, size: number): void {
+/** Never silent: a stale checkpoint is said on stderr (the events shown may not be the newest). */
+function warnStale(f: CheckpointFreshness): void {
+  if (f.stale) process.stderr.write(`valise: WARNING: ${describeStaleness("audit log", f)}\n`);
+}
+
+function printEvents(events: AuditEvent[], json: boolean, size: number, f: CheckpointFreshness): void {
+  warnStale(f);
   if (json) {
-    printJson({ size, events: events.map((e) => JSON.parse(auditEventJson(e)) as unknown) });
+    const { stale, age } = freshnessJson(f);
+    printJson({ size, stale, age, events: events.map((e) => JSON.parse(auditEventJson(e)) as unknown) });
     return;
   }
   if (events.length === 0) console.log("no events");
@@ -90,6 +123,7 @@ export async function audit(argv: string[]): Promise<number> {
       json: { type: "boolean" },
       jsonl: { type: "boolean" },
       out: { type: "string" },
+      "max-age": { type: "string" },
     },
     AUDIT_USAGE,
   );
@@ -115,12 +149,13 @@ export async function audit(argv: string[]): Promise<number> {
   const since = isoTime(values.since, "--since");
   const until = isoTime(values.until, "--until");
   const limit = positiveInt(values.limit, "--limit", 100, 1000);
-  const client = await openOfficer(profile);
+  const maxAgeMs = maxCheckpointAgeMs(values["max-age"]);
+  const client = await openOfficer(profile, maxAgeMs);
   try {
     switch (cmd) {
       case "tail": {
         const r = await provenEvents(client, { limit: n }, anchors);
-        printEvents(r.events.reverse(), values.json === true, r.checkpoint.size);
+        printEvents(r.events.reverse(), values.json === true, r.checkpoint.size, r.freshness);
         return 0;
       }
       case "query": {
@@ -129,29 +164,66 @@ export async function audit(argv: string[]): Promise<number> {
           { actor: values.actor, action: values.action, object: values.object, since, until, limit },
           anchors,
         );
-        printEvents(r.events, values.json === true, r.checkpoint.size);
+        printEvents(r.events, values.json === true, r.checkpoint.size, r.freshness);
         return 0;
       }
     }
-    const { checkpoint: cp, keySource } = await client.audit.checkpoint(anchors);
+    let verified;
+    try {
+      verified = await client.audit.checkpoint(anchors);
+    } catch (e) {
+      // A rollback or fork is the answer `verify` exists to give: said as a result, not only as an error.
+      const refusal = checkpointRefusal(e);
+      if (cmd !== "verify" || !refusal || !(e instanceof ValiseError)) throw e;
+      if (values.json)
+        printJson({
+          ok: false,
+          refused: refusal,
+          size: e.details?.size,
+          acceptedSize: e.details?.acceptedSize,
+          reason: e.message,
+        });
+      else console.log(`NOT OK: ${e.message}`);
+      return 1;
+    }
+    const { checkpoint: cp, keySource, freshness } = verified;
     switch (cmd) {
       case "verify": {
         const r = await client.audit.download(cp);
-        const base = { size: cp.size, origin: cp.origin, rootHash: toBase64(cp.rootHash), keySource };
+        const base = {
+          size: cp.size,
+          origin: cp.origin,
+          rootHash: toBase64(cp.rootHash),
+          keySource,
+          acceptedSize: verified.acceptedSize,
+          ...freshnessJson(freshness),
+        };
+        const staleReason = freshness.stale ? describeStaleness("audit log", freshness) : null;
+        const ok = r.ok && !freshness.stale;
         if (values.json)
-          printJson(r.ok ? { ok: true, ...base } : { ok: false, ...base, reason: r.reason, index: r.index });
+          printJson(
+            ok
+              ? { ok: true, ...base }
+              : r.ok
+                ? { ok: false, ...base, reason: staleReason }
+                : { ok: false, ...base, reason: r.reason, index: r.index },
+          );
         else
           console.log(
-            r.ok
-              ? `ok: ${cp.size} events, all in the signed checkpoint (${cp.origin})`
-              : `NOT OK: ${r.reason} (checkpoint size ${cp.size})`,
+            ok
+              ? `ok: ${cp.size} events, all in the signed checkpoint (${cp.origin})` +
+                  (freshness.proven ? `, cosigned ${freshness.age} s ago` : ", freshness unproven (no witness quorum)")
+              : r.ok
+                ? `NOT OK: ${staleReason} (checkpoint size ${cp.size}; its ${cp.size} events do verify)`
+                : `NOT OK: ${r.reason} (checkpoint size ${cp.size})`,
           );
-        return r.ok ? 0 : 1;
+        return ok ? 0 : 1;
       }
       case "export": {
         if (!values.jsonl) throw new UsageError(`export needs --jsonl\n\n${AUDIT_USAGE}`);
         const r = await client.audit.download(cp);
         if (!r.ok) throw new ValiseError("bad_encoding", `audit log does not verify, nothing exported: ${r.reason}`);
+        warnStale(freshness);
         const text = r.events.map((e) => `${auditEventJson(e)}\n`).join("");
         if (values.out) writeFileSync(resolve(values.out), text, { mode: 0o600 });
         else await new Promise<void>((done) => process.stdout.write(text, () => done()));

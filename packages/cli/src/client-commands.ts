@@ -5,6 +5,7 @@ import { nodeStreamCipher } from "@valise/client/node/docstream";
 import { parse, str } from "./args.js";
 import { oneLine as q, printJson, safeText } from "./output.js";
 import { installNodeCrypto } from "./crypto.js";
+import { maxCheckpointAgeMs } from "./freshness.js";
 import { readBundle } from "./bundle.js";
 
 export const ENROLL_USAGE = `usage: valise enroll --server URL (--bundle FILE|JSON | --code CODE) --profile DIR [--name NAME] [--json]
@@ -39,7 +40,12 @@ Lists this device's conversations.`;
 export async function openClient(profile: string): Promise<ValiseClient> {
   await installNodeCrypto();
   // Documents and cables: node:crypto AES-GCM on a worker pool (both cores), same bytes as the WebCrypto default.
-  return ValiseClient.open({ store: new FileKeyStore(resolve(profile)), cipher: nodeStreamCipher() });
+  const maxAgeMs = maxCheckpointAgeMs(); // VALISE_CHECKPOINT_MAX_AGE: the freshness bound for sync's stale alert
+  return ValiseClient.open({
+    store: new FileKeyStore(resolve(profile)),
+    cipher: nodeStreamCipher(),
+    ...(maxAgeMs !== undefined ? { transparency: { maxCheckpointAgeMs: maxAgeMs } } : {}),
+  });
 }
 
 export async function enroll(argv: string[]): Promise<number> {

@@ -1,4 +1,7 @@
 /** `valise log …`: read the server's directory log (key transparency). */
+import { resolve } from "node:path";
+import { ValiseClient } from "@valise/client";
+import { FileKeyStore } from "@valise/client/node/file-store";
 import {
   ValiseError,
   openNote,
@@ -10,9 +13,21 @@ import {
 } from "@valise/core";
 import { parse, str, UsageError } from "./args.js";
 import { printJson } from "./output.js";
+import { installNodeCrypto } from "./crypto.js";
+import { freshnessJson, maxCheckpointAgeMs, MAX_AGE_ENV } from "./freshness.js";
 
 export const LOG_USAGE = `usage: valise log checkpoint --server URL [--key VKEY] [--witness VKEY… [--witness-quorum K]] [--json]
+       valise log status --profile DIR [--max-age S] [--json]
 
+status: what this device has accepted of the directory log. It fetches the latest checkpoint, checks it against
+the one the profile accepted before (a smaller size is a rollback, another root at the same size a fork, a larger
+one needs a consistency proof: all refused) and reports its freshness: stale once the pinned witness quorum last
+cosigned it more than S seconds ago (--max-age, else ${MAX_AGE_ENV}, else 600). Prints {"ok","size",
+"acceptedAt","stale","age","maxAge","cosignedAt","freshness":"fresh"|"stale"|"unproven","error"}; exit 1 if the
+checkpoint was refused or is stale. A stale directory log does not stop sends (witnesses may be briefly late);
+valise sync raises an alert about it.
+
+checkpoint:
 Prints the directory log's latest checkpoint as a signed note (C2SP tlog-checkpoint), with all its signatures.
   --key VKEY   verify the log's signature with this verifier key (from valise admin log key); fail if it does not
   --witness VKEY  also require cosignatures by these witnesses (valise witness init; URL=VKEY accepted), at least
@@ -27,6 +42,8 @@ export async function log(argv: string[]): Promise<number> {
       key: { type: "string" },
       witness: { type: "string", multiple: true },
       "witness-quorum": { type: "string" },
+      profile: { type: "string" },
+      "max-age": { type: "string" },
       json: { type: "boolean" },
     },
     LOG_USAGE,
@@ -35,6 +52,8 @@ export async function log(argv: string[]): Promise<number> {
     console.log(LOG_USAGE);
     return 0;
   }
+  if (positionals.join(" ") === "status")
+    return status(str(values.profile, "--profile DIR", LOG_USAGE), values["max-age"], values.json === true);
   if (positionals.join(" ") !== "checkpoint") throw new UsageError(`unknown log command\n\n${LOG_USAGE}`);
   const server = str(values.server, "--server URL", LOG_USAGE).replace(/\/+$/, "");
   const res = await fetch(`${server}/v1/log/directory/checkpoint`);
@@ -75,4 +94,49 @@ export async function log(argv: string[]): Promise<number> {
     });
   else process.stdout.write(body);
   return 0;
+}
+
+/** `valise log status`: refresh the profile's view of the directory log; report refusals and freshness. */
+async function status(profile: string, maxAge: string | undefined, json: boolean): Promise<number> {
+  const maxAgeMs = maxCheckpointAgeMs(maxAge);
+  await installNodeCrypto();
+  const client = await ValiseClient.open({
+    store: new FileKeyStore(resolve(profile)),
+    ...(maxAgeMs !== undefined ? { transparency: { maxCheckpointAgeMs: maxAgeMs } } : {}),
+  });
+  const t = client.transparency;
+  if (!t) throw new ValiseError("bad_request", "this profile has no key transparency (enrolled without a bundle)");
+  let error: string | null = null;
+  try {
+    await t.refresh(true);
+  } catch (e) {
+    error = e instanceof Error ? e.message : String(e);
+  } finally {
+    await client.save();
+  }
+  const cp = t.state.checkpoint;
+  const f = t.freshness();
+  const ok = error === null && !f.stale && cp !== null;
+  if (json)
+    printJson({
+      ok,
+      size: cp?.size ?? null,
+      acceptedAt: cp?.acceptedAt === undefined ? null : new Date(cp.acceptedAt).toISOString(),
+      ...freshnessJson(f),
+      error,
+    });
+  else {
+    if (error) console.log(`REFUSED: ${error}`);
+    console.log(
+      cp
+        ? `directory log: accepted size ${cp.size}, ` +
+            (!f.proven
+              ? "freshness unproven (no witness quorum pinned)"
+              : f.stale
+                ? `STALE: ${f.age === null ? "no usable cosignature time" : `cosigned ${f.age} s ago`} (bound ${f.maxAge} s)`
+                : `fresh: cosigned ${f.age} s ago (bound ${f.maxAge} s)`)
+        : "directory log: no checkpoint accepted yet",
+    );
+  }
+  return ok ? 0 : 1;
 }

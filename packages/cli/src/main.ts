@@ -19,7 +19,7 @@ usage: valise <command> [options]     (valise <command> --help for details)
 Server and operator:
   serve          run the server (default: SQLite in ./valise-data, port 8080)
   admin          units, users, one-time enrollment codes, device revocation, log key (local, on the server machine)
-  log            the directory log: latest signed checkpoint (key transparency)
+  log            the directory log: latest signed checkpoint; status (this device: rollback, fork, freshness)
   witness        run a witness that cosigns the directory log's checkpoints (for another organisation)
 Device:
   enroll         enroll this machine with a one-time code into a profile directory

@@ -17,7 +17,8 @@ import { parse, UsageError } from "./args.js";
 import { installNodeCrypto } from "./crypto.js";
 
 export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host ADDR] [--log-level LEVEL] [--log-origin ORIGIN]
-                   [--witness URL=VKEY …] [--witness-quorum K] [--login-rate N] [--org-name NAME]
+                   [--witness URL=VKEY …] [--witness-quorum K] [--witness-refresh S] [--login-rate N]
+                   [--org-name NAME]
                    [--rules DIR|FILE …] [--no-default-rules] [--alert-webhook URL …] [--detect-train-days N]
                    [--web DIR | --no-web] [--web-origin URL …]
 
@@ -32,6 +33,9 @@ Starts the Valise server: delivery service, directory, key packages, WebSocket p
                     repeatable. Every new checkpoint is submitted to every witness; GET /v1/log/directory/checkpoint
                     then serves only checkpoints with at least K witness cosignatures (appended to the note)
   --witness-quorum K  cosignatures required to publish a checkpoint; default: all configured witnesses
+  --witness-refresh S  when the log has not grown, ask the witnesses to cosign the published checkpoint again every
+                    S seconds (default 60): clients call a checkpoint stale once its cosignatures are older than
+                    their bound (default 600 s, VALISE_CHECKPOINT_MAX_AGE), so S must stay well below it
   --login-rate N    enrollments/logins allowed per minute per client address (429 beyond); default 60
   --org-name NAME   the organisation named in STIX 2.1 incident exports and by the TAXII 2.1 server (partners);
                     default "Ministry of Foreign Affairs"
@@ -66,6 +70,7 @@ export async function serve(argv: string[]): Promise<number> {
       "log-origin": { type: "string" },
       witness: { type: "string", multiple: true },
       "witness-quorum": { type: "string" },
+      "witness-refresh": { type: "string" },
       "login-rate": { type: "string" },
       "org-name": { type: "string" },
       rules: { type: "string", multiple: true },
@@ -105,6 +110,9 @@ export async function serve(argv: string[]): Promise<number> {
   const witnessQuorum = quorumArg === undefined ? witnesses.length : Number(quorumArg);
   if (!/^[0-9]+$/.test(quorumArg ?? "0") || witnessQuorum > witnesses.length)
     throw new UsageError(`--witness-quorum must be between 0 and the number of --witness (${witnesses.length})`);
+  const refreshArg = values["witness-refresh"];
+  if (refreshArg !== undefined && (!/^[0-9]{1,6}$/.test(refreshArg) || Number(refreshArg) < 1))
+    throw new UsageError("--witness-refresh must be a positive number of seconds");
   const loginRate = Number(values["login-rate"] ?? 60);
   if (!Number.isInteger(loginRate) || loginRate < 1) throw new UsageError("--login-rate must be a positive integer");
   const trainArg = values["detect-train-days"];
@@ -142,6 +150,7 @@ export async function serve(argv: string[]): Promise<number> {
     logKey,
     witnesses,
     witnessQuorum,
+    ...(refreshArg !== undefined ? { witnessRefreshMs: Number(refreshArg) * 1000 } : {}),
     loginRatePerMinute: loginRate,
     ...(values["org-name"] ? { orgName: values["org-name"] } : {}),
     webauthn: { rpId, origins },

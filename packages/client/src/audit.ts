@@ -13,22 +13,37 @@
  *
  * What inclusion proofs do not show is completeness: a server could leave an event out of a query's answer. `download`
  * (every entry of the checkpointed tree, hashed back into the signed root) is the check for that.
+ *
+ * Nor does a signature show that the checkpoint is the latest (issue 13): a server could replay an older witnessed
+ * checkpoint and hide every event after it. So the last checkpoint accepted is kept in the profile (per log origin,
+ * across processes and page loads) and every new one must extend it (checkpoint-state.ts: a smaller size is a
+ * rollback, another root at the same size a fork, a larger size needs a consistency proof); and a checkpoint is
+ * fresh only while its witness quorum cosigned it within `maxCheckpointAgeMs` (core checkpointFreshness): an older
+ * one is reported `stale`, never silently taken as current.
  */
 import {
+  DEFAULT_MAX_CHECKPOINT_AGE_SECONDS,
   ValiseError,
   auditLogOrigin,
+  checkpointFreshness,
+  describeStaleness,
   equalBytes,
   leafHash,
   parseAuditEvent,
   parseCosignatureVerifierKey,
   parseNoteVerifierKey,
   rootFromLeafHashes,
+  toBase64,
   verifyCheckpointQuorum,
+  freshnessAt,
   verifyInclusion,
   type AuditEvent,
   type Checkpoint,
+  type CheckpointFreshness,
+  type Cosigner,
   type NoteVerifier,
 } from "@valise/core";
+import { requireExtends, type AcceptedCheckpoint } from "./checkpoint-state.js";
 import type { HttpTransport } from "./transport.js";
 import type { TrustAnchors } from "./transparency.js";
 
@@ -50,6 +65,28 @@ export interface VerifiedAuditCheckpoint {
   witnesses: { cosigned: number; quorum: number; pinned: number; names: string[] };
   /** Said loudly when the proof is weaker than it looks (the key came from the server; no witness quorum). */
   warning: string | null;
+  /**
+   * How fresh the checkpoint is, by its witness quorum's cosignature timestamps: `stale` when older than the bound
+   * (the server may be withholding newer events); `proven: false` when no witness quorum is pinned.
+   */
+  freshness: CheckpointFreshness;
+  /** The size this device had accepted before this checkpoint (null: the first one it saw of this log). */
+  acceptedSize: number | null;
+}
+
+/** What a device keeps of the audit log (in the profile): the last accepted checkpoint per log origin. */
+export interface AuditLogState {
+  checkpoints: Record<string, AcceptedCheckpoint>;
+}
+
+export interface AuditLogOptions {
+  /** The device's audit log state (in its profile, created if absent); without it nothing is remembered. */
+  state?: () => AuditLogState;
+  /** Persist the profile after a new checkpoint is accepted (the web app has no other save point for it). */
+  save?: () => Promise<void>;
+  /** Freshness bound (default 10 min). */
+  maxCheckpointAgeMs?: number;
+  now?: () => number;
 }
 
 export interface AuditFilter {
@@ -98,7 +135,7 @@ export interface AuditCable {
 /** The transport calls this module uses (HttpTransport has them; tests may stand in a fake). */
 export type AuditTransport = Pick<
   HttpTransport,
-  "auditCheckpoint" | "auditKey" | "auditEvents" | "auditEntries" | "auditCableByReference"
+  "auditCheckpoint" | "auditKey" | "auditEvents" | "auditEntries" | "auditCableByReference" | "auditConsistencyProof"
 >;
 
 const PAGE = 1000;
@@ -117,10 +154,10 @@ export function verifyAuditCheckpoint(
   log: NoteVerifier,
   witnesses: readonly NoteVerifier[],
   quorum: number,
-): { checkpoint: Checkpoint; cosigners: string[] } {
+): { checkpoint: Checkpoint; cosigners: string[]; cosignatures: Cosigner[] } {
   const r = verifyCheckpointQuorum(note, log, witnesses, quorum, { origin: auditLogOrigin(log.name) });
   if (!r.ok) throw new ValiseError("bad_encoding", `audit checkpoint does not verify: ${r.reason}`);
-  return { checkpoint: r.checkpoint, cosigners: r.cosigners.map((c) => c.name) };
+  return { checkpoint: r.checkpoint, cosigners: r.cosigners.map((c) => c.name), cosignatures: r.cosigners };
 }
 
 function matches(ev: AuditEvent, f: AuditFilter): boolean {
@@ -194,7 +231,8 @@ export function describeAuditProof(r: AuditQueryResult): string {
       : " (no witnesses pinned)";
   const what =
     n === 0 ? "No matching events" : n === 1 ? "1 event, proven" : `${n.toLocaleString("en-US")} events, each proven`;
-  return `${what} in the audit log at size ${size}, ${key}${cosigned}`;
+  const stale = r.freshness.stale ? `. STALE: ${describeStaleness("audit log", r.freshness)}` : "";
+  return `${what} in the audit log at size ${size}, ${key}${cosigned}${stale}`;
 }
 
 /**
@@ -207,9 +245,19 @@ export class AuditLog {
     private readonly t: AuditTransport,
     private readonly trust: () => TrustAnchors | undefined,
     private readonly authed: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(),
+    private readonly opts: AuditLogOptions = {},
   ) {}
 
-  /** Fetch the latest audit checkpoint and verify it. Throws ValiseError saying what is wrong. */
+  private now(): number {
+    return (this.opts.now ?? Date.now)();
+  }
+
+  /**
+   * Fetch the latest audit checkpoint, verify it, and check it extends the last one this device accepted (then
+   * remember it). Throws ValiseError saying what is wrong: `bad_encoding` for a checkpoint that does not verify,
+   * `log_not_verified` ("audit log checkpoint refused: rollback — …" or "…: fork — …") for one that does not extend
+   * the accepted one. A stale checkpoint is returned with `freshness.stale` set.
+   */
   async checkpoint(anchors?: AuditAnchors): Promise<VerifiedAuditCheckpoint> {
     const pinned = this.trust();
     let keySource: AuditKeySource;
@@ -240,7 +288,31 @@ export class AuditLog {
       throw new ValiseError("bad_request", `audit log trust anchors: ${errText(e)}`);
     }
     const note = await this.authed(() => this.t.auditCheckpoint());
-    const { checkpoint, cosigners } = verifyAuditCheckpoint(note, log, witnesses, quorum);
+    const { checkpoint, cosigners, cosignatures } = verifyAuditCheckpoint(note, log, witnesses, quorum);
+    const maxAge = (this.opts.maxCheckpointAgeMs ?? DEFAULT_MAX_CHECKPOINT_AGE_SECONDS * 1000) / 1000;
+    const served = checkpointFreshness(cosignatures, quorum, this.now(), maxAge);
+    const state = this.opts.state?.();
+    const prev = state?.checkpoints[checkpoint.origin];
+    await requireExtends("audit log", prev, checkpoint, (from, to) =>
+      this.authed(() => this.t.auditConsistencyProof(from, to)),
+    );
+    // The same tree replayed with older cosignatures proves nothing new: the newest proof of it is kept.
+    const same = prev !== undefined && prev.size === checkpoint.size;
+    const cosignedAt =
+      same && (prev.cosignedAt ?? null) !== null && (served.cosignedAt ?? -1) < prev.cosignedAt!
+        ? prev.cosignedAt!
+        : served.cosignedAt;
+    const freshness = quorum > 0 ? freshnessAt(cosignedAt, quorum, this.now(), maxAge) : served;
+    if (state && !(same && prev.cosignedAt === cosignedAt)) {
+      state.checkpoints[checkpoint.origin] = {
+        note,
+        size: checkpoint.size,
+        rootHash: toBase64(checkpoint.rootHash),
+        cosignedAt,
+        acceptedAt: this.now(),
+      };
+      await this.opts.save?.();
+    }
     const warning =
       keySource === "server"
         ? "The log key is the one the server announces (trust on first use): this profile pins no key, so a server " +
@@ -253,6 +325,8 @@ export class AuditLog {
       keySource,
       witnesses: { cosigned: cosigners.length, quorum, pinned: witnesses.length, names: cosigners },
       warning,
+      freshness,
+      acceptedSize: prev?.size ?? null,
     };
   }
 

@@ -6,6 +6,7 @@ import {
   ValiseError,
   canonicalLabel,
   dominates,
+  describeStaleness,
   fromBase64,
   fromUtf8,
   isConversationId,
@@ -106,6 +107,7 @@ export class ValiseClient {
       ) => Promise<{ token: string; expiresAt: number }>)
     | null = null;
   private lastLogError: string | null = null;
+  private logStale = false;
   private readonly groups = new Map<string, Group>();
   private readonly keys: DeviceKeys;
 
@@ -124,6 +126,14 @@ export class ValiseClient {
       this.transport,
       () => this.state.trust,
       (fn) => this.authed(fn),
+      {
+        state: () => (this.state.audit ??= { checkpoints: {} }),
+        save: () => this.save(),
+        ...(transparency?.maxCheckpointAgeMs !== undefined
+          ? { maxCheckpointAgeMs: transparency.maxCheckpointAgeMs }
+          : {}),
+        ...(transparency?.now ? { now: transparency.now } : {}),
+      },
     );
     this.transparency = state.trust ? new TransparencyVerifier(this.transport, state, transparency) : null;
     this.verifier = this.transparency ?? new DirectoryVerifier(this.transport);
@@ -439,6 +449,11 @@ export class ValiseClient {
     for (const a of alerts) items.push(alertItem(a.text, a.logIndex, a.time));
     if (error && error !== this.lastLogError) items.push(alertItem(error, -1, Date.now()));
     this.lastLogError = error;
+    // Freshness (issue 13): a checkpoint no witness quorum cosigned recently is an alert, once per stale spell; sends
+    // go on (witnesses may be briefly late), and `valise log status` shows it.
+    const f = this.transparency.freshness();
+    if (f.stale && !this.logStale) items.push(alertItem(capitalize(describeStaleness("directory log", f)), -1, Date.now()));
+    this.logStale = f.stale;
   }
 
   /**
@@ -1068,6 +1083,8 @@ export class ValiseClient {
     );
   }
 }
+
+const capitalize = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 
 function alertItem(text: string, seq: number, time: number): ReceivedItem {
   return {

@@ -13,3 +13,4 @@ export * from "./docstream.js";
 export * from "./audit.js";
 export * from "./schema.js";
 export * from "./held-keys.js";
+export * from "./checkpoint-state.js";

@@ -10,6 +10,7 @@ export type ConversationTarget =
   | { kind: "unit"; unit: string; label: string }
   | { kind: "link"; fromUnit: string; unit: string; label: string };
 import type { LogState, TrustAnchors } from "./transparency.js";
+import type { AuditLogState } from "./audit.js";
 
 export interface ConversationState {
   id: string;
@@ -56,6 +57,8 @@ export interface ProfileState {
   trust?: TrustAnchors;
   /** What this device has verified of the directory log: last accepted checkpoint, scan state, own-account alerts. */
   log?: LogState;
+  /** The last audit log checkpoint this device accepted, per log origin (rollback and fork protection). */
+  audit?: AuditLogState;
 }
 
 export interface KeyStore {

@@ -18,8 +18,11 @@
  * indices or bytes it has not checked.
  */
 import {
+  DEFAULT_MAX_CHECKPOINT_AGE_SECONDS,
   ValiseError,
+  checkpointFreshness,
   equalBytes,
+  freshnessAt,
   fail,
   fromBase64,
   frontierAppend,
@@ -32,14 +35,15 @@ import {
   parseNoteVerifierKey,
   toBase64,
   verifyCheckpointQuorum,
-  verifyConsistency,
   verifyInclusion,
+  type CheckpointFreshness,
   type DirectoryEntry,
   type Frontier,
   type NoteVerifier,
   type Verdict,
 } from "@valise/core";
 import type { DeviceCredential } from "@valise/protocol";
+import { requireExtends, type AcceptedCheckpoint } from "./checkpoint-state.js";
 import type { ProfileState } from "./profile.js";
 import type { HttpTransport, ServerUser } from "./transport.js";
 import type { DirectoryDoor } from "./verifier.js";
@@ -113,8 +117,8 @@ export interface DirectoryAlert {
 
 /** What this device has verified of the directory log; kept in the profile (JSON). */
 export interface LogState {
-  /** The last accepted checkpoint: the signed note as served, its size and root. */
-  checkpoint: { note: string; size: number; rootHash: string } | null;
+  /** The last accepted checkpoint: the signed note as served, its size, root and freshness proof. */
+  checkpoint: AcceptedCheckpoint | null;
   /** Entries read and hashed: how many, and the RFC 9162 frontier (base64 perfect-subtree hashes). */
   scanned: { size: number; frontier: string[] };
   /** Every revoked device in the log → the index of its `device.revoke`. */
@@ -154,6 +158,11 @@ export interface TransparencyOptions {
   maxWaitMs?: number;
   /** How long after its first accepted checkpoint this device's own enrollment must be in the log (default 2 min). */
   selfGraceMs?: number;
+  /**
+   * Freshness bound (issue 13): a checkpoint is stale when its newest witness-quorum cosignature is older than this
+   * (default 10 min; the server asks witnesses to cosign again every minute even when the log has not grown).
+   */
+  maxCheckpointAgeMs?: number;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
 }
@@ -194,6 +203,7 @@ export class TransparencyVerifier implements DirectoryDoor {
   private readonly pollMs: number;
   private readonly maxWaitMs: number;
   private readonly selfGraceMs: number;
+  private readonly maxAgeMs: number;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
   private checkedAt = -Infinity;
@@ -216,6 +226,7 @@ export class TransparencyVerifier implements DirectoryDoor {
     this.pollMs = opts.pollMs ?? 100;
     this.maxWaitMs = opts.maxWaitMs ?? 15_000;
     this.selfGraceMs = opts.selfGraceMs ?? 120_000;
+    this.maxAgeMs = opts.maxCheckpointAgeMs ?? DEFAULT_MAX_CHECKPOINT_AGE_SECONDS * 1000;
     this.now = opts.now ?? (() => Date.now());
     this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
     profile.log ??= emptyLogState();
@@ -250,38 +261,40 @@ export class TransparencyVerifier implements DirectoryDoor {
     if (!q.ok) throw refused(`directory log checkpoint refused: ${q.reason}`);
     const cp = q.checkpoint;
     const prev = this.state.checkpoint;
-    if (prev) {
-      const prevRoot = fromBase64(prev.rootHash);
-      if (cp.size < prev.size)
-        throw refused(
-          `directory log checkpoint refused: rollback — the server showed size ${cp.size}, this device already ` +
-            `accepted size ${prev.size}`,
-        );
-      if (cp.size === prev.size) {
-        if (!equalBytes(cp.rootHash, prevRoot))
-          throw refused(
-            `directory log checkpoint refused: fork — a different root at size ${cp.size} than the one this ` +
-              "device accepted (the server is showing two histories)",
-          );
-      } else if (prev.size > 0) {
-        const proof = await this.transport.logConsistencyProof(prev.size, cp.size);
-        if (!verifyConsistency(prev.size, cp.size, proof, prevRoot, cp.rootHash))
-          throw refused(
-            `directory log checkpoint refused: fork — size ${cp.size} does not extend the accepted size ` +
-              `${prev.size} (consistency proof fails)`,
-          );
-      }
-    }
+    // Rollback, fork, or a larger tree without a valid consistency proof from the accepted one: refused.
+    await requireExtends("directory log", prev, cp, (from, to) => this.transport.logConsistencyProof(from, to));
     const next = structuredClone(this.state);
     if (cp.size > next.scanned.size) await this.scan(next, cp.size);
     if (next.scanned.size !== cp.size) throw refused("directory log scan ended at the wrong size");
     const root = frontierRoot(this.frontierOf(next));
     if (!equalBytes(root, cp.rootHash))
       throw refused(`directory log checkpoint refused: the entries served do not hash to the root of size ${cp.size}`);
-    next.checkpoint = { note, size: cp.size, rootHash: toBase64(cp.rootHash) };
+    // Freshness (issue 13): when a witness quorum last vouched that this is the latest tree. A stale checkpoint is
+    // still consistent, so it is accepted, but `freshness()` says it is stale (sync raises an alert about it). At the
+    // same size, an older cosignature replayed proves nothing new: the newest proof of this tree is kept.
+    let cosignedAt = checkpointFreshness(q.cosigners, this.quorum, this.now(), this.maxAgeMs / 1000).cosignedAt;
+    if (prev && prev.size === cp.size && (prev.cosignedAt ?? null) !== null)
+      cosignedAt = Math.max(cosignedAt ?? 0, prev.cosignedAt!);
+    const keep = prev && prev.size === cp.size && cosignedAt === prev.cosignedAt;
+    next.checkpoint = {
+      note: keep ? prev.note : note,
+      size: cp.size,
+      rootHash: toBase64(cp.rootHash),
+      cosignedAt,
+      acceptedAt: keep ? (prev.acceptedAt ?? this.now()) : this.now(),
+    };
     next.firstAcceptedAt ??= this.now();
     this.profile.log = next;
     this.checkedAt = this.now();
+  }
+
+  /**
+   * How fresh the accepted checkpoint is (proved by witness cosignature timestamps, see core checkpointFreshness):
+   * stale once the newest quorum cosignature is older than `maxCheckpointAgeMs`. An explicit status, not a failure:
+   * sends keep working while witnesses are briefly late; sync raises an alert and `valise log status` shows it.
+   */
+  freshness(): CheckpointFreshness {
+    return freshnessAt(this.state.checkpoint?.cosignedAt ?? null, this.quorum, this.now(), this.maxAgeMs / 1000);
   }
 
   private frontierOf(s: LogState): Frontier {

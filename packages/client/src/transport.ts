@@ -594,6 +594,11 @@ export class HttpTransport {
   auditKey() {
     return this.call<{ vkey: string; origin: string }>("GET", "/v1/log/audit/key");
   }
+  /** RFC 9162 consistency proof between two sizes of the audit log, untrusted until verified. */
+  async auditConsistencyProof(from: number, to: number): Promise<Uint8Array[]> {
+    const r = await this.call<{ proof: string[] }>("GET", `/v1/log/audit/proof/consistency?from=${from}&to=${to}`);
+    return (Array.isArray(r.proof) ? r.proof : []).map((p) => fromBase64(String(p)));
+  }
   /** Entries [start, start+count) of the audit log (count ≤ 1000), as leaf bytes. */
   async auditEntries(start: number, count: number): Promise<Uint8Array[]> {
     const r = await this.call<{ entries: string[] }>("GET", `/v1/log/audit/entries?start=${start}&count=${count}`);

@@ -13,3 +13,4 @@ export * from "./log/directory-entry.js";
 export * from "./log/audit-event.js";
 export * from "./cable.js";
 export * from "./docstream.js";
+export * from "./log/freshness.js";

@@ -78,6 +78,8 @@ export interface AppOptions {
   /** Timeout of each witness request (default 5 s) and the retry interval for a checkpoint short of quorum. */
   witnessTimeoutMs?: number;
   witnessRetryMs?: number;
+  /** How often witnesses cosign the published checkpoint again when the log has not grown (default 60 s). */
+  witnessRefreshMs?: number;
   /** The organisation named in STIX exports and by the TAXII server; default "Ministry of Foreign Affairs". */
   orgName?: string;
   /**
@@ -240,6 +242,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
       now,
       ...(opts.witnessTimeoutMs !== undefined ? { timeoutMs: opts.witnessTimeoutMs } : {}),
       ...(opts.witnessRetryMs !== undefined ? { retryMs: opts.witnessRetryMs } : {}),
+      ...(opts.witnessRefreshMs !== undefined ? { refreshMs: opts.witnessRefreshMs } : {}),
       ...(opts.checkpointIntervalMs !== undefined ? { intervalMs: opts.checkpointIntervalMs } : {}),
       warn: (msg, data) => app.log.warn(data, msg),
       info: (msg, data) => app.log.info(data, msg),

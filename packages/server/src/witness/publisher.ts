@@ -7,6 +7,12 @@
  *
  * Runs on its own timer, apart from appends and from checkpoint signing: a slow or dead witness delays only
  * publication. Every witness call has a timeout; a checkpoint short of quorum is retried every `retryMs`.
+ *
+ * Freshness (issue 13): clients call a checkpoint stale once its witness quorum's newest cosignature timestamps are
+ * older than their bound (default 10 min). So even when the log has not grown, the published checkpoint is submitted
+ * again every `refreshMs` (default 60 s; tlog-witness: same size, same root, empty proof) and republished with the
+ * fresh cosignatures in place of the old ones. A witness that is down only lets the checkpoint age; it is never
+ * replaced by anything the witnesses did not cosign.
  */
 import type { Kysely } from "kysely";
 import { verifyCheckpointQuorum, type NoteVerifier } from "@valise/core";
@@ -41,11 +47,14 @@ export class CosignedCheckpoints {
       : null;
   }
 
+  /** Store a published checkpoint; at a size already stored (a re-cosigned one), its newer cosignatures replace the old. */
   async put(p: PublishedCheckpoint): Promise<void> {
     await this.db
       .insertInto("log_cosigned_checkpoints")
       .values({ log: this.log, size: p.size, note: p.note, cosignatures: p.cosignatures, created_at: p.createdAt })
-      .onConflict((oc) => oc.columns(["log", "size"]).doNothing())
+      .onConflict((oc) =>
+        oc.columns(["log", "size"]).doUpdateSet({ note: p.note, cosignatures: p.cosignatures, created_at: p.createdAt }),
+      )
       .execute();
   }
 }
@@ -65,6 +74,8 @@ export interface WitnessPublisherOptions {
   timeoutMs?: number;
   intervalMs?: number;
   retryMs?: number;
+  /** Ask the witnesses to cosign the published checkpoint again after this long without growth (default 60 s). */
+  refreshMs?: number;
   fetch?: typeof fetch;
   warn: (msg: string, data: Record<string, unknown>) => void;
   info?: (msg: string, data: Record<string, unknown>) => void;
@@ -73,23 +84,29 @@ export interface WitnessPublisherOptions {
 export interface WitnessPublisher {
   /** Try to publish the latest checkpoint now (what the timer does); resolves with the published size, if any. */
   publishLatest(): Promise<number | undefined>;
+  /** Have the witnesses cosign the published checkpoint again (what the timer does every `refreshMs`). */
+  recosign(): Promise<number | undefined>;
   stop(): Promise<void>;
 }
 
 export async function startWitnessPublisher(o: WitnessPublisherOptions): Promise<WitnessPublisher> {
   const timeoutMs = o.timeoutMs ?? 5000;
   const retryMs = o.retryMs ?? 2000;
+  const refreshMs = o.refreshMs ?? 60_000;
   const verifiers = o.witnesses.map((w) => w.verifier);
   const origin = { origin: o.origin ?? o.logVerifier.name };
   const aborter = new AbortController();
   // The size each witness last cosigned, as far as we know (a 409 corrects it).
   const cosignedSize = new Map<WitnessEndpoint, number>();
   let publishedSize = -1;
+  /** When the published checkpoint was last cosigned (published or re-cosigned), by the server's clock. */
+  let publishedAt = 0;
   let tried = { size: -1, at: 0 };
 
   const published = await o.store.latest();
   if (published) {
     publishedSize = published.size;
+    publishedAt = published.createdAt;
     const q = verifyCheckpointQuorum(published.note, o.logVerifier, verifiers, 0, origin);
     if (q.ok)
       for (const c of q.cosigners) {
@@ -126,9 +143,9 @@ export async function startWitnessPublisher(o: WitnessPublisherOptions): Promise
     return [];
   }
 
-  async function publishLatest(): Promise<number | undefined> {
+  async function publishLatest(again = false): Promise<number | undefined> {
     const cp = await o.latest();
-    if (!cp || cp.size <= publishedSize) return undefined;
+    if (!cp || (again ? cp.size !== publishedSize : cp.size <= publishedSize)) return undefined;
     tried = { size: cp.size, at: o.now() };
     const lines = (await Promise.all(o.witnesses.map((w) => cosignWith(w, cp.size, cp.note)))).flat();
     const note = cp.note + lines.join("");
@@ -137,9 +154,15 @@ export async function startWitnessPublisher(o: WitnessPublisherOptions): Promise
       o.warn("checkpoint short of witness quorum; not published", { size: cp.size, reason: q.reason });
       return undefined;
     }
+    // A slower request may finish after a newer checkpoint was published: never store over a larger one.
+    if (cp.size < publishedSize) return undefined;
     await o.store.put({ size: cp.size, note, cosignatures: q.cosigners.length, createdAt: o.now() });
     publishedSize = Math.max(publishedSize, cp.size);
-    o.info?.("published witnessed checkpoint", { size: cp.size, cosignatures: q.cosigners.length });
+    publishedAt = o.now();
+    o.info?.(again ? "re-cosigned witnessed checkpoint" : "published witnessed checkpoint", {
+      size: cp.size,
+      cosignatures: q.cosigners.length,
+    });
     return cp.size;
   }
 
@@ -150,7 +173,15 @@ export async function startWitnessPublisher(o: WitnessPublisherOptions): Promise
     busy = true;
     running = (async () => {
       const cp = await o.latest();
-      if (!cp || cp.size <= publishedSize) return;
+      if (!cp) return;
+      if (cp.size === publishedSize) {
+        // Not grown: only keep the published checkpoint's cosignatures fresh.
+        if (o.now() - publishedAt < refreshMs) return;
+        if (cp.size === tried.size && o.now() - tried.at < retryMs) return;
+        await publishLatest(true);
+        return;
+      }
+      if (cp.size < publishedSize) return;
       if (cp.size === tried.size && o.now() - tried.at < retryMs) return;
       await publishLatest();
     })()
@@ -163,7 +194,8 @@ export async function startWitnessPublisher(o: WitnessPublisherOptions): Promise
   timer.unref();
   tick();
   return {
-    publishLatest,
+    publishLatest: () => publishLatest(),
+    recosign: () => publishLatest(true),
     async stop() {
       clearInterval(timer);
       aborter.abort();
