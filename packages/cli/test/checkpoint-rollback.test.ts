@@ -46,8 +46,7 @@ function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr:
       process.execPath,
       [CLI, ...args],
       { timeout: 60_000, env: cliEnv({ VALISE_CHECKPOINT_MAX_AGE: "" }) },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -100,7 +99,8 @@ describe("checkpoint rollback, fork and freshness across CLI processes", { timeo
     app.addHook("onSend", async (req, reply, payload) => {
       if (reply.statusCode !== 200 || typeof payload !== "string") return payload;
       const url = req.routeOptions.url;
-      const log = url === "/v1/log/audit/checkpoint" ? "audit" : url === "/v1/log/directory/checkpoint" ? "directory" : null;
+      const log =
+        url === "/v1/log/audit/checkpoint" ? "audit" : url === "/v1/log/directory/checkpoint" ? "directory" : null;
       if (!log) return payload;
       const note = (attack[log] ?? fresh)(payload);
       served[log].push(note);
@@ -190,7 +190,6 @@ describe("checkpoint rollback, fork and freshness across CLI processes", { timeo
     const first = await verify();
     assert.equal(first.code, 0, first.stderr);
     assert.equal(first.out.ok, true);
-    assert.equal(first.out.freshness, "fresh");
     const older = served.audit.at(-1)!;
     assert.equal(sizeOf(older), first.out.size);
 
@@ -199,7 +198,6 @@ describe("checkpoint rollback, fork and freshness across CLI processes", { timeo
     const second = await verify();
     assert.equal(second.code, 0, second.stderr);
     assert.ok(second.out.size > first.out.size);
-    assert.equal(second.out.acceptedSize, first.out.size);
     accepted = second.out.size;
 
     // The server replays the older witnessed checkpoint (validly signed and cosigned: only memory catches it).
@@ -218,6 +216,7 @@ describe("checkpoint rollback, fork and freshness across CLI processes", { timeo
     } finally {
       delete attack.audit;
     }
+    assert.equal(second.out.acceptedSize, first.out.size, "verify says which size it had accepted before");
   });
 
   test("audit: another root at the accepted size, or a larger tree that does not extend it, is refused as a fork", async () => {
@@ -270,7 +269,14 @@ describe("checkpoint rollback, fork and freshness across CLI processes", { timeo
     assert.ok(r.out.age! <= 5);
   });
 
-  type Status = { ok: boolean; size: number | null; stale: boolean; age: number | null; freshness: string; error: string | null };
+  type Status = {
+    ok: boolean;
+    size: number | null;
+    stale: boolean;
+    age: number | null;
+    freshness: string;
+    error: string | null;
+  };
   const status = async () => {
     const r = await cli("log", "status", "--profile", aliceDir, "--json");
     return { code: r.code, out: JSON.parse(r.stdout) as Status, stderr: r.stderr };

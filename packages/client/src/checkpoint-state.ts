@@ -59,10 +59,7 @@ export async function requireExtends(
   }
   if (prev.size === 0) return;
   if (!verifyConsistency(prev.size, cp.size, await proof(prev.size, cp.size), prevRoot, cp.rootHash))
-    throw refuse(
-      "fork",
-      `size ${cp.size} does not extend the accepted size ${prev.size} (consistency proof fails)`,
-    );
+    throw refuse("fork", `size ${cp.size} does not extend the accepted size ${prev.size} (consistency proof fails)`);
 }
 
 /** The refusal kind of an error thrown by `requireExtends`, if it is one. */

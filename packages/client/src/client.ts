@@ -452,7 +452,8 @@ export class ValiseClient {
     // Freshness (issue 13): a checkpoint no witness quorum cosigned recently is an alert, once per stale spell; sends
     // go on (witnesses may be briefly late), and `valise log status` shows it.
     const f = this.transparency.freshness();
-    if (f.stale && !this.logStale) items.push(alertItem(capitalize(describeStaleness("directory log", f)), -1, Date.now()));
+    if (f.stale && !this.logStale)
+      items.push(alertItem(capitalize(describeStaleness("directory log", f)), -1, Date.now()));
     this.logStale = f.stale;
   }
 

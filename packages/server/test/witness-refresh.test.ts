@@ -145,7 +145,7 @@ for (const kind of DATABASE_KINDS) {
       const after = await served(url, ORIGIN);
       assert.deepEqual(after, before, "the published checkpoint was replaced without a quorum");
       const f = checkpointFreshness(
-        after!.times.map((timestamp) => ({ timestamp })),
+        after.times.map((timestamp) => ({ timestamp })),
         2,
         clock.now(),
         600,

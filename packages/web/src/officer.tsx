@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import type { AuditEvent } from "@valise/core";
+import { describeStaleness, type AuditEvent } from "@valise/core";
 import {
   describeAuditProof,
   type AuditCable,
@@ -132,7 +132,18 @@ function AuditSection({ ctx }: { ctx: Ctx }) {
       </p>
       {failure && (
         <div className="kt-alert big" role="alert" data-testid="audit-alert">
-          <strong>The audit log could not be verified:</strong> {failure}. No events are shown.
+          <strong>
+            {/checkpoint refused: (rollback|fork) —/.test(failure)
+              ? "The server is showing an older or different audit log than this device already verified:"
+              : "The audit log could not be verified:"}
+          </strong>{" "}
+          {failure}. No events are shown.
+        </div>
+      )}
+      {result?.freshness.stale && (
+        <div className="kt-alert big" role="alert" data-testid="audit-stale">
+          <strong>The audit log shown may be out of date.</strong> {describeStaleness("audit log", result.freshness)}.
+          Newer events may be missing from this view.
         </div>
       )}
       {result && result.unproven.length > 0 && (
@@ -202,7 +213,7 @@ function AuditSection({ ctx }: { ctx: Ctx }) {
   );
 }
 
-type WholeLog = { kind: "idle" | "busy" } | { kind: "ok" | "bad"; text: string };
+type WholeLog = { kind: "idle" | "busy" } | { kind: "ok" | "bad" | "stale"; text: string };
 
 /**
  * Inclusion proofs show that each listed event is in the log, not that the server listed them all: this downloads
@@ -218,15 +229,13 @@ function WholeLogCheck({ ctx }: { ctx: Ctx }) {
       const size = v.checkpoint.size.toLocaleString("en");
       const d = await ctx.client.audit.download(v.checkpoint);
       const witnessed = v.witnesses.quorum > 0 ? `, cosigned by ${v.witnesses.cosigned} of ${v.witnesses.pinned}` : "";
+      const all = `All ${size} entries of the audit log hash to its signed checkpoint${witnessed}`;
       setState(
-        d.ok
-          ? {
-              kind: "ok",
-              text:
-                `All ${size} entries of the audit log hash to its signed checkpoint${witnessed}: ` +
-                "nothing was removed, reordered or altered.",
-            }
-          : { kind: "bad", text: d.reason },
+        !d.ok
+          ? { kind: "bad", text: d.reason }
+          : v.freshness.stale
+            ? { kind: "stale", text: `${all}, but ${describeStaleness("audit log", v.freshness)}.` }
+            : { kind: "ok", text: `${all}: nothing was removed, reordered or altered.` },
       );
     } catch (e) {
       setState({ kind: "bad", text: msg(e) });
@@ -241,6 +250,11 @@ function WholeLogCheck({ ctx }: { ctx: Ctx }) {
         <p role="status" className="audit-proof" data-testid="audit-full-ok">
           {state.text}
         </p>
+      )}
+      {state.kind === "stale" && (
+        <div className="kt-alert big" role="alert" data-testid="audit-full-stale">
+          <strong>The audit log verifies but is stale:</strong> {state.text}
+        </div>
       )}
       {state.kind === "bad" && (
         <div className="kt-alert big" role="alert" data-testid="audit-full-alert">

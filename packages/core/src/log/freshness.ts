@@ -68,7 +68,8 @@ export function freshnessAt(
 
 /** A sentence for a stale checkpoint, e.g. "…last cosigned by a witness quorum 42 min ago (bound 10 min)…". */
 export function describeStaleness(what: string, f: CheckpointFreshness): string {
-  const span = (s: number) => (s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`);
+  const span = (s: number) =>
+    s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
   const when =
     f.age === null
       ? "carries no usable witness cosignature timestamps"

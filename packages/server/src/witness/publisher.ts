@@ -53,7 +53,9 @@ export class CosignedCheckpoints {
       .insertInto("log_cosigned_checkpoints")
       .values({ log: this.log, size: p.size, note: p.note, cosignatures: p.cosignatures, created_at: p.createdAt })
       .onConflict((oc) =>
-        oc.columns(["log", "size"]).doUpdateSet({ note: p.note, cosignatures: p.cosignatures, created_at: p.createdAt }),
+        oc
+          .columns(["log", "size"])
+          .doUpdateSet({ note: p.note, cosignatures: p.cosignatures, created_at: p.createdAt }),
       )
       .execute();
   }
