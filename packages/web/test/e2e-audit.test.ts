@@ -8,24 +8,58 @@
  * anovak's read (time, device, source, outcome) and not mkral, under a status line saying what was proven (at which
  * log size, cosigned by 2 of 2 witnesses). Then the server's JSON answer is altered in flight (page.route: one event's
  * source address rewritten): the screen raises a role=alert naming the unproven event and does not show that row.
- * axe-core on both states.
+ * axe-core on both states. Then (issue 13) the audit checkpoint is re-cosigned in flight with the witnesses' keys at a
+ * time an hour ago: the screen says the log may be out of date (stale); and an older, genuinely witnessed checkpoint
+ * is replayed: refused as a rollback against the one this browser profile already accepted, no events shown.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import { chromium, type Browser } from "playwright-core";
-import { auditLogOrigin } from "@valise/core";
+import {
+  auditLogOrigin,
+  cosignatureSigner,
+  fromBase64,
+  parseCheckpoint,
+  signNote,
+  type NoteSigner,
+} from "@valise/core";
 import { MemoryKeyStore, ValiseClient, type TrustAnchors } from "@valise/client";
 import { CHROMIUM, admin, axe, browserUser, enroll, missing, serve, shot, sleep, witnessServer } from "./harness.js";
 
 const FORGED_SOURCE = "10.66.66.66";
 
+/** A witness's cosignature signer from its key file (`PRIVATE+KEY+name+id+base64(0x04 || seed)`) at a clock. */
+function witnessSigner(file: string, now: () => number): NoteSigner {
+  const parts = readFileSync(file, "utf8").trim().split("+");
+  const name = parts[2]!;
+  const seed = fromBase64(parts.slice(4).join("+")).subarray(1);
+  return cosignatureSigner(name, seed, { now });
+}
+
+/** The note with the signers' cosignature lines in place of theirs (other lines kept). */
+function recosign(note: string, signers: readonly NoteSigner[]): string {
+  const split = note.lastIndexOf("\n\n");
+  const existing = note
+    .slice(split + 2)
+    .split("\n")
+    .filter((l) => l.length > 0)
+    .map((l) => {
+      const [name, base64] = l.slice(2).split(" ") as [string, string];
+      const raw = fromBase64(base64);
+      return { name, keyId: ((raw[0]! << 24) | (raw[1]! << 16) | (raw[2]! << 8) | raw[3]!) >>> 0, base64 };
+    });
+  return signNote(note.slice(0, split + 1), signers, existing);
+}
+
+const sizeOf = (note: string) => parseCheckpoint(note.slice(0, note.lastIndexOf("\n\n") + 1)).size;
+
 test(
   "web app: the officer's audit view is proven; who read cable REF (chromium)",
-  { skip: missing ?? false, timeout: 150_000 },
+  { skip: missing ?? false, timeout: 180_000 },
   async () => {
     const t0 = Date.now();
     const dataDir = mkdtempSync(join(tmpdir(), "valise-web-audit-"));
@@ -202,6 +236,51 @@ test(
       assert.match((await fullAlert.textContent()) ?? "", /do not hash to the checkpoint's root/);
       assert.equal(await fullOk.count(), 0, "the earlier success is still shown");
       await j.page.unroute("**/v1/log/audit/entries?**");
+
+      // Freshness: the server shows the real checkpoint, but re-cosigned with the witnesses' keys an hour ago (as if
+      // it had withheld newer checkpoints for an hour). Consistent, so accepted; stale, so said in a red alert.
+      const hourAgo = ["ncsa.test/witness", "partner.test/witness"].map((n) =>
+        witnessSigner(join(dataDir, `${n.replace(/[^a-z0-9]/gi, "_")}.key`), () => Date.now() - 3_600_000),
+      );
+      const real: string[] = [];
+      await j.page.route("**/v1/log/audit/checkpoint", async (route) => {
+        const res = await route.fetch();
+        const note = await res.text();
+        real.push(note);
+        await route.fulfill({ response: res, body: recosign(note, hourAgo) });
+      });
+      const stale = j.page.getByTestId("audit-stale");
+      // The log grows with every search (audit.read): a larger tree with only hour-old cosignatures is stale (the
+      // same tree this browser saw cosigned recently would not be: it holds that newer proof).
+      for (let i = 0; (await stale.count()) === 0 || new Set(real.map(sizeOf)).size < 2; i++) {
+        if (i > 40) throw new Error(`no stale alert; sizes served ${real.map(sizeOf).join(",")}`);
+        await j.page.getByRole("button", { name: "Search the audit log" }).click();
+        await sleep(500);
+      }
+      assert.equal(await stale.getAttribute("role"), "alert");
+      assert.match(
+        (await stale.textContent()) ?? "",
+        /may be out of date.*stale: it was last cosigned by a witness quorum/,
+      );
+      assert.match((await j.page.getByTestId("audit-proof").textContent()) ?? "", /STALE/);
+      await j.page.unroute("**/v1/log/audit/checkpoint");
+
+      // Rollback: an older checkpoint, genuinely cosigned by both witnesses, replayed to this browser: refused
+      // against the one it accepted (kept in its profile), and no events are shown.
+      const accepted = Math.max(...real.map(sizeOf));
+      const older = real.find((n) => sizeOf(n) < accepted)!;
+      await j.page.route("**/v1/log/audit/checkpoint", (route) =>
+        route.fulfill({ status: 200, contentType: "text/plain; charset=utf-8", body: older }),
+      );
+      await j.page.getByRole("button", { name: "Search the audit log" }).click();
+      await alert.waitFor({ timeout: 15_000 });
+      const refusal = (await alert.textContent()) ?? "";
+      assert.match(refusal, /older or different audit log than this device already verified/);
+      assert.match(refusal, new RegExp(`rollback — the server showed size ${sizeOf(older)}, this device already`));
+      assert.equal(await rows.count(), 0, "events shown from a rolled-back log");
+      assert.deepEqual(await axe(j.page), [], "axe with the rollback alert");
+      await shot(j, "officer-audit-rollback");
+      await j.page.unroute("**/v1/log/audit/checkpoint");
 
       // The rest of the officer screen still works: users and clearances, alerts.
       await j.page.getByRole("heading", { name: "Users and clearances" }).waitFor();
