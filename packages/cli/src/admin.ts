@@ -24,7 +24,7 @@ export const ADMIN_USAGE = `usage: valise admin [--data DIR] <command>
 Local operator commands on the server's database (like prosodyctl): run them on the server machine.
   unit add UNIT [--max-label LABEL]            create a unit (e.g. HQ/ASIA-1, EMB/BEIJING)
   unit list [--json]
-  user add HANDLE [--unit UNIT]… [--clearance LABEL] [--role user|officer|admin] [--json]
+  user add HANDLE [--unit UNIT]… [--clearance LABEL] [--role user|officer|admin|archivist] [--json]
                                                create a user; prints a one-time enrollmentCode; with --json, the
                                                enrollment bundle: also logKey, witnesses, quorum (for valise
                                                enroll --bundle), which the device pins

@@ -77,7 +77,7 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test("local admin lifecycle commands: --json output, log entries and audit events", { timeout: 120_000 }, async () => {
+test("local admin lifecycle commands: --json output, log entries and audit events", { timeout: 300_000 }, async () => {
   await ok(["user", "add", "ksvoboda", "--unit", "EMB/TOKYO", "--clearance", "SECRET", "--json"]);
   await ok(["user", "add", "jnovak", "--unit", "HQ/ASIA-1", "--json"]);
   const before = (await logAndAudit()).log.length;
@@ -176,7 +176,7 @@ test("local admin lifecycle commands: --json output, log entries and audit event
     );
 });
 
-test("errors: JSON with --json and a non-zero exit; usage errors exit 2", { timeout: 180_000 }, async () => {
+test("errors: JSON with --json and a non-zero exit; usage errors exit 2", { timeout: 300_000 }, async () => {
   for (const args of [
     ["user", "show", "nobody", "--json"],
     ["user", "disable", "nobody", "--json"],
@@ -220,7 +220,7 @@ test("errors: JSON with --json and a non-zero exit; usage errors exit 2", { time
 
 test(
   "over the API with --profile: admins change, nobody changes their own role, a disabled user cannot log in",
-  { timeout: 180_000 },
+  { timeout: 400_000 },
   async () => {
     const root = await enrolled("root", "HQ/ASIA-1", "admin");
     const olga = await enrolled("olga", "HQ/ASIA-1", "officer");
