@@ -352,6 +352,35 @@ for (const kind of DATABASE_KINDS) {
       assert.equal((await call(url, ksvoboda, "GET", `/v1/conversations/${link}/messages?after=0`)).status, 200);
     });
 
+    test("a pending removal stays while either reason holds (clearance lowered and unit left, one restored)", async () => {
+      const d = srv.store.directory;
+      await d.addUser({ handle: "frank", units: ["HQ/ASIA-1"], clearance: "SECRET/ASIA", role: "user" });
+      const frank = await login(url, srv.store, "frank", "d-frank00001");
+      const channel = randomId("c");
+      const made = await call(url, alice, "POST", "/v1/conversations", {
+        id: channel,
+        label: "SECRET/ASIA",
+        kind: "unit",
+        unit: "HQ/ASIA-1",
+      });
+      assert.equal(made.status, 201, made.text);
+      assert.equal((await commit(url, alice, channel, 0, { added: [frank.device] }, idem())).status, 201);
+      const blocked = async () => (await srv.store.conversations.pendingRemovals(channel)).includes(frank.device);
+
+      // Clearance lowered, then unit left; the clearance comes back: still not a member of the unit.
+      await d.setClearance("frank", "SECRET");
+      assert.equal(await blocked(), true);
+      await d.removeMember("frank", "HQ/ASIA-1");
+      await d.setClearance("frank", "SECRET/ASIA");
+      assert.equal(await blocked(), true, "restoring the clearance does not lift the unit's removal");
+      // Unit left, then clearance lowered; back in the unit: still not cleared.
+      await d.setClearance("frank", "SECRET");
+      await d.addMember("frank", "HQ/ASIA-1");
+      assert.equal(await blocked(), true, "rejoining the unit does not lift the clearance's removal");
+      await d.setClearance("frank", "SECRET/ASIA");
+      assert.equal(await blocked(), false, "both reasons gone");
+    });
+
     test("role set: user.role entry, directory.role.set audit, roleLogIndex; the same role writes nothing", async () => {
       const set = await appended(() =>
         audited(() => call(url, root, "PUT", "/v1/users/carol/role", { role: "archivist" })),

@@ -70,6 +70,17 @@ export interface LogEntryView {
 /** Devices cut off from conversations by a change, by conversation (they stay until a member commits the Remove). */
 export type PendingRemovals = { conversation: string; devices: string[] }[];
 
+/** Unit channels and link conversations admit members of their unit(s) only; other kinds do not depend on units. */
+function entitledByUnits(
+  c: { kind: string; unit: string | null; from_unit: string | null },
+  units: Set<string>,
+): boolean {
+  if (c.kind !== "unit" && c.kind !== "link") return true;
+  return (
+    (c.unit !== null && units.has(c.unit)) || (c.kind === "link" && c.from_unit !== null && units.has(c.from_unit))
+  );
+}
+
 function viewEntry(index: number, data: Uint8Array): LogEntryView[] {
   const p = parseDirectoryEntry(data);
   if (!p.ok) return [];
@@ -493,14 +504,13 @@ export class DirectoryStore {
     handle: string,
     time: number,
   ): Promise<PendingRemovals> {
-    const units = new Set(
-      (await trx.selectFrom("user_units").select("unit").where("handle", "=", handle).execute()).map((r) => r.unit),
-    );
+    const units = await this.unitsIn(trx, handle);
+    const cleared = parseLabel((await this.requireUser(trx, handle)).clearance);
     const rows = await trx
       .selectFrom("conversation_members as m")
       .innerJoin("devices as d", "d.id", "m.device_id")
       .innerJoin("conversations as c", "c.id", "m.conversation_id")
-      .select(["m.conversation_id", "m.device_id", "m.left_seq", "c.kind", "c.unit", "c.from_unit"])
+      .select(["m.conversation_id", "m.device_id", "m.left_seq", "c.kind", "c.unit", "c.from_unit", "c.label"])
       .where("d.handle", "=", handle)
       .where("d.revoked_at", "is", null)
       .where("c.kind", "in", ["unit", "link"])
@@ -509,15 +519,9 @@ export class DirectoryStore {
       .execute();
     const pending = new Map<string, string[]>();
     for (const r of rows) {
-      const entitled =
-        (r.unit !== null && units.has(r.unit)) || (r.kind === "link" && r.from_unit !== null && units.has(r.from_unit));
-      if (entitled) {
-        await trx
-          .deleteFrom("pending_removals")
-          .where("conversation_id", "=", r.conversation_id)
-          .where("device_id", "=", r.device_id)
-          .where("reason", "=", "unit")
-          .execute();
+      if (entitledByUnits(r, units)) {
+        // A member again; a removal the clearance still calls for stays (reason `clearance`).
+        await this.liftRemoval(trx, r, "unit", dominates(cleared, parseLabel(r.label)) ? null : "clearance");
         continue;
       }
       const have = await trx
@@ -534,6 +538,38 @@ export class DirectoryStore {
       if (r.left_seq === null) pending.set(r.conversation_id, [...(pending.get(r.conversation_id) ?? []), r.device_id]);
     }
     return [...pending].map(([conversation, devices]) => ({ conversation, devices }));
+  }
+
+  private async unitsIn(trx: Transaction<Database>, handle: string): Promise<Set<string>> {
+    const rows = await trx.selectFrom("user_units").select("unit").where("handle", "=", handle).execute();
+    return new Set(rows.map((r) => r.unit));
+  }
+
+  /**
+   * One reason for a pending removal is gone: the removal is deleted, or kept under the reason that still holds
+   * (`still`). Removals for another reason (a revocation) are left alone.
+   */
+  private async liftRemoval(
+    trx: Transaction<Database>,
+    r: { conversation_id: string; device_id: string },
+    reason: "unit" | "clearance",
+    still: "unit" | "clearance" | null,
+  ): Promise<void> {
+    if (still === null)
+      await trx
+        .deleteFrom("pending_removals")
+        .where("conversation_id", "=", r.conversation_id)
+        .where("device_id", "=", r.device_id)
+        .where("reason", "=", reason)
+        .execute();
+    else
+      await trx
+        .updateTable("pending_removals")
+        .set({ reason: still })
+        .where("conversation_id", "=", r.conversation_id)
+        .where("device_id", "=", r.device_id)
+        .where("reason", "=", reason)
+        .execute();
   }
 
   /** Sets a user's role (`user.role`), audited as `directory.role.set`. Setting the same role writes nothing. */
@@ -711,22 +747,19 @@ export class DirectoryStore {
         .selectFrom("conversation_members as m")
         .innerJoin("devices as d", "d.id", "m.device_id")
         .innerJoin("conversations as c", "c.id", "m.conversation_id")
-        .select(["m.conversation_id", "m.device_id", "m.left_seq", "c.label"])
+        .select(["m.conversation_id", "m.device_id", "m.left_seq", "c.label", "c.kind", "c.unit", "c.from_unit"])
         .where("d.handle", "=", handle)
         .where("d.revoked_at", "is", null)
         .orderBy("m.conversation_id")
         .orderBy("m.device_id")
         .execute();
+      const units = await this.unitsIn(trx, handle);
       const pending = new Map<string, string[]>();
       for (const r of rows) {
         const ok = dominates(cleared, parseLabel(r.label));
         if (ok) {
-          await trx
-            .deleteFrom("pending_removals")
-            .where("conversation_id", "=", r.conversation_id)
-            .where("device_id", "=", r.device_id)
-            .where("reason", "=", "clearance")
-            .execute();
+          // Cleared again; a removal the user's units still call for stays (reason `unit`).
+          await this.liftRemoval(trx, r, "clearance", entitledByUnits(r, units) ? null : "unit");
           continue;
         }
         const have = await trx
