@@ -11,6 +11,7 @@ import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import { parseAuditEvent, parseDirectoryEntry, randomId, type AuditEvent, type DirectoryEntry } from "@valise/core";
+import WebSocket from "ws";
 import { DATABASE_KINDS } from "./helpers/databases.js";
 import { startTestServer, type TestServer } from "./helpers/server.js";
 import { call, commit, jsonMls, login, sendMessage, type Session } from "./helpers/content.js";
@@ -552,11 +553,37 @@ for (const kind of DATABASE_KINDS) {
         subject: "HQ/ASIA-1",
         detail: "server lists ksvoboda; the log does not",
       };
+      // The officer's WebSocket gets the alert pushed.
+      const ws = new WebSocket(`${url.replace("http", "ws")}/v1/ws`);
+      const frames: Record<string, unknown>[] = [];
+      const waiters: (() => void)[] = [];
+      ws.on("message", (d: Buffer) => {
+        frames.push(JSON.parse(d.toString("utf8")) as Record<string, unknown>);
+        for (const w of waiters.splice(0)) w();
+      });
+      const frame = async (type: string) => {
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          const f = frames.find((x) => x.type === type);
+          if (f) return f;
+          assert.ok(Date.now() < deadline, `no ${type} frame: ${JSON.stringify(frames)}`);
+          await new Promise<void>((r) => {
+            waiters.push(r);
+            setTimeout(r, 200);
+          });
+        }
+      };
+      await new Promise((r) => ws.once("open", r));
+      ws.send(JSON.stringify({ token: olga.token }));
+      await frame("ready");
       const first = await audited(() =>
         call<{ id: number; duplicate: boolean }>(url, alice, "POST", "/v1/kt/reports", report),
       );
       assert.equal(first.result.status, 202, first.result.text);
       assert.equal(first.result.json.duplicate, false);
+      const pushed = await frame("alert");
+      ws.close();
+      assert.deepEqual([pushed.id, pushed.rule, pushed.actor], [first.result.json.id, "kt-report", "alice"]);
       assert.deepEqual(
         first.events.map((e) => [e.action, e.actor, e.device, e.object, e.outcome]),
         [["kt.report", "alice", alice.device, "HQ/ASIA-1", "ok"]],
