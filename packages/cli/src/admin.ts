@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { loadOrCreateLogKey, openStore, ROLES, type Role, type Store } from "@valise/server";
 import { parse, str, UsageError } from "./args.js";
-import { printJson } from "./output.js";
+import { oneLine, printJson } from "./output.js";
 import { BUNDLE_ENV_HELP, bundleTrust } from "./bundle.js";
 import { ValiseError, canonicalLabel } from "@valise/core";
 import { openClient } from "./client-commands.js";
@@ -305,14 +305,16 @@ function printPending(pending: PendingRemovalView[]): void {
 
 function userLine(u: StaffUser): string {
   const state = u.disabled ? "DISABLED" : "active";
-  return `${u.handle}\t${u.role}\t${u.clearance}\t${u.units.join(",") || "-"}\t${state}\t${u.activeDevices} device(s)`;
+  // Over the API these come from the server: one line each, whatever they hold.
+  const f = [u.handle, u.role, u.clearance, u.units.join(",") || "-"].map(oneLine);
+  return `${f.join("\t")}\t${state}\t${Number(u.activeDevices)} device(s)`;
 }
 
 /** What an entry says besides its type and time, for the human history and change lines. */
 export function entryDetails(e: Record<string, unknown>): string {
   return Object.entries(e)
     .filter(([k]) => k !== "v" && k !== "type" && k !== "time")
-    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : String(v)}`)
+    .map(([k, v]) => `${oneLine(k)}=${oneLine(Array.isArray(v) ? v.join(",") : String(v))}`)
     .join(" ");
 }
 
@@ -337,7 +339,9 @@ function lifecycleCommand(positionals: string[]): LifecycleRun | undefined {
         const handle = one("HANDLE", a1);
         const history = await ops.history(handle);
         if (json) printJson({ handle, history });
-        else for (const h of history) console.log(`#${h.index}\t${h.time}\t${h.type}\t${entryDetails(h.entry)}`);
+        else
+          for (const h of history)
+            console.log(`#${Number(h.index)}\t${oneLine(h.time)}\t${oneLine(h.type)}\t${entryDetails(h.entry)}`);
         return 0;
       };
     case "user move":

@@ -5,7 +5,7 @@
 import { ValiseError } from "@valise/core";
 import type { DirectoryChange } from "@valise/client";
 import { parse, str, UsageError } from "./args.js";
-import { printJson } from "./output.js";
+import { oneLine, printJson } from "./output.js";
 import { openClient } from "./client-commands.js";
 import { entryDetails } from "./admin.js";
 
@@ -59,7 +59,8 @@ export async function directory(argv: string[]): Promise<number> {
     size = page.size;
     changes.push(...page.changes);
     if (!values.json)
-      for (const h of page.changes) console.log(`#${h.index}\t${h.time}\t${h.type}\t${entryDetails(h.entry)}`);
+      for (const h of page.changes)
+        console.log(`#${Number(h.index)}\t${oneLine(h.time)}\t${oneLine(h.type)}\t${entryDetails(h.entry)}`);
     if (page.changes.length < want) break;
     after = page.changes[page.changes.length - 1]!.index;
   }
