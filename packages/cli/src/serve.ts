@@ -20,9 +20,12 @@ export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host 
                    [--witness URL=VKEY …] [--witness-quorum K] [--witness-refresh S] [--login-rate N]
                    [--org-name NAME]
                    [--rules DIR|FILE …] [--no-default-rules] [--alert-webhook URL …] [--detect-train-days N]
-                   [--web DIR | --no-web] [--web-origin URL …]
+                   [--web DIR | --no-web] [--web-origin URL …] [--upload-ttl DURATION]
 
-Starts the Valise server: delivery service, directory, key packages, WebSocket push, /healthz, /metrics.
+Starts the Valise server: delivery service, directory, key packages, WebSocket push, /healthz (liveness: 200
+while the process answers), /readyz (readiness: 503 store_error while the database or the disk cannot be read or
+written, the audit append included), /metrics. A database or disk outage answers 503 store_error with Retry-After;
+the server recovers by itself when the database is back.
   --data DIR        data directory (SQLite database, blobs); default ./valise-data
   --port N          TCP port; default 8080
   --host ADDR       listen address; default 127.0.0.1 (put a TLS-terminating proxy in front for remote clients)
@@ -37,6 +40,8 @@ Starts the Valise server: delivery service, directory, key packages, WebSocket p
                     S seconds (default 60): clients call a checkpoint stale once its cosignatures are older than
                     their bound (default 600 s, VALISE_CHECKPOINT_MAX_AGE), so S must stay well below it
   --login-rate N    enrollments/logins allowed per minute per client address (429 beyond); default 60
+  --upload-ttl D    uploads never attached to a document or cable are deleted D after they began (their space
+                    reclaimed, each one audited as blob.expire); D is seconds or 90s, 30m, 24h, 7d; default 24h
   --org-name NAME   the organisation named in STIX 2.1 incident exports and by the TAXII 2.1 server (partners);
                     default "Ministry of Foreign Affairs"
 Web app: served at / (packages/web/dist/app, built by npm run build) with a strict Content-Security-Policy.
@@ -80,6 +85,7 @@ export async function serve(argv: string[]): Promise<number> {
       web: { type: "string" },
       "no-web": { type: "boolean" },
       "web-origin": { type: "string", multiple: true },
+      "upload-ttl": { type: "string" },
     },
     SERVE_USAGE,
   );
@@ -115,6 +121,8 @@ export async function serve(argv: string[]): Promise<number> {
     throw new UsageError("--witness-refresh must be a positive number of seconds");
   const loginRate = Number(values["login-rate"] ?? 60);
   if (!Number.isInteger(loginRate) || loginRate < 1) throw new UsageError("--login-rate must be a positive integer");
+  const uploadTtlMs = values["upload-ttl"] === undefined ? undefined : parseDuration(values["upload-ttl"]);
+  if (uploadTtlMs === null) throw new UsageError(`--upload-ttl must be a duration such as 3600, 90s, 30m, 24h or 7d`);
   const trainArg = values["detect-train-days"];
   if (trainArg !== undefined && !/^[0-9]{1,5}$/.test(trainArg))
     throw new UsageError("--detect-train-days must be a non-negative integer");
@@ -152,6 +160,7 @@ export async function serve(argv: string[]): Promise<number> {
     witnessQuorum,
     ...(refreshArg !== undefined ? { witnessRefreshMs: Number(refreshArg) * 1000 } : {}),
     loginRatePerMinute: loginRate,
+    ...(uploadTtlMs !== undefined ? { uploadTtlMs } : {}),
     ...(values["org-name"] ? { orgName: values["org-name"] } : {}),
     webauthn: { rpId, origins },
     ...(webRoot && existsSync(resolve(webRoot, "index.html")) ? { webRoot } : {}),
@@ -183,6 +192,14 @@ export async function serve(argv: string[]): Promise<number> {
     process.once("SIGTERM", stop);
   });
   return 0;
+}
+
+/** "3600" (seconds), "90s", "30m", "24h", "7d" → milliseconds; null if malformed or zero. */
+function parseDuration(s: string): number | null {
+  const m = /^([0-9]{1,9})(s|m|h|d)?$/.exec(s);
+  if (!m) return null;
+  const n = Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? "s") as "s" | "m" | "h" | "d"];
+  return n > 0 ? n : null;
 }
 
 /** packages/web/dist beside this package (packages/cli/dist/src/serve.js → packages/web/dist/app). */

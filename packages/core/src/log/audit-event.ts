@@ -35,6 +35,9 @@ export const AUDIT_ACTIONS = [
   // A client's key-transparency report (POST /v1/kt/reports), raised to officers as an alert.
   "kt.report",
   "audit.read",
+  // The server reclaimed an abandoned upload (never attached, older than `valise serve --upload-ttl`); actor
+  // "server", object the blob id, bytes what was freed.
+  "blob.expire",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 export type AuditOutcome = "ok" | "denied";

@@ -330,7 +330,7 @@ export function installAuditHook(app: FastifyInstance, ctx: ServerContext): void
       if (payload && typeof payload === "object" && "destroy" in payload && typeof payload.destroy === "function")
         (payload as { destroy(): void }).destroy();
       const err = e instanceof ValiseError ? e : new ValiseError("store_error", "audit log unavailable");
-      reply.code(503).header("content-type", "application/json; charset=utf-8");
+      reply.code(503).header("content-type", "application/json; charset=utf-8").header("retry-after", "2");
       return JSON.stringify({
         code: "store_error",
         message: `not served: the audit log is unavailable (${err.message})`,

@@ -33,6 +33,9 @@ export class AuditRecorder {
   private readonly commits: GroupCommit<AuditEvent, undefined>;
   /** Called after each batch is durable (the online detector's cheap notify; once per batch, not per event). */
   onWritten: (() => void) | undefined;
+  /** The write path's health for /readyz: when the last audit batch failed and when one last succeeded (ms). */
+  lastFailureAt: number | null = null;
+  lastSuccessAt: number | null = null;
   constructor(
     log: AuditLog,
     private readonly now: () => number,
@@ -43,7 +46,9 @@ export class AuditRecorder {
       async (events) => {
         try {
           await log.appendEvents(events);
+          this.lastSuccessAt = Date.now();
         } catch (e) {
+          this.lastFailureAt = Date.now();
           throw e instanceof ValiseError
             ? e
             : new ValiseError("store_error", `audit log append failed: ${e instanceof Error ? e.message : String(e)}`);

@@ -13,7 +13,8 @@ import { type Fanout, type FanoutEvent, InProcessFanout } from "../delivery/fano
 import { createMetrics } from "../metrics.js";
 import { RateLimiter } from "./rate-limit.js";
 import type { ServerContext } from "./context.js";
-import { installErrorHandler } from "./errors.js";
+import { installErrorHandler, STORE_RETRY_AFTER_S } from "./errors.js";
+import { readiness } from "./readiness.js";
 import { sessionLookup } from "../storage/session-lookup.js";
 import { authRoutes } from "./routes-auth.js";
 import { directoryRoutes } from "./routes-directory.js";
@@ -89,6 +90,9 @@ export interface AppOptions {
   detect?: DetectOptions | false;
   /** Passkeys for the web client (relying party id and allowed origins); without it the passkey routes are absent. */
   webauthn?: WebAuthnOptions;
+  /** Uploads never attached to a document or cable are reclaimed this long (ms) after creation; default 24 h. */
+  uploadTtlMs?: number;
+  uploadReapIntervalMs?: number;
   /** Serve the web app (packages/web/dist) from this directory at `/`, with a strict Content-Security-Policy. */
   webRoot?: string;
 }
@@ -188,9 +192,15 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     metrics.httpRequests.inc({ route: req.routeOptions.url ?? "unknown", status: String(reply.statusCode) });
   });
 
-  app.get("/healthz", async () => {
-    await opts.store.handle.db.selectFrom("units").select("name").limit(1).execute();
-    return { ok: true };
+  // Liveness: the process is up and answering (a database outage must not get it restarted: it recovers by itself).
+  app.get("/healthz", async () => ({ ok: true }));
+  // Readiness: the store can be read and written now — a read, a committed write through the database (the path
+  // every audit append takes), a flushed write in the data directory (disk full), and no failed audit append since
+  // the last good one. 503 store_error with Retry-After while any of them fails.
+  app.get("/readyz", async (_req, reply) => {
+    const r = await readiness(opts.store, ctx.audit);
+    if (!r.ready) reply.status(503).header("retry-after", String(STORE_RETRY_AFTER_S));
+    return r.ready ? { ok: true, ...r } : { code: "store_error", message: r.error ?? "not ready", ...r };
   });
   app.get("/metrics", async (_req, reply) => {
     reply.header("content-type", metrics.registry.contentType);
@@ -202,7 +212,10 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   lifecycleRoutes(app, ctx);
   ktReportRoutes(app, ctx);
   conversationRoutes(app, ctx);
-  blobRoutes(app, ctx);
+  blobRoutes(app, ctx, {
+    ...(opts.uploadTtlMs !== undefined ? { uploadTtlMs: opts.uploadTtlMs } : {}),
+    ...(opts.uploadReapIntervalMs !== undefined ? { reapIntervalMs: opts.uploadReapIntervalMs } : {}),
+  });
   documentRoutes(app, ctx);
   cableRoutes(app, ctx);
   logRoutes(app, ctx);

@@ -31,10 +31,60 @@ export function statusOf(code: ValiseErrorCode): number {
   return STATUS[code];
 }
 
+/** Seconds a client is told to wait (`Retry-After`) when the store cannot read or write right now. */
+export const STORE_RETRY_AFTER_S = 2;
+
+const PG_OUTAGE_CODES = new Set(["57P01", "57P02", "57P03", "53000", "53100", "53200", "53300", "58000", "58030"]);
+const NODE_OUTAGE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+  "ENOSPC",
+  "EDQUOT",
+  "EIO",
+  "EROFS",
+  "EMFILE",
+  "ENFILE",
+]);
+const SQLITE_OUTAGE = /^SQLITE_(BUSY|LOCKED|FULL|IOERR|CANTOPEN|PROTOCOL|NOLFS)/;
+const PG_OUTAGE_MESSAGES =
+  /Connection terminated|connection error|not queryable|timeout exceeded when trying to connect|terminating connection|the database system is (starting up|shutting down|in recovery mode)|Client was closed|Cannot use a pool after calling end/i;
+
+/**
+ * Whether `err` says the database or the disk is unavailable (not that the request was wrong): PostgreSQL down,
+ * restarting or failing over, its connection lost, a full disk or an I/O error, SQLite busy/full/I/O errors. Those
+ * are `503 store_error` with `Retry-After`, never `500`: nothing was stored and a retry may succeed.
+ */
+export function isStoreOutage(err: unknown): boolean {
+  for (let e = err, depth = 0; e && typeof e === "object" && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") {
+      if (PG_OUTAGE_CODES.has(code) || code.startsWith("08") || NODE_OUTAGE_CODES.has(code)) return true;
+      if (SQLITE_OUTAGE.test(code)) return true;
+    }
+    const message = (e as { message?: unknown }).message;
+    if (typeof message === "string" && PG_OUTAGE_MESSAGES.test(message)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | ValiseError | Error, req, reply) => {
     if (err instanceof ValiseError) {
+      if (err.code === "store_error") reply.header("retry-after", String(STORE_RETRY_AFTER_S));
       return reply.status(statusOf(err.code)).send({ code: err.code, message: err.message, ...(err.details ?? {}) });
+    }
+    if (isStoreOutage(err)) {
+      req.log.warn({ err: { message: err.message, code: (err as { code?: unknown }).code } }, "store unavailable");
+      return reply
+        .status(503)
+        .header("retry-after", String(STORE_RETRY_AFTER_S))
+        .send({ code: "store_error", message: "the server cannot store or read right now; retry later" });
     }
     const fe = err as FastifyError;
     if (fe.validation) return reply.status(400).send({ code: "bad_request", message: fe.message });

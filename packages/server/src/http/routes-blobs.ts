@@ -57,10 +57,63 @@ async function blobAccess(ctx: ServerContext, req: FastifyRequest, v: Viewer, b:
   if (b.owner !== v.handle) throw new ValiseError("forbidden", `blob ${b.id} is not yours`);
 }
 
-export function blobRoutes(app: FastifyInstance, ctx: ServerContext): void {
+/** Default time after which an upload never attached to a document or cable is reclaimed: 24 hours. */
+export const DEFAULT_UPLOAD_TTL_MS = 24 * 3600 * 1000;
+
+export interface BlobRouteOptions {
+  /** Uploads not attached to an object this long (ms) after they were created are deleted, audited (`blob.expire`). */
+  uploadTtlMs?: number;
+  /** How often to look for them; default a quarter of the TTL, between 1 s and 10 min. */
+  reapIntervalMs?: number;
+}
+
+export function blobRoutes(app: FastifyInstance, ctx: ServerContext, opts: BlobRouteOptions = {}): void {
   const { blobs, blobBytes } = ctx.store;
   /** One upload at a time per blob (in this process): blob id → the running append. */
   const uploads = new Map<string, Promise<unknown>>();
+
+  // Abandoned uploads (the client went away and never attached the blob) would keep their bytes for ever.
+  const ttl = opts.uploadTtlMs ?? DEFAULT_UPLOAD_TTL_MS;
+  const reapEvery = opts.reapIntervalMs ?? Math.min(600_000, Math.max(1000, Math.floor(ttl / 4)));
+  let reaping: Promise<void> = Promise.resolve();
+  let reapBusy = false;
+  const reap = async () => {
+    for (const b of await blobs.abandoned(ctx.now() - ttl)) {
+      if (uploads.has(b.id)) continue; // being written right now
+      if (!(await blobs.deleteUnattached(b.id))) continue; // attached meanwhile
+      const freed = (await blobBytes.size(b.id).catch(() => null)) ?? b.received;
+      await blobBytes.delete(b.id);
+      const owner = await ctx.store.directory.getUser(b.owner).catch(() => null);
+      await ctx.audit.record({
+        actor: "server",
+        device: null,
+        source: "server",
+        client: null,
+        action: "blob.expire",
+        object: b.id,
+        unit: owner?.units[0] ?? null,
+        bytes: freed,
+        outcome: "ok",
+      });
+      app.log.info({ blob: b.id, owner: b.owner, bytes: freed }, "abandoned upload reclaimed");
+    }
+  };
+  const reapTimer = setInterval(() => {
+    if (reapBusy) return;
+    reapBusy = true;
+    reaping = reap()
+      .catch((e: unknown) =>
+        app.log.warn({ err: { message: e instanceof Error ? e.message : String(e) } }, "upload reaper failed"),
+      )
+      .finally(() => {
+        reapBusy = false;
+      });
+  }, reapEvery);
+  reapTimer.unref();
+  app.addHook("onClose", async () => {
+    clearInterval(reapTimer);
+    await reaping;
+  });
 
   async function settled(id: string): Promise<boolean> {
     const deadline = Date.now() + UPLOAD_WAIT_MS;

@@ -68,6 +68,30 @@ export class BlobMetaStore {
     return r ? toBlob(r) : null;
   }
 
+  /** Uploads never attached to an object and created before `before` (ms): abandoned, to be reclaimed. */
+  async abandoned(before: number, limit = 100): Promise<BlobRecord[]> {
+    const rows = await this.db
+      .selectFrom("blobs")
+      .selectAll()
+      .where("object_id", "is", null)
+      .where("created_at", "<", before)
+      .orderBy("created_at")
+      .limit(limit)
+      .execute();
+    return rows.map(toBlob);
+  }
+
+  /** Deletes an unattached blob's record; false if it was attached (or deleted) meanwhile. */
+  async deleteUnattached(id: string): Promise<boolean> {
+    const r = await this.db
+      .deleteFrom("blobs")
+      .where("id", "=", id)
+      .where("object_id", "is", null)
+      .returning("id")
+      .executeTakeFirst();
+    return r !== undefined;
+  }
+
   /** Records what is on the store; marks the blob complete once all announced bytes are there. */
   async setReceived(id: string, received: number): Promise<BlobRecord> {
     const b = await this.get(id);

@@ -33,10 +33,18 @@ pg.types.setTypeParser(20, (v) => Number(v));
 export async function openDatabase(opts: DbOptions): Promise<DbHandle> {
   let handle: DbHandle;
   if (opts.databaseUrl) {
-    const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 10 });
+    // A bounded wait for a connection: while the database is down a request fails (503) instead of hanging.
+    const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 10, connectionTimeoutMillis: 5000 });
     // An idle client's connection error (database restart, a terminated backend) is emitted on the pool, which has
     // already dropped that client; unhandled, it would crash the process. The next query opens a new connection.
     pool.on("error", () => {});
+    // A checked-out client (a query or a transaction in flight) emits 'error' on itself, not on the pool: a
+    // PostgreSQL restart under load ended the process with "Unhandled 'error' event … terminating connection due to
+    // administrator command". The query in flight still rejects (its request answers 503 store_error) and the pool
+    // discards the broken client when it is released; this listener only keeps the event from being fatal.
+    pool.on("connect", (c) => {
+      c.on("error", () => {});
+    });
     // pool.end() resolves before its clients have disconnected; close() waits for them, so a closed handle holds no
     // connection (dropping the database right after, as tests do, must not hit a live one).
     const clients = new Set<pg.PoolClient>();
