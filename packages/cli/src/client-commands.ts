@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
-import { ValiseClient } from "@valise/client";
+import { ValiseClient, STORE_OUTAGE_NOTICE } from "@valise/client";
 import { FileKeyStore } from "@valise/client/node/file-store";
+import { lockProfile } from "@valise/client/node/profile-lock";
 import { nodeStreamCipher } from "@valise/client/node/docstream";
 import { parse, str } from "./args.js";
 import { oneLine as q, printJson, safeText } from "./output.js";
@@ -37,15 +38,51 @@ export const CONVERSATIONS_USAGE = `usage: valise conversations --profile DIR [-
 
 Lists this device's conversations.`;
 
+/** `--no-wait` (any profile command): fail at once when another process holds the profile instead of waiting. */
+export const profileOptions = { noWait: false };
+
+/**
+ * Opens a profile for this process: takes its lock first (one writer per profile: a second process waits, saying
+ * so on stderr, or fails with --no-wait), then loads it. The lock is released when the process exits.
+ */
 export async function openClient(profile: string): Promise<ValiseClient> {
   await installNodeCrypto();
+  const dir = resolve(profile);
+  await lockProfile(dir, {
+    wait: !profileOptions.noWait,
+    onWait: (h) =>
+      process.stderr.write(
+        `valise: profile ${profile} is in use by process ${h.pid}${h.command ? ` (valise ${h.command})` : ""}; ` +
+          `waiting for it to finish (--no-wait to fail instead)\n`,
+      ),
+  });
   // Documents and cables: node:crypto AES-GCM on a worker pool (both cores), same bytes as the WebCrypto default.
   const maxAgeMs = maxCheckpointAgeMs(); // VALISE_CHECKPOINT_MAX_AGE: the freshness bound for sync's stale alert
-  return ValiseClient.open({
-    store: new FileKeyStore(resolve(profile)),
+  const c = await ValiseClient.open({
+    store: new FileKeyStore(dir),
     cipher: nodeStreamCipher(),
+    fetch: cliFetch(),
     ...(maxAgeMs !== undefined ? { transparency: { maxCheckpointAgeMs: maxAgeMs } } : {}),
   });
+  c.transport.onRetry = (n) => {
+    if (n.first) process.stderr.write(`valise: ${STORE_OUTAGE_NOTICE} (${n.method} ${n.path}: ${n.reason})\n`);
+  };
+  return c;
+}
+
+/**
+ * fetch, plus one fault-injection hook for the fault tests only: with VALISE_TEST_KILL_AFTER_POST=1 the process
+ * SIGKILLs itself as soon as the server acknowledged a message (POST …/messages answered 2xx), before anything else
+ * runs — a crash between "the ciphertext left" and "the send returned".
+ */
+function cliFetch(): typeof fetch {
+  if (process.env.VALISE_TEST_KILL_AFTER_POST !== "1") return globalThis.fetch.bind(globalThis);
+  return async (input, init) => {
+    const res = await globalThis.fetch(input, init);
+    const url = input instanceof URL ? input.href : typeof input === "string" ? input : input.url;
+    if (init?.method === "POST" && /\/messages$/.test(url) && res.ok) process.kill(process.pid, "SIGKILL");
+    return res;
+  };
 }
 
 export async function enroll(argv: string[]): Promise<number> {

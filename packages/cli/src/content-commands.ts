@@ -1,7 +1,7 @@
 /** `valise cable …` and `valise doc …`: cables and documents from the command line, in the foundation's style. */
 import { mkdirSync } from "node:fs";
 import { join, resolve, basename } from "node:path";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { ValiseError, canonicalLabel } from "@valise/core";
 import { fileSource, writeFileAtomic } from "@valise/client/node/files";
 import { parse, str, UsageError } from "./args.js";
@@ -28,10 +28,17 @@ export const DOC_USAGE = `usage: valise doc <put|get|list> --profile DIR [option
   doc put --to HANDLE|UNIT --label LABEL FILE     encrypt and upload FILE as a new document, shared with a user
                                                   or a unit; prints {"id","version",…} with --json
   doc put --doc ID FILE                           upload FILE as a new version of document ID (old versions kept)
+  doc put --resume FILE                           continue an upload of FILE that was stopped (this command was
+                                                  interrupted, killed or timed out): same document, same key, from
+                                                  the server's byte count; FILE must be unchanged
+  doc put --resume                                list the interrupted uploads this profile can resume
   doc get ID [--version N] --out FILE             download, verify and decrypt (default: the latest version)
   doc list                                        documents you may read, with versions and file names
 Files of any size are encrypted in 1 MiB chunks on this machine; uploads and downloads are streamed, resume
-after a dropped connection and show a progress bar on a terminal. File names are encrypted too.`;
+after a dropped connection or a server restart (retrying with backoff for up to a minute) and show a progress bar
+on a terminal. An upload in progress is recorded in the profile until its document version exists, so
+--resume continues it; the server deletes uploads never completed after its --upload-ttl (default 24h).
+File names are encrypted too.`;
 
 const list = (v: string[] | string | undefined) =>
   (Array.isArray(v) ? v : v === undefined ? [] : [v])
@@ -238,6 +245,7 @@ export async function doc(argv: string[]): Promise<number> {
       label: { type: "string" },
       doc: { type: "string" },
       from: { type: "string" },
+      resume: { type: "boolean" },
       version: { type: "string" },
       out: { type: "string" },
       json: { type: "boolean" },
@@ -251,8 +259,52 @@ export async function doc(argv: string[]): Promise<number> {
   const c = await openClient(str(values.profile, "--profile DIR", DOC_USAGE));
   switch (verb) {
     case "put": {
+      if (values.resume && positionals[0] === undefined) {
+        const pending = c.documents.pendingUploads();
+        if (values.json)
+          printJson({
+            uploads: pending.map((u) => ({
+              blob: u.blob,
+              source: u.source,
+              name: u.name,
+              id: u.id,
+              version: u.version,
+              started: iso(u.startedAt),
+            })),
+          });
+        else if (pending.length === 0) console.log("no interrupted uploads");
+        else
+          for (const u of pending)
+            console.log(`${u.source.split("\n")[0] ?? ""}  ${u.id} v${u.version}  started ${iso(u.startedAt) ?? ""}`);
+        return 0;
+      }
       const file = str(positionals[0], "FILE", DOC_USAGE);
       const src = fileSource(resolve(file));
+      const sourceId = fileSourceId(resolve(file));
+      if (values.resume) {
+        const pending = c.documents.pendingUploads().filter((u) => u.source === sourceId);
+        const u = pending.at(-1);
+        if (!u)
+          throw new ValiseError(
+            "not_found",
+            `no interrupted upload of ${file} (unchanged since) in this profile; see valise doc put --resume`,
+          );
+        const bar = progressBar("upload");
+        const r = await c.documents.put({ name: u.name, source: src, sourceId, resume: u }, bar);
+        bar.end();
+        if (values.json)
+          printJson({
+            id: r.id,
+            version: r.version,
+            label: r.document.label,
+            to: r.document.to,
+            name: u.name,
+            size: src.size,
+            resumed: true,
+          });
+        else console.log(`uploaded ${u.name} as ${r.id} version ${r.version} [${r.document.label}] (resumed)`);
+        return 0;
+      }
       if (!values.doc) {
         str(values.to, "--to HANDLE|UNIT", DOC_USAGE);
         canonicalLabel(str(values.label, "--label LABEL", DOC_USAGE));
@@ -266,6 +318,7 @@ export async function doc(argv: string[]): Promise<number> {
           source: src,
           document: values.doc,
           fromUnit: values.from,
+          sourceId,
         },
         bar,
       );
@@ -327,4 +380,10 @@ export async function doc(argv: string[]): Promise<number> {
     default:
       throw new ValiseError("bad_request", `unknown doc command ${JSON.stringify(verb)}; see valise doc --help`);
   }
+}
+
+/** A file as the same plaintext again: its absolute path, size and modification time (one per line). */
+function fileSourceId(path: string): string {
+  const st = statSync(path);
+  return `${path}\n${st.size}\n${Math.floor(st.mtimeMs)}`;
 }

@@ -1,7 +1,7 @@
 /** `valise`: the command-line entry point. */
 import { admin, ADMIN_USAGE } from "./admin.js";
 import { serve, SERVE_USAGE } from "./serve.js";
-import { conversations, devices, enroll, send, sync } from "./client-commands.js";
+import { conversations, devices, enroll, profileOptions, send, sync } from "./client-commands.js";
 import { guardOutput, reportError } from "./output.js";
 import { log, LOG_USAGE } from "./log-commands.js";
 import { audit, AUDIT_USAGE } from "./audit-commands.js";
@@ -37,6 +37,11 @@ Security officer:
   directory      follow every directory change (units, users, memberships, roles, devices) with its log index
   taxii          issue and revoke partner tokens for the TAXII 2.1 feed
 
+Profiles: one process at a time uses a profile (--profile DIR): another valise command on the same profile waits
+until the first has finished (it says so on stderr); add --no-wait to fail at once instead. While the server cannot
+store or read (503, unreachable), commands say "the server cannot store or read right now; nothing was lost,
+retrying" and retry reads and idempotent writes with backoff for up to a minute.
+
 Example (five minutes):
   npx valise serve &
   npx valise admin unit add HQ/ASIA-1
@@ -64,7 +69,10 @@ ${INCIDENT_USAGE}
 ${WITNESS_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
+  const [cmd, ...args] = argv;
+  // A global option of every profile command (see HELP "Profiles").
+  profileOptions.noWait = args.includes("--no-wait");
+  const rest = args.filter((a) => a !== "--no-wait");
   const json = rest.includes("--json");
   try {
     switch (cmd) {

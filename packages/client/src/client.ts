@@ -282,12 +282,13 @@ export class ValiseClient {
    * one attempt, and an entry already acknowledged is not sent again — two attempts raced to create two
    * conversations and sent the same idempotency key to both (the server refused the second: 409).
    */
-  private flushEntry(entry: NonNullable<ProfileState["outbox"]>[number]): Promise<void> {
+  private flushEntry(entry: NonNullable<ProfileState["outbox"]>[number]): Promise<{ seq: number } | null> {
     return this.singleFlight(`outbox:${entry.idempotencyKey}`, async () => {
-      if (!(this.state.outbox ?? []).some((e) => e.idempotencyKey === entry.idempotencyKey)) return;
+      if (!(this.state.outbox ?? []).some((e) => e.idempotencyKey === entry.idempotencyKey)) return null;
       const conv = await this.conversationFor(entry.conversation);
-      await this.sendPayload(conv.id, entry.payload, entry.idempotencyKey);
+      const r = await this.sendPayload(conv.id, entry.payload, entry.idempotencyKey);
       this.state.outbox = (this.state.outbox ?? []).filter((e) => e.idempotencyKey !== entry.idempotencyKey);
+      return r;
     });
   }
 
@@ -728,10 +729,31 @@ export class ValiseClient {
     const label = canonicalLabel(labelText);
     return this.authed(async () => {
       await this.catchUp();
-      const conv = await this.conversationFor(await this.targetFor(to, label));
-      const r = await this.sendText(conv.id, text);
+      // Through the outbox: if this process dies or the server fails before the answer, the message may have been
+      // stored; the next sync or send retries it under the same idempotency key (the server stores it once).
+      const entry = {
+        conversation: await this.targetFor(to, label),
+        payload: { t: "text" as const, text },
+        idempotencyKey: randomId("c").slice(2),
+      };
+      (this.state.outbox ??= []).push(entry);
       await this.save();
-      return { conversation: conv.id, seq: r.seq, label };
+      let r: { seq: number } | null;
+      try {
+        r = await this.flushEntry(entry);
+      } catch (e) {
+        if (e instanceof ValiseError && ["transport_error", "store_error", "internal"].includes(e.code))
+          throw new ValiseError(
+            e.code,
+            `${e.message}; the message may have reached the server: it stays in this device's outbox and the next ` +
+              `send or sync retries it under the same idempotency key (the server stores it once)`,
+            { ...(e.details ?? {}), outbox: entry.idempotencyKey },
+          );
+        throw e;
+      }
+      await this.save();
+      const conv = await this.conversationFor(entry.conversation);
+      return { conversation: conv.id, seq: r?.seq ?? 0, label };
     });
   }
 
@@ -923,9 +945,12 @@ export class ValiseClient {
         utf8(JSON.stringify(payload)),
         utf8(messageAad(id, conv.label)),
       );
+      // The ratchet advance is durable before the ciphertext leaves the device: a crash after the post can never
+      // make the next send encrypt under the same generation (same key and nonce, different plaintext).
+      this.setGroup(id, group);
+      await this.save();
       try {
         const r = await this.transport.postMessage(id, message, idem);
-        this.setGroup(id, group);
         return { seq: r.seq };
       } catch (e) {
         if (e instanceof ValiseError && e.code === "epoch_conflict" && attempt < MAX_RETRIES) {

@@ -153,13 +153,29 @@ export async function uploadEncrypted(
   params: StreamParams,
   source: PlainSource,
   onProgress?: Progress,
+  resumable?: {
+    /** Continue this blob (same key, header and plaintext) from the server's byte count. */
+    resume?: { blob: string; header: Uint8Array };
+    /** Called once the blob exists, before any byte is sent: record what a later resume needs. */
+    onCreated?: (blob: string, header: Uint8Array) => Promise<void>;
+  },
 ): Promise<{ blob: string; size: number }> {
-  const header = cipher.newHeader(key);
+  const header = resumable?.resume?.header ?? cipher.newHeader(key);
   const total = cipher.ciphertextSize(source.size);
-  const { id } = await transport.createBlob(total);
+  let id: string;
   let received = 0;
+  if (resumable?.resume) {
+    id = resumable.resume.blob;
+    const st = await transport.blobStatus(id);
+    if (st.size !== total)
+      throw new ValiseError("conflict", `blob ${id} is ${st.size} bytes, not ${total}: the file has changed`);
+    received = st.received;
+  } else {
+    id = (await transport.createBlob(total)).id;
+    await resumable?.onCreated?.(id, header);
+  }
   let stalls = 0;
-  onProgress?.(0, total);
+  onProgress?.(received, total);
   while (received < total) {
     const before = received;
     try {

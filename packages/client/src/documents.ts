@@ -17,6 +17,7 @@ import type { ServerDocument } from "./transport.js";
 import { MAX_FILE_NAME, type DocumentPayload } from "./items.js";
 import { acceptDocument, heldDocument } from "./held-keys.js";
 import { own } from "./schema.js";
+import type { PendingUpload } from "./profile.js";
 import { downloadDecrypted, uploadEncrypted, type PlainSource, type Progress } from "./content.js";
 import type { ContentHost } from "./host.js";
 
@@ -30,6 +31,13 @@ export interface PutSpec {
   document?: string | undefined;
   /** Originating unit when sharing to a unit this user is not in. */
   fromUnit?: string | undefined;
+  /**
+   * Record the upload in the profile under this source id (the CLI: path, size, mtime) until the document version
+   * exists, so that `resume` can continue it after this process was stopped.
+   */
+  sourceId?: string | undefined;
+  /** Continue this interrupted upload (from `pendingUploads()`): same key, header, document and target. */
+  resume?: PendingUpload | undefined;
 }
 
 export interface DocumentView extends ServerDocument {
@@ -49,7 +57,10 @@ export class Documents {
       let version: number;
       let label: string;
       let to: { kind: "user" | "unit"; name: string };
-      if (spec.document) {
+      const resume = spec.resume;
+      if (resume) {
+        ({ id, version, label, to } = resume);
+      } else if (spec.document) {
         const doc = await this.host.transport.document(spec.document);
         id = doc.id;
         version = Math.max(0, ...doc.versions.map((v) => v.version)) + 1;
@@ -72,7 +83,9 @@ export class Documents {
         if (!dominates(parseLabel(u.clearance), parseLabel(label)))
           throw new ValiseError("not_cleared", `${to.name} is not cleared for ${label}`);
       }
-      const key = globalThis.crypto.getRandomValues(new Uint8Array(32));
+      const key = resume ? fromBase64(resume.key) : globalThis.crypto.getRandomValues(new Uint8Array(32));
+      const newVersion = resume ? resume.newVersion : spec.document !== undefined;
+      const fromUnit = resume ? resume.fromUnit : spec.fromUnit;
       const up = await uploadEncrypted(
         this.host.transport,
         this.host.cipher,
@@ -80,8 +93,39 @@ export class Documents {
         { objectId: id, version, label },
         spec.source,
         onProgress,
+        {
+          ...(resume ? { resume: { blob: resume.blob, header: fromBase64(resume.header) } } : {}),
+          onCreated: async (blob, header) => {
+            if (spec.sourceId === undefined) return;
+            (this.host.state.uploads ??= {})[blob] = {
+              blob,
+              source: spec.sourceId,
+              name: spec.name,
+              size: spec.source.size,
+              startedAt: Date.now(),
+              id,
+              version,
+              newVersion,
+              label,
+              to,
+              ...(fromUnit !== undefined ? { fromUnit } : {}),
+              key: toBase64(key),
+              header: toBase64(header),
+            };
+            await this.host.save();
+          },
+        },
       );
-      const doc = spec.document
+      // A resumed upload may have been stopped after its document version was created.
+      let doc: ServerDocument | undefined;
+      if (resume) {
+        const existing = await this.host.transport.document(id).catch((e: unknown) => {
+          if (e instanceof ValiseError && e.code === "not_found") return undefined;
+          throw e;
+        });
+        if (existing?.versions.some((v) => v.blob === up.blob)) doc = existing;
+      }
+      doc ??= newVersion
         ? await this.host.transport.addDocumentVersion(id, up.blob)
         : await this.host.transport.createDocument({ id, label, to, blob: up.blob });
       const stored = doc.versions.find((v) => v.blob === up.blob);
@@ -102,21 +146,33 @@ export class Documents {
       };
       const refused = acceptDocument(this.host.state, payload, { user: this.host.handle, device: this.host.deviceId });
       if (refused) throw new ValiseError("conflict", refused);
+      if (this.host.state.uploads) delete this.host.state.uploads[up.blob];
       await this.host.save();
       const target =
         to.kind === "user"
           ? ({ kind: "direct", peer: to.name, label } as const)
-          : me.units.includes(to.name) && !spec.fromUnit
+          : me.units.includes(to.name) && !fromUnit
             ? ({ kind: "unit", unit: to.name, label } as const)
             : ({
                 kind: "link",
-                fromUnit: spec.fromUnit ?? firstUnit(me.units, to.name),
+                fromUnit: fromUnit ?? firstUnit(me.units, to.name),
                 unit: to.name,
                 label,
               } as const);
       await this.host.deliver(target, payload);
       return { id, version, document: doc };
     });
+  }
+
+  /** Uploads this device began and did not finish (`valise doc put --resume`), oldest first. */
+  pendingUploads(): PendingUpload[] {
+    return Object.values(this.host.state.uploads ?? {}).sort((a, b) => a.startedAt - b.startedAt);
+  }
+
+  /** Forgets an interrupted upload (the server reclaims its bytes after its upload TTL). */
+  async forgetUpload(blob: string): Promise<void> {
+    if (this.host.state.uploads) delete this.host.state.uploads[blob];
+    await this.host.save();
   }
 
   /** Documents this user may read (per the server), with file names where this device holds the keys. */

@@ -2,7 +2,7 @@
  * A device's local state: its keys, unused key package privates, MLS group states and sync cursors. Kept behind
  * the KeyStore interface: a file (mode 0600) on Node (`node/file-store.ts`), IndexedDB in the browser later.
  */
-import type { CablePayload, DocumentPayload, ReceivedItem } from "./items.js";
+import type { AppPayload, CablePayload, DocumentPayload, ReceivedItem } from "./items.js";
 
 /** Where an item's key goes: a user (direct), a unit's channel, or a link from one unit to another. */
 export type ConversationTarget =
@@ -43,10 +43,16 @@ export interface ProfileState {
   /** Document version keys and names received (or uploaded): documents[id][version]. */
   documents?: Record<string, Record<string, DocumentPayload>>;
   /**
-   * Key deliveries not yet acknowledged by the server (a cable released or a document uploaded, then a crash):
-   * retried on the next sync, each under its own idempotency key.
+   * Sends not yet acknowledged by the server (a message, or the key of a cable released or a document uploaded,
+   * then a crash or an outage): retried on the next sync or send, each under its own idempotency key, so the server
+   * stores each at most once.
    */
-  outbox?: { conversation: ConversationTarget; payload: CablePayload | DocumentPayload; idempotencyKey: string }[];
+  outbox?: { conversation: ConversationTarget; payload: AppPayload; idempotencyKey: string }[];
+  /**
+   * Resumable document uploads (`valise doc put --resume`): the blob id and what is needed to continue after this
+   * process was stopped. Removed once the document version exists.
+   */
+  uploads?: Record<string, PendingUpload>;
   /** Items received but not yet handed to the user (e.g. fetched while catching up before a send). */
   pending: ReceivedItem[];
   session: { token: string; expiresAt: number } | null;
@@ -59,6 +65,26 @@ export interface ProfileState {
   log?: LogState;
   /** The last audit log checkpoint this device accepted, per log origin (rollback and fork protection). */
   audit?: AuditLogState;
+}
+
+export interface PendingUpload {
+  /** The server's blob id. */
+  blob: string;
+  /** Identifies the plaintext (the CLI: absolute path, size, mtime): a resume must read exactly the same bytes. */
+  source: string;
+  name: string;
+  size: number;
+  startedAt: number;
+  /** The document (new, or `newVersion` of an existing one), its version, label and share target. */
+  id: string;
+  version: number;
+  newVersion: boolean;
+  label: string;
+  to: { kind: "user" | "unit"; name: string };
+  fromUnit?: string;
+  /** The version's content key and the stream header (base64): the same ciphertext again from any chunk. */
+  key: string;
+  header: string;
 }
 
 export interface KeyStore {

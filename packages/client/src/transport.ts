@@ -183,12 +183,113 @@ export interface KtReport {
 /** Sent as `x-valise-client` with every request: the client kind/version in the server's audit events. */
 export const VALISE_CLIENT = "valise-sdk/0.1.0";
 
+/** What the CLI and the web app tell the user while the server cannot store or read (503 store_error, unreachable). */
+export const STORE_OUTAGE_NOTICE = "the server cannot store or read right now; nothing was lost, retrying";
+
+/** Told to `onRetry` before each wait: which request, the attempt (1 = first retry), the wait and why. */
+export interface RetryNotice {
+  method: string;
+  path: string;
+  attempt: number;
+  waitMs: number;
+  reason: string;
+  /** True on the first retry of an outage (the moment to tell the user); false for the next ones. */
+  first: boolean;
+}
+
+export interface RetryPolicy {
+  /** Give up after retrying this long (ms); default 60 s. 0 turns retries off. */
+  budgetMs: number;
+  /** First wait (ms), doubled each time up to `maxDelayMs` (a server's Retry-After is honoured up to that). */
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { budgetMs: 60_000, baseDelayMs: 250, maxDelayMs: 5000 };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Requests that are safe to send again when the first answer was lost or was 502/503/504: reads, and writes the
+ * server deduplicates (an idempotency key; a blob append at an explicit offset, refused with 409 offset_mismatch if
+ * the first one landed).
+ */
+function retryable(method: string, path: string, headers: Record<string, string>, body: unknown): boolean {
+  if (method === "GET" || method === "HEAD") return true;
+  if (headers["idempotency-key"] !== undefined || headers["upload-offset"] !== undefined) return true;
+  if (path === "/v1/auth/challenge") return true;
+  return (
+    body !== null &&
+    typeof body === "object" &&
+    !(body instanceof Uint8Array) &&
+    typeof (body as { idempotencyKey?: unknown }).idempotencyKey === "string"
+  );
+}
+
 export class HttpTransport {
   token: string | null = null;
+  /** Retries of idempotent requests while the server is unreachable or answers 502/503/504 (see DEFAULT_RETRY). */
+  retry: RetryPolicy = { ...DEFAULT_RETRY };
+  /** Called before each retry wait; the CLI and the web app print STORE_OUTAGE_NOTICE on the first one. */
+  onRetry: ((n: RetryNotice) => void) | null = null;
   constructor(
     readonly baseUrl: string,
     private readonly fetchImpl: typeof fetch = globalThis.fetch.bind(globalThis),
   ) {}
+
+  /**
+   * Sends with `send` (one attempt: resolves the response, or throws transport_error when unreachable), retrying
+   * idempotent requests with exponential backoff while the server is unreachable or answers 502/503/504. A 503's
+   * body is read here only when the request is retried (otherwise the caller reads it).
+   */
+  private async withRetry(
+    method: string,
+    path: string,
+    canRetry: boolean,
+    send: () => Promise<Response>,
+  ): Promise<Response> {
+    const started = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      let res: Response | null = null;
+      let reason: string;
+      let after: number | null = null;
+      try {
+        res = await send();
+        if (![502, 503, 504].includes(res.status)) return res;
+        reason = `${res.status}`;
+        const ra = Number(res.headers.get("retry-after"));
+        if (Number.isFinite(ra) && ra > 0) after = ra * 1000;
+      } catch (e) {
+        if (!(e instanceof ValiseError && e.code === "transport_error")) throw e;
+        if (!canRetry) throw e;
+        reason = e.message;
+      }
+      const delay = Math.min(
+        this.retry.maxDelayMs,
+        Math.max(after ?? 0, this.retry.baseDelayMs * 2 ** Math.min(attempt - 1, 10)),
+      );
+      if (!canRetry || Date.now() + delay - started > this.retry.budgetMs) {
+        if (res) return res;
+        throw new ValiseError("transport_error", `${reason} (gave up after ${attempt} attempts)`);
+      }
+      if (res) await res.arrayBuffer().catch(() => undefined); // this answer is dropped: free its body
+      this.onRetry?.({ method, path, attempt, waitMs: delay, reason, first: attempt === 1 });
+      await sleep(delay);
+    }
+  }
+
+  private reach(url: URL, init: RequestInit): () => Promise<Response> {
+    return async () => {
+      try {
+        return await this.fetchImpl(url, init);
+      } catch (e) {
+        throw new ValiseError(
+          "transport_error",
+          `cannot reach ${this.baseUrl}: ${e instanceof Error ? e.message : String(e)}`,
+        );
+      }
+    };
+  }
 
   private async call<T>(
     method: string,
@@ -207,15 +308,12 @@ export class HttpTransport {
     }
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     headers["x-valise-client"] = VALISE_CLIENT;
-    let res: Response;
-    try {
-      res = await this.fetchImpl(new URL(path, this.baseUrl), { method, headers, body: payload ?? null });
-    } catch (e) {
-      throw new ValiseError(
-        "transport_error",
-        `cannot reach ${this.baseUrl}: ${e instanceof Error ? e.message : String(e)}`,
-      );
-    }
+    const res = await this.withRetry(
+      method,
+      path,
+      retryable(method, path, headers, body),
+      this.reach(new URL(path, this.baseUrl), { method, headers, body: payload ?? null }),
+    );
     const text = await res.text();
     let json: unknown = undefined;
     try {
@@ -240,15 +338,12 @@ export class HttpTransport {
   private async bytes(path: string): Promise<Uint8Array> {
     const headers: Record<string, string> = { "x-valise-client": VALISE_CLIENT };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
-    let res: Response;
-    try {
-      res = await this.fetchImpl(new URL(path, this.baseUrl), { method: "GET", headers });
-    } catch (e) {
-      throw new ValiseError(
-        "transport_error",
-        `cannot reach ${this.baseUrl}: ${e instanceof Error ? e.message : String(e)}`,
-      );
-    }
+    const res = await this.withRetry(
+      "GET",
+      path,
+      true,
+      this.reach(new URL(path, this.baseUrl), { method: "GET", headers }),
+    );
     const body = new Uint8Array(await res.arrayBuffer());
     if (!res.ok) {
       let err: { code?: string; message?: string } = {};
@@ -412,15 +507,8 @@ export class HttpTransport {
     const headers: Record<string, string> = { "x-valise-client": VALISE_CLIENT };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     if (offset > 0 || end !== undefined) headers.range = `bytes=${offset}-${end ?? ""}`;
-    let res: Response;
-    try {
-      res = await this.fetchImpl(new URL(`/v1/blobs/${encodeURIComponent(id)}`, this.baseUrl), { headers });
-    } catch (e) {
-      throw new ValiseError(
-        "transport_error",
-        `cannot reach ${this.baseUrl}: ${e instanceof Error ? e.message : String(e)}`,
-      );
-    }
+    const path = `/v1/blobs/${encodeURIComponent(id)}`;
+    const res = await this.withRetry("GET", path, true, this.reach(new URL(path, this.baseUrl), { headers }));
     if (!res.ok || !res.body) {
       const text = await res.text();
       let err: { code?: string; message?: string } = {};

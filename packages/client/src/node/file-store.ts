@@ -1,4 +1,8 @@
-/** Node-only: the profile as one JSON file, mode 0600, written atomically (temp file, fsync, rename). */
+/**
+ * Node-only: the profile as one JSON file, mode 0600, written atomically: a temporary file of its own (unique name,
+ * so two writers never share one), fsynced, renamed over the profile, and the directory fsynced. Processes that
+ * change a profile hold its lock (`lockProfile` in ./profile-lock.ts) from load to their last save.
+ */
 import {
   mkdirSync,
   openSync,
@@ -8,8 +12,9 @@ import {
   renameSync,
   readFileSync,
   existsSync,
-  chmodSync,
+  unlinkSync,
 } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { ValiseError } from "@valise/core";
 import type { KeyStore, ProfileState } from "../profile.js";
@@ -34,16 +39,27 @@ export class FileKeyStore implements KeyStore {
   }
   async save(state: ProfileState): Promise<void> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const tmp = `${this.file}.tmp`;
-    const fd = openSync(tmp, "w", 0o600);
+    const tmp = `${this.file}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
     try {
-      writeSync(fd, JSON.stringify(state));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      const fd = openSync(tmp, "wx", 0o600);
+      try {
+        writeSync(fd, JSON.stringify(state));
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, this.file);
+    } catch (e) {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // never created, or already renamed
+      }
+      throw new ValiseError(
+        "store_error",
+        `cannot save profile ${this.file}: ${e instanceof Error ? e.message : String(e)}`,
+      );
     }
-    chmodSync(tmp, 0o600);
-    renameSync(tmp, this.file);
     const dfd = openSync(this.dir, "r");
     try {
       fsyncSync(dfd);
