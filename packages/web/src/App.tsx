@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
 import type { ValiseClient, ReceivedItem, ServerUser, MinimalWebSocket } from "@valise/client";
-import { enrollDevice, finishPasskey, forget, login, openExisting, passkeyPending } from "./session.js";
+import { STORE_OUTAGE_NOTICE } from "@valise/client";
+import { enrollDevice, finishPasskey, forget, login, openExisting, ownProfile, passkeyPending } from "./session.js";
 import { History, type Msg } from "./history.js";
 import { Banner, ErrorNote } from "./ui.js";
 import { highest } from "./labels.js";
@@ -36,8 +37,11 @@ export function App() {
   const [phase, setPhase] = useState<"loading" | "enroll" | "passkey" | "login" | "ready">("loading");
   const [client, setClient] = useState<ValiseClient | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [otherTab, setOtherTab] = useState(false);
+  const [outage, setOutage] = useState(false);
   useEffect(() => {
-    openExisting()
+    ownProfile(() => setOtherTab(true))
+      .then(() => openExisting())
       .then((c) => {
         setClient(c);
         setPhase(!c ? "enroll" : passkeyPending() ? "passkey" : "login");
@@ -47,7 +51,28 @@ export function App() {
         setPhase("enroll");
       });
   }, []);
-  if (phase === "loading") return <Shell label="UNCLASSIFIED">Loading…</Shell>;
+  // While the server answers 503 or cannot be reached, the SDK retries reads and idempotent writes: say so.
+  useEffect(() => {
+    if (!client) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    client.transport.onRetry = () => {
+      setOutage(true);
+      clearTimeout(timer);
+      timer = setTimeout(() => setOutage(false), 8000);
+    };
+    return () => {
+      client.transport.onRetry = null;
+      clearTimeout(timer);
+    };
+  }, [client]);
+  if (phase === "loading")
+    return (
+      <Shell label="UNCLASSIFIED">
+        {otherTab
+          ? "Valise is open in another tab of this browser. Use that tab; this one continues when it is closed."
+          : "Loading…"}
+      </Shell>
+    );
   if (phase === "enroll")
     return (
       <Shell label="UNCLASSIFIED">
@@ -89,7 +114,16 @@ export function App() {
         <Login client={client} onDone={() => setPhase("ready")} onForget={() => setPhase("enroll")} />
       </Shell>
     );
-  return client ? <Main client={client} /> : null;
+  return client ? (
+    <>
+      {outage && (
+        <div className="outage-note" role="status">
+          {STORE_OUTAGE_NOTICE}
+        </div>
+      )}
+      <Main client={client} />
+    </>
+  ) : null;
 }
 
 function Shell(props: { label: string; children: ReactNode }) {

@@ -58,6 +58,28 @@ function passkeyAuthenticator(): NonNullable<ValiseClient["authenticate"]> {
   };
 }
 
+/**
+ * One tab owns the sealed profile (Web Locks): two tabs that each loaded the same MLS state would encrypt under the
+ * same ratchet generation, and the later save would overwrite the earlier. Resolves once this tab holds the lock
+ * (kept until the tab closes); `onWaiting` runs first if another tab has it. Without Web Locks, resolves at once.
+ */
+export function ownProfile(onWaiting: () => void): Promise<void> {
+  const locks = (navigator as Navigator & { locks?: LockManager }).locks;
+  if (!locks) return Promise.resolve();
+  const hold = (acquired: () => void) => {
+    acquired();
+    return new Promise<never>(() => {}); // held for the life of the tab
+  };
+  return new Promise<void>((acquired) => {
+    void locks.request("valise-profile", { ifAvailable: true }, (lock) => {
+      if (lock) return hold(acquired);
+      onWaiting();
+      void locks.request("valise-profile", () => hold(acquired));
+      return Promise.resolve();
+    });
+  });
+}
+
 /** The profile already enrolled in this browser, if any (not logged in yet). */
 export async function openExisting(): Promise<ValiseClient | null> {
   const s = await keyStore();
