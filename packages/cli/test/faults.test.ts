@@ -216,7 +216,7 @@ test("profile lock: --no-wait fails clearly while another live process holds it;
     // Without --no-wait the send waits (and says so) until the holder lets go.
     const waiting = cliChild(["send", "--profile", alice, "--to", "bob", "after wait"]);
     let stderr = "";
-    waiting.child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    waiting.child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     for (const end = Date.now() + 30_000; !/waiting for it to finish/.test(stderr); await sleep(50))
       if (Date.now() > end || waiting.child.exitCode !== null)
         assert.fail(`the second process did not wait: ${stderr}`);
