@@ -78,7 +78,8 @@ async function serve(dataDir: string, port: number, env: NodeJS.ProcessEnv = {},
     } catch {
       /* not yet */
     }
-    if (i > 400 || child.exitCode !== null) throw new Error(`valise serve did not start: ${err}`);
+    if (i > 2400 || child.exitCode !== null)
+      throw new Error(`valise serve did not start (exit ${child.exitCode}): ${err}`);
     await sleep(25);
   }
   return { url, port, child, stderr: () => err };

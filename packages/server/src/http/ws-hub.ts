@@ -10,6 +10,7 @@ import type { ServerContext } from "./context.js";
 import { ValiseError, fromBase64, isConversationId } from "@valise/core";
 import { acceptMessage } from "./accept-message.js";
 import { clientOf, sendRecord } from "../audit/http.js";
+import { isStoreOutage } from "./errors.js";
 
 const MAX_FRAME = 512 * 1024;
 
@@ -206,9 +207,15 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
       }
       socket.send(JSON.stringify({ type: "ack", ref, ...a }));
     } catch (e) {
-      const code = e instanceof ValiseError ? e.code : "internal";
-      const message = e instanceof ValiseError ? e.message : "internal error";
-      if (!(e instanceof ValiseError)) app.log.error({ err: String(e) }, "ws send failed");
+      const outage = !(e instanceof ValiseError) && isStoreOutage(e);
+      const code = e instanceof ValiseError ? e.code : outage ? "store_error" : "internal";
+      const message =
+        e instanceof ValiseError
+          ? e.message
+          : outage
+            ? "the server cannot store or read right now; retry later"
+            : "internal error";
+      if (!(e instanceof ValiseError) && !outage) app.log.error({ err: String(e) }, "ws send failed");
       const extra = e instanceof ValiseError && e.details ? e.details : {};
       socket.send(JSON.stringify({ type: "error", ref, code, message, ...extra }));
     }
