@@ -439,8 +439,11 @@ async function loadWorld(url: string, dataDir: string, env: NodeJS.ProcessEnv, l
   return { receiver, senders, convs };
 }
 
-async function waitReady(url: string, since: number, ms = 30_000): Promise<number> {
+async function waitReady(srv: Serve, since: number, ms = 30_000): Promise<number> {
+  const url = srv.url;
   for (;;) {
+    if (srv.child.exitCode !== null || srv.child.signalCode !== null)
+      throw new Error(`the server process died: ${srv.stderr().slice(-1500)}`);
     try {
       if ((await fetch(`${url}/readyz`)).status === 200) return Date.now() - since;
     } catch {
@@ -512,7 +515,7 @@ test("PostgreSQL restarted, then stopped for 10 s under load: server alive, 503 
   await sleep(1500);
   const restartAt = Date.now();
   await ctl("-m fast -w restart >/dev/null");
-  const restartReady = await waitReady(srv.url, restartAt);
+  const restartReady = await waitReady(srv, restartAt);
   await sleep(1000);
   await ctl("-m fast -w stop >/dev/null");
   const stoppedAt = Date.now();
@@ -533,7 +536,7 @@ test("PostgreSQL restarted, then stopped for 10 s under load: server alive, 503 
   await sleep(10_000 - (Date.now() - stoppedAt));
   const startedAt = Date.now();
   await startPg();
-  const recovery = await waitReady(srv.url, startedAt);
+  const recovery = await waitReady(srv, startedAt);
   await sleep(1500);
   await load.stop();
   assert.equal(srv.child.exitCode, null, `the server process is alive: ${srv.stderr().slice(-2000)}`);
@@ -591,7 +594,7 @@ test("a full disk under load (SQLite on a tiny tmpfs): 503, readiness false, rec
   const sentDuring = load.acked.length;
   unlinkSync(filler);
   const freedAt = Date.now();
-  const recovery = await waitReady(srv.url, freedAt);
+  const recovery = await waitReady(srv, freedAt);
   await sleep(1000);
   await load.stop();
   assert.equal(health.status, 200, "/healthz: alive");
