@@ -282,13 +282,33 @@ export class ValiseClient {
    * one attempt, and an entry already acknowledged is not sent again — two attempts raced to create two
    * conversations and sent the same idempotency key to both (the server refused the second: 409).
    */
-  private flushEntry(entry: NonNullable<ProfileState["outbox"]>[number]): Promise<{ seq: number } | null> {
+  private flushEntry(entry: NonNullable<ProfileState["outbox"]>[number]): Promise<void> {
     return this.singleFlight(`outbox:${entry.idempotencyKey}`, async () => {
-      if (!(this.state.outbox ?? []).some((e) => e.idempotencyKey === entry.idempotencyKey)) return null;
+      if (!(this.state.outbox ?? []).some((e) => e.idempotencyKey === entry.idempotencyKey)) return;
       const conv = await this.conversationFor(entry.conversation);
-      const r = await this.sendPayload(conv.id, entry.payload, entry.idempotencyKey);
+      await this.sendPayload(conv.id, entry.payload, entry.idempotencyKey);
       this.state.outbox = (this.state.outbox ?? []).filter((e) => e.idempotencyKey !== entry.idempotencyKey);
-      return r;
+    });
+  }
+
+  /** Sends one message of the text outbox (see `send`), once for concurrent callers; null if already sent. */
+  private flushText(entry: NonNullable<ProfileState["textOutbox"]>[number]): Promise<{ seq: number } | null> {
+    return this.singleFlight(`text:${entry.idempotencyKey}`, async () => {
+      if (!(this.state.textOutbox ?? []).some((e) => e.idempotencyKey === entry.idempotencyKey)) return null;
+      const drop = () =>
+        (this.state.textOutbox = (this.state.textOutbox ?? []).filter(
+          (e) => e.idempotencyKey !== entry.idempotencyKey,
+        ));
+      try {
+        const conv = await this.conversationFor(entry.conversation);
+        const r = await this.sendPayload(conv.id, { t: "text", text: entry.text }, entry.idempotencyKey);
+        drop();
+        return r;
+      } catch (e) {
+        // Refused (not cleared, not verified, …): it was not stored and never will be; only outages stay queued.
+        if (!transient(e)) drop();
+        throw e;
+      }
     });
   }
 
@@ -390,6 +410,14 @@ export class ValiseClient {
       await this.replenishKeyPackages();
       await this.save();
       for (const entry of [...(this.state.outbox ?? [])]) await this.flushEntry(entry);
+      for (const entry of [...(this.state.textOutbox ?? [])])
+        await this.flushText(entry).catch((e: unknown) => {
+          if (transient(e)) throw e;
+          items.push(
+            alertItem(`a queued message was not sent: ${e instanceof Error ? e.message : String(e)}`, -1, Date.now()),
+          );
+        });
+      if ((this.state.textOutbox ?? []).length === 0) delete this.state.textOutbox;
     });
   }
 
@@ -731,18 +759,14 @@ export class ValiseClient {
       await this.catchUp();
       // Through the outbox: if this process dies or the server fails before the answer, the message may have been
       // stored; the next sync or send retries it under the same idempotency key (the server stores it once).
-      const entry = {
-        conversation: await this.targetFor(to, label),
-        payload: { t: "text" as const, text },
-        idempotencyKey: randomId("c").slice(2),
-      };
-      (this.state.outbox ??= []).push(entry);
+      const entry = { conversation: await this.targetFor(to, label), text, idempotencyKey: randomId("c").slice(2) };
+      (this.state.textOutbox ??= []).push(entry);
       await this.save();
       let r: { seq: number } | null;
       try {
-        r = await this.flushEntry(entry);
+        r = await this.flushText(entry);
       } catch (e) {
-        if (e instanceof ValiseError && ["transport_error", "store_error", "internal"].includes(e.code))
+        if (e instanceof ValiseError && transient(e))
           throw new ValiseError(
             e.code,
             `${e.message}; the message may have reached the server: it stays in this device's outbox and the next ` +
@@ -1111,6 +1135,11 @@ export class ValiseClient {
 }
 
 const capitalize = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
+
+/** An outage or a lost answer (the request may have been stored), as opposed to a refusal. */
+function transient(e: unknown): boolean {
+  return !(e instanceof ValiseError) || ["transport_error", "store_error", "internal"].includes(e.code);
+}
 
 function alertItem(text: string, seq: number, time: number): ReceivedItem {
   return {

@@ -2,7 +2,7 @@
  * A device's local state: its keys, unused key package privates, MLS group states and sync cursors. Kept behind
  * the KeyStore interface: a file (mode 0600) on Node (`node/file-store.ts`), IndexedDB in the browser later.
  */
-import type { AppPayload, CablePayload, DocumentPayload, ReceivedItem } from "./items.js";
+import type { CablePayload, DocumentPayload, ReceivedItem } from "./items.js";
 
 /** Where an item's key goes: a user (direct), a unit's channel, or a link from one unit to another. */
 export type ConversationTarget =
@@ -43,11 +43,15 @@ export interface ProfileState {
   /** Document version keys and names received (or uploaded): documents[id][version]. */
   documents?: Record<string, Record<string, DocumentPayload>>;
   /**
-   * Sends not yet acknowledged by the server (a message, or the key of a cable released or a document uploaded,
-   * then a crash or an outage): retried on the next sync or send, each under its own idempotency key, so the server
-   * stores each at most once.
+   * Key deliveries not yet acknowledged by the server (a cable released or a document uploaded, then a crash):
+   * retried on the next sync, each under its own idempotency key.
    */
-  outbox?: { conversation: ConversationTarget; payload: AppPayload; idempotencyKey: string }[];
+  outbox?: { conversation: ConversationTarget; payload: CablePayload | DocumentPayload; idempotencyKey: string }[];
+  /**
+   * Messages (`send`) not yet acknowledged by the server (an outage, the process killed): retried on the next sync or
+   * send under the same idempotency key, so the server stores each once.
+   */
+  textOutbox?: { conversation: ConversationTarget; text: string; idempotencyKey: string }[];
   /**
    * Resumable document uploads (`valise doc put --resume`): the blob id and what is needed to continue after this
    * process was stopped. Removed once the document version exists.
