@@ -178,8 +178,10 @@ export async function startWitnessPublisher(o: WitnessPublisherOptions): Promise
       if (!cp) return;
       if (cp.size === publishedSize) {
         // Not grown: only keep the published checkpoint's cosignatures fresh.
+        // A failed attempt (a witness down) is retried after `refreshMs` too, not every `retryMs`: the published
+        // checkpoint only ages meanwhile, and an idle log does not fill the server's log with warnings.
         if (o.now() - publishedAt < refreshMs) return;
-        if (cp.size === tried.size && o.now() - tried.at < retryMs) return;
+        if (cp.size === tried.size && o.now() - tried.at < refreshMs) return;
         await publishLatest(true);
         return;
       }
