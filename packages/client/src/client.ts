@@ -54,6 +54,7 @@ import {
   type TrustAnchors,
 } from "./transparency.js";
 import {
+  MAX_TEXT,
   messageAad,
   parsePayload,
   type AppPayload,
@@ -932,6 +933,7 @@ export class ValiseClient {
 
   /** Encrypts and posts a text; on an epoch conflict, catches up and retries with the same idempotency key. */
   async sendText(id: string, text: string): Promise<{ seq: number }> {
+    if (text.length > MAX_TEXT) throw new ValiseError("bad_request", `a message has at most ${MAX_TEXT} characters`);
     return this.sendPayload(id, { t: "text", text });
   }
 
