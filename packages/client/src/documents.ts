@@ -15,8 +15,8 @@ import {
 } from "@valise/core";
 import type { ServerDocument } from "./transport.js";
 import { MAX_FILE_NAME, type DocumentPayload } from "./items.js";
-import { acceptDocument, heldDocument } from "./held-keys.js";
-import { own } from "./schema.js";
+import { documentStore, heldDocument } from "./held-keys.js";
+import { nullRecord, own } from "./schema.js";
 import type { PendingUpload } from "./profile.js";
 import { downloadDecrypted, uploadEncrypted, type PlainSource, type Progress } from "./content.js";
 import type { ContentHost } from "./host.js";
@@ -144,8 +144,10 @@ export class Documents {
         sender: this.host.handle,
         senderDevice: this.host.deviceId,
       };
-      const refused = acceptDocument(this.host.state, payload, { user: this.host.handle, device: this.host.deviceId });
-      if (refused) throw new ValiseError("conflict", refused);
+      // This device just made this key: it is the authoritative copy (a peer's earlier copy for the same version
+      // number, if any, was a forgery the server's record would not have matched).
+      const docs = documentStore(this.host.state);
+      (own(docs, id) ?? (docs[id] = nullRecord<DocumentPayload>()))[String(version)] = payload;
       if (this.host.state.uploads) delete this.host.state.uploads[up.blob];
       await this.host.save();
       const target =
