@@ -63,7 +63,7 @@ after(async () => {
 });
 
 const ENDPOINTS: {
-  method: "GET" | "POST" | "PUT" | "PATCH";
+  method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
   url: string;
   auth: boolean;
   json?: boolean;
@@ -105,6 +105,19 @@ const ENDPOINTS: {
   { method: "POST", url: "/v1/cables/k-unknown00001/receipts", auth: true, json: true },
   { method: "GET", url: "/v1/audit/cables/by-reference?reference=HQ/ASIA-1%202026/000001", auth: true },
   { method: "PUT", url: "/v1/users/alice/clearance", auth: true, json: true },
+  // Staff lifecycle (routes-lifecycle.ts) and key-transparency reports.
+  { method: "GET", url: "/v1/users?unit=HQ%2FASIA-1", auth: true },
+  { method: "GET", url: "/v1/users/alice/history", auth: true },
+  { method: "GET", url: "/v1/units/HQ%2FASIA-1/members", auth: true },
+  { method: "POST", url: "/v1/units/HQ%2FASIA-1/members", auth: true, json: true },
+  { method: "DELETE", url: "/v1/units/HQ%2FASIA-1/members/alice", auth: true },
+  { method: "POST", url: "/v1/users/alice/move", auth: true, json: true },
+  { method: "PUT", url: "/v1/users/alice/role", auth: true, json: true },
+  { method: "POST", url: "/v1/users/alice/disable", auth: true },
+  { method: "POST", url: "/v1/users/alice/enable", auth: true },
+  { method: "PUT", url: "/v1/units/HQ%2FASIA-1/max-label", auth: true, json: true },
+  { method: "GET", url: "/v1/directory/changes?after=0&limit=10", auth: true },
+  { method: "POST", url: "/v1/kt/reports", auth: true, json: true },
 ];
 
 function assertClientError(r: { statusCode: number; body: string }, what: string, expected?: number) {
