@@ -599,6 +599,20 @@ for (const kind of DATABASE_KINDS) {
       assert.equal(other.json.duplicate, false);
       assert.notEqual(other.json.id, first.result.json.id);
 
+      // The same report sent five times at once: one alert.
+      const burst = { ...report, detail: "sent at once" };
+      const five = await Promise.all(
+        [1, 2, 3, 4, 5].map(() =>
+          call<{ id: number; duplicate: boolean }>(url, alice, "POST", "/v1/kt/reports", burst),
+        ),
+      );
+      assert.deepEqual(
+        five.map((r) => r.status),
+        [202, 202, 202, 202, 202],
+      );
+      assert.equal(five.filter((r) => !r.json.duplicate).length, 1, JSON.stringify(five.map((r) => r.json)));
+      assert.equal(new Set(five.map((r) => r.json.id)).size, 1);
+
       const alerts = await call<{
         alerts: { id: number; rule: string; actor: string; severity: string; reason: string; events: string[] }[];
       }>(url, olga, "GET", "/v1/alerts?limit=1000");
@@ -606,7 +620,7 @@ for (const kind of DATABASE_KINDS) {
       const kt = alerts.json.alerts.filter((a) => a.rule === "kt-report");
       assert.deepEqual(
         kt.map((a) => a.id),
-        [first.result.json.id, other.json.id],
+        [first.result.json.id, other.json.id, five[0]!.json.id],
       );
       assert.equal(kt[0]!.actor, "alice");
       assert.equal(kt[0]!.severity, "high");

@@ -73,6 +73,11 @@ export function ktReportRoutes(app: FastifyInstance, ctx: ServerContext): void {
         try {
           let frontier: Awaited<ReturnType<typeof ctx.store.audit.appendItemsIn>> | undefined;
           stored = await db.transaction().execute(async (trx) => {
+            // PostgreSQL: one report at a time (and not while the detector stores alerts, which updates this row),
+            // so the same report sent twice at once raises one alert and alert ids do not collide. SQLite
+            // transactions are serialized already.
+            if (!ctx.store.handle.sqlite)
+              await trx.selectFrom("detect_state").select("id").where("id", "=", 1).forUpdate().execute();
             frontier = await ctx.store.audit.appendItemsIn(trx, [auditItem(event)]);
             const prior = await trx
               .selectFrom("alerts")
