@@ -13,6 +13,7 @@ import { generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import { parseAuditEvent, parseDirectoryEntry, randomId, type AuditEvent, type DirectoryEntry } from "@valise/core";
 import WebSocket from "ws";
 import { DATABASE_KINDS } from "./helpers/databases.js";
+import { normalizeEnrollmentCode, sha256Hex } from "../src/storage/secrets.js";
 import { startTestServer, type TestServer } from "./helpers/server.js";
 import { call, commit, jsonMls, login, sendMessage, type Session } from "./helpers/content.js";
 
@@ -440,6 +441,25 @@ for (const kind of DATABASE_KINDS) {
       assert.equal((await call(url, eve, "GET", "/v1/me")).status, 401);
       assert.equal(await relogin(eve.device, eveKey), 401);
       await assert.rejects(srv.store.directory.newEnrollmentCode("eve"), /disabled/);
+      // A code row slipped into the database is refused too while she is disabled.
+      await srv.store.handle.db
+        .insertInto("enrollment_codes")
+        .values({
+          code_hash: sha256Hex(normalizeEnrollmentCode("FORGED-CODE-0001")),
+          handle: "eve",
+          expires_at: Date.now() + 3_600_000,
+          used_at: null,
+        })
+        .execute();
+      await assert.rejects(
+        srv.store.directory.redeemEnrollment(
+          "FORGED-CODE-0001",
+          { id: "d-evil000001", name: "t", signaturePublicKey: new Uint8Array(32).fill(7) },
+          [],
+          () => {},
+        ),
+        /enrollment code is invalid/,
+      );
       const members = await call<{ members: string[] }>(url, alice, "GET", `/v1/unit-members?unit=${enc("EMB/TOKYO")}`);
       assert.ok(!members.json.members.includes("eve"), JSON.stringify(members.json));
       const sent = await sendMessage(url, alice, group, 1, idem());
@@ -474,6 +494,13 @@ for (const kind of DATABASE_KINDS) {
       assert.deepEqual(on.entries.map(strip), [{ v: 1, type: "user.enable", user: "eve" }]);
       assert.deepEqual(on.result.events.map(who), [["directory.user.enable", "root", "eve", "EMB/TOKYO", null, "ok"]]);
       assert.equal(await relogin(eve.device, eveKey), 401, "her devices stay revoked");
+      // The same code row works once she is enabled: it was her state that refused it.
+      await srv.store.directory.redeemEnrollment(
+        "FORGED-CODE-0001",
+        { id: "d-evil000001", name: "t", signaturePublicKey: new Uint8Array(32).fill(7) },
+        [],
+        () => {},
+      );
       const fresh = await login(url, srv.store, "eve", "d-eve0000003");
       assert.equal((await call(url, fresh, "GET", "/v1/me")).status, 200, "a new enrollment brings her back");
 
@@ -493,6 +520,7 @@ for (const kind of DATABASE_KINDS) {
           "device.revoke",
           "device.revoke",
           "user.enable",
+          "device.add",
           "device.add",
         ],
       );
