@@ -317,7 +317,7 @@ async function main(): Promise<void> {
 
     latencies.sort((a, b) => a - b);
     // Mean append batch size over the whole run (from the server's Prometheus metrics).
-    const metricsText = await (await fetch(`${server.url}/metrics`)).text();
+    const metricsText = await (await fetch(server.metricsUrl)).text();
     const metric = (name: string) =>
       Number(
         /^(\S+) (\S+)$/m.exec(

@@ -11,6 +11,8 @@ export const CLI = fileURLToPath(new URL("../../../packages/cli/bin/valise.js", 
 
 export interface ServeProcess {
   url: string;
+  /** Prometheus metrics (their own loopback listener). */
+  metricsUrl: string;
   port: number;
   dataDir: string;
   child: ChildProcess;
@@ -32,6 +34,7 @@ export async function startServe(opts: {
   args?: string[];
 }): Promise<ServeProcess> {
   const port = opts.port ?? (await freePort());
+  const metricsPort = await freePort();
   const child = spawn(
     process.execPath,
     [
@@ -46,6 +49,8 @@ export async function startServe(opts: {
       "127.0.0.1",
       "--log-level",
       opts.logLevel ?? "warn",
+      "--metrics-listen",
+      `127.0.0.1:${metricsPort}`,
       ...(opts.args ?? []),
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
@@ -74,6 +79,7 @@ export async function startServe(opts: {
   }
   return {
     url,
+    metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
     port,
     dataDir: opts.dataDir,
     child,

@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { isIP } from "node:net";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ValiseError } from "@valise/core";
@@ -11,6 +12,7 @@ import {
   openStore,
   parseWitnessSpec,
   protocolServerMls,
+  serveMetrics,
   type WitnessEndpoint,
 } from "@valise/server";
 import { parse, UsageError } from "./args.js";
@@ -21,6 +23,7 @@ export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host 
                    [--org-name NAME]
                    [--rules DIR|FILE …] [--no-default-rules] [--alert-webhook URL …] [--detect-train-days N]
                    [--web DIR | --no-web] [--web-origin URL …] [--upload-ttl DURATION]
+                   [--trust-proxy CIDR …] [--metrics-listen HOST:PORT | --metrics-listen off]
 
 Starts the Valise server: delivery service, directory, key packages, WebSocket push, /healthz (liveness: 200
 while the process answers), /readyz (readiness: 503 store_error while the database or the disk cannot be read or
@@ -42,6 +45,12 @@ the server recovers by itself when the database is back.
   --login-rate N    enrollments/logins allowed per minute per client address (429 beyond); default 60
   --upload-ttl D    uploads never attached to a document or cable are deleted D after they began (their space
                     reclaimed, each one audited as blob.expire); D is seconds or 90s, 30m, 24h, 7d; default 24h
+  --trust-proxy CIDR  a TLS-terminating reverse proxy (address or CIDR, e.g. 10.0.0.5 or 10.0.0.0/24), repeatable:
+                    X-Forwarded-For is believed only from these peers, so audit "source", rate limits and detection
+                    see the real client address. Never list addresses that untrusted clients can connect from
+  --metrics-listen HOST:PORT  Prometheus /metrics on its own listener; default 127.0.0.1:9464 (skipped with a
+                    warning if that port is taken); "off" for none. The API port serves /metrics only with
+                    VALISE_METRICS_TOKEN (Authorization: Bearer <token>)
   --org-name NAME   the organisation named in STIX 2.1 incident exports and by the TAXII 2.1 server (partners);
                     default "Ministry of Foreign Affairs"
 Web app: served at / (packages/web/dist/app, built by npm run build) with a strict Content-Security-Policy.
@@ -62,7 +71,9 @@ Prints the directory log's verifier key (give it to clients and witnesses); the 
 Environment: VALISE_DATABASE_URL=postgres://… uses PostgreSQL instead of the embedded SQLite;
   VALISE_LOG_KEY=PRIVATE+KEY+… supplies the log signing key instead of DIR/log-key (several servers, one log);
   VALISE_WITNESSES (space- or comma-separated URL=VKEY) and VALISE_WITNESS_QUORUM stand for --witness and
-  --witness-quorum when no --witness is given (the same variables valise admin puts in enrollment bundles).`;
+  --witness-quorum when no --witness is given (the same variables valise admin puts in enrollment bundles);
+  VALISE_TRUST_PROXY (space- or comma-separated CIDRs) stands for --trust-proxy when none is given;
+  VALISE_METRICS_TOKEN (16+ characters) also serves /metrics on the API port to that bearer token.`;
 
 export async function serve(argv: string[]): Promise<number> {
   const { values } = parse(
@@ -86,6 +97,8 @@ export async function serve(argv: string[]): Promise<number> {
       "no-web": { type: "boolean" },
       "web-origin": { type: "string", multiple: true },
       "upload-ttl": { type: "string" },
+      "trust-proxy": { type: "string", multiple: true },
+      "metrics-listen": { type: "string" },
     },
     SERVE_USAGE,
   );
@@ -148,11 +161,27 @@ export async function serve(argv: string[]): Promise<number> {
     if (values.web !== undefined) throw new UsageError(`--web ${values.web}: no index.html there`);
     process.stderr.write(`web app not built (${webRoot}): serving the API only\n`);
   }
+  const trustProxy = (
+    values["trust-proxy"] ?? (process.env.VALISE_TRUST_PROXY ?? "").split(/[\s,]+/).filter((x) => x.length > 0)
+  ).map((c) => {
+    if (!isCidr(c))
+      throw new UsageError(`--trust-proxy ${JSON.stringify(c)}: not an IP address or CIDR\n\n${SERVE_USAGE}`);
+    return c;
+  });
+  const metricsListen = values["metrics-listen"] ?? "127.0.0.1:9464";
+  const metricsAt = metricsListen === "off" ? null : parseHostPort(metricsListen);
+  if (metricsListen !== "off" && metricsAt === null)
+    throw new UsageError(`--metrics-listen must be HOST:PORT or off\n\n${SERVE_USAGE}`);
+  const metricsToken = process.env.VALISE_METRICS_TOKEN;
+  if (metricsToken !== undefined && metricsToken.length < 16)
+    throw new UsageError("VALISE_METRICS_TOKEN needs at least 16 characters");
   const databaseUrl = process.env.VALISE_DATABASE_URL;
   const store = await openStore({ dataDir, databaseUrl });
   const logKey = loadOrCreateLogKey({ dataDir, origin: values["log-origin"] });
-  const { app } = await buildApp({
+  const { app, ctx } = await buildApp({
     store,
+    ...(trustProxy.length > 0 ? { trustProxy } : {}),
+    ...(metricsToken !== undefined ? { metricsToken } : {}),
     mls: protocolServerMls,
     logger: { level: values["log-level"] ?? "info" },
     logKey,
@@ -167,6 +196,17 @@ export async function serve(argv: string[]): Promise<number> {
     detect: { rules, webhooks, ...(trainArg !== undefined ? { trainDays: Number(trainArg) } : {}) },
   });
   const address = await app.listen({ port, host });
+  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | null = null;
+  if (metricsAt !== null) {
+    try {
+      metricsServer = await serveMetrics(ctx, metricsAt.host, metricsAt.port);
+    } catch (e) {
+      if (values["metrics-listen"] !== undefined) throw e;
+      process.stderr.write(
+        `metrics listener not started on ${metricsListen}: ${e instanceof Error ? e.message : String(e)}\n`,
+      );
+    }
+  }
   const url = address.replace("[::1]", "localhost");
   process.stdout.write(
     `Valise is running at ${url}\n` +
@@ -176,6 +216,8 @@ export async function serve(argv: string[]): Promise<number> {
       (witnesses.length > 0
         ? `  witnesses: ${witnesses.length} (checkpoints published with ${witnessQuorum} cosignatures)\n`
         : "") +
+      (metricsServer ? `  metrics: ${metricsServer.url}\n` : "") +
+      (trustProxy.length > 0 ? `  trusted proxies: ${trustProxy.join(" ")}\n` : "") +
       `  detection: ${rules.length} rules` +
       (webhooks.length > 0 ? `, alerts POSTed to ${webhooks.length} webhook(s)` : "") +
       "\n" +
@@ -183,8 +225,8 @@ export async function serve(argv: string[]): Promise<number> {
   );
   await new Promise<void>((done) => {
     const stop = () => {
-      void app
-        .close()
+      void (metricsServer?.close() ?? Promise.resolve())
+        .then(() => app.close())
         .then(() => store.close())
         .then(done);
     };
@@ -205,4 +247,24 @@ function parseDuration(s: string): number | null {
 /** packages/web/dist beside this package (packages/cli/dist/src/serve.js → packages/web/dist/app). */
 function defaultWebRoot(): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), "../../../web/dist/app");
+}
+
+/** An IPv4/IPv6 address, optionally with a prefix length (/0-32, /0-128). */
+export function isCidr(s: string): boolean {
+  const [addr, len, ...rest] = s.split("/");
+  if (rest.length > 0 || addr === undefined) return false;
+  const v = isIP(addr);
+  if (v === 0) return false;
+  if (len === undefined) return true;
+  if (!/^[0-9]{1,3}$/.test(len)) return false;
+  return Number(len) <= (v === 4 ? 32 : 128);
+}
+
+function parseHostPort(s: string): { host: string; port: number } | null {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):([0-9]{1,5})$/.exec(s);
+  if (!m) return null;
+  const host = m[1] ?? m[2]!;
+  const port = Number(m[3]);
+  if (port > 65535 || (isIP(host) === 0 && host !== "localhost")) return null;
+  return { host, port };
 }

@@ -64,6 +64,9 @@ const reconnectingFetch: typeof fetch = async (input, init) => {
   }
 };
 
+/** /metrics is served on the API port only to this bearer token (issue 13 finding 10). */
+const METRICS_TOKEN = "alerts-test-metrics-token";
+
 /** A server on a database that outlives it (restart), with users, on a fixed port once chosen. */
 class Site {
   store!: Store;
@@ -93,6 +96,7 @@ class Site {
       store: this.store,
       mls: protocolServerMls,
       loginRatePerMinute: 1_000_000,
+      metricsToken: METRICS_TOKEN,
       ...(detect !== undefined ? { detect } : {}),
     });
     this.app = app;
@@ -337,7 +341,9 @@ for (const kind of DATABASE_KINDS) {
         ]);
         const human = await cli("alerts", "--profile", olgaDir);
         assert.match(human.stdout, /CRITICAL\s+canary-touch\s+pdvorak: pdvorak touched the canary item/);
-        const metrics = await (await fetch(`${site.url}/metrics`)).text();
+        const metrics = await (
+          await fetch(`${site.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })
+        ).text();
         assert.match(metrics, /valise_alerts_total\{severity="critical"\} \d+/);
         assert.match(metrics, /valise_alert_webhook_total\{outcome="retry"\} 1/);
       } finally {

@@ -7,12 +7,14 @@ import assert from "node:assert/strict";
 import { generateKeyPairSync, sign, randomBytes } from "node:crypto";
 import fc from "fast-check";
 import type { FastifyInstance } from "fastify";
-import { buildApp, openStore, protocolServerMls, type Store } from "../src/index.js";
+import { buildApp, openStore, protocolServerMls, serveMetrics, type Store } from "../src/index.js";
+import type { ServerContext } from "../src/http/context.js";
 import { freshDb, type TestDb } from "./helpers/databases.js";
 
 let db: TestDb;
 let store: Store;
 let app: FastifyInstance;
+let ctx: ServerContext;
 let token = "";
 let otherToken = "";
 const CONV = "c-conv00000001";
@@ -42,7 +44,7 @@ async function enrollDirect(handle: string, id: string) {
 before(async () => {
   db = await freshDb("sqlite");
   store = await openStore({ dataDir: db.dataDir });
-  ({ app } = await buildApp({ store, mls: protocolServerMls, loginRatePerMinute: 1000 }));
+  ({ app, ctx } = await buildApp({ store, mls: protocolServerMls, loginRatePerMinute: 1000 }));
   await store.directory.addUnit("HQ/ASIA-1", "SECRET/ASIA");
   await store.directory.addUser({ handle: "alice", units: ["HQ/ASIA-1"], clearance: "SECRET/ASIA", role: "user" });
   await store.directory.addUser({ handle: "mallory", units: [], clearance: "UNCLASSIFIED", role: "user" });
@@ -347,7 +349,12 @@ test("/healthz answers and /metrics exposes counters without content", async () 
   const h = await app.inject({ method: "GET", url: "/healthz" });
   assert.equal(h.statusCode, 200);
   assert.deepEqual(h.json(), { ok: true });
-  const m = await app.inject({ method: "GET", url: "/metrics" });
+  // Not on the API port without its token (issue 13 finding 10): on its own listener.
+  assert.equal((await app.inject({ method: "GET", url: "/metrics" })).statusCode, 404);
+  const listener = await serveMetrics(ctx, "127.0.0.1", 0);
+  const r = await fetch(listener.url);
+  const m = { statusCode: r.status, body: await r.text() };
+  await listener.close();
   assert.equal(m.statusCode, 200);
   assert.match(m.body, /valise_http_requests_total/);
   assert.match(m.body, /valise_append_batch_size/);

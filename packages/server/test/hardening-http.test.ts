@@ -9,6 +9,9 @@ import { parseAuditEvent, randomId, type AuditEvent } from "@valise/core";
 import { DATABASE_KINDS } from "./helpers/databases.js";
 import { startTestServer, type TestServer } from "./helpers/server.js";
 import { call, jsonMls, login, mlsBytes, type Session } from "./helpers/content.js";
+import { WebSocket } from "ws";
+import { serveMetrics } from "../src/index.js";
+import { createMetrics } from "../src/metrics.js";
 
 async function auditEvents(srv: TestServer): Promise<AuditEvent[]> {
   const raw = await srv.store.audit.entries(0, await srv.store.audit.size());
@@ -178,6 +181,133 @@ for (const kind of DATABASE_KINDS) {
       }
       // Upload order, not ref order (before: ordered by ref within an upload, so the last resort was arbitrary).
       assert.deepEqual(taken, [1, 2, 2]);
+    });
+
+    test("finding 7: socket logins and pushed ciphertext are audited before the frame leaves", async () => {
+      const conv = await conversation(alice);
+      const before = (await auditEvents(srv)).length;
+      const ws = new WebSocket(`${url.replace("http", "ws")}/v1/ws`);
+      const frames: Record<string, unknown>[] = [];
+      const ready = new Promise<void>((resolve, reject) => {
+        ws.on("message", (raw: Buffer) => {
+          const f = JSON.parse(raw.toString("utf8")) as Record<string, unknown>;
+          frames.push(f);
+          if (f.type === "ready") resolve();
+        });
+        ws.on("error", reject);
+      });
+      await new Promise((r) => ws.once("open", r));
+      ws.send(JSON.stringify({ type: "auth", token: alice.token }));
+      await ready;
+      const sends = [];
+      for (let i = 0; i < 20; i++) sends.push(send(url, alice, conv, `push-key-${i}-${Date.now()}`));
+      for (const r of await Promise.all(sends)) assert.equal(r.status, 201, r.text);
+      const deadline = Date.now() + 10_000;
+      while (frames.filter((f) => f.type === "message").length < 20 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      ws.close();
+      const pushed = frames.filter((f) => f.type === "message").map((f) => f.seq as number);
+      assert.deepEqual(
+        pushed,
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      );
+      const ev = (await auditEvents(srv)).slice(before);
+      const logins = ev.filter((e) => e.action === "login" && e.device === alice.device);
+      assert.equal(logins.length, 1);
+      assert.equal(logins[0]!.source, "127.0.0.1");
+      const reads = ev.filter((e) => e.action === "message.read" && e.object === conv && e.device === alice.device);
+      assert.equal(reads.length, 20);
+      assert.equal(reads[0]!.label, "UNCLASSIFIED");
+    });
+
+    test("finding 9: X-Forwarded-For is believed only from trusted proxies (audit source, rate limits)", async () => {
+      const forwarded = (ip: string) => ({ "x-forwarded-for": ip });
+      // Not trusted (the default): the header is ignored, the TCP peer is the source.
+      const conv = await conversation(alice);
+      assert.equal(
+        (await call(url, alice, "GET", `/v1/conversations/${conv}`, undefined, forwarded("198.51.100.7"))).status,
+        200,
+      );
+      let ev = (await auditEvents(srv)).filter((e) => e.object === conv && e.action === "message.read");
+      assert.equal(ev.at(-1)!.source, "127.0.0.1");
+      // Behind a trusted proxy (here: loopback), the forwarded client is the source, and has its own login budget.
+      const proxied = await startTestServer(kind, {
+        mls: jsonMls,
+        loginRatePerMinute: 2,
+        app: { trustProxy: ["127.0.0.0/8"] },
+      });
+      const other = await startTestServer(kind, { mls: jsonMls, app: { trustProxy: ["10.0.0.0/8"] } });
+      try {
+        await proxied.store.directory.addUnit("HQ/ASIA-1", "SECRET/ASIA");
+        await proxied.store.directory.addUser({
+          handle: "alice",
+          units: ["HQ/ASIA-1"],
+          clearance: "SECRET",
+          role: "user",
+        });
+        const challenge = (ip: string) =>
+          call(proxied.url, null, "POST", "/v1/auth/challenge", { device: "d-nobody0001" }, forwarded(ip));
+        assert.equal((await challenge("198.51.100.7")).status, 200);
+        assert.equal((await challenge("198.51.100.7")).status, 200);
+        assert.equal((await challenge("198.51.100.7")).status, 429);
+        // Another client behind the same proxy is not throttled with the first.
+        assert.equal((await challenge("203.0.113.9")).status, 200);
+        const s = await login(proxied.url, proxied.store, "alice", "d-alice00001");
+        const c = randomId("c");
+        await call(proxied.url, s, "POST", "/v1/conversations", { id: c, label: "UNCLASSIFIED", kind: "group" });
+        await call(proxied.url, s, "GET", `/v1/conversations/${c}`, undefined, forwarded("192.0.2.44"));
+        ev = (await auditEvents(proxied)).filter((e) => e.object === c && e.action === "message.read");
+        assert.equal(ev.at(-1)!.source, "192.0.2.44");
+        // A proxy list that does not include the peer: the header is ignored again (one budget for both).
+        await other.store.directory.addUnit("HQ/ASIA-1", "SECRET/ASIA");
+        await other.store.directory.addUser({
+          handle: "alice",
+          units: ["HQ/ASIA-1"],
+          clearance: "SECRET",
+          role: "user",
+        });
+        const s2 = await login(other.url, other.store, "alice", "d-alice00001");
+        const c2 = randomId("c");
+        await call(other.url, s2, "POST", "/v1/conversations", { id: c2, label: "UNCLASSIFIED", kind: "group" });
+        await call(other.url, s2, "GET", `/v1/conversations/${c2}`, undefined, forwarded("192.0.2.44"));
+        ev = (await auditEvents(other)).filter((e) => e.object === c2 && e.action === "message.read");
+        assert.equal(ev.at(-1)!.source, "127.0.0.1");
+      } finally {
+        await proxied.close();
+        await other.close();
+      }
+    });
+
+    test("finding 10: /metrics is not on the API port without its token; on its own listener it is", async () => {
+      assert.equal((await call(url, null, "GET", "/metrics")).status, 404);
+      assert.equal((await call(url, alice, "GET", "/metrics")).status, 404);
+      const withToken = await startTestServer(kind, {
+        mls: jsonMls,
+        app: { metricsToken: "m-token-0123456789abcdef" },
+      });
+      try {
+        assert.equal((await call(withToken.url, null, "GET", "/metrics")).status, 401);
+        const bad = await fetch(`${withToken.url}/metrics`, {
+          headers: { authorization: "Bearer wrong-token-0123456789" },
+        });
+        assert.equal(bad.status, 401);
+        const ok = await fetch(`${withToken.url}/metrics`, {
+          headers: { authorization: "Bearer m-token-0123456789abcdef" },
+        });
+        assert.equal(ok.status, 200);
+        assert.match(await ok.text(), /valise_http_requests_total/);
+      } finally {
+        await withToken.close();
+      }
+      const m = await serveMetrics({ metrics: createMetrics() }, "127.0.0.1", 0);
+      try {
+        const r = await fetch(m.url);
+        assert.equal(r.status, 200);
+        assert.match(await r.text(), /valise_append_batch_size/);
+        assert.equal((await fetch(m.url.replace("/metrics", "/v1/me"))).status, 404);
+      } finally {
+        await m.close();
+      }
     });
   });
 }

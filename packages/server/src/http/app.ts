@@ -2,6 +2,8 @@
  * Builds the Fastify app: JSON schemas at the edge, binary MLS bodies, WebSocket push, /healthz, /metrics.
  * Logs carry routing metadata only: never bodies, tokens or keys.
  */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { createServer } from "node:http";
 import Fastify, { type FastifyInstance } from "fastify";
 import websocket from "@fastify/websocket";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
@@ -95,6 +97,17 @@ export interface AppOptions {
   uploadReapIntervalMs?: number;
   /** Serve the web app (packages/web/dist) from this directory at `/`, with a strict Content-Security-Policy. */
   webRoot?: string;
+  /**
+   * Reverse proxies (addresses or CIDRs) whose X-Forwarded-For is believed: the client address they forward becomes
+   * the request's source for audit events, rate limits and detection. Anyone else's X-Forwarded-For is ignored.
+   * Default: none (the TCP peer is the source).
+   */
+  trustProxy?: readonly string[];
+  /**
+   * `/metrics` on the API port only with `Authorization: Bearer <metricsToken>`. Without a token it is not served
+   * there at all: run `serveMetrics` on its own (loopback) listener instead.
+   */
+  metricsToken?: string;
 }
 
 export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance; ctx: ServerContext }> {
@@ -105,7 +118,8 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   const app = Fastify({
     logger: opts.logger === undefined ? false : opts.logger === true ? { level: "info" } : opts.logger,
     bodyLimit: 1024 * 1024,
-    trustProxy: false,
+    // proxy-addr semantics: X-Forwarded-For is walked back only through these peers (never "trust everyone").
+    trustProxy: opts.trustProxy && opts.trustProxy.length > 0 ? [...opts.trustProxy] : false,
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -176,6 +190,8 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   app.addHook("onRequest", async (req) => {
     // TAXII (routes-taxii.ts) authenticates partners with their own tokens, never a user session.
     if (req.url.startsWith(TAXII_PREFIX)) return;
+    // /metrics has its own token (or is not served on this port).
+    if (req.routeOptions.url === "/metrics") return;
     const auth = req.headers.authorization;
     if (auth?.startsWith("Bearer ")) {
       const token = auth.slice(7);
@@ -202,10 +218,18 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     if (!r.ready) reply.status(503).header("retry-after", String(STORE_RETRY_AFTER_S));
     return r.ready ? { ok: true, ...r } : { code: "store_error", message: r.error ?? "not ready", ...r };
   });
-  app.get("/metrics", async (_req, reply) => {
-    reply.header("content-type", metrics.registry.contentType);
-    return metrics.registry.metrics();
-  });
+  if (opts.metricsToken !== undefined) {
+    if (opts.metricsToken.length < 16) throw new ValiseError("bad_request", "the metrics token needs 16+ characters");
+    const want = createHash("sha256").update(`Bearer ${opts.metricsToken}`).digest();
+    app.get("/metrics", async (req, reply) => {
+      const got = createHash("sha256")
+        .update(req.headers.authorization ?? "")
+        .digest();
+      if (!timingSafeEqual(got, want)) throw new ValiseError("unauthenticated", "metrics need their bearer token");
+      reply.header("content-type", metrics.registry.contentType);
+      return metrics.registry.metrics();
+    });
+  }
 
   authRoutes(app, ctx);
   directoryRoutes(app, ctx);
@@ -305,5 +329,40 @@ async function startCheckpointSigner(
   return async () => {
     clearInterval(timer);
     await running;
+  };
+}
+
+/**
+ * Prometheus `/metrics` on a listener of its own (the API port does not serve it without a token): bind it to the
+ * loopback or a management network. Resolves with its URL once listening.
+ */
+export async function serveMetrics(
+  ctx: Pick<ServerContext, "metrics">,
+  host: string,
+  port: number,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+      return;
+    }
+    ctx.metrics.registry
+      .metrics()
+      .then((text) => res.writeHead(200, { "content-type": ctx.metrics.registry.contentType }).end(text))
+      .catch(() => res.writeHead(500).end());
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const a = server.address();
+  const p = a && typeof a === "object" ? a.port : port;
+  const h = host.includes(":") ? `[${host}]` : host;
+  return {
+    url: `http://${h}:${p}/metrics`,
+    close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }

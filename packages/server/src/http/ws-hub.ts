@@ -9,7 +9,7 @@ import type { FanoutEvent } from "../delivery/fanout.js";
 import type { ServerContext } from "./context.js";
 import { ValiseError, fromBase64, isConversationId } from "@valise/core";
 import { acceptMessage } from "./accept-message.js";
-import { clientOf, sendRecord } from "../audit/http.js";
+import { clientOf, conversationMeta, sendRecord } from "../audit/http.js";
 import { isStoreOutage } from "./errors.js";
 
 const MAX_FRAME = 512 * 1024;
@@ -17,7 +17,7 @@ const MAX_FRAME = 512 * 1024;
 export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   const sockets = new Map<string, Set<WebSocket>>(); // device → sockets
   const members = new Map<string, Set<string>>(); // conversation → devices (cache, dropped on membership change)
-  const chains = new Map<string, Promise<void>>(); // per-conversation ordering while members load
+  const infos = new Map<WebSocket, { handle: string; deviceId: string; source: string; client: string | null }>();
   const officers = new Map<WebSocket, string>(); // sockets of security officers → handle (alert push)
 
   /**
@@ -49,6 +49,73 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
     return m;
   }
 
+  /**
+   * A pushed message is a read (DESIGN §3 "Audit log"): one `message.read` event per receiving socket, appended
+   * through the batched audit recorder (the same durable write as HTTP reads); the frame leaves only once its event
+   * is durable. Loading members is chained per conversation (membership in sequence order); the audit appends of
+   * consecutive messages overlap, and the sends are chained again, so pushes keep sequence order.
+   */
+  const loadChains = new Map<string, Promise<unknown>>();
+  const sendChains = new Map<string, Promise<void>>();
+  const meta = conversationMeta(ctx);
+  function pushMessage(ev: Extract<FanoutEvent, { type: "message" }>): void {
+    const conv = ev.conversationId;
+    const text = JSON.stringify(ev);
+    const cached = members.get(conv);
+    const loaded = cached && !loadChains.has(conv) ? Promise.resolve(cached) : chainLoad(conv);
+    const audited = loaded.then(async (m) => {
+      const targets: WebSocket[] = [];
+      for (const d of m) for (const ws of sockets.get(d) ?? []) if (ws.readyState === ws.OPEN) targets.push(ws);
+      if (targets.length === 0) return targets;
+      const { label, unit } = await meta(conv);
+      const bytes = Math.floor((ev.payload.length * 3) / 4);
+      await Promise.all(
+        targets.map((ws) => {
+          const who = infos.get(ws);
+          return who
+            ? ctx.audit.record({
+                actor: who.handle,
+                device: who.deviceId,
+                source: who.source,
+                client: who.client,
+                action: "message.read",
+                object: conv,
+                label,
+                unit,
+                bytes,
+                outcome: "ok",
+              })
+            : Promise.resolve();
+        }),
+      );
+      return targets;
+    });
+    const next = (sendChains.get(conv) ?? Promise.resolve())
+      .then(() => audited)
+      .then((targets) => {
+        for (const ws of targets)
+          if (ws.readyState === ws.OPEN) {
+            ws.send(text);
+            ctx.metrics.pushes.inc();
+          }
+      })
+      .catch((err: unknown) => app.log.warn({ err: String(err) }, "push failed (not audited, not sent)"));
+    sendChains.set(conv, next);
+    void next.then(() => {
+      if (sendChains.get(conv) === next) sendChains.delete(conv);
+    });
+  }
+  function chainLoad(conv: string): Promise<Set<string>> {
+    const p = (loadChains.get(conv) ?? Promise.resolve()).catch(() => undefined).then(() => membersOf(conv));
+    loadChains.set(conv, p);
+    void p
+      .catch(() => undefined)
+      .then(() => {
+        if (loadChains.get(conv) === p) loadChains.delete(conv);
+      });
+    return p;
+  }
+
   function send(deviceId: string, text: string): void {
     const set = sockets.get(deviceId);
     if (!set) return;
@@ -76,27 +143,10 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
       case "alert":
         if (officers.size > 0) pushAlert(JSON.stringify({ type: "alert", ...ev.alert }));
         return;
-      case "message": {
+      case "message":
         if (sockets.size === 0) return;
-        const text = JSON.stringify(ev);
-        const cached = members.get(ev.conversationId);
-        const pending = chains.get(ev.conversationId);
-        if (cached && !pending) {
-          for (const d of cached) send(d, text);
-          return;
-        }
-        const next = (pending ?? Promise.resolve())
-          .then(() => membersOf(ev.conversationId))
-          .then((m) => {
-            for (const d of m) send(d, text);
-          })
-          .catch((err: unknown) => app.log.warn({ err: String(err) }, "push failed"));
-        chains.set(ev.conversationId, next);
-        void next.then(() => {
-          if (chains.get(ev.conversationId) === next) chains.delete(ev.conversationId);
-        });
+        pushMessage(ev);
         return;
-      }
     }
   });
 
@@ -116,6 +166,7 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
     let deviceId: string | null = null;
     let session: { handle: string; deviceId: string } | null = null;
     let token = "";
+    let authenticating = false;
     const timer = setTimeout(() => socket.close(4000, "auth timeout"), 10_000);
     socket.on("message", (raw: Buffer) => {
       if (raw.length > MAX_FRAME) return socket.close(1009, "frame too large");
@@ -127,6 +178,8 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
         frame = null;
       }
       if (!session) {
+        if (authenticating) return; // one auth frame at a time; nothing else before it succeeded
+        authenticating = true;
         void (async () => {
           const t = frame?.token;
           const s = typeof t === "string" && t.length < 200 ? await resolveSession(ctx, t) : null;
@@ -135,7 +188,25 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
             return;
           }
           clearTimeout(timer);
+          // Socket authentication is a login (audited like one, with the socket's source); pushes are reads.
+          const user = await ctx.store.directory.getUser(s.handle).catch(() => null);
+          try {
+            await ctx.audit.record({
+              actor: s.handle,
+              device: s.deviceId,
+              ...origin,
+              action: "login",
+              object: s.handle,
+              unit: user?.units[0] ?? null,
+              bytes: 0,
+              outcome: "ok",
+            });
+          } catch {
+            socket.close(1011, "audit log unavailable");
+            return;
+          }
           session = s;
+          infos.set(socket, { handle: s.handle, deviceId: s.deviceId, ...origin });
           token = t as string;
           tokens.set(socket, token);
           deviceId = s.deviceId;
@@ -143,7 +214,6 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
           if (!set) sockets.set(deviceId, (set = new Set()));
           set.add(socket);
           ctx.metrics.wsConnections.inc();
-          const user = await ctx.store.directory.getUser(s.handle).catch(() => null);
           if (user?.role === "officer" && socket.readyState === socket.OPEN) officers.set(socket, s.handle);
           socket.send(JSON.stringify({ type: "ready", device: deviceId }));
         })();
@@ -155,6 +225,7 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
     socket.on("close", () => {
       clearTimeout(timer);
       tokens.delete(socket);
+      infos.delete(socket);
       officers.delete(socket);
       if (deviceId) {
         sockets.get(deviceId)?.delete(socket);
