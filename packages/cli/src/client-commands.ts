@@ -108,6 +108,7 @@ export async function enroll(argv: string[]): Promise<number> {
     ENROLL_USAGE,
   );
   const profile = resolve(str(values.profile, "--profile DIR", ENROLL_USAGE));
+  await lockProfile(profile, { wait: !profileOptions.noWait }); // two enrollments into one directory: one wins
   if (!bundle)
     process.stderr.write(
       "valise: warning: no --bundle: this device will trust the server's directory answers (no key transparency)\n",
