@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
 import type { ValiseClient, ReceivedItem, ServerUser, MinimalWebSocket } from "@valise/client";
 import { STORE_OUTAGE_NOTICE } from "@valise/client";
+import { describeStaleness } from "@valise/core";
 import { enrollDevice, finishPasskey, forget, login, openExisting, ownProfile, passkeyPending } from "./session.js";
 import { History, type Msg } from "./history.js";
 import { Banner, ErrorNote } from "./ui.js";
@@ -298,6 +299,8 @@ function Main({ client }: { client: ValiseClient }) {
   const [tick, setTick] = useState(0);
   const [labels, setLabels] = useState<string[]>([]);
   const [own, setOwn] = useState<OwnState | null>(null);
+  /** The directory log's accepted checkpoint is stale (issue 13): said, not fatal (sends go on). */
+  const [logStale, setLogStale] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const refresh = useCallback(() => setTick((t) => t + 1), []);
   const histRef = useRef<History | null>(null);
@@ -356,7 +359,11 @@ function Main({ client }: { client: ValiseClient }) {
   useEffect(() => {
     client
       .ownDevices()
-      .then((o) => setOwn({ devices: o.devices, alerts: o.alerts.filter((a) => !a.acked), verified: o.verified }))
+      .then((o) => {
+        setOwn({ devices: o.devices, alerts: o.alerts.filter((a) => !a.acked), verified: o.verified });
+        const f = client.transparency?.freshness();
+        setLogStale(f?.stale ? describeStaleness("directory log", f) : null);
+      })
       .catch(() => undefined);
   }, [client, tick, route]);
 
@@ -414,6 +421,12 @@ function Main({ client }: { client: ValiseClient }) {
             </strong>{" "}
             {own.alerts.map((a) => a.text).join(" · ")}{" "}
             {first !== "account" && <a href="#/account">Review your devices now</a>}
+          </div>
+        )}
+        {logStale && (
+          <div className="kt-alert" role="alert" data-testid="kt-stale">
+            <strong>Directory log out of date:</strong> {logStale}. Revocations and clearance changes made since may not
+            be known to this browser yet.
           </div>
         )}
       </div>

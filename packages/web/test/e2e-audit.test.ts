@@ -10,7 +10,9 @@
  * source address rewritten): the screen raises a role=alert naming the unproven event and does not show that row.
  * axe-core on both states. Then (issue 13) the audit checkpoint is re-cosigned in flight with the witnesses' keys at a
  * time an hour ago: the screen says the log may be out of date (stale); and an older, genuinely witnessed checkpoint
- * is replayed: refused as a rollback against the one this browser profile already accepted, no events shown.
+ * is replayed: refused as a rollback against the one this browser profile already accepted, no events shown. The
+ * directory log likewise: grown by the operator, shown with an hour-old quorum, the app says it is out of date on
+ * every screen.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -59,7 +61,7 @@ const sizeOf = (note: string) => parseCheckpoint(note.slice(0, note.lastIndexOf(
 
 test(
   "web app: the officer's audit view is proven; who read cable REF (chromium)",
-  { skip: missing ?? false, timeout: 180_000 },
+  { skip: missing ?? false, timeout: 240_000 },
   async () => {
     const t0 = Date.now();
     const dataDir = mkdtempSync(join(tmpdir(), "valise-web-audit-"));
@@ -289,6 +291,30 @@ test(
         j.errors.filter((e) => !/Failed to load resource/.test(e)),
         [],
       );
+
+      // The directory log: the operator adds a unit (the log grows), the server shows it with an hour-old quorum.
+      // Consistent, so accepted — and stale, said on every screen (not an error: the app keeps working).
+      const ktStale = j.page.getByTestId("kt-stale");
+      assert.equal(await ktStale.count(), 0, "an honest directory log is called stale");
+      await j.page.route("**/v1/log/directory/checkpoint", async (route) => {
+        const res = await route.fetch();
+        await route.fulfill({ response: res, body: recosign(await res.text(), hourAgo) });
+      });
+      const dirSize = async () => sizeOf(await (await fetch(`${api}/v1/log/directory/checkpoint`)).text());
+      const dirBefore = await dirSize();
+      await admin(dataDir, ["unit", "add", "EMB/TOKYO", "--max-label", "CONFIDENTIAL/ASIA"]);
+      for (let i = 0; (await dirSize()) <= dirBefore; i++) {
+        if (i > 300) throw new Error("the grown directory log was never published");
+        await sleep(100);
+      }
+      for (let i = 0; (await ktStale.count()) === 0; i++) {
+        if (i > 20) throw new Error("no directory log stale alert");
+        await j.page.goto(`${origin}/#/${i % 2 === 0 ? "cables" : "officer"}`); // a navigation re-reads the log
+        await sleep(500);
+      }
+      assert.match((await ktStale.textContent()) ?? "", /Directory log out of date:.*stale/);
+      assert.deepEqual(await axe(j.page), [], "axe with the directory log stale alert");
+      await j.page.unroute("**/v1/log/directory/checkpoint");
       console.log(`# e2e-audit total: ${Date.now() - t0} ms`);
     } finally {
       await browser?.close();
