@@ -252,6 +252,17 @@ export function generate(o: GenOptions): Generated {
         source: `${u.unit.net}.${20 + Math.floor(r() * 200)}`,
         bytes: 2400,
       });
+      // The owner acknowledges the new phone from their laptop (issue 16: `valise devices --ack`).
+      push({
+        time: t + 10 * MIN,
+        actor: u.handle,
+        action: "directory.device.ack",
+        device: u.laptop,
+        target_device: phone,
+        object: u.handle,
+        unit: u.unit.name,
+        source: `${u.unit.net}.25`,
+      });
       const admin = pick(admins);
       push({
         time: t + 30 * MIN,

@@ -95,6 +95,7 @@ export interface EngineOptions {
   /** Active days at an hour (±1) below this share are unusual. */
   unusualHourShare?: number;
   volume?: Partial<VolumeOptions>;
+  breadth?: Partial<BreadthOptions>;
   maxAlertEvents?: number;
   /**
    * Rules of these severities alert during training too (default none: training only learns). The server passes
@@ -117,6 +118,26 @@ const DEFAULT_VOLUME: VolumeOptions = {
   severityHour: "high",
   severityDay: "medium",
   severityWeek: "medium",
+};
+
+export interface BreadthOptions {
+  /** Distinct first touches in a UTC day under which no breadth alert fires. */
+  floorDay: number;
+  dayUserMult: number;
+  dayUnitMult: number;
+  /** Over 7 days: more than `weekMult` × 7 × the user's mean day (or half the unit's reference) and `floorWeek`. */
+  floorWeek: number;
+  weekMult: number;
+  severity: Severity;
+}
+
+const DEFAULT_BREADTH: BreadthOptions = {
+  floorDay: 8,
+  dayUserMult: 3,
+  dayUnitMult: 2,
+  floorWeek: 30,
+  weekMult: 4,
+  severity: "high",
 };
 
 interface Trust {
@@ -151,6 +172,20 @@ interface UserState {
   objs: Map<number, number>;
   recent: [number, string][];
   added: Map<string, number>;
+  /** Devices their owner acknowledged from another, trusted device (directory.device.ack): device → time. */
+  acked: Map<string, number>;
+  /** Conversations first seen (kept apart from `ents`, so many conversations never evict a trusted device). */
+  convs: Map<string, Trust>;
+  /** The user read the audit log successfully (only officers can). */
+  officer: boolean;
+  /** Distinct first touches today (units, conversations, compartments, cable series not yet trusted). */
+  todayFirst: Set<string>;
+  /** First touches per learned day (breadth reference). */
+  breadthDays: number[];
+  /** The events of today's first touches (the last few). */
+  firstIds: string[];
+  /** First touches of the last 7 days, learned or not: [day, count]. */
+  breadthWeek: [number, number][];
   /** Per device: the last few (time, network) uses, for concurrent use from two networks. */
   devNets: Map<string, [number, string][]>;
   risk: { t: number; score: number; rule: string; ids: string[] }[];
@@ -164,6 +199,8 @@ interface UnitState {
   bReads: number[];
   todayReads: number;
   comps: Set<string>;
+  /** Members' first touches per clean active day. */
+  breadth: number[];
   members: number;
   /** Cached at each day close. */
   refDay: Triple;
@@ -203,9 +240,10 @@ const WEEK_HOURS = 168;
 export class DetectionEngine {
   private readonly rules: Rule[];
   private readonly o: Required<
-    Omit<EngineOptions, "rules" | "trainUntil" | "trainDays" | "volume" | "trainingSeverities">
+    Omit<EngineOptions, "rules" | "trainUntil" | "trainDays" | "volume" | "breadth" | "trainingSeverities">
   > & {
     volume: VolumeOptions;
+    breadth: BreadthOptions;
     trainDays: number;
   };
   private s: State;
@@ -227,6 +265,7 @@ export class DetectionEngine {
       maxAlertEvents: opts.maxAlertEvents ?? 50,
       trainDays: opts.trainDays ?? 14,
       volume: { ...DEFAULT_VOLUME, ...opts.volume },
+      breadth: { ...DEFAULT_BREADTH, ...opts.breadth },
     };
     const tu = opts.trainUntil;
     this.s = {
@@ -277,7 +316,10 @@ export class DetectionEngine {
       this.evalRules(e, u, t, alerts, this.trainingRules);
     }
     this.learnEvent(e, u, t, f);
-    if (!training && READ_ACTIONS.has(e.action) && e.outcome === "ok") this.evalVolume(e, u, t, alerts);
+    if (!training && READ_ACTIONS.has(e.action) && e.outcome === "ok") {
+      this.evalVolume(e, u, t, alerts);
+      this.evalBreadth(e, u, t, alerts);
+    }
     for (const a of alerts) {
       const au = this.user(a.actor);
       au.dirtyDay = day;
@@ -304,6 +346,17 @@ export class DetectionEngine {
     const s = JSON.parse(JSON.stringify(snapshot), reviver) as State & { now: number | null };
     if (s.version !== 1) throw new RangeError("unsupported detection snapshot version");
     e.s = { ...s, now: s.now ?? -Infinity };
+    // State written before the device-acknowledgement and breadth baselines existed.
+    for (const u of e.s.users.values()) {
+      u.acked ??= new Map();
+      u.convs ??= new Map();
+      u.officer ??= false;
+      u.todayFirst ??= new Set();
+      u.breadthDays ??= [];
+      u.firstIds ??= [];
+      u.breadthWeek ??= [];
+    }
+    for (const n of e.s.units.values()) n.breadth ??= [];
     return e;
   }
 
@@ -338,6 +391,13 @@ export class DetectionEngine {
         objs: new Map(),
         recent: [],
         added: new Map(),
+        acked: new Map(),
+        convs: new Map(),
+        officer: false,
+        todayFirst: new Set(),
+        breadthDays: [],
+        firstIds: [],
+        breadthWeek: [],
         devNets: new Map(),
         risk: [],
       };
@@ -357,6 +417,7 @@ export class DetectionEngine {
         bReads: new Array<number>(24).fill(0),
         todayReads: 0,
         comps: new Set(),
+        breadth: [],
         members: 0,
         refDay: zero(),
         refWeek: zero(),
@@ -375,7 +436,7 @@ export class DetectionEngine {
   }
 
   private trusted(u: UserState, key: string): boolean {
-    const x = u.ents.get(key);
+    const x = entsOf(u, key).get(key);
     return x !== undefined && x.clean >= this.o.quarantineDays;
   }
 
@@ -394,7 +455,11 @@ export class DetectionEngine {
     f.set("$selfChange", dirChange && affected === e.actor);
     f.set("$network", net);
     f.set("$compartments", comps);
-    f.set("$newDevice", e.device !== null && !this.trusted(u, `d:${e.device}`));
+    const newDevice = e.device !== null && !this.trusted(u, `d:${e.device}`);
+    f.set("$newDevice", newDevice);
+    f.set("$knownDevice", e.device !== null && !newDevice);
+    f.set("$deviceAcked", e.device !== null && u.acked.has(e.device));
+    f.set("$officer", u.officer);
     f.set("$newNetwork", e.source !== "" && !this.trusted(u, `n:${net}`));
     f.set("$orgNewNetwork", e.source !== "" && (this.s.orgNets.get(net) ?? 0) < this.o.quarantineDays);
     f.set("$newUnit", e.unit !== null && !this.trusted(u, `u:${e.unit}`));
@@ -646,6 +711,50 @@ export class DetectionEngine {
     }
   }
 
+  // --- breadth baseline ---
+
+  /**
+   * Breadth, not volume: the number of distinct first touches (units other than the user's own, conversations and
+   * compartments not yet trusted for them; a cable series is its originating unit) today and over 7 days, against
+   * the user's own learned days and their home unit's members'. Collection spread thinly over many units keeps the
+   * volume normal but touches far more new places than anyone does; a new posting touches one new unit, its
+   * channel and perhaps a compartment.
+   */
+  private evalBreadth(e: DetectEvent, u: UserState, t: number, out: Alert[]): void {
+    const today = u.todayFirst.size;
+    if (today === 0) return;
+    const home = this.homeUnit(u);
+    const hn = home !== null ? this.s.units.get(home) : undefined;
+    const unitRef = hn && hn.breadth.length >= 5 ? quantile(hn.breadth, 0.95) : 0;
+    const own = u.breadthDays.length >= this.o.minHistoryDays ? quantile(u.breadthDays, 0.9) : unitRef;
+    const userRef = Math.min(own, Math.max(unitRef * this.o.ceilingMult, 2));
+    const b = this.o.breadth;
+    const day = dayOf(t);
+    const checks: [string, number, number][] = [
+      ["breadth-day", today, Math.max(b.floorDay, b.dayUserMult * userRef, b.dayUnitMult * unitRef)],
+    ];
+    let week = today;
+    for (const [d, c] of u.breadthWeek) if (d > day - 7 && d < day) week += c;
+    const meanOwn = u.breadthDays.length > 0 ? u.breadthDays.reduce((a, x) => a + x, 0) / u.breadthDays.length : 0;
+    checks.push(["breadth-week", week, Math.max(b.floorWeek, b.weekMult * 7 * Math.max(meanOwn, unitRef / 2))]);
+    for (const [name, value, threshold] of checks) {
+      if (value <= threshold) continue;
+      const rule = `baseline.${name}`;
+      const skey = `${rule}|${e.actor}`;
+      if (this.suppressed(skey, t)) continue;
+      this.s.suppress.set(skey, t + (name === "breadth-day" ? 24 : 72) * HOUR_MS);
+      const kinds = { u: 0, k: 0, c: 0 };
+      for (const k of u.todayFirst) kinds[k[0] as "u" | "k" | "c"]++;
+      const reason =
+        `${e.actor} touched ${value} places new to them ${name === "breadth-day" ? "today" : "in 7 days"} ` +
+        `(today: ${kinds.u} units, ${kinds.k} conversations, ${kinds.c} compartments), above the limit of ` +
+        `${Math.round(threshold)} from their own baseline and that of their unit ${home ?? "(unknown)"}; last: ` +
+        `${e.action} ${e.object} (${e.unit ?? "no unit"}) from ${e.source}`;
+      out.push({ time: e.timeText, actor: e.actor, rule, severity: b.severity, reason, events: [...u.firstIds] });
+      break;
+    }
+  }
+
   // --- learning ---
 
   private learnEvent(e: DetectEvent, u: UserState, t: number, f: Map<string, FieldValue>): void {
@@ -666,6 +775,16 @@ export class DetectionEngine {
       touchCapped(u.devNets, e.device, list, 8);
     }
     if (e.outcome !== "ok") return;
+    if (e.action === "audit.read") u.officer = true;
+    if (
+      e.action === "directory.device.ack" &&
+      affected === e.actor &&
+      e.device !== null &&
+      e.target_device !== null &&
+      e.device !== e.target_device &&
+      this.trusted(u, `d:${e.device}`)
+    )
+      touchCapped(u.acked, e.target_device, t, 16);
     const ents: string[] = [`a:${e.action}`];
     if (e.device !== null) ents.push(`d:${e.device}`);
     if (e.source !== "") ents.push(`n:${f.get("$network") as string}`);
@@ -675,11 +794,21 @@ export class DetectionEngine {
       else ents.push(`u:${e.unit}`);
     }
     for (const c of f.get("$compartments") as string[]) ents.push(`c:${c}`);
+    if (e.action === "message.read" && e.object !== "") ents.push(`k:${e.object}`);
+    if (READ_ACTIONS.has(e.action))
+      for (const k of ents) {
+        // A first touch: a unit other than the user's own, a conversation or a compartment not yet trusted for them.
+        const scope = k.startsWith("u:") || k.startsWith("k:") || k.startsWith("c:");
+        if (!scope || this.trusted(u, k) || u.todayFirst.has(k)) continue;
+        if (u.todayFirst.size < 500) u.todayFirst.add(k);
+        pushCapped(u.firstIds, e.id, this.o.maxAlertEvents);
+      }
     for (const k of ents) {
       u.today.add(k);
-      const x = u.ents.get(k) ?? { clean: 0, last: day };
+      const map = entsOf(u, k);
+      const x = map.get(k) ?? { clean: 0, last: day };
       x.last = day;
-      touchCapped(u.ents, k, x, ENT_CAP);
+      touchCapped(map, k, x, ENT_CAP);
     }
     if (!READ_ACTIONS.has(e.action)) return;
     const h = hourOf(t);
@@ -750,6 +879,10 @@ export class DetectionEngine {
             }
           }
         }
+        if (u.active) {
+          pushCapped(u.breadthDays, u.todayFirst.size, this.o.historyDays);
+          if (hn && u.historyDays >= this.o.minHistoryDays) pushCapped(hn.breadth, u.todayFirst.size, UNIT_SAMPLE_CAP);
+        }
         u.historyDays += 1;
         if (u.active) {
           const decay = 0.98;
@@ -757,7 +890,7 @@ export class DetectionEngine {
           u.hourDays = u.hourDays * decay + 1;
         }
         for (const k of u.today) {
-          const x = u.ents.get(k);
+          const x = entsOf(u, k).get(k);
           if (x) x.clean += 1;
           if (k.startsWith("n:")) touchCapped(s.orgNets, k.slice(2), (s.orgNets.get(k.slice(2)) ?? 0) + 1, ORG_NET_CAP);
           if (k.startsWith("c:") && hn && this.trusted(u, k)) hn.comps.add(k.slice(2));
@@ -768,6 +901,11 @@ export class DetectionEngine {
           u.refDay[m] = u.days[m].length >= this.o.minHistoryDays ? quantile(u.days[m], 0.9) : -1;
           u.refWeek[m] = u.weeks[m].length > 0 ? quantile(u.weeks[m], 0.9) : -1;
         }
+      if (u.active) {
+        pushCapped(u.breadthWeek, [day, u.todayFirst.size], 7);
+      }
+      u.todayFirst.clear();
+      u.firstIds = [];
       u.today.clear();
       u.todayHours.fill(0);
       u.todayVol = zero();
@@ -788,6 +926,10 @@ export class DetectionEngine {
     for (const [k, w] of s.windows)
       if (w.t.length === 0 || w.t[w.t.length - 1]! < now - 31 * DAY_MS) s.windows.delete(k);
   }
+}
+
+function entsOf(u: UserState, key: string): Map<string, Trust> {
+  return key.startsWith("k:") ? u.convs : u.ents;
 }
 
 function fmtDuration(seconds: number): string {

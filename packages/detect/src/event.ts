@@ -20,6 +20,7 @@ export const KNOWN_ACTIONS = [
   "directory.keypackage.add",
   "directory.device.add",
   "directory.device.revoke",
+  "directory.device.ack",
   "directory.clearance.set",
   "directory.role.set",
   "audit.read",

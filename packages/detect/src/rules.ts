@@ -99,6 +99,12 @@ export const FIELDS: Readonly<Record<string, { type: FieldType; doc: string }>> 
   $deviceAddedAgo: { type: "number", doc: "seconds since this device was added to the actor (absent if never)" },
   $historyDays: { type: "number", doc: "days of learned baseline for the actor" },
   $deviceNetworks1h: { type: "number", doc: "distinct networks this device of the actor used within the last hour" },
+  $deviceAcked: {
+    type: "boolean",
+    doc: "the device was acknowledged by its owner (directory.device.ack) from another device already trusted for them",
+  },
+  $knownDevice: { type: "boolean", doc: "the device is trusted for the actor (not $newDevice): e.g. travel with it" },
+  $officer: { type: "boolean", doc: "the actor has read the audit log successfully (only officers can)" },
 };
 
 const RULE_KEYS = new Set([
