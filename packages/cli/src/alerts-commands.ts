@@ -15,7 +15,9 @@ export const ALERTS_USAGE = `usage: valise alerts --profile DIR [--follow] [--si
 
 For security officers (role officer; anyone else is refused, and the refusal is itself audited). Lists the alerts
 the server's detection engine raised over the audit log, oldest first: time of the triggering event, severity,
-rule, the user, the reason in plain words and the audit event ids behind it.
+rule, the user, the reason in plain words and the audit event ids behind it. While detection is still learning its
+baselines (the first training days after the first audited event), a line "detection is learning until DATE" comes
+first (on stderr with --json): until then only critical rules (canaries) alert.
   --profile DIR    the officer's enrolled device profile (its session is used)
   --since ISO      only alerts whose triggering event is at or after this time
   --severity S     only alerts of at least this severity (low, medium, high, critical)
@@ -107,6 +109,16 @@ export async function alerts(argv: string[]): Promise<number> {
     }
   };
 
+  // "Learning until DATE": while the baselines learn, only critical rules alert, so an empty list is not "all clear".
+  // On stdout before the list; with --json on stderr, so stdout stays one alert per line.
+  const learning = await client.transport.alertsLearning().catch(() => null);
+  if (learning?.active) {
+    const note =
+      `detection is learning until ${learning.until ?? `${learning.trainDays} days after the first audited event`}: ` +
+      `until then only critical rules (canaries) alert; ${learning.hours}\n`;
+    if (json) process.stderr.write(note);
+    else process.stdout.write(note);
+  }
   if (!values.follow) {
     await readAll();
     return 0;

@@ -110,6 +110,14 @@ export interface CableRelease {
   corrects?: string;
 }
 
+/** Detection still learning: until `until` (ISO; null before the first audit event) only critical rules alert. */
+export interface AlertsLearning {
+  until: string | null;
+  trainDays: number;
+  active: boolean;
+  hours: string;
+}
+
 /** A detection alert (GET /v1/alerts, the `alert` push frame, webhooks): for security officers. */
 export interface ServerAlert {
   id: number;
@@ -707,6 +715,11 @@ export class HttpTransport {
     for (const [k, v] of Object.entries(q)) if (v !== undefined) p.set(k, String(v));
     const r = await this.call<{ alerts: ServerAlert[] }>("GET", `/v1/alerts?${p.toString()}`);
     return Array.isArray(r.alerts) ? r.alerts : [];
+  }
+  /** Whether detection is still learning (GET /v1/alerts's `learning`; null from a server without it). */
+  async alertsLearning(): Promise<AlertsLearning | null> {
+    const r = await this.call<{ learning?: AlertsLearning }>("GET", "/v1/alerts?limit=1");
+    return r.learning && typeof r.learning === "object" ? r.learning : null;
   }
   ackAlert(id: number) {
     return this.call<ServerAlert>("POST", `/v1/alerts/${encodeURIComponent(String(id))}/ack`, {});

@@ -3,6 +3,7 @@ import { describeStaleness, type AuditEvent } from "@valise/core";
 import {
   describeAuditProof,
   type AuditCable,
+  type AlertsLearning,
   type AuditQueryResult,
   type ServerAlert,
   type ServerUser,
@@ -269,6 +270,7 @@ function WholeLogCheck({ ctx }: { ctx: Ctx }) {
 export function Officer({ ctx }: { ctx: Ctx }) {
   const [users, setUsers] = useState<ServerUser[]>([]);
   const [alerts, setAlerts] = useState<ServerAlert[]>([]);
+  const [learning, setLearning] = useState<AlertsLearning | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [edit, setEdit] = useState<Record<string, string>>({});
   const token = () => ctx.client.transport.token;
@@ -285,7 +287,11 @@ export function Officer({ ctx }: { ctx: Ctx }) {
     setUsers(list);
   };
   useEffect(() => {
-    Promise.all([loadUsers(), ctx.client.alerts({ limit: 100 }).then(setAlerts)]).catch((e: unknown) =>
+    Promise.all([
+      loadUsers(),
+      ctx.client.alerts({ limit: 100 }).then(setAlerts),
+      ctx.client.transport.alertsLearning().then(setLearning),
+    ]).catch((e: unknown) =>
       setError(msg(e)),
     );
   }, [ctx.client, ctx.tick]);
@@ -297,8 +303,16 @@ export function Officer({ ctx }: { ctx: Ctx }) {
       <p>
         <a href="#/incidents">Group alerts into an incident, export it (STIX 2.1) or share it (TAXII)</a>
       </p>
+      {learning?.active && (
+        <p className="learning" role="status">
+          Detection is learning until{" "}
+          {learning.until ? fmtTime(learning.until) : `${learning.trainDays} days after the first audited event`}: until
+          then only critical rules (canaries) alert. Working hours are profiled per person in UTC (audit events carry
+          no post time zone).
+        </p>
+      )}
       {alerts.length === 0 ? (
-        <p>No alerts.</p>
+        <p>{learning?.active ? "No alerts yet (still learning)." : "No alerts."}</p>
       ) : (
         <ul className="alerts">
           {alerts.map((a) => (

@@ -46,6 +46,12 @@ export interface DetectorOptions {
   /** Save the state at least this often while events arrive without alerts (default 10 s). */
   stateIntervalMs?: number;
   /**
+   * Whether a user holds the officer role now. An officer's own write of a canary (marking it, `PUT
+   * /v1/documents/:id/canary`, audited as a canary-flagged `document.write`) is not a touch: its canary-touch alert
+   * is dropped. Reads stay alerts, whoever makes them.
+   */
+  isOfficer?: (handle: string) => Promise<boolean>;
+  /**
    * Audit entries read and pushed per step (default 250, about 6 ms of engine work): the detector yields to the
    * event loop between steps, so requests are not held up behind a long backlog.
    */
@@ -99,6 +105,20 @@ function detectMetrics(registry?: Registry) {
 }
 export type DetectMetrics = ReturnType<typeof detectMetrics>;
 
+export interface DetectionLearning {
+  /** The end of training (ISO), or null before the first audit event. */
+  until: string | null;
+  trainDays: number;
+  /** Still learning: only critical rules alert. */
+  active: boolean;
+  /** How working hours are profiled. */
+  hours: string;
+}
+
+const HOURS_NOTE =
+  "working hours are profiled per person in UTC: audit events carry no post time zone, so a person's own hours are " +
+  "learned wherever they are posted; a move to another time zone looks unusual until it is learned";
+
 export class Detector {
   readonly metrics: DetectMetrics;
   private engine!: DetectionEngine;
@@ -127,6 +147,21 @@ export class Detector {
     this.notifyDelayMs = o.notifyDelayMs ?? 100;
     this.stateIntervalMs = o.stateIntervalMs ?? 10_000;
     this.chunk = o.chunk ?? 250;
+  }
+
+  /**
+   * Whether the baselines are still learning (until the end of the training days counted from the first audit
+   * event's UTC day; before any event, `until` is null): officers are shown "learning until DATE" next to alerts,
+   * since only critical rules (canaries) alert until then.
+   */
+  learning(now: number): DetectionLearning {
+    const until = this.engine?.trainUntil ?? null;
+    return {
+      until: until === null ? null : new Date(until).toISOString(),
+      trainDays: this.engineOpts.trainDays ?? 14,
+      active: until === null || now < until,
+      hours: HOURS_NOTE,
+    };
   }
 
   /** The audit index up to which events have been processed. */
@@ -220,6 +255,8 @@ export class Detector {
       const entries = await this.o.audit.entries(this.next, Math.min(this.chunk, size - this.next));
       if (entries.length === 0) break;
       const base = this.next;
+      const found: NewAlert[] = [];
+      const marking = new Set<NewAlert>();
       entries.forEach((data, i) => {
         const p = parseAuditEvent(data);
         const d = p.ok ? parseEvent(p.event) : p;
@@ -228,8 +265,16 @@ export class Detector {
           this.o.log?.warn("detector: skipped an audit entry it cannot parse", { index: base + i, reason: d.reason });
           return;
         }
-        for (const alert of this.engine.push(d.event)) this.pending.push({ alert, logIndex: base + i });
+        for (const alert of this.engine.push(d.event)) {
+          const a = { alert, logIndex: base + i };
+          found.push(a);
+          if (alert.rule === "canary-touch" && d.event.action === "document.write") marking.add(a);
+        }
       });
+      for (const a of found) {
+        if (marking.has(a) && this.o.isOfficer && (await this.o.isOfficer(a.alert.actor))) continue;
+        this.pending.push(a);
+      }
       this.next += entries.length;
       this.metrics.events.inc(entries.length);
       this.metrics.backlog.set(size - this.next);

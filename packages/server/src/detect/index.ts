@@ -9,7 +9,7 @@ import { detectorRules } from "./rules.js";
 import { WebhookSender, checkWebhookUrl } from "./webhooks.js";
 
 export { AlertStore, type AlertView } from "./alert-store.js";
-export { Detector } from "./detector.js";
+export { Detector, type DetectionLearning } from "./detector.js";
 export { defaultRulesDir, detectorRules, loadRuleFiles } from "./rules.js";
 export { WebhookSender, checkWebhookUrl } from "./webhooks.js";
 
@@ -57,6 +57,7 @@ export function setupDetection(app: FastifyInstance, ctx: ServerContext, o: Dete
     rules,
     ...(o.trainDays !== undefined ? { trainDays: o.trainDays } : {}),
     now: ctx.now,
+    isOfficer: async (handle) => (await ctx.store.directory.getUser(handle))?.role === "officer",
     publish: (stored) => ctx.fanout.publish(stored.map((alert) => ({ type: "alert", alert }))),
     webhooks,
     registry: ctx.metrics.registry,
@@ -68,6 +69,7 @@ export function setupDetection(app: FastifyInstance, ctx: ServerContext, o: Dete
     ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
     ...(o.stateIntervalMs !== undefined ? { stateIntervalMs: o.stateIntervalMs } : {}),
   });
-  alertRoutes(app, ctx, alerts);
+  const d = detector;
+  alertRoutes(app, ctx, alerts, () => d.learning(ctx.now()));
   return detector;
 }

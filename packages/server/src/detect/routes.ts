@@ -2,7 +2,8 @@
  * Alerts for security officers (role `officer`; anyone else gets 403 `forbidden`, which is itself audited as a
  * denied `audit.read`, and the `audit-read-denied` rule notices repeated tries):
  *   GET  /v1/alerts?after=ID&limit=N&severity=S&since=ISO   stored alerts in id order (page with `after`); `severity`
- *        is a minimum (high → high and critical); `since` filters on the triggering event's time
+ *        is a minimum (high → high and critical); `since` filters on the triggering event's time; with `learning`:
+ *        `{until, trainDays, active, hours}` (baselines still learning until `until`: only critical rules alert)
  *   POST /v1/alerts/:id/ack                                   acknowledge (the first acknowledgement stays)
  * Both are audited as `audit.read` (object `alerts`, `alert:<id>`): reading alerts reads the audit log's findings.
  */
@@ -11,6 +12,7 @@ import { ValiseError } from "@valise/core";
 import { SEVERITIES, type Severity } from "@valise/detect";
 import { type ServerContext, requireSession } from "../http/context.js";
 import type { AlertStore } from "./alert-store.js";
+import type { DetectionLearning } from "./detector.js";
 
 export const MAX_ALERT_PAGE = 1000;
 const QUERY_KEYS = new Set(["after", "limit", "severity", "since"]);
@@ -29,7 +31,12 @@ function intParam(v: unknown, name: string, max: number): number | undefined {
   return Number(v);
 }
 
-export function alertRoutes(app: FastifyInstance, ctx: ServerContext, alerts: AlertStore): void {
+export function alertRoutes(
+  app: FastifyInstance,
+  ctx: ServerContext,
+  alerts: AlertStore,
+  learning?: () => DetectionLearning,
+): void {
   app.get("/v1/alerts", async (req) => {
     await requireOfficer(ctx, req);
     const q = (req.query ?? {}) as Record<string, unknown>;
@@ -49,7 +56,8 @@ export function alertRoutes(app: FastifyInstance, ctx: ServerContext, alerts: Al
       since = typeof q.since === "string" && q.since.length <= 40 ? Date.parse(q.since) : NaN;
       if (Number.isNaN(since)) throw new ValiseError("bad_request", "since must be an ISO 8601 time");
     }
-    return { alerts: await alerts.list({ after, limit, minSeverity, since }) };
+    const list = await alerts.list({ after, limit, minSeverity, since });
+    return learning ? { alerts: list, learning: learning() } : { alerts: list };
   });
 
   app.post("/v1/alerts/:id/ack", async (req) => {
