@@ -301,9 +301,7 @@ for (const kind of DATABASE_KINDS) {
           await until("all webhooks", () => (hook.got.length === readAlerts.length ? true : undefined));
           assert.deepEqual(
             hook.got.map((g) => [g.body.type, g.body.id, g.body.rule]).sort((a, b) => byId(Number(a[1]), Number(b[1]))),
-            readAlerts
-              .map((a) => ["alert", a.id, "canary-touch"])
-              .sort((a, b) => byId(Number(a[1]), Number(b[1]))),
+            readAlerts.map((a) => ["alert", a.id, "canary-touch"]).sort((a, b) => byId(Number(a[1]), Number(b[1]))),
           );
           assert.deepEqual(readerPushed, [], "alerts are pushed to officers only");
         } finally {

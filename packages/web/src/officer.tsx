@@ -291,9 +291,7 @@ export function Officer({ ctx }: { ctx: Ctx }) {
       loadUsers(),
       ctx.client.alerts({ limit: 100 }).then(setAlerts),
       ctx.client.transport.alertsLearning().then(setLearning),
-    ]).catch((e: unknown) =>
-      setError(msg(e)),
-    );
+    ]).catch((e: unknown) => setError(msg(e)));
   }, [ctx.client, ctx.tick]);
   return (
     <section aria-labelledby="off-h">
@@ -307,8 +305,8 @@ export function Officer({ ctx }: { ctx: Ctx }) {
         <p className="learning" role="status">
           Detection is learning until{" "}
           {learning.until ? fmtTime(learning.until) : `${learning.trainDays} days after the first audited event`}: until
-          then only critical rules (canaries) alert. Working hours are profiled per person in UTC (audit events carry
-          no post time zone).
+          then only critical rules (canaries) alert. Working hours are profiled per person in UTC (audit events carry no
+          post time zone).
         </p>
       )}
       {alerts.length === 0 ? (
