@@ -22,7 +22,8 @@ export const DEVICES_USAGE = `usage: valise devices --profile DIR [--ack DEVICE]
 
 Lists this user's devices as the verified directory log shows them, and own-account alerts: a device this device
 did not enrol (and that was not there before it), a revocation, a clearance or role change.
-  --ack DEVICE   dismiss the alerts about DEVICE (a device you enrolled yourself, e.g. your new phone)
+  --ack DEVICE   dismiss the alerts about DEVICE (a device you enrolled yourself, e.g. your new phone), and tell
+                 the server (audited as directory.device.ack: detection does not take it for an intruder's device)
 With --json prints {"verified","checkpointSize","devices":[…],"alerts":[…],"error"}.`;
 export const SEND_USAGE = `usage: valise send --profile DIR --to HANDLE|UNIT [--label LABEL] TEXT [--json]
 
@@ -196,6 +197,18 @@ export async function devices(argv: string[]): Promise<number> {
   for (const d of values.ack ?? []) {
     await c.ackDevice(d);
     acked.push(d);
+  }
+  if (acked.length > 0) {
+    // Tell the server too (audited as directory.device.ack): detection then does not take the device for an
+    // intruder's. The local dismissal stands if the server refuses (e.g. a revoked device).
+    try {
+      await c.login();
+      for (const d of acked) await c.transport.ackOwnDevice(d);
+    } catch (e) {
+      process.stderr.write(
+        `valise: the server was not told about the acknowledgement: ${e instanceof Error ? e.message : String(e)}\n`,
+      );
+    }
   }
   const out = {
     verified: r.verified,

@@ -721,6 +721,14 @@ export class HttpTransport {
     const r = await this.call<{ learning?: AlertsLearning }>("GET", "/v1/alerts?limit=1");
     return r.learning && typeof r.learning === "object" ? r.learning : null;
   }
+  /** The user acknowledges their own device (audited as directory.device.ack; detection then trusts it). */
+  ackOwnDevice(id: string) {
+    return this.call<{ device: string; acknowledged: boolean; from: string }>(
+      "POST",
+      `/v1/devices/${encodeURIComponent(id)}/ack`,
+      {},
+    );
+  }
   ackAlert(id: number) {
     return this.call<ServerAlert>("POST", `/v1/alerts/${encodeURIComponent(String(id))}/ack`, {});
   }

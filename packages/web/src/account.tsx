@@ -47,6 +47,12 @@ export function Account({ ctx, own, onAck }: { ctx: Ctx; own: OwnState | null; o
                       void ctx.client
                         .ackDevice(a.device!)
                         .then(() => ctx.client.save())
+                        // Tell the server too (detection then trusts the device); a refusal leaves the dismissal.
+                        .then(() =>
+                          a.kind === "device.revoke"
+                            ? undefined
+                            : ctx.client.transport.ackOwnDevice(a.device!).catch(() => undefined),
+                        )
                         .then(() => {
                           onAck();
                           devicesH.current?.focus();

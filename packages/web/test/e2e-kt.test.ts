@@ -231,6 +231,10 @@ test(
           },
         });
         await officer.documents.setCanary(doc.id, true);
+        // The officer's own marking raises no alert (issue 16); opening the canary does, whoever opens it.
+        let opened = 0;
+        for await (const chunk of (await officer.documents.get(doc.id)).bytes) opened += chunk.length;
+        assert.equal(opened, bytes.length);
         await officer.save();
 
         // Pushed to the officer's session: the list updates without a reload.

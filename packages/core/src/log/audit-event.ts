@@ -22,6 +22,8 @@ export const AUDIT_ACTIONS = [
   "directory.keypackage.add",
   "directory.device.add",
   "directory.device.revoke",
+  // The owner acknowledged their own device (POST /v1/devices/:id/ack; issue 16).
+  "directory.device.ack",
   "directory.clearance.set",
   "directory.role.set",
   // Staff lifecycle (issue 12).

@@ -125,6 +125,8 @@ export const AUDITED_ROUTES: Record<string, RouteAudit> = {
     inTransaction: true,
     fromRoute: true,
   },
+  // A user acknowledges their own device (detect/device-ack.ts): detection trusts it from then on.
+  "POST /v1/devices/:id/ack": { action: "directory.device.ack", write: true, fromRoute: true },
   // Key-transparency reports (detect/kt-reports.ts): audited with the alert they raise, in one transaction.
   "POST /v1/kt/reports": { action: "kt.report", write: true, inTransaction: true, fromRoute: true },
   // Successes are audited in the clearance change's own transaction (actor = the officer); denials here.
@@ -145,6 +147,8 @@ export interface ObjectAudit {
   unit?: string | null;
   canary?: boolean;
   bytes?: number;
+  /** For directory device actions: the device concerned. */
+  targetDevice?: string | null;
 }
 
 declare module "fastify" {
@@ -296,6 +300,7 @@ export function installAuditHook(app: FastifyInstance, ctx: ServerContext): void
         unit: o.unit ?? null,
         bytes: o.bytes ?? (route.write ? Number(req.headers["content-length"] ?? 0) : payloadBytes(payload)),
         canary: o.canary ?? false,
+        ...(o.targetDevice ? { targetDevice: o.targetDevice } : {}),
         outcome: ok ? "ok" : "denied",
       };
     }

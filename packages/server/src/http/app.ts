@@ -39,6 +39,7 @@ import { passkeyRoutes, type WebAuthnOptions } from "./routes-passkeys.js";
 import { webRoutes } from "./web.js";
 import { lifecycleRoutes } from "./routes-lifecycle.js";
 import { ktReportRoutes } from "../detect/kt-reports.js";
+import { deviceAckRoutes } from "../detect/device-ack.js";
 
 export type { WebAuthnOptions } from "./routes-passkeys.js";
 export { WEB_CSP } from "./web.js";
@@ -235,6 +236,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   directoryRoutes(app, ctx);
   lifecycleRoutes(app, ctx);
   ktReportRoutes(app, ctx);
+  deviceAckRoutes(app, ctx);
   conversationRoutes(app, ctx);
   blobRoutes(app, ctx, {
     ...(opts.uploadTtlMs !== undefined ? { uploadTtlMs: opts.uploadTtlMs } : {}),
