@@ -24,6 +24,7 @@ export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host 
                    [--rules DIR|FILE …] [--no-default-rules] [--alert-webhook URL …] [--detect-train-days N]
                    [--web DIR | --no-web] [--web-origin URL …] [--upload-ttl DURATION]
                    [--trust-proxy CIDR …] [--metrics-listen HOST:PORT | --metrics-listen off]
+                   [--blob-quota SIZE]
 
 Starts the Valise server: delivery service, directory, key packages, WebSocket push, /healthz (liveness: 200
 while the process answers), /readyz (readiness: 503 store_error while the database or the disk cannot be read or
@@ -48,6 +49,8 @@ the server recovers by itself when the database is back.
   --trust-proxy CIDR  a TLS-terminating reverse proxy (address or CIDR, e.g. 10.0.0.5 or 10.0.0.0/24), repeatable:
                     X-Forwarded-For is believed only from these peers, so audit "source", rate limits and detection
                     see the real client address. Never list addresses that untrusted clients can connect from
+  --blob-quota SIZE  per-user quota for uploaded ciphertext (documents, attachments): bytes or 500M, 20G, 1T;
+                    default 20G. An upload that would exceed it is refused with 413 too_large naming the usage
   --metrics-listen HOST:PORT  Prometheus /metrics on its own listener; default 127.0.0.1:9464 (skipped with a
                     warning if that port is taken); "off" for none. The API port serves /metrics only with
                     VALISE_METRICS_TOKEN (Authorization: Bearer <token>)
@@ -99,6 +102,7 @@ export async function serve(argv: string[]): Promise<number> {
       "upload-ttl": { type: "string" },
       "trust-proxy": { type: "string", multiple: true },
       "metrics-listen": { type: "string" },
+      "blob-quota": { type: "string" },
     },
     SERVE_USAGE,
   );
@@ -168,6 +172,13 @@ export async function serve(argv: string[]): Promise<number> {
       throw new UsageError(`--trust-proxy ${JSON.stringify(c)}: not an IP address or CIDR\n\n${SERVE_USAGE}`);
     return c;
   });
+  const quotaArg = values["blob-quota"];
+  const quotaM = quotaArg === undefined ? null : /^([0-9]{1,15})([KMGT]?)$/i.exec(quotaArg);
+  if (quotaArg !== undefined && !quotaM)
+    throw new UsageError(`--blob-quota must be a size such as 500M or 20G\n\n${SERVE_USAGE}`);
+  const blobQuotaBytes = quotaM
+    ? Number(quotaM[1]) * 1024 ** "_KMGT".indexOf((quotaM[2] || "_").toUpperCase())
+    : undefined;
   const metricsListen = values["metrics-listen"] ?? "127.0.0.1:9464";
   const metricsAt = metricsListen === "off" ? null : parseHostPort(metricsListen);
   if (metricsListen !== "off" && metricsAt === null)
@@ -182,6 +193,7 @@ export async function serve(argv: string[]): Promise<number> {
     store,
     ...(trustProxy.length > 0 ? { trustProxy } : {}),
     ...(metricsToken !== undefined ? { metricsToken } : {}),
+    ...(blobQuotaBytes !== undefined ? { blobQuotaBytes } : {}),
     mls: protocolServerMls,
     logger: { level: values["log-level"] ?? "info" },
     logKey,

@@ -8,7 +8,9 @@ import assert from "node:assert/strict";
 import { parseAuditEvent, randomId, type AuditEvent } from "@valise/core";
 import { DATABASE_KINDS } from "./helpers/databases.js";
 import { startTestServer, type TestServer } from "./helpers/server.js";
-import { call, jsonMls, login, mlsBytes, type Session } from "./helpers/content.js";
+import { call, jsonMls, login, mlsBytes, uploadBlob, type Session } from "./helpers/content.js";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
 import { WebSocket } from "ws";
 import { serveMetrics } from "../src/index.js";
 import { createMetrics } from "../src/metrics.js";
@@ -308,6 +310,37 @@ for (const kind of DATABASE_KINDS) {
         assert.equal((await fetch(m.url.replace("/metrics", "/v1/me"))).status, 404);
       } finally {
         await m.close();
+      }
+    });
+
+    test("finding 10: per-user blob quota (413 naming the usage); a missing blob file is 404, not 500", async () => {
+      const q = await startTestServer(kind, { mls: jsonMls, app: { blobQuotaBytes: 1000 } });
+      try {
+        await q.store.directory.addUnit("HQ/ASIA-1", "SECRET/ASIA");
+        await q.store.directory.addUser({ handle: "alice", units: ["HQ/ASIA-1"], clearance: "SECRET", role: "user" });
+        await q.store.directory.addUser({ handle: "bob", units: ["HQ/ASIA-1"], clearance: "SECRET", role: "user" });
+        const a = await login(q.url, q.store, "alice", "d-alice00001");
+        const b = await login(q.url, q.store, "bob", "d-bob0000001");
+        const id = await uploadBlob(q.url, a, new Uint8Array(600).fill(7));
+        const over = await call(q.url, a, "POST", "/v1/blobs", { size: 500 });
+        assert.equal(over.status, 413, over.text);
+        assert.equal(over.json.code, "too_large");
+        assert.match(String(over.json.message), /quota/);
+        assert.equal(over.json.usedBytes, 600);
+        assert.equal(over.json.quotaBytes, 1000);
+        // Per user: bob's own quota is untouched.
+        assert.equal((await call(q.url, b, "POST", "/v1/blobs", { size: 900 })).status, 201);
+        assert.equal((await call(q.url, a, "POST", "/v1/blobs", { size: 400 })).status, 201);
+        // The blob's file disappears from the store: 404 with a clear message (before: 500).
+        const got = await fetch(`${q.url}/v1/blobs/${id}`, { headers: { authorization: `Bearer ${a.token}` } });
+        assert.equal(got.status, 200);
+        await got.arrayBuffer();
+        rmSync(join(q.db.dataDir, "blobs", id.slice(2, 4), id));
+        const gone = await call(q.url, a, "GET", `/v1/blobs/${id}`);
+        assert.equal(gone.status, 404, gone.text);
+        assert.match(String(gone.json.message), /missing/);
+      } finally {
+        await q.close();
       }
     });
   });

@@ -216,10 +216,13 @@ for (const kind of DATABASE_KINDS) {
         const o = await post("/v1/auth/passkey/options", { device: "d-alice000001" });
         assert.equal(o.statusCode, 200);
         const j = o.json<{ challenge: string; options: { challenge: string; allowCredentials: { id: string }[] } }>();
-        assert.deepEqual(
-          j.options.allowCredentials.map((c) => c.id),
-          [b64u(auth.id)],
-        );
+        // Uniform for all devices (issue 13 finding 10): no credential id, nothing telling a passkey device apart
+        // from one without or from an unknown one (the passkey is discoverable).
+        assert.deepEqual(j.options.allowCredentials, []);
+        const unknown = (await post("/v1/auth/passkey/options", { device: "d-nobody000001" })).json<typeof j>();
+        const shape = (x: typeof j) => ({ ...x.options, challenge: typeof x.options.challenge });
+        assert.deepEqual(shape(unknown), shape(j));
+        assert.ok(!o.body.includes(b64u(auth.id)));
         const m = mutate({ challenge: j.challenge, webauthn: j.options.challenge });
         return post("/v1/auth/passkey/session", {
           device: "d-alice000001",

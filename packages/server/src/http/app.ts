@@ -109,6 +109,8 @@ export interface AppOptions {
    * there at all: run `serveMetrics` on its own (loopback) listener instead.
    */
   metricsToken?: string;
+  /** Per-user blob quota in bytes (the announced sizes of the user's blobs); default 20 GiB. Beyond: 413. */
+  blobQuotaBytes?: number;
 }
 
 export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance; ctx: ServerContext }> {
@@ -241,6 +243,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   blobRoutes(app, ctx, {
     ...(opts.uploadTtlMs !== undefined ? { uploadTtlMs: opts.uploadTtlMs } : {}),
     ...(opts.uploadReapIntervalMs !== undefined ? { reapIntervalMs: opts.uploadReapIntervalMs } : {}),
+    ...(opts.blobQuotaBytes !== undefined ? { quotaBytes: opts.blobQuotaBytes } : {}),
   });
   documentRoutes(app, ctx);
   cableRoutes(app, ctx);

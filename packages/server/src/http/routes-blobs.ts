@@ -65,7 +65,12 @@ export interface BlobRouteOptions {
   uploadTtlMs?: number;
   /** How often to look for them; default a quarter of the TTL, between 1 s and 10 min. */
   reapIntervalMs?: number;
+  /** Per-user blob quota in bytes (announced sizes of the user's blobs); default DEFAULT_BLOB_QUOTA. */
+  quotaBytes?: number;
 }
+
+/** Default per-user blob quota: 20 GiB. */
+export const DEFAULT_BLOB_QUOTA = 20 * 1024 ** 3;
 
 export function blobRoutes(app: FastifyInstance, ctx: ServerContext, opts: BlobRouteOptions = {}): void {
   const { blobs, blobBytes } = ctx.store;
@@ -165,6 +170,14 @@ export function blobRoutes(app: FastifyInstance, ctx: ServerContext, opts: BlobR
     const v = await viewerOf(ctx, req);
     const id = randomId("b");
     auditObject(req, { object: id, unit: v.units[0] ?? null, bytes: 0 });
+    const quota = opts.quotaBytes ?? DEFAULT_BLOB_QUOTA;
+    const used = await blobs.usedBy(v.handle);
+    if (used + req.body.size > quota)
+      throw new ValiseError(
+        "too_large",
+        `blob quota exceeded: you hold ${used} bytes of your ${quota}; this upload needs ${req.body.size} more`,
+        { quotaBytes: quota, usedBytes: used },
+      );
     const b = await blobs.create({ id, owner: v.handle, ownerDevice: v.deviceId, size: req.body.size });
     await blobBytes.create(id);
     return reply.status(201).send(present(b, 0));
@@ -233,6 +246,12 @@ export function blobRoutes(app: FastifyInstance, ctx: ServerContext, opts: BlobR
     if (!b) throw new ValiseError("not_found", `no blob ${req.params.id}`);
     await blobAccess(ctx, req, v, b);
     if (!b.complete) throw new ValiseError("conflict", `blob ${b.id} is not completely uploaded yet`);
+    // The file may be gone (operator error, a failed disk): a clear 404, never a 500 or a stream that breaks.
+    const onDisk = await blobBytes.size(b.id);
+    if (onDisk === null || onDisk < b.size) {
+      req.log.error({ blob: b.id, onDisk }, "blob content missing from the blob store");
+      throw new ValiseError("not_found", `blob ${b.id}: its content is missing on the server`);
+    }
     let start = 0;
     const m = /^bytes=([0-9]{1,16})-([0-9]{0,16})$/.exec(req.headers.range ?? "");
     if (m) {

@@ -93,7 +93,8 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext, opts: We
       userDisplayName: `${s.handle} (${dev.name})`,
       challenge: new Uint8Array(utf8(challenge)),
       attestationType: "none",
-      authenticatorSelection: { residentKey: "preferred", userVerification: "required" },
+      // Discoverable: the login options name no credential (see /v1/auth/passkey/options).
+      authenticatorSelection: { residentKey: "required", userVerification: "required" },
       supportedAlgorithmIDs: [-7, -8, -257],
     });
     return { challenge, options };
@@ -148,13 +149,14 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext, opts: We
     { schema: { body: OptionsBody } },
     async (req, reply) => {
       rateLimit(ctx, req, reply);
-      const rows = isDeviceId(req.body.device) ? await passkeysOf(req.body.device) : [];
+      // The same answer for every device, known or not, with or without a passkey: no oracle, and no credential id
+      // to an unauthenticated caller. Passkeys are discoverable (resident), so the browser finds this device's.
       const { challenge } = await directory.createChallenge(req.body.device);
       const options = await generateAuthenticationOptions({
         rpID: opts.rpId,
         challenge: new Uint8Array(utf8(challenge)),
         userVerification: "required",
-        allowCredentials: rows.map((r) => ({ id: r.credential_id, transports: transports(r) })),
+        allowCredentials: [],
       });
       return { challenge, options };
     },

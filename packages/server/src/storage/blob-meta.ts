@@ -63,6 +63,16 @@ export class BlobMetaStore {
     return toBlob(row);
   }
 
+  /** Bytes announced by the user's blobs (uploaded or still uploading): what counts against the blob quota. */
+  async usedBy(owner: string): Promise<number> {
+    const r = await this.db
+      .selectFrom("blobs")
+      .select((eb) => eb.fn.coalesce(eb.fn.sum<number>("size"), eb.lit(0)).as("n"))
+      .where("owner", "=", owner)
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
   async get(id: string): Promise<BlobRecord | null> {
     const r = await this.db.selectFrom("blobs").selectAll().where("id", "=", id).executeTakeFirst();
     return r ? toBlob(r) : null;
