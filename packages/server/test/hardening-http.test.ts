@@ -10,6 +10,7 @@ import { DATABASE_KINDS } from "./helpers/databases.js";
 import { startTestServer, type TestServer } from "./helpers/server.js";
 import { call, jsonMls, login, mlsBytes, uploadBlob, type Session } from "./helpers/content.js";
 import { rmSync } from "node:fs";
+import { generateKeyPairSync, sign } from "node:crypto";
 import { join } from "node:path";
 import { WebSocket } from "ws";
 import { serveMetrics } from "../src/index.js";
@@ -342,6 +343,55 @@ for (const kind of DATABASE_KINDS) {
       } finally {
         await q.close();
       }
+    });
+
+    test("finding 10: a device enrolled from a browser must use its passkey (device key alone only to register it)", async () => {
+      const d = srv.store.directory;
+      await d.addUser({ handle: "wendy", units: ["HQ/ASIA-1"], clearance: "SECRET", role: "user" });
+      const enrollAndLogin = async (device: string, headers: Record<string, string>) => {
+        const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+        const raw = publicKey.export({ format: "der", type: "spki" }).subarray(12);
+        const { enrollmentCode } = await d.newEnrollmentCode("wendy");
+        const e = await srv.app.inject({
+          method: "POST",
+          url: "/v1/enroll",
+          headers,
+          payload: {
+            code: enrollmentCode,
+            device: { id: device, name: "t", signaturePublicKey: raw.toString("base64") },
+            keyPackages: [],
+          },
+        });
+        assert.equal(e.statusCode, 201, e.body);
+        return async () => {
+          const ch = (await srv.app.inject({ method: "POST", url: "/v1/auth/challenge", payload: { device } })).json<{
+            challenge: string;
+          }>().challenge;
+          const signature = sign(null, Buffer.from(`valise-login:${ch}`), privateKey).toString("base64");
+          return srv.app.inject({
+            method: "POST",
+            url: "/v1/auth/session",
+            payload: { device, challenge: ch, signature },
+          });
+        };
+      };
+      const browserLogin = await enrollAndLogin("d-wendyweb01", {
+        origin: "https://valise.mfa.example",
+        "sec-fetch-mode": "cors",
+      });
+      const cliLogin = await enrollAndLogin("d-wendycli01", {});
+      // Within the enrollment window: the device key alone logs in (to register the passkey).
+      assert.equal((await browserLogin()).statusCode, 201);
+      await srv.store.handle.db
+        .updateTable("browser_devices")
+        .set({ enrolled_at: Date.now() - 16 * 60 * 1000 })
+        .where("device_id", "=", "d-wendyweb01")
+        .execute();
+      const late = await browserLogin();
+      assert.equal(late.statusCode, 401, late.body);
+      assert.equal(late.json<{ passkeyRequired?: boolean }>().passkeyRequired, true);
+      // A CLI device (no browser headers at enrollment) is unaffected.
+      assert.equal((await cliLogin()).statusCode, 201);
     });
   });
 }

@@ -3,7 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
 import { ValiseError, isDeviceId, utf8, parseUserHandle, type UserHandle } from "@valise/core";
 import { type ServerContext, b64, rateLimit, requireSession } from "./context.js";
-import { hasPasskey } from "./routes-passkeys.js";
+import { PASSKEY_ENROLL_WINDOW_MS, hasPasskey } from "./routes-passkeys.js";
 
 const B64 = Type.String({ maxLength: 1_000_000, pattern: "^[A-Za-z0-9+/]*={0,2}$" });
 const DeviceIdT = Type.String({ pattern: "^d-[a-z0-9]{8,64}$" });
@@ -64,6 +64,13 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
             throw new ValiseError("bad_request", "key packages name another user than the enrollment code");
         },
       );
+      // A browser announces itself (Origin on a POST, Sec-Fetch-* headers): such a device must use its passkey.
+      if (fromBrowser(req.headers))
+        await ctx.store.handle.db
+          .insertInto("browser_devices")
+          .values({ device_id: body.device.id, enrolled_at: ctx.now() })
+          .onConflict((oc) => oc.column("device_id").doNothing())
+          .execute();
       req.log.info({ handle: user.handle, device: body.device.id }, "device enrolled");
       return reply.status(201).send({
         user: { handle: user.handle, units: user.units, clearance: user.clearance, role: user.role },
@@ -103,8 +110,18 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
           "unauthenticated",
           "login failed: unknown or revoked device, expired or reused challenge, or bad signature",
         );
-      // A browser device that registered a passkey logs in with it too (routes-passkeys.ts).
+      // A browser device that registered a passkey logs in with it too (routes-passkeys.ts); one enrolled from a
+      // browser logs in with its device key alone only to register its passkey, within the enrollment window.
       if (await hasPasskey(ctx, dev.id))
+        throw new ValiseError("unauthenticated", "this device logs in with its passkey: /v1/auth/passkey/session", {
+          passkeyRequired: true,
+        });
+      const browser = await ctx.store.handle.db
+        .selectFrom("browser_devices")
+        .select("enrolled_at")
+        .where("device_id", "=", dev.id)
+        .executeTakeFirst();
+      if (browser && ctx.now() - Number(browser.enrolled_at) > PASSKEY_ENROLL_WINDOW_MS)
         throw new ValiseError("unauthenticated", "this device logs in with its passkey: /v1/auth/passkey/session", {
           passkeyRequired: true,
         });
@@ -186,4 +203,11 @@ export async function withLogIndices(ctx: ServerContext, u: ReturnType<typeof pr
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** Browsers send Origin on a POST and Sec-Fetch-* metadata; Node's fetch and the CLI send neither. */
+export function fromBrowser(headers: Record<string, string | string[] | undefined>): boolean {
+  return (
+    headers.origin !== undefined || headers["sec-fetch-mode"] !== undefined || headers["sec-fetch-site"] !== undefined
+  );
 }

@@ -551,6 +551,23 @@ function m010(d: Dialect): Migration {
   };
 }
 
+/**
+ * Devices enrolled from a browser (the enrollment request carried Origin / Sec-Fetch-* headers): they must log in
+ * with their passkey; a device-key-only login is allowed only within the passkey enrollment window (issue 13).
+ */
+function m011(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("browser_devices")
+        .addColumn("device_id", "text", (c) => c.primaryKey())
+        .addColumn("enrolled_at", t.int64, (c) => c.notNull())
+        .execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -565,6 +582,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         "008_incidents_taxii": m008(d),
         "009_passkeys": m009(d),
         "010_user_state": m010(d),
+        "011_browser_devices": m011(d),
       };
     },
   };

@@ -254,6 +254,11 @@ export interface IncidentKeysTable {
   created_at: number;
 }
 
+export interface BrowserDevicesTable {
+  device_id: string;
+  enrolled_at: number | string | bigint;
+}
+
 export interface PasskeysTable {
   credential_id: string; // base64url, as WebAuthn names it
   device_id: string;
@@ -300,4 +305,5 @@ export interface Database {
   taxii_objects: TaxiiObjectsTable;
   incident_keys: IncidentKeysTable;
   passkeys: PasskeysTable;
+  browser_devices: BrowserDevicesTable;
 }
