@@ -81,8 +81,11 @@ async function commit(
 ): Promise<CommitOutput> {
   const cs = await suiteImpl(ctx.crypto);
   const state = clientState(g, door);
-  // We encrypt path secrets to every current member: each must pass the door (cached per tree).
-  await door.requireTree(state.ratchetTree, "commit to group");
+  // We encrypt path secrets to every member that stays: each must pass the door (cached per tree). Members this
+  // commit removes get nothing from it, so they are not asked about (a revoked device would fail).
+  const leaving = new Set<number>();
+  for (const p of proposals) if (p.proposalType === "remove") leaving.add(p.remove.removed);
+  await door.requireTree(state.ratchetTree, "commit to group", leaving);
   const r: CreateCommitResult = await createCommit(
     { state, cipherSuite: cs },
     // The Welcome carries the ratchet tree (§12.4.3.3) so joiners need nothing from the server but the Welcome.

@@ -30,17 +30,21 @@ export class DoorCheck implements AuthenticationService {
   readonly refused: { cred: DeviceCredential | null; reason: string }[] = [];
   constructor(private readonly verifier: DeviceVerifier) {}
 
-  /** Every leaf of `tree` must pass the door (cached per verifier and tree value). */
-  async requireTree(tree: RatchetTree, what: string): Promise<void> {
+  /**
+   * Every leaf of `tree` must pass the door (cached per verifier and tree value), except the leaves in `leaving`
+   * (leaf indices a Remove in the same commit takes out): a removal must never need the removed member — a revoked
+   * device — to pass the door, or revoking a device would block every later commit to its groups.
+   */
+  async requireTree(tree: RatchetTree, what: string, leaving: ReadonlySet<number> = new Set()): Promise<void> {
     const seen = verifiedTrees.get(this.verifier);
     if (seen?.has(tree)) return;
     const creds: (DeviceCredential | null)[] = [];
     for (let i = 0; i < tree.length; i += 2) {
       const n = tree[i];
-      if (n?.nodeType === "leaf") creds.push(leafCredential(n.leaf));
+      if (n?.nodeType === "leaf" && !leaving.has(i / 2)) creds.push(leafCredential(n.leaf));
     }
     await this.requireAll(creds, what);
-    this.markTree(tree);
+    if (leaving.size === 0) this.markTree(tree);
   }
 
   /** Record that every leaf of `tree` has passed (the caller checked the ones that changed since a verified tree). */

@@ -115,3 +115,31 @@ void test("three devices of two users: create, add, converse, update, remove, en
   const m5 = await send(alice, ga, "welcome back");
   assert.equal(td.decode((await receive(bob, gb, m5.message)).plaintext), "welcome back");
 });
+
+void test("a revoked device is removed from a group loaded fresh (a new process): the removal never asks the door about the removed member", async () => {
+  const dir = new Directory();
+  const alice = await device("alice", dir);
+  const bob = await device("bob", dir);
+  const carol = await device("carol", dir);
+  const ga0 = await createGroup(alice.ctx, te.encode("conv-revoke"));
+  const add = await addDevices(alice.ctx, ga0, [bob.kps[0]!.publicBytes, carol.kps[0]!.publicBytes]);
+  // A fresh process: the group is decoded from the profile, so no tree is cached as verified.
+  const stored = encodeGroup(add.group);
+  dir.revoke(bob.keys);
+  const fresh = decodeGroup(stored);
+  const rm = await removeDevices(alice.ctx, fresh, [bob.keys.device]);
+  assert.deepEqual(rm.removed, [bob.keys.device]);
+  assert.deepEqual(
+    groupMembers(rm.group).map((m) => m.device),
+    [alice.keys.device, carol.keys.device],
+  );
+  // Everyone who stays still passes the door: a refused remaining member still blocks the commit.
+  dir.revoke(carol.keys);
+  await assert.rejects(removeDevices(alice.ctx, decodeGroup(stored), [bob.keys.device]), {
+    code: "device_not_verified",
+  });
+  // And the next message encrypts without asking about the removed device.
+  dir.enroll(carol.keys);
+  const m = await encryptMessage(alice.ctx, decodeGroup(encodeGroup(rm.group)), te.encode("after"), te.encode("U"));
+  assert.ok(m.message.length > 0);
+});
