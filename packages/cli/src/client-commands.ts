@@ -164,7 +164,9 @@ export async function sync(argv: string[]): Promise<number> {
           ? `${q(it.time)} [${q(it.label)}] ${q(it.precedence)} CABLE ${q(it.reference)} from ${q(it.originator)}: ${q(it.text)}`
           : it.type === "document"
             ? `${q(it.time)} [${q(it.label)}] DOCUMENT ${q(it.id)} v${it.version} from ${q(it.from)}: ${q(it.text)}`
-            : `${q(it.time)} [${q(it.label)}] ${it.type === "alert" ? "ALERT " : ""}${q(it.from)}: ${it.type === "message" ? body(it.text) : q(it.text)}`,
+            : it.type === "directory"
+              ? `${q(it.time)} DIRECTORY ${q(it.text)}`
+              : `${q(it.time)} [${q(it.label)}] ${it.type === "alert" ? "ALERT " : ""}${q(it.from)}: ${it.type === "message" ? body(it.text) : q(it.text)}`,
       );
   return 0;
 }

@@ -136,7 +136,19 @@ export class ValiseClient {
         ...(transparency?.now ? { now: transparency.now } : {}),
       },
     );
-    this.transparency = state.trust ? new TransparencyVerifier(this.transport, state, transparency) : null;
+    this.transparency = state.trust
+      ? new TransparencyVerifier(this.transport, state, {
+          ...transparency,
+          // A forged row the log does not explain reaches the security officers too (best effort: a server that drops
+          // the report cannot silence the user's own alert).
+          onMismatch:
+            transparency?.onMismatch ??
+            ((m) => {
+              void this.reportMismatch(m.subject, m.differences).catch(() => undefined);
+            }),
+          watched: () => this.watchedUsers(),
+        })
+      : null;
     this.verifier = this.transparency ?? new DirectoryVerifier(this.transport);
     this.keys = {
       user: state.handle as UserHandle,
@@ -472,10 +484,27 @@ export class ValiseClient {
     items.unshift(...out);
   }
 
-  /** Own-account monitoring: new directory log entries about this user become alert items. */
+  /**
+   * Monitoring: new directory log entries about this user become alert items, and changes to the units it belongs to
+   * and the people it talks to (members joining or leaving, new devices, …) become `directory` items — before
+   * anything new is encrypted to them.
+   */
   private async monitorLog(items: ReceivedItem[]): Promise<void> {
     if (!this.transparency) return;
-    const { alerts, error } = await this.transparency.monitor();
+    const { alerts, notices, error } = await this.transparency.monitor();
+    for (const n of notices)
+      items.push({
+        type: "directory",
+        from: n.user ?? "",
+        conversation: "",
+        label: "",
+        text: n.text,
+        seq: n.logIndex,
+        time: new Date(n.time).toISOString(),
+        event: n.event,
+        unit: n.unit,
+        device: n.device,
+      });
     for (const a of alerts) items.push(alertItem(a.text, a.logIndex, a.time));
     if (error && error !== this.lastLogError) items.push(alertItem(error, -1, Date.now()));
     this.lastLogError = error;
@@ -853,14 +882,48 @@ export class ValiseClient {
   }
   private readonly extraMembers = new Map<string, string[]>();
 
-  /** Users who should be in the conversation, per its kind and the directory. */
+  /** Users this device talks to outside its units (membership monitoring watches their directory changes too). */
+  private watchedUsers(): string[] {
+    const out = new Set<string>();
+    for (const c of Object.values(this.state.conversations)) {
+      if (c.peer) out.add(c.peer);
+      if (c.kind !== "group") continue;
+      try {
+        for (const m of groupMembers(this.group(c.id))) out.add(m.user);
+      } catch {
+        /* a conversation whose state cannot be read watches nobody */
+      }
+    }
+    out.delete(this.handle);
+    return [...out];
+  }
+
+  /** Tell the security officers that the server's directory disagrees with the log (needs the server's report route). */
+  private async reportMismatch(subject: string, differences: string[]): Promise<void> {
+    const t = this.transport as HttpTransport & {
+      reportKt?: (b: { kind: string; subject: string; detail: string }) => Promise<unknown>;
+    };
+    if (typeof t.reportKt !== "function") return;
+    await this.authed(() =>
+      t.reportKt!({
+        kind: "directory_mismatch",
+        subject: subject.slice(0, 200),
+        detail: differences.join("; ").slice(0, 2000),
+      }),
+    );
+  }
+
+  /**
+   * Users who should be in the conversation, per its kind and the directory (with key transparency, the log: a
+   * member the server adds by a database row alone is not one).
+   */
   private async intendedUsers(conv: ConversationState): Promise<string[]> {
     const users = new Set<string>([this.handle]);
     if (conv.kind === "direct" && conv.peer) users.add(conv.peer);
     if ((conv.kind === "unit" || conv.kind === "link") && conv.unit)
-      for (const u of (await this.transport.unitMembers(conv.unit)).members) users.add(u);
+      for (const u of await this.verifier.unitMembers(conv.unit)) users.add(u);
     if (conv.kind === "link" && conv.fromUnit)
-      for (const u of (await this.transport.unitMembers(conv.fromUnit)).members) users.add(u);
+      for (const u of await this.verifier.unitMembers(conv.fromUnit)) users.add(u);
     if (conv.kind === "group") {
       for (const m of groupMembers(this.group(conv.id))) users.add(m.user);
       for (const u of this.extraMembers.get(conv.id) ?? []) users.add(u);
@@ -876,12 +939,26 @@ export class ValiseClient {
     const conv = this.state.conversations[id]!;
     const label = parseLabel(conv.label);
     this.verifier.forget();
+    // A unit carries nothing above its max label (with key transparency, the label the log sets).
+    for (const unitName of [conv.unit, conv.kind === "link" ? conv.fromUnit : null]) {
+      if ((conv.kind !== "unit" && conv.kind !== "link") || !unitName) continue;
+      const unit = await this.verifier.unit(unitName);
+      if (!unit) throw new ValiseError("not_found", `no unit ${unitName} in the directory`);
+      if (!dominates(parseLabel(unit.maxLabel), label))
+        throw new ValiseError("forbidden", `${unitName} may carry at most ${unit.maxLabel}, not ${conv.label}`);
+    }
     for (let attempt = 0; ; attempt++) {
       const users = await this.intendedUsers(conv);
       const wanted = new Map<string, string>(); // device → user
       for (const u of users) {
         const du = await this.verifier.user(u);
         if (!du) throw new ValiseError("not_found", `no user ${u}`);
+        if (du.disabled) {
+          if (u === this.handle) throw new ValiseError("forbidden", "your account is disabled");
+          if (conv.kind === "direct" || (this.extraMembers.get(id) ?? []).includes(u))
+            throw new ValiseError("forbidden", `${u}'s account is disabled`);
+          continue; // offboarded: removed from every conversation by the next sender
+        }
         if (!dominates(parseLabel(du.clearance), label)) {
           if (u === this.handle) throw new ValiseError("not_cleared", `you are not cleared for ${conv.label}`);
           if (conv.kind === "direct" || (this.extraMembers.get(id) ?? []).includes(u))
@@ -964,7 +1041,14 @@ export class ValiseClient {
     const conv = this.state.conversations[id];
     if (!conv) throw new ValiseError("not_found", `unknown conversation ${id}`);
     for (let attempt = 0; ; attempt++) {
-      await this.checkMembersCleared(conv);
+      const offenders = await this.checkMembersCleared(conv);
+      if (offenders.length > 0) {
+        // Members the directory (the log) no longer proves — revoked, uncleared, moved out, disabled, or never there:
+        // commit their removal first, then encrypt to the members that remain.
+        if (attempt >= MAX_RETRIES) throw offenders[0]!;
+        await this.reconcile(id);
+        continue;
+      }
       const { group, message } = await encryptMessage(
         this.ctx,
         this.group(id),
@@ -993,20 +1077,29 @@ export class ValiseClient {
     }
   }
 
-  /** The client half of need-to-know: refuse to encrypt to a group holding a device not cleared for its label. */
-  private async checkMembersCleared(conv: ConversationState): Promise<void> {
+  /**
+   * The client half of need-to-know: every member of the group must be an active device of a user the door says is
+   * cleared for its label (and, for unit and link conversations, a member of those units). Returns why each member
+   * that is not must go (the caller removes them before encrypting); nothing is encrypted to them.
+   */
+  private async checkMembersCleared(conv: ConversationState): Promise<ValiseError[]> {
     const label = parseLabel(conv.label);
+    const out: ValiseError[] = [];
     for (const m of groupMembers(this.group(conv.id))) {
+      if (m.device === this.deviceId) continue;
       const u = await this.verifier.user(m.user);
       const dev = u?.devices.find((d) => d.id === m.device);
-      if (!u || !dev || dev.revokedAt !== null)
-        throw new ValiseError("device_not_verified", `${m.user}'s device ${m.device} is not an active device`);
-      if (!dominates(parseLabel(u.clearance), label))
-        throw new ValiseError("not_cleared", `${m.user} is in the group but not cleared for ${conv.label}`);
-      const units = [conv.unit, conv.kind === "link" ? conv.fromUnit : null].filter((x): x is string => !!x);
-      if ((conv.kind === "unit" || conv.kind === "link") && !units.some((x) => u.units.includes(x)))
-        throw new ValiseError("not_cleared", `${m.user} is in the ${units.join("/")} group but not in the unit`);
+      if (!u || !dev || dev.revokedAt !== null || u.disabled)
+        out.push(new ValiseError("device_not_verified", `${m.user}'s device ${m.device} is not an active device`));
+      else if (!dominates(parseLabel(u.clearance), label))
+        out.push(new ValiseError("not_cleared", `${m.user} is in the group but not cleared for ${conv.label}`));
+      else {
+        const units = [conv.unit, conv.kind === "link" ? conv.fromUnit : null].filter((x): x is string => !!x);
+        if ((conv.kind === "unit" || conv.kind === "link") && !units.some((x) => u.units.includes(x)))
+          out.push(new ValiseError("not_cleared", `${m.user} is in the ${units.join("/")} group but not in the unit`));
+      }
     }
+    return out;
   }
 
   /** External rejoin (RFC 9420 §12.4.3.2) when local state is lost or stale: fresh state from the GroupInfo. */

@@ -37,6 +37,23 @@ export type ReceivedItem =
     }
   | { type: "alert"; from: string; conversation: string; label: string; text: string; seq: number; time: string }
   | {
+      /**
+       * Membership monitoring (from the verified directory log): a change to a unit this user belongs to or a person
+       * it talks to — `event` is the log entry type (`member.add`, `device.add`, …), `from` the user concerned, `seq`
+       * the log index.
+       */
+      type: "directory";
+      from: string;
+      conversation: string;
+      label: string;
+      text: string;
+      seq: number;
+      time: string;
+      event: string;
+      unit: string | null;
+      device: string | null;
+    }
+  | {
       /** A cable addressed to (or sent by) one of this user's units; `text` is its subject. */
       type: "cable";
       from: string;

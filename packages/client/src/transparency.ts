@@ -9,10 +9,17 @@
  * - The device reads every entry up to the accepted checkpoint (C2SP tlog-tiles entry bundles), hashes them into an
  *   RFC 9162 frontier whose root must equal the checkpoint's, and keeps what it needs to answer "is this still
  *   true?": revocations and each user's latest clearance entry, and everything about its own user (alerts).
- * - A device is accepted only if the server names the log entry of its `device.add` (GET /v1/users/:handle gives
- *   the indices), that entry has exactly this user, device and key, its inclusion proof leads to the accepted
- *   checkpoint's root, and the log has no `device.revoke` for it. A directory answer older than the accepted
- *   checkpoint (a revocation or clearance change missing) is refused.
+ * - The whole directory comes from the log (issue 12): while scanning, the device folds every entry into `dir` —
+ *   units and their max labels, users with their units, clearance, role and state, devices with keys and revocations.
+ *   Every fact that decides who gets keys or what a conversation may carry is read from there, never from the
+ *   server's answers. The server's answers are still compared with it: a disagreement that a fresh checkpoint does not
+ *   explain (a forged database row) becomes an alert naming what differs, is reported to the security officers, and
+ *   the client goes on with what the log proves.
+ * - A device is accepted only if the log adds exactly this user, device and key, has not revoked it, and has not
+ *   disabled its user. The scan hashed every entry into the accepted checkpoint's root, so that is proof enough.
+ * - Membership monitoring: new entries about the units this user belongs to and the people it talks to (members
+ *   joining or leaving, new or revoked devices, clearance, role and state changes, a unit's max label) become notices
+ *   that `sync` hands out before anything new is encrypted to them.
  *
  * Browser-safe: no node: imports. Everything from the server is untrusted input; verification never trusts sizes,
  * indices or bytes it has not checked.
@@ -27,7 +34,10 @@ import {
   fromBase64,
   frontierAppend,
   frontierRoot,
+  isDeviceId,
   isTreeIndex,
+  isUnitName,
+  isUserHandle,
   leafHash,
   OK,
   parseCosignatureVerifierKey,
@@ -37,6 +47,7 @@ import {
   verifyCheckpointQuorum,
   verifyInclusion,
   type CheckpointFreshness,
+  verifyConsistency,
   type DirectoryEntry,
   type Frontier,
   type NoteVerifier,
@@ -102,9 +113,19 @@ export interface OwnDevice {
 }
 
 export interface DirectoryAlert {
-  /** `log-<index>`: one alert per log entry. */
+  /** `log-<index>`: one alert per log entry; `mismatch-<n>`: the server's directory disagreed with the log. */
   id: string;
-  kind: "device.add" | "device.revoke" | "user.add" | "user.clearance";
+  kind:
+    | "device.add"
+    | "device.revoke"
+    | "user.add"
+    | "user.clearance"
+    | "user.role"
+    | "user.disable"
+    | "user.enable"
+    | "member.add"
+    | "member.remove"
+    | "directory.mismatch";
   logIndex: number;
   device?: string;
   text: string;
@@ -112,6 +133,52 @@ export interface DirectoryAlert {
   time: number;
   acked: boolean;
   /** Already handed to the user by a sync. */
+  surfaced: boolean;
+}
+
+/** A user as the verified log tells it. */
+export interface LogUser {
+  units: string[];
+  clearance: string;
+  /** Index of the latest entry setting the clearance (`user.add` or `user.clearance`). */
+  clearanceIndex: number;
+  role: string;
+  disabled: boolean;
+  /** Index of the `user.add`. */
+  index: number;
+}
+
+/** A device as the verified log tells it. */
+export interface LogDevice {
+  user: string;
+  name: string;
+  /** base64 Ed25519 signature key. */
+  key: string;
+  addIndex: number;
+  time: number;
+  revokeIndex: number | null;
+  revokeTime: number | null;
+}
+
+/** The directory folded from every entry of the verified log (plain JSON; keys are checked identifiers). */
+export interface LogDirectory {
+  units: Record<string, { maxLabel: string; index: number }>;
+  users: Record<string, LogUser>;
+  devices: Record<string, LogDevice>;
+}
+
+/** A change the log shows about a unit this user belongs to or a person it talks to (membership monitoring). */
+export interface DirectoryNotice {
+  /** `log-<index>`. */
+  id: string;
+  logIndex: number;
+  /** The entry type (`member.add`, `device.add`, …). */
+  event: string;
+  user: string | null;
+  unit: string | null;
+  device: string | null;
+  text: string;
+  time: number;
   surfaced: boolean;
 }
 
@@ -136,6 +203,22 @@ export interface LogState {
   acked: string[];
   /** When this device first accepted a checkpoint (ms): its own `device.add` is expected in the log soon after. */
   firstAcceptedAt?: number;
+  /** The directory as the log tells it (absent in profiles from before issue 12: rebuilt by a full rescan). */
+  dir?: LogDirectory;
+  /** Membership monitoring: changes to hand out in `sync`. */
+  notices?: DirectoryNotice[];
+  /** Disagreements between the server and the log already alerted (key → when first seen, ms). */
+  mismatches?: Record<string, number>;
+}
+
+export function emptyDirectory(): LogDirectory {
+  return { units: {}, users: {}, devices: {} };
+}
+
+/** A disagreement between the server's directory and the log, as reported to the security officers. */
+export interface DirectoryMismatch {
+  subject: string;
+  differences: string[];
 }
 
 export function emptyLogState(): LogState {
@@ -147,6 +230,9 @@ export function emptyLogState(): LogState {
     own: { selfLogIndex: null, account: null, devices: {} },
     alerts: [],
     acked: [],
+    dir: emptyDirectory(),
+    notices: [],
+    mismatches: {},
   };
 }
 
@@ -163,6 +249,14 @@ export interface TransparencyOptions {
    * (default 10 min; the server asks witnesses to cosign again every minute even when the log has not grown).
    */
   maxCheckpointAgeMs?: number;
+   * How long a disagreement between the server's answer and the log may be explained by a change the next checkpoint
+   * will show (default 3 s; the server signs a checkpoint at least once a second).
+   */
+  settleMs?: number;
+  /** Told of every new disagreement (the client reports it to the security officers). */
+  onMismatch?: (m: DirectoryMismatch) => void;
+  /** Handles this device talks to outside its units (conversation peers): their changes are notices too. */
+  watched?: () => Iterable<string>;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
 }
@@ -195,6 +289,17 @@ function splitBundle(b: Uint8Array, width: number): Uint8Array[] {
 
 const iso = (t: number) => (Number.isFinite(t) ? new Date(t).toISOString() : String(t));
 
+/** An own property of a JSON record, never an inherited one (`__proto__`, `constructor`). */
+function own<T>(r: Record<string, T>, k: string): T | undefined {
+  return Object.hasOwn(r, k) ? r[k] : undefined;
+}
+
+const sameList = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
+const q = (x: unknown) => JSON.stringify(x);
+/** How many alerted disagreements a profile remembers. */
+const MAX_MISMATCHES = 1000;
+
 export class TransparencyVerifier implements DirectoryDoor {
   private readonly logVerifier: NoteVerifier;
   private readonly witnessVerifiers: NoteVerifier[];
@@ -204,13 +309,17 @@ export class TransparencyVerifier implements DirectoryDoor {
   private readonly maxWaitMs: number;
   private readonly selfGraceMs: number;
   private readonly maxAgeMs: number;
+  private readonly settleMs: number;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly onMismatch: ((m: DirectoryMismatch) => void) | undefined;
+  private readonly watched: (() => Iterable<string>) | undefined;
   private checkedAt = -Infinity;
   private refreshing: Promise<void> | null = null;
   private readonly users = new Map<string, { at: number; user: Promise<ServerUser | null> }>();
-  /** Entries whose inclusion in an accepted checkpoint is proven (immutable: the log only grows). */
-  private readonly proven = new Map<number, Promise<DirectoryEntry>>();
+  private readonly members = new Map<string, { at: number; members: Promise<string[]> }>();
+  /** user → their device ids in the log, rebuilt when the scanned size changes. */
+  private byUser: { size: number; map: Map<string, string[]> } | null = null;
 
   constructor(
     private readonly transport: HttpTransport,
@@ -227,8 +336,11 @@ export class TransparencyVerifier implements DirectoryDoor {
     this.maxWaitMs = opts.maxWaitMs ?? 15_000;
     this.selfGraceMs = opts.selfGraceMs ?? 120_000;
     this.maxAgeMs = opts.maxCheckpointAgeMs ?? DEFAULT_MAX_CHECKPOINT_AGE_SECONDS * 1000;
+    this.settleMs = opts.settleMs ?? 3_000;
     this.now = opts.now ?? (() => Date.now());
     this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.onMismatch = opts.onMismatch;
+    this.watched = opts.watched;
     profile.log ??= emptyLogState();
   }
 
@@ -237,8 +349,14 @@ export class TransparencyVerifier implements DirectoryDoor {
     return (this.profile.log ??= emptyLogState());
   }
 
+  /** The directory as the verified log tells it (empty until a checkpoint is accepted). */
+  get directory(): LogDirectory {
+    return this.state.dir ?? emptyDirectory();
+  }
+
   forget(): void {
     this.users.clear();
+    this.members.clear();
     this.checkedAt = -Infinity;
   }
 
@@ -264,6 +382,11 @@ export class TransparencyVerifier implements DirectoryDoor {
     // Rollback, fork, or a larger tree without a valid consistency proof from the accepted one: refused.
     await requireExtends("directory log", prev, cp, (from, to) => this.transport.logConsistencyProof(from, to));
     const next = structuredClone(this.state);
+    const alertsBefore = next.alerts.length;
+    const noticesBefore = (next.notices ??= []).length;
+    // A profile from before the directory was folded from the log: read it again from entry 0 (own-account state,
+    // alerts and notices are kept; only entries past the old size raise new ones).
+    if (!next.dir) await this.scan(next, next.scanned.size, true);
     if (cp.size > next.scanned.size) await this.scan(next, cp.size);
     if (next.scanned.size !== cp.size) throw refused("directory log scan ended at the wrong size");
     const root = frontierRoot(this.frontierOf(next));
@@ -284,6 +407,12 @@ export class TransparencyVerifier implements DirectoryDoor {
       acceptedAt: keep ? (prev.acceptedAt ?? this.now()) : this.now(),
     };
     next.firstAcceptedAt ??= this.now();
+    // Alerts, notices and acknowledgements made while this ran stay; the scan's new ones are appended.
+    const cur = this.state;
+    next.alerts = [...cur.alerts, ...next.alerts.slice(alertsBefore)];
+    next.notices = [...(cur.notices ?? []), ...next.notices.slice(noticesBefore)];
+    next.mismatches = cur.mismatches ?? {};
+    next.acked = cur.acked;
     this.profile.log = next;
     this.checkedAt = this.now();
   }
@@ -301,8 +430,18 @@ export class TransparencyVerifier implements DirectoryDoor {
     return { size: s.scanned.size, hashes: s.scanned.frontier.map((h) => fromBase64(h)) };
   }
 
-  /** Read entries [scanned, size) from entry bundles into `s`: frontier, revocations, clearances, own account. */
-  private async scan(s: LogState, size: number): Promise<void> {
+  /**
+   * Read entries [scanned, size) from entry bundles into `s`: frontier, directory, own account, notices. With
+   * `rebuild`, read from entry 0 into a fresh directory, raising no alert or notice for entries read before.
+   */
+  private async scan(s: LogState, size: number, rebuild = false): Promise<void> {
+    const newFrom = s.scanned.size;
+    if (rebuild) {
+      s.dir = emptyDirectory();
+      s.scanned = { size: 0, frontier: [] };
+    }
+    const dir = (s.dir ??= emptyDirectory());
+    const watched = new Set(this.watched?.() ?? []);
     let f = this.frontierOf(s);
     while (f.size < size) {
       const tile = Math.floor(f.size / BUNDLE_WIDTH);
@@ -314,16 +453,113 @@ export class TransparencyVerifier implements DirectoryDoor {
         const index = tile * BUNDLE_WIDTH + i;
         const parsed = parseDirectoryEntry(bytes);
         if (!parsed.ok) throw refused(`directory log entry ${index} is not a canonical entry: ${parsed.reason}`);
+        checkIdentifiers(parsed.entry, index);
         f = frontierAppend(f, leafHash(bytes)).frontier;
-        this.apply(s, parsed.entry, index);
+        if (index >= newFrom) {
+          this.notice(s, dir, parsed.entry, index, watched);
+          this.apply(s, parsed.entry, index);
+        }
+        applyToDirectory(s, dir, parsed.entry, index);
       }
     }
     s.scanned = { size: f.size, frontier: f.hashes.map((h) => toBase64(h)) };
+    if (rebuild && s.scanned.size !== newFrom) throw refused("directory log rescan ended at the wrong size");
   }
 
+  /** Membership monitoring: an entry about a unit this user is in, or a person it talks to, becomes a notice. */
+  private notice(s: LogState, dir: LogDirectory, e: DirectoryEntry, index: number, watched: Set<string>): void {
+    const me = this.profile.handle;
+    if (s.own.selfLogIndex === null || e.type === "unit.add") return; // the baseline: no news before this device
+    if (e.type !== "unit.label" && e.user === me) return; // about this user: own-account alerts
+    const myUnits = own(dir.users, me)?.units ?? [];
+    const shares = (user: string) => {
+      const u = own(dir.users, user);
+      return watched.has(user) || (!!u && u.units.some((x) => myUnits.includes(x)));
+    };
+    const who = (user: string) => {
+      const u = own(dir.users, user);
+      return u && u.units.length > 0 ? `${user} (${u.units.join(", ")})` : user;
+    };
+    let text: string | null = null;
+    let unit: string | null = null;
+    let device: string | null = null;
+    switch (e.type) {
+      case "unit.label": {
+        if (!myUnits.includes(e.unit)) return;
+        unit = e.unit;
+        const before = own(dir.units, e.unit)?.maxLabel ?? "?";
+        text = `${e.unit} may now carry up to ${e.maxLabel} (was ${before})`;
+        break;
+      }
+      case "user.add": {
+        const mine = e.units.filter((x) => myUnits.includes(x));
+        if (mine.length === 0 && !watched.has(e.user)) return;
+        unit = mine[0] ?? null;
+        text = `${e.user} joined ${mine.join(", ") || e.units.join(", ") || "the directory"}, cleared ${e.clearance}, role ${e.role}`;
+        break;
+      }
+      case "member.add": {
+        if (!myUnits.includes(e.unit) && !watched.has(e.user)) return;
+        unit = e.unit;
+        const u = own(dir.users, e.user);
+        text = `${who(e.user)} joined ${e.unit}${u ? `, cleared ${u.clearance}` : ""}`;
+        break;
+      }
+      case "member.remove": {
+        if (!myUnits.includes(e.unit) && !watched.has(e.user)) return;
+        unit = e.unit;
+        text = `${e.user} left ${e.unit}`;
+        break;
+      }
+      case "device.add": {
+        if (!shares(e.user)) return;
+        device = e.device;
+        text = `new device ${q(e.name)} of ${who(e.user)} (${e.device})`;
+        break;
+      }
+      case "device.revoke": {
+        if (!shares(e.user)) return;
+        device = e.device;
+        const d = own(dir.devices, e.device);
+        text = `device ${d ? q(d.name) : e.device} of ${e.user} was revoked: it reads nothing sent from now on`;
+        break;
+      }
+      case "user.clearance": {
+        if (!shares(e.user)) return;
+        const before = own(dir.users, e.user)?.clearance ?? "?";
+        if (before === e.clearance) return;
+        text = `${who(e.user)} is now cleared ${e.clearance} (was ${before})`;
+        break;
+      }
+      case "user.role": {
+        if (!shares(e.user)) return;
+        text = `${who(e.user)} now has the role ${e.role}`;
+        break;
+      }
+      case "user.disable":
+        if (!shares(e.user)) return;
+        text = `${who(e.user)} was offboarded: the account is disabled and its devices get nothing new`;
+        break;
+      case "user.enable":
+        if (!shares(e.user)) return;
+        text = `${who(e.user)}'s account was enabled again`;
+        break;
+    }
+    (s.notices ??= []).push({
+      id: `log-${index}`,
+      logIndex: index,
+      event: e.type,
+      user: e.type === "unit.label" ? null : e.user,
+      unit,
+      device,
+      text,
+      time: e.time,
+      surfaced: false,
+    });
+  }
+
+  /** Own-account monitoring: entries about this profile's user become alerts (after the baseline). */
   private apply(s: LogState, e: DirectoryEntry, index: number): void {
-    if (e.type === "device.revoke") s.revoked[e.device] = index;
-    if (e.type === "user.add" || e.type === "user.clearance") s.clearance[e.user] = index;
     if (e.type === "unit.add" || e.type === "unit.label" || e.user !== this.profile.handle) return;
     const own = s.own;
     const baseline = own.selfLogIndex === null;
@@ -358,6 +594,28 @@ export class TransparencyVerifier implements DirectoryDoor {
         if (before !== e.clearance) alert("user.clearance", `Your clearance changed from ${before} to ${e.clearance}`);
         return;
       }
+      case "user.role": {
+        const before = own.account?.role ?? "?";
+        if (own.account) own.account.role = e.role;
+        if (before !== e.role) alert("user.role", `Your role changed from ${before} to ${e.role}`);
+        return;
+      }
+      case "member.add":
+      case "member.remove": {
+        const add = e.type === "member.add";
+        if (own.account)
+          own.account.units = add
+            ? [...new Set([...own.account.units, e.unit])].sort()
+            : own.account.units.filter((u) => u !== e.unit);
+        alert(e.type, add ? `You were added to unit ${e.unit}` : `You were removed from unit ${e.unit}`);
+        return;
+      }
+      case "user.disable":
+        alert("user.disable", "Your account was disabled: this device can no longer log in");
+        return;
+      case "user.enable":
+        alert("user.enable", "Your account was enabled again");
+        return;
       case "device.add": {
         let sameKey = false;
         try {
@@ -395,7 +653,7 @@ export class TransparencyVerifier implements DirectoryDoor {
         return;
       }
       case "device.revoke": {
-        const d = own.devices[e.device];
+        const d = Object.hasOwn(own.devices, e.device) ? own.devices[e.device] : undefined;
         if (d) d.revokedLogIndex = index;
         alert(
           "device.revoke",
@@ -423,31 +681,70 @@ export class TransparencyVerifier implements DirectoryDoor {
     return index;
   }
 
-  /** Entry `index`, byte-checked and proven included in the accepted checkpoint (covering it). */
-  private entry(index: number): Promise<DirectoryEntry> {
-    let p = this.proven.get(index);
-    if (!p) {
-      p = this.prove(index);
-      this.proven.set(index, p);
-      p.catch(() => this.proven.delete(index));
+  // ------------------------------------------------------------------ the directory, as the log tells it
+
+  private devicesOf(handle: string): string[] {
+    const size = this.state.scanned.size;
+    if (!this.byUser || this.byUser.size !== size) {
+      const map = new Map<string, string[]>();
+      for (const [id, d] of Object.entries(this.directory.devices)) {
+        const l = map.get(d.user);
+        if (l) l.push(id);
+        else map.set(d.user, [id]);
+      }
+      this.byUser = { size, map };
     }
-    return p;
+    return this.byUser.map.get(handle) ?? [];
   }
 
-  private async prove(index: number): Promise<DirectoryEntry> {
-    const cp = this.state.checkpoint;
-    if (!cp || cp.size <= index) throw refused(`directory log entry ${index} is in no accepted checkpoint`);
-    const [bytes, proof] = await Promise.all([
-      this.transport.logEntry(index),
-      this.transport.logInclusionProof(index, cp.size),
-    ]);
-    const parsed = parseDirectoryEntry(bytes);
-    if (!parsed.ok) throw refused(`directory log entry ${index} is not a canonical entry: ${parsed.reason}`);
-    if (!verifyInclusion(leafHash(bytes), index, cp.size, proof, fromBase64(cp.rootHash)))
-      throw refused(`directory log entry ${index} is not in the accepted checkpoint (inclusion proof fails)`);
-    return parsed.entry;
+  /** `handle` as the accepted log tells it (devices with their log indices), or null if the log has no such user. */
+  logUser(handle: string): ServerUser | null {
+    const dir = this.directory;
+    const u = own(dir.users, handle);
+    if (!u) return null;
+    const devices = this.devicesOf(handle)
+      .map((id) => [id, own(dir.devices, id)!] as const)
+      .sort((a, b) => a[1].addIndex - b[1].addIndex)
+      .map(([id, d]) => ({
+        id,
+        name: d.name,
+        signaturePublicKey: d.key,
+        createdAt: d.time,
+        revokedAt: d.revokeIndex === null ? null : (d.revokeTime ?? d.time),
+        logIndex: d.addIndex,
+        revokeLogIndex: d.revokeIndex,
+      }));
+    return {
+      handle,
+      units: [...u.units],
+      clearance: u.clearance,
+      role: u.role,
+      disabled: u.disabled,
+      devices,
+      logIndex: u.index,
+      clearanceLogIndex: u.clearanceIndex,
+    };
   }
 
+  /** The members of `unit` the log proves (disabled users excluded), sorted. */
+  logUnitMembers(unit: string): string[] {
+    return Object.entries(this.directory.users)
+      .filter(([, u]) => !u.disabled && u.units.includes(unit))
+      .map(([h]) => h)
+      .sort();
+  }
+
+  /** A unit as the log tells it; null if the log has no such unit. */
+  async unit(name: string): Promise<{ name: string; maxLabel: string } | null> {
+    await this.refresh();
+    const u = own(this.directory.units, name);
+    return u ? { name, maxLabel: u.maxLabel } : null;
+  }
+
+  /**
+   * The user `handle`, from the log. The server's answer is fetched and compared: a disagreement that the next
+   * checkpoint explains (a change the server made just now) is waited for; any other is an alert.
+   */
   user(handle: string): Promise<ServerUser | null> {
     const hit = this.users.get(handle);
     if (hit && this.now() - hit.at < this.ttlMs) return hit.user;
@@ -457,74 +754,217 @@ export class TransparencyVerifier implements DirectoryDoor {
     return user;
   }
 
-  /**
-   * The server's answer for `handle`, checked against the log: its clearance is the one in the user's latest
-   * clearance entry (proven included), and no device it lists as active is revoked in the log. One retry covers a
-   * change that landed between the answer and the checkpoint.
-   */
-  private async checkedUser(handle: string): Promise<ServerUser | null> {
-    for (let attempt = 0; ; attempt++) {
-      let u: ServerUser;
-      try {
-        u = await this.transport.user(handle);
-      } catch (e) {
-        if (e instanceof ValiseError && e.code === "not_found") return null;
-        throw e;
-      }
+  private async serverUser(handle: string): Promise<ServerUser | null> {
+    try {
+      const u = await this.transport.user(handle);
       if (typeof u !== "object" || u === null || u.handle !== handle || !Array.isArray(u.devices))
         throw refused(`malformed directory answer for ${handle}`);
-      const ci = await this.cover(u.clearanceLogIndex);
-      const e = await this.entry(ci);
-      if ((e.type !== "user.add" && e.type !== "user.clearance") || e.user !== handle)
-        throw refused(`directory log entry ${ci} is not ${handle}'s clearance`);
-      if (e.clearance !== u.clearance)
-        throw refused(`the server says ${handle} is cleared for ${u.clearance}, the directory log says ${e.clearance}`);
-      const stale: string[] = [];
-      const latest = this.state.clearance[handle];
-      if (latest !== ci) stale.push(`${handle}'s clearance was set again in log entry ${String(latest)}`);
-      for (const d of u.devices) {
-        const rev = this.state.revoked[d.id];
-        if (rev !== undefined && d.revokedAt === null)
-          stale.push(`it lists device ${d.id} as active, but log entry ${rev} revoked it`);
+      return u;
+    } catch (e) {
+      if (e instanceof ValiseError && e.code === "not_found") return null;
+      throw e;
+    }
+  }
+
+  private async checkedUser(handle: string): Promise<ServerUser | null> {
+    await this.refresh();
+    let server = await this.serverUser(handle);
+    const deadline = this.now() + this.settleMs;
+    for (;;) {
+      const log = this.logUser(handle);
+      const { differences, waitFor } = this.compareUser(handle, server, log);
+      if (differences.length === 0) return log;
+      const key = `user ${handle}: ${differences.join("; ")}`;
+      if (!this.alerted(key)) {
+        if (waitFor !== null) {
+          // The server names a log entry the accepted checkpoint does not cover yet: wait for it (bounded).
+          const covered = await this.cover(waitFor).then(
+            () => true,
+            () => false,
+          );
+          if (covered) continue;
+        } else if (await this.settle(deadline)) {
+          server = await this.serverUser(handle);
+          continue;
+        }
       }
-      if (stale.length === 0) return u;
-      if (attempt >= 1)
-        throw refused(
-          `directory answer for ${handle} is older than the accepted checkpoint (size ` +
-            `${this.state.checkpoint?.size ?? 0}): ${stale.join("; ")}`,
-        );
+      this.mismatch(`user ${handle}`, key, differences);
+      return log;
+    }
+  }
+
+  /** Wait (until `deadline`) for a checkpoint larger than the accepted one; true if one came. */
+  private async settle(deadline: number): Promise<boolean> {
+    const size = this.state.checkpoint?.size ?? 0;
+    while (this.now() < deadline) {
+      await this.sleep(this.pollMs);
       await this.refresh(true);
+      if ((this.state.checkpoint?.size ?? 0) > size) return true;
+    }
+    return false;
+  }
+
+  /** What the server's answer says that the log does not; `waitFor`: the largest log index it names past the checkpoint. */
+  private compareUser(
+    handle: string,
+    server: ServerUser | null,
+    log: ServerUser | null,
+  ): { differences: string[]; waitFor: number | null } {
+    const size = this.state.checkpoint?.size ?? 0;
+    let waitFor: number | null = null;
+    const later = (i: unknown) => {
+      if (isTreeIndex(i) && i >= size) waitFor = Math.max(waitFor ?? -1, i);
+    };
+    const out: string[] = [];
+    if (!server && !log) return { differences: out, waitFor };
+    if (!server)
+      return { differences: [`the server does not know ${handle}; log entry ${log!.logIndex} adds them`], waitFor };
+    const extra = server as ServerUser & Record<string, unknown>;
+    for (const k of ["logIndex", "clearanceLogIndex", "roleLogIndex", "stateLogIndex"]) later(extra[k]);
+    const memberIdx = extra.memberLogIndices;
+    if (typeof memberIdx === "object" && memberIdx !== null) for (const v of Object.values(memberIdx)) later(v);
+    if (!log) {
+      out.push(`${handle} is in the server's database but not in the directory log`);
+      return { differences: out, waitFor };
+    }
+    if (!Array.isArray(server.units) || !sameList(server.units.map(String), log.units))
+      out.push(`units: the server says ${q(server.units)}, the log says ${q(log.units)}`);
+    if (server.clearance !== log.clearance)
+      out.push(`clearance: the server says ${q(server.clearance)}, the log says ${q(log.clearance)}`);
+    if (server.role !== log.role) out.push(`role: the server says ${q(server.role)}, the log says ${q(log.role)}`);
+    if (typeof server.disabled === "boolean" && server.disabled !== log.disabled)
+      out.push(`the server says the account is ${server.disabled ? "disabled" : "active"}, the log says otherwise`);
+    const logDevices = new Map(log.devices.map((d) => [d.id, d]));
+    const seen = new Set<string>();
+    for (const d of server.devices) {
+      const id = typeof d?.id === "string" ? d.id : q(d?.id);
+      seen.add(id);
+      const ld = logDevices.get(id);
+      if (!ld) {
+        if (d.revokedAt !== null) continue; // a revoked ghost gets nothing either way
+        later(d.logIndex);
+        out.push(`device ${q(id)} is in the server's database but not in the directory log`);
+        continue;
+      }
+      if (d.signaturePublicKey !== ld.signaturePublicKey)
+        out.push(`device ${q(id)} has another key on the server than in log entry ${ld.logIndex}`);
+      if (d.revokedAt === null && ld.revokedAt !== null)
+        out.push(`the server lists device ${q(id)} as active, but log entry ${ld.revokeLogIndex} revoked it`);
+      if (d.revokedAt !== null && ld.revokedAt === null) {
+        later(d.revokeLogIndex);
+        out.push(`the server lists device ${q(id)} as revoked, the log does not`);
+      }
+    }
+    for (const d of log.devices)
+      if (!seen.has(d.id) && d.revokedAt === null)
+        out.push(`the server omits device ${d.id} (log entry ${d.logIndex})`);
+    return { differences: out, waitFor };
+  }
+
+  /** The members of `unit` the log proves; the server's list is compared like a user's answer. */
+  unitMembers(unit: string): Promise<string[]> {
+    const hit = this.members.get(unit);
+    if (hit && this.now() - hit.at < this.ttlMs) return hit.members;
+    const members = this.checkedMembers(unit);
+    this.members.set(unit, { at: this.now(), members });
+    members.catch(() => this.members.delete(unit));
+    return members;
+  }
+
+  private async serverMembers(unit: string): Promise<string[] | null> {
+    try {
+      const r = await this.transport.unitMembers(unit);
+      return Array.isArray(r?.members) ? r.members.map(String) : [];
+    } catch (e) {
+      if (e instanceof ValiseError && e.code === "not_found") return null;
+      throw e;
+    }
+  }
+
+  private async checkedMembers(unit: string): Promise<string[]> {
+    await this.refresh();
+    let server = await this.serverMembers(unit);
+    const deadline = this.now() + this.settleMs;
+    for (;;) {
+      const known = !!own(this.directory.units, unit);
+      const log = this.logUnitMembers(unit);
+      const differences: string[] = [];
+      if (server === null) {
+        if (known) differences.push(`the server does not know unit ${unit}, the log has it`);
+      } else {
+        if (!known) differences.push(`unit ${unit} is in the server's database but not in the directory log`);
+        for (const h of server)
+          if (!log.includes(h)) differences.push(`the server lists ${q(h)} as a member, the log does not`);
+        for (const h of log) if (!server.includes(h)) differences.push(`the server omits member ${h}`);
+      }
+      if (differences.length === 0) return log;
+      const key = `unit ${unit}: ${differences.join("; ")}`;
+      if (!this.alerted(key) && (await this.settle(deadline))) {
+        server = await this.serverMembers(unit);
+        continue;
+      }
+      this.mismatch(`unit ${unit}`, key, differences);
+      return log;
+    }
+  }
+
+  private alerted(key: string): boolean {
+    return Object.hasOwn(this.state.mismatches ?? {}, key);
+  }
+
+  /** A disagreement the log does not explain: one alert (and one report to the officers) per distinct difference. */
+  private mismatch(subject: string, key: string, differences: string[]): void {
+    const s = this.state;
+    const seen = (s.mismatches ??= {});
+    if (Object.hasOwn(seen, key)) return;
+    const keys = Object.keys(seen);
+    if (keys.length >= MAX_MISMATCHES) delete seen[keys[0]!];
+    seen[key] = this.now();
+    s.alerts.push({
+      id: `mismatch-${this.now()}-${s.alerts.length}`,
+      kind: "directory.mismatch",
+      logIndex: -1,
+      text:
+        `The server's directory disagrees with the witnessed directory log about ${subject}: ` +
+        `${differences.join("; ")}. Valise follows the log (nothing is encrypted to what the log does not prove); ` +
+        "the security officers are told",
+      time: this.now(),
+      acked: false,
+      surfaced: false,
+    });
+    try {
+      this.onMismatch?.({ subject, differences });
+    } catch {
+      /* reporting is best effort; the alert stays */
     }
   }
 
   async verifyDevice(cred: DeviceCredential): Promise<Verdict> {
     try {
-      let u = await this.user(cred.user);
-      if (u && !u.devices.some((x) => x.id === cred.device)) {
-        // A device enrolled since the cached answer: ask again before refusing.
+      await this.refresh();
+      let d = own(this.directory.devices, cred.device);
+      if (!d) {
+        // Enrolled since the accepted checkpoint? The server says where it is logged; wait for a checkpoint to cover it.
         this.users.delete(cred.user);
-        u = await this.user(cred.user);
+        await this.user(cred.user);
+        d = own(this.directory.devices, cred.device);
       }
-      if (!u) return fail(`user ${cred.user} not in the directory`);
-      const d = u.devices.find((x) => x.id === cred.device);
-      if (!d) return fail(`device ${cred.device} is not listed for ${cred.user}`);
-      if (d.revokedAt !== null) return fail(`device ${cred.device} was revoked`);
-      if (d.logIndex === null || d.logIndex === undefined)
-        return fail(`device ${cred.device} of ${cred.user} is not in the directory log`);
-      const idx = await this.cover(d.logIndex);
-      const e = await this.entry(idx);
-      if (e.type !== "device.add" || e.user !== cred.user || e.device !== cred.device)
-        return fail(`directory log entry ${idx} does not add device ${cred.device} of ${cred.user}`);
+      if (!d) return fail(`device ${cred.device} of ${cred.user} is not in the directory log`);
+      if (d.user !== cred.user)
+        return fail(`directory log entry ${d.addIndex} adds device ${cred.device} for ${d.user}, not ${cred.user}`);
       let key: Uint8Array;
       try {
-        key = fromBase64(e.key);
+        key = fromBase64(d.key);
       } catch {
-        return fail(`directory log entry ${idx} has a malformed key`);
+        return fail(`directory log entry ${d.addIndex} has a malformed key`);
       }
       if (!equalBytes(key, cred.signaturePublicKey))
-        return fail(`device ${cred.device} has a different key in the directory log (entry ${idx})`);
-      const rev = this.state.revoked[cred.device];
-      if (rev !== undefined) return fail(`device ${cred.device} was revoked in directory log entry ${rev}`);
+        return fail(`device ${cred.device} has a different key in the directory log (entry ${d.addIndex})`);
+      if (d.revokeIndex !== null)
+        return fail(`device ${cred.device} was revoked in directory log entry ${d.revokeIndex}`);
+      const u = own(this.directory.users, cred.user);
+      if (!u) return fail(`user ${cred.user} is not in the directory log`);
+      if (u.disabled) return fail(`${cred.user}'s account is disabled in the directory log`);
       return OK;
     } catch (e) {
       return fail(message(e));
@@ -532,13 +972,16 @@ export class TransparencyVerifier implements DirectoryDoor {
   }
 
   /**
-   * Own-account monitoring: accept the latest checkpoint and read every new entry; returns the alerts not handed
-   * out before (and marks them handed out), or why the checkpoint was refused.
+   * Monitoring: accept the latest checkpoint and read every new entry; compare the server's answer about this user
+   * with the log (a ghost device or membership in the database alerts its owner). Returns the alerts and notices not
+   * handed out before (marking them handed out), or why the checkpoint was refused.
    */
-  async monitor(): Promise<{ alerts: DirectoryAlert[]; error: string | null }> {
+  async monitor(): Promise<{ alerts: DirectoryAlert[]; notices: DirectoryNotice[]; error: string | null }> {
     let error: string | null = null;
     try {
       await this.refresh(true);
+      this.users.delete(this.profile.handle);
+      await this.user(this.profile.handle);
     } catch (e) {
       error = message(e);
     }
@@ -555,9 +998,13 @@ export class TransparencyVerifier implements DirectoryDoor {
         `this device (${this.profile.deviceId}) is not in the witnessed directory log ` +
         `${Math.round((this.now() - s.firstAcceptedAt) / 1000)} s after enrolling: other devices will refuse it and ` +
         "own-account alerts cannot start";
-    const alerts = this.state.alerts.filter((a) => !a.surfaced && !a.acked);
+    const alerts = s.alerts.filter((a) => !a.surfaced && !a.acked);
     for (const a of alerts) a.surfaced = true;
-    return { alerts, error };
+    const notices = (s.notices ?? []).filter((n) => !n.surfaced);
+    for (const n of notices) n.surfaced = true;
+    // Handed-out notices are not kept for ever.
+    if ((s.notices?.length ?? 0) > 500) s.notices = s.notices!.filter((n) => !n.surfaced).slice(-500);
+    return { alerts, notices, error };
   }
 
   /** The user dismisses alerts about a device they expected (e.g. their new phone); true if anything matched. */
@@ -569,11 +1016,85 @@ export class TransparencyVerifier implements DirectoryDoor {
         a.acked = true;
         hit = true;
       }
-    const d = s.own.devices[device];
+    const d = Object.hasOwn(s.own.devices, device) ? s.own.devices[device] : undefined;
     if (d) {
       hit ||= !d.expected;
       d.expected = true;
     } else if (!s.acked.includes(device)) s.acked.push(device);
     return hit;
+  }
+}
+
+/** Every identifier an entry names must be well-formed: they become keys of the profile's records. */
+function checkIdentifiers(e: DirectoryEntry, index: number): void {
+  const bad = (what: string, v: unknown) =>
+    refused(`directory log entry ${index} names an invalid ${what} ${JSON.stringify(v).slice(0, 80)}`);
+  if ("unit" in e && !isUnitName(e.unit)) throw bad("unit", e.unit);
+  if ("user" in e && !isUserHandle(e.user)) throw bad("user", e.user);
+  if ("device" in e && !isDeviceId(e.device)) throw bad("device", e.device);
+  if (e.type === "user.add") for (const u of e.units) if (!isUnitName(u)) throw bad("unit", u);
+}
+
+/** Fold one entry into the directory (and the legacy revocation/clearance indices). */
+function applyToDirectory(s: LogState, dir: LogDirectory, e: DirectoryEntry, index: number): void {
+  const user = e.type === "unit.add" || e.type === "unit.label" ? undefined : own(dir.users, e.user);
+  switch (e.type) {
+    case "unit.add":
+    case "unit.label":
+      dir.units[e.unit] = { maxLabel: e.maxLabel, index };
+      return;
+    case "user.add":
+      dir.users[e.user] = {
+        units: [...e.units],
+        clearance: e.clearance,
+        clearanceIndex: index,
+        role: e.role,
+        disabled: false,
+        index,
+      };
+      s.clearance[e.user] = index;
+      return;
+    case "user.clearance":
+      if (user) {
+        user.clearance = e.clearance;
+        user.clearanceIndex = index;
+      }
+      s.clearance[e.user] = index;
+      return;
+    case "user.role":
+      if (user) user.role = e.role;
+      return;
+    case "user.disable":
+    case "user.enable":
+      if (user) user.disabled = e.type === "user.disable";
+      return;
+    case "member.add":
+      if (user && !user.units.includes(e.unit)) user.units = [...user.units, e.unit].sort();
+      return;
+    case "member.remove":
+      if (user) user.units = user.units.filter((u) => u !== e.unit);
+      return;
+    case "device.add":
+      // A device's key never changes: a second entry for the same id does not replace the first.
+      if (!own(dir.devices, e.device))
+        dir.devices[e.device] = {
+          user: e.user,
+          name: e.name,
+          key: e.key,
+          addIndex: index,
+          time: e.time,
+          revokeIndex: null,
+          revokeTime: null,
+        };
+      return;
+    case "device.revoke": {
+      const d = own(dir.devices, e.device);
+      if (d && d.user === e.user && d.revokeIndex === null) {
+        d.revokeIndex = index;
+        d.revokeTime = e.time;
+      }
+      s.revoked[e.device] = index;
+      return;
+    }
   }
 }

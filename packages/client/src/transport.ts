@@ -47,6 +47,8 @@ export interface ServerUser {
   logIndex?: number | null;
   /** Directory log index of the latest entry setting the user's clearance (`user.add` or `user.clearance`). */
   clearanceLogIndex?: number | null;
+  /** Offboarded: gets no keys, cannot log in. */
+  disabled?: boolean;
 }
 export interface InboxItem {
   id: number;
@@ -422,6 +424,9 @@ export class HttpTransport {
   }
   user(handle: string) {
     return this.call<ServerUser>("GET", `/v1/users/${encodeURIComponent(handle)}`);
+  }
+  units() {
+    return this.call<{ units: { name: string; maxLabel: string }[] }>("GET", "/v1/units");
   }
   unitMembers(unit: string) {
     return this.call<{ unit: string; members: string[] }>("GET", `/v1/unit-members?unit=${encodeURIComponent(unit)}`);

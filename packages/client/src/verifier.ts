@@ -15,6 +15,10 @@ import type { HttpTransport, ServerUser } from "./transport.js";
 export interface DirectoryDoor extends DeviceVerifier {
   /** The user's directory record, as checked by this door; null if there is no such user. */
   user(handle: string): Promise<ServerUser | null>;
+  /** The members of a unit (handles, sorted), as checked by this door. */
+  unitMembers(unit: string): Promise<string[]>;
+  /** A unit and the highest label it may carry, as checked by this door; null if there is no such unit. */
+  unit(name: string): Promise<{ name: string; maxLabel: string } | null>;
   /** Drop cached answers: the next question asks the server (and, with key transparency, the log) again. */
   forget(): void;
 }
@@ -37,6 +41,14 @@ export class DirectoryVerifier implements DirectoryDoor {
 
   forget(): void {
     this.cache.clear();
+  }
+
+  async unitMembers(unit: string): Promise<string[]> {
+    return (await this.transport.unitMembers(unit)).members;
+  }
+
+  async unit(name: string): Promise<{ name: string; maxLabel: string } | null> {
+    return (await this.transport.units()).units.find((u) => u.name === name) ?? null;
   }
 
   async verifyDevice(cred: DeviceCredential): Promise<Verdict> {
