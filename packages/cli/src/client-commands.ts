@@ -16,8 +16,10 @@ DIR/profile.json (mode 0600).
   --bundle FILE|JSON  the enrollment bundle (output of valise admin user add|code --json): its code, and the
                       directory log key, witness keys and quorum, which this device pins. From then on it checks
                       every device against the witnessed log (key transparency) and watches its own account.
-  --code CODE         the code alone (or to override the bundle's): without a bundle the device trusts the server's
-                      directory answers.`;
+  --code CODE         the code alone (or to override the bundle's): without a bundle the device pins the server's
+                      directory log key and witness keys on first use (said once on stderr) and checks every
+                      device and member against that log from then on; a bundle pins them from the start, out of
+                      band, and is the stronger choice.`;
 export const DEVICES_USAGE = `usage: valise devices --profile DIR [--ack DEVICE] [--json]
 
 Lists this user's devices as the verified directory log shows them, and own-account alerts: a device this device
@@ -110,10 +112,6 @@ export async function enroll(argv: string[]): Promise<number> {
   );
   const profile = resolve(str(values.profile, "--profile DIR", ENROLL_USAGE));
   await lockProfile(profile, { wait: !profileOptions.noWait }); // two enrollments into one directory: one wins
-  if (!bundle)
-    process.stderr.write(
-      "valise: warning: no --bundle: this device will trust the server's directory answers (no key transparency)\n",
-    );
   const c = await ValiseClient.enroll({
     serverUrl: server,
     code,
@@ -121,6 +119,17 @@ export async function enroll(argv: string[]): Promise<number> {
     store: new FileKeyStore(profile),
     ...(bundle ? { trust: bundle.trust } : {}),
   });
+  const firstUse = !bundle && c.transparency !== null;
+  if (firstUse)
+    process.stderr.write(
+      `valise: no --bundle: pinned the server's directory log key on first use (${c.trustAnchors?.logKey.split("+")[0] ?? "?"}); ` +
+        "this device checks every device and member against that log from now on (enrol with --bundle to pin it " +
+        "from the start)\n",
+    );
+  else if (!bundle)
+    process.stderr.write(
+      "valise: warning: the server publishes no directory log key: this device trusts the server's directory answers\n",
+    );
   if (values.json)
     printJson({
       handle: c.handle,
@@ -128,6 +137,7 @@ export async function enroll(argv: string[]): Promise<number> {
       server: c.serverUrl,
       profile,
       keyTransparency: c.transparency !== null,
+      pinnedOnFirstUse: firstUse,
     });
   else console.log(`enrolled ${c.handle}, device ${c.deviceId}; profile in ${profile}`);
   return 0;

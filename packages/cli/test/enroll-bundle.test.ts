@@ -2,7 +2,7 @@
  * The enrollment bundle end to end through the CLI (issue 4 item 5): `valise admin user add|code --json` prints
  * the log key, witness keys and quorum with the code; `valise enroll --bundle` pins them in the profile; `valise
  * devices --json` lists own devices from the verified log and alerts; `valise sync` surfaces a new device as an alert;
- * `--ack` dismisses it. `--code` alone still enrolls (without key transparency, and says so).
+ * `--ack` dismisses it. `--code` alone pins the server's log key on first use (and says so).
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
@@ -39,7 +39,7 @@ async function json(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Record
 
 test(
   "enrollment bundle: admin prints trust anchors, enroll pins them, devices and sync report a new device",
-  { timeout: 90_000 },
+  { timeout: 240_000 },
   async () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
@@ -153,7 +153,7 @@ test(
     assert.ok((d2.alerts as { device: string; acked: boolean }[]).every((a) => a.acked));
     assert.ok((d2.devices as { expected: boolean }[]).every((d) => d.expected));
 
-    // The code alone still works, without key transparency, and says so.
+    // The code alone pins the server's log key on first use (and says so): key transparency from then on.
     const code4 = await json(["admin", "--data", dataDir, "user", "code", "jnovak"]);
     const r = await valise([
       "enroll",
@@ -165,8 +165,16 @@ test(
       join(dir, "old"),
       "--json",
     ]);
-    assert.equal((JSON.parse(r.stdout) as { keyTransparency: boolean }).keyTransparency, false);
-    assert.match(r.stderr, /no --bundle/);
+    const enrolled = JSON.parse(r.stdout) as { keyTransparency: boolean; pinnedOnFirstUse: boolean };
+    assert.deepEqual([enrolled.keyTransparency, enrolled.pinnedOnFirstUse], [true, true]);
+    assert.match(r.stderr, /no --bundle: pinned the server's directory log key on first use/);
+    const pinned = JSON.parse(readFileSync(join(dir, "old", "profile.json"), "utf8")) as {
+      trust: { logKey: string; firstUse: boolean };
+    };
+    assert.deepEqual([pinned.trust.logKey, pinned.trust.firstUse], [vkey, true]);
+    // The first-use device monitors like the others: it is told of the account's devices from its own entry on.
+    const dev = await json(["devices", "--profile", join(dir, "old")]);
+    assert.equal(dev.verified, true);
   },
 );
 

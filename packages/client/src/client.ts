@@ -168,6 +168,10 @@ export class ValiseClient {
   get serverUrl(): string {
     return this.state.serverUrl;
   }
+  /** The pinned trust anchors (log key, witnesses, quorum; `firstUse` if pinned from the server's answer). */
+  get trustAnchors(): TrustAnchors | null {
+    return this.state.trust ?? null;
+  }
   conversationList(): ConversationState[] {
     return Object.values(this.state.conversations);
   }
@@ -197,12 +201,30 @@ export class ValiseClient {
    * the server's current checkpoint must verify with it before the code is spent.
    */
   static async enroll(
-    opts: ClientOptions & { serverUrl: string; code: string; deviceName?: string; trust?: TrustAnchors },
+    opts: ClientOptions & {
+      serverUrl: string;
+      code: string;
+      deviceName?: string;
+      trust?: TrustAnchors;
+      /**
+       * Without `trust`: pin the server's directory log key and witnesses on first use (default), so the device
+       * still checks every device against the log and watches its account from now on; `false` trusts the server's
+       * directory answers (no key transparency).
+       */
+      pinOnFirstUse?: boolean;
+    },
   ): Promise<ValiseClient> {
     if (await opts.store.load())
       throw new ValiseError("conflict", "this profile is already enrolled; use another profile directory");
     const transport = new HttpTransport(opts.serverUrl, opts.fetch);
-    const trust = opts.trust ? parseTrustAnchors(opts.trust) : undefined;
+    let trust = opts.trust ? parseTrustAnchors(opts.trust) : undefined;
+    if (!trust && opts.pinOnFirstUse !== false) {
+      const served = await transport.logTrust().catch((e: unknown) => {
+        if (e instanceof ValiseError && e.code === "not_found") return null; // a server without a log key
+        throw e;
+      });
+      if (served) trust = { ...parseTrustAnchors(served), firstUse: true };
+    }
     if (trust) await checkServerLog(transport, trust);
     const deviceId = randomId("d");
     // The code names the user on the server side; we learn the handle from the answer, then make key packages

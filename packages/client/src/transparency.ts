@@ -67,6 +67,11 @@ export interface TrustAnchors {
   witnesses: string[];
   /** How many distinct witnesses must cosign a checkpoint (0: the log's signature alone — no witnessing). */
   quorum: number;
+  /**
+   * Pinned from the server's own answer at enrollment (a code without a bundle): trust on first use. Monitoring works
+   * the same from then on, but a server that was already hostile at enrollment could have pinned its own key.
+   */
+  firstUse?: boolean;
 }
 
 /** Check trust anchors from an enrollment bundle; throws ValiseError("bad_request") saying what is wrong. */
@@ -93,7 +98,12 @@ export function parseTrustAnchors(x: unknown): TrustAnchors {
   const quorum = o.quorum ?? 0;
   if (!Number.isSafeInteger(quorum) || (quorum as number) < 0 || (quorum as number) > witnesses.length)
     throw bad(`quorum must be an integer from 0 to the number of witnesses (${witnesses.length})`);
-  return { logKey: o.logKey, witnesses: [...witnesses], quorum: quorum as number };
+  return {
+    logKey: o.logKey,
+    witnesses: [...witnesses],
+    quorum: quorum as number,
+    ...(o.firstUse === true ? { firstUse: true } : {}),
+  };
 }
 
 /** A device of this profile's own user, as the verified log tells it. */

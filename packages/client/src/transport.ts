@@ -425,6 +425,10 @@ export class HttpTransport {
   user(handle: string) {
     return this.call<ServerUser>("GET", `/v1/users/${encodeURIComponent(handle)}`);
   }
+  /** The server's directory log key and witnesses (public; for trust on first use). */
+  logTrust() {
+    return this.call<{ logKey: string; witnesses: string[]; quorum: number }>("GET", "/v1/log/directory/trust");
+  }
   units() {
     return this.call<{ units: { name: string; maxLabel: string }[] }>("GET", "/v1/units");
   }

@@ -183,6 +183,9 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     audit: new AuditRecorder(opts.store.audit, now),
     ...(witnessed ? { witnessed } : {}),
     ...(auditWitnessed ? { auditWitnessed } : {}),
+    ...(opts.logKey
+      ? { trustAnchors: { logKey: opts.logKey.vkey, witnesses: witnesses.map((w) => w.vkey), quorum: witnessQuorum } }
+      : {}),
   };
 
   installErrorHandler(app);

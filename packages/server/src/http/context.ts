@@ -33,6 +33,8 @@ export interface ServerContext {
   lookupSession: (token: string) => Promise<Session | null>;
   /** Appends audit events (batched; resolves when durable). */
   audit: AuditRecorder;
+  /** The directory log's verifier key, the witnesses' keys and the quorum (with a log key). */
+  trustAnchors?: { logKey: string; witnesses: string[]; quorum: number };
   /** With witnesses configured: the published, quorum-cosigned directory log checkpoints (served instead). */
   witnessed?: CosignedCheckpoints;
   /** With witnesses: the audit log's quorum-cosigned checkpoints (the only ones published). */

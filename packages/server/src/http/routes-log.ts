@@ -12,7 +12,7 @@ import { TILE_WIDTH } from "../storage/directory-log.js";
 import { type ServerContext, requireSession } from "./context.js";
 
 export const LOG_PREFIX = "/v1/log/directory";
-export const PUBLIC_LOG_ROUTES = [`${LOG_PREFIX}/checkpoint`, `${LOG_PREFIX}/proof/consistency`];
+export const PUBLIC_LOG_ROUTES = [`${LOG_PREFIX}/checkpoint`, `${LOG_PREFIX}/proof/consistency`, `${LOG_PREFIX}/trust`];
 
 const DECIMAL = /^(0|[1-9][0-9]{0,15})$/;
 
@@ -87,6 +87,13 @@ export function logRoutes(app: FastifyInstance, ctx: ServerContext): void {
       .header("content-type", "text/plain; charset=utf-8")
       .header("cache-control", "no-cache, max-age=1")
       .send(cp.note);
+  });
+
+  // The log's verifier key and the witnesses' keys, for a device enrolled with a code alone to pin on first use
+  // (trust on first use: weaker than a bundle, which pins them out of band — the client says so).
+  app.get(`${LOG_PREFIX}/trust`, async () => {
+    if (!ctx.trustAnchors) throw new ValiseError("not_found", "this server signs no directory log checkpoints");
+    return ctx.trustAnchors;
   });
 
   app.get(`${LOG_PREFIX}/tile/*`, async (req, reply) => {
