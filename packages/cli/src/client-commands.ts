@@ -34,12 +34,15 @@ Sends TEXT end-to-end encrypted to a user (direct conversation) or a unit's chan
 export const SYNC_USAGE = `usage: valise sync --profile DIR [--json]
 
 Fetches and decrypts everything new: cables first (FLASH, IMMEDIATE, PRIORITY, ROUTINE), then messages, document
-shares and alerts. With --json prints {"items":[…]}, each item with type (cable, message, document, joined,
-alert), from, conversation, label, text, seq, time; cables also carry id, reference, precedence, originator,
-action, info, corrects (text is the subject); documents id, version, size (text is the file name).`;
+shares, directory changes and alerts. With --json prints {"items":[…]}, each item with type (cable, message,
+document, joined, directory, alert), from, conversation, label, text, seq, time; cables also carry id, reference,
+precedence, originator, action, info, corrects (text is the subject); documents id, version, size (text is the file
+name); directory items (a member joined or left one of your units, a new or revoked device of someone you talk to,
+a clearance, role or state change, from the witnessed directory log) event, unit, device (seq is the log index).`;
 export const CONVERSATIONS_USAGE = `usage: valise conversations --profile DIR [--json]
 
-Lists this device's conversations.`;
+Lists this device's conversations and who holds their keys (the members of each MLS group). With --json prints
+{"conversations":[{"id","kind","label","unit","peer","cursor","members":[{"user","device"}]}]}.`;
 
 /** `--no-wait` (any profile command): fail at once when another process holds the profile instead of waiting. */
 export const profileOptions = { noWait: false };
@@ -188,11 +191,23 @@ export async function conversations(argv: string[]): Promise<number> {
   const { values } = parse(argv, { profile: { type: "string" }, json: { type: "boolean" } }, CONVERSATIONS_USAGE);
   if (values.help) return (void console.log(CONVERSATIONS_USAGE), 0);
   const c = await openClient(str(values.profile, "--profile DIR", CONVERSATIONS_USAGE));
-  const list = c
-    .conversationList()
-    .map((x) => ({ id: x.id, kind: x.kind, label: x.label, unit: x.unit, peer: x.peer, cursor: x.cursor }));
+  const list = c.conversationList().map((x) => ({
+    id: x.id,
+    kind: x.kind,
+    label: x.label,
+    unit: x.unit,
+    peer: x.peer,
+    cursor: x.cursor,
+    // Who holds this conversation's keys now (its MLS group): every member can see every member.
+    members: c.conversationMembers(x.id),
+  }));
   if (values.json) printJson({ conversations: list });
-  else for (const x of list) console.log(`${q(x.id)} ${q(x.kind)} ${q(x.peer ?? x.unit ?? "")} [${q(x.label)}]`);
+  else
+    for (const x of list)
+      console.log(
+        `${q(x.id)} ${q(x.kind)} ${q(x.peer ?? x.unit ?? "")} [${q(x.label)}] members: ` +
+          [...new Set(x.members.map((m) => q(m.user)))].join(", "),
+      );
   return 0;
 }
 

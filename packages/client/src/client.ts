@@ -389,11 +389,14 @@ export class ValiseClient {
         await this.login(true);
         return fn();
       }
+      // An operation refused because the server's directory disagrees with the log still keeps the alert it raised.
+      if (this.transparency?.dirty) await this.save().catch(() => undefined);
       throw e;
     }
   }
 
   async save(): Promise<void> {
+    if (this.transparency) this.transparency.dirty = false;
     for (const [id, g] of this.groups) {
       const c = this.state.conversations[id];
       if (c) c.group = toBase64(encodeGroup(g));

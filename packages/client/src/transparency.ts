@@ -326,6 +326,8 @@ export class TransparencyVerifier implements DirectoryDoor {
   private readonly watched: (() => Iterable<string>) | undefined;
   private checkedAt = -Infinity;
   private refreshing: Promise<void> | null = null;
+  /** A new alert was raised since the profile was last saved (the client saves even when the operation fails). */
+  dirty = false;
   private readonly users = new Map<string, { at: number; user: Promise<ServerUser | null> }>();
   private readonly members = new Map<string, { at: number; members: Promise<string[]> }>();
   /** user → their device ids in the log, rebuilt when the scanned size changes. */
@@ -930,6 +932,7 @@ export class TransparencyVerifier implements DirectoryDoor {
     const keys = Object.keys(seen);
     if (keys.length >= MAX_MISMATCHES) delete seen[keys[0]!];
     seen[key] = this.now();
+    this.dirty = true;
     s.alerts.push({
       id: `mismatch-${this.now()}-${s.alerts.length}`,
       kind: "directory.mismatch",

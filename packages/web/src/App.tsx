@@ -302,6 +302,8 @@ function Main({ client }: { client: ValiseClient }) {
   /** The directory log's accepted checkpoint is stale (issue 13): said, not fatal (sends go on). */
   const [logStale, setLogStale] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
+  /** Membership monitoring: directory changes to this user's units and peers, newest last (this page session). */
+  const [notices, setNotices] = useState<{ key: string; text: string; time: string }[]>([]);
   const refresh = useCallback(() => setTick((t) => t + 1), []);
   const histRef = useRef<History | null>(null);
   const mainRef = useRef<HTMLElement>(null);
@@ -311,6 +313,10 @@ function Main({ client }: { client: ValiseClient }) {
       const h = histRef.current;
       if (!h) return;
       const msgs: Msg[] = [];
+      const news = items
+        .filter((it) => it.type === "directory")
+        .map((it) => ({ key: `${it.seq}`, text: it.text, time: it.time }));
+      if (news.length > 0) setNotices((n) => [...n, ...news].slice(-5));
       for (const it of items)
         if (it.type === "message" || it.type === "joined" || it.type === "document")
           msgs.push({
@@ -417,7 +423,9 @@ function Main({ client }: { client: ValiseClient }) {
               Security alert:{" "}
               {newDevices > 0
                 ? `${newDevices === 1 ? "a device" : `${newDevices} devices`} you did not enrol in this browser ${newDevices === 1 ? "was" : "were"} added to your account.`
-                : "your account changed in the directory."}
+                : own.alerts.some((a) => a.kind === "directory.mismatch")
+                  ? "the server's directory disagrees with the witnessed log (your security officers are told)."
+                  : "your account changed in the directory."}
             </strong>{" "}
             {own.alerts.map((a) => a.text).join(" · ")}{" "}
             {first !== "account" && <a href="#/account">Review your devices now</a>}
@@ -427,6 +435,14 @@ function Main({ client }: { client: ValiseClient }) {
           <div className="kt-alert" role="alert" data-testid="kt-stale">
             <strong>Directory log out of date:</strong> {logStale}. Revocations and clearance changes made since may not
             be known to this browser yet.
+          </div>
+        )}
+        {notices.length > 0 && (
+          <div className="dir-notice" role="status" data-testid="directory-notice">
+            <strong>Directory:</strong> {notices.map((n) => n.text).join(" · ")}{" "}
+            <button type="button" onClick={() => setNotices([])}>
+              Dismiss
+            </button>
           </div>
         )}
       </div>
