@@ -39,8 +39,7 @@ for (const kind of DATABASE_KINDS) {
     const dir = mkdtempSync(join(tmpdir(), "valise-tamper-"));
     const env = (): NodeJS.ProcessEnv => ({ VALISE_DATABASE_URL: db.databaseUrl ?? "" });
     const profile = (h: string) => join(dir, `p-${h}`);
-    const admin = async (...args: string[]) =>
-      (await runCli(["admin", "--data", db.dataDir, ...args], env())).stdout;
+    const admin = async (...args: string[]) => (await runCli(["admin", "--data", db.dataDir, ...args], env())).stdout;
     const valise = async (...args: string[]) => (await runCli(args, env())).stdout;
     const sync = async (h: string): Promise<Item[]> =>
       (JSON.parse(await valise("sync", "--profile", profile(h), "--json")) as { items: Item[] }).items;
@@ -83,6 +82,7 @@ for (const kind of DATABASE_KINDS) {
       await admin("unit", "add", "HQ/ASIA-1", "--max-label", "SECRET/ASIA");
       await admin("unit", "add", "EMB/BEIJING", "--max-label", "CONFIDENTIAL/ASIA");
       await admin("unit", "add", "EMB/TOKYO", "--max-label", "SECRET/ASIA");
+      await admin("unit", "add", "HQ/SECURITY", "--max-label", "SECRET");
       for (const [h, unit, clearance] of [
         ["jnovak", "HQ/ASIA-1", "SECRET/ASIA"],
         ["lkral", "HQ/ASIA-1", "SECRET/ASIA"],
@@ -90,9 +90,10 @@ for (const kind of DATABASE_KINDS) {
         ["pdvorak", "EMB/BEIJING", "CONFIDENTIAL/ASIA"],
       ] as const)
         await admin("user", "add", h, "--unit", unit, "--clearance", clearance);
+      await admin("user", "add", "bofficer", "--unit", "HQ/SECURITY", "--clearance", "SECRET", "--role", "officer");
       server = await startServeProcess(db.dataDir, [], env());
       store = await openStore({ dataDir: db.dataDir, databaseUrl: db.databaseUrl });
-      for (const h of ["jnovak", "lkral", "ksvoboda", "pdvorak"]) await enroll(h);
+      for (const h of ["jnovak", "lkral", "ksvoboda", "pdvorak", "bofficer"]) await enroll(h);
       await send("jnovak", "HQ/ASIA-1", "SECRET/ASIA", "channel opened");
       assert.deepEqual(texts(await sync("lkral")), ["channel opened"]);
     });
@@ -105,13 +106,25 @@ for (const kind of DATABASE_KINDS) {
       const k = await sync("ksvoboda");
       assert.deepEqual(texts(k), [], "ksvoboda reads nothing of the channel");
       assert.ok(
-        alerts(k).some((t) => /user ksvoboda: units: the server says \["EMB\/TOKYO","HQ\/ASIA-1"\], the log says \["EMB\/TOKYO"\]/.test(t)),
+        alerts(k).some((t) =>
+          /user ksvoboda: units: the server says \["EMB\/TOKYO","HQ\/ASIA-1"\], the log says \["EMB\/TOKYO"\]/.test(t),
+        ),
         `ksvoboda's own device alerts: ${alerts(k).join(" | ")}`,
       );
       const j = alerts(await sync("jnovak"));
       assert.ok(
         j.some((t) => /unit HQ\/ASIA-1: the server lists "ksvoboda" as a member, the log does not/.test(t)),
         `the sender alerts: ${j.join(" | ")}`,
+      );
+      // The security officers are told (a kt-report alert naming the reporter and the difference).
+      const officer = (await valise("alerts", "--profile", profile("bofficer"), "--json"))
+        .split("\n")
+        .filter((l) => l.trim() !== "")
+        .map((l) => JSON.parse(l) as { rule: string; reason: string });
+      const reports = officer.filter((a) => a.rule === "kt-report").map((a) => a.reason);
+      assert.ok(
+        reports.some((r) => /from jnovak .*directory_mismatch about unit HQ\/ASIA-1.*"ksvoboda"/.test(r)),
+        reports.join(" | "),
       );
       // The next send (a fresh process again) neither leaks nor blocks, and does not alert twice.
       await send("jnovak", "HQ/ASIA-1", "SECRET/ASIA", "still not for Tokyo");
@@ -149,7 +162,10 @@ for (const kind of DATABASE_KINDS) {
     test("a role set in the database: the user's own device alerts", async () => {
       await forge(sql`UPDATE users SET role = 'officer' WHERE handle = 'ksvoboda'`);
       const k = alerts(await sync("ksvoboda"));
-      assert.ok(k.some((t) => /role: the server says "officer", the log says "user"/.test(t)), k.join(" | "));
+      assert.ok(
+        k.some((t) => /role: the server says "officer", the log says "user"/.test(t)),
+        k.join(" | "),
+      );
       await forge(sql`UPDATE users SET role = 'user' WHERE handle = 'ksvoboda'`);
     });
 
@@ -164,7 +180,10 @@ for (const kind of DATABASE_KINDS) {
       assert.ok(!members.includes(ghost));
       assert.deepEqual(texts(await sync("lkral")), ["not for the ghost"]);
       const j = alerts(await sync("jnovak"));
-      assert.ok(j.some((t) => t.includes(`device "${ghost}" is in the server's database but not in the directory log`)), j.join(" | "));
+      assert.ok(
+        j.some((t) => t.includes(`device "${ghost}" is in the server's database but not in the directory log`)),
+        j.join(" | "),
+      );
       await forge(sql`DELETE FROM devices WHERE id = ${ghost}`);
     });
 
@@ -173,9 +192,9 @@ for (const kind of DATABASE_KINDS) {
       const phone = await enroll("pdvorak", "phone", join(dir, "p-pdvorak-phone"));
       await send("jnovak", "pdvorak", "CONFIDENTIAL/ASIA", "to both devices");
       assert.deepEqual(texts(await sync("pdvorak")), ["to both devices"]);
-      const phoneItems = JSON.parse(
-        await valise("sync", "--profile", join(dir, "p-pdvorak-phone"), "--json"),
-      ) as { items: Item[] };
+      const phoneItems = JSON.parse(await valise("sync", "--profile", join(dir, "p-pdvorak-phone"), "--json")) as {
+        items: Item[];
+      };
       assert.deepEqual(texts(phoneItems.items), ["to both devices"]);
       await admin("device", "revoke", phone.device);
       await send("jnovak", "pdvorak", "CONFIDENTIAL/ASIA", "after the revocation");
@@ -192,6 +211,43 @@ for (const kind of DATABASE_KINDS) {
       );
       // The revoked device reads nothing new: its session is gone.
       await failure(valise("sync", "--profile", join(dir, "p-pdvorak-phone"), "--json"));
+    });
+
+    test("a posting, a member added, a clearance downgrade, offboarding — each between separate processes", async () => {
+      const unit = (c: Conv) => c.kind === "unit" && c.unit === "HQ/ASIA-1";
+      const directory = (items: Item[]) => items.filter((i) => i.type === "directory").map((i) => i.text);
+      // A posting: lkral moves from HQ/ASIA-1 to EMB/TOKYO. jnovak is told before the next send; lkral reads nothing.
+      await admin("user", "move", "lkral", "--from", "HQ/ASIA-1", "--to", "EMB/TOKYO");
+      assert.ok(directory(await sync("jnovak")).includes("lkral left HQ/ASIA-1"));
+      await send("jnovak", "HQ/ASIA-1", "SECRET/ASIA", "after the posting");
+      assert.deepEqual(await memberUsers("jnovak", unit), ["jnovak"]);
+      assert.deepEqual(texts(await sync("lkral")), []);
+      // A member added by the admin path appears in jnovak's sync before the next message, which it then reads.
+      await admin("unit", "member", "add", "HQ/ASIA-1", "ksvoboda");
+      assert.ok(directory(await sync("jnovak")).includes("ksvoboda (EMB/TOKYO) joined HQ/ASIA-1, cleared SECRET/ASIA"));
+      await send("jnovak", "HQ/ASIA-1", "SECRET/ASIA", "welcome to the desk");
+      assert.deepEqual(await memberUsers("jnovak", unit), ["jnovak", "ksvoboda"]);
+      assert.deepEqual(texts(await sync("ksvoboda")), ["welcome to the desk"]);
+      // A clearance downgrade: removed by the next send, which goes through; nothing new readable.
+      await admin("clearance", "set", "ksvoboda", "CONFIDENTIAL/ASIA", "--officer", "bofficer");
+      await send("jnovak", "HQ/ASIA-1", "SECRET/ASIA", "SECRET again");
+      assert.deepEqual(await memberUsers("jnovak", unit), ["jnovak"]);
+      assert.deepEqual(texts(await sync("ksvoboda")), []);
+      // Offboarding: pdvorak disabled; the next sender to Beijing removes his devices; direct sends are refused.
+      await admin("user", "disable", "pdvorak");
+      await send("jnovak", "EMB/BEIJING", "CONFIDENTIAL/ASIA", "after offboarding");
+      const link = (c: Conv) => c.kind === "link" && c.unit === "EMB/BEIJING";
+      assert.ok(!(await memberUsers("jnovak", link)).includes("pdvorak"));
+      assert.match(await failure(send("jnovak", "pdvorak", "CONFIDENTIAL/ASIA", "x")), /pdvorak's account is disabled/);
+      await failure(sync("pdvorak"));
+      // The operator re-enables him in the database only (the log says disabled): still nothing for him, and an alert.
+      await forge(sql`UPDATE users SET disabled_at = NULL WHERE handle = 'pdvorak'`);
+      assert.match(await failure(send("jnovak", "pdvorak", "CONFIDENTIAL/ASIA", "x")), /pdvorak's account is disabled/);
+      const j = alerts(await sync("jnovak"));
+      assert.ok(
+        j.some((t) => /user pdvorak: the server says the account is active, the log says otherwise/.test(t)),
+        j.join(" | "),
+      );
     });
   });
 }

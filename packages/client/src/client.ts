@@ -144,7 +144,8 @@ export class ValiseClient {
           onMismatch:
             transparency?.onMismatch ??
             ((m) => {
-              void this.reportMismatch(m.subject, m.differences).catch(() => undefined);
+              // Sent now; awaited by the next save, so a CLI process does not exit before the officers are told.
+              this.reports.push(this.reportMismatch(m.subject, m.differences).catch(() => undefined));
             }),
           watched: () => this.watchedUsers(),
         })
@@ -395,7 +396,15 @@ export class ValiseClient {
     }
   }
 
+  /** Key-transparency reports to the officers still on their way. */
+  private reports: Promise<void>[] = [];
+
   async save(): Promise<void> {
+    if (this.reports.length > 0) {
+      const sending = this.reports;
+      this.reports = [];
+      await Promise.all(sending);
+    }
     if (this.transparency) this.transparency.dirty = false;
     for (const [id, g] of this.groups) {
       const c = this.state.conversations[id];
@@ -923,14 +932,10 @@ export class ValiseClient {
     return [...out];
   }
 
-  /** Tell the security officers that the server's directory disagrees with the log (needs the server's report route). */
+  /** Tell the security officers that the server's directory disagrees with the log (an officer alert). */
   private async reportMismatch(subject: string, differences: string[]): Promise<void> {
-    const t = this.transport as HttpTransport & {
-      reportKt?: (b: { kind: string; subject: string; detail: string }) => Promise<unknown>;
-    };
-    if (typeof t.reportKt !== "function") return;
     await this.authed(() =>
-      t.reportKt!({
+      this.transport.reportKt({
         kind: "directory_mismatch",
         subject: subject.slice(0, 200),
         detail: differences.join("; ").slice(0, 2000),
