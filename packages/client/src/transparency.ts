@@ -45,9 +45,7 @@ import {
   parseNoteVerifierKey,
   toBase64,
   verifyCheckpointQuorum,
-  verifyInclusion,
   type CheckpointFreshness,
-  verifyConsistency,
   type DirectoryEntry,
   type Frontier,
   type NoteVerifier,
@@ -259,6 +257,7 @@ export interface TransparencyOptions {
    * (default 10 min; the server asks witnesses to cosign again every minute even when the log has not grown).
    */
   maxCheckpointAgeMs?: number;
+  /**
    * How long a disagreement between the server's answer and the log may be explained by a change the next checkpoint
    * will show (default 3 s; the server signs a checkpoint at least once a second).
    */
