@@ -46,7 +46,8 @@ export async function startServeProcess(
     } catch {
       /* not yet */
     }
-    if (i > 200 || child.exitCode !== null) throw new Error(`valise serve did not start: ${out}`);
+    // Up to 60 s: a loaded CI machine (tests run two at a time, each with servers and CLI processes) starts slowly.
+    if (i > 1200 || child.exitCode !== null) throw new Error(`valise serve did not start: ${out}`);
     await sleep(50);
   }
   return {

@@ -57,7 +57,7 @@ test(
       } catch {
         /* not yet */
       }
-      if (i > 200) throw new Error(`server did not start: ${out}`);
+      if (i > 1200) throw new Error(`server did not start: ${out}`);
       await sleep(50);
     }
 
