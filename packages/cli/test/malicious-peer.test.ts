@@ -285,9 +285,9 @@ test(
     assert.ok(!/^ALERT 10:00/m.test(human), "the peer's text cannot start a line of its own");
 
     const hq = (await runCli(["sync", "--profile", profile("jnovak")])).stdout;
-  assert.doesNotMatch(hq, unsafe, JSON.stringify(hq));
-  assert.ok(hq.includes("CABLE EMB/BEIJING"), hq);
-  const cables = (await runCli(["cable", "list", "--profile", profile("jnovak")])).stdout;
+    assert.doesNotMatch(hq, unsafe, JSON.stringify(hq));
+    assert.ok(hq.includes("CABLE EMB/BEIJING"), hq);
+    const cables = (await runCli(["cable", "list", "--profile", profile("jnovak")])).stdout;
     assert.doesNotMatch(cables, unsafe, JSON.stringify(cables));
     assert.ok(cables.includes("Subject\\x1b]0;owned\\x07\\x1b[2K\\r\\u202eTCEJBUS"), cables);
     const docs = (await runCli(["doc", "list", "--profile", profile("pdvorak")])).stdout;
