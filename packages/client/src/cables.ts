@@ -30,6 +30,7 @@ import {
   type CablePayload,
 } from "./items.js";
 import { cableStore, heldCable } from "./held-keys.js";
+import { missingKeyMessage } from "./forward.js";
 import {
   ByteReader,
   bytesSource,
@@ -203,7 +204,13 @@ export class Cables {
       if (!p)
         throw new ValiseError(
           "not_found",
-          `this device holds no key for ${cable.reference} (it was sent before this device joined its unit's group)`,
+          `${missingKeyMessage(
+            `cable ${cable.reference} [${cable.precedence}, from ${cable.originator}, ${new Date(cable.createdAt).toISOString()}]`,
+            cable.label,
+            await this.host.user(this.host.handle),
+            await keyHolders(this.host, [cable.originator, ...cable.action, ...cable.info], cable.label),
+          )}; \`valise cable list\` lists the others`,
+          { reference: cable.reference, label: cable.label, precedence: cable.precedence },
         );
       checkAgainstServer(p, cable);
       const plain = downloadDecrypted(
@@ -233,6 +240,22 @@ export class Cables {
       return { cable, subject: header.subject, body: header.body, attachments: header.attachments };
     });
   }
+}
+
+/** Users the door shows as cleared members of one of `units` (they can hold, and forward, an item's key). */
+export async function keyHolders(host: ContentHost, units: string[], label: string): Promise<string[]> {
+  const out = new Set<string>();
+  for (const unit of unique(units)) {
+    const members = await host.transport.unitMembers(unit).then(
+      (r) => r.members,
+      () => [] as string[],
+    );
+    for (const h of members) {
+      const u = await host.user(h);
+      if (u && u.units.includes(unit) && dominates(parseLabel(u.clearance), parseLabel(label))) out.add(h);
+    }
+  }
+  return [...out].sort();
 }
 
 function unique<T>(xs: T[]): T[] {

@@ -42,7 +42,7 @@ import {
   type GroupContext,
   type KeyPackageBundle,
 } from "@valise/protocol";
-import { HttpTransport, type ServerAlert, type ServerConversation } from "./transport.js";
+import { HttpTransport, VALISE_CLIENT, type ServerAlert, type ServerConversation } from "./transport.js";
 import type { ConversationState, ConversationTarget, KeyStore, ProfileState } from "./profile.js";
 import { DirectoryVerifier, type DirectoryDoor } from "./verifier.js";
 import {
@@ -60,11 +60,13 @@ import {
   type AppPayload,
   type CablePayload,
   type DocumentPayload,
+  type ForwardPayload,
   type ReceivedItem,
 } from "./items.js";
 import { Cables, checkAgainstServer } from "./cables.js";
 import { acceptCable, acceptDocument, heldCable, migrateProfile } from "./held-keys.js";
 import { Documents } from "./documents.js";
+import { acceptForward, forwardClientTag, forwardPayloads, travelsIn } from "./forward.js";
 import { AuditLog } from "./audit.js";
 import type { StreamCipher } from "./content.js";
 import { webCryptoStreamCipher } from "./docstream.js";
@@ -111,6 +113,7 @@ export class ValiseClient {
   private logStale = false;
   private readonly groups = new Map<string, Group>();
   private readonly keys: DeviceKeys;
+  private readonly content: ContentHost;
 
   private constructor(
     private state: ProfileState,
@@ -120,7 +123,7 @@ export class ValiseClient {
     cipher?: StreamCipher,
   ) {
     this.transport = new HttpTransport(state.serverUrl, fetchImpl);
-    const host = this.contentHost(cipher);
+    const host = (this.content = this.contentHost(cipher));
     this.cables = new Cables(host);
     this.documents = new Documents(host);
     this.audit = new AuditLog(
@@ -453,6 +456,7 @@ export class ValiseClient {
         if (!local || rc.headSeq <= local.cursor || (rc.leftSeq != null && local.cursor >= rc.leftSeq - 1)) continue;
         await this.syncConversation(rc.id, items);
       }
+      await this.followForKeys(items);
       await this.cableQueue(items);
       await this.replenishKeyPackages();
       await this.save();
@@ -700,6 +704,7 @@ export class ValiseClient {
         try {
           const r = await processMessage(this.ctx, g, m.payload);
           this.setGroup(id, r.group);
+          if (r.kind === "commit" && !r.removedSelf) this.noteNewMembers(conv, g, r.group, r.added);
           if (r.kind === "application") {
             const aad = fromUtf8(r.aad);
             if (aad !== messageAad(id, conv.label))
@@ -714,8 +719,11 @@ export class ValiseClient {
                 `malformed payload from ${r.sender.user} (device ${r.sender.device}): ${why}`,
               );
             }
-            const item = this.acceptPayload(conv, payload, r.sender, m);
-            if (item) items.push(item);
+            if (payload.t === "fwd") items.push(...(await this.receiveForward(conv, payload, r.sender, m)));
+            else {
+              const item = this.acceptPayload(conv, payload, r.sender, m);
+              if (item) items.push(item);
+            }
           } else if (r.kind === "commit" && r.removedSelf) {
             delete this.state.conversations[id];
             this.groups.delete(id);
@@ -756,7 +764,7 @@ export class ValiseClient {
    */
   private acceptPayload(
     conv: ConversationState,
-    p: AppPayload,
+    p: Exclude<AppPayload, ForwardPayload>,
     sender: { user: string; device: string },
     m: { seq: number; createdAt: number },
   ): ReceivedItem | null {
@@ -1005,15 +1013,18 @@ export class ValiseClient {
         if (toRemove.length > 0) await this.commit(id, await removeDevices(this.ctx, g, toRemove as DeviceId[]));
         if (toAdd.length > 0) {
           const claimed = await this.transport.claimKeyPackages(toAdd, id);
-          if (claimed.length > 0)
-            await this.commit(
-              id,
-              await addDevices(
-                this.ctx,
-                this.group(id),
-                claimed.map((c) => c.keyPackage),
-              ),
+          if (claimed.length > 0) {
+            const before = this.group(id);
+            const out = await addDevices(
+              this.ctx,
+              before,
+              claimed.map((c) => c.keyPackage),
             );
+            await this.commit(id, out);
+            // Sent by the next catch-up (flushForwards), not here: reconcile may run inside a send on this
+            // conversation, which a forward would wait for.
+            if (this.noteNewMembers(conv, before, out.group, out.added)) await this.save();
+          }
         }
         return;
       } catch (e) {
@@ -1024,6 +1035,105 @@ export class ValiseClient {
         throw e;
       }
     }
+  }
+
+  // ---------------------------------------------------------------- keys for members who join later (issue 14)
+
+  /**
+   * A commit (this device's or another member's) added devices of users who had none in a unit or link
+   * conversation: this device owes them the keys it holds for that conversation's unit(s) (forward.ts). Every member
+   * device that holds keys forwards (copies already held are ignored by the receiver), so a member that added them
+   * without holding the keys does not leave them without. Recorded in the profile, sent by flushForwards.
+   */
+  private noteNewMembers(conv: ConversationState, before: Group, after: Group, added: readonly string[]): boolean {
+    if (conv.kind !== "unit" && conv.kind !== "link") return false;
+    const had = new Set(groupMembers(before).map((m) => m.user as string));
+    const fresh = new Set(
+      groupMembers(after)
+        .filter((m) => added.includes(m.device) && !had.has(m.user) && m.user !== this.handle)
+        .map((m) => m.user as string),
+    );
+    for (const to of fresh)
+      (this.state.forwards ??= []).push({ conversation: conv.id, to, id: randomId("f").slice(2) });
+    return fresh.size > 0;
+  }
+
+  /** Sends the owed forwards (see noteNewMembers); one that fails for an outage stays owed. */
+  private async flushForwards(items: ReceivedItem[]): Promise<void> {
+    for (const f of [...(this.state.forwards ?? [])]) {
+      const conv = this.state.conversations[f.conversation];
+      try {
+        if (conv) {
+          // The recipient as the directory (the log, with key transparency) tells it: no proof, no keys.
+          const to = await this.verifier.user(f.to);
+          const payloads = forwardPayloads(this.state, conv, to);
+          for (const [i, p] of payloads.entries())
+            await this.sendPayload(conv.id, p, `fwd-${f.id}-${i}`, forwardClientTag(VALISE_CLIENT, f.to));
+        }
+      } catch (e) {
+        if (transient(e)) throw e; // stays owed: the next sync retries under the same idempotency keys
+        const why = e instanceof Error ? e.message : String(e);
+        items.push(alertItem(`keys were not forwarded to ${f.to}: ${why}`, -1, Date.now()));
+      }
+      this.state.forwards = (this.state.forwards ?? []).filter((x) => x.id !== f.id);
+      await this.save();
+    }
+    if ((this.state.forwards ?? []).length === 0) delete this.state.forwards;
+  }
+
+  /**
+   * Membership follows the directory for the conversations whose keys this device could forward: a cleared member
+   * of the unit with no device in the group yet is added now (and gets the keys), instead of when someone next
+   * sends there. Failures are alerts; the sync goes on.
+   */
+  private async followForKeys(items: ReceivedItem[]): Promise<void> {
+    if ((this.state.forwards ?? []).length > 0) await this.flushForwards(items);
+    const held: (CablePayload | DocumentPayload)[] = [
+      ...Object.values(this.state.cables ?? {}),
+      ...Object.values(this.state.documents ?? {}).flatMap((vs) => Object.values(vs)),
+    ];
+    for (const conv of Object.values(this.state.conversations)) {
+      if ((conv.kind !== "unit" && conv.kind !== "link") || !conv.unit) continue;
+      if (!held.some((p) => p.sender !== "" && travelsIn(conv, p))) continue;
+      try {
+        const inGroup = new Set(groupMembers(this.group(conv.id)).map((m) => m.user as string));
+        const label = parseLabel(conv.label);
+        let missing = false;
+        for (const u of await this.intendedUsers(conv)) {
+          if (inGroup.has(u)) continue;
+          const du = await this.verifier.user(u);
+          if (du && dominates(parseLabel(du.clearance), label) && du.devices.some((d) => d.revokedAt === null))
+            missing = true;
+        }
+        if (missing) await this.reconcile(conv.id);
+      } catch (e) {
+        if (transient(e)) throw e;
+        items.push(
+          alertItem(
+            `could not add a new member of ${conv.unit} to its ${conv.label} channel: ${e instanceof Error ? e.message : String(e)}`,
+            -1,
+            Date.now(),
+          ),
+        );
+      }
+    }
+    if ((this.state.forwards ?? []).length > 0) await this.flushForwards(items);
+  }
+
+  /** A forward received: addressed to this user → each key checked and kept or refused (alerts); else ignored. */
+  private async receiveForward(
+    conv: ConversationState,
+    p: ForwardPayload,
+    sender: { user: string; device: string },
+    m: { seq: number; createdAt: number },
+  ): Promise<ReceivedItem[]> {
+    const { refusals } = await acceptForward(this.content, conv, p, sender);
+    return refusals.map((text) => ({
+      ...alertItem(text, m.seq, m.createdAt),
+      from: sender.user,
+      conversation: conv.id,
+      label: conv.label,
+    }));
   }
 
   private async commit(id: string, out: CommitOutput): Promise<void> {
@@ -1050,11 +1160,16 @@ export class ValiseClient {
    * a member of those units): a server that slipped an uncleared device into the group gets nothing. On an epoch
    * conflict, catches up and retries under the same idempotency key.
    */
-  sendPayload(id: string, payload: AppPayload, idem = randomId("c").slice(2)): Promise<{ seq: number }> {
+  sendPayload(
+    id: string,
+    payload: AppPayload,
+    idem = randomId("c").slice(2),
+    client?: string,
+  ): Promise<{ seq: number }> {
     // One at a time per conversation: concurrent sends encrypted with the same group state reuse a ratchet
     // generation, and the receiver keeps only the first of them (two shared documents at once lost a key).
     const prev = this.sending.get(id) ?? Promise.resolve();
-    const run = prev.then(() => this.sendPayloadNow(id, payload, idem));
+    const run = prev.then(() => this.sendPayloadNow(id, payload, idem, client));
     const tail = run.then(
       () => undefined,
       () => undefined,
@@ -1067,7 +1182,12 @@ export class ValiseClient {
   }
   private readonly sending = new Map<string, Promise<void>>();
 
-  private async sendPayloadNow(id: string, payload: AppPayload, idem: string): Promise<{ seq: number }> {
+  private async sendPayloadNow(
+    id: string,
+    payload: AppPayload,
+    idem: string,
+    client?: string,
+  ): Promise<{ seq: number }> {
     const conv = this.state.conversations[id];
     if (!conv) throw new ValiseError("not_found", `unknown conversation ${id}`);
     for (let attempt = 0; ; attempt++) {
@@ -1090,7 +1210,7 @@ export class ValiseClient {
       this.setGroup(id, group);
       await this.save();
       try {
-        const r = await this.transport.postMessage(id, message, idem);
+        const r = await this.transport.postMessage(id, message, idem, client);
         return { seq: r.seq };
       } catch (e) {
         if (e instanceof ValiseError && e.code === "epoch_conflict" && attempt < MAX_RETRIES) {

@@ -19,6 +19,8 @@ import { documentStore, heldDocument } from "./held-keys.js";
 import { nullRecord, own } from "./schema.js";
 import type { PendingUpload } from "./profile.js";
 import { downloadDecrypted, uploadEncrypted, type PlainSource, type Progress } from "./content.js";
+import { keyHolders } from "./cables.js";
+import { missingKeyMessage } from "./forward.js";
 import type { ContentHost } from "./host.js";
 
 export interface PutSpec {
@@ -215,7 +217,17 @@ export class Documents {
         await this.host.catchUp();
         p = heldDocument(this.host.state, id, version);
       }
-      if (!p) throw new ValiseError("not_found", `this device holds no key for ${id} version ${version}`);
+      if (!p)
+        throw new ValiseError(
+          "not_found",
+          `${missingKeyMessage(
+            `document ${id} version ${version} [shared by ${doc.owner} with ${doc.to.name}]`,
+            doc.label,
+            await this.host.user(this.host.handle),
+            doc.to.kind === "unit" ? await keyHolders(this.host, [doc.to.name], doc.label) : [doc.owner, doc.to.name],
+          )}; \`valise doc list\` lists the others`,
+          { document: id, version, label: doc.label },
+        );
       if (!sameAsServer(p, doc, v))
         throw new ValiseError(
           "protocol_error",
@@ -247,7 +259,7 @@ export class Documents {
  * The server's record of a version must match what its uploader bound to the key: blob, label, and who uploaded it
  * (sender "" only in records kept from before senders were bound).
  */
-function sameAsServer(p: DocumentPayload, d: ServerDocument, v: ServerDocument["versions"][number]): boolean {
+export function sameAsServer(p: DocumentPayload, d: ServerDocument, v: ServerDocument["versions"][number]): boolean {
   let label: string;
   try {
     label = canonicalLabel(d.label);

@@ -130,7 +130,18 @@ export interface DocumentPayload {
   sender: string;
   senderDevice: string;
 }
-export type AppPayload = TextPayload | CablePayload | DocumentPayload;
+/**
+ * Keys forwarded to a member who joined later (issue 14): copies of the cable and document payloads the forwarding
+ * device holds, unchanged (their original sender and metadata), for the user `to`; other members ignore it. The
+ * receiver checks each one (see forward.ts) before keeping it.
+ */
+export interface ForwardPayload {
+  t: "fwd";
+  to: string;
+  cables: CablePayload[];
+  documents: DocumentPayload[];
+}
+export type AppPayload = TextPayload | CablePayload | DocumentPayload | ForwardPayload;
 
 // ---------------------------------------------------------------- the one parser for what peers send
 
@@ -194,28 +205,47 @@ const documentPayload = obj({
   senderDevice: payloadFields.device,
 });
 
+/** At most this many keys in one forward message (a forward of more is split). */
+export const MAX_FORWARD_KEYS = 200;
+
+function checkItem(p: CablePayload | DocumentPayload): void {
+  if (p.t === "cable") {
+    if (parseCableReference(p.reference).originator !== p.originator)
+      throw new Error("reference is not in the originator's series");
+    if (p.action.length === 0) throw new Error("a cable needs an ACTION addressee");
+    if (p.action.some((u) => p.info.includes(u))) throw new Error("a unit is both ACTION and INFO");
+    if (p.corrects === p.reference) throw new Error("a cable cannot correct itself");
+  }
+  if (p.t === "doc" && (p.to.kind === "user") !== isUserHandle(p.to.name)) throw new Error("bad share target");
+}
+
+const forwardPayload = obj({
+  t: literal("fwd"),
+  to: payloadFields.handle,
+  cables: arr(
+    map(cablePayload, (p) => (checkItem(p), p)),
+    { max: MAX_FORWARD_KEYS },
+  ),
+  documents: arr(
+    map(documentPayload, (p) => (checkItem(p), p)),
+    { max: MAX_FORWARD_KEYS },
+  ),
+});
+
 /** The schema of every application payload a peer may send (exported for tests). */
 export const appPayload: Parser<AppPayload> = map(
-  tagged("t", { text: textPayload, cable: cablePayload, doc: documentPayload }),
+  tagged("t", { text: textPayload, cable: cablePayload, doc: documentPayload, fwd: forwardPayload }),
   (p): AppPayload => {
-    if (p.t === "cable") {
-      if (parseCableReference(p.reference).originator !== p.originator)
-        throw new Error("reference is not in the originator's series");
-      if (p.action.length === 0) throw new Error("a cable needs an ACTION addressee");
-      if (p.action.some((u) => p.info.includes(u))) throw new Error("a unit is both ACTION and INFO");
-      if (p.corrects === p.reference) throw new Error("a cable cannot correct itself");
-    }
-    if (p.t === "doc" && (p.to.kind === "user") !== isUserHandle(p.to.name)) throw new Error("bad share target");
+    if (p.t === "cable" || p.t === "doc") checkItem(p);
     return p;
   },
 );
-
 /**
  * Parses a decrypted payload strictly into typed values: a sender's bytes are checked before the SDK acts on them.
  * Throws a `protocol_error` ValiseError (and nothing else) on anything that is not exactly one of the payloads.
  */
 export function parsePayload(bytes: Uint8Array): AppPayload {
-  return parseJsonBytes(bytes, appPayload, { maxBytes: MAX_PAYLOAD_BYTES, maxDepth: 4, what: "payload" });
+  return parseJsonBytes(bytes, appPayload, { maxBytes: MAX_PAYLOAD_BYTES, maxDepth: 5, what: "payload" });
 }
 
 /** What is inside a cable's encrypted content, before the attachments' bytes. */

@@ -57,6 +57,11 @@ export interface ProfileState {
    * process was stopped. Removed once the document version exists.
    */
   uploads?: Record<string, PendingUpload>;
+  /**
+   * Key forwards owed to members who joined later (issue 14): a conversation this device added them to, and the
+   * user. Written with the add, removed once sent; a crash in between is retried by the next sync.
+   */
+  forwards?: { conversation: string; to: string; id: string }[];
   /** Items received but not yet handed to the user (e.g. fetched while catching up before a send). */
   pending: ReceivedItem[];
   session: { token: string; expiresAt: number } | null;

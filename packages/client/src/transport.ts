@@ -317,7 +317,7 @@ export class HttpTransport {
       payload = JSON.stringify(body);
     }
     if (this.token) headers.authorization = `Bearer ${this.token}`;
-    headers["x-valise-client"] = VALISE_CLIENT;
+    headers["x-valise-client"] ??= VALISE_CLIENT;
     const res = await this.withRetry(
       method,
       path,
@@ -464,9 +464,11 @@ export class HttpTransport {
     );
     return r.messages.map((m) => ({ ...m, payload: fromBase64(m.payload) }));
   }
-  postMessage(id: string, message: Uint8Array, idempotencyKey: string) {
+  /** `client`: the audit event's client field for this send (a key forward says so; see forward.ts). */
+  postMessage(id: string, message: Uint8Array, idempotencyKey: string, client?: string) {
     return this.call<AppendAnswer>("POST", `/v1/conversations/${encodeURIComponent(id)}/messages`, message, {
       "idempotency-key": idempotencyKey,
+      ...(client ? { "x-valise-client": client } : {}),
     });
   }
   postCommit(
