@@ -14,3 +14,4 @@ export * from "./audit.js";
 export * from "./schema.js";
 export * from "./held-keys.js";
 export * from "./checkpoint-state.js";
+export { acceptForward, forwardPayloads, missingKeyMessage, travelsIn, type ForwardHost } from "./forward.js";
