@@ -58,6 +58,8 @@ Local operator commands on the server's database (like prosodyctl): run them on 
                                                this command returns; prints the pending removals.
   log key [--json]                             the directory log's verifier key (name+hash+key), for clients
                                                and witnesses; creates DIR/log-key if there is none yet
+  backup --out DIR / restore --from DIR --data DIR
+                                               online backup and restore (valise admin backup --help)
 Every change above is appended to the directory log (key transparency) and the audit log (actor admin-cli) in the
 same transaction. The user/unit lifecycle commands also run over the API with --profile DIR (an enrolled admin's
 profile; officers may list, show history and disable): the server then checks the role and audits the caller.

@@ -11,14 +11,26 @@ import { parse, str, UsageError } from "./args.js";
 import { printJson } from "./output.js";
 import { installNodeCrypto } from "./crypto.js";
 
+const TAXII_LINES = `       valise taxii token issue --partner NAME --profile DIR [--json]
+       valise taxii token list --profile DIR [--json]
+       valise taxii token revoke ID --profile DIR [--json]`;
+
+export const TAXII_USAGE = `usage: valise taxii token issue --partner NAME --profile DIR [--json]
+       valise taxii token list --profile DIR [--json]
+       valise taxii token revoke ID --profile DIR [--json]
+
+For security officers (role officer): bearer tokens for partners' TAXII 2.1 clients, which read the incidents shared
+with valise incident share (GET /taxii2/…).
+  issue   a new token for the partner: printed once, stored only as a hash
+  list    every token with its partner, issuer and revocation
+  revoke  the partner's next request gets 403`;
+
 export const INCIDENT_USAGE = `usage: valise incident create --profile DIR --alert ID [--alert ID …] --title T [--note TEXT] [--json]
        valise incident list --profile DIR [--json]
        valise incident show ID --profile DIR [--json]
        valise incident export ID --profile DIR [--out FILE] [--include-accounts]
        valise incident share ID --profile DIR [--include-accounts] [--json]
-       valise taxii token issue --partner NAME --profile DIR [--json]
-       valise taxii token list --profile DIR [--json]
-       valise taxii token revoke ID --profile DIR [--json]
+${TAXII_LINES}
 
 For security officers (role officer). An incident groups detection alerts (valise alerts) under a title and a note.
   export   writes the incident as a STIX 2.1 bundle (to FILE, mode 0600, or standard output): the ministry's identity,
@@ -136,19 +148,19 @@ async function taxii(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
     { profile: { type: "string" }, partner: { type: "string" }, json: { type: "boolean" } },
-    INCIDENT_USAGE,
+    TAXII_USAGE,
   );
   if (values.help) {
-    console.log(INCIDENT_USAGE);
+    console.log(TAXII_USAGE);
     return 0;
   }
   const [what, sub, id, ...extra] = positionals;
   if (what !== "token" || extra.length > 0)
-    throw new UsageError(`expected valise taxii token issue|list|revoke\n\n${INCIDENT_USAGE}`);
+    throw new UsageError(`expected valise taxii token issue|list|revoke\n\n${TAXII_USAGE}`);
   const json = values.json === true;
   switch (sub) {
     case "issue": {
-      const partner = str(values.partner, "--partner NAME", INCIDENT_USAGE);
+      const partner = str(values.partner, "--partner NAME", TAXII_USAGE);
       const client = await officer(values.profile);
       const t = await client.transport.issueTaxiiToken(partner);
       if (json) printJson(t);
@@ -173,7 +185,7 @@ async function taxii(argv: string[]): Promise<number> {
       return 0;
     }
     default:
-      throw new UsageError(`unknown taxii token command ${sub ?? ""}\n\n${INCIDENT_USAGE}`);
+      throw new UsageError(`unknown taxii token command ${sub ?? ""}\n\n${TAXII_USAGE}`);
   }
 }
 

@@ -11,6 +11,8 @@ import { incidentCommands, INCIDENT_USAGE } from "./incident-commands.js";
 import { witness, WITNESS_USAGE } from "./witness-commands.js";
 import { cable, CABLE_USAGE, doc, DOC_USAGE } from "./content-commands.js";
 import { directory, DIRECTORY_USAGE } from "./directory-commands.js";
+import { backupRestore, BACKUP_USAGE } from "./backup.js";
+import { version } from "./version.js";
 
 const HELP = `valise — end-to-end encrypted cables, conversations and documents
 
@@ -36,6 +38,9 @@ Security officer:
   incident       group alerts into incidents, export STIX 2.1, share them over TAXII 2.1
   directory      follow every directory change (units, users, memberships, roles, devices) with its log index
   taxii          issue and revoke partner tokens for the TAXII 2.1 feed
+Operations:
+  version        the release, Node.js and database schema versions (also valise --version; --json)
+  admin backup   an online copy of the data directory and database; admin restore into an empty directory
 
 Profiles: one process at a time uses a profile (--profile DIR): another valise command on the same profile waits
 until the first has finished (it says so on stderr); add --no-wait to fail at once instead. While the server cannot
@@ -53,6 +58,8 @@ Example (five minutes):
 ${SERVE_USAGE}
 
 ${ADMIN_USAGE}
+
+${BACKUP_USAGE}
 
 ${CABLE_USAGE}
 
@@ -82,10 +89,19 @@ async function main(argv: string[]): Promise<number> {
       case "-h":
         console.log(HELP);
         return cmd === undefined ? 2 : 0;
+      case "--version":
+      case "-V":
+      case "version":
+        return await version(rest);
       case "serve":
         return await serve(rest);
-      case "admin":
+      case "admin": {
+        // valise admin [--data DIR] backup|restore …
+        const at = rest[0] === "--data" ? 2 : 0;
+        if (rest[at] === "backup" || rest[at] === "restore")
+          return await backupRestore([rest[at], ...rest.slice(0, at), ...rest.slice(at + 1)]);
         return await admin(rest);
+      }
       case "log":
         return await log(rest);
       case "audit":

@@ -70,7 +70,9 @@ pushed to security officers' WebSocket sessions (valise alerts --follow) and POS
   --detect-train-days N  the first N UTC days from the first audit event only train the baselines (default 14): no
                     baseline or threshold alerts yet, but critical rules (a canary touch) alert from the first event.
                     Fixed once the first event is processed (kept in the stored detector state)
-Prints the directory log's verifier key (give it to clients and witnesses); the signing key is DIR/log-key (0600).
+Logs are JSON lines (pino) on standard output; the start-up banner (address, database, the directory log's verifier
+key — give it to clients and witnesses —, witnesses, metrics) goes to standard error. The signing key is DIR/log-key
+(0600).
 Environment: VALISE_DATABASE_URL=postgres://… uses PostgreSQL instead of the embedded SQLite;
   VALISE_LOG_KEY=PRIVATE+KEY+… supplies the log signing key instead of DIR/log-key (several servers, one log);
   VALISE_WITNESSES (space- or comma-separated URL=VKEY) and VALISE_WITNESS_QUORUM stand for --witness and
@@ -220,7 +222,8 @@ export async function serve(argv: string[]): Promise<number> {
     }
   }
   const url = address.replace("[::1]", "localhost");
-  process.stdout.write(
+  // The banner goes to stderr: stdout carries only the JSON log lines (one object per line, for a log shipper).
+  process.stderr.write(
     `Valise is running at ${url}\n` +
       (webRoot && existsSync(resolve(webRoot, "index.html")) ? `  web app: open ${origins[0]}/\n` : "") +
       `  database: ${databaseUrl ? "PostgreSQL (VALISE_DATABASE_URL)" : `SQLite in ${dataDir}`}\n` +

@@ -24,7 +24,8 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ s
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Starts `valise serve --data DIR` on a free port and resolves once /healthz answers; `output()` is its stdout. */
+/** Starts `valise serve --data DIR` on a free port and resolves once /healthz answers; `output()` is its stdout and
+ * stderr (the banner is on stderr). */
 export async function startServeProcess(
   dataDir: string,
   args: string[] = [],
@@ -39,7 +40,7 @@ export async function startServeProcess(
   );
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr.resume();
+  child.stderr.on("data", (d: Buffer) => (out += d.toString()));
   for (let i = 0; ; i++) {
     try {
       if ((await fetch(`${url}/healthz`)).ok) break;
