@@ -50,7 +50,7 @@ test(
     });
     let out = "";
     child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr!.resume();
+    child.stderr!.on("data", (d: Buffer) => (out += d.toString())); // the banner (log key) is on stderr
     for (let i = 0; ; i++) {
       try {
         if ((await fetch(`${url}/healthz`)).ok) break;
