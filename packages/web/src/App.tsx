@@ -4,7 +4,7 @@ import { STORE_OUTAGE_NOTICE } from "@valise/client";
 import { describeStaleness } from "@valise/core";
 import { enrollDevice, finishPasskey, forget, login, openExisting, ownProfile, passkeyPending } from "./session.js";
 import { History, type Msg } from "./history.js";
-import { Banner, ErrorNote } from "./ui.js";
+import { Banner, ErrorNote, errorText } from "./ui.js";
 import { highest } from "./labels.js";
 import { CableCompose, CableInbox, CableView } from "./cables.js";
 import { Conversations, Thread } from "./conversations.js";
@@ -48,7 +48,7 @@ export function App() {
         setPhase(!c ? "enroll" : passkeyPending() ? "passkey" : "login");
       })
       .catch((e: unknown) => {
-        setError(String(e));
+        setError(errorText(e));
         setPhase("enroll");
       });
   }, []);
@@ -140,7 +140,7 @@ function Shell(props: { label: string; children: ReactNode }) {
   );
 }
 
-const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const errText = errorText;
 
 function Enroll(props: { onDone: (c: ValiseClient) => void; onNoPasskey: (c: ValiseClient, error: string) => void }) {
   const [code, setCode] = useState("");
@@ -264,7 +264,7 @@ function Login(props: { client: ValiseClient; onDone: () => void; onForget: () =
           setError(null);
           login(props.client)
             .then(props.onDone)
-            .catch((e: unknown) => setError(e instanceof Error ? e.message : String(e)))
+            .catch((e: unknown) => setError(errorText(e)))
             .finally(() => setBusy(false));
         }}
       >
@@ -354,7 +354,7 @@ function Main({ client }: { client: ValiseClient }) {
         // Officers' sessions also get detection alerts pushed: officer screens reload (others get no such frames).
         { monitorMs: MONITOR_MS, onAlert: () => refresh() },
       );
-    })().catch((e: unknown) => setError(e instanceof Error ? e.message : String(e)));
+    })().catch((e: unknown) => setError(errorText(e)));
     return () => {
       closed = true;
       sub?.close();

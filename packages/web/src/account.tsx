@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import type { DirectoryAlert, OwnDevice } from "@valise/client";
 import type { Ctx } from "./App.js";
-import { ErrorNote, fmtTime } from "./ui.js";
+import { ErrorNote, errorText, fmtTime } from "./ui.js";
 
 export interface OwnState {
   devices: OwnDevice[];
@@ -57,7 +57,7 @@ export function Account({ ctx, own, onAck }: { ctx: Ctx; own: OwnState | null; o
                           onAck();
                           devicesH.current?.focus();
                         })
-                        .catch((e: unknown) => setError(String(e)))
+                        .catch((e: unknown) => setError(errorText(e)))
                     }
                   >
                     {a.kind === "device.revoke" ? "Dismiss" : "This device is mine"}

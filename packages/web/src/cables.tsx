@@ -6,11 +6,11 @@ import { getJson } from "./session.js";
 import { ModalConfirm } from "./a11y.js";
 import { usableLabels } from "./labels.js";
 import { saveStream } from "./download.js";
-import { ErrorNote, LabelTag, PrecedenceTag, Progress, fileSource, fmtSize, fmtTime } from "./ui.js";
+import { ErrorNote, LabelTag, PrecedenceTag, Progress, fileSource, fmtSize, fmtTime, errorText } from "./ui.js";
 
 type Listed = ServerCable & { subject: string | null; problem: string | null };
 const RANK: Record<string, number> = { FLASH: 0, IMMEDIATE: 1, PRIORITY: 2, ROUTINE: 3 };
-const msg = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const msg = errorText;
 
 export function CableInbox({ ctx }: { ctx: Ctx }) {
   const [cables, setCables] = useState<Listed[] | null>(null);
@@ -108,6 +108,9 @@ export function CableInbox({ ctx }: { ctx: Ctx }) {
   );
 }
 
+/** How often an open cable's receipts are refreshed. */
+const RECEIPT_POLL_MS = 4000;
+
 export function CableView({ ctx, id }: { ctx: Ctx; id: string }) {
   const [opened, setOpened] = useState<OpenedCable | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -127,6 +130,27 @@ export function CableView({ ctx, id }: { ctx: Ctx; id: string }) {
       .catch((e: unknown) => setError(msg(e)));
   }, [ctx.client, ctx.history, id]);
   useEffect(() => ctx.setLabels(opened ? [opened.cable.label] : []), [ctx, opened]);
+  // Receipts change while the cable is open (an addressee reads it): refreshed on each push tick and every few
+  // seconds, so the sender sees "read" without reloading. A failed poll keeps the last receipts shown.
+  const [receipts, setReceipts] = useState<CableReceipt[] | null>(null);
+  const loaded = opened !== null;
+  useEffect(() => {
+    if (!loaded) return;
+    let stopped = false;
+    const poll = () =>
+      ctx.client.transport
+        .cable(id)
+        .then((sc) => {
+          if (!stopped && Array.isArray(sc.receipts)) setReceipts(sc.receipts);
+        })
+        .catch(() => undefined);
+    void poll();
+    const timer = setInterval(() => void poll(), RECEIPT_POLL_MS);
+    return () => {
+      stopped = true;
+      clearInterval(timer);
+    };
+  }, [ctx.client, ctx.tick, id, loaded]);
   if (error) return <ErrorNote error={error} />;
   if (!opened) return <Progress label="Decrypting" done={progress.done} total={progress.total} />;
   const c = opened.cable;
@@ -190,7 +214,7 @@ export function CableView({ ctx, id }: { ctx: Ctx; id: string }) {
         </>
       )}
       <h3>Receipts</h3>
-      <Receipts receipts={c.receipts} />
+      <Receipts receipts={receipts ?? c.receipts} />
     </article>
   );
 }
@@ -284,7 +308,8 @@ export function CableCompose({ ctx }: { ctx: Ctx }) {
   const [action, setAction] = useState<string[]>([]);
   const [info, setInfo] = useState<string[]>([]);
   const [precedence, setPrecedence] = useState("ROUTINE");
-  const [label, setLabel] = useState("UNCLASSIFIED");
+  // No default label: the originator classifies each cable deliberately (a silent UNCLASSIFIED would under-mark).
+  const [label, setLabel] = useState("");
   const [subject, setSubject] = useState("");
   const [body, setBody] = useState("");
   const [files, setFiles] = useState<File[]>([]);
@@ -300,7 +325,7 @@ export function CableCompose({ ctx }: { ctx: Ctx }) {
   }, [ctx.client]);
   const fromMax = units.find((u) => u.name === from)?.maxLabel;
   const labels = usableLabels(ctx.me.clearance, fromMax);
-  useEffect(() => ctx.setLabels([label]), [ctx, label]);
+  useEffect(() => ctx.setLabels(label ? [label] : []), [ctx, label]);
   const toggle = (list: string[], set: (x: string[]) => void, u: string) =>
     set(list.includes(u) ? list.filter((x) => x !== u) : [...list, u]);
   const release = () => {
@@ -338,6 +363,10 @@ export function CableCompose({ ctx }: { ctx: Ctx }) {
       onSubmit={(e) => {
         e.preventDefault();
         if (action.length === 0) return setError("choose at least one ACTION unit");
+        if (!label) return setError("choose the cable's classification label");
+        if (subject.trim() === "") return setError("the subject is empty: write a subject");
+        if (body.trim() === "") return setError("the body is empty: write the cable's text");
+        setError(null);
         setConfirming(true);
       }}
     >
@@ -382,7 +411,10 @@ export function CableCompose({ ctx }: { ctx: Ctx }) {
       </label>
       <label>
         Label
-        <select value={label} onChange={(e) => setLabel(e.target.value)}>
+        <select value={label} onChange={(e) => setLabel(e.target.value)} required>
+          <option value="" disabled>
+            Choose a label…
+          </option>
           {labels.map((l) => (
             <option key={l}>{l}</option>
           ))}

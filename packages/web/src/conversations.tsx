@@ -1,9 +1,9 @@
 import { useEffect, useState } from "react";
 import type { Ctx } from "./App.js";
 import { usableLabels } from "./labels.js";
-import { ErrorNote, LabelTag, fmtTime } from "./ui.js";
+import { ErrorNote, LabelTag, fmtTime, errorText } from "./ui.js";
 
-const msg = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const msg = errorText;
 
 function title(c: { kind: string; peer: string | null; unit: string | null; fromUnit?: string | null }): string {
   if (c.kind === "direct") return `Direct: ${c.peer ?? "?"}`;

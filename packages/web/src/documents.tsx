@@ -3,9 +3,9 @@ import type { DocumentView } from "@valise/client";
 import type { Ctx } from "./App.js";
 import { usableLabels } from "./labels.js";
 import { saveStream } from "./download.js";
-import { ErrorNote, LabelTag, Progress, fileSource, fmtSize, fmtTime } from "./ui.js";
+import { ErrorNote, LabelTag, Progress, fileSource, fmtSize, fmtTime, errorText } from "./ui.js";
 
-const msg = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const msg = errorText;
 
 export function DocumentsScreen({ ctx }: { ctx: Ctx }) {
   const [docs, setDocs] = useState<DocumentView[] | null>(null);
@@ -14,7 +14,8 @@ export function DocumentsScreen({ ctx }: { ctx: Ctx }) {
   const [up, setUp] = useState({ done: 0, total: 0 });
   const [down, setDown] = useState({ done: 0, total: 0 });
   const [to, setTo] = useState("");
-  const [label, setLabel] = useState("UNCLASSIFIED");
+  // No default label: the owner classifies each document deliberately (a silent UNCLASSIFIED would under-mark).
+  const [label, setLabel] = useState("");
   const [file, setFile] = useState<File | null>(null);
   const [versionOf, setVersionOf] = useState("");
   const [busy, setBusy] = useState(false);
@@ -48,6 +49,7 @@ export function DocumentsScreen({ ctx }: { ctx: Ctx }) {
         onSubmit={(e) => {
           e.preventDefault();
           if (!file) return;
+          if (!versionOf && !label) return setError("choose the document's classification label");
           setBusy(true);
           setError(null);
           ctx.client.documents
@@ -88,7 +90,10 @@ export function DocumentsScreen({ ctx }: { ctx: Ctx }) {
             </label>
             <label>
               Label
-              <select value={label} onChange={(e) => setLabel(e.target.value)}>
+              <select value={label} onChange={(e) => setLabel(e.target.value)} required>
+                <option value="" disabled>
+                  Choose a label…
+                </option>
                 {usableLabels(ctx.me.clearance).map((l) => (
                   <option key={l}>{l}</option>
                 ))}

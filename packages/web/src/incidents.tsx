@@ -6,9 +6,9 @@ import { useEffect, useRef, useState } from "react";
 import type { ServerAlert, ServerIncident } from "@valise/client";
 import type { Ctx } from "./App.js";
 import { ModalConfirm } from "./a11y.js";
-import { ErrorNote, fmtTime, saveBlob } from "./ui.js";
+import { ErrorNote, fmtTime, saveBlob, errorText } from "./ui.js";
 
-const msg = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const msg = errorText;
 
 export function IncidentsScreen({ ctx, id }: { ctx: Ctx; id: string | null }) {
   useEffect(() => ctx.setLabels([]), [ctx]);

@@ -10,9 +10,9 @@ import {
 } from "@valise/client";
 import type { Ctx } from "./App.js";
 import { getJson } from "./session.js";
-import { ErrorNote, fmtTime } from "./ui.js";
+import { ErrorNote, fmtTime, errorText } from "./ui.js";
 
-const msg = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const msg = errorText;
 
 /** A datetime-local field's value as ISO 8601 (undefined when empty). */
 function isoOf(v: string, name: string): string | undefined {

@@ -1,4 +1,25 @@
+import { isValiseError } from "@valise/core";
 import { levelClass } from "./labels.js";
+
+/** What the user is told when the server cannot be reached: a network fact, never a security verdict. */
+export const UNREACHABLE =
+  "The server cannot be reached (no network, or the server is down). Nothing was sent or changed; try again when the connection is back.";
+
+/**
+ * An error as a sentence for the user. Transport failures (the server unreachable after the retries, a fetch that
+ * never got an answer, 502/504 from a proxy) say so plainly: they must never read like a security finding.
+ */
+export function errorText(e: unknown): string {
+  if (isValiseError(e)) {
+    if (e.code === "transport_error") return UNREACHABLE;
+    if (e.code === "store_error")
+      return "The server cannot store or read right now. Nothing was lost; try again in a moment.";
+    return e.message;
+  }
+  if (e instanceof TypeError && /fetch|network|load failed/i.test(e.message)) return UNREACHABLE;
+  if (typeof navigator !== "undefined" && navigator.onLine === false) return UNREACHABLE;
+  return e instanceof Error ? e.message : String(e);
+}
 
 export function Banner(props: { label: string; position: "top" | "bottom" }) {
   return (
