@@ -1,6 +1,6 @@
 /**
  * Issue 15, "Broken": the web app in chromium. Typed text is regular weight; the document and cable label pickers
- * start with no choice; a whitespace-only subject is refused before the release confirm; hostile 2,059-character
+ * start with no choice; a whitespace-only subject is refused before the release confirm; hostile 1,000-character
  * file names and subjects never widen the page (1280 px and 390 px); the sender's open cable shows the addressee's
  * read receipt without a reload; with the server down, sending says the server is unreachable, never a security fact.
  */
@@ -51,15 +51,17 @@ test("web app: issue 15 broken items (chromium)", { skip: missing ?? false, time
       .waitFor();
     assert.equal(await p.page.getByRole("alertdialog").count(), 0, "a blank subject reached the release confirm");
 
-    // A hostile subject and attachment name, 2,059 characters with no break point.
-    const long = "x".repeat(2055) + ".pdf";
+    // A hostile subject and attachment name with no break point (the report's 2,059 characters are now refused by
+    // the client's payload schema: 1,000 is the longest name accepted).
+    const long = "x".repeat(996) + ".pdf";
     await p.page.getByLabel("Subject").fill("S" + "y".repeat(480));
     await p.page
       .getByLabel("Attachments")
       .setInputFiles({ name: long, mimeType: "application/pdf", buffer: Buffer.from("%PDF") });
     await p.page.getByRole("button", { name: "Review and release…" }).click();
     await p.page.getByRole("button", { name: "Release cable" }).click();
-    await p.page.getByTestId("cable-reference").waitFor({ timeout: 60_000 });
+    await p.page.getByTestId("cable-reference").or(p.page.getByRole("alert")).first().waitFor({ timeout: 60_000 });
+    assert.deepEqual(await p.page.getByRole("alert").allTextContents(), [], "the release failed");
     const cableUrl = p.page.url();
     let w = await noSideScroll(p.page);
     assert.ok(w.scroll <= w.inner, `sender's cable at 390 px is ${w.scroll} px wide`);
