@@ -21,12 +21,19 @@ DIR/profile.json (mode 0600).
                       device and member against that log from then on; a bundle pins them from the start, out of
                       band, and is the stronger choice.`;
 export const DEVICES_USAGE = `usage: valise devices --profile DIR [--ack DEVICE] [--json]
+       valise devices approve ID --profile DIR [--json]
 
 Lists this user's devices as the verified directory log shows them, and own-account alerts: a device this device
 did not enrol (and that was not there before it), a revocation, a clearance or role change.
   --ack DEVICE   dismiss the alerts about DEVICE (a device you enrolled yourself, e.g. your new phone), and tell
                  the server (audited as directory.device.ack: detection does not take it for an intruder's device)
-With --json prints {"verified","checkpointSize","devices":[…],"alerts":[…],"error"}.`;
+With --json prints {"verified","checkpointSize","devices":[…],"alerts":[…],"error"}.
+approve ID     send your new device ID (an active device of yours in the directory log) the cable and document
+               keys this device holds, end to end inside MLS, in the unit and link conversations it is a member of
+               (it is added to them first), and dismiss its alert. A device nobody approved gets only what is sent
+               after it joined. Conversation texts are not transferred (a profile keeps no messages once shown).
+               Progress on stderr; an interrupted approval resumes when run again. --json prints
+               {"approved","conversations","keys"}.`;
 export const SEND_USAGE = `usage: valise send --profile DIR --to HANDLE|UNIT [--label LABEL] TEXT [--json]
 
 Sends TEXT end-to-end encrypted to a user (direct conversation) or a unit's channel (e.g. HQ/ASIA-1).
@@ -212,13 +219,22 @@ export async function conversations(argv: string[]): Promise<number> {
 }
 
 export async function devices(argv: string[]): Promise<number> {
-  const { values } = parse(
+  const { values, positionals } = parse(
     argv,
     { profile: { type: "string" }, ack: { type: "string", multiple: true }, json: { type: "boolean" } },
     DEVICES_USAGE,
   );
   if (values.help) return (void console.log(DEVICES_USAGE), 0);
   const c = await openClient(str(values.profile, "--profile DIR", DEVICES_USAGE));
+  if (positionals[0] === "approve") {
+    const id = str(positionals[1], "approve ID", DEVICES_USAGE);
+    const r = await c.approveDevice(id, (done, total) =>
+      process.stderr.write(`approve ${id}: ${done}/${total} key transfers sent\n`),
+    );
+    if (values.json) printJson({ approved: id, ...r });
+    else console.log(`approved ${q(id)}: ${r.keys} keys sent in ${r.conversations} conversations`);
+    return 0;
+  }
   const r = await c.ownDevices();
   const acked: string[] = [];
   for (const d of values.ack ?? []) {

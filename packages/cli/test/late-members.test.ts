@@ -346,3 +346,61 @@ test("forged forwards are refused and alerted; the originals stay", { timeout: 6
   const r1 = await show("late1", conf.reference);
   assert.equal((JSON.parse(r1.stdout) as { subject: string }).subject, "Visa policy");
 });
+
+test(
+  "a user's new device gets the keys of earlier cables only once one of their devices approves it",
+  { timeout: 600_000 },
+  async () => {
+    await setUp();
+    assert.ok(conf && secret, "runs after the first test");
+    // pdvorak's second device, enrolled after both cables.
+    const bundle = await admin("user", "code", "pdvorak");
+    const file = join(dir, "pdvorak-phone.json");
+    writeFileSync(file, JSON.stringify(bundle));
+    const phone = profile("pdvorak-phone");
+    await runCli(["enroll", "--server", url, "--bundle", file, "--profile", phone, "--name", "phone"]);
+    const phoneId = (
+      await json<{ devices: { id: string; self: boolean }[] }>(["devices", "--profile", phone])
+    ).devices.find((d) => d.self)!.id;
+    // Someone writes to the unit groups: the phone is added (membership follows the directory) but gets no old key.
+    await json(["send", "--profile", profile("jnovak"), "--to", "pdvorak", "hello"]);
+    await sync("pdvorak");
+    await sync("late1");
+    const unapproved = await sync("pdvorak-phone");
+    assert.deepEqual(
+      unapproved.filter((i) => i.type === "cable"),
+      [],
+    );
+    const refused = await run(["cable", "show", "--profile", phone, conf.reference, "--json"]);
+    assert.equal(refused.code, 1, "no key without approval");
+
+    // Another user cannot approve it (not their device); pdvorak's laptop can.
+    const other = await run(["devices", "approve", phoneId, "--profile", profile("late1"), "--json"]);
+    assert.equal(other.code, 1);
+    const t0 = performance.now();
+    const approved = await run(["devices", "approve", phoneId, "--profile", profile("pdvorak"), "--json"]);
+    assert.equal(approved.code, 0, approved.stderr);
+    assert.match(approved.stderr, /key transfers sent/);
+    const a = JSON.parse(approved.stdout) as { keys: number; conversations: number };
+    assert.ok(a.keys >= 2);
+    const items = await sync("pdvorak-phone");
+    const ms = performance.now() - t0;
+    assert.deepEqual(
+      items
+        .filter((i) => i.type === "cable")
+        .map((i) => i.text)
+        .sort(),
+      ["Asset list", "Visa policy"],
+    );
+    assert.deepEqual(
+      items.filter((i) => i.type === "alert"),
+      [],
+    );
+    const r = await run(["cable", "show", "--profile", phone, secret.reference, "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { subject: string }).subject, "Asset list");
+    console.log(
+      `# approve + sync of the new device: ${a.keys} keys in ${a.conversations} conversations, ${ms.toFixed(0)} ms`,
+    );
+  },
+);

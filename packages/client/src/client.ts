@@ -1058,15 +1058,75 @@ export class ValiseClient {
     return fresh.size > 0;
   }
 
+  /**
+   * History for this user's new device (issue 14 part 1): after `devices approve`, this device forwards the cable
+   * and document keys it holds to that device only, in every unit and link conversation the device is (or, after a
+   * reconcile here, becomes) a member of — end to end inside MLS, checked by the receiver like any forward. Only an
+   * active device of this user in the directory (the log) can be approved; an unapproved device gets nothing old.
+   * Plaintext conversation history is not transferred: the profile keeps no messages once handed to the user.
+   * The forwards are owed in the profile and sent in messages of at most 200 keys under fixed idempotency keys, so an
+   * interrupted approval resumes where it stopped (`onProgress(sent, total)` counts messages).
+   */
+  async approveDevice(
+    device: string,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ conversations: number; keys: number }> {
+    return this.authed(async () => {
+      const me = await this.verifier.user(this.handle);
+      const d = me?.devices.find((x) => x.id === device);
+      if (!me || !d) throw new ValiseError("not_found", `${device} is not a device of ${this.handle} in the directory`);
+      if (d.revokedAt !== null) throw new ValiseError("forbidden", `${device} is revoked: no history is sent to it`);
+      if (device === this.deviceId) throw new ValiseError("bad_request", "this is the device itself");
+      if (this.transparency) this.transparency.ack(device);
+      await this.catchUp();
+      let keys = 0;
+      let conversations = 0;
+      const owed = this.state.forwards ?? [];
+      for (const conv of Object.values(this.state.conversations)) {
+        if (conv.kind !== "unit" && conv.kind !== "link") continue;
+        const n = forwardPayloads(this.state, conv, me, device).reduce(
+          (a, p) => a + p.cables.length + p.documents.length,
+          0,
+        );
+        if (n === 0) continue;
+        if (!groupMembers(this.group(conv.id)).some((m) => m.device === device)) await this.reconcile(conv.id);
+        if (!groupMembers(this.group(conv.id)).some((m) => m.device === device)) continue;
+        if (!owed.some((f) => f.conversation === conv.id && f.device === device))
+          owed.push({ conversation: conv.id, to: this.handle, device, id: randomId("f").slice(2) });
+        keys += n;
+        conversations++;
+      }
+      this.state.forwards = owed;
+      await this.save();
+      const items: ReceivedItem[] = [];
+      const total = owed.filter((f) => f.device === device).length;
+      let done = 0;
+      onProgress?.(0, total);
+      for (const f of [...owed].filter((x) => x.device === device)) {
+        this.state.forwards = [f, ...(this.state.forwards ?? []).filter((x) => x.id !== f.id)];
+        await this.flushOne(f, items);
+        onProgress?.(++done, total);
+      }
+      this.state.pending.push(...items);
+      await this.save();
+      return { conversations, keys };
+    });
+  }
+
   /** Sends the owed forwards (see noteNewMembers); one that fails for an outage stays owed. */
   private async flushForwards(items: ReceivedItem[]): Promise<void> {
-    for (const f of [...(this.state.forwards ?? [])]) {
+    for (const f of [...(this.state.forwards ?? [])]) await this.flushOne(f, items);
+    if ((this.state.forwards ?? []).length === 0) delete this.state.forwards;
+  }
+
+  private async flushOne(f: NonNullable<ProfileState["forwards"]>[number], items: ReceivedItem[]): Promise<void> {
+    {
       const conv = this.state.conversations[f.conversation];
       try {
         if (conv) {
           // The recipient as the directory (the log, with key transparency) tells it: no proof, no keys.
           const to = await this.verifier.user(f.to);
-          const payloads = forwardPayloads(this.state, conv, to);
+          const payloads = forwardPayloads(this.state, conv, to, f.device);
           for (const [i, p] of payloads.entries())
             await this.sendPayload(conv.id, p, `fwd-${f.id}-${i}`, forwardClientTag(VALISE_CLIENT, f.to));
         }
@@ -1078,7 +1138,6 @@ export class ValiseClient {
       this.state.forwards = (this.state.forwards ?? []).filter((x) => x.id !== f.id);
       await this.save();
     }
-    if ((this.state.forwards ?? []).length === 0) delete this.state.forwards;
   }
 
   /**

@@ -60,7 +60,12 @@ function memberCleared(u: ServerUser | null, units: Iterable<string>, label: str
  * within the recipient's clearance, split into payloads of at most MAX_FORWARD_KEYS keys and ~256 KiB.
  * Empty when the directory does not prove `to` a member of the conversation's unit(s).
  */
-export function forwardPayloads(state: ProfileState, conv: ConversationState, to: ServerUser | null): ForwardPayload[] {
+export function forwardPayloads(
+  state: ProfileState,
+  conv: ConversationState,
+  to: ServerUser | null,
+  device?: string,
+): ForwardPayload[] {
   if (!to || !conv.unit) return [];
   const units = [conv.unit, ...(conv.fromUnit ? [conv.fromUnit] : [])];
   if (!memberCleared(to, units, conv.label)) return [];
@@ -71,13 +76,20 @@ export function forwardPayloads(state: ProfileState, conv: ConversationState, to
     .flatMap((vs) => Object.values(vs))
     .filter(ok);
   const out: ForwardPayload[] = [];
-  let cur: ForwardPayload = { t: "fwd", to: to.handle, cables: [], documents: [] };
+  const fresh = (): ForwardPayload => ({
+    t: "fwd",
+    to: to.handle,
+    ...(device ? { device } : {}),
+    cables: [],
+    documents: [],
+  });
+  let cur = fresh();
   let bytes = 0;
   const push = (p: CablePayload | DocumentPayload) => {
     const n = JSON.stringify(p).length;
     if (cur.cables.length + cur.documents.length >= MAX_FORWARD_KEYS || bytes + n > 256 * 1024) {
       out.push(cur);
-      cur = { t: "fwd", to: to.handle, cables: [], documents: [] };
+      cur = fresh();
       bytes = 0;
     }
     if (p.t === "cable") cur.cables.push(p);
@@ -92,6 +104,7 @@ export function forwardPayloads(state: ProfileState, conv: ConversationState, to
 
 export interface ForwardHost {
   readonly handle: string;
+  readonly deviceId: string;
   readonly state: ProfileState;
   readonly transport: HttpTransport;
   readonly cipher: StreamCipher;
@@ -148,7 +161,7 @@ export async function acceptForward(
 ): Promise<{ kept: number; refusals: string[] }> {
   const refusals: string[] = [];
   let kept = 0;
-  if (p.to !== host.handle) return { kept, refusals };
+  if (p.to !== host.handle || (p.device !== undefined && p.device !== host.deviceId)) return { kept, refusals };
   const me = await host.user(host.handle);
   const forwarder = await host.user(from.user);
   const who = `${from.user} (device ${from.device})`;

@@ -138,6 +138,8 @@ export interface DocumentPayload {
 export interface ForwardPayload {
   t: "fwd";
   to: string;
+  /** Only this device of `to` (history for a user's own new device, after approval: issue 14 part 1). */
+  device?: string;
   cables: CablePayload[];
   documents: DocumentPayload[];
 }
@@ -219,18 +221,22 @@ function checkItem(p: CablePayload | DocumentPayload): void {
   if (p.t === "doc" && (p.to.kind === "user") !== isUserHandle(p.to.name)) throw new Error("bad share target");
 }
 
-const forwardPayload = obj({
-  t: literal("fwd"),
-  to: payloadFields.handle,
-  cables: arr(
-    map(cablePayload, (p) => (checkItem(p), p)),
-    { max: MAX_FORWARD_KEYS },
-  ),
-  documents: arr(
-    map(documentPayload, (p) => (checkItem(p), p)),
-    { max: MAX_FORWARD_KEYS },
-  ),
-});
+const forwardPayload = obj(
+  {
+    t: literal("fwd"),
+    to: payloadFields.handle,
+    device: payloadFields.device,
+    cables: arr(
+      map(cablePayload, (p) => (checkItem(p), p)),
+      { max: MAX_FORWARD_KEYS },
+    ),
+    documents: arr(
+      map(documentPayload, (p) => (checkItem(p), p)),
+      { max: MAX_FORWARD_KEYS },
+    ),
+  },
+  { optional: ["device"] },
+);
 
 /** The schema of every application payload a peer may send (exported for tests). */
 export const appPayload: Parser<AppPayload> = map(

@@ -61,7 +61,7 @@ export interface ProfileState {
    * Key forwards owed to members who joined later (issue 14): a conversation this device added them to, and the
    * user. Written with the add, removed once sent; a crash in between is retried by the next sync.
    */
-  forwards?: { conversation: string; to: string; id: string }[];
+  forwards?: { conversation: string; to: string; id: string; device?: string }[];
   /** Items received but not yet handed to the user (e.g. fetched while catching up before a send). */
   pending: ReceivedItem[];
   session: { token: string; expiresAt: number } | null;
