@@ -72,7 +72,7 @@ function emptyOrAbsent(dir: string, what: string): void {
 function copyDataFiles(from: string, to: string): string[] {
   const copied: string[] = [];
   for (const name of readdirSync(from)) {
-    if (DB_FILES.has(name) || name === "backup.json") continue;
+    if (DB_FILES.has(name) || name === "backup.json" || name === "valise.pgdump") continue;
     cpSync(join(from, name), join(to, name), { recursive: true, preserveTimestamps: true, errorOnExist: true });
     copied.push(statSync(join(from, name)).isDirectory() ? `${name}/` : name);
   }
