@@ -4,7 +4,7 @@ import { STORE_OUTAGE_NOTICE } from "@valise/client";
 import { describeStaleness } from "@valise/core";
 import { enrollDevice, finishPasskey, forget, login, openExisting, ownProfile, passkeyPending } from "./session.js";
 import { History, type Msg } from "./history.js";
-import { Banner, ErrorNote, errorText } from "./ui.js";
+import { Banner, ErrorNote, enrollErrorText, errorText } from "./ui.js";
 import { highest } from "./labels.js";
 import { CableCompose, CableInbox, CableView } from "./cables.js";
 import { Conversations, Thread } from "./conversations.js";
@@ -162,7 +162,7 @@ function Enroll(props: { onDone: (c: ValiseClient) => void; onNoPasskey: (c: Val
             ),
           )
           .catch((err: unknown) => {
-            setError(errText(err));
+            setError(enrollErrorText(err));
             setBusy(false);
           });
       }}

@@ -21,6 +21,29 @@ export function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/**
+ * An enrollment failure as a plain sentence: the server's refusal, schema messages and a cut-off bundle's JSON error
+ * mean nothing to a new user; what to do next does.
+ */
+export function enrollErrorText(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  if (isValiseError(e) && (e.code === "transport_error" || e.code === "store_error")) return errorText(e);
+  // Only the server's answer to the enrollment request and a bundle that is not JSON are rewritten: any other error
+  // (a pinned log key that does not match, a refused proof) is a security fact and is shown as it is.
+  const enroll = /^POST \/v1\/enroll: (\d{3}) ?(.*)$/s.exec(text);
+  if (enroll) {
+    const status = Number(enroll[1]);
+    if (status === 429) return "Too many enrollment attempts from this network. Wait a minute, then try again.";
+    if (status === 400 || /body\/code|must NOT have|must match/.test(enroll[2] ?? ""))
+      return "That is not an enrollment code: paste the code (or the whole enrollment bundle) exactly as you received it.";
+    if ([401, 403, 404, 410].includes(status))
+      return "This enrollment code was not accepted: it is mistyped, already used or expired. Check it, or ask your administrator for a new one.";
+  }
+  if (e instanceof SyntaxError)
+    return "The enrollment bundle is incomplete (it looks cut off). Paste the whole bundle, from the first { to the last }.";
+  return errorText(e);
+}
+
 export function Banner(props: { label: string; position: "top" | "bottom" }) {
   return (
     <div

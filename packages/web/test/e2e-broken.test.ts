@@ -28,6 +28,22 @@ test("web app: issue 15 broken items (chromium)", { skip: missing ?? false, time
   const { origin, child } = await serve(dataDir);
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
   try {
+    // Enrollment errors are sentences, not "POST /v1/enroll: 403 …", schema text or a JSON parser's complaint.
+    const n = await browserUser(browser, "newcomer");
+    await n.page.goto(`${origin}/`);
+    for (const [input, expected] of [
+      ['{"enrollmentCode": "abc', /bundle is incomplete/],
+      ["abc", /not an enrollment code/],
+      ["wrong-code-0123456789abcdef", /code was not accepted/],
+    ] as const) {
+      await n.page.getByLabel("Enrollment code or bundle").fill(input);
+      await n.page.getByRole("button", { name: "Enroll and create passkey" }).click();
+      const shown = (await n.page.getByRole("alert").textContent({ timeout: 30_000 })) ?? "";
+      assert.match(shown, expected);
+      assert.doesNotMatch(shown, /\/v1\/|JSON|must NOT/);
+    }
+    await n.context.close();
+
     const j = await browserUser(browser, "jnovak");
     const p = await browserUser(browser, "pdvorak", { width: 390, height: 844 });
     await enroll(j, origin, jBundle);
