@@ -88,7 +88,7 @@ describe("client.audit against a malicious server", { timeout: 120_000 }, () => 
             trust: { logKey: server.logKey!.vkey, witnesses: witnesses.map((w) => w.vkey), quorum: 2 },
             transparency: { pollMs: 20 },
           }
-        : {}),
+        : { pinOnFirstUse: false }),
     });
   }
 

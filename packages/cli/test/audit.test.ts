@@ -69,6 +69,8 @@ for (const kind of DATABASE_KINDS.filter((k) => k === "sqlite")) {
         code: enrollmentCode,
         deviceName: "laptop",
         store: dir ? new FileKeyStore(dir) : new MemoryKeyStore(),
+        // These profiles pin nothing (the audit commands then use the key the server announces, or --log-key).
+        pinOnFirstUse: false,
       });
     }
 

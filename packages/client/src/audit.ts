@@ -317,9 +317,12 @@ export class AuditLog {
       keySource === "server"
         ? "The log key is the one the server announces (trust on first use): this profile pins no key, so a server " +
           "that rewrote its log could re-sign it."
-        : quorum === 0
-          ? "No witness quorum is pinned: the checkpoint is signed by the log key alone."
-          : null;
+        : keySource === "profile" && pinned?.firstUse
+          ? "The log key was pinned on first use at enrollment (from the server's own answer, no bundle): a server " +
+            "that was already hostile then could have pinned a key of its own."
+          : quorum === 0
+            ? "No witness quorum is pinned: the checkpoint is signed by the log key alone."
+            : null;
     return {
       checkpoint,
       keySource,
