@@ -30,7 +30,7 @@ import {
   type CablePayload,
 } from "./items.js";
 import { cableStore, heldCable } from "./held-keys.js";
-import { missingKeyMessage } from "./forward.js";
+import { missingKeyMessage } from "./missing-key.js";
 import {
   ByteReader,
   bytesSource,

@@ -20,7 +20,7 @@ import { nullRecord, own } from "./schema.js";
 import type { PendingUpload } from "./profile.js";
 import { downloadDecrypted, uploadEncrypted, type PlainSource, type Progress } from "./content.js";
 import { keyHolders } from "./cables.js";
-import { missingKeyMessage } from "./forward.js";
+import { missingKeyMessage } from "./missing-key.js";
 import type { ContentHost } from "./host.js";
 
 export interface PutSpec {

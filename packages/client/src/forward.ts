@@ -18,6 +18,7 @@ import type { CablePayload, DocumentPayload, ForwardPayload } from "./items.js";
 import { MAX_CABLE_HEADER, MAX_FORWARD_KEYS, parseCableHeader } from "./items.js";
 import { acceptCable, acceptDocument, heldCable, heldDocument } from "./held-keys.js";
 import { checkAgainstServer } from "./cables.js";
+export { missingKeyMessage } from "./missing-key.js";
 import { sameAsServer } from "./documents.js";
 import type { HttpTransport, ServerUser } from "./transport.js";
 import { ByteReader, downloadDecrypted, type StreamCipher } from "./content.js";
@@ -238,19 +239,3 @@ export async function acceptForward(
 
 /** A forwarded copy is stored under its original sender (checked against the server's record before). */
 const senderOf = (p: { sender: string; senderDevice: string }): Sender => ({ user: p.sender, device: p.senderDevice });
-
-/**
- * Why this device has no key for an item, and who can still send it (issue 14: "yet" only while someone can).
- * `holders` are the users the directory shows as cleared members of a unit the item is addressed to or held by.
- */
-export function missingKeyMessage(what: string, label: string, me: ServerUser | null, holders: string[]): string {
-  if (!me || !within(label, me.clearance))
-    return `this device holds no key for ${what} (${label}): it is above your clearance, nobody will send it`;
-  const others = holders.filter((h) => h !== me.handle);
-  if (others.length === 0)
-    return `this device holds no key for ${what} (${label}): no other cleared member of its units can forward it`;
-  return (
-    `this device holds no key for ${what} (${label}) yet: it was sent before this device joined; ` +
-    `${others.join(", ")} can forward it (automatically, when one of their devices next syncs)`
-  );
-}
