@@ -853,8 +853,13 @@ export class TransparencyVerifier implements DirectoryDoor {
       const ld = logDevices.get(id);
       if (!ld) {
         if (d.revokedAt !== null) continue; // a revoked ghost gets nothing either way
+        const pending = isTreeIndex(d.logIndex) && d.logIndex >= size;
         later(d.logIndex);
-        out.push(`device ${q(id)} is in the server's database but not in the directory log`);
+        out.push(
+          pending
+            ? `device ${q(id)} is in no witnessed checkpoint yet (the server places it at log entry ${d.logIndex})`
+            : `device ${q(id)} is in the server's database but not in the directory log`,
+        );
         continue;
       }
       if (d.signaturePublicKey !== ld.signaturePublicKey)
