@@ -221,7 +221,12 @@ test(
         u.page.on("response", (r) => {
           if (r.status() < 400) return;
           console.log(`# ${u.handle}: ${r.status()} for ${r.request().method()} ${r.url()}`);
-          if (r.status() === 409 && /\/v1\/conversations\/[^/]+\/commits$/.test(r.url()))
+          // A lost commit race, or the resent part of the dropped PATCH (the server already holds it): both 409.
+          if (
+            r.status() === 409 &&
+            (/\/v1\/conversations\/[^/]+\/commits$/.test(r.url()) ||
+              (r.request().method() === "PATCH" && /\/v1\/blobs\//.test(r.url())))
+          )
             commitConflicts.set(u.handle, (commitConflicts.get(u.handle) ?? 0) + 1);
         });
       const blobCreates: string[] = [];
