@@ -1,5 +1,5 @@
 /**
- * RFC 9162 §2.1 (= RFC 6962 §2.1) Merkle trees: transparency-dev/merkle vectors (../shared/vectors/merkle) plus
+ * RFC 9162 §2.1 (= RFC 6962 §2.1) Merkle trees: transparency-dev/merkle vectors (vectors/merkle) plus
  * property tests over random trees.
  */
 import { test } from "node:test";

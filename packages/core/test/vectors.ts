@@ -1,15 +1,15 @@
-/** Loads official vectors from `<repo root>/../shared/vectors/…` (CI puts shared/ beside the repo). Missing = fail. */
+/** Loads official vectors from `<repo root>/vectors/…` (copied into the repository with their sources and licences). Missing = fail. */
 import { readFileSync, readdirSync, statSync, existsSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 // This file runs from packages/core/dist/test/: four levels up is the repo root.
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
-export const VECTORS_DIR = resolve(REPO_ROOT, "../shared/vectors");
+export const VECTORS_DIR = resolve(REPO_ROOT, "vectors");
 
 export function vectorPath(...parts: string[]): string {
   const p = join(VECTORS_DIR, ...parts);
-  if (!existsSync(p)) throw new Error(`official vectors missing: ${p} (shared/ must sit beside the repo)`);
+  if (!existsSync(p)) throw new Error(`official vectors missing: ${p} (vectors/ is part of the repository)`);
   return p;
 }
 

@@ -1,6 +1,6 @@
 /**
  * Allied sharing (issue 6, DESIGN T6), on every database: an officer turns alerts into an incident, exports it as a
- * STIX 2.1 bundle that passes the official schemas (../shared/vectors/stix2.1) and carries the ministry's identity,
+ * STIX 2.1 bundle that passes the official schemas (vectors/stix2.1) and carries the ministry's identity,
  * a source-network indicator with a parseable pattern, sightings, observed data, ATT&CK attack patterns and the note
  * — but no handles, device ids, item ids or labels unless accounts are asked for; only officers may do any of it
  * (audited); shared incidents appear in the read-only TAXII 2.1 collection for partners holding an officer-issued

@@ -1,5 +1,5 @@
 /**
- * STIX 2.1 (../shared/vectors/stix2.1): the Ajv 8 recipe accepts the upstream examples and the local valid fixture,
+ * STIX 2.1 (vectors/stix2.1): the Ajv 8 recipe accepts the upstream examples and the local valid fixture,
  * and reports exactly the three errors of `invalid-three-errors.json` (the validator works); then the incident
  * bundle builder's output passes the official schemas object by object, has parseable patterns, and leaks no
  * handles unless asked to.

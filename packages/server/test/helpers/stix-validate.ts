@@ -1,5 +1,5 @@
 /**
- * STIX 2.1 validation against the official JSON schemas in `<repo root>/../shared/vectors/stix2.1/schemas`, with
+ * STIX 2.1 validation against the official JSON schemas in `<repo root>/vectors/stix2.1/schemas`, with
  * Ajv 8 as in that folder's README: draft 2020-12, `unicodeRegExp: false` (the `type` pattern has `\-`), formats
  * from ajv-formats, `idn-hostname` accepted unchecked. Each object is checked against the schema of its type
  * (bundle.json rejects valid incident/note objects; see the README's "Known gap"), the envelope by hand.
@@ -22,10 +22,10 @@ function repoRoot(): string {
   return d;
 }
 
-export const STIX_DIR = resolve(repoRoot(), "../shared/vectors/stix2.1");
+export const STIX_DIR = resolve(repoRoot(), "vectors/stix2.1");
 export function stixPath(...parts: string[]): string {
   const p = join(STIX_DIR, ...parts);
-  if (!existsSync(p)) throw new Error(`official vectors missing: ${p} (shared/ must sit beside the repo)`);
+  if (!existsSync(p)) throw new Error(`official vectors missing: ${p} (vectors/ is part of the repository)`);
   return p;
 }
 
