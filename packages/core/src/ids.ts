@@ -14,17 +14,33 @@ export type ConversationId = Brand<string, "ConversationId">;
 export type Epoch = Brand<bigint, "Epoch">;
 export type Seq = Brand<number, "Seq">;
 
-// A handle: lower-case letters, digits, '.', '_', '-'; 2..64 chars, starting with a letter.
-const HANDLE_RE = /^[a-z][a-z0-9._-]{1,63}$/;
-// A unit: upper-case path segments separated by '/', e.g. HQ/ASIA-1, EMB/BEIJING.
-const UNIT_RE = /^[A-Z][A-Z0-9_-]{0,31}(\/[A-Z0-9][A-Z0-9_-]{0,31}){0,3}$/;
-// Ids minted by the server/client: 'd-' / 'c-' + 16..64 base32/hex-ish chars.
-const DEVICE_RE = /^d-[a-z0-9]{8,64}$/;
-const CONV_RE = /^c-[a-z0-9]{8,64}$/;
-// Documents ('f-'), cables ('k-') and blobs ('b-'): minted by clients with randomId.
-export const DOCUMENT_ID_RE = /^f-[a-z0-9]{8,64}$/;
-export const CABLE_ID_RE = /^k-[a-z0-9]{8,64}$/;
-export const BLOB_ID_RE = /^b-[a-z0-9]{8,64}$/;
+/**
+ * The id patterns as strings, for JSON Schema (`Type.String({ pattern: ID_PATTERN.device })`) and the RegExps below:
+ * every schema that names an id takes its pattern from here, never a retyped copy.
+ */
+export const ID_PATTERN = {
+  // A handle: lower-case letters, digits, '.', '_', '-'; 2..64 chars, starting with a letter.
+  handle: "^[a-z][a-z0-9._-]{1,63}$",
+  // A unit: upper-case path segments separated by '/', e.g. HQ/ASIA-1, EMB/BEIJING.
+  unit: "^[A-Z][A-Z0-9_-]{0,31}(/[A-Z0-9][A-Z0-9_-]{0,31}){0,3}$",
+  // Ids minted by the server/client: 'd-' / 'c-' + 8..64 base32/hex-ish chars.
+  device: "^d-[a-z0-9]{8,64}$",
+  conversation: "^c-[a-z0-9]{8,64}$",
+  // Documents ('f-'), cables ('k-') and blobs ('b-'): minted by clients with randomId.
+  document: "^f-[a-z0-9]{8,64}$",
+  cable: "^k-[a-z0-9]{8,64}$",
+  blob: "^b-[a-z0-9]{8,64}$",
+  // Standard base64 (with padding), as every binary field on the wire.
+  base64: "^[A-Za-z0-9+/]*={0,2}$",
+} as const;
+
+const HANDLE_RE = new RegExp(ID_PATTERN.handle);
+const UNIT_RE = new RegExp(ID_PATTERN.unit);
+const DEVICE_RE = new RegExp(ID_PATTERN.device);
+const CONV_RE = new RegExp(ID_PATTERN.conversation);
+export const DOCUMENT_ID_RE = new RegExp(ID_PATTERN.document);
+export const CABLE_ID_RE = new RegExp(ID_PATTERN.cable);
+export const BLOB_ID_RE = new RegExp(ID_PATTERN.blob);
 
 export function isUserHandle(s: unknown): s is UserHandle {
   return typeof s === "string" && HANDLE_RE.test(s);

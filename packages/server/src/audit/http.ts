@@ -1,6 +1,6 @@
 /**
- * Auditing at the HTTP edge: one `onSend` hook maps every authenticated route that reads or writes stored data to
- * an audit action (ROUTES below), and appends the event before the answer leaves — a 2xx is `ok`, a 403/404 (and a
+ * Auditing at the HTTP edge: every route declares in its config what it records (`config.audit`, see
+ * AuditDeclaration: an action, or `{none: reason}`), and one `onSend` hook reads that declaration and appends the event before the answer leaves — a 2xx is `ok`, a 403/404 (and a
  * failed login for a known device) is `denied`; other errors (400, 409, 413, 429, 5xx) touched nothing and are not
  * audit events. If the append fails the client gets 503 instead of the answer.
  *
@@ -12,7 +12,8 @@ import { ValiseError, isConversationId, isDeviceId, type AuditAction } from "@va
 import type { ServerContext } from "../http/context.js";
 import type { AuditRecord } from "./recorder.js";
 
-interface RouteAudit {
+/** What a route records (`config.audit` on the route): the event the onSend hook appends for it. */
+export interface RouteAudit {
   action: AuditAction;
   /**
    * The route states its object itself (`req.auditObject`, set as soon as it is known, also before a denial): its
@@ -26,6 +27,23 @@ interface RouteAudit {
   kind?: "user" | "unit" | "other";
   /** The object id; default: the `:id` conversation parameter. */
   object?: (req: FastifyRequest) => string | undefined;
+  /**
+   * Before any session: `login` (a login for a known device, ok or — on 401 — denied; actor the device's user) and
+   * `enroll` (a device added by redeeming an enrollment code).
+   */
+  presession?: "login" | "enroll";
+}
+
+/**
+ * Every route declares one (test/audit-declared.test.ts fails for a route that declares nothing): the event it
+ * records, or `{none: reason}` — public data, no stored data touched, or audited by the handler itself (say how).
+ */
+export type AuditDeclaration = RouteAudit | { none: string };
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    audit?: AuditDeclaration;
+  }
 }
 
 const params = (req: FastifyRequest) => (req.params ?? {}) as Record<string, string | undefined>;
@@ -35,109 +53,42 @@ const body = (req: FastifyRequest) =>
     string,
     unknown
   >;
-const own = (req: FastifyRequest) => req.session?.handle;
 const text = (v: unknown) => (typeof v === "string" ? v : "");
-const fixed = (s: string) => () => s;
 
-export const AUDITED_ROUTES: Record<string, RouteAudit> = {
-  "GET /v1/me": { action: "directory.read", kind: "user", object: own },
-  "GET /v1/users/:handle": { action: "directory.read", kind: "user", object: (r) => params(r).handle },
-  "GET /v1/units": { action: "directory.read", kind: "other", object: fixed("units") },
-  "GET /v1/unit-members": { action: "directory.read", kind: "unit", object: (r) => text(query(r).unit) },
-  "POST /v1/keypackages": { action: "directory.keypackage.add", write: true, kind: "user", object: own },
-  "GET /v1/keypackages/count": { action: "directory.read", kind: "user", object: own },
-  // Each claimed device is audited by the route (object its user, target_device the device); denials here.
-  "POST /v1/keypackages/claim": {
-    action: "directory.read",
-    inTransaction: true,
-    kind: "other",
-    object: (r) => text(body(r).conversation) || "key-packages",
-  },
-  "POST /v1/conversations": { action: "message.send", write: true, object: (r) => text(body(r).id) },
-  "GET /v1/conversations": { action: "message.read", kind: "other", object: fixed("conversations") },
-  "GET /v1/conversations/:id": { action: "message.read" },
-  "GET /v1/conversations/:id/messages": { action: "message.read" },
-  "GET /v1/conversations/:id/group-info": { action: "message.read" },
-  "POST /v1/conversations/:id/messages": { action: "message.send", write: true, inTransaction: true },
-  "POST /v1/conversations/:id/commits": { action: "message.send", write: true, inTransaction: true },
-  "GET /v1/inbox": { action: "message.read", kind: "other", object: fixed("inbox") },
-  // Blobs, documents and cables (issue 3): the routes state object, label, unit, canary and bytes.
-  "POST /v1/blobs": { action: "document.write", write: true, fromRoute: true },
-  "PATCH /v1/blobs/:id": { action: "document.write", write: true, fromRoute: true },
-  "GET /v1/blobs/:id/status": { action: "document.read", fromRoute: true },
-  "GET /v1/blobs/:id": { action: "document.read", fromRoute: true },
-  "POST /v1/documents": { action: "document.write", write: true, fromRoute: true },
-  "POST /v1/documents/:id/versions": { action: "document.write", write: true, fromRoute: true },
-  "GET /v1/documents": { action: "document.list", fromRoute: true, object: fixed("documents") },
-  "GET /v1/documents/:id": { action: "document.read", fromRoute: true },
-  "PUT /v1/documents/:id/canary": { action: "document.write", write: true, fromRoute: true },
-  "GET /v1/officer/canaries": { action: "document.list", fromRoute: true, object: fixed("canaries") },
-  "POST /v1/cables": { action: "cable.send", write: true, fromRoute: true },
-  "GET /v1/cables": { action: "cable.list", fromRoute: true, object: fixed("cables") },
-  "GET /v1/cables/queue": { action: "cable.list", fromRoute: true, object: fixed("cable-queue") },
-  "GET /v1/cables/by-reference": { action: "cable.read", fromRoute: true, object: (r) => text(query(r).reference) },
-  "GET /v1/cables/:id": { action: "cable.read", fromRoute: true },
-  "POST /v1/cables/:id/receipts": { action: "cable.read", fromRoute: true },
-  // Officers look a cable up by reference to query the audit log for its id (audit/routes.ts).
-  "GET /v1/audit/cables/by-reference": {
-    action: "audit.read",
-    fromRoute: true,
-    object: (r) => text(query(r).reference),
-  },
-  // Alerts (detect/routes.ts): reading or acknowledging them reads the audit log's findings.
-  "GET /v1/alerts": { action: "audit.read", kind: "other", object: fixed("alerts") },
-  "POST /v1/alerts/:id/ack": { action: "audit.read", kind: "other", object: (r) => `alert:${params(r).id ?? ""}` },
-  // Staff lifecycle (routes-lifecycle.ts): reads audited here; changes audited in their own transaction (actor = the
-  // caller), denials here with the object and unit the route states.
-  "GET /v1/users": { action: "directory.read", kind: "other", object: (r) => text(query(r).unit) || "users" },
-  "GET /v1/users/:handle/history": { action: "directory.read", kind: "user", object: (r) => params(r).handle },
-  "GET /v1/units/:unit/members": { action: "directory.read", kind: "unit", object: (r) => params(r).unit },
-  "GET /v1/directory/changes": { action: "directory.read", kind: "other", object: fixed("directory-changes") },
-  "POST /v1/units/:unit/members": { action: "directory.member.add", write: true, inTransaction: true, fromRoute: true },
-  "DELETE /v1/units/:unit/members/:handle": {
-    action: "directory.member.remove",
-    write: true,
-    inTransaction: true,
-    fromRoute: true,
-  },
-  "POST /v1/users/:handle/move": {
-    action: "directory.member.remove",
-    write: true,
-    inTransaction: true,
-    fromRoute: true,
-  },
-  "PUT /v1/users/:handle/role": { action: "directory.role.set", write: true, inTransaction: true, fromRoute: true },
-  "POST /v1/users/:handle/disable": {
-    action: "directory.user.disable",
-    write: true,
-    inTransaction: true,
-    fromRoute: true,
-  },
-  "POST /v1/users/:handle/enable": {
-    action: "directory.user.enable",
-    write: true,
-    inTransaction: true,
-    fromRoute: true,
-  },
-  "PUT /v1/units/:unit/max-label": {
-    action: "directory.unit.label",
-    write: true,
-    inTransaction: true,
-    fromRoute: true,
-  },
-  // A user acknowledges their own device (detect/device-ack.ts): detection trusts it from then on.
-  "POST /v1/devices/:id/ack": { action: "directory.device.ack", write: true, fromRoute: true },
-  // Key-transparency reports (detect/kt-reports.ts): audited with the alert they raise, in one transaction.
-  "POST /v1/kt/reports": { action: "kt.report", write: true, inTransaction: true, fromRoute: true },
-  // Successes are audited in the clearance change's own transaction (actor = the officer); denials here.
-  "PUT /v1/users/:handle/clearance": {
-    action: "directory.clearance.set",
-    write: true,
-    inTransaction: true,
-    kind: "user",
-    object: (r) => params(r).handle,
-  },
+/** Object extractors for declarations: the caller, a path parameter, a query or body field, a fixed name. */
+export const auditOf = {
+  own: (req: FastifyRequest) => req.session?.handle,
+  param: (name: string) => (req: FastifyRequest) => params(req)[name],
+  query:
+    (name: string, otherwise = "") =>
+    (req: FastifyRequest) =>
+      text(query(req)[name]) || otherwise,
+  body:
+    (name: string, otherwise = "") =>
+    (req: FastifyRequest) =>
+      text(body(req)[name]) || otherwise,
+  fixed: (s: string) => () => s,
 };
+
+/** Route options that declare an audit event (spread into a route's options: `{...audit({...}), schema}`). */
+export function audit(decl: AuditDeclaration): { config: { audit: AuditDeclaration } } {
+  return { config: { audit: decl } };
+}
+/** Route options that declare the route records no audit event, and why. */
+export function notAudited(reason: string): { config: { audit: AuditDeclaration } } {
+  return { config: { audit: { none: reason } } };
+}
+
+export interface DeclaredRoute {
+  method: string;
+  url: string;
+  audit: AuditDeclaration | undefined;
+}
+const declared = new WeakMap<FastifyInstance, DeclaredRoute[]>();
+/** Every route registered on `app` since installAuditHook, with its audit declaration (undefined: none). */
+export function declaredRoutes(app: FastifyInstance): DeclaredRoute[] {
+  return [...(declared.get(app) ?? [])];
+}
 
 /** What a blob, document or cable route says about the object it touched (see RouteAudit.fromRoute). */
 export interface ObjectAudit {
@@ -160,17 +111,6 @@ declare module "fastify" {
 /** Records what the request touched, for the audit hook (merged with anything stated before). */
 export function auditObject(req: FastifyRequest, o: ObjectAudit): void {
   req.auditObject = { ...(req.auditObject ?? {}), ...o };
-}
-
-/** Route prefixes audited as a whole (the logs' authenticated reads). */
-const PREFIXES: [string, RouteAudit][] = [
-  ["GET /v1/log/audit/", { action: "audit.read", kind: "other", object: fixed("audit-log") }],
-  ["GET /v1/log/directory/", { action: "directory.read", kind: "other", object: fixed("directory-log") }],
-];
-
-export function routeAudit(method: string, url: string): RouteAudit | undefined {
-  const key = `${method} ${url}`;
-  return AUDITED_ROUTES[key] ?? PREFIXES.find(([p]) => key.startsWith(p))?.[1];
 }
 
 /** Client kind/version: `x-valise-client` if the client sent one, else its user-agent. */
@@ -234,32 +174,39 @@ export async function sendRecord(
 export function installAuditHook(app: FastifyInstance, ctx: ServerContext): void {
   const meta = conversationMeta(ctx);
   app.decorateRequest("auditObject", null);
+  const routes: DeclaredRoute[] = [];
+  declared.set(app, routes);
+  app.addHook("onRoute", (r) => {
+    const methods = Array.isArray(r.method) ? r.method : [r.method];
+    const decl = (r.config)?.audit;
+    for (const m of methods) routes.push({ method: String(m), url: r.url, audit: decl });
+  });
   const firstUnit = async (handle: string | undefined) =>
     handle ? ((await ctx.store.directory.getUser(handle))?.units[0] ?? null) : null;
 
   async function recordFor(req: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<AuditRecord | null> {
-    const url = req.routeOptions.url;
-    if (!url) return null;
+    const decl = req.routeOptions.config?.audit;
+    if (!decl || "none" in decl) return null;
     const status = reply.statusCode;
     const ok = status >= 200 && status < 300;
     const source = req.ip;
     const client = clientOf(req.headers);
     // Login and enrollment have no session yet: the actor is the device's user.
-    const login = url === "/v1/auth/session" || url === "/v1/auth/passkey/session";
-    if (req.method === "POST" && (login || url === "/v1/enroll")) {
+    if (decl.presession) {
       const b = body(req);
-      const deviceId = url === "/v1/enroll" ? (b.device as Record<string, unknown> | undefined)?.id : b.device;
-      if (!isDeviceId(deviceId) || !(ok || (login && status === 401))) return null;
+      const enroll = decl.presession === "enroll";
+      const deviceId = enroll ? (b.device as Record<string, unknown> | undefined)?.id : b.device;
+      if (!isDeviceId(deviceId) || !(ok || (!enroll && status === 401))) return null;
       const dev = await ctx.store.directory.getDevice(deviceId);
       if (!dev) return null;
       const unit = await firstUnit(dev.handle);
-      return url === "/v1/enroll"
+      return enroll
         ? {
             actor: dev.handle,
             device: deviceId,
             source,
             client,
-            action: "directory.device.add",
+            action: decl.action,
             object: dev.handle,
             targetDevice: deviceId,
             unit,
@@ -271,7 +218,7 @@ export function installAuditHook(app: FastifyInstance, ctx: ServerContext): void
             device: deviceId,
             source,
             client,
-            action: "login",
+            action: decl.action,
             object: dev.handle,
             unit,
             bytes: 0,
@@ -281,8 +228,8 @@ export function installAuditHook(app: FastifyInstance, ctx: ServerContext): void
     if (!req.session) return null;
     const denied = status === 403 || status === 404;
     if (!ok && !denied) return null;
-    const route = routeAudit(req.method, url);
-    if (!route || (ok && route.inTransaction)) return null;
+    const route = decl;
+    if (ok && route.inTransaction) return null;
     let object = route.object ? route.object(req) : params(req).id;
     let label: string | null = null;
     let unit: string | null = null;
@@ -304,7 +251,7 @@ export function installAuditHook(app: FastifyInstance, ctx: ServerContext): void
         outcome: ok ? "ok" : "denied",
       };
     }
-    if (url === "/v1/conversations" && req.method === "POST") {
+    if (route.action === "message.send" && req.routeOptions.url === "/v1/conversations" && req.method === "POST") {
       label = typeof body(req).label === "string" ? (body(req).label as string) : null;
       unit = typeof body(req).unit === "string" ? (body(req).unit as string) : null;
     } else if (!route.kind) ({ label, unit } = await meta(object));

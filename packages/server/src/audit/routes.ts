@@ -9,8 +9,9 @@
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ValiseError, auditLogOrigin, formatCableReference, parseCableReference, toBase64 } from "@valise/core";
-import { type ServerContext, requireSession } from "../http/context.js";
-import { auditObject } from "./http.js";
+import type { ServerContext } from "../http/context.js";
+import { requireOfficerRequest } from "../http/need-to-know.js";
+import { auditObject, audit, auditOf } from "./http.js";
 import { intParams, parseTilePath } from "../http/routes-log.js";
 import type { LogKey } from "../storage/log-key.js";
 
@@ -21,20 +22,16 @@ export const PUBLIC_AUDIT_ROUTES = [
   `${AUDIT_PREFIX}/key`,
 ];
 export const MAX_AUDIT_PAGE = 1000;
+/** Every audit-log route: public ones are audited too when the caller has a session (an audit-log read). */
+const AUDIT_READ = audit({ action: "audit.read", kind: "other", object: auditOf.fixed("audit-log") });
 /** Officers' lookup of a cable's id by its reference, to query the audit log for it (no subject or content). */
 export const AUDIT_CABLE_ROUTE = "/v1/audit/cables/by-reference";
 
 /** The audit log's checkpoint origin (core `auditLogOrigin`). */
 export const auditOrigin = auditLogOrigin;
 
-const OFFICER_ROLES = new Set(["officer", "admin"]);
-
-async function requireOfficer(ctx: ServerContext, req: FastifyRequest): Promise<void> {
-  const s = requireSession(req);
-  const user = await ctx.store.directory.getUser(s.handle);
-  if (!user || !OFFICER_ROLES.has(user.role))
-    throw new ValiseError("forbidden", "the audit log is for security officers (role officer or admin)");
-}
+const requireOfficer = (ctx: ServerContext, req: FastifyRequest) =>
+  requireOfficerRequest(ctx, req, "the audit log", ["officer", "admin"]);
 
 const FILTER_KEYS = ["actor", "action", "object", "since", "until", "before", "limit", "size"];
 
@@ -62,7 +59,7 @@ function intParam(v: unknown, name: string, max: number): number | undefined {
 export function auditRoutes(app: FastifyInstance, ctx: ServerContext, logKey?: LogKey): void {
   const log = ctx.store.audit;
 
-  app.get(`${AUDIT_PREFIX}/checkpoint`, async (_req, reply) => {
+  app.get(`${AUDIT_PREFIX}/checkpoint`, AUDIT_READ, async (_req, reply) => {
     // With witnesses configured, only a checkpoint cosigned by a quorum of them is published, as for the directory.
     const cp = ctx.auditWitnessed ? await ctx.auditWitnessed.latest() : await log.latestCheckpoint();
     if (!cp)
@@ -78,25 +75,25 @@ export function auditRoutes(app: FastifyInstance, ctx: ServerContext, logKey?: L
       .send(cp.note);
   });
 
-  app.get(`${AUDIT_PREFIX}/key`, async () => {
+  app.get(`${AUDIT_PREFIX}/key`, AUDIT_READ, async () => {
     if (!logKey) throw new ValiseError("not_found", "this server signs no checkpoints");
     return { vkey: logKey.vkey, origin: auditOrigin(logKey.origin) };
   });
 
-  app.get(`${AUDIT_PREFIX}/proof/consistency`, async (req) => {
+  app.get(`${AUDIT_PREFIX}/proof/consistency`, AUDIT_READ, async (req) => {
     const { from, to } = intParams(req.query, ["from", "to"]);
     const proof = await log.consistencyProof(from, to);
     return { from, to, proof: proof.map(toBase64) };
   });
 
-  app.get(`${AUDIT_PREFIX}/proof/inclusion`, async (req) => {
+  app.get(`${AUDIT_PREFIX}/proof/inclusion`, AUDIT_READ, async (req) => {
     await requireOfficer(ctx, req);
     const { index, size } = intParams(req.query, ["index", "size"]);
     const proof = await log.inclusionProof(index, size);
     return { index, size, proof: proof.map(toBase64) };
   });
 
-  app.get(`${AUDIT_PREFIX}/tile/*`, async (req, reply) => {
+  app.get(`${AUDIT_PREFIX}/tile/*`, AUDIT_READ, async (req, reply) => {
     await requireOfficer(ctx, req);
     const t = parseTilePath((req.params as { "*": string })["*"]);
     if (!t) throw new ValiseError("bad_request", "expected tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>]");
@@ -110,7 +107,7 @@ export function auditRoutes(app: FastifyInstance, ctx: ServerContext, logKey?: L
   });
 
   /** Entries [start, start+count) as base64 leaf bytes, in log order. */
-  app.get(`${AUDIT_PREFIX}/entries`, async (req) => {
+  app.get(`${AUDIT_PREFIX}/entries`, AUDIT_READ, async (req) => {
     await requireOfficer(ctx, req);
     const { start, count } = intParams(req.query, ["start", "count"]);
     if (count < 1 || count > MAX_AUDIT_PAGE) throw new ValiseError("bad_request", `count must be 1-${MAX_AUDIT_PAGE}`);
@@ -124,7 +121,8 @@ export function auditRoutes(app: FastifyInstance, ctx: ServerContext, logKey?: L
    * Metadata only — id, reference, originator, label, release time — and no need-to-know check: the officer sees no
    * more than the audit log's own events already say. Audited (`audit.read`, object the cable id), denials too.
    */
-  app.get(AUDIT_CABLE_ROUTE, async (req) => {
+  const getAudit = audit({ action: "audit.read", fromRoute: true, object: auditOf.query("reference") });
+  app.get(AUDIT_CABLE_ROUTE, getAudit, async (req) => {
     await requireOfficer(ctx, req);
     const q = (req.query ?? {}) as Record<string, unknown>;
     for (const k of Object.keys(q))
@@ -158,7 +156,7 @@ export function auditRoutes(app: FastifyInstance, ctx: ServerContext, logKey?: L
    * Entries matching a filter on actor, action, object and time, newest first; page with `before`. With `size`
    * (a checkpoint's size), only entries below it, each with its inclusion proof in that tree.
    */
-  app.get(`${AUDIT_PREFIX}/events`, async (req) => {
+  app.get(`${AUDIT_PREFIX}/events`, AUDIT_READ, async (req) => {
     await requireOfficer(ctx, req);
     const q = (req.query ?? {}) as Record<string, unknown>;
     for (const k of Object.keys(q))

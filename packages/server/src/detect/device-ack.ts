@@ -10,10 +10,11 @@
 import type { FastifyInstance } from "fastify";
 import { ValiseError, isDeviceId } from "@valise/core";
 import { type ServerContext, requireSession } from "../http/context.js";
-import { auditObject } from "../audit/http.js";
+import { auditObject, audit } from "../audit/http.js";
 
 export function deviceAckRoutes(app: FastifyInstance, ctx: ServerContext): void {
-  app.post<{ Params: { id: string } }>("/v1/devices/:id/ack", async (req) => {
+  const postDevicesIdAckAudit = audit({ action: "directory.device.ack", write: true, fromRoute: true });
+  app.post<{ Params: { id: string } }>("/v1/devices/:id/ack", postDevicesIdAckAudit, async (req) => {
     const s = requireSession(req);
     const id = req.params.id;
     const user = await ctx.store.directory.getUser(s.handle);

@@ -12,7 +12,7 @@ import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
 import { ValiseError, type AuditEvent } from "@valise/core";
 import { type ServerContext, requireSession } from "../http/context.js";
-import { auditObject, clientOf } from "../audit/http.js";
+import { audit, auditObject, clientOf } from "../audit/http.js";
 import { auditItem, newAuditId } from "../storage/audit-log.js";
 import { alertView, type AlertView } from "./alert-store.js";
 
@@ -39,7 +39,10 @@ export function ktReportRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.post<{ Body: Static<typeof ReportBody> }>(
     "/v1/kt/reports",
-    { schema: { body: ReportBody } },
+    {
+      ...audit({ action: "kt.report", write: true, inTransaction: true, fromRoute: true }),
+      schema: { body: ReportBody },
+    },
     async (req, reply) => {
       const s = requireSession(req);
       const { kind } = req.body;

@@ -10,19 +10,16 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ValiseError } from "@valise/core";
 import { SEVERITIES, type Severity } from "@valise/detect";
-import { type ServerContext, requireSession } from "../http/context.js";
+import type { ServerContext } from "../http/context.js";
+import { requireOfficerRequest } from "../http/need-to-know.js";
 import type { AlertStore } from "./alert-store.js";
 import type { DetectionLearning } from "./detector.js";
+import { audit, auditOf } from "../audit/http.js";
 
 export const MAX_ALERT_PAGE = 1000;
 const QUERY_KEYS = new Set(["after", "limit", "severity", "since"]);
 
-async function requireOfficer(ctx: ServerContext, req: FastifyRequest): Promise<string> {
-  const s = requireSession(req);
-  const user = await ctx.store.directory.getUser(s.handle);
-  if (!user || user.role !== "officer") throw new ValiseError("forbidden", "alerts are for security officers");
-  return s.handle;
-}
+const requireOfficer = (ctx: ServerContext, req: FastifyRequest) => requireOfficerRequest(ctx, req, "alerts");
 
 function intParam(v: unknown, name: string, max: number): number | undefined {
   if (v === undefined) return undefined;
@@ -37,7 +34,8 @@ export function alertRoutes(
   alerts: AlertStore,
   learning?: () => DetectionLearning,
 ): void {
-  app.get("/v1/alerts", async (req) => {
+  const getAlertsAudit = audit({ action: "audit.read", kind: "other", object: auditOf.fixed("alerts") });
+  app.get("/v1/alerts", getAlertsAudit, async (req) => {
     await requireOfficer(ctx, req);
     const q = (req.query ?? {}) as Record<string, unknown>;
     for (const k of Object.keys(q))
@@ -60,7 +58,12 @@ export function alertRoutes(
     return learning ? { alerts: list, learning: learning() } : { alerts: list };
   });
 
-  app.post("/v1/alerts/:id/ack", async (req) => {
+  const postAlertsIdAckAudit = audit({
+    action: "audit.read",
+    kind: "other",
+    object: (r) => `alert:${auditOf.param("id")(r) ?? ""}`,
+  });
+  app.post("/v1/alerts/:id/ack", postAlertsIdAckAudit, async (req) => {
     const by = await requireOfficer(ctx, req);
     const id = intParam((req.params as { id?: string }).id, "alert id", Number.MAX_SAFE_INTEGER)!;
     const a = await alerts.acknowledge(id, by, ctx.now());

@@ -28,7 +28,7 @@ import { logRoutes, PUBLIC_LOG_ROUTES } from "./routes-log.js";
 import type { LogKey } from "../storage/log-key.js";
 import { resolveSession, wsRoutes } from "./ws-hub.js";
 import { AuditRecorder } from "../audit/recorder.js";
-import { installAuditHook } from "../audit/http.js";
+import { installAuditHook, notAudited } from "../audit/http.js";
 import { auditOrigin, auditRoutes, PUBLIC_AUDIT_ROUTES } from "../audit/routes.js";
 import { CosignedCheckpoints, startWitnessPublisher } from "../witness/publisher.js";
 import type { WitnessEndpoint } from "../witness/submit.js";
@@ -215,11 +215,11 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   });
 
   // Liveness: the process is up and answering (a database outage must not get it restarted: it recovers by itself).
-  app.get("/healthz", async () => ({ ok: true }));
+  app.get("/healthz", notAudited("liveness: reads no stored data"), async () => ({ ok: true }));
   // Readiness: the store can be read and written now — a read, a committed write through the database (the path
   // every audit append takes), a flushed write in the data directory (disk full), and no failed audit append since
   // the last good one. 503 store_error with Retry-After while any of them fails.
-  app.get("/readyz", async (_req, reply) => {
+  app.get("/readyz", notAudited("readiness: probes the store, returns no stored data"), async (_req, reply) => {
     const r = await readiness(opts.store, ctx.audit);
     if (!r.ready) reply.status(503).header("retry-after", String(STORE_RETRY_AFTER_S));
     return r.ready ? { ok: true, ...r } : { code: "store_error", message: r.error ?? "not ready", ...r };
@@ -227,7 +227,8 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   if (opts.metricsToken !== undefined) {
     if (opts.metricsToken.length < 16) throw new ValiseError("bad_request", "the metrics token needs 16+ characters");
     const want = createHash("sha256").update(`Bearer ${opts.metricsToken}`).digest();
-    app.get("/metrics", async (req, reply) => {
+    const getMetricsAudit = notAudited("Prometheus counters behind their own token; no stored data");
+    app.get("/metrics", getMetricsAudit, async (req, reply) => {
       const got = createHash("sha256")
         .update(req.headers.authorization ?? "")
         .digest();

@@ -57,7 +57,24 @@ export function requireAccess(v: Viewer, entitled: boolean, label: string, what:
   if (!cleared(v, label)) throw new ValiseError("not_cleared", `your clearance does not cover ${what} (${label})`);
 }
 
-/** Security officers only (role `officer`). */
-export function requireOfficer(v: Viewer, what: string): void {
-  if (v.role !== "officer") throw new ValiseError("forbidden", `${what} is for security officers`);
+/** Who a security-officer route admits: role `officer` (the audit log's reads also `admin`). */
+export const OFFICER_ROLES: readonly string[] = ["officer"];
+
+/** The one role guard: `v` holds one of `roles` (default: officer), else 403 `forbidden` naming what is guarded. */
+export function requireOfficer(v: Pick<Viewer, "role">, what: string, roles: readonly string[] = OFFICER_ROLES): void {
+  if (!roles.includes(v.role))
+    throw new ValiseError("forbidden", `${what}: for security officers only (role ${roles.join(" or ")})`);
+}
+
+/** The role guard for a request: the caller's user (403 if gone) holds one of `roles`; resolves with the handle. */
+export async function requireOfficerRequest(
+  ctx: ServerContext,
+  req: FastifyRequest,
+  what: string,
+  roles: readonly string[] = OFFICER_ROLES,
+): Promise<string> {
+  const s = requireSession(req);
+  const user = await ctx.store.directory.getUser(s.handle);
+  requireOfficer({ role: user?.role ?? "" }, what, roles);
+  return s.handle;
 }

@@ -1,12 +1,13 @@
 /** Enrollment (one-time code → device) and device login (Ed25519 challenge → short-lived session token). */
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
-import { ValiseError, isDeviceId, utf8, parseUserHandle, type UserHandle } from "@valise/core";
+import { ID_PATTERN, ValiseError, isDeviceId, utf8, parseUserHandle, type UserHandle } from "@valise/core";
 import { type ServerContext, b64, rateLimit, requireSession } from "./context.js";
 import { PASSKEY_ENROLL_WINDOW_MS, hasPasskey } from "./routes-passkeys.js";
+import { audit, auditOf, notAudited } from "../audit/http.js";
 
-const B64 = Type.String({ maxLength: 1_000_000, pattern: "^[A-Za-z0-9+/]*={0,2}$" });
-const DeviceIdT = Type.String({ pattern: "^d-[a-z0-9]{8,64}$" });
+const B64 = Type.String({ maxLength: 1_000_000, pattern: ID_PATTERN.base64 });
+const DeviceIdT = Type.String({ pattern: ID_PATTERN.device });
 
 const EnrollBody = Type.Object(
   {
@@ -38,7 +39,11 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.post<{ Body: Static<typeof EnrollBody> }>(
     "/v1/enroll",
-    { schema: { body: EnrollBody }, bodyLimit: 2 * 1024 * 1024 },
+    {
+      ...audit({ action: "directory.device.add", presession: "enroll" }),
+      schema: { body: EnrollBody },
+      bodyLimit: 2 * 1024 * 1024,
+    },
     async (req, reply) => {
       rateLimit(ctx, req, reply);
       const body = req.body;
@@ -81,7 +86,10 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.post<{ Body: Static<typeof ChallengeBody> }>(
     "/v1/auth/challenge",
-    { schema: { body: ChallengeBody } },
+    {
+      ...notAudited("issues a login challenge before any session; the login itself is audited"),
+      schema: { body: ChallengeBody },
+    },
     async (req, reply) => {
       rateLimit(ctx, req, reply);
       // Same answer for unknown and known devices, so the endpoint is no device-existence oracle.
@@ -91,7 +99,7 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.post<{ Body: Static<typeof SessionBody> }>(
     "/v1/auth/session",
-    { schema: { body: SessionBody } },
+    { ...audit({ action: "login", presession: "login" }), schema: { body: SessionBody } },
     async (req, reply) => {
       rateLimit(ctx, req, reply);
       const { device, challenge, signature } = req.body;
@@ -130,14 +138,15 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
     },
   );
 
-  app.get("/v1/me", async (req) => {
+  app.get("/v1/me", audit({ action: "directory.read", kind: "user", object: auditOf.own }), async (req) => {
     const s = requireSession(req);
     const user = await directory.getUser(s.handle);
     if (!user) throw new ValiseError("not_found", "user no longer exists");
     return { ...(await withLogIndices(ctx, presentUser(user))), device: s.deviceId };
   });
 
-  app.get<{ Params: { handle: string } }>("/v1/users/:handle", async (req) => {
+  const getUsersHandleAudit = audit({ action: "directory.read", kind: "user", object: auditOf.param("handle") });
+  app.get<{ Params: { handle: string } }>("/v1/users/:handle", getUsersHandleAudit, async (req) => {
     requireSession(req);
     let handle: UserHandle;
     try {

@@ -6,9 +6,9 @@
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { Type, type Static } from "typebox";
-import { ValiseError, randomId } from "@valise/core";
+import { ID_PATTERN, ValiseError, randomId } from "@valise/core";
 import type { ServerContext } from "./context.js";
-import { auditObject } from "../audit/http.js";
+import { auditObject, audit } from "../audit/http.js";
 import { cableEntitled, documentEntitled, requireAccess, viewerOf, type Viewer } from "./need-to-know.js";
 import type { BlobRecord } from "../storage/blob-meta.js";
 import type { DocumentRecord } from "../storage/document-store.js";
@@ -16,7 +16,7 @@ import type { DocumentRecord } from "../storage/document-store.js";
 export const MAX_BLOB = 64 * 1024 ** 3;
 /** How long a request waits for a concurrent upload to the same blob (e.g. one whose client just dropped). */
 const UPLOAD_WAIT_MS = 10_000;
-const BlobIdT = Type.String({ pattern: "^b-[a-z0-9]{8,64}$" });
+const BlobIdT = Type.String({ pattern: ID_PATTERN.blob });
 const Params = Type.Object({ id: BlobIdT });
 const CreateBody = Type.Object(
   { size: Type.Integer({ minimum: 1, maximum: MAX_BLOB }) },
@@ -166,39 +166,53 @@ export function blobRoutes(app: FastifyInstance, ctx: ServerContext, opts: BlobR
   // The upload body is handed over as the raw request stream: the PATCH handler streams it to the blob store.
   app.addContentTypeParser("application/offset+octet-stream", (_req, payload, done) => done(null, payload));
 
-  app.post<{ Body: Static<typeof CreateBody> }>("/v1/blobs", { schema: { body: CreateBody } }, async (req, reply) => {
-    const v = await viewerOf(ctx, req);
-    const id = randomId("b");
-    auditObject(req, { object: id, unit: v.units[0] ?? null, bytes: 0 });
-    const quota = opts.quotaBytes ?? DEFAULT_BLOB_QUOTA;
-    const used = await blobs.usedBy(v.handle);
-    if (used + req.body.size > quota)
-      throw new ValiseError(
-        "too_large",
-        `blob quota exceeded: you hold ${used} bytes of your ${quota}; this upload needs ${req.body.size} more`,
-        { quotaBytes: quota, usedBytes: used },
-      );
-    const b = await blobs.create({ id, owner: v.handle, ownerDevice: v.deviceId, size: req.body.size });
-    await blobBytes.create(id);
-    return reply.status(201).send(present(b, 0));
-  });
+  const postBlobsAudit = audit({ action: "document.write", write: true, fromRoute: true });
+  app.post<{ Body: Static<typeof CreateBody> }>(
+    "/v1/blobs",
+    { ...postBlobsAudit, schema: { body: CreateBody } },
+    async (req, reply) => {
+      const v = await viewerOf(ctx, req);
+      const id = randomId("b");
+      auditObject(req, { object: id, unit: v.units[0] ?? null, bytes: 0 });
+      const quota = opts.quotaBytes ?? DEFAULT_BLOB_QUOTA;
+      const used = await blobs.usedBy(v.handle);
+      if (used + req.body.size > quota)
+        throw new ValiseError(
+          "too_large",
+          `blob quota exceeded: you hold ${used} bytes of your ${quota}; this upload needs ${req.body.size} more`,
+          { quotaBytes: quota, usedBytes: used },
+        );
+      const b = await blobs.create({ id, owner: v.handle, ownerDevice: v.deviceId, size: req.body.size });
+      await blobBytes.create(id);
+      return reply.status(201).send(present(b, 0));
+    },
+  );
 
-  app.get<{ Params: Static<typeof Params> }>("/v1/blobs/:id/status", { schema: { params: Params } }, async (req) => {
-    const v = await viewerOf(ctx, req);
-    auditObject(req, { object: req.params.id, bytes: 0 });
-    let b = await blobs.get(req.params.id);
-    if (!b) throw new ValiseError("not_found", `no blob ${req.params.id}`);
-    if (!b.complete && b.owner !== v.handle) throw new ValiseError("forbidden", `blob ${b.id} is not yours`);
-    await blobAccess(ctx, req, v, b);
-    // An upload whose client just dropped may still be writing: answer with what it left on disk.
-    await settled(b.id);
-    b = (await blobs.get(b.id))!;
-    return present(b, await onStore(b));
-  });
+  const getBlobsIdStatusAudit = audit({ action: "document.read", fromRoute: true });
+  app.get<{ Params: Static<typeof Params> }>(
+    "/v1/blobs/:id/status",
+    { ...getBlobsIdStatusAudit, schema: { params: Params } },
+    async (req) => {
+      const v = await viewerOf(ctx, req);
+      auditObject(req, { object: req.params.id, bytes: 0 });
+      let b = await blobs.get(req.params.id);
+      if (!b) throw new ValiseError("not_found", `no blob ${req.params.id}`);
+      if (!b.complete && b.owner !== v.handle) throw new ValiseError("forbidden", `blob ${b.id} is not yours`);
+      await blobAccess(ctx, req, v, b);
+      // An upload whose client just dropped may still be writing: answer with what it left on disk.
+      await settled(b.id);
+      b = (await blobs.get(b.id))!;
+      return present(b, await onStore(b));
+    },
+  );
 
   app.patch<{ Params: Static<typeof Params> }>(
     "/v1/blobs/:id",
-    { schema: { params: Params }, bodyLimit: MAX_BLOB + 1024 },
+    {
+      ...audit({ action: "document.write", write: true, fromRoute: true }),
+      schema: { params: Params },
+      bodyLimit: MAX_BLOB + 1024,
+    },
     async (req) => {
       const v = await viewerOf(ctx, req);
       const id = req.params.id;
@@ -239,45 +253,50 @@ export function blobRoutes(app: FastifyInstance, ctx: ServerContext, opts: BlobR
     },
   );
 
-  app.get<{ Params: Static<typeof Params> }>("/v1/blobs/:id", { schema: { params: Params } }, async (req, reply) => {
-    const v = await viewerOf(ctx, req);
-    auditObject(req, { object: req.params.id, bytes: 0 });
-    const b = await blobs.get(req.params.id);
-    if (!b) throw new ValiseError("not_found", `no blob ${req.params.id}`);
-    await blobAccess(ctx, req, v, b);
-    if (!b.complete) throw new ValiseError("conflict", `blob ${b.id} is not completely uploaded yet`);
-    // The file may be gone (operator error, a failed disk): a clear 404, never a 500 or a stream that breaks.
-    const onDisk = await blobBytes.size(b.id);
-    if (onDisk === null || onDisk < b.size) {
-      req.log.error({ blob: b.id, onDisk }, "blob content missing from the blob store");
-      throw new ValiseError("not_found", `blob ${b.id}: its content is missing on the server`);
-    }
-    let start = 0;
-    const m = /^bytes=([0-9]{1,16})-([0-9]{0,16})$/.exec(req.headers.range ?? "");
-    if (m) {
-      start = Number(m[1]);
-      const end = m[2] ? Math.min(Number(m[2]), b.size - 1) : b.size - 1;
-      if (start >= b.size || end < start)
+  const getBlobsIdAudit = audit({ action: "document.read", fromRoute: true });
+  app.get<{ Params: Static<typeof Params> }>(
+    "/v1/blobs/:id",
+    { ...getBlobsIdAudit, schema: { params: Params } },
+    async (req, reply) => {
+      const v = await viewerOf(ctx, req);
+      auditObject(req, { object: req.params.id, bytes: 0 });
+      const b = await blobs.get(req.params.id);
+      if (!b) throw new ValiseError("not_found", `no blob ${req.params.id}`);
+      await blobAccess(ctx, req, v, b);
+      if (!b.complete) throw new ValiseError("conflict", `blob ${b.id} is not completely uploaded yet`);
+      // The file may be gone (operator error, a failed disk): a clear 404, never a 500 or a stream that breaks.
+      const onDisk = await blobBytes.size(b.id);
+      if (onDisk === null || onDisk < b.size) {
+        req.log.error({ blob: b.id, onDisk }, "blob content missing from the blob store");
+        throw new ValiseError("not_found", `blob ${b.id}: its content is missing on the server`);
+      }
+      let start = 0;
+      const m = /^bytes=([0-9]{1,16})-([0-9]{0,16})$/.exec(req.headers.range ?? "");
+      if (m) {
+        start = Number(m[1]);
+        const end = m[2] ? Math.min(Number(m[2]), b.size - 1) : b.size - 1;
+        if (start >= b.size || end < start)
+          return reply
+            .status(416)
+            .header("content-range", `bytes */${b.size}`)
+            .send({ code: "bad_request", message: `range not satisfiable: the blob is ${b.size} bytes` });
+        auditObject(req, { bytes: end - start + 1 });
         return reply
-          .status(416)
-          .header("content-range", `bytes */${b.size}`)
-          .send({ code: "bad_request", message: `range not satisfiable: the blob is ${b.size} bytes` });
-      auditObject(req, { bytes: end - start + 1 });
+          .status(206)
+          .header("content-type", "application/octet-stream")
+          .header("accept-ranges", "bytes")
+          .header("content-length", String(end - start + 1))
+          .header("content-range", `bytes ${start}-${end}/${b.size}`)
+          .send(blobBytes.read(b.id, start, end));
+      }
+      auditObject(req, { bytes: b.size });
       return reply
-        .status(206)
         .header("content-type", "application/octet-stream")
         .header("accept-ranges", "bytes")
-        .header("content-length", String(end - start + 1))
-        .header("content-range", `bytes ${start}-${end}/${b.size}`)
-        .send(blobBytes.read(b.id, start, end));
-    }
-    auditObject(req, { bytes: b.size });
-    return reply
-      .header("content-type", "application/octet-stream")
-      .header("accept-ranges", "bytes")
-      .header("content-length", String(b.size))
-      .send(blobBytes.read(b.id, 0));
-  });
+        .header("content-length", String(b.size))
+        .send(blobBytes.read(b.id, 0));
+    },
+  );
 }
 
 /** The upload body as a byte stream: the raw request (offset+octet-stream) or an already read buffer. */

@@ -7,6 +7,7 @@ import type { FastifyInstance } from "fastify";
 import { createHash } from "node:crypto";
 import { Type, type Static } from "typebox";
 import {
+  ID_PATTERN,
   ValiseError,
   canonicalLabel,
   dominates,
@@ -19,11 +20,11 @@ import {
   type Precedence,
 } from "@valise/core";
 import type { ServerContext } from "./context.js";
-import { auditObject } from "../audit/http.js";
+import { auditObject, audit, auditOf } from "../audit/http.js";
 import { cableEntitled, cleared, requireAccess, viewerOf, type Viewer } from "./need-to-know.js";
 import type { CableQuery, CableRecord } from "../storage/cable-store.js";
 
-const CableId = Type.String({ pattern: "^k-[a-z0-9]{8,64}$" });
+const CableId = Type.String({ pattern: ID_PATTERN.cable });
 const Unit = Type.String({ minLength: 1, maxLength: 200 });
 const Params = Type.Object({ id: CableId });
 const ReleaseBody = Type.Object(
@@ -34,7 +35,7 @@ const ReleaseBody = Type.Object(
     info: Type.Optional(Type.Array(Unit, { maxItems: 200 })),
     precedence: Type.String({ minLength: 1, maxLength: 20 }),
     label: Type.String({ minLength: 1, maxLength: 512 }),
-    blob: Type.String({ pattern: "^b-[a-z0-9]{8,64}$" }),
+    blob: Type.String({ pattern: ID_PATTERN.blob }),
     corrects: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 300 }), Type.Null()])),
   },
   { additionalProperties: false },
@@ -99,7 +100,7 @@ export function cableRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.post<{ Body: Static<typeof ReleaseBody> }>(
     "/v1/cables",
-    { schema: { body: ReleaseBody } },
+    { ...audit({ action: "cable.send", write: true, fromRoute: true }), schema: { body: ReleaseBody } },
     async (req, reply) => {
       const v = await viewerOf(ctx, req);
       const b = req.body;
@@ -160,7 +161,10 @@ export function cableRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.get<{ Querystring: Static<typeof ListQuery> }>(
     "/v1/cables",
-    { schema: { querystring: ListQuery } },
+    {
+      ...audit({ action: "cable.list", fromRoute: true, object: auditOf.fixed("cables") }),
+      schema: { querystring: ListQuery },
+    },
     async (req) => {
       const v = await viewerOf(ctx, req);
       const q = req.query;
@@ -173,7 +177,10 @@ export function cableRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.get<{ Querystring: Static<typeof QueueQuery> }>(
     "/v1/cables/queue",
-    { schema: { querystring: QueueQuery } },
+    {
+      ...audit({ action: "cable.list", fromRoute: true, object: auditOf.fixed("cable-queue") }),
+      schema: { querystring: QueueQuery },
+    },
     async (req) => {
       const v = await viewerOf(ctx, req);
       auditObject(req, { unit: v.units[0] ?? null });
@@ -183,7 +190,10 @@ export function cableRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.get<{ Querystring: Static<typeof RefQuery> }>(
     "/v1/cables/by-reference",
-    { schema: { querystring: RefQuery } },
+    {
+      ...audit({ action: "cable.read", fromRoute: true, object: auditOf.query("reference") }),
+      schema: { querystring: RefQuery },
+    },
     async (req) => {
       const v = await viewerOf(ctx, req);
       const ref = formatCableReference(parseCableReference(req.query.reference));
@@ -192,14 +202,19 @@ export function cableRoutes(app: FastifyInstance, ctx: ServerContext): void {
     },
   );
 
-  app.get<{ Params: Static<typeof Params> }>("/v1/cables/:id", { schema: { params: Params } }, async (req) => {
-    const v = await viewerOf(ctx, req);
-    return readable(req, v, await cables.get(req.params.id), req.params.id);
-  });
+  const getCablesIdAudit = audit({ action: "cable.read", fromRoute: true });
+  app.get<{ Params: Static<typeof Params> }>(
+    "/v1/cables/:id",
+    { ...getCablesIdAudit, schema: { params: Params } },
+    async (req) => {
+      const v = await viewerOf(ctx, req);
+      return readable(req, v, await cables.get(req.params.id), req.params.id);
+    },
+  );
 
   app.post<{ Params: Static<typeof Params>; Body: Static<typeof ReceiptBody> }>(
     "/v1/cables/:id/receipts",
-    { schema: { params: Params, body: ReceiptBody } },
+    { ...audit({ action: "cable.read", fromRoute: true }), schema: { params: Params, body: ReceiptBody } },
     async (req) => {
       const v = await viewerOf(ctx, req);
       const c = readable(req, v, await cables.get(req.params.id), req.params.id);

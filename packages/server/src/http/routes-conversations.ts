@@ -4,18 +4,18 @@
  */
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
-import { ValiseError, canonicalLabel, dominates, equalBytes, parseLabel, toBase64 } from "@valise/core";
+import { ID_PATTERN, ValiseError, canonicalLabel, dominates, equalBytes, parseLabel, toBase64 } from "@valise/core";
 import { type ServerContext, b64, requireSession } from "./context.js";
 import type { AppendRequest } from "../storage/conversation-store.js";
 import { IDEMPOTENCY_KEY_RE, acceptMessage, appendChecked, checkGroup, requireActiveMember } from "./accept-message.js";
-import { clientOf, sendRecord } from "../audit/http.js";
+import { clientOf, sendRecord, audit, auditOf } from "../audit/http.js";
 
 const MAX_MESSAGE = 256 * 1024;
 const MAX_COMMIT = 16 * 1024 * 1024;
-const ConvId = Type.String({ pattern: "^c-[a-z0-9]{8,64}$" });
-const DevId = Type.String({ pattern: "^d-[a-z0-9]{8,64}$" });
+const ConvId = Type.String({ pattern: ID_PATTERN.conversation });
+const DevId = Type.String({ pattern: ID_PATTERN.device });
 const IdemKey = Type.String({ minLength: 8, maxLength: 128, pattern: "^[A-Za-z0-9_-]+$" });
-const B64 = Type.String({ maxLength: MAX_COMMIT, pattern: "^[A-Za-z0-9+/]*={0,2}$" });
+const B64 = Type.String({ maxLength: MAX_COMMIT, pattern: ID_PATTERN.base64 });
 
 const CreateBody = Type.Object(
   {
@@ -67,7 +67,7 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
 
   app.post<{ Body: Static<typeof CreateBody> }>(
     "/v1/conversations",
-    { schema: { body: CreateBody } },
+    { ...audit({ action: "message.send", write: true, object: auditOf.body("id") }), schema: { body: CreateBody } },
     async (req, reply) => {
       const s = requireSession(req);
       const user = await directory.getUser(s.handle);
@@ -119,24 +119,34 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
     },
   );
 
-  app.get("/v1/conversations", async (req) => {
+  const getConversationsAudit = audit({
+    action: "message.read",
+    kind: "other",
+    object: auditOf.fixed("conversations"),
+  });
+  app.get("/v1/conversations", getConversationsAudit, async (req) => {
     const s = requireSession(req);
     const list = await conversations.listForDevice(s.deviceId);
     return { conversations: list };
   });
 
-  app.get<{ Params: Static<typeof Params> }>("/v1/conversations/:id", { schema: { params: Params } }, async (req) => {
-    const s = requireSession(req);
-    const m = await conversations.membership(req.params.id, s.deviceId);
-    const conv = await conversations.get(req.params.id);
-    if (!conv || !m) throw new ValiseError("not_found", "no such conversation");
-    await requireCleared(req.params.id, s.deviceId);
-    return { ...conv, joinedSeq: m.joinedSeq, leftSeq: m.leftSeq };
-  });
+  const getConversationsIdAudit = audit({ action: "message.read" });
+  app.get<{ Params: Static<typeof Params> }>(
+    "/v1/conversations/:id",
+    { ...getConversationsIdAudit, schema: { params: Params } },
+    async (req) => {
+      const s = requireSession(req);
+      const m = await conversations.membership(req.params.id, s.deviceId);
+      const conv = await conversations.get(req.params.id);
+      if (!conv || !m) throw new ValiseError("not_found", "no such conversation");
+      await requireCleared(req.params.id, s.deviceId);
+      return { ...conv, joinedSeq: m.joinedSeq, leftSeq: m.leftSeq };
+    },
+  );
 
   app.get<{ Params: Static<typeof Params>; Querystring: Static<typeof FetchQuery> }>(
     "/v1/conversations/:id/messages",
-    { schema: { params: Params, querystring: FetchQuery } },
+    { ...audit({ action: "message.read" }), schema: { params: Params, querystring: FetchQuery } },
     async (req) => {
       const s = requireSession(req);
       const m = await conversations.membership(req.params.id, s.deviceId);
@@ -158,7 +168,7 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
 
   app.get<{ Params: Static<typeof Params> }>(
     "/v1/conversations/:id/group-info",
-    { schema: { params: Params } },
+    { ...audit({ action: "message.read" }), schema: { params: Params } },
     async (req) => {
       const s = requireSession(req);
       const m = await conversations.membership(req.params.id, s.deviceId);
@@ -173,7 +183,7 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
   // Application messages (and standalone proposals): raw MLSMessage bytes.
   app.post<{ Params: Static<typeof Params> }>(
     "/v1/conversations/:id/messages",
-    { schema: { params: Params } },
+    { ...audit({ action: "message.send", write: true, inTransaction: true }), schema: { params: Params } },
     async (req, reply) => {
       const s = requireSession(req);
       const body = req.body;
@@ -195,7 +205,11 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
 
   app.post<{ Params: Static<typeof Params>; Body: Static<typeof CommitBody> }>(
     "/v1/conversations/:id/commits",
-    { schema: { params: Params, body: CommitBody }, bodyLimit: MAX_COMMIT * 2 },
+    {
+      ...audit({ action: "message.send", write: true, inTransaction: true }),
+      schema: { params: Params, body: CommitBody },
+      bodyLimit: MAX_COMMIT * 2,
+    },
     async (req, reply) => {
       const s = requireSession(req);
       const commit = b64("commit", req.body.commit);
@@ -314,7 +328,10 @@ export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): vo
 
   app.get<{ Querystring: Static<typeof InboxQuery> }>(
     "/v1/inbox",
-    { schema: { querystring: InboxQuery } },
+    {
+      ...audit({ action: "message.read", kind: "other", object: auditOf.fixed("inbox") }),
+      schema: { querystring: InboxQuery },
+    },
     async (req) => {
       const s = requireSession(req);
       const items = await conversations.fetchInbox(s.deviceId, req.query.after ?? 0, 200);

@@ -1,21 +1,29 @@
 /** Units, unit members, one-time key packages, and clearance changes by security officers. */
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
-import { ValiseError, canonicalLabel, dominates, isUnitName, parseLabel, parseUserHandle } from "@valise/core";
+import {
+  ID_PATTERN,
+  ValiseError,
+  canonicalLabel,
+  dominates,
+  isUnitName,
+  parseLabel,
+  parseUserHandle,
+} from "@valise/core";
 import { type ServerContext, b64, requireSession } from "./context.js";
 import { requireOfficer, viewerOf } from "./need-to-know.js";
-import { clientOf } from "../audit/http.js";
+import { clientOf, audit, auditOf } from "../audit/http.js";
 
-const B64 = Type.String({ maxLength: 100_000, pattern: "^[A-Za-z0-9+/]*={0,2}$" });
+const B64 = Type.String({ maxLength: 100_000, pattern: ID_PATTERN.base64 });
 const UploadBody = Type.Object(
   { keyPackages: Type.Array(B64, { minItems: 1, maxItems: 100 }) },
   { additionalProperties: false },
 );
 const ClaimBody = Type.Object(
   {
-    devices: Type.Array(Type.String({ pattern: "^d-[a-z0-9]{8,64}$" }), { minItems: 1, maxItems: 5000 }),
+    devices: Type.Array(Type.String({ pattern: ID_PATTERN.device }), { minItems: 1, maxItems: 5000 }),
     /** The conversation the caller is adding these devices to (it must be an active member of it). */
-    conversation: Type.String({ pattern: "^c-[a-z0-9]{8,64}$" }),
+    conversation: Type.String({ pattern: ID_PATTERN.conversation }),
   },
   { additionalProperties: false },
 );
@@ -29,14 +37,18 @@ const ClearanceBody = Type.Object(
 export function directoryRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { directory } = ctx.store;
 
-  app.get("/v1/units", async (req) => {
+  const getUnitsAudit = audit({ action: "directory.read", kind: "other", object: auditOf.fixed("units") });
+  app.get("/v1/units", getUnitsAudit, async (req) => {
     requireSession(req);
     return { units: await directory.listUnits() };
   });
 
   app.get<{ Querystring: Static<typeof UnitQuery> }>(
     "/v1/unit-members",
-    { schema: { querystring: UnitQuery } },
+    {
+      ...audit({ action: "directory.read", kind: "unit", object: auditOf.query("unit") }),
+      schema: { querystring: UnitQuery },
+    },
     async (req) => {
       requireSession(req);
       if (!isUnitName(req.query.unit)) throw new ValiseError("bad_unit", "invalid unit name");
@@ -48,7 +60,11 @@ export function directoryRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
   app.post<{ Body: Static<typeof UploadBody> }>(
     "/v1/keypackages",
-    { schema: { body: UploadBody }, bodyLimit: 4 * 1024 * 1024 },
+    {
+      ...audit({ action: "directory.keypackage.add", write: true, kind: "user", object: auditOf.own }),
+      schema: { body: UploadBody },
+      bodyLimit: 4 * 1024 * 1024,
+    },
     async (req, reply) => {
       const s = requireSession(req);
       const dev = await directory.getDevice(s.deviceId);
@@ -76,7 +92,16 @@ export function directoryRoutes(app: FastifyInstance, ctx: ServerContext): void 
   // user's devices in it — before this answer is sent.
   app.put<{ Params: Static<typeof HandleParams>; Body: Static<typeof ClearanceBody> }>(
     "/v1/users/:handle/clearance",
-    { schema: { params: HandleParams, body: ClearanceBody } },
+    {
+      ...audit({
+        action: "directory.clearance.set",
+        write: true,
+        inTransaction: true,
+        kind: "user",
+        object: auditOf.param("handle"),
+      }),
+      schema: { params: HandleParams, body: ClearanceBody },
+    },
     async (req) => {
       const v = await viewerOf(ctx, req);
       requireOfficer(v, "setting clearances");
@@ -94,7 +119,8 @@ export function directoryRoutes(app: FastifyInstance, ctx: ServerContext): void 
     },
   );
 
-  app.get("/v1/keypackages/count", async (req) => {
+  const getKeypackagesCountAudit = audit({ action: "directory.read", kind: "user", object: auditOf.own });
+  app.get("/v1/keypackages/count", getKeypackagesCountAudit, async (req) => {
     const s = requireSession(req);
     return { count: await directory.countKeyPackages(s.deviceId) };
   });
@@ -108,7 +134,15 @@ export function directoryRoutes(app: FastifyInstance, ctx: ServerContext): void 
    */
   app.post<{ Body: Static<typeof ClaimBody> }>(
     "/v1/keypackages/claim",
-    { schema: { body: ClaimBody } },
+    {
+      ...audit({
+        action: "directory.read",
+        inTransaction: true,
+        kind: "other",
+        object: auditOf.body("conversation", "key-packages"),
+      }),
+      schema: { body: ClaimBody },
+    },
     async (req) => {
       const s = requireSession(req);
       const convId = req.body.conversation;

@@ -6,15 +6,23 @@
  */
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
-import { ValiseError, canonicalLabel, dominates, parseLabel, parseUnitName, parseUserHandle } from "@valise/core";
+import {
+  ID_PATTERN,
+  ValiseError,
+  canonicalLabel,
+  dominates,
+  parseLabel,
+  parseUnitName,
+  parseUserHandle,
+} from "@valise/core";
 import type { ServerContext } from "./context.js";
-import { auditObject } from "../audit/http.js";
+import { auditObject, audit, auditOf } from "../audit/http.js";
 import { cleared, documentEntitled, requireAccess, requireOfficer, viewerOf, type Viewer } from "./need-to-know.js";
 import { documentUnit } from "./routes-blobs.js";
 import type { DocumentRecord } from "../storage/document-store.js";
 
-const DocId = Type.String({ pattern: "^f-[a-z0-9]{8,64}$" });
-const BlobId = Type.String({ pattern: "^b-[a-z0-9]{8,64}$" });
+const DocId = Type.String({ pattern: ID_PATTERN.document });
+const BlobId = Type.String({ pattern: ID_PATTERN.blob });
 const Params = Type.Object({ id: DocId });
 const CreateBody = Type.Object(
   {
@@ -66,7 +74,7 @@ export function documentRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.post<{ Body: Static<typeof CreateBody> }>(
     "/v1/documents",
-    { schema: { body: CreateBody } },
+    { ...audit({ action: "document.write", write: true, fromRoute: true }), schema: { body: CreateBody } },
     async (req, reply) => {
       const v = await viewerOf(ctx, req);
       const body = req.body;
@@ -103,7 +111,10 @@ export function documentRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.post<{ Params: Static<typeof Params>; Body: Static<typeof VersionBody> }>(
     "/v1/documents/:id/versions",
-    { schema: { params: Params, body: VersionBody } },
+    {
+      ...audit({ action: "document.write", write: true, fromRoute: true }),
+      schema: { params: Params, body: VersionBody },
+    },
     async (req, reply) => {
       const v = await viewerOf(ctx, req);
       await accessible(req, v, req.params.id);
@@ -116,23 +127,32 @@ export function documentRoutes(app: FastifyInstance, ctx: ServerContext): void {
     },
   );
 
-  app.get("/v1/documents", async (req) => {
+  const getDocumentsAudit = audit({ action: "document.list", fromRoute: true, object: auditOf.fixed("documents") });
+  app.get("/v1/documents", getDocumentsAudit, async (req) => {
     const v = await viewerOf(ctx, req);
     auditObject(req, { unit: v.units[0] ?? null });
     const list = await documents.listEntitled(v.handle, v.units);
     return { documents: list.filter((d) => cleared(v, d.label)).map(presentDocument) };
   });
 
-  app.get<{ Params: Static<typeof Params> }>("/v1/documents/:id", { schema: { params: Params } }, async (req) => {
-    const v = await viewerOf(ctx, req);
-    const d = await accessible(req, v, req.params.id);
-    auditObject(req, { bytes: 0 });
-    return presentDocument(d);
-  });
+  const getDocumentsIdAudit = audit({ action: "document.read", fromRoute: true });
+  app.get<{ Params: Static<typeof Params> }>(
+    "/v1/documents/:id",
+    { ...getDocumentsIdAudit, schema: { params: Params } },
+    async (req) => {
+      const v = await viewerOf(ctx, req);
+      const d = await accessible(req, v, req.params.id);
+      auditObject(req, { bytes: 0 });
+      return presentDocument(d);
+    },
+  );
 
   app.put<{ Params: Static<typeof Params>; Body: Static<typeof CanaryBody> }>(
     "/v1/documents/:id/canary",
-    { schema: { params: Params, body: CanaryBody } },
+    {
+      ...audit({ action: "document.write", write: true, fromRoute: true }),
+      schema: { params: Params, body: CanaryBody },
+    },
     async (req) => {
       const v = await viewerOf(ctx, req);
       auditObject(req, { object: req.params.id, bytes: 0 });
@@ -146,7 +166,12 @@ export function documentRoutes(app: FastifyInstance, ctx: ServerContext): void {
     },
   );
 
-  app.get("/v1/officer/canaries", async (req) => {
+  const getOfficerCanariesAudit = audit({
+    action: "document.list",
+    fromRoute: true,
+    object: auditOf.fixed("canaries"),
+  });
+  app.get("/v1/officer/canaries", getOfficerCanariesAudit, async (req) => {
     const v = await viewerOf(ctx, req);
     requireOfficer(v, "the canary list");
     const list = await documents.listCanaries();

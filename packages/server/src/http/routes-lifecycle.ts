@@ -20,7 +20,7 @@ import { Type, type Static } from "typebox";
 import { ValiseError, parseUnitName, parseUserHandle } from "@valise/core";
 import type { ServerContext } from "./context.js";
 import { viewerOf, type Viewer } from "./need-to-know.js";
-import { auditObject, clientOf } from "../audit/http.js";
+import { audit, auditObject, auditOf, clientOf } from "../audit/http.js";
 import type { AuditOperator } from "../storage/audit-log.js";
 
 export const MAX_CHANGES_PAGE = 1000;
@@ -82,7 +82,10 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
   app.get<{ Querystring: Static<typeof UsersQuery> }>(
     "/v1/users",
-    { schema: { querystring: UsersQuery } },
+    {
+      ...audit({ action: "directory.read", kind: "other", object: auditOf.query("unit", "users") }),
+      schema: { querystring: UsersQuery },
+    },
     async (req) => {
       const v = await viewerOf(ctx, req);
       requireRole(v, STAFF, "listing users");
@@ -93,7 +96,10 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
   app.get<{ Params: Static<typeof HandleParams> }>(
     "/v1/users/:handle/history",
-    { schema: { params: HandleParams } },
+    {
+      ...audit({ action: "directory.read", kind: "user", object: auditOf.param("handle") }),
+      schema: { params: HandleParams },
+    },
     async (req) => {
       const v = await viewerOf(ctx, req);
       requireRole(v, STAFF, "a user's directory history");
@@ -104,7 +110,10 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
   app.get<{ Params: Static<typeof UnitParams> }>(
     "/v1/units/:unit/members",
-    { schema: { params: UnitParams } },
+    {
+      ...audit({ action: "directory.read", kind: "unit", object: auditOf.param("unit") }),
+      schema: { params: UnitParams },
+    },
     async (req) => {
       const v = await viewerOf(ctx, req);
       requireRole(v, STAFF, "a unit's member list with states");
@@ -116,7 +125,10 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
   app.post<{ Params: Static<typeof UnitParams>; Body: Static<typeof HandleBody> }>(
     "/v1/units/:unit/members",
-    { schema: { params: UnitParams, body: HandleBody } },
+    {
+      ...audit({ action: "directory.member.add", write: true, inTransaction: true, fromRoute: true }),
+      schema: { params: UnitParams, body: HandleBody },
+    },
     async (req, reply) => {
       auditObject(req, { object: req.body.handle, unit: req.params.unit });
       const v = await viewerOf(ctx, req);
@@ -128,7 +140,10 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
   app.delete<{ Params: Static<typeof UnitHandleParams> }>(
     "/v1/units/:unit/members/:handle",
-    { schema: { params: UnitHandleParams } },
+    {
+      ...audit({ action: "directory.member.remove", write: true, inTransaction: true, fromRoute: true }),
+      schema: { params: UnitHandleParams },
+    },
     async (req) => {
       auditObject(req, { object: req.params.handle, unit: req.params.unit });
       const v = await viewerOf(ctx, req);
@@ -139,7 +154,10 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
   app.post<{ Params: Static<typeof HandleParams>; Body: Static<typeof MoveBody> }>(
     "/v1/users/:handle/move",
-    { schema: { params: HandleParams, body: MoveBody } },
+    {
+      ...audit({ action: "directory.member.remove", write: true, inTransaction: true, fromRoute: true }),
+      schema: { params: HandleParams, body: MoveBody },
+    },
     async (req) => {
       auditObject(req, { object: req.params.handle, unit: req.body.from });
       const v = await viewerOf(ctx, req);
@@ -155,7 +173,10 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
   app.put<{ Params: Static<typeof HandleParams>; Body: Static<typeof RoleBody> }>(
     "/v1/users/:handle/role",
-    { schema: { params: HandleParams, body: RoleBody } },
+    {
+      ...audit({ action: "directory.role.set", write: true, inTransaction: true, fromRoute: true }),
+      schema: { params: HandleParams, body: RoleBody },
+    },
     async (req) => {
       auditObject(req, { object: req.params.handle });
       const v = await viewerOf(ctx, req);
@@ -168,7 +189,10 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
   app.post<{ Params: Static<typeof HandleParams> }>(
     "/v1/users/:handle/disable",
-    { schema: { params: HandleParams } },
+    {
+      ...audit({ action: "directory.user.disable", write: true, inTransaction: true, fromRoute: true }),
+      schema: { params: HandleParams },
+    },
     async (req) => {
       auditObject(req, { object: req.params.handle });
       const v = await viewerOf(ctx, req);
@@ -181,7 +205,10 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
   app.post<{ Params: Static<typeof HandleParams> }>(
     "/v1/users/:handle/enable",
-    { schema: { params: HandleParams } },
+    {
+      ...audit({ action: "directory.user.enable", write: true, inTransaction: true, fromRoute: true }),
+      schema: { params: HandleParams },
+    },
     async (req) => {
       auditObject(req, { object: req.params.handle });
       const v = await viewerOf(ctx, req);
@@ -192,7 +219,10 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
   app.put<{ Params: Static<typeof UnitParams>; Body: Static<typeof LabelBody> }>(
     "/v1/units/:unit/max-label",
-    { schema: { params: UnitParams, body: LabelBody } },
+    {
+      ...audit({ action: "directory.unit.label", write: true, inTransaction: true, fromRoute: true }),
+      schema: { params: UnitParams, body: LabelBody },
+    },
     async (req) => {
       auditObject(req, { object: req.params.unit, unit: req.params.unit });
       const v = await viewerOf(ctx, req);
@@ -203,7 +233,10 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
   app.get<{ Querystring: Static<typeof ChangesQuery> }>(
     "/v1/directory/changes",
-    { schema: { querystring: ChangesQuery } },
+    {
+      ...audit({ action: "directory.read", kind: "other", object: auditOf.fixed("directory-changes") }),
+      schema: { querystring: ChangesQuery },
+    },
     async (req) => {
       const v = await viewerOf(ctx, req);
       requireRole(v, STAFF, "the directory change feed");

@@ -10,8 +10,11 @@ import type { FastifyInstance } from "fastify";
 import { ValiseError, toBase64 } from "@valise/core";
 import { TILE_WIDTH } from "../storage/directory-log.js";
 import { type ServerContext, requireSession } from "./context.js";
+import { audit, auditOf } from "../audit/http.js";
 
 export const LOG_PREFIX = "/v1/log/directory";
+/** Every directory-log route: public ones are audited too when the caller has a session (a log read). */
+const LOG_READ = audit({ action: "directory.read", kind: "other", object: auditOf.fixed("directory-log") });
 export const PUBLIC_LOG_ROUTES = [`${LOG_PREFIX}/checkpoint`, `${LOG_PREFIX}/proof/consistency`, `${LOG_PREFIX}/trust`];
 
 const DECIMAL = /^(0|[1-9][0-9]{0,15})$/;
@@ -73,7 +76,7 @@ export function parseTilePath(path: string): TilePath | undefined {
 export function logRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const log = ctx.store.directory.log;
 
-  app.get(`${LOG_PREFIX}/checkpoint`, async (_req, reply) => {
+  app.get(`${LOG_PREFIX}/checkpoint`, LOG_READ, async (_req, reply) => {
     // With witnesses configured, only a checkpoint cosigned by a quorum of them is published (DESIGN.md §3).
     const cp = ctx.witnessed ? await ctx.witnessed.latest() : await log.latestCheckpoint();
     if (!cp)
@@ -91,12 +94,12 @@ export function logRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   // The log's verifier key and the witnesses' keys, for a device enrolled with a code alone to pin on first use
   // (trust on first use: weaker than a bundle, which pins them out of band — the client says so).
-  app.get(`${LOG_PREFIX}/trust`, async () => {
+  app.get(`${LOG_PREFIX}/trust`, LOG_READ, async () => {
     if (!ctx.trustAnchors) throw new ValiseError("not_found", "this server signs no directory log checkpoints");
     return ctx.trustAnchors;
   });
 
-  app.get(`${LOG_PREFIX}/tile/*`, async (req, reply) => {
+  app.get(`${LOG_PREFIX}/tile/*`, LOG_READ, async (req, reply) => {
     requireSession(req);
     const t = parseTilePath((req.params as { "*": string })["*"]);
     if (!t) throw new ValiseError("bad_request", "expected tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>]");
@@ -110,7 +113,7 @@ export function logRoutes(app: FastifyInstance, ctx: ServerContext): void {
   });
 
   // One entry by index (what a client needs to check one directory fact; a monitor reads entry bundles instead).
-  app.get(`${LOG_PREFIX}/entry/:index`, async (req) => {
+  app.get(`${LOG_PREFIX}/entry/:index`, LOG_READ, async (req) => {
     requireSession(req);
     const raw = (req.params as { index: string }).index;
     if (!DECIMAL.test(raw) || !Number.isSafeInteger(Number(raw)))
@@ -121,14 +124,14 @@ export function logRoutes(app: FastifyInstance, ctx: ServerContext): void {
     return { index, entry: toBase64(entry) };
   });
 
-  app.get(`${LOG_PREFIX}/proof/inclusion`, async (req) => {
+  app.get(`${LOG_PREFIX}/proof/inclusion`, LOG_READ, async (req) => {
     requireSession(req);
     const { index, size } = intParams(req.query, ["index", "size"]);
     const proof = await log.inclusionProof(index, size);
     return { index, size, proof: proof.map(toBase64) };
   });
 
-  app.get(`${LOG_PREFIX}/proof/consistency`, async (req) => {
+  app.get(`${LOG_PREFIX}/proof/consistency`, LOG_READ, async (req) => {
     const { from, to } = intParams(req.query, ["from", "to"]);
     const proof = await log.consistencyProof(from, to);
     return { from, to, proof: proof.map(toBase64) };

@@ -24,7 +24,7 @@
  * pulled what and when, and who asked for something that was not shared.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { clientOf } from "../audit/http.js";
+import { clientOf, notAudited } from "../audit/http.js";
 import type { ServerContext } from "./context.js";
 import {
   IncidentStore,
@@ -201,6 +201,11 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
     });
   }
 
+  // Partners have no session: each content read is audited by its handler (audit() above, actor the partner's
+  // token); discovery reveals no stored data.
+  const TAXII_AUDIT = notAudited(
+    "TAXII partners (no session): the handler audits each content read, actor the partner",
+  );
   const root = TAXII_API_ROOT.slice(TAXII_PREFIX.length - 1); // "/valise/"
   void app.register(
     async (taxii) => {
@@ -228,7 +233,7 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
           throw new TaxiiError(406, "Not acceptable", `this server answers only ${TAXII_MEDIA_TYPE}`);
       });
 
-      taxii.get("/", async (req, reply) => {
+      taxii.get("/", TAXII_AUDIT, async (req, reply) => {
         await partner(req);
         return send(reply, 200, {
           title: `${opts.orgName}: Valise TAXII server`,
@@ -238,7 +243,7 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
         });
       });
 
-      taxii.get(root, async (req, reply) => {
+      taxii.get(root, TAXII_AUDIT, async (req, reply) => {
         await partner(req);
         return send(reply, 200, {
           title: "Valise",
@@ -248,7 +253,7 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
         });
       });
 
-      taxii.get(`${root}collections/`, async (req, reply) => {
+      taxii.get(`${root}collections/`, TAXII_AUDIT, async (req, reply) => {
         await partner(req);
         return send(reply, 200, { collections: [collection()] });
       });
@@ -291,7 +296,7 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
         return reply.code(200).header("content-type", TAXII_MEDIA_TYPE).send(Buffer.from(text));
       }
 
-      taxii.get(`${root}collections/:id/`, async (req, reply) => {
+      taxii.get(`${root}collections/:id/`, TAXII_AUDIT, async (req, reply) => {
         await partner(req);
         knownCollection(req);
         return send(reply, 200, collection());
@@ -299,7 +304,7 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
 
       const colPath = `${root}collections/:id/`;
 
-      taxii.get(`${colPath}objects/`, async (req, reply) => {
+      taxii.get(`${colPath}objects/`, TAXII_AUDIT, async (req, reply) => {
         const who = await partner(req);
         const col = await collectionRead(req, who, `taxii:${colId(req)}`);
         const { query, limit } = parseQuery(req, ["added_after", "limit", "next", ...MATCH_ALL]);
@@ -309,7 +314,7 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
         });
       });
 
-      taxii.get(`${colPath}manifest/`, async (req, reply) => {
+      taxii.get(`${colPath}manifest/`, TAXII_AUDIT, async (req, reply) => {
         const who = await partner(req);
         const col = await collectionRead(req, who, `taxii:${colId(req)}/manifest`);
         const { query, limit } = parseQuery(req, ["added_after", "limit", "next", ...MATCH_ALL]);
@@ -332,7 +337,7 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
         return { col, id, object };
       }
 
-      taxii.get(`${colPath}objects/:objectId/`, async (req, reply) => {
+      taxii.get(`${colPath}objects/:objectId/`, TAXII_AUDIT, async (req, reply) => {
         const who = await partner(req);
         const { col, id, object } = await sharedObject(req, who, "");
         const { query, limit } = parseQuery(req, [
@@ -348,7 +353,7 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
         });
       });
 
-      taxii.get(`${colPath}objects/:objectId/versions/`, async (req, reply) => {
+      taxii.get(`${colPath}objects/:objectId/versions/`, TAXII_AUDIT, async (req, reply) => {
         const who = await partner(req);
         const { col, id, object } = await sharedObject(req, who, "/versions");
         const { query, limit } = parseQuery(req, ["added_after", "limit", "next", "match[spec_version]"]);
@@ -360,7 +365,7 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
 
       // Get Status (TAXII 2.1): status resources report on Add Objects requests; this server accepts none (the
       // collection is read-only, can_write false), so there is never a status to get.
-      taxii.get(`${root}status/:statusId/`, async (req) => {
+      taxii.get(`${root}status/:statusId/`, TAXII_AUDIT, async (req) => {
         await partner(req);
         throw new TaxiiError(404, "Not found", "no such status: this server is read-only and never creates one");
       });

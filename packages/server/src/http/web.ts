@@ -13,6 +13,7 @@ import { promisify } from "node:util";
 import { gzip as gzipCb } from "node:zlib";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ValiseError } from "@valise/core";
+import { notAudited } from "../audit/http.js";
 
 export const WEB_CSP = [
   "default-src 'none'",
@@ -109,12 +110,13 @@ export function webRoutes(app: FastifyInstance, dir: string): void {
   };
   // The app routes on the URL fragment (#/cables …), so only these paths exist: no catch-all that could shadow an
   // API's own not-found answer.
-  app.get("/", serve("index.html"));
-  app.get("/favicon.svg", serve("favicon.svg"));
+  app.get("/", notAudited("the web app's static files: public, no stored data"), serve("index.html"));
+  app.get("/favicon.svg", notAudited("the web app's static files: public, no stored data"), serve("favicon.svg"));
   // The download service worker: at the root so its scope is the whole origin; never cached (an update must reach
   // every browser at its next visit).
-  app.get("/sw.js", serve("sw.js"));
-  app.get<{ Params: { "*": string } }>("/assets/*", async (req, reply) => {
+  app.get("/sw.js", notAudited("the web app's static files: public, no stored data"), serve("sw.js"));
+  const getAssetsAudit = notAudited("the web app's static files: public, no stored data");
+  app.get<{ Params: { "*": string } }>("/assets/*", getAssetsAudit, async (req, reply) => {
     const name = req.params["*"];
     if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new ValiseError("not_found", "no such asset");
     return serve(`assets/${name}`)(req, reply);

@@ -9,7 +9,7 @@ import type { FanoutEvent } from "../delivery/fanout.js";
 import type { ServerContext } from "./context.js";
 import { ValiseError, fromBase64, isConversationId } from "@valise/core";
 import { acceptMessage } from "./accept-message.js";
-import { clientOf, conversationMeta, sendRecord } from "../audit/http.js";
+import { clientOf, conversationMeta, sendRecord, notAudited } from "../audit/http.js";
 import { isStoreOutage } from "./errors.js";
 
 const MAX_FRAME = 512 * 1024;
@@ -161,7 +161,10 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   }, 3_000);
   sweep.unref();
 
-  app.get("/v1/ws", { websocket: true }, (socket, req) => {
+  const getWsAudit = notAudited(
+    "the push socket: its login is audited, each send in the append's transaction (sendRecord)",
+  );
+  app.get("/v1/ws", { ...getWsAudit, websocket: true }, (socket, req) => {
     const origin = { source: req.ip, client: clientOf(req.headers) };
     let deviceId: string | null = null;
     let session: { handle: string; deviceId: string } | null = null;
