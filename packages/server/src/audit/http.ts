@@ -178,7 +178,7 @@ export function installAuditHook(app: FastifyInstance, ctx: ServerContext): void
   declared.set(app, routes);
   app.addHook("onRoute", (r) => {
     const methods = Array.isArray(r.method) ? r.method : [r.method];
-    const decl = (r.config)?.audit;
+    const decl = r.config?.audit;
     for (const m of methods) routes.push({ method: String(m), url: r.url, audit: decl });
   });
   const firstUnit = async (handle: string | undefined) =>
