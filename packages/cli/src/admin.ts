@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { loadOrCreateLogKey, openStore, ROLES, type Role, type Store } from "@valise/server";
 import { parse, str, UsageError } from "./args.js";
+import { parseDuration, resolveConfig } from "./config.js";
 import { oneLine, printJson } from "./output.js";
 import { BUNDLE_ENV_HELP, bundleTrust } from "./bundle.js";
 import { ValiseError, canonicalLabel } from "@valise/core";
@@ -64,7 +65,8 @@ Every change above is appended to the directory log (key transparency) and the a
 same transaction. The user/unit lifecycle commands also run over the API with --profile DIR (an enrolled admin's
 profile; officers may list, show history and disable): the server then checks the role and audits the caller.
 Options: --data DIR (default ./valise-data); VALISE_DATABASE_URL selects PostgreSQL;
-  VALISE_LOG_KEY supplies the log signing key instead of DIR/log-key.
+  VALISE_LOG_KEY supplies the log signing key instead of DIR/log-key; --config FILE reads the server's configuration
+  file (valise serve --help): data, databaseUrl/databaseUrlFile, logKeyFile, enrollmentCodeTtl.
 Labels: CLASSIFICATION[/COMPARTMENT[,COMPARTMENT…]], e.g. CONFIDENTIAL/ASIA.
 ${BUNDLE_ENV_HELP}`;
 
@@ -84,6 +86,7 @@ export async function admin(argv: string[]): Promise<number> {
       profile: { type: "string" },
       from: { type: "string" },
       to: { type: "string" },
+      config: { type: "string" },
     },
     ADMIN_USAGE,
   );
@@ -106,14 +109,26 @@ export async function admin(argv: string[]): Promise<number> {
     const c = await openClient(values.profile);
     return lifecycle(remoteOps(c), positionals, values, json);
   }
-  const dataDir = resolve(values.data ?? "./valise-data");
+  // The server's configuration file (valise serve --config): data directory, database, log key, code lifetime.
+  const cfg = resolveConfig({ data: values.data }, values.config);
+  const cfgStr = (key: string) => cfg.values[key] as string | undefined;
+  const dataDir = resolve(cfgStr("data") ?? "./valise-data");
+  const codeTtl = cfgStr("enrollmentCodeTtl");
+  const enrollmentCodeTtlMs = codeTtl === undefined ? undefined : parseDuration(codeTtl);
+  if (enrollmentCodeTtlMs === null) throw new UsageError("enrollmentCodeTtl must be a duration such as 24h or 7d");
+  const keyEnv = cfg.secrets.logKey !== undefined ? { VALISE_LOG_KEY: cfg.secrets.logKey } : {};
+  const validFor = enrollmentCodeTtlMs === undefined ? "7 days" : humanDuration(enrollmentCodeTtlMs);
   process.umask(0o077);
-  const store = await openStore({ dataDir, databaseUrl: process.env.VALISE_DATABASE_URL });
+  const store = await openStore({
+    dataDir,
+    databaseUrl: cfg.secrets.databaseUrl,
+    ...(enrollmentCodeTtlMs !== undefined ? { enrollmentCodeTtlMs } : {}),
+  });
   try {
     const [what, verb, arg] = positionals;
     /** The trust anchors a device pins at enrollment (the log key is pinned in the database as by `log key`). */
     const bundle = async () => {
-      const key = loadOrCreateLogKey({ dataDir });
+      const key = loadOrCreateLogKey({ dataDir, env: keyEnv });
       await store.directory.log.pinVerifierKey(key.vkey);
       const t = bundleTrust(key.vkey, { witness: values.witness, quorum: values["witness-quorum"] });
       return { logKey: t.logKey, witnesses: t.witnesses, quorum: t.quorum, transparency: t.note };
@@ -152,7 +167,7 @@ export async function admin(argv: string[]): Promise<number> {
             expiresAt: new Date(r.expiresAt).toISOString(),
             ...anchors,
           });
-        else console.log(`user ${handle} added; one-time enrollment code (valid 7 days): ${r.enrollmentCode}`);
+        else console.log(`user ${handle} added; one-time enrollment code (valid ${validFor}): ${r.enrollmentCode}`);
         return 0;
       }
       case "user code": {
@@ -166,7 +181,7 @@ export async function admin(argv: string[]): Promise<number> {
             expiresAt: new Date(r.expiresAt).toISOString(),
             ...anchors,
           });
-        else console.log(`one-time enrollment code for ${handle} (valid 7 days): ${r.enrollmentCode}`);
+        else console.log(`one-time enrollment code for ${handle} (valid ${validFor}): ${r.enrollmentCode}`);
         return 0;
       }
       case "user show": {
@@ -191,7 +206,7 @@ export async function admin(argv: string[]): Promise<number> {
         return 0;
       }
       case "log key": {
-        const key = loadOrCreateLogKey({ dataDir });
+        const key = loadOrCreateLogKey({ dataDir, env: keyEnv });
         await store.directory.log.pinVerifierKey(key.vkey);
         if (values.json) printJson({ origin: key.origin, vkey: key.vkey });
         else console.log(key.vkey);
@@ -430,4 +445,16 @@ function lifecycleCommand(positionals: string[]): LifecycleRun | undefined {
     default:
       return undefined;
   }
+}
+
+/** 604800000 → "7 days", 5400000 → "90 minutes". */
+function humanDuration(ms: number): string {
+  const units: [number, string][] = [
+    [86_400_000, "day"],
+    [3_600_000, "hour"],
+    [60_000, "minute"],
+    [1000, "second"],
+  ];
+  for (const [n, name] of units) if (ms % n === 0) return `${ms / n} ${name}${ms / n === 1 ? "" : "s"}`;
+  return `${ms} ms`;
 }

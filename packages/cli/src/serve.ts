@@ -16,6 +16,7 @@ import {
   type WitnessEndpoint,
 } from "@valise/server";
 import { parse, UsageError } from "./args.js";
+import { CONFIG_HELP, effectiveConfig, parseDuration, resolveConfig } from "./config.js";
 import { installNodeCrypto } from "./crypto.js";
 
 export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host ADDR] [--log-level LEVEL] [--log-origin ORIGIN]
@@ -24,7 +25,8 @@ export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host 
                    [--rules DIR|FILE …] [--no-default-rules] [--alert-webhook URL …] [--detect-train-days N]
                    [--web DIR | --no-web] [--web-origin URL …] [--upload-ttl DURATION]
                    [--trust-proxy CIDR …] [--metrics-listen HOST:PORT | --metrics-listen off]
-                   [--blob-quota SIZE]
+                   [--blob-quota SIZE] [--session-ttl DURATION] [--enrollment-code-ttl DURATION]
+                   [--db-pool-size N] [--config FILE] [--check-config]
 
 Starts the Valise server: delivery service, directory, key packages, WebSocket push, /healthz (liveness: 200
 while the process answers), /readyz (readiness: 503 store_error while the database or the disk cannot be read or
@@ -56,6 +58,13 @@ the server recovers by itself when the database is back.
                     VALISE_METRICS_TOKEN (Authorization: Bearer <token>)
   --org-name NAME   the organisation named in STIX 2.1 incident exports and by the TAXII 2.1 server (partners);
                     default "Ministry of Foreign Affairs"
+  --session-ttl D   lifetime of a login session (the bearer token a device gets at login); default 1h
+  --enrollment-code-ttl D  lifetime of a one-time enrollment code made by valise admin (which reads the same
+                    --config file); default 7d
+  --db-pool-size N  PostgreSQL connection pool size; default 10
+  --config FILE     read the settings from a JSON file (below); flags and environment variables override it
+  --check-config    check the configuration (flags, environment, file, secret files, rule files), print the
+                    effective configuration as JSON and exit without starting: 0 valid, 2 invalid
 Web app: served at / (packages/web/dist/app, built by npm run build) with a strict Content-Security-Policy.
   --web DIR         serve the web app from DIR instead; --no-web: API only
   --web-origin URL  the origin users open (e.g. https://valise.mfa.example), repeatable; passkeys are bound to its
@@ -78,7 +87,8 @@ Environment: VALISE_DATABASE_URL=postgres://… uses PostgreSQL instead of the e
   VALISE_WITNESSES (space- or comma-separated URL=VKEY) and VALISE_WITNESS_QUORUM stand for --witness and
   --witness-quorum when no --witness is given (the same variables valise admin puts in enrollment bundles);
   VALISE_TRUST_PROXY (space- or comma-separated CIDRs) stands for --trust-proxy when none is given;
-  VALISE_METRICS_TOKEN (16+ characters) also serves /metrics on the API port to that bearer token.`;
+  VALISE_METRICS_TOKEN (16+ characters) also serves /metrics on the API port to that bearer token.
+${CONFIG_HELP}`;
 
 export async function serve(argv: string[]): Promise<number> {
   const { values } = parse(
@@ -105,6 +115,11 @@ export async function serve(argv: string[]): Promise<number> {
       "trust-proxy": { type: "string", multiple: true },
       "metrics-listen": { type: "string" },
       "blob-quota": { type: "string" },
+      "session-ttl": { type: "string" },
+      "enrollment-code-ttl": { type: "string" },
+      "db-pool-size": { type: "string" },
+      config: { type: "string" },
+      "check-config": { type: "boolean" },
     },
     SERVE_USAGE,
   );
@@ -112,15 +127,21 @@ export async function serve(argv: string[]): Promise<number> {
     console.log(SERVE_USAGE);
     return 0;
   }
+  // Flags, then the environment, then --config FILE, per key (config.ts); secrets come from files or the environment.
+  const { config: configFile, "check-config": checkOnly, help: _help, ...flagValues } = values;
+  const cfg = resolveConfig(flagValues, configFile);
+  const str = (key: string): string | undefined => cfg.values[key] as string | undefined;
+  const list = (key: string): string[] | undefined => cfg.values[key] as string[] | undefined;
+  const bool = (key: string): boolean => cfg.values[key] === true;
   await installNodeCrypto();
   process.umask(0o077); // database, WAL and key files readable by the server's user only
-  const dataDir = resolve(values.data ?? "./valise-data");
-  const port = Number(values.port ?? 8080);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port ${values.port ?? ""}`);
-  const host = values.host ?? "127.0.0.1";
-  // The same witnesses the bundles pin (valise admin reads VALISE_WITNESSES too): flags first, else the environment.
-  const witnessSpecs =
-    values.witness ?? (process.env.VALISE_WITNESSES ?? "").split(/[\s,]+/).filter((s) => s.length > 0);
+  const dataDir = resolve(str("data") ?? "./valise-data");
+  const port = Number(str("port") ?? 8080);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`invalid --port ${str("port") ?? ""}`);
+  const host = str("host") ?? "127.0.0.1";
+  // The same witnesses the bundles pin (valise admin reads VALISE_WITNESSES too): flags, else the environment, else
+  // the file.
+  const witnessSpecs = list("witness") ?? [];
   let witnesses: WitnessEndpoint[];
   try {
     witnesses = witnessSpecs.map((spec) => {
@@ -131,80 +152,122 @@ export async function serve(argv: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError(`${e instanceof Error ? e.message : String(e)}\n\n${SERVE_USAGE}`);
   }
-  const quorumArg = values["witness-quorum"] ?? (values.witness ? undefined : process.env.VALISE_WITNESS_QUORUM);
+  // A quorum from the environment or the file does not apply to witnesses given as flags.
+  const quorumArg =
+    cfg.source.witness === "flag" && cfg.source.witnessQuorum !== "flag" ? undefined : str("witnessQuorum");
   const witnessQuorum = quorumArg === undefined ? witnesses.length : Number(quorumArg);
   if (!/^[0-9]+$/.test(quorumArg ?? "0") || witnessQuorum > witnesses.length)
     throw new UsageError(`--witness-quorum must be between 0 and the number of --witness (${witnesses.length})`);
-  const refreshArg = values["witness-refresh"];
+  const refreshArg = str("witnessRefresh");
   if (refreshArg !== undefined && (!/^[0-9]{1,6}$/.test(refreshArg) || Number(refreshArg) < 1))
     throw new UsageError("--witness-refresh must be a positive number of seconds");
-  const loginRate = Number(values["login-rate"] ?? 60);
+  const loginRate = Number(str("loginRate") ?? 60);
   if (!Number.isInteger(loginRate) || loginRate < 1) throw new UsageError("--login-rate must be a positive integer");
-  const uploadTtlMs = values["upload-ttl"] === undefined ? undefined : parseDuration(values["upload-ttl"]);
+  const uploadTtlMs = str("uploadTtl") === undefined ? undefined : parseDuration(str("uploadTtl")!);
   if (uploadTtlMs === null) throw new UsageError(`--upload-ttl must be a duration such as 3600, 90s, 30m, 24h or 7d`);
-  const trainArg = values["detect-train-days"];
+  const sessionTtlMs = str("sessionTtl") === undefined ? undefined : parseDuration(str("sessionTtl")!);
+  if (sessionTtlMs === null) throw new UsageError(`--session-ttl must be a duration such as 3600, 30m, 8h or 1d`);
+  const enrollmentCodeTtlMs =
+    str("enrollmentCodeTtl") === undefined ? undefined : parseDuration(str("enrollmentCodeTtl")!);
+  if (enrollmentCodeTtlMs === null)
+    throw new UsageError(`--enrollment-code-ttl must be a duration such as 3600, 30m, 24h or 7d`);
+  const poolArg = str("dbPoolSize");
+  if (poolArg !== undefined && (!/^[0-9]{1,4}$/.test(poolArg) || Number(poolArg) < 1 || Number(poolArg) > 1000))
+    throw new UsageError("--db-pool-size must be an integer between 1 and 1000");
+  const trainArg = str("detectTrainDays");
   if (trainArg !== undefined && !/^[0-9]{1,5}$/.test(trainArg))
     throw new UsageError("--detect-train-days must be a non-negative integer");
   let rules: Rule[];
   let webhooks: string[];
   try {
     // Checked before anything is opened: a bad rule file stops the server with the validator's message.
-    rules = detectorRules(values.rules ?? [], values["no-default-rules"] === true);
-    webhooks = (values["alert-webhook"] ?? []).map(checkWebhookUrl);
+    rules = detectorRules(list("rules") ?? [], bool("noDefaultRules"));
+    webhooks = (list("alertWebhook") ?? []).map(checkWebhookUrl);
   } catch (e) {
     if (e instanceof RuleError) throw new ValiseError("bad_request", `bad detection rules: ${e.message}`);
     throw new UsageError(`${e instanceof Error ? e.message : String(e)}\n\n${SERVE_USAGE}`);
   }
   let origins: string[];
   try {
-    origins = (values["web-origin"] ?? [`http://localhost:${port}`]).map((o) => new URL(o).origin);
+    origins = (list("webOrigin") ?? [`http://localhost:${port}`]).map((o) => new URL(o).origin);
   } catch {
     throw new UsageError(`--web-origin must be a URL such as https://valise.mfa.example\n\n${SERVE_USAGE}`);
   }
   const rpId = new URL(origins[0]!).hostname;
-  const webRoot = values["no-web"] ? undefined : resolve(values.web ?? defaultWebRoot());
+  const webRoot = bool("noWeb") ? undefined : resolve(str("web") ?? defaultWebRoot());
   if (webRoot && !existsSync(resolve(webRoot, "index.html"))) {
-    if (values.web !== undefined) throw new UsageError(`--web ${values.web}: no index.html there`);
-    process.stderr.write(`web app not built (${webRoot}): serving the API only\n`);
+    if (str("web") !== undefined) throw new UsageError(`--web ${str("web")}: no index.html there`);
+    if (!checkOnly) process.stderr.write(`web app not built (${webRoot}): serving the API only\n`);
   }
-  const trustProxy = (
-    values["trust-proxy"] ?? (process.env.VALISE_TRUST_PROXY ?? "").split(/[\s,]+/).filter((x) => x.length > 0)
-  ).map((c) => {
+  const trustProxy = (list("trustProxy") ?? []).map((c) => {
     if (!isCidr(c))
       throw new UsageError(`--trust-proxy ${JSON.stringify(c)}: not an IP address or CIDR\n\n${SERVE_USAGE}`);
     return c;
   });
-  const quotaArg = values["blob-quota"];
+  const quotaArg = str("blobQuota");
   const quotaM = quotaArg === undefined ? null : /^([0-9]{1,15})([KMGT]?)$/i.exec(quotaArg);
   if (quotaArg !== undefined && !quotaM)
     throw new UsageError(`--blob-quota must be a size such as 500M or 20G\n\n${SERVE_USAGE}`);
   const blobQuotaBytes = quotaM
     ? Number(quotaM[1]) * 1024 ** "_KMGT".indexOf((quotaM[2] || "_").toUpperCase())
     : undefined;
-  const metricsListen = values["metrics-listen"] ?? "127.0.0.1:9464";
+  const metricsListen = str("metricsListen") ?? "127.0.0.1:9464";
   const metricsAt = metricsListen === "off" ? null : parseHostPort(metricsListen);
   if (metricsListen !== "off" && metricsAt === null)
     throw new UsageError(`--metrics-listen must be HOST:PORT or off\n\n${SERVE_USAGE}`);
-  const metricsToken = process.env.VALISE_METRICS_TOKEN;
+  const metricsToken = cfg.secrets.metricsToken;
   if (metricsToken !== undefined && metricsToken.length < 16)
-    throw new UsageError("VALISE_METRICS_TOKEN needs at least 16 characters");
-  const databaseUrl = process.env.VALISE_DATABASE_URL;
-  const store = await openStore({ dataDir, databaseUrl });
-  const logKey = loadOrCreateLogKey({ dataDir, origin: values["log-origin"] });
+    throw new UsageError("the metrics token (VALISE_METRICS_TOKEN or metricsTokenFile) needs at least 16 characters");
+  const logLevel = str("logLevel") ?? "info";
+  if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel))
+    throw new UsageError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
+  const databaseUrl = cfg.secrets.databaseUrl;
+  const keyEnv = cfg.secrets.logKey !== undefined ? { VALISE_LOG_KEY: cfg.secrets.logKey } : {};
+  if (checkOnly) {
+    // The log key from a file or the environment must parse; DATA/log-key is only read (never created) here.
+    try {
+      if (cfg.secrets.logKey !== undefined) loadOrCreateLogKey({ dataDir, origin: str("logOrigin"), env: keyEnv });
+    } catch (e) {
+      const from = str("logKeyFile") !== undefined ? "logKeyFile" : "VALISE_LOG_KEY";
+      throw new UsageError(`${from}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    console.log(
+      JSON.stringify(
+        {
+          ok: true,
+          config: effectiveConfig(cfg),
+          sources: cfg.source,
+          database: databaseUrl ? "postgresql" : "sqlite",
+          logKey: cfg.secrets.logKey !== undefined ? (str("logKeyFile") ?? "VALISE_LOG_KEY") : `${dataDir}/log-key`,
+        },
+        null,
+        2,
+      ),
+    );
+    return 0;
+  }
+  const store = await openStore({
+    dataDir,
+    databaseUrl,
+    ...(poolArg !== undefined ? { poolSize: Number(poolArg) } : {}),
+    ...(sessionTtlMs !== undefined ? { sessionTtlMs } : {}),
+    ...(enrollmentCodeTtlMs !== undefined ? { enrollmentCodeTtlMs } : {}),
+  });
+  const logKey = loadOrCreateLogKey({ dataDir, origin: str("logOrigin"), env: keyEnv });
   const { app, ctx } = await buildApp({
     store,
     ...(trustProxy.length > 0 ? { trustProxy } : {}),
     ...(metricsToken !== undefined ? { metricsToken } : {}),
     ...(blobQuotaBytes !== undefined ? { blobQuotaBytes } : {}),
     mls: protocolServerMls,
-    logger: { level: values["log-level"] ?? "info" },
+    logger: { level: logLevel },
     logKey,
     witnesses,
     witnessQuorum,
     ...(refreshArg !== undefined ? { witnessRefreshMs: Number(refreshArg) * 1000 } : {}),
     loginRatePerMinute: loginRate,
     ...(uploadTtlMs !== undefined ? { uploadTtlMs } : {}),
-    ...(values["org-name"] ? { orgName: values["org-name"] } : {}),
+    ...(str("orgName") ? { orgName: str("orgName")! } : {}),
     webauthn: { rpId, origins },
     ...(webRoot && existsSync(resolve(webRoot, "index.html")) ? { webRoot } : {}),
     detect: { rules, webhooks, ...(trainArg !== undefined ? { trainDays: Number(trainArg) } : {}) },
@@ -215,7 +278,7 @@ export async function serve(argv: string[]): Promise<number> {
     try {
       metricsServer = await serveMetrics(ctx, metricsAt.host, metricsAt.port);
     } catch (e) {
-      if (values["metrics-listen"] !== undefined) throw e;
+      if (str("metricsListen") !== undefined) throw e;
       process.stderr.write(
         `metrics listener not started on ${metricsListen}: ${e instanceof Error ? e.message : String(e)}\n`,
       );
@@ -226,7 +289,8 @@ export async function serve(argv: string[]): Promise<number> {
   process.stderr.write(
     `Valise is running at ${url}\n` +
       (webRoot && existsSync(resolve(webRoot, "index.html")) ? `  web app: open ${origins[0]}/\n` : "") +
-      `  database: ${databaseUrl ? "PostgreSQL (VALISE_DATABASE_URL)" : `SQLite in ${dataDir}`}\n` +
+      (configFile !== undefined ? `  configuration: ${resolve(configFile)}\n` : "") +
+      `  database: ${databaseUrl ? "PostgreSQL" : `SQLite in ${dataDir}`}\n` +
       `  directory log verifier key: ${logKey.vkey}\n` +
       (witnesses.length > 0
         ? `  witnesses: ${witnesses.length} (checkpoints published with ${witnessQuorum} cosignatures)\n`
@@ -249,14 +313,6 @@ export async function serve(argv: string[]): Promise<number> {
     process.once("SIGTERM", stop);
   });
   return 0;
-}
-
-/** "3600" (seconds), "90s", "30m", "24h", "7d" → milliseconds; null if malformed or zero. */
-function parseDuration(s: string): number | null {
-  const m = /^([0-9]{1,9})(s|m|h|d)?$/.exec(s);
-  if (!m) return null;
-  const n = Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? "s") as "s" | "m" | "h" | "d"];
-  return n > 0 ? n : null;
 }
 
 /** packages/web/dist beside this package (packages/cli/dist/src/serve.js → packages/web/dist/app). */

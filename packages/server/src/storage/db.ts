@@ -24,6 +24,8 @@ export interface DbHandle {
 export interface DbOptions {
   dataDir: string;
   databaseUrl?: string | undefined;
+  /** PostgreSQL connection pool size (default 10). */
+  poolSize?: number | undefined;
 }
 
 // int8 (bigint) and numeric come back from pg as strings; our 64-bit columns hold sequence numbers, epochs and
@@ -34,7 +36,11 @@ export async function openDatabase(opts: DbOptions): Promise<DbHandle> {
   let handle: DbHandle;
   if (opts.databaseUrl) {
     // A bounded wait for a connection: while the database is down a request fails (503) instead of hanging.
-    const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 10, connectionTimeoutMillis: 5000 });
+    const pool = new pg.Pool({
+      connectionString: opts.databaseUrl,
+      max: opts.poolSize ?? 10,
+      connectionTimeoutMillis: 5000,
+    });
     // An idle client's connection error (database restart, a terminated backend) is emitted on the pool, which has
     // already dropped that client; unhandled, it would crash the process. The next query opens a new connection.
     pool.on("error", () => {});

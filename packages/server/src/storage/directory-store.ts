@@ -101,6 +101,9 @@ function toDevice(r: Database["devices"]): DeviceRecord {
 export class DirectoryStore {
   /** The directory log: every change below appends to it in its own transaction. */
   readonly log: DirectoryLog;
+  /** Lifetime of a login session and of a one-time enrollment code (`valise serve --session-ttl`, `--enrollment-code-ttl`). */
+  sessionTtlMs = SESSION_TTL_MS;
+  enrollmentTtlMs = ENROLLMENT_TTL_MS;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -239,7 +242,7 @@ export class DirectoryStore {
     handle: string,
   ): Promise<{ enrollmentCode: string; expiresAt: number }> {
     const code = randomEnrollmentCode();
-    const expiresAt = this.now() + ENROLLMENT_TTL_MS;
+    const expiresAt = this.now() + this.enrollmentTtlMs;
     await db
       .insertInto("enrollment_codes")
       .values({ code_hash: sha256Hex(normalizeEnrollmentCode(code)), handle, expires_at: expiresAt, used_at: null })
@@ -882,7 +885,7 @@ export class DirectoryStore {
 
   async createSession(deviceId: string, handle: string): Promise<{ token: string; expiresAt: number }> {
     const token = randomToken(32);
-    const expiresAt = this.now() + SESSION_TTL_MS;
+    const expiresAt = this.now() + this.sessionTtlMs;
     await this.db.deleteFrom("sessions").where("expires_at", "<", this.now()).execute();
     await this.db
       .insertInto("sessions")

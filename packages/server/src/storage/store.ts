@@ -29,14 +29,20 @@ export async function openStore(
     clock?: Clock;
     /** Where blob bytes go; default a FsBlobStore in DATA/blobs/ (`dataDir`, also with PostgreSQL). */
     blobStore?: BlobStore;
+    /** Session lifetime (default SESSION_TTL_MS, 1 h) and enrollment-code lifetime (default 7 days). */
+    sessionTtlMs?: number | undefined;
+    enrollmentCodeTtlMs?: number | undefined;
   },
 ): Promise<Store> {
   const handle = await openDatabase(opts);
   const now = () => (opts.clock ?? systemClock).now();
   const audit = new AuditLog(handle.db, now, handle.sqlite);
+  const directory = new DirectoryStore(handle.db, now, audit);
+  if (opts.sessionTtlMs !== undefined) directory.sessionTtlMs = opts.sessionTtlMs;
+  if (opts.enrollmentCodeTtlMs !== undefined) directory.enrollmentTtlMs = opts.enrollmentCodeTtlMs;
   return {
     handle,
-    directory: new DirectoryStore(handle.db, now, audit),
+    directory,
     conversations: new ConversationStore(handle.db, now, handle.sqlite, audit),
     audit,
     blobBytes: opts.blobStore ?? new FsBlobStore(join(opts.dataDir, "blobs")),
