@@ -233,7 +233,7 @@ export class DocStreamPool {
       const slot: Slot = { worker, outstanding: 0 };
       worker.unref();
       worker.on("message", (r: ChunkResult) => this.settle(r));
-      worker.on("error", (e) => this.fail(e));
+      worker.on("error", (e: Error) => this.fail(e));
       worker.on("exit", (code) => {
         if (code !== 0 || this.waiting.size > 0) this.fail(new Error(`docstream worker exited (${code})`));
       });
