@@ -1,6 +1,7 @@
-import { resolve } from "node:path";
-import { ValiseClient, STORE_OUTAGE_NOTICE } from "@valise/client";
+import { join, resolve } from "node:path";
+import { HistoryStore, ValiseClient, STORE_OUTAGE_NOTICE, type HistoryData } from "@valise/client";
 import { FileKeyStore } from "@valise/client/node/file-store";
+import { FileSealedRecord } from "@valise/client/node/sealed-file";
 import { lockProfile } from "@valise/client/node/profile-lock";
 import { nodeStreamCipher } from "@valise/client/node/docstream";
 import { parse, str } from "./args.js";
@@ -30,10 +31,11 @@ did not enrol (and that was not there before it), a revocation, a clearance or r
 With --json prints {"verified","checkpointSize","devices":[…],"alerts":[…],"error"}.
 approve ID     send your new device ID (an active device of yours in the directory log) the cable and document
                keys this device holds, end to end inside MLS, in the unit and link conversations it is a member of
-               (it is added to them first), and dismiss its alert. A device nobody approved gets only what is sent
-               after it joined. Conversation texts are not transferred (a profile keeps no messages once shown).
+               (it is added to them first), and dismiss its alert; then this device's message history (valise
+               history): encrypted batches on the server and a manifest signed by this device, to that device only.
+               A device nobody approved gets only what is sent after it joined; a revoked device gets nothing.
                Progress on stderr; an interrupted approval resumes when run again. --json prints
-               {"approved","conversations","keys"}.`;
+               {"approved","conversations","keys","history":{"transfer","messages","batches","resumed"}}.`;
 export const SEND_USAGE = `usage: valise send --profile DIR --to HANDLE|UNIT [--label LABEL] TEXT [--json]
 
 Sends TEXT end-to-end encrypted to a user (direct conversation) or a unit's channel (e.g. HQ/ASIA-1).
@@ -73,6 +75,14 @@ export async function openClient(profile: string): Promise<ValiseClient> {
   const maxAgeMs = maxCheckpointAgeMs(); // VALISE_CHECKPOINT_MAX_AGE: the freshness bound for sync's stale alert
   const c = await ValiseClient.open({
     store: new FileKeyStore(dir),
+    history: async ({ deviceId, signaturePrivateKey }) => {
+      const h = await HistoryStore.open(
+        new FileSealedRecord<HistoryData>(join(dir, "history.sealed"), signaturePrivateKey, `history:${deviceId}`),
+      );
+      const batch = Number(process.env.VALISE_TEST_HISTORY_BATCH ?? "0"); // tests: several batches from a few messages
+      if (batch > 0) h.transferBatch = batch;
+      return h;
+    },
     cipher: nodeStreamCipher(),
     fetch: cliFetch(),
     ...(maxAgeMs !== undefined ? { transparency: { maxCheckpointAgeMs: maxAgeMs } } : {}),
@@ -228,11 +238,30 @@ export async function devices(argv: string[]): Promise<number> {
   const c = await openClient(str(values.profile, "--profile DIR", DEVICES_USAGE));
   if (positionals[0] === "approve") {
     const id = str(positionals[1], "approve ID", DEVICES_USAGE);
-    const r = await c.approveDevice(id, (done, total) =>
-      process.stderr.write(`approve ${id}: ${done}/${total} key transfers sent\n`),
+    const stopAfter = Number(process.env.VALISE_TEST_HISTORY_STOP_AFTER ?? "0"); // fault tests: interrupt the upload
+    const r = await c.approveDevice(
+      id,
+      (done, total) => process.stderr.write(`approve ${id}: ${done}/${total} key transfers sent\n`),
+      (p) => {
+        process.stderr.write(
+          p.phase === "prepare"
+            ? `approve ${id}: history: ${p.done}/${p.total} batches prepared (${p.messages} messages)\n`
+            : p.phase === "manifest"
+              ? `approve ${id}: history: signed manifest sent (${p.messages} messages)\n`
+              : `approve ${id}: history: ${p.done}/${p.total} batches uploaded\n`,
+        );
+        if (stopAfter > 0 && p.phase === "upload" && p.done >= stopAfter) {
+          process.stderr.write(`approve ${id}: stopped (VALISE_TEST_HISTORY_STOP_AFTER)\n`);
+          process.exit(3);
+        }
+      },
     );
     if (values.json) printJson({ approved: id, ...r });
-    else console.log(`approved ${q(id)}: ${r.keys} keys sent in ${r.conversations} conversations`);
+    else
+      console.log(
+        `approved ${q(id)}: ${r.keys} keys sent in ${r.conversations} conversations` +
+          (r.history ? `; history: ${r.history.messages} messages in ${r.history.batches} batches` : ""),
+      );
     return 0;
   }
   const r = await c.ownDevices();

@@ -144,6 +144,23 @@ export async function cable(argv: string[]): Promise<number> {
         receipts: x.receipts.map(receiptJson),
         ...(x.problem ? { problem: x.problem } : {}),
       }));
+      // The search index learns every cable whose subject this device can read.
+      const h = await c.history();
+      if (h) {
+        for (const x of out)
+          if (x.subject !== null)
+            h.noteCable({
+              id: x.id,
+              reference: x.reference,
+              subject: x.subject,
+              from: x.sender ?? x.originator,
+              originator: x.originator,
+              label: x.label,
+              time: x.createdAt ?? "",
+              precedence: x.precedence,
+            });
+        await h.save();
+      }
       if (values.json) printJson({ cables: out });
       else if (out.length === 0) console.log("no cables");
       else
@@ -188,6 +205,23 @@ export async function cable(argv: string[]): Promise<number> {
         attachments: r.attachments.map((a, i) => ({ ...a, ...(saved[i] ? { saved: saved[i] } : {}) })),
         receipts: r.cable.receipts.map(receiptJson),
       };
+      const h = await c.history();
+      if (h) {
+        // Opened: its body and attachment names join the search index (sealed on this device like the history).
+        h.noteCable({
+          id: out.id,
+          reference: out.reference,
+          subject: out.subject,
+          from: out.sender ?? out.originator,
+          originator: out.originator,
+          label: out.label,
+          time: out.createdAt ?? "",
+          precedence: out.precedence,
+          body: out.body,
+          attachments: out.attachments.map((a) => a.name),
+        });
+        await h.save();
+      }
       if (values.json) printJson(out);
       else {
         console.log(`${q(out.label)}\n${q(out.precedence)}  ${q(out.reference)}  ${out.createdAt ?? ""}`);

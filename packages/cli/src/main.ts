@@ -13,6 +13,7 @@ import { cable, CABLE_USAGE, doc, DOC_USAGE } from "./content-commands.js";
 import { directory, DIRECTORY_USAGE } from "./directory-commands.js";
 import { backupRestore, BACKUP_USAGE } from "./backup.js";
 import { version } from "./version.js";
+import { history, search } from "./history-commands.js";
 
 const HELP = `valise — end-to-end encrypted cables, conversations and documents
 
@@ -30,6 +31,8 @@ Device:
   doc            upload, version, list and download encrypted documents of any size
   sync           fetch and decrypt what is new (messages, cables FLASH first, document shares)
   conversations  list this device's conversations
+  history        past messages kept on this device (sealed at rest), including history from an approved device
+  search         search this device's messages, cables, document and attachment names (index on the device only)
   devices        this user's devices per the verified directory log, and own-account alerts (--ack DEVICE)
 Security officer:
   audit          tail, query, verify and export the audit log (every access to stored data)
@@ -131,6 +134,10 @@ async function main(argv: string[]): Promise<number> {
         return await conversations(rest);
       case "devices":
         return await devices(rest);
+      case "history":
+        return await history(rest);
+      case "search":
+        return await search(rest);
       default:
         process.stderr.write(`valise: unknown command ${JSON.stringify(cmd)}; see valise --help\n`);
         return 2;

@@ -61,6 +61,7 @@ import {
   type CablePayload,
   type DocumentPayload,
   type ForwardPayload,
+  type HistoryPayload,
   type ReceivedItem,
 } from "./items.js";
 import { Cables, checkAgainstServer } from "./cables.js";
@@ -68,6 +69,14 @@ import { acceptCable, acceptDocument, heldCable, migrateProfile } from "./held-k
 import { Documents } from "./documents.js";
 import { acceptForward, forwardClientTag, forwardPayloads, travelsIn } from "./forward.js";
 import { AuditLog } from "./audit.js";
+import type { HistoryStore } from "./history.js";
+import {
+  acceptHistoryPayload,
+  fetchHistoryBatches,
+  sendHistory,
+  type HistoryProgress,
+  type TransferHost,
+} from "./history-transfer.js";
 import type { StreamCipher } from "./content.js";
 import { webCryptoStreamCipher } from "./docstream.js";
 import type { ContentHost } from "./host.js";
@@ -84,6 +93,13 @@ export interface ClientOptions {
   transparency?: TransparencyOptions;
   /** Streamed AEAD for documents and cables: WebCrypto by default; Node passes the worker-pool one. */
   cipher?: StreamCipher;
+  /**
+   * The device's message history and search index (history.ts), opened on first use with this device's identity
+   * (the Node store derives its sealing key from the private key). With it, sync and send record messages, cables
+   * and document shares, `approveDevice` sends the history to the approved device, and a history received from
+   * another own device is fetched on sync.
+   */
+  history?: (device: { deviceId: string; signaturePrivateKey: Uint8Array }) => Promise<HistoryStore>;
 }
 
 export class ValiseClient {
@@ -272,7 +288,18 @@ export class ValiseClient {
   static async open(opts: ClientOptions): Promise<ValiseClient> {
     const state = await opts.store.load();
     if (!state) throw new ValiseError("not_found", "no enrolled profile here; run `valise enroll` first");
-    return new ValiseClient(migrateProfile(state), opts.store, opts.fetch, opts.transparency, opts.cipher);
+    const c = new ValiseClient(migrateProfile(state), opts.store, opts.fetch, opts.transparency, opts.cipher);
+    c.historyLoader = opts.history ?? null;
+    return c;
+  }
+
+  private historyLoader: ClientOptions["history"] | null = null;
+  private historyOpen: Promise<HistoryStore> | null = null;
+  /** The device's history store (ClientOptions.history), or null when this client keeps none. */
+  history(): Promise<HistoryStore> | null {
+    const load = this.historyLoader;
+    if (!load) return null;
+    return (this.historyOpen ??= load({ deviceId: this.deviceId, signaturePrivateKey: this.keys.signaturePrivateKey }));
   }
 
   /** The narrow view of this client that the cable and document services use. */
@@ -439,6 +466,14 @@ export class ValiseClient {
   async sync(): Promise<ReceivedItem[]> {
     await this.catchUp();
     const items = this.state.pending;
+    const h = await this.history();
+    if (h) {
+      // History received from another own device (after its approval): the batches the server holds now.
+      const alerts = await this.authed(() => fetchHistoryBatches(this.transferHost(), h));
+      for (const a of alerts) items.push(alertItem(a, -1, Date.now()));
+      h.record(items);
+      await h.save();
+    }
     this.state.pending = [];
     await this.save();
     return items;
@@ -720,7 +755,13 @@ export class ValiseClient {
               );
             }
             if (payload.t === "fwd") items.push(...(await this.receiveForward(conv, payload, r.sender, m)));
-            else {
+            else if (payload.t === "hist") {
+              const h = await this.history();
+              const why = h
+                ? await acceptHistoryPayload(this.transferHost(), h, payload, r.sender, groupMembers(r.group))
+                : null;
+              if (why) items.push({ ...alertItem(why, m.seq, m.createdAt), conversation: id, label: conv.label });
+            } else {
               const item = this.acceptPayload(conv, payload, r.sender, m);
               if (item) items.push(item);
             }
@@ -764,7 +805,7 @@ export class ValiseClient {
    */
   private acceptPayload(
     conv: ConversationState,
-    p: Exclude<AppPayload, ForwardPayload>,
+    p: Exclude<AppPayload, ForwardPayload | HistoryPayload>,
     sender: { user: string; device: string },
     m: { seq: number; createdAt: number },
   ): ReceivedItem | null {
@@ -849,6 +890,19 @@ export class ValiseClient {
       }
       await this.save();
       const conv = await this.conversationFor(entry.conversation);
+      const h = await this.history();
+      if (h && r) {
+        h.recordSent({
+          conversation: conv.id,
+          seq: r.seq,
+          from: this.handle,
+          device: this.deviceId,
+          text,
+          label,
+          time: new Date().toISOString(),
+        });
+        await h.save();
+      }
       return { conversation: conv.id, seq: r?.seq ?? 0, label };
     });
   }
@@ -1005,6 +1059,9 @@ export class ValiseClient {
         }
         for (const d of du.devices) if (d.revokedAt === null) wanted.set(d.id, u);
       }
+      // A history channel (approveDevice) holds exactly this device and the approved one: never another device.
+      if (conv.historyFor)
+        for (const d of [...wanted.keys()]) if (d !== this.deviceId && d !== conv.historyFor) wanted.delete(d);
       const g = this.group(id);
       const present = new Set(groupMembers(g).map((m) => m.device as string));
       const toRemove = [...present].filter((d) => !wanted.has(d) && d !== this.deviceId);
@@ -1063,14 +1120,20 @@ export class ValiseClient {
    * and document keys it holds to that device only, in every unit and link conversation the device is (or, after a
    * reconcile here, becomes) a member of — end to end inside MLS, checked by the receiver like any forward. Only an
    * active device of this user in the directory (the log) can be approved; an unapproved device gets nothing old.
-   * Plaintext conversation history is not transferred: the profile keeps no messages once handed to the user.
    * The forwards are owed in the profile and sent in messages of at most 200 keys under fixed idempotency keys, so an
    * interrupted approval resumes where it stopped (`onProgress(sent, total)` counts messages).
+   * With a history store (ClientOptions.history), the message history follows (history-transfer.ts): encrypted
+   * batches and a signed manifest to that device only; `onHistory` reports its progress; it resumes likewise.
    */
   async approveDevice(
     device: string,
     onProgress?: (done: number, total: number) => void,
-  ): Promise<{ conversations: number; keys: number }> {
+    onHistory?: (p: HistoryProgress) => void,
+  ): Promise<{
+    conversations: number;
+    keys: number;
+    history?: { transfer: string; messages: number; batches: number; resumed: boolean };
+  }> {
     return this.authed(async () => {
       const me = await this.verifier.user(this.handle);
       const d = me?.devices.find((x) => x.id === device);
@@ -1109,8 +1172,59 @@ export class ValiseClient {
       }
       this.state.pending.push(...items);
       await this.save();
-      return { conversations, keys };
+      const h = await this.history();
+      if (!h) return { conversations, keys };
+      const history = await sendHistory(this.transferHost(), h, device, onHistory);
+      return { conversations, keys, history };
     });
+  }
+
+  /** What history-transfer.ts needs of this client. */
+  private transferHost(): TransferHost {
+    return {
+      handle: this.handle,
+      deviceId: this.deviceId,
+      transport: this.transport,
+      cipher: this.content.cipher,
+      signingKey: this.keys.signaturePrivateKey,
+      user: (h) => this.verifier.user(h),
+      channelTo: (device) => this.historyChannel(device),
+      send: (conv, payload, idem) => this.sendPayload(conv, payload, idem),
+    };
+  }
+
+  /**
+   * A conversation with exactly this device and `device` (another device of this user, checked against the
+   * directory by the caller and again by the door when its key package is added): reused if one exists.
+   */
+  private async historyChannel(device: string): Promise<string> {
+    const held = Object.values(this.state.conversations).find((c) => c.historyFor === device);
+    if (held && groupMembers(this.group(held.id)).some((m) => m.device === device)) return held.id;
+    const me = await this.verifier.user(this.handle);
+    if (!me) throw new ValiseError("not_found", `${this.handle} is not in the directory`);
+    const id = randomId("c");
+    const rc = await this.transport.createConversation({ id, kind: "group", label: me.clearance });
+    const conv: ConversationState = {
+      id,
+      kind: "group",
+      label: rc.label,
+      unit: null,
+      fromUnit: null,
+      peer: null,
+      group: "",
+      cursor: 0,
+      historyFor: device,
+    };
+    this.state.conversations[id] = conv;
+    this.setGroup(id, await createGroup(this.ctx, utf8(id)));
+    await this.reconcile(id); // adds exactly `device` (see reconcile: a history channel holds no other device)
+    await this.save();
+    if (!groupMembers(this.group(id)).some((m) => m.device === device))
+      throw new ValiseError(
+        "not_found",
+        `${device} has no key package on the server: it cannot be sent its history yet`,
+      );
+    return id;
   }
 
   /** Sends the owed forwards (see noteNewMembers); one that fails for an outage stays owed. */

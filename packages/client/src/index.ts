@@ -15,3 +15,13 @@ export * from "./schema.js";
 export * from "./held-keys.js";
 export * from "./checkpoint-state.js";
 export { acceptForward, forwardPayloads, missingKeyMessage, travelsIn, type ForwardHost } from "./forward.js";
+export * from "./search.js";
+export * from "./history.js";
+export {
+  acceptHistoryPayload,
+  fetchHistoryBatches,
+  sendHistory,
+  BATCH_MESSAGES,
+  type HistoryProgress,
+  type TransferHost,
+} from "./history-transfer.js";

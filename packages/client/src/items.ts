@@ -143,7 +143,21 @@ export interface ForwardPayload {
   cables: CablePayload[];
   documents: DocumentPayload[];
 }
-export type AppPayload = TextPayload | CablePayload | DocumentPayload | ForwardPayload;
+/**
+ * A history transfer to this user's own new device, after approval (issue 14 part 1; history-transfer.ts): the
+ * manifest (JSON text) signed by the approving device, and the key of the encrypted batches (server blobs). Sent in a
+ * conversation whose only members are the approving and the approved device; every other device ignores it.
+ */
+export interface HistoryPayload {
+  t: "hist";
+  to: string;
+  device: string;
+  manifest: string;
+  /** Ed25519 signature (base64) by the approving device over "valise-history-manifest/1\n" + manifest. */
+  sig: string;
+  key: string;
+}
+export type AppPayload = TextPayload | CablePayload | DocumentPayload | ForwardPayload | HistoryPayload;
 
 // ---------------------------------------------------------------- the one parser for what peers send
 
@@ -238,9 +252,24 @@ const forwardPayload = obj(
   { optional: ["device"] },
 );
 
+const historyPayload = obj({
+  t: literal("hist"),
+  to: payloadFields.handle,
+  device: payloadFields.device,
+  manifest: str({ max: 512 * 1024, min: 2 }),
+  sig: str({ max: 128, min: 1 }),
+  key: payloadFields.key,
+});
+
 /** The schema of every application payload a peer may send (exported for tests). */
 export const appPayload: Parser<AppPayload> = map(
-  tagged("t", { text: textPayload, cable: cablePayload, doc: documentPayload, fwd: forwardPayload }),
+  tagged("t", {
+    text: textPayload,
+    cable: cablePayload,
+    doc: documentPayload,
+    fwd: forwardPayload,
+    hist: historyPayload,
+  }),
   (p): AppPayload => {
     if (p.t === "cable" || p.t === "doc") checkItem(p);
     return p;

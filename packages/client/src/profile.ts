@@ -25,6 +25,8 @@ export interface ConversationState {
   group: string;
   /** Last server sequence number processed. */
   cursor: number;
+  /** A history channel (approveDevice): only this device and that device of the same user are ever members. */
+  historyFor?: string;
 }
 
 export interface ProfileState {
