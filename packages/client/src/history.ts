@@ -144,11 +144,17 @@ export class HistoryStore {
   /** The search index, built on first use from what the store holds, then kept up to date. */
   get index(): SearchIndex {
     if (this.ix) return this.ix;
-    this.ix = new SearchIndex();
-    for (const m of this.data.messages) this.indexMessage(m);
-    for (const c of this.data.cables) this.indexCable(c);
-    for (const d of this.data.documents) this.indexDocument(d);
-    return this.ix;
+    const ix = new SearchIndex();
+    // Added in time order: the index ranks newer items first among equals by arrival.
+    const all: { time: string; add: () => void }[] = [
+      ...this.data.messages.map((m) => ({ time: m.time, add: () => this.indexMessage(m) })),
+      ...this.data.cables.map((c) => ({ time: c.time, add: () => this.indexCable(c) })),
+      ...this.data.documents.map((d) => ({ time: d.time, add: () => this.indexDocument(d) })),
+    ];
+    all.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+    this.ix = ix;
+    for (const x of all) x.add();
+    return ix;
   }
 
   static async open(record: SealedRecord<HistoryData>): Promise<HistoryStore> {

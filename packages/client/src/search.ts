@@ -12,7 +12,8 @@
  *   ix.search("nego tok", { limit: 50, kinds: ["cable"] })  // → SearchHit[], best first
  * A query is words; every word must match (AND), as a prefix of a word of the item (case and accents ignored):
  * "nego tok" finds "Negotiation in Tōkyō". A word in double quotes must match a whole word. Hits are ranked by how
- * many query words match in the title/reference/sender (weighted) and then by time, newest first.
+ * many query words match in the title/reference/sender, then newest first (by arrival: add items in time order;
+ * HistoryStore does).
  */
 
 export type SearchKind = "message" | "cable" | "document" | "attachment";
@@ -45,9 +46,13 @@ export interface SearchHit {
 }
 
 const WORD = /[\p{L}\p{N}]+/gu;
+const ASCII_WORD = /[a-z0-9]+/g;
+// eslint-disable-next-line no-control-regex
+const NON_ASCII = /[^\x00-\x7f]/;
 
 /** Lower-case words with accents removed ("Tōkyō" → "tokyo"). */
 export function tokenize(s: string): string[] {
+  if (!NON_ASCII.test(s)) return s.toLowerCase().match(ASCII_WORD) ?? [];
   const n = s
     .normalize("NFKD")
     .replace(/\p{M}+/gu, "")
@@ -58,13 +63,18 @@ export function tokenize(s: string): string[] {
 /** The longest text indexed per item (a cable body beyond this is searched only in its first part). */
 export const MAX_INDEXED_TEXT = 64 * 1024;
 
+/**
+ * Postings are arrays of slots (arrival order); a query turns each word's postings into a bitset over the slots,
+ * intersects them, and walks the result from the newest slot down, so a query costs about the number of postings
+ * its words match plus one pass over the bitset, whatever the ranking.
+ */
 export class SearchIndex {
   private docs: (SearchDoc | null)[] = [];
   private readonly slotOf = new Map<string, number>();
-  /** token → slots (ascending; may hold removed slots, filtered at query time). */
+  /** token → slots (ascending; may hold removed slots, skipped at query time). */
   private readonly postings = new Map<string, number[]>();
-  /** Field-weighted tokens: slot → tokens of title/reference/from (for ranking). */
-  private readonly strong: (Set<string> | null)[] = [];
+  /** The same for the tokens of title, reference and sender (ranked higher). */
+  private readonly strongPostings = new Map<string, number[]>();
   private sorted: string[] | null = null;
   private live = 0;
 
@@ -78,9 +88,15 @@ export class SearchIndex {
     this.docs.push(doc);
     this.slotOf.set(doc.id, slot);
     this.live++;
-    const strong = new Set([...tokenize(doc.title), ...tokenize(doc.reference ?? ""), ...tokenize(doc.from)]);
-    this.strong.push(strong);
-    const all = new Set([...strong, ...tokenize(doc.text.slice(0, MAX_INDEXED_TEXT))]);
+    const strong = new Set(tokenize(`${doc.title} ${doc.reference ?? ""} ${doc.from}`));
+    const all = new Set(strong);
+    for (const t of tokenize(doc.text.length > MAX_INDEXED_TEXT ? doc.text.slice(0, MAX_INDEXED_TEXT) : doc.text))
+      all.add(t);
+    for (const t of strong) {
+      const p = this.strongPostings.get(t);
+      if (p) p.push(slot);
+      else this.strongPostings.set(t, [slot]);
+    }
     for (const t of all) {
       const p = this.postings.get(t);
       if (p) p.push(slot);
@@ -95,7 +111,6 @@ export class SearchIndex {
     const slot = this.slotOf.get(id);
     if (slot === undefined) return;
     this.docs[slot] = null;
-    this.strong[slot] = null;
     this.slotOf.delete(id);
     this.live--;
   }
@@ -124,15 +139,27 @@ export class SearchIndex {
     return out;
   }
 
+  private bits(map: Map<string, number[]>, toks: string[], words: number): Uint32Array {
+    const b = new Uint32Array(words);
+    for (const k of toks) {
+      const p = map.get(k);
+      if (p) for (const s of p) b[s >>> 5]! |= 1 << (s & 31);
+    }
+    return b;
+  }
+
+  /**
+   * Items matching every word of `query` (see the module comment), best first: the items whose title, reference or
+   * sender match more of the words first, then the most recently added.
+   */
   search(query: string, opts: { limit?: number; kinds?: SearchKind[] } = {}): SearchHit[] {
-    const limit = opts.limit ?? 50;
+    const limit = Math.max(1, opts.limit ?? 50);
     const terms: { word: string; exact: boolean }[] = [];
     for (const m of query.matchAll(/"([^"]*)"|(\S+)/g)) {
       const exact = m[1] !== undefined;
       for (const w of tokenize(m[1] ?? m[2] ?? "")) terms.push({ word: w, exact });
     }
     if (terms.length === 0) return [];
-    // Per term: the tokens it matches; the rarest term first.
     const per = terms
       .map((t) => {
         const toks = t.exact ? (this.postings.has(t.word) ? [t.word] : []) : this.withPrefix(t.word);
@@ -142,52 +169,60 @@ export class SearchIndex {
       })
       .sort((a, b) => a.n - b.n);
     if (per[0]!.n === 0) return [];
-    let cand: Set<number> | null = null;
+    const words = (this.docs.length + 31) >>> 5;
+    let cand: Uint32Array | null = null;
     for (const t of per) {
-      const next = new Set<number>();
-      for (const k of t.toks) for (const s of this.postings.get(k)!) if (cand === null || cand.has(s)) next.add(s);
-      cand = next;
-      if (cand.size === 0) return [];
+      const b = this.bits(this.postings, t.toks, words);
+      if (cand === null) cand = b;
+      else {
+        let any = 0;
+        for (let i = 0; i < words; i++) any |= cand[i]! &= b[i]!;
+        if (any === 0) return [];
+      }
     }
+    const strong = per.map((t) => this.bits(this.strongPostings, t.toks, words));
     const kinds = opts.kinds ? new Set(opts.kinds) : null;
-    const hits: { slot: number; score: number; time: string }[] = [];
-    for (const slot of cand!) {
-      const doc = this.docs[slot];
-      if (!doc || (kinds && !kinds.has(doc.kind))) continue;
-      const strong = this.strong[slot]!;
-      let score = 1;
-      for (const t of per) if (t.toks.some((k) => strong.has(k))) score += 2;
-      hits.push({ slot, score, time: doc.time });
+    const T = per.length;
+    const buckets: number[][] = Array.from({ length: T + 1 }, () => []);
+    outer: for (let w = words - 1; w >= 0; w--) {
+      let x = cand![w]!;
+      while (x !== 0) {
+        const bit = 31 - Math.clz32(x);
+        x &= ~(1 << bit);
+        const slot = (w << 5) | bit;
+        const doc = this.docs[slot];
+        if (!doc || (kinds && !kinds.has(doc.kind))) continue;
+        let score = 0;
+        for (const sb of strong) if (sb[w]! & (1 << bit)) score++;
+        const bucket = buckets[score]!;
+        if (bucket.length < limit) bucket.push(slot);
+        if (buckets[T]!.length >= limit) break outer;
+      }
     }
-    hits.sort((a, b) => b.score - a.score || (a.time < b.time ? 1 : a.time > b.time ? -1 : b.slot - a.slot));
-    return hits.slice(0, limit).map((h) => {
-      const doc = this.docs[h.slot]!;
-      return {
-        doc,
-        score: h.score,
-        snippet: snippet(
-          doc.text,
-          per.map((t) => t.word),
-        ),
-      };
-    });
+    const out: SearchHit[] = [];
+    const folded = per.map((t) => t.word);
+    for (let score = T; score >= 0 && out.length < limit; score--)
+      for (const slot of buckets[score]!) {
+        if (out.length >= limit) break;
+        const doc = this.docs[slot]!;
+        out.push({ doc, score: 1 + 2 * score, snippet: snippet(doc.text, folded) });
+      }
+    return out;
   }
 }
 
 /** Up to ~120 characters of `text` around the first word starting with one of `words`. */
 function snippet(text: string, words: string[]): string {
   if (!text) return "";
-  const folded = text
-    .normalize("NFKD")
-    .replace(/\p{M}+/gu, "")
-    .toLowerCase();
-  // Folding may change lengths; the position is used as an approximation in the original text.
+  const head = text.length > MAX_INDEXED_TEXT ? text.slice(0, MAX_INDEXED_TEXT) : text;
   let at = -1;
-  for (const m of folded.matchAll(WORD))
-    if (words.some((w) => m[0].startsWith(w))) {
+  for (const m of head.matchAll(WORD)) {
+    const [w] = tokenize(m[0]);
+    if (w !== undefined && words.some((q) => w.startsWith(q))) {
       at = m.index;
       break;
     }
+  }
   if (at < 0) return text.length > 120 ? `${text.slice(0, 117)}…` : text;
   const start = Math.max(0, at - 40);
   const out = text.slice(start, start + 120).replace(/\s+/g, " ");
