@@ -136,7 +136,7 @@ const setUp = () =>
 
 test(
   "the first device's own history and search: sync and send are recorded, sealed at rest",
-  { timeout: 300_000 },
+  { timeout: 900_000 },
   async () => {
     await setUp();
     const h = await allTexts(profile("pdvorak"));
@@ -155,7 +155,7 @@ test(
   },
 );
 
-test("a new device shows neither message nor cable until approved, then both", { timeout: 300_000 }, async () => {
+test("a new device shows neither message nor cable until approved, then both", { timeout: 900_000 }, async () => {
   await setUp();
   const phone = profile("phone");
   const phoneId = await newDevice("phone");
@@ -202,7 +202,7 @@ test("a new device shows neither message nor cable until approved, then both", {
 
 test(
   "an interrupted transfer is incomplete until resumed; an altered batch is refused",
-  { timeout: 300_000 },
+  { timeout: 900_000 },
   async () => {
     await setUp();
     // Interrupted after the first of three batches: the manifest arrived, one batch did.
@@ -253,7 +253,7 @@ test(
   },
 );
 
-test("a revoked device is sent no history", { timeout: 300_000 }, async () => {
+test("a revoked device is sent no history", { timeout: 900_000 }, async () => {
   await setUp();
   const oldId = await newDevice("old-phone");
   await admin("device", "revoke", oldId);

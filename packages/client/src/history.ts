@@ -15,6 +15,9 @@
  *   h.messages(conversation) / h.conversations() / h.search(query, { limit, kinds })
  *   h.transfersIn()                                     // history received from another device: complete or not
  *   await h.save()                                      // seals and writes (serialised; call after changes)
+ * In the browser: `HistoryStore.open(new IndexedDbSealedRecord<HistoryData>(await openValiseDb(), "device-history:" +
+ * handle))` — not "history:" + handle, which the web app's own read-marks record (packages/web/src/history.ts) uses.
+ * Pass the same opener as `ClientOptions.history` so sync/send record into it and approvals send/receive it.
  */
 import type { ReceivedItem } from "./items.js";
 import { SearchIndex, type SearchHit, type SearchKind } from "./search.js";
