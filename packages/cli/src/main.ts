@@ -40,7 +40,7 @@ Security officer:
   alerts         the server's detection alerts: list, acknowledge, --follow them live
   incident       group alerts into incidents, export STIX 2.1, share them over TAXII 2.1
   directory      follow every directory change (units, users, memberships, roles, devices) with its log index
-  taxii          issue and revoke partner tokens for the TAXII 2.1 feed
+  taxii          TAXII 2.1 with allies: partner tokens for our feed; partners' feeds polled for indicators
 Operations:
   version        the release, Node.js and database schema versions (also valise --version; --json)
   admin backup   an online copy of the data directory and database; admin restore into an empty directory

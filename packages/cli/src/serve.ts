@@ -23,6 +23,7 @@ export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host 
                    [--witness URL=VKEY …] [--witness-quorum K] [--witness-refresh S] [--login-rate N]
                    [--org-name NAME]
                    [--rules DIR|FILE …] [--no-default-rules] [--alert-webhook URL …] [--detect-train-days N]
+                   [--taxii-poll DURATION]
                    [--web DIR | --no-web] [--web-origin URL …] [--upload-ttl DURATION]
                    [--trust-proxy CIDR …] [--metrics-listen HOST:PORT | --metrics-listen off]
                    [--blob-quota SIZE] [--session-ttl DURATION] [--enrollment-code-ttl DURATION]
@@ -79,6 +80,8 @@ pushed to security officers' WebSocket sessions (valise alerts --follow) and POS
   --detect-train-days N  the first N UTC days from the first audit event only train the baselines (default 14): no
                     baseline or threshold alerts yet, but critical rules (a canary touch) alert from the first event.
                     Fixed once the first event is processed (kept in the stored detector state)
+  --taxii-poll DURATION  how often partners' TAXII collections (valise taxii partner add) are polled for
+                    indicators (default 15m; 0: only on valise taxii partner poll)
 Logs are JSON lines (pino) on standard output; the start-up banner (address, database, the directory log's verifier
 key — give it to clients and witnesses —, witnesses, metrics) goes to standard error. The signing key is DIR/log-key
 (0600).
@@ -108,6 +111,7 @@ export async function serve(argv: string[]): Promise<number> {
       "no-default-rules": { type: "boolean" },
       "alert-webhook": { type: "string", multiple: true },
       "detect-train-days": { type: "string" },
+      "taxii-poll": { type: "string" },
       web: { type: "string" },
       "no-web": { type: "boolean" },
       "web-origin": { type: "string", multiple: true },
@@ -177,6 +181,13 @@ export async function serve(argv: string[]): Promise<number> {
   const trainArg = str("detectTrainDays");
   if (trainArg !== undefined && !/^[0-9]{1,5}$/.test(trainArg))
     throw new UsageError("--detect-train-days must be a non-negative integer");
+  const taxiiPollMs =
+    values["taxii-poll"] === undefined
+      ? undefined
+      : values["taxii-poll"] === "0"
+        ? 0
+        : parseDuration(values["taxii-poll"]);
+  if (taxiiPollMs === null) throw new UsageError("--taxii-poll must be 0 or a duration such as 900, 15m or 1h");
   let rules: Rule[];
   let webhooks: string[];
   try {
@@ -271,6 +282,7 @@ export async function serve(argv: string[]): Promise<number> {
     webauthn: { rpId, origins },
     ...(webRoot && existsSync(resolve(webRoot, "index.html")) ? { webRoot } : {}),
     detect: { rules, webhooks, ...(trainArg !== undefined ? { trainDays: Number(trainArg) } : {}) },
+    ...(taxiiPollMs !== undefined ? { taxiiPollMs } : {}),
   });
   const address = await app.listen({ port, host });
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | null = null;

@@ -42,7 +42,7 @@ import {
   type GroupContext,
   type KeyPackageBundle,
 } from "@valise/protocol";
-import { HttpTransport, VALISE_CLIENT, type ServerAlert, type ServerConversation } from "./transport.js";
+import { HttpTransport, VALISE_CLIENT, type ServerAlert, type ServerConversation, type TlpLevel } from "./transport.js";
 import type { ConversationState, ConversationTarget, KeyStore, ProfileState } from "./profile.js";
 import { DirectoryVerifier, type DirectoryDoor } from "./verifier.js";
 import {
@@ -1500,8 +1500,22 @@ export class ValiseClient {
     list: (limit = 100) => this.authed(() => this.transport.incidents(limit)),
     show: (id: string) => this.authed(() => this.transport.incident(id)),
     stix: (id: string, includeAccounts = false) => this.authed(() => this.transport.incidentStix(id, includeAccounts)),
-    share: (id: string, includeAccounts = false) =>
-      this.authed(() => this.transport.shareIncident(id, includeAccounts)),
+    share: (id: string, includeAccounts = false, to: { partner?: string; tlp?: TlpLevel } = {}) =>
+      this.authed(() => this.transport.shareIncident(id, includeAccounts, to)),
+  };
+
+  /**
+   * Allies' indicators (security officers only): partners' TAXII collections polled by the server, STIX bundles
+   * imported by hand, and the indicators held. Imports are searched against the stored audit log.
+   */
+  readonly taxii = {
+    addPartner: (b: { url: string; token: string; name: string }) =>
+      this.authed(() => this.transport.addTaxiiPartner(b)),
+    partners: () => this.authed(() => this.transport.taxiiPartners()),
+    removePartner: (id: string) => this.authed(() => this.transport.removeTaxiiPartner(id)),
+    poll: (id: string) => this.authed(() => this.transport.pollTaxiiPartner(id)),
+    importBundle: (bundle: unknown) => this.authed(() => this.transport.importStixBundle(bundle)),
+    indicators: () => this.authed(() => this.transport.indicators()),
   };
 
   /** Acknowledges an alert (officers only); the first acknowledgement stays. */

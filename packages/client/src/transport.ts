@@ -160,6 +160,54 @@ export interface TaxiiToken {
   token?: string;
 }
 
+/** TLP 2.0 levels an officer chooses per share. */
+export type TlpLevel = "clear" | "green" | "amber" | "amber+strict" | "red";
+
+/** A partner's TAXII collection that the server polls (the partner's token is never returned). */
+export interface TaxiiPartner {
+  id: string;
+  name: string;
+  url: string;
+  createdBy: string;
+  createdAt: string;
+  addedAfter: string | null;
+  lastPollAt: string | null;
+  lastError: string | null;
+  imported: number;
+  refused: number;
+  lastRefusals: { id: string; reason: string }[];
+}
+
+/** What an import of STIX objects did: indicators stored, objects refused (id, reason), the search of the past. */
+export interface IndicatorImportReport {
+  imported: number;
+  unchanged: number;
+  revoked: number;
+  refused: { id: string; reason: string }[];
+  skipped: number;
+  retro: {
+    scanned: number;
+    ms: number;
+    matches: { actor: string; events: number; indicators: string[]; first: string; last: string }[];
+    alerts: number;
+  };
+}
+
+export interface ImportedIndicatorView {
+  id: string;
+  partner: string;
+  version: string;
+  name: string;
+  pattern: string;
+  networks: string[];
+  techniques: string[];
+  validFrom: string;
+  validUntil: string | null;
+  tlp: string | null;
+  importedAt: string;
+  retroMatches: number;
+}
+
 /** A user as the staff lifecycle routes list them. */
 export interface StaffUser {
   handle: string;
@@ -776,12 +824,44 @@ export class HttpTransport {
       `/v1/incidents/${encodeURIComponent(id)}/stix${includeAccounts ? "?includeAccounts=true" : ""}`,
     );
   }
-  shareIncident(id: string, includeAccounts = false) {
-    return this.call<{ id: string; collection: string; objects: number; added: number }>(
+  /** Shares to the common collection, or to one partner's own (`partner`), marked with the chosen TLP 2.0 level. */
+  shareIncident(id: string, includeAccounts = false, to: { partner?: string; tlp?: TlpLevel } = {}) {
+    return this.call<{
+      id: string;
+      collection: string;
+      partner?: string;
+      tlp: string;
+      objects: number;
+      added: number;
+    }>("POST", `/v1/incidents/${encodeURIComponent(id)}/share`, {
+      ...(includeAccounts ? { includeAccounts } : {}),
+      ...(to.partner !== undefined ? { partner: to.partner } : {}),
+      ...(to.tlp !== undefined ? { tlp: to.tlp } : {}),
+    });
+  }
+  /** Partners' TAXII collections this server polls for indicators (officers only). */
+  addTaxiiPartner(b: { url: string; token: string; name: string }) {
+    return this.call<TaxiiPartner>("POST", "/v1/taxii/partners", b);
+  }
+  async taxiiPartners(): Promise<TaxiiPartner[]> {
+    const r = await this.call<{ partners: TaxiiPartner[] }>("GET", "/v1/taxii/partners");
+    return Array.isArray(r.partners) ? r.partners : [];
+  }
+  removeTaxiiPartner(id: string) {
+    return this.call<TaxiiPartner>("DELETE", `/v1/taxii/partners/${encodeURIComponent(id)}`);
+  }
+  pollTaxiiPartner(id: string) {
+    return this.call<TaxiiPartner & { report: IndicatorImportReport & { retro: IndicatorImportReport["retro"][] } }>(
       "POST",
-      `/v1/incidents/${encodeURIComponent(id)}/share`,
-      includeAccounts ? { includeAccounts } : {},
+      `/v1/taxii/partners/${encodeURIComponent(id)}/poll`,
     );
+  }
+  importStixBundle(bundle: unknown) {
+    return this.call<IndicatorImportReport>("POST", "/v1/taxii/import", bundle);
+  }
+  async indicators(): Promise<ImportedIndicatorView[]> {
+    const r = await this.call<{ indicators: ImportedIndicatorView[] }>("GET", "/v1/taxii/indicators");
+    return Array.isArray(r.indicators) ? r.indicators : [];
   }
   /** TAXII partner tokens (officers only): the token is in this answer only. */
   issueTaxiiToken(partner: string) {

@@ -6,3 +6,5 @@ export * from "./delivery/fanout.js";
 export * from "./mls.js";
 export * from "./witness/index.js";
 export * from "./detect/index.js";
+export * from "./incidents/ioc.js";
+export { IocService, retroScan, leafSource, IOC_RULE } from "./incidents/ioc-service.js";

@@ -15,7 +15,8 @@
  * of severity `critical` (the canary rule) alert from the first event on (EngineOptions.trainingSeverities).
  */
 import { parseAuditEvent } from "@valise/core";
-import { DetectionEngine, parseEvent, type EngineOptions, type Rule } from "@valise/detect";
+import type { AuditEvent } from "@valise/core";
+import { DetectionEngine, parseEvent, type Alert, type EngineOptions, type Rule } from "@valise/detect";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { AuditLog } from "../storage/audit-log.js";
 import { AlertStore, type AlertView, type NewAlert } from "./alert-store.js";
@@ -56,6 +57,8 @@ export interface DetectorOptions {
    * event loop between steps, so requests are not held up behind a long backlog.
    */
   chunk?: number;
+  /** Allies' indicators (incidents/ioc-service.ts): matched against every event processed, from its index on. */
+  iocs?: { liveMatch(e: AuditEvent, logIndex: number): Alert | null };
 }
 
 const SNAPSHOT_VERSION = 1;
@@ -129,6 +132,8 @@ export class Detector {
   private saved = 0;
   private lastSave = 0;
   private pending: NewAlert[] = [];
+  /** Alerts found outside the engine (the retroactive search of allies' indicators), stored on the next tick. */
+  private external: NewAlert[] = [];
   private busy = false;
   private again = false;
   private current: Promise<void> = Promise.resolve();
@@ -162,6 +167,12 @@ export class Detector {
       active: until === null || now < until,
       hours: HOURS_NOTE,
     };
+  }
+
+  /** Stores alerts found elsewhere (retroactive indicator matches) with the detector's next commit; ticks soon. */
+  addExternal(alerts: NewAlert[]): void {
+    this.external.push(...alerts);
+    this.kick();
   }
 
   /** The audit index up to which events have been processed. */
@@ -249,8 +260,12 @@ export class Detector {
   }
 
   private async catchUp(max = Infinity): Promise<void> {
+    if (this.external.length > 0) this.pending.push(...this.external.splice(0));
     const size = await this.o.audit.size();
-    if (size - this.next > max) return;
+    if (size - this.next > max) {
+      if (this.pending.length > 0) await this.save();
+      return;
+    }
     while (this.next < size) {
       const entries = await this.o.audit.entries(this.next, Math.min(this.chunk, size - this.next));
       if (entries.length === 0) break;
@@ -270,6 +285,10 @@ export class Detector {
           found.push(a);
           if (alert.rule === "canary-touch" && d.event.action === "document.write") marking.add(a);
         }
+        if (p.ok && this.o.iocs) {
+          const hit = this.o.iocs.liveMatch(p.event, base + i);
+          if (hit) found.push({ alert: hit, logIndex: base + i });
+        }
       });
       for (const a of found) {
         if (marking.has(a) && this.o.isOfficer && (await this.o.isOfficer(a.alert.actor))) continue;
@@ -282,7 +301,8 @@ export class Detector {
       await new Promise<void>((r) => setImmediate(r));
     }
     this.metrics.backlog.set(Math.max(0, size - this.next));
-    if (this.next !== this.saved && this.o.now() - this.lastSave >= this.stateIntervalMs) await this.save();
+    if (this.pending.length > 0 || (this.next !== this.saved && this.o.now() - this.lastSave >= this.stateIntervalMs))
+      await this.save();
   }
 
   /** Stores the state (and pending alerts) as of `next`; then publishes what was newly stored. */

@@ -57,6 +57,7 @@ export function setupDetection(app: FastifyInstance, ctx: ServerContext, o: Dete
     rules,
     ...(o.trainDays !== undefined ? { trainDays: o.trainDays } : {}),
     now: ctx.now,
+    ...(ctx.iocs ? { iocs: ctx.iocs } : {}),
     isOfficer: async (handle) => (await ctx.store.directory.getUser(handle))?.role === "officer",
     publish: (stored) => ctx.fanout.publish(stored.map((alert) => ({ type: "alert", alert }))),
     webhooks,

@@ -40,6 +40,7 @@ import { webRoutes } from "./web.js";
 import { lifecycleRoutes } from "./routes-lifecycle.js";
 import { ktReportRoutes } from "../detect/kt-reports.js";
 import { deviceAckRoutes } from "../detect/device-ack.js";
+import { IocService } from "../incidents/ioc-service.js";
 
 export type { WebAuthnOptions } from "./routes-passkeys.js";
 export { WEB_CSP } from "./web.js";
@@ -91,6 +92,8 @@ export interface AppOptions {
    * default rules; `false` turns it off. Bad rule files or webhook URLs make buildApp throw (RuleError names the file).
    */
   detect?: DetectOptions | false;
+  /** How often partners' TAXII collections are polled for indicators (default 15 min; 0: only on request). */
+  taxiiPollMs?: number;
   /** Passkeys for the web client (relying party id and allowed origins); without it the passkey routes are absent. */
   webauthn?: WebAuthnOptions;
   /** Uploads never attached to a document or cable are reclaimed this long (ms) after creation; default 24 h. */
@@ -253,6 +256,9 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   cableRoutes(app, ctx);
   logRoutes(app, ctx);
   auditRoutes(app, ctx, opts.logKey);
+  ctx.iocs = new IocService(opts.store.handle.db, opts.store.audit, now, () => ctx.detector, {
+    warn: (msg, data) => app.log.warn(data ?? {}, msg),
+  });
   incidentRoutes(app, ctx, { orgName: opts.orgName ?? DEFAULT_ORG_NAME });
   taxiiRoutes(app, ctx, { orgName: opts.orgName ?? DEFAULT_ORG_NAME });
   if (opts.webauthn) passkeyRoutes(app, ctx, opts.webauthn);
@@ -299,8 +305,11 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     auditWitnessed && opts.logKey
       ? await publish(auditWitnessed, opts.store.audit, auditOrigin(opts.logKey.origin))
       : undefined;
+  await ctx.iocs.load();
   await detector?.start();
+  ctx.iocs.start(opts.taxiiPollMs ?? 15 * 60_000);
   app.addHook("onClose", async () => {
+    await ctx.iocs?.stop();
     await detector?.stop();
     unsub();
     await publisher?.stop();

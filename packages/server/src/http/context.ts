@@ -10,6 +10,7 @@ import { sourceKey, type RateLimiter } from "./rate-limit.js";
 import type { AuditRecorder } from "../audit/recorder.js";
 import type { CosignedCheckpoints } from "../witness/publisher.js";
 import type { Detector } from "../detect/detector.js";
+import type { IocService } from "../incidents/ioc-service.js";
 
 export interface Session {
   handle: string;
@@ -41,6 +42,8 @@ export interface ServerContext {
   auditWitnessed?: CosignedCheckpoints;
   /** Online detection over the audit log (unless turned off). */
   detector?: Detector;
+  /** Allies' indicators: TAXII partners polled, indicators imported and matched (incidents/ioc-service.ts). */
+  iocs?: IocService;
 }
 
 declare module "fastify" {

@@ -8,6 +8,12 @@
  *   POST   /v1/taxii/tokens               {partner} → 201 {id, token, …}: the token is shown once, stored hashed
  *   GET    /v1/taxii/tokens               the tokens (never the secrets)
  *   DELETE /v1/taxii/tokens/:id           revoke
+ *   POST   /v1/taxii/partners             {url, token, name} a partner's TAXII collection to poll → 201 (token not shown)
+ *   GET    /v1/taxii/partners             the partners, their cursor, last poll, last error and refusals
+ *   DELETE /v1/taxii/partners/:id         stop polling; its indicators are dropped
+ *   POST   /v1/taxii/partners/:id/poll    poll now → the import report (imported, refused [{id, reason}], retro matches)
+ *   POST   /v1/taxii/import               a STIX 2.1 bundle (≤ 10 MiB) → the same report
+ *   GET    /v1/taxii/indicators           the imported indicators
  * Every call, allowed (2xx) or refused (403/404), is an `audit.read` event (object `incident:<id>`, `incidents`,
  * `taxii-token:<id>`, …): these routes read and pass on the audit log's findings. Each route declares that
  * event in its config; the one audit hook (audit/http.ts) records it.
@@ -18,7 +24,9 @@ import { ValiseError } from "@valise/core";
 import { type ServerContext, requireSession } from "./context.js";
 import { audit } from "../audit/http.js";
 import { requireOfficerRequest } from "./need-to-know.js";
-import { IncidentStore, MAX_INCIDENT_ALERTS, TAXII_COLLECTION_ID } from "../incidents/store.js";
+import { IncidentStore, MAX_INCIDENT_ALERTS, TAXII_COLLECTION_ID, partnerCollectionId } from "../incidents/store.js";
+import { TLP_LEVELS, type TlpLevel } from "../incidents/stix.js";
+import { MAX_BATCH_BYTES } from "../incidents/ioc.js";
 
 export const STIX_MEDIA_TYPE = "application/stix+json;version=2.1";
 export const DEFAULT_ORG_NAME = "Ministry of Foreign Affairs";
@@ -44,6 +52,8 @@ function auditObjectOf(req: FastifyRequest): string {
   const url = req.routeOptions.url ?? "";
   const id = (req.params as { id?: string } | undefined)?.id;
   if (url.startsWith("/v1/taxii/tokens")) return id ? `taxii-token:${id}` : "taxii-tokens";
+  if (url.startsWith("/v1/taxii/partners")) return id ? `taxii-partner:${id}` : "taxii-partners";
+  if (url.startsWith("/v1/taxii/")) return `taxii-${url.slice("/v1/taxii/".length)}`;
   if (!id) return "incidents";
   const tail = url.slice("/v1/incidents/:id".length);
   return `incident:${id}${tail ? `:${tail.slice(1)}` : ""}`;
@@ -134,13 +144,36 @@ export function incidentRoutes(app: FastifyInstance, ctx: ServerContext, opts: {
     const by = await requireOfficer(ctx, req);
     const inc = await load(req);
     const b = (req.body ?? {}) as Record<string, unknown>;
-    if (typeof b !== "object" || Array.isArray(b) || Object.keys(b).some((k) => k !== "includeAccounts"))
-      throw new ValiseError("bad_request", "body: {includeAccounts?: boolean}");
+    if (
+      typeof b !== "object" ||
+      Array.isArray(b) ||
+      Object.keys(b).some((k) => k !== "includeAccounts" && k !== "partner" && k !== "tlp")
+    )
+      throw new ValiseError("bad_request", "body: {includeAccounts?: boolean, partner?: string, tlp?: string}");
     if (b.includeAccounts !== undefined && typeof b.includeAccounts !== "boolean")
       throw new ValiseError("bad_request", "includeAccounts must be a boolean");
-    const bundle = await incidents.bundle(inc, orgName, b.includeAccounts === true);
-    const added = await incidents.share(inc, bundle.objects, by);
-    return { id: inc.id, collection: TAXII_COLLECTION_ID, objects: bundle.objects.length, added };
+    if (b.tlp !== undefined && !(TLP_LEVELS as readonly unknown[]).includes(b.tlp))
+      throw new ValiseError("bad_request", `tlp must be one of ${TLP_LEVELS.join(", ")}`);
+    let collection = TAXII_COLLECTION_ID;
+    if (b.partner !== undefined) {
+      if (typeof b.partner !== "string" || b.partner.trim() === "")
+        throw new ValiseError("bad_request", "partner must be a partner name");
+      const partner = b.partner.trim();
+      if (!(await incidents.listTokens()).some((t) => t.partner === partner))
+        throw new ValiseError("not_found", `no TAXII token was issued to a partner named ${JSON.stringify(partner)}`);
+      collection = partnerCollectionId(partner);
+    }
+    const tlp = b.tlp as TlpLevel | undefined;
+    const bundle = await incidents.bundle(inc, orgName, b.includeAccounts === true, tlp);
+    const added = await incidents.share(inc, bundle.objects, by, collection);
+    return {
+      id: inc.id,
+      collection,
+      ...(b.partner !== undefined ? { partner: b.partner.trim() } : {}),
+      tlp: tlp ?? "amber",
+      objects: bundle.objects.length,
+      added,
+    };
   });
 
   app.post(
@@ -173,5 +206,79 @@ export function incidentRoutes(app: FastifyInstance, ctx: ServerContext, opts: {
     const t = await incidents.revokeToken(idParam(req, "token"));
     if (!t) throw new ValiseError("not_found", "no such token");
     return t;
+  });
+
+  const iocs = () => {
+    if (!ctx.iocs) throw new ValiseError("bad_request", "allied indicators are not enabled on this server");
+    return ctx.iocs;
+  };
+
+  app.post(
+    "/v1/taxii/partners",
+    {
+      ...opt,
+      preValidation: async (req) => void (await requireOfficer(ctx, req)),
+      schema: {
+        body: Type.Object(
+          {
+            url: Type.String({ minLength: 1, maxLength: 2000 }),
+            token: Type.String({ minLength: 1, maxLength: 4000 }),
+            name: Type.String({ minLength: 1, maxLength: 200, pattern: "\\S" }),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (req, reply) => {
+      const by = requireSession(req).handle;
+      const b = req.body as { url: string; token: string; name: string };
+      return reply.code(201).send(await iocs().addPartner({ name: b.name.trim(), url: b.url, token: b.token, by }));
+    },
+  );
+
+  app.get("/v1/taxii/partners", opt, async (req) => {
+    await requireOfficer(ctx, req);
+    return { partners: await iocs().listPartners() };
+  });
+
+  app.delete("/v1/taxii/partners/:id", opt, async (req) => {
+    await requireOfficer(ctx, req);
+    const p = await iocs().removePartner(idParam(req, "partner"));
+    if (!p) throw new ValiseError("not_found", "no such partner");
+    return p;
+  });
+
+  app.post("/v1/taxii/partners/:id/poll", opt, async (req) => {
+    await requireOfficer(ctx, req);
+    return iocs().poll(idParam(req, "partner"));
+  });
+
+  app.post("/v1/taxii/import", { ...opt, bodyLimit: MAX_BATCH_BYTES }, async (req) => {
+    const by = await requireOfficer(ctx, req);
+    const b = req.body as Record<string, unknown> | null;
+    if (typeof b !== "object" || b === null || Array.isArray(b) || b.type !== "bundle" || !Array.isArray(b.objects))
+      throw new ValiseError("bad_request", 'expected a STIX 2.1 bundle: {"type": "bundle", "id": …, "objects": [...]}');
+    return iocs().importObjects(b.objects, { id: `file:${by}`, name: `a bundle imported by ${by}` });
+  });
+
+  app.get("/v1/taxii/indicators", opt, async (req) => {
+    await requireOfficer(ctx, req);
+    const rows = await iocs().listIndicators();
+    return {
+      indicators: rows.map((r) => ({
+        id: r.id,
+        partner: r.partner,
+        version: r.version,
+        name: r.name,
+        pattern: r.pattern,
+        networks: JSON.parse(r.networks) as string[],
+        techniques: JSON.parse(r.techniques) as string[],
+        validFrom: new Date(Number(r.valid_from)).toISOString(),
+        validUntil: r.valid_until === null ? null : new Date(Number(r.valid_until)).toISOString(),
+        tlp: r.tlp,
+        importedAt: new Date(Number(r.imported_at)).toISOString(),
+        retroMatches: Number(r.retro_matches),
+      })),
+    };
   });
 }

@@ -29,6 +29,7 @@ import type { ServerContext } from "./context.js";
 import {
   IncidentStore,
   TAXII_COLLECTION_ID,
+  partnerCollectionId,
   type TaxiiEntry,
   type TaxiiQuery,
   type TaxiiTokenView,
@@ -156,14 +157,25 @@ const manifestRecord = (e: TaxiiEntry) => ({
 export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { orgName: string }): void {
   const incidents = new IncidentStore(ctx.store.handle.db, ctx.store.audit, ctx.now);
 
-  const collection = () => ({
-    id: TAXII_COLLECTION_ID,
-    title: "Shared incidents",
-    description: `Incidents, indicators and attack patterns that the ${opts.orgName} security officers chose to share.`,
-    can_read: true,
-    can_write: false,
-    media_types: [STIX_MEDIA_TYPE],
-  });
+  /** The common collection (every partner) and the partner's own (issue 16: per-partner sharing). */
+  const collectionsOf = (who: TaxiiTokenView) => [
+    {
+      id: TAXII_COLLECTION_ID,
+      title: "Shared incidents",
+      description: `Incidents, indicators and attack patterns that the ${opts.orgName} security officers shared with all partners.`,
+      can_read: true,
+      can_write: false,
+      media_types: [STIX_MEDIA_TYPE],
+    },
+    {
+      id: partnerCollectionId(who.partner),
+      title: `Shared with ${who.partner}`,
+      description: `Incidents that the ${opts.orgName} security officers shared with ${who.partner} only, each with the TLP marking chosen for it.`,
+      can_read: true,
+      can_write: false,
+      media_types: [STIX_MEDIA_TYPE],
+    },
+  ];
 
   async function partner(req: FastifyRequest): Promise<TaxiiTokenView> {
     const auth = req.headers.authorization;
@@ -254,23 +266,25 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
       });
 
       taxii.get(`${root}collections/`, TAXII_AUDIT, async (req, reply) => {
-        await partner(req);
-        return send(reply, 200, { collections: [collection()] });
+        const who = await partner(req);
+        return send(reply, 200, { collections: collectionsOf(who) });
       });
 
-      const knownCollection = (req: FastifyRequest) => {
-        if (colId(req) !== TAXII_COLLECTION_ID) throw new TaxiiError(404, "Not found", "no such collection");
+      /** One of the partner's collections; another partner's (or an unknown one) is a 404, as if it did not exist. */
+      const knownCollection = (req: FastifyRequest, who: TaxiiTokenView) => {
+        const c = collectionsOf(who).find((x) => x.id === colId(req));
+        if (!c) throw new TaxiiError(404, "Not found", "no such collection");
+        return c;
       };
 
       /** The collection of a read of its content; an unknown one is a 404 audited as denied. */
       async function collectionRead(req: FastifyRequest, who: TaxiiTokenView, object: string): Promise<string> {
         try {
-          knownCollection(req);
+          return knownCollection(req, who).id;
         } catch (e) {
           await audit(req, who, object, "denied", 0);
           throw e;
         }
-        return TAXII_COLLECTION_ID;
       }
 
       /** A page of entries: `more`/`next`, the date-added headers, the audit record; `body` adds the content. */
@@ -297,9 +311,8 @@ export function taxiiRoutes(app: FastifyInstance, ctx: ServerContext, opts: { or
       }
 
       taxii.get(`${root}collections/:id/`, TAXII_AUDIT, async (req, reply) => {
-        await partner(req);
-        knownCollection(req);
-        return send(reply, 200, collection());
+        const who = await partner(req);
+        return send(reply, 200, knownCollection(req, who));
       });
 
       const colPath = `${root}collections/:id/`;

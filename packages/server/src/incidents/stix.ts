@@ -53,8 +53,56 @@ export interface StixOptions {
   includeAccounts?: boolean;
   /** Stable pseudonym of a user handle or device id (e.g. `user-<hmac>`). */
   pseudonym: (kind: "user" | "device", value: string) => string;
-  /** TLP level of every SDO/SRO (default amber). */
-  tlp?: "clear" | "green" | "amber" | "red";
+  /**
+   * TLP level of every SDO/SRO. Chosen per share, it is a TLP 2.0 marking (FIRST TLP 2.0 as the OASIS TLP 2.0
+   * extension defines it: fixed marking-definition ids); not chosen, the bundle keeps the STIX 2.1 predefined
+   * TLP 1.0 AMBER marking it always had.
+   */
+  tlp?: TlpLevel;
+}
+
+/** TLP 2.0 levels an officer chooses per share. */
+export const TLP_LEVELS = ["clear", "green", "amber", "amber+strict", "red"] as const;
+export type TlpLevel = (typeof TLP_LEVELS)[number];
+
+/** The OASIS TLP 2.0 extension definition and its marking definitions (cti-stix-common-objects). */
+export const TLP2_EXTENSION = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d";
+export const TLP2: Record<TlpLevel, { id: string; name: string }> = {
+  clear: { id: "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487", name: "TLP:CLEAR" },
+  green: { id: "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb", name: "TLP:GREEN" },
+  amber: { id: "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421", name: "TLP:AMBER" },
+  "amber+strict": { id: "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003", name: "TLP:AMBER+STRICT" },
+  red: { id: "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1", name: "TLP:RED" },
+};
+
+function tlpMarking(level: TlpLevel | undefined): { id: string; object: StixObject } {
+  if (level === undefined) {
+    const t = TLP.amber;
+    return {
+      id: t.id,
+      object: {
+        type: "marking-definition",
+        spec_version: "2.1",
+        id: t.id,
+        created: "2017-01-20T00:00:00.000Z",
+        definition_type: "tlp",
+        name: t.name,
+        definition: { tlp: t.tlp },
+      },
+    };
+  }
+  const t = TLP2[level];
+  return {
+    id: t.id,
+    object: {
+      type: "marking-definition",
+      spec_version: "2.1",
+      id: t.id,
+      created: "2022-10-01T00:00:00.000Z",
+      name: t.name,
+      extensions: { [TLP2_EXTENSION]: { extension_type: "property-extension", tlp_2_0: level } },
+    },
+  };
 }
 
 /** STIX 2.1 §2.9: the namespace of deterministic SCO ids. */
@@ -68,7 +116,7 @@ export const STIX_FIXED_TIME = "2026-01-01T00:00:00.000Z";
  * The TLP 1.0 marking definitions predefined in STIX 2.1 §7.2.1.4 (fixed ids and content). TLP:CLEAR has no
  * predefined STIX object; it is shared as TLP:WHITE, its 1.0 name.
  */
-const TLP: Record<NonNullable<StixOptions["tlp"]>, { id: string; name: string; tlp: string }> = {
+const TLP: Record<"clear" | "green" | "amber" | "red", { id: string; name: string; tlp: string }> = {
   clear: { id: "marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9", name: "TLP:WHITE", tlp: "white" },
   green: { id: "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da", name: "TLP:GREEN", tlp: "green" },
   amber: { id: "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82", name: "TLP:AMBER", tlp: "amber" },
@@ -173,7 +221,7 @@ function see(map: Map<string, Seen>, key: string, e: AuditEvent, address: string
 /** The bundle of an incident (see the module comment for what is in it and what is not). */
 export function incidentBundle(inc: IncidentInput, opts: StixOptions): StixBundle {
   const includeAccounts = opts.includeAccounts ?? false;
-  const tlp = TLP[opts.tlp ?? "amber"];
+  const tlp = tlpMarking(opts.tlp);
   const created = iso(inc.createdAt);
   const identityId = sdoId("identity", opts.orgName);
   const common = (fixed: boolean) => ({
@@ -184,7 +232,8 @@ export function incidentBundle(inc: IncidentInput, opts: StixOptions): StixBundl
   const marked = { created_by_ref: identityId, object_marking_refs: [tlp.id] };
   const user = (h: string) => (includeAccounts ? h : opts.pseudonym("user", h));
   const device = (d: string) => (includeAccounts ? d : opts.pseudonym("device", d));
-  const scope = `incident/${inc.id}/${includeAccounts ? "accounts" : "pseudonymous"}`;
+  const scope =
+    `incident/${inc.id}/${includeAccounts ? "accounts" : "pseudonymous"}` + (opts.tlp ? `/tlp:${opts.tlp}` : "");
 
   // What the alerts' events show, per network, per device, and which techniques each alert is evidence of.
   const byId = new Map(inc.events.map((e) => [e.id, e]));
@@ -218,15 +267,7 @@ export function incidentBundle(inc: IncidentInput, opts: StixOptions): StixBundl
   const techniques = [...new Set([...alertTechniques.values()].flat())].sort();
 
   const objects: StixObject[] = [];
-  objects.push({
-    type: "marking-definition",
-    spec_version: "2.1",
-    id: tlp.id,
-    created: "2017-01-20T00:00:00.000Z",
-    definition_type: "tlp",
-    name: tlp.name,
-    definition: { tlp: tlp.tlp },
-  });
+  objects.push(tlp.object);
   objects.push({
     type: "identity",
     id: identityId,

@@ -11,11 +11,26 @@ import { ValiseError, parseAuditEvent, type AuditEvent } from "@valise/core";
 import type { Database } from "../storage/schema.js";
 import type { AuditLog } from "../storage/audit-log.js";
 import { randomToken, sha256Hex } from "../storage/secrets.js";
-import { incidentBundle, uuidv5, VALISE_NAMESPACE, type IncidentAlert, type StixBundle } from "./stix.js";
+import {
+  incidentBundle,
+  uuidv5,
+  VALISE_NAMESPACE,
+  type IncidentAlert,
+  type StixBundle,
+  type TlpLevel,
+} from "./stix.js";
 
 /** The one TAXII collection: incidents the officers shared. */
 export const TAXII_COLLECTION_ID = uuidv5(VALISE_NAMESPACE, "taxii/collection/shared-incidents");
 export const MAX_INCIDENT_ALERTS = 500;
+
+/**
+ * A partner's own collection (issue 16): what the officers shared with that partner alone. A partner's tokens read
+ * the common collection and their own, never another partner's.
+ */
+export function partnerCollectionId(partner: string): string {
+  return uuidv5(VALISE_NAMESPACE, `taxii/collection/partner/${partner}`);
+}
 /** How far back from an alert its events may lie (the longest rule window is a week). */
 const EVENT_LOOKBACK_MS = 8 * 86_400_000;
 
@@ -194,7 +209,7 @@ export class IncidentStore {
     return { alerts, events: [...events.values()] };
   }
 
-  async bundle(inc: IncidentView, orgName: string, includeAccounts: boolean): Promise<StixBundle> {
+  async bundle(inc: IncidentView, orgName: string, includeAccounts: boolean, tlp?: TlpLevel): Promise<StixBundle> {
     const { alerts, events } = await this.evidence(inc);
     return incidentBundle(
       {
@@ -205,7 +220,7 @@ export class IncidentStore {
         alerts,
         events,
       },
-      { orgName, includeAccounts, pseudonym: await this.pseudonymizer() },
+      { orgName, includeAccounts, pseudonym: await this.pseudonymizer(), ...(tlp ? { tlp } : {}) },
     );
   }
 
@@ -213,7 +228,12 @@ export class IncidentStore {
    * Adds objects to the TAXII collection: each (id, version) once, in order, `added_at` one ms apart and above every
    * earlier one. Returns how many were new. Concurrent shares collide on the unique `added_at` and retry.
    */
-  async share(inc: IncidentView, objects: readonly Record<string, unknown>[], by: string): Promise<number> {
+  async share(
+    inc: IncidentView,
+    objects: readonly Record<string, unknown>[],
+    by: string,
+    collection: string = TAXII_COLLECTION_ID,
+  ): Promise<number> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.db.transaction().execute(async (trx) => {
@@ -230,7 +250,7 @@ export class IncidentStore {
             const dup = await trx
               .selectFrom("taxii_objects")
               .select("added_at")
-              .where("collection_id", "=", TAXII_COLLECTION_ID)
+              .where("collection_id", "=", collection)
               .where("object_id", "=", id)
               .where("version", "=", version)
               .executeTakeFirst();
@@ -238,7 +258,7 @@ export class IncidentStore {
             await trx
               .insertInto("taxii_objects")
               .values({
-                collection_id: TAXII_COLLECTION_ID,
+                collection_id: collection,
                 object_id: id,
                 version,
                 added_at: at++,

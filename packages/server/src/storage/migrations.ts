@@ -568,6 +568,50 @@ function m011(d: Dialect): Migration {
   };
 }
 
+/**
+ * Allies' indicators (issue 16): partners' TAXII collections this server polls (the partner's bearer token is kept
+ * as given: it must be presented to them), and the indicators imported from them or from bundle files, with the
+ * audit index from which live matching applies (everything before was matched retroactively at import).
+ */
+function m012(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("taxii_partners")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("url", "text", (c) => c.notNull())
+        .addColumn("token", "text", (c) => c.notNull())
+        .addColumn("created_by", "text", (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .addColumn("added_after", "text")
+        .addColumn("last_poll_at", t.int64)
+        .addColumn("last_error", "text")
+        .addColumn("imported", t.int64, (c) => c.notNull())
+        .addColumn("refused", t.int64, (c) => c.notNull())
+        .addColumn("last_refusals", "text", (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable("ioc_indicators")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("partner", "text", (c) => c.notNull())
+        .addColumn("version", "text", (c) => c.notNull())
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("pattern", "text", (c) => c.notNull())
+        .addColumn("networks", "text", (c) => c.notNull())
+        .addColumn("techniques", "text", (c) => c.notNull())
+        .addColumn("valid_from", t.int64, (c) => c.notNull())
+        .addColumn("valid_until", t.int64)
+        .addColumn("tlp", "text")
+        .addColumn("from_index", t.int64, (c) => c.notNull())
+        .addColumn("imported_at", t.int64, (c) => c.notNull())
+        .addColumn("retro_matches", t.int64, (c) => c.notNull())
+        .execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -583,6 +627,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         "009_passkeys": m009(d),
         "010_user_state": m010(d),
         "011_browser_devices": m011(d),
+        "012_taxii_partners": m012(d),
       };
     },
   };

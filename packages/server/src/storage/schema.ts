@@ -233,6 +233,35 @@ export interface IncidentsTable {
   shared_at: number | null; // when an officer shared it to the TAXII collection (null: not shared)
   shared_by: string | null;
 }
+export interface TaxiiPartnersTable {
+  id: string; // tp-<hex>
+  name: string;
+  url: string; // the partner's collection URL (…/collections/<id>/)
+  token: string; // the bearer token the partner issued to us (presented on every poll)
+  created_by: string;
+  created_at: number;
+  added_after: string | null; // TAXII date added of the last object received (the next poll's added_after)
+  last_poll_at: number | null;
+  last_error: string | null;
+  imported: number;
+  refused: number;
+  last_refusals: string; // JSON [{id, reason}] of the last poll
+}
+export interface IocIndicatorsTable {
+  id: string; // STIX id of the indicator
+  partner: string; // taxii_partners.id, or "file:<officer>" for an imported bundle
+  version: string;
+  name: string;
+  pattern: string;
+  networks: string; // JSON list of CIDR texts
+  techniques: string; // JSON list of ATT&CK ids
+  valid_from: number;
+  valid_until: number | null;
+  tlp: string | null;
+  from_index: number; // audit index from which live matching applies
+  imported_at: number;
+  retro_matches: number;
+}
 export interface TaxiiTokensTable {
   id: string; // tt-<hex>
   token_hash: string; // hex SHA-256 of the partner's bearer token: the token itself is never stored
@@ -302,6 +331,8 @@ export interface Database {
   detect_state: DetectStateTable;
   incidents: IncidentsTable;
   taxii_tokens: TaxiiTokensTable;
+  taxii_partners: TaxiiPartnersTable;
+  ioc_indicators: IocIndicatorsTable;
   taxii_objects: TaxiiObjectsTable;
   incident_keys: IncidentKeysTable;
   passkeys: PasskeysTable;
