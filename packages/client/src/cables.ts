@@ -201,17 +201,23 @@ export class Cables {
         await this.host.catchUp(); // the key may be in a message not processed yet
         p = heldCable(this.host.state, cable.id);
       }
-      if (!p)
+      if (!p) {
+        const me = await this.host.user(this.host.handle);
+        const holders = await keyHolders(this.host, [cable.originator, ...cable.action, ...cable.info], cable.label);
+        const what = `cable ${cable.reference} [${cable.precedence}, from ${cable.originator}, ${new Date(cable.createdAt).toISOString()}]`;
         throw new ValiseError(
           "not_found",
-          `${missingKeyMessage(
-            `cable ${cable.reference} [${cable.precedence}, from ${cable.originator}, ${new Date(cable.createdAt).toISOString()}]`,
-            cable.label,
-            await this.host.user(this.host.handle),
-            await keyHolders(this.host, [cable.originator, ...cable.action, ...cable.info], cable.label),
-          )}; \`valise cable list\` lists the others`,
-          { reference: cable.reference, label: cable.label, precedence: cable.precedence },
+          `${missingKeyMessage(what, cable.label, me, holders)}; \`valise cable list\` lists the others`,
+          {
+            reference: cable.reference,
+            label: cable.label,
+            precedence: cable.precedence,
+            // For an app's own wording (issue 14): the sentence without the CLI hint, and who can forward the key.
+            missingKey: missingKeyMessage(what, cable.label, me, holders),
+            holders: holders.filter((h) => h !== this.host.handle),
+          },
         );
+      }
       checkAgainstServer(p, cable);
       const plain = downloadDecrypted(
         this.host.transport,

@@ -410,6 +410,49 @@ export class ValiseClient {
     this.state.session = s;
   }
 
+  /**
+   * Signs this device out: the session token is dropped from memory and from the saved profile, so the next use
+   * logs in again (with a passkey in the browser). The keys stay: a sign-out is not a revocation.
+   */
+  async signOut(): Promise<void> {
+    this.transport.token = null;
+    this.state.session = null;
+    await this.save();
+  }
+
+  /**
+   * The user revokes another of their own devices (lost or stolen): a `device.revoke` entry in the directory log, its
+   * sessions and key packages gone; every group it is in removes it before anything new is sent there. The device in
+   * use cannot revoke itself. The own-account alert the revocation raises here is dismissed (this device made it).
+   */
+  async revokeOwnDevice(device: string): Promise<void> {
+    if (device === this.deviceId)
+      throw new ValiseError("bad_request", "this device cannot revoke itself: revoke it from another of your devices");
+    await this.authed(() => this.transport.revokeOwnDevice(device));
+    if (this.transparency) {
+      await this.transparency.refresh(true).catch(() => undefined);
+      this.transparency.ack(device);
+    }
+    await this.save();
+  }
+
+  /**
+   * A profile whose log key was pinned on first use (a code without its bundle): the user checks it against the key
+   * in the enrollment bundle (or the administrator's). The same key: the pin is confirmed (no longer first use). A
+   * different key: refused, the pin unchanged — the server this device enrolled with showed another log's key.
+   */
+  async confirmLogKey(logKey: string): Promise<void> {
+    const pinned = this.state.trust;
+    if (!pinned) throw new ValiseError("bad_request", "this profile pins no log key");
+    if (pinned.logKey !== logKey.trim())
+      throw new ValiseError(
+        "forbidden",
+        `the log key you gave differs from the one this device pinned on first use (${pinned.logKey}): do not use this device; tell your security officer`,
+      );
+    delete pinned.firstUse;
+    await this.save();
+  }
+
   /** Runs `fn` logged in; on an expired session, logs in again once. */
   private async authed<T>(fn: () => Promise<T>): Promise<T> {
     await this.login();

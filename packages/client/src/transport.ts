@@ -788,6 +788,10 @@ export class HttpTransport {
       {},
     );
   }
+  /** The user revokes one of their own other devices (lost or stolen): a `device.revoke` in the directory log. */
+  revokeOwnDevice(id: string) {
+    return this.call<{ device: string; revoked: boolean }>("POST", `/v1/devices/${encodeURIComponent(id)}/revoke`, {});
+  }
   ackAlert(id: number) {
     return this.call<ServerAlert>("POST", `/v1/alerts/${encodeURIComponent(String(id))}/ack`, {});
   }

@@ -99,6 +99,18 @@ export class IndexedDbSealedRecord<T> {
   }
 }
 
+/**
+ * Erases every sealed record and every wrapping key of this database (all profiles, histories and drafts of this
+ * browser): what "sign out and erase this browser" does. The records were ciphertext; without their keys, which this
+ * deletes in the same transaction, nothing of them can be read back.
+ */
+export async function wipeValiseDb(db: IDBDatabase): Promise<void> {
+  const tx = db.transaction([STATES, KEYS], "readwrite");
+  tx.objectStore(STATES).clear();
+  tx.objectStore(KEYS).clear();
+  await done(tx);
+}
+
 export class IndexedDbKeyStore extends IndexedDbSealedRecord<ProfileState> implements KeyStore {}
 
 function aad(profile: string): Uint8Array<ArrayBuffer> {
