@@ -2,17 +2,28 @@ import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } fro
 import type { ValiseClient, ReceivedItem, ServerUser, MinimalWebSocket } from "@valise/client";
 import { STORE_OUTAGE_NOTICE } from "@valise/client";
 import { describeStaleness } from "@valise/core";
-import { enrollDevice, finishPasskey, forget, login, openExisting, ownProfile, passkeyPending } from "./session.js";
+import {
+  enrollDevice,
+  finishPasskey,
+  forget,
+  login,
+  openExisting,
+  ownProfile,
+  passkeyPending,
+  wipeBrowser,
+} from "./session.js";
 import { History, type Msg } from "./history.js";
 import { Banner, ErrorNote, enrollErrorText, errorText } from "./ui.js";
 import { highest } from "./labels.js";
-import { CableCompose, CableInbox, CableView } from "./cables.js";
-import { Conversations, Thread } from "./conversations.js";
+import { CableCompose, CableInbox } from "./cables.js";
+import { Conversations } from "./conversations.js";
 import { DocumentsScreen } from "./documents.js";
 import { Account, type OwnState } from "./account.js";
 import { Officer } from "./officer.js";
 import { IncidentsScreen } from "./incidents.js";
 import { OfficersOnly, useFocusOnChange } from "./a11y.js";
+import { NewDeviceButtons } from "./devices.js";
+import { notifyFlash, useUrgentTitle } from "./notify.js";
 
 export interface Ctx {
   client: ValiseClient;
@@ -22,6 +33,8 @@ export interface Ctx {
   tick: number;
   refresh(): void;
   setLabels(labels: string[]): void;
+  /** Signs out (the session dropped); `wipe` also erases this browser's sealed store (keys, history, drafts). */
+  signOut(wipe: boolean): Promise<void>;
 }
 
 function useHashRoute(): string {
@@ -122,7 +135,16 @@ export function App() {
           {STORE_OUTAGE_NOTICE}
         </div>
       )}
-      <Main client={client} />
+      <Main
+        client={client}
+        onSignOut={(wiped) => {
+          document.title = "Valise";
+          if (wiped) {
+            setClient(null);
+            setPhase("enroll");
+          } else setPhase("login");
+        }}
+      />
     </>
   ) : null;
 }
@@ -152,6 +174,8 @@ function Enroll(props: { onDone: (c: ValiseClient) => void; onNoPasskey: (c: Val
       className="card"
       onSubmit={(e) => {
         e.preventDefault();
+        if (code.trim() === "") return setError("Paste your enrollment code or bundle first: the box above is empty.");
+        if (name.trim() === "") return setError("Give this device a name (for example: office laptop).");
         setBusy(true);
         setError(null);
         enrollDevice(code, name)
@@ -173,10 +197,27 @@ function Enroll(props: { onDone: (c: ValiseClient) => void; onNoPasskey: (c: Val
         your devices, and you create a passkey for it. There are no passwords.
       </p>
       <label htmlFor="code">Enrollment code or bundle</label>
-      <textarea id="code" name="code" rows={3} value={code} onChange={(e) => setCode(e.target.value)} required />
+      <textarea
+        id="code"
+        name="code"
+        rows={3}
+        value={code}
+        onChange={(e) => {
+          setCode(e.target.value);
+          setError(null);
+        }}
+        aria-describedby="code-help"
+      />
+      <p id="code-help" className="hint" data-testid="code-help">
+        {code.trim() === ""
+          ? "Paste what your administrator gave you: the whole enrollment bundle (it starts with {) is best."
+          : code.trim().startsWith("{")
+            ? "An enrollment bundle: this browser pins the directory log key and witnesses it names, and checks the server against them before enrolling."
+            : "Only a code, without its bundle: the directory log key is not pinned from your administrator. This browser will pin the key the server shows now (first use) and tell you so. To pin the right key, paste the whole bundle instead; or, after enrolling, check the key under Account against the bundle."}
+      </p>
       <label htmlFor="device-name">Device name</label>
       <input id="device-name" value={name} onChange={(e) => setName(e.target.value)} required maxLength={64} />
-      <button type="submit" disabled={busy || code.trim() === ""}>
+      <button type="submit" disabled={busy}>
         {busy ? "Enrolling…" : "Enroll and create passkey"}
       </button>
       <ErrorNote error={error} />
@@ -292,7 +333,7 @@ const wsFactory = (url: string) => new WebSocket(url) as unknown as MinimalWebSo
 /** How often a listening browser reads the directory log for changes to its own account (nothing is pushed). */
 const MONITOR_MS = 15_000;
 
-function Main({ client }: { client: ValiseClient }) {
+function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: boolean) => void }) {
   const route = useHashRoute();
   const [me, setMe] = useState<ServerUser | null>(null);
   const [history, setHistory] = useState<History | null>(null);
@@ -349,6 +390,7 @@ function Main({ client }: { client: ValiseClient }) {
         wsFactory,
         (items) => {
           onItems(items);
+          notifyFlash(items, client.handle);
           void client.save();
         },
         // Officers' sessions also get detection alerts pushed: officer screens reload (others get no such frames).
@@ -373,23 +415,34 @@ function Main({ client }: { client: ValiseClient }) {
       .catch(() => undefined);
   }, [client, tick, route]);
 
+  useUrgentTitle(client, history, tick);
+
   // After a route change, focus goes to the main region (the next Tab reaches the new screen's first control).
   useFocusOnChange(mainRef, route);
 
+  const signOut = useCallback(
+    async (wipe: boolean) => {
+      await client.signOut();
+      if (wipe) await wipeBrowser();
+      onSignOut(wipe);
+    },
+    [client, onSignOut],
+  );
   const ctx = useMemo<Ctx | null>(
-    () => (me && history ? { client, me, history, tick, refresh, setLabels } : null),
-    [client, me, history, tick, refresh],
+    () => (me && history ? { client, me, history, tick, refresh, setLabels, signOut } : null),
+    [client, me, history, tick, refresh, signOut],
   );
   const bannerLabel = highest(labels);
   if (!ctx) return <Shell label="UNCLASSIFIED">{error ? <ErrorNote error={error} /> : "Loading your device…"}</Shell>;
 
   const officer = me?.role === "officer" || me?.role === "admin";
   let screen: ReactNode;
-  const [, first, second] = route.split("/");
-  if (first === "cables" && second === "new") screen = <CableCompose ctx={ctx} />;
-  else if (first === "cables" && second) screen = <CableView ctx={ctx} id={decodeURIComponent(second)} />;
-  else if (first === "conversations" && second) screen = <Thread ctx={ctx} id={decodeURIComponent(second)} />;
-  else if (first === "conversations") screen = <Conversations ctx={ctx} />;
+  const [path = "", query = ""] = route.split("?");
+  const [, first, second] = path.split("/");
+  if (first === "cables" && second === "new") screen = <CableCompose ctx={ctx} query={query} key={query} />;
+  else if (first === "cables" && second) screen = <CableInbox ctx={ctx} selected={decodeURIComponent(second)} />;
+  else if (first === "conversations")
+    screen = <Conversations ctx={ctx} selected={second ? decodeURIComponent(second) : null} />;
   else if (first === "documents") screen = <DocumentsScreen ctx={ctx} />;
   else if (first === "account") screen = <Account ctx={ctx} own={own} onAck={refresh} />;
   else if (first === "officer") screen = officer ? <Officer ctx={ctx} /> : <OfficersOnly ctx={ctx} what="Officer" />;
@@ -427,8 +480,9 @@ function Main({ client }: { client: ValiseClient }) {
                   ? "the server's directory disagrees with the witnessed log (your security officers are told)."
                   : "your account changed in the directory."}
             </strong>{" "}
-            {own.alerts.map((a) => a.text).join(" · ")}{" "}
+            <span className="kt-detail">{own.alerts.map((a) => a.text).join(" · ")} </span>
             {first !== "account" && <a href="#/account">Review your devices now</a>}
+            {first !== "account" && ctx && <NewDeviceButtons ctx={ctx} alerts={own.alerts} compact onDone={refresh} />}
           </div>
         )}
         {logStale && (

@@ -8,7 +8,10 @@ export function useFocusOnChange(ref: RefObject<HTMLElement | null>, key: string
   useEffect(() => {
     if (last.current === key) return;
     last.current = key;
-    ref.current?.focus({ preventScroll: false });
+    // The new screen starts at the top of the page, navigation included: focusing <main> must not scroll the
+    // navigation out of view (it did: "opening New cable scrolls the navigation away").
+    ref.current?.focus({ preventScroll: true });
+    window.scrollTo(0, 0);
   }, [ref, key]);
 }
 

@@ -2,6 +2,8 @@ import { useEffect, useRef, useState } from "react";
 import type { DirectoryAlert, OwnDevice } from "@valise/client";
 import type { Ctx } from "./App.js";
 import { ErrorNote, errorText, fmtTime } from "./ui.js";
+import { LogKeyCheck, NewDeviceButtons, RevokeButton, SignOut } from "./devices.js";
+import { notificationsState } from "./notify.js";
 
 export interface OwnState {
   devices: OwnDevice[];
@@ -67,7 +69,8 @@ export function Account({ ctx, own, onAck }: { ctx: Ctx; own: OwnState | null; o
               </li>
             ))}
           </ul>
-          <p>If you did not enrol it, call your security officer now.</p>
+          <NewDeviceButtons ctx={ctx} alerts={own.alerts} devices={own.devices} onDone={onAck} />
+          <p>If you did not enrol it, revoke it and call your security officer now.</p>
         </div>
       )}
       <h3 tabIndex={-1} ref={devicesH}>
@@ -85,6 +88,7 @@ export function Account({ ctx, own, onAck }: { ctx: Ctx; own: OwnState | null; o
             <th scope="col">Id</th>
             <th scope="col">Enrolled</th>
             <th scope="col">State</th>
+            <th scope="col">Action</th>
           </tr>
         </thead>
         <tbody>
@@ -99,11 +103,35 @@ export function Account({ ctx, own, onAck }: { ctx: Ctx; own: OwnState | null; o
               </td>
               <td>{fmtTime(d.time)}</td>
               <td>{state(d).warn ? <strong>{state(d).text}</strong> : state(d).text}</td>
+              <td>
+                <RevokeButton ctx={ctx} device={d} onDone={onAck} />
+              </td>
             </tr>
           ))}
         </tbody>
       </table>
       <ErrorNote error={error} />
+      <h3>Notifications</h3>
+      <Notifications />
+      <h3>Directory log key</h3>
+      <LogKeyCheck ctx={ctx} />
+      <h3>Sign out</h3>
+      <SignOut ctx={ctx} />
     </section>
+  );
+}
+
+function Notifications() {
+  const [state, setState] = useState(notificationsState());
+  if (state === "unsupported") return <p>This browser cannot show notifications.</p>;
+  if (state === "granted")
+    return <p>On: a FLASH cable raises a notification (its reference and originator, never its text).</p>;
+  if (state === "denied") return <p>Notifications are blocked for this site in the browser&apos;s settings.</p>;
+  return (
+    <p>
+      <button type="button" onClick={() => void Notification.requestPermission().then(setState)}>
+        Turn on notifications for FLASH cables
+      </button>
+    </p>
   );
 }

@@ -1,10 +1,11 @@
 import { useEffect, useMemo, useRef, useState } from "react";
-import { PRECEDENCES } from "@valise/core";
+import { PRECEDENCES, dominates, isValiseError, parseLabel } from "@valise/core";
 import type { CableReceipt, OpenedCable, ServerCable } from "@valise/client";
 import type { Ctx } from "./App.js";
 import { getJson } from "./session.js";
 import { ModalConfirm } from "./a11y.js";
 import { usableLabels } from "./labels.js";
+import { draftRecord } from "./drafts.js";
 import { saveStream } from "./download.js";
 import { ErrorNote, LabelTag, PrecedenceTag, Progress, fileSource, fmtSize, fmtTime, errorText } from "./ui.js";
 
@@ -12,7 +13,20 @@ type Listed = ServerCable & { subject: string | null; problem: string | null };
 const RANK: Record<string, number> = { FLASH: 0, IMMEDIATE: 1, PRIORITY: 2, ROUTINE: 3 };
 const msg = errorText;
 
-export function CableInbox({ ctx }: { ctx: Ctx }) {
+/** Which of this user's units a cable is for: ACTION before INFO; SENT if one of them released it. */
+function roleFor(c: ServerCable, mine: string[]): string {
+  if (c.action.some((u) => mine.includes(u))) return "ACTION";
+  if (c.info.some((u) => mine.includes(u))) return "INFO";
+  if (mine.includes(c.originator)) return "SENT";
+  return "";
+}
+
+/**
+ * The cable inbox: dense rows (precedence, unread dot, subject, sender, ACTION/INFO, reference, time, label), FLASH
+ * first. With `selected`, the cable opens in a reading pane beside the list on a wide screen (the list is hidden on a
+ * narrow one, where the cable has the whole width).
+ */
+export function CableInbox({ ctx, selected = null }: { ctx: Ctx; selected?: string | null }) {
   const [cables, setCables] = useState<Listed[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [unit, setUnit] = useState("");
@@ -23,7 +37,7 @@ export function CableInbox({ ctx }: { ctx: Ctx }) {
       .list({ limit: 500 })
       .then(setCables)
       .catch((e: unknown) => setError(msg(e)));
-  }, [ctx.client, ctx.tick]);
+  }, [ctx.client, ctx.tick, selected]);
   const shown = useMemo(
     () =>
       (cables ?? [])
@@ -33,12 +47,14 @@ export function CableInbox({ ctx }: { ctx: Ctx }) {
         .sort((a, b) => (RANK[a.precedence] ?? 9) - (RANK[b.precedence] ?? 9) || b.createdAt - a.createdAt),
     [cables, unit, prec, label],
   );
-  useEffect(() => ctx.setLabels(shown.map((c) => c.label)), [ctx, shown]);
+  useEffect(() => {
+    if (!selected) ctx.setLabels(shown.map((c) => c.label));
+  }, [ctx, shown, selected]);
   const units = [...new Set((cables ?? []).flatMap((c) => [c.originator, ...c.action, ...c.info]))].sort();
   const labels = [...new Set((cables ?? []).map((c) => c.label))].sort();
   const unread = shown.filter((c) => !ctx.history.cableRead(c.id)).length;
-  return (
-    <section aria-labelledby="inbox-h">
+  const list = (
+    <section aria-labelledby="inbox-h" className="mail-list">
       <div className="row">
         <h2 id="inbox-h">
           Cable inbox <span className="count">({unread} unread)</span>
@@ -82,21 +98,38 @@ export function CableInbox({ ctx }: { ctx: Ctx }) {
       ) : shown.length === 0 ? (
         <p>No cables.</p>
       ) : (
-        <ul className="inbox" aria-label="Cables, FLASH first">
+        <ul className="inbox dense" aria-label="Cables, FLASH first">
           {shown.map((c) => {
-            const read = ctx.history.cableRead(c.id);
+            const read = ctx.history.cableRead(c.id) || c.id === selected;
+            const role = roleFor(c, ctx.me.units);
             return (
-              <li key={c.id} className={`cable-row prec-row-${c.precedence.toLowerCase()} ${read ? "read" : "unread"}`}>
-                <a href={`#/cables/${encodeURIComponent(c.id)}`} data-testid="cable-link">
+              <li
+                key={c.id}
+                className={`cable-row prec-row-${c.precedence.toLowerCase()} ${read ? "read" : "unread"}${c.id === selected ? " selected" : ""}`}
+              >
+                <a
+                  href={`#/cables/${encodeURIComponent(c.id)}`}
+                  data-testid="cable-link"
+                  aria-current={c.id === selected ? "true" : undefined}
+                >
+                  <span className={read ? "dot-space" : "dot"} aria-hidden="true" />
+                  {!read && <span className="sr-only">Unread: </span>}
                   <PrecedenceTag p={c.precedence} />
                   <span className="subject">
-                    {!read && <span className="dot">Unread: </span>}
-                    {c.subject ?? (c.problem ? `⚠ ${c.problem}` : "(no key on this device yet)")}
+                    {c.subject ?? (c.problem ? `⚠ ${c.problem}` : "(subject unreadable here: no key on this device)")}
+                  </span>
+                  <span className="sender">
+                    <span data-testid="cable-sender">
+                      {c.originator} · {c.sender}
+                    </span>
+                    {role && (
+                      <span className={`role role-${role.toLowerCase()}`} data-testid="cable-role">
+                        {role}
+                      </span>
+                    )}
                   </span>
                   <span className="ref">{c.reference}</span>
-                  <span className="meta">
-                    from {c.originator} · {fmtTime(c.createdAt)}
-                  </span>
+                  <span className="meta">{fmtTime(c.createdAt)}</span>
                   <LabelTag label={c.label} />
                 </a>
               </li>
@@ -106,6 +139,16 @@ export function CableInbox({ ctx }: { ctx: Ctx }) {
       )}
     </section>
   );
+  return (
+    <div className={`mail${selected ? " has-selection" : ""}`}>
+      {list}
+      {selected && (
+        <div className="mail-pane" data-testid="reading-pane">
+          <CableView ctx={ctx} id={selected} key={selected} />
+        </div>
+      )}
+    </div>
+  );
 }
 
 /** How often an open cable's receipts are refreshed. */
@@ -114,6 +157,7 @@ const RECEIPT_POLL_MS = 4000;
 export function CableView({ ctx, id }: { ctx: Ctx; id: string }) {
   const [opened, setOpened] = useState<OpenedCable | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [missing, setMissing] = useState<{ text: string; holders: string[] } | null>(null);
   const [progress, setProgress] = useState({ done: 0, total: 0 });
   const [saving, setSaving] = useState({ done: 0, total: 0 });
   const [saveError, setSaveError] = useState<string | null>(null);
@@ -124,10 +168,21 @@ export function CableView({ ctx, id }: { ctx: Ctx; id: string }) {
       .open(id, { onProgress: (done, total) => setProgress({ done, total }) })
       .then(async (o) => {
         setOpened(o);
+        const was = ctx.history.cableRead(o.cable.id);
         await ctx.history.markCableRead(o.cable.id);
         await ctx.client.save();
+        if (!was) ctx.refresh(); // unread counts (inbox, tab title) change
       })
-      .catch((e: unknown) => setError(msg(e)));
+      .catch((e: unknown) => {
+        const d = isValiseError(e) ? e.details : undefined;
+        if (d && typeof d.missingKey === "string")
+          setMissing({
+            text: d.missingKey,
+            holders: Array.isArray(d.holders) ? d.holders.map(String) : [],
+          });
+        else setError(msg(e));
+      });
+    // (ctx.refresh is stable; a new tick must not open the cable again)
   }, [ctx.client, ctx.history, id]);
   useEffect(() => ctx.setLabels(opened ? [opened.cable.label] : []), [ctx, opened]);
   // Receipts change while the cable is open (an addressee reads it): refreshed on each push tick and every few
@@ -151,7 +206,16 @@ export function CableView({ ctx, id }: { ctx: Ctx; id: string }) {
       clearInterval(timer);
     };
   }, [ctx.client, ctx.tick, id, loaded]);
-  if (error) return <ErrorNote error={error} />;
+  if (missing) return <MissingKey ctx={ctx} id={id} missing={missing} />;
+  if (error)
+    return (
+      <>
+        <p>
+          <a href="#/cables">← Inbox</a>
+        </p>
+        <ErrorNote error={error} />
+      </>
+    );
   if (!opened) return <Progress label="Decrypting" done={progress.done} total={progress.total} />;
   const c = opened.cable;
   const save = (index: number) => {
@@ -172,6 +236,22 @@ export function CableView({ ctx, id }: { ctx: Ctx; id: string }) {
         <LabelTag label={c.label} />
       </div>
       <h2 id="cable-h">{opened.subject}</h2>
+      <div className="cable-actions" role="group" aria-label="Cable actions">
+        <a className="button secondary" href={`#/cables/new?reply=${encodeURIComponent(c.id)}`}>
+          Reply
+        </a>
+        {ctx.me.units.includes(c.originator) && (
+          <a className="button secondary" href={`#/cables/new?correct=${encodeURIComponent(c.id)}`}>
+            Correct
+          </a>
+        )}
+        <a className="button secondary" href={`#/cables/new?forward=${encodeURIComponent(c.id)}`}>
+          Forward to a unit
+        </a>
+        <button type="button" className="secondary" onClick={() => window.print()}>
+          Print
+        </button>
+      </div>
       <dl className="fields">
         <dt>Reference</dt>
         <dd data-testid="cable-reference">{c.reference}</dd>
@@ -272,6 +352,93 @@ async function saveAttachment(
   if (!opened) await opening; // rethrows why the cable did not verify
 }
 
+/**
+ * A cable this device holds no key for (issue 14): what the server lists about it (not its subject: that travels
+ * only with the key), why there is no key, who can forward it, and the way back. "yet" only while someone can.
+ */
+function MissingKey(props: { ctx: Ctx; id: string; missing: { text: string; holders: string[] } }) {
+  const [cable, setCable] = useState<ServerCable | null>(null);
+  useEffect(() => {
+    props.ctx.client.transport
+      .cable(props.id)
+      .then(setCable)
+      .catch(() => undefined);
+  }, [props.ctx.client, props.id]);
+  useEffect(() => props.ctx.setLabels(cable ? [cable.label] : []), [props.ctx, cable]);
+  // A new device of a user who has older ones: those can send it everything once this one is approved.
+  const [older, setOlder] = useState<string[]>([]);
+  useEffect(() => {
+    props.ctx.client
+      .ownDevices()
+      .then((o) => {
+        const self = o.devices.find((d) => d.self);
+        setOlder(
+          o.devices
+            .filter((d) => !d.self && d.revokedLogIndex === null && (!self || d.logIndex < self.logIndex))
+            .map((d) => d.name),
+        );
+      })
+      .catch(() => undefined);
+  }, [props.ctx.client]);
+  const canStill = / yet: /.test(props.missing.text);
+  const text = props.missing.text.replace(/^this device holds no key for cable .*?\]( \([^)]*\))?( yet)?: /, "");
+  return (
+    <article aria-labelledby="missing-h" className="cable missing-key" data-testid="missing-key">
+      <p>
+        <a href="#/cables">← Inbox</a>
+      </p>
+      {cable && (
+        <div className="row">
+          <PrecedenceTag p={cable.precedence} />
+          <LabelTag label={cable.label} />
+        </div>
+      )}
+      <h2 id="missing-h">
+        {canStill ? "This cable's key has not reached this device yet" : "This cable cannot be opened on this device"}
+      </h2>
+      <p role="status" data-testid="missing-why">
+        {text.charAt(0).toUpperCase() + text.slice(1)}.
+      </p>
+      {cable && (
+        <dl className="fields">
+          <dt>Reference</dt>
+          <dd data-testid="cable-reference">{cable.reference}</dd>
+          <dt>Originator</dt>
+          <dd>
+            {cable.originator} ({cable.sender}), {fmtTime(cable.createdAt)}
+          </dd>
+          <dt>ACTION</dt>
+          <dd>{cable.action.join(", ")}</dd>
+          <dt>INFO</dt>
+          <dd>{cable.info.join(", ") || "—"}</dd>
+          <dt>Size</dt>
+          <dd>{fmtSize(cable.size)}</dd>
+        </dl>
+      )}
+      {older.length > 0 && (
+        <p className="notice" data-testid="approve-hint">
+          This is a new device of yours: approve it from {older.join(" or ")} (Account, then Approve). That device then
+          sends this one the keys of the cables and documents it holds.
+        </p>
+      )}
+      {canStill && props.missing.holders.length > 0 && (
+        <>
+          <h3>Who can share the key</h3>
+          <ul data-testid="key-holders">
+            {props.missing.holders.map((h) => (
+              <li key={h}>{h}</li>
+            ))}
+          </ul>
+          <p className="hint">
+            Their devices forward it on their own the next time one of them is online; the cable opens here then. You
+            can also ask one of them in a <a href="#/conversations">conversation</a>.
+          </p>
+        </>
+      )}
+    </article>
+  );
+}
+
 function Receipts({ receipts }: { receipts: CableReceipt[] }) {
   return (
     <table>
@@ -302,7 +469,32 @@ interface Unit {
   maxLabel: string;
 }
 
-export function CableCompose({ ctx }: { ctx: Ctx }) {
+const labelWithin = (label: string, max: string) => {
+  try {
+    return dominates(parseLabel(max), parseLabel(label));
+  } catch {
+    return false;
+  }
+};
+
+type Prefill = { kind: "reply" | "correct" | "forward"; id: string };
+
+function prefillOf(query: string): Prefill | null {
+  const q = new URLSearchParams(query);
+  for (const kind of ["reply", "correct", "forward"] as const) {
+    const id = q.get(kind);
+    if (id) return { kind, id };
+  }
+  return null;
+}
+
+const quote = (body: string) =>
+  body
+    .split("\n")
+    .map((l) => `> ${l}`)
+    .join("\n");
+
+export function CableCompose({ ctx, query = "" }: { ctx: Ctx; query?: string }) {
   const [units, setUnits] = useState<Unit[]>([]);
   const [from, setFrom] = useState(ctx.me.units[0] ?? "");
   const [action, setAction] = useState<string[]>([]);
@@ -312,22 +504,130 @@ export function CableCompose({ ctx }: { ctx: Ctx }) {
   const [label, setLabel] = useState("");
   const [subject, setSubject] = useState("");
   const [body, setBody] = useState("");
+  const [corrects, setCorrects] = useState("");
   const [files, setFiles] = useState<File[]>([]);
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
   const [progress, setProgress] = useState({ done: 0, total: 0 });
   const [error, setError] = useState<string | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  /** The draft is loaded (or a prefill applied) before anything is saved over it. */
+  const [ready, setReady] = useState(false);
+  /** Released (or being left): no draft is saved any more. */
+  const released = useRef(false);
   const reviewRef = useRef<HTMLButtonElement>(null);
+  const errorRef = useRef<HTMLDivElement>(null);
+  const fileInput = useRef<HTMLInputElement>(null);
+  const prefill = useMemo(() => prefillOf(query), [query]);
   useEffect(() => {
     getJson<{ units: Unit[] }>("/v1/units", ctx.client.transport.token)
       .then((r) => setUnits(r.units))
       .catch((e: unknown) => setError(msg(e)));
   }, [ctx.client]);
+  // A reply, correction or forward starts from the cable; otherwise a draft kept from before a reload, if any.
+  useEffect(() => {
+    let stop = false;
+    (async () => {
+      if (prefill) {
+        const o = await ctx.client.cables.open(prefill.id, { markRead: false });
+        if (stop) return;
+        const c = o.cable;
+        const mine = ctx.me.units;
+        if (prefill.kind === "reply") {
+          setFrom(mine.find((u) => c.action.includes(u) || c.info.includes(u)) ?? mine[0] ?? "");
+          setAction([c.originator]);
+          setSubject(/^RE: /.test(o.subject) ? o.subject : `RE: ${o.subject}`.slice(0, 500));
+          setBody(`Your ${c.reference}.\n\n`);
+        } else if (prefill.kind === "correct") {
+          setFrom(c.originator);
+          setAction(c.action);
+          setInfo(c.info);
+          setPrecedence(c.precedence);
+          setSubject(o.subject);
+          setBody(o.body);
+          setCorrects(c.reference);
+        } else {
+          setFrom(mine[0] ?? "");
+          setPrecedence(c.precedence);
+          setSubject(`FWD: ${o.subject}`.slice(0, 500));
+          setBody(
+            `Forwarding ${c.reference} (${c.precedence}, from ${c.originator}, ${fmtTime(c.createdAt)}):\n\n${quote(o.body)}`,
+          );
+          if (o.attachments.length > 0)
+            setNotice(
+              `The attachments of ${c.reference} are not forwarded: attach them again if the addressees need them.`,
+            );
+        }
+        setLabel(c.label);
+        return;
+      }
+      const d = await (await draftRecord(ctx.me.handle)).load();
+      if (stop || !d) return;
+      setFrom(d.from);
+      setAction(d.action);
+      setInfo(d.info);
+      setPrecedence(d.precedence);
+      setLabel(d.label);
+      setSubject(d.subject);
+      setBody(d.body);
+      setCorrects(d.corrects);
+      setNotice(
+        `Draft restored from ${fmtTime(d.savedAt)} (kept encrypted in this browser).` +
+          (d.attachmentNames.length > 0
+            ? ` Attachments are not kept in a draft: attach ${d.attachmentNames.join(", ")} again.`
+            : ""),
+      );
+    })()
+      .catch((e: unknown) => setError(msg(e)))
+      .finally(() => {
+        if (!stop) setReady(true);
+      });
+    return () => {
+      stop = true;
+    };
+  }, [ctx.client, ctx.me, prefill]);
+  // Every change is saved, sealed, half a second after typing stops.
+  const dirty = subject !== "" || body !== "" || action.length > 0 || info.length > 0 || label !== "";
+  useEffect(() => {
+    if (!ready || !dirty) return;
+    const t = setTimeout(() => {
+      if (released.current) return;
+      void draftRecord(ctx.me.handle).then((r) =>
+        r.save({
+          from,
+          action,
+          info,
+          precedence,
+          label,
+          subject,
+          body,
+          corrects,
+          attachmentNames: files.map((f) => f.name),
+          savedAt: Date.now(),
+        }),
+      );
+    }, 500);
+    return () => clearTimeout(t);
+  }, [ready, dirty, ctx.me.handle, from, action, info, precedence, label, subject, body, corrects, files]);
+  // Attachments are not in the draft: leaving the page with some asks first.
+  useEffect(() => {
+    if (files.length === 0) return;
+    const warn = (e: BeforeUnloadEvent) => e.preventDefault();
+    window.addEventListener("beforeunload", warn);
+    return () => window.removeEventListener("beforeunload", warn);
+  }, [files.length]);
+  // An error is shown beside the button that caused it, scrolled into view (never below the fold or behind a dialog).
+  useEffect(() => {
+    if (error) errorRef.current?.scrollIntoView({ block: "center" });
+  }, [error]);
   const fromMax = units.find((u) => u.name === from)?.maxLabel;
   const labels = usableLabels(ctx.me.clearance, fromMax);
   useEffect(() => ctx.setLabels(label ? [label] : []), [ctx, label]);
   const toggle = (list: string[], set: (x: string[]) => void, u: string) =>
     set(list.includes(u) ? list.filter((x) => x !== u) : [...list, u]);
+  const discard = async () => {
+    await (await draftRecord(ctx.me.handle)).clear();
+  };
   const release = () => {
     setBusy(true);
     setError(null);
@@ -342,35 +642,90 @@ export function CableCompose({ ctx }: { ctx: Ctx }) {
           subject,
           body,
           attachments: files.map((f) => ({ name: f.name, source: fileSource(f) })),
+          ...(corrects ? { corrects } : {}),
         },
         (done, total) => setProgress({ done, total }),
       )
       .then(async (r) => {
+        released.current = true;
         await ctx.history.markCableRead(r.id);
         await ctx.client.save();
+        setFiles([]);
+        await discard();
         location.hash = `#/cables/${encodeURIComponent(r.id)}`;
       })
       .catch((e: unknown) => {
-        setError(msg(e));
+        setProgress({ done: 0, total: 0 });
+        setError(`The cable was not released: ${msg(e)}`);
         setConfirming(false);
       })
       .finally(() => setBusy(false));
   };
+  /** What is refused before anything is encrypted or uploaded; null if the cable can go to the confirm. */
+  const check = (): string | null => {
+    if (action.length === 0) return "choose at least one ACTION unit";
+    if (!label) return "choose the cable's classification label";
+    if (subject.trim() === "") return "the subject is empty: write a subject";
+    if (body.trim() === "") return "the body is empty: write the cable's text";
+    const both = action.filter((u) => info.includes(u));
+    if (both.length > 0) return `${both.join(", ")} cannot be both ACTION and INFO: untick one`;
+    const over = [from, ...action, ...info].filter((u) => {
+      const max = units.find((x) => x.name === u)?.maxLabel;
+      return max !== undefined && !labelWithin(label, max);
+    });
+    if (over.length > 0)
+      return `${over
+        .map((u) => `${u} may carry at most ${units.find((x) => x.name === u)!.maxLabel}`)
+        .join("; ")}: choose a lower label than ${label}, or remove ${over.length === 1 ? "that unit" : "those units"}`;
+    return null;
+  };
+  const totalSize = files.reduce((n, f) => n + f.size, 0);
   return (
     <form
       className="compose"
       aria-labelledby="compose-h"
       onSubmit={(e) => {
         e.preventDefault();
-        if (action.length === 0) return setError("choose at least one ACTION unit");
-        if (!label) return setError("choose the cable's classification label");
-        if (subject.trim() === "") return setError("the subject is empty: write a subject");
-        if (body.trim() === "") return setError("the body is empty: write the cable's text");
+        const why = check();
+        if (why) return setError(why);
         setError(null);
         setConfirming(true);
       }}
     >
-      <h2 id="compose-h">New cable</h2>
+      <h2 id="compose-h">
+        {prefill?.kind === "reply"
+          ? "Reply by cable"
+          : prefill?.kind === "correct"
+            ? "Correct a cable"
+            : prefill?.kind === "forward"
+              ? "Forward a cable"
+              : "New cable"}
+      </h2>
+      {notice && (
+        <div className="notice draft-notice" role="status" data-testid="draft-notice">
+          {notice}{" "}
+          {!prefill && (
+            <button
+              type="button"
+              className="secondary"
+              onClick={() =>
+                void discard().then(() => {
+                  setNotice(null);
+                  setAction([]);
+                  setInfo([]);
+                  setLabel("");
+                  setSubject("");
+                  setBody("");
+                  setCorrects("");
+                  setPrecedence("ROUTINE");
+                })
+              }
+            >
+              Discard draft
+            </button>
+          )}
+        </div>
+      )}
       <label>
         Originator
         <select value={from} onChange={(e) => setFrom(e.target.value)}>
@@ -418,8 +773,17 @@ export function CableCompose({ ctx }: { ctx: Ctx }) {
           {labels.map((l) => (
             <option key={l}>{l}</option>
           ))}
+          {label && !labels.includes(label) && <option>{label}</option>}
         </select>
       </label>
+      {corrects && (
+        <p className="hint" data-testid="corrects">
+          Corrects <strong>{corrects}</strong> (the correction is a new cable; the original stays as released).{" "}
+          <button type="button" className="secondary" onClick={() => setCorrects("")}>
+            Not a correction
+          </button>
+        </p>
+      )}
       <label>
         Subject
         <input value={subject} onChange={(e) => setSubject(e.target.value)} required maxLength={500} />
@@ -430,8 +794,37 @@ export function CableCompose({ ctx }: { ctx: Ctx }) {
       </label>
       <label>
         Attachments
-        <input type="file" multiple onChange={(e) => setFiles([...(e.target.files ?? [])])} />
+        <input
+          type="file"
+          multiple
+          ref={fileInput}
+          onChange={(e) => {
+            const add = [...(e.target.files ?? [])];
+            setFiles((cur) => [...cur, ...add.filter((f) => !cur.some((c) => c.name === f.name && c.size === f.size))]);
+            e.target.value = "";
+          }}
+        />
       </label>
+      {files.length > 0 && (
+        <ul className="attachments" aria-label="Attachments to send" data-testid="attachment-list">
+          {files.map((f, i) => (
+            <li key={`${f.name}/${f.size}/${i}`}>
+              <span className="file-name">{f.name}</span> ({fmtSize(f.size)}){" "}
+              <button
+                type="button"
+                className="secondary"
+                onClick={() => setFiles((cur) => cur.filter((_, j) => j !== i))}
+              >
+                Remove<span className="sr-only"> {f.name}</span>
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+      <div ref={errorRef} className="compose-status">
+        <ErrorNote error={error} />
+        <Progress label="Encrypting and uploading" done={progress.done} total={progress.total} />
+      </div>
       <button type="submit" ref={reviewRef}>
         Review and release…
       </button>
@@ -454,12 +847,37 @@ export function CableCompose({ ctx }: { ctx: Ctx }) {
         >
           <p>
             <strong>{precedence}</strong> · <strong>{label}</strong> · from {from} · ACTION {action.join(", ")}
-            {info.length > 0 ? ` · INFO ${info.join(", ")}` : ""}. A released cable cannot be edited.
+            {info.length > 0 ? ` · INFO ${info.join(", ")}` : ""}
+            {corrects ? ` · corrects ${corrects}` : ""}. A released cable cannot be edited.
           </p>
+          <dl className="fields confirm-fields">
+            <dt>Subject</dt>
+            <dd data-testid="confirm-subject">{subject}</dd>
+            <dt>Body</dt>
+            <dd>
+              <pre className="confirm-body" data-testid="confirm-body">
+                {body}
+              </pre>
+            </dd>
+            <dt>Attachments</dt>
+            <dd data-testid="confirm-attachments">
+              {files.length === 0 ? (
+                "none"
+              ) : (
+                <ul>
+                  {files.map((f, i) => (
+                    <li key={i}>
+                      {f.name} ({fmtSize(f.size)})
+                    </li>
+                  ))}
+                </ul>
+              )}
+              {files.length > 1 ? ` ${fmtSize(totalSize)} in all.` : ""}
+            </dd>
+          </dl>
+          <Progress label="Encrypting and uploading" done={progress.done} total={progress.total} />
         </ModalConfirm>
       )}
-      <Progress label="Encrypting and uploading" done={progress.done} total={progress.total} />
-      <ErrorNote error={error} />
     </form>
   );
 }

@@ -11,26 +11,46 @@ function title(c: { kind: string; peer: string | null; unit: string | null; from
   return `Unit channel: ${c.unit ?? "?"}`;
 }
 
-export function Conversations({ ctx }: { ctx: Ctx }) {
+/**
+ * Conversations as a mail client shows them: the list (unread count, last message) and, with `selected`, the thread
+ * beside it on a wide screen (alone on a narrow one). Own messages say they were sent (stored by the server for every
+ * member device); received ones this browser has not shown yet carry an unread dot.
+ */
+export function Conversations({ ctx, selected = null }: { ctx: Ctx; selected?: string | null }) {
   const convs = ctx.client.conversationList().filter((c) => c.kind !== "link");
-  useEffect(() => ctx.setLabels(convs.map((c) => c.label)), [ctx, convs.length]);
-  return (
-    <section aria-labelledby="conv-h">
-      <h2 id="conv-h">Conversations</h2>
-      <NewMessage ctx={ctx} />
+  useEffect(() => {
+    if (!selected) ctx.setLabels(convs.map((c) => c.label));
+  }, [ctx, convs.length, selected]);
+  const list = (
+    <section aria-labelledby="conv-h" className="mail-list">
+      <div className="row">
+        <h2 id="conv-h">Conversations</h2>
+        {selected && (
+          <a className="button" href="#/conversations">
+            New message
+          </a>
+        )}
+      </div>
+      {!selected && <NewMessage ctx={ctx} />}
       {convs.length === 0 ? (
         <p>No conversations yet.</p>
       ) : (
         <ul className="convs">
           {convs.map((c) => {
-            const n = ctx.history.unread(c.id);
+            const n = c.id === selected ? 0 : ctx.history.unread(c.id);
             const last = ctx.history.thread(c.id).at(-1);
             return (
-              <li key={c.id}>
-                <a href={`#/conversations/${encodeURIComponent(c.id)}`}>
+              <li key={c.id} className={`${n > 0 ? "unread" : "read"}${c.id === selected ? " selected" : ""}`}>
+                <a
+                  href={`#/conversations/${encodeURIComponent(c.id)}`}
+                  aria-current={c.id === selected ? "true" : undefined}
+                >
                   <span className="subject">{title(c)}</span>
                   {n > 0 && <span className="badge">{n} unread</span>}
-                  <span className="meta">{last ? `${last.from}: ${last.text.slice(0, 80)}` : ""}</span>
+                  <span className="meta">
+                    {last ? `${last.from}: ${last.text.slice(0, 80)}` : ""}
+                    {last ? ` · ${fmtTime(last.time)}` : ""}
+                  </span>
                   <LabelTag label={c.label} />
                 </a>
               </li>
@@ -39,6 +59,16 @@ export function Conversations({ ctx }: { ctx: Ctx }) {
         </ul>
       )}
     </section>
+  );
+  return (
+    <div className={`mail${selected ? " has-selection" : ""}`}>
+      {list}
+      {selected && (
+        <div className="mail-pane" data-testid="thread-pane">
+          <Thread ctx={ctx} id={selected} key={selected} />
+        </div>
+      )}
+    </div>
   );
 }
 
@@ -109,6 +139,8 @@ export function Thread({ ctx, id }: { ctx: Ctx; id: string }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => ctx.setLabels(conv ? [conv.label, ...msgs.map((m) => m.label)] : []), [ctx, conv, msgs.length]);
+  // What was unread when the thread opened stays marked "New" while it is open.
+  const [readBefore] = useState(() => ctx.history.readUpTo(id));
   useEffect(() => void ctx.history.markRead(id), [ctx.history, id, msgs.length]);
   if (!conv) return <ErrorNote error="no such conversation on this device" />;
   return (
@@ -128,6 +160,15 @@ export function Thread({ ctx, id }: { ctx: Ctx; id: string }) {
             <span className={m.kind === "joined" ? "meta" : "text"} data-testid="message-text">
               {m.text}
             </span>
+            {m.kind === "message" && (
+              <span className="msg-state" data-testid="message-state">
+                {m.from === ctx.me.handle
+                  ? "Sent: stored for every member device"
+                  : m.seq > readBefore
+                    ? "New"
+                    : "Read"}
+              </span>
+            )}
           </li>
         ))}
       </ol>

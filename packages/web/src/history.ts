@@ -47,6 +47,11 @@ export class History {
     return this.data.messages.filter((m) => m.conversation === conversation && m.kind !== "joined" && m.seq > r).length;
   }
 
+  /** The last message seq read in a conversation (0: none). */
+  readUpTo(conversation: string): number {
+    return this.data.readSeq[conversation] ?? 0;
+  }
+
   unreadTotal(): number {
     return [...new Set(this.data.messages.map((m) => m.conversation))].reduce((n, c) => n + this.unread(c), 0);
   }

@@ -41,3 +41,26 @@ export function usableLabels(clearance: string, unitMax?: string): string[] {
     }
   return out;
 }
+
+/**
+ * Clearances an officer may choose: every level, with each subset of the compartments the directory's units use (in
+ * their highest labels) — nothing typed, so no "SECERT/ASIA".
+ */
+export function directoryLabels(unitMaxLabels: string[], current: string[] = []): string[] {
+  const comps = new Set<string>();
+  for (const m of [...unitMaxLabels, ...current])
+    try {
+      parseLabel(m).compartments.forEach((c) => comps.add(c));
+    } catch {
+      /* an unparsable label offers nothing */
+    }
+  const subsets: string[][] = [[]];
+  for (const x of [...comps].sort()) for (const s of [...subsets]) if (s.length < 3) subsets.push([...s, x]);
+  const out: string[] = [];
+  for (const level of CLASSIFICATIONS)
+    for (const s of subsets) {
+      if (level === "UNCLASSIFIED" && s.length > 0) continue;
+      out.push(formatLabel({ level, compartments: [...s].sort() }));
+    }
+  return out;
+}

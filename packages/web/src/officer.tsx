@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { Fragment, useEffect, useRef, useState } from "react";
 import { describeStaleness, type AuditEvent } from "@valise/core";
 import {
   describeAuditProof,
@@ -11,6 +11,8 @@ import {
 import type { Ctx } from "./App.js";
 import { getJson } from "./session.js";
 import { ErrorNote, fmtTime, errorText } from "./ui.js";
+import { ModalConfirm } from "./a11y.js";
+import { directoryLabels } from "./labels.js";
 
 const msg = errorText;
 
@@ -179,10 +181,10 @@ function AuditSection({ ctx }: { ctx: Ctx }) {
         </p>
       )}
       {result && (
-        <table className="audit" aria-labelledby="audit-h">
+        <table className="audit compact" aria-labelledby="audit-h">
           <thead>
             <tr>
-              <th scope="col">Time</th>
+              <th scope="col">Time (UTC)</th>
               <th scope="col">Actor</th>
               <th scope="col">Device</th>
               <th scope="col">Action</th>
@@ -193,25 +195,68 @@ function AuditSection({ ctx }: { ctx: Ctx }) {
             </tr>
           </thead>
           <tbody>
-            {result.events.map((e) => (
-              <tr key={e.id} data-testid="audit-row">
-                <td>
-                  <time dateTime={e.time}>{fmtTime(e.time)}</time>
-                </td>
-                <td>{e.actor}</td>
-                <td>{e.device ?? "—"}</td>
-                <td>{e.action}</td>
-                <td>{e.object}</td>
-                <td>{e.label ?? "—"}</td>
-                <td>{e.source}</td>
-                <td>{e.outcome === "denied" ? <strong>DENIED</strong> : e.outcome}</td>
-              </tr>
-            ))}
+            {groupEvents(result.events).map((g) => {
+              const e = g.events[0]!;
+              const last = g.events[g.events.length - 1]!;
+              return (
+                <tr key={e.id} data-testid="audit-row" className={e.outcome === "denied" ? "denied" : undefined}>
+                  <td className="when">
+                    <time dateTime={e.time}>{fmtTime(e.time).replace("Z", "")}</time>
+                    {g.events.length > 1 && last.time !== e.time && (
+                      <>
+                        {" – "}
+                        <time dateTime={last.time}>{fmtTime(last.time).slice(11, 16)}</time>
+                      </>
+                    )}
+                  </td>
+                  <td>{e.actor}</td>
+                  <td className="dev">
+                    <span title={e.device ?? undefined}>{e.device ? e.device.slice(0, 10) : "—"}</span>
+                  </td>
+                  <td>
+                    {e.action}
+                    {g.events.length > 1 && (
+                      <span className="repeat" data-testid="audit-repeat">
+                        {" "}
+                        ×{g.events.length}
+                      </span>
+                    )}
+                  </td>
+                  <td>{objectsOf(g.events)}</td>
+                  <td>{e.label ?? "—"}</td>
+                  <td>{e.source}</td>
+                  <td>{e.outcome === "denied" ? <strong>DENIED</strong> : e.outcome}</td>
+                </tr>
+              );
+            })}
           </tbody>
         </table>
       )}
     </>
   );
+}
+
+function objectsOf(events: AuditEvent[]): string {
+  const all = [...new Set(events.map((e) => e.object))];
+  return all.slice(0, 3).join(", ") + (all.length > 3 ? ` and ${all.length - 3} more` : "");
+}
+
+/**
+ * Repeated events in a row (one cable open is a read, its receipt, its blob ranges…; a poll repeats a read) are one
+ * line with a count: same actor, device, source, action, label and outcome, newest first as listed; the objects
+ * they touched are listed in the row (the first three, then how many more).
+ */
+export function groupEvents(events: AuditEvent[]): { events: AuditEvent[] }[] {
+  const out: { events: AuditEvent[] }[] = [];
+  const key = (e: AuditEvent) => JSON.stringify([e.actor, e.device, e.source, e.action, e.label, e.outcome]);
+  for (const e of events) {
+    const g = out[out.length - 1];
+    if (g && key(g.events[0]!) === key(e)) g.events.push(e);
+    else out.push({ events: [e] });
+  }
+  // Listed newest first: a group's range reads oldest – newest.
+  for (const g of out) g.events.reverse();
+  return out;
 }
 
 type WholeLog = { kind: "idle" | "busy" } | { kind: "ok" | "bad" | "stale"; text: string };
@@ -272,11 +317,12 @@ export function Officer({ ctx }: { ctx: Ctx }) {
   const [alerts, setAlerts] = useState<ServerAlert[]>([]);
   const [learning, setLearning] = useState<AlertsLearning | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [edit, setEdit] = useState<Record<string, string>>({});
+  const [unitLabels, setUnitLabels] = useState<string[]>([]);
   const token = () => ctx.client.transport.token;
   useEffect(() => ctx.setLabels([]), [ctx]);
   const loadUsers = async () => {
-    const { units } = await getJson<{ units: { name: string }[] }>("/v1/units", token());
+    const { units } = await getJson<{ units: { name: string; maxLabel: string }[] }>("/v1/units", token());
+    setUnitLabels(units.map((u) => u.maxLabel));
     const handles = new Set<string>();
     for (const u of units) {
       const m = await getJson<{ members: string[] }>(`/v1/unit-members?unit=${encodeURIComponent(u.name)}`, token());
@@ -336,7 +382,7 @@ export function Officer({ ctx }: { ctx: Ctx }) {
         </ul>
       )}
       <h3>Users and clearances</h3>
-      <table>
+      <table className="users">
         <thead>
           <tr>
             <th scope="col">User</th>
@@ -352,27 +398,12 @@ export function Officer({ ctx }: { ctx: Ctx }) {
               <td>{u.units.join(", ")}</td>
               <td>{u.role}</td>
               <td>
-                <form
-                  className="tiny-form"
-                  onSubmit={(e) => {
-                    e.preventDefault();
-                    const v = edit[u.handle];
-                    if (!v || !confirm(`Set ${u.handle}'s clearance to ${v}?`)) return;
-                    ctx.client
-                      .setClearance(u.handle, v)
-                      .then(loadUsers)
-                      .catch((err: unknown) => setError(msg(err)));
-                  }}
-                >
-                  <label>
-                    <span className="sr-only">Clearance of {u.handle}</span>
-                    <input
-                      value={edit[u.handle] ?? u.clearance}
-                      onChange={(e) => setEdit({ ...edit, [u.handle]: e.target.value })}
-                    />
-                  </label>
-                  <button type="submit">Set</button>
-                </form>
+                <ClearanceEditor
+                  ctx={ctx}
+                  user={u}
+                  options={directoryLabels(unitLabels, [u.clearance])}
+                  onSaved={() => void loadUsers().catch((e: unknown) => setError(msg(e)))}
+                />
               </td>
             </tr>
           ))}
@@ -380,5 +411,98 @@ export function Officer({ ctx }: { ctx: Ctx }) {
       </table>
       <AuditSection ctx={ctx} />
     </section>
+  );
+}
+
+/**
+ * One user's clearance: chosen from the labels the directory allows, confirmed in the app (not the browser's
+ * confirm()), with the result beside the field. A refused change puts the field back to the saved clearance.
+ */
+function ClearanceEditor(props: { ctx: Ctx; user: ServerUser; options: string[]; onSaved: () => void }) {
+  const { ctx, user } = props;
+  const [value, setValue] = useState(user.clearance);
+  const [confirming, setConfirming] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+  const setRef = useRef<HTMLButtonElement>(null);
+  useEffect(() => setValue(user.clearance), [user.clearance]);
+  const id = `clr-${user.handle}`;
+  return (
+    <form
+      className="tiny-form"
+      onSubmit={(e) => {
+        e.preventDefault();
+        setResult(null);
+        if (value === user.clearance) return setResult({ ok: true, text: `Unchanged: ${user.clearance}` });
+        setConfirming(true);
+      }}
+    >
+      <select
+        id={id}
+        aria-label={`Clearance of ${user.handle}`}
+        value={value}
+        onChange={(e) => setValue(e.target.value)}
+        data-testid="clearance-select"
+      >
+        {props.options.map((l) => (
+          <option key={l}>{l}</option>
+        ))}
+      </select>
+      <button type="submit" ref={setRef}>
+        Set<span className="sr-only"> the clearance of {user.handle}</span>
+      </button>
+      {result && (
+        <span
+          role={result.ok ? "status" : "alert"}
+          className={result.ok ? "inline-ok" : "error inline-error"}
+          data-testid="clearance-result"
+        >
+          {result.text}
+        </span>
+      )}
+      {confirming && (
+        <ModalConfirm
+          title={`Set ${user.handle}'s clearance to ${value}?`}
+          onCancel={() => setConfirming(false)}
+          busy={busy}
+          returnTo={setRef}
+          buttons={
+            <Fragment>
+              <button
+                type="button"
+                disabled={busy}
+                onClick={() => {
+                  setBusy(true);
+                  ctx.client
+                    .setClearance(user.handle, value)
+                    .then(() => {
+                      setResult({ ok: true, text: `Saved: ${user.handle} is cleared ${value}` });
+                      props.onSaved();
+                    })
+                    .catch((err: unknown) => {
+                      setValue(user.clearance);
+                      setResult({ ok: false, text: `Not changed (still ${user.clearance}): ${msg(err)}` });
+                    })
+                    .finally(() => {
+                      setBusy(false);
+                      setConfirming(false);
+                    });
+                }}
+              >
+                {busy ? "Saving…" : "Set clearance"}
+              </button>
+              <button type="button" className="secondary" disabled={busy} onClick={() => setConfirming(false)}>
+                Cancel
+              </button>
+            </Fragment>
+          }
+        >
+          <p>
+            {user.handle} is now cleared <strong>{user.clearance}</strong>. The change is written to the witnessed
+            directory log and audited; a lower clearance takes effect for new keys at once.
+          </p>
+        </ModalConfirm>
+      )}
+    </form>
   );
 }

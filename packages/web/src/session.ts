@@ -5,7 +5,7 @@
 import { startAuthentication, startRegistration } from "@simplewebauthn/browser";
 import type { AuthenticationResponseJSON, PublicKeyCredentialCreationOptionsJSON } from "@simplewebauthn/browser";
 import { ValiseClient, parseTrustAnchors, type TrustAnchors } from "@valise/client";
-import { IndexedDbKeyStore, openValiseDb } from "@valise/client/browser/idb-store";
+import { IndexedDbKeyStore, openValiseDb, wipeValiseDb } from "@valise/client/browser/idb-store";
 
 export class ApiError extends Error {
   constructor(
@@ -169,5 +169,12 @@ export async function registerPasskey(c: ValiseClient): Promise<void> {
 /** Forgets this browser's device (keys and history). */
 export async function forget(): Promise<void> {
   await (await keyStore()).clear();
+  localStorage.removeItem(PENDING);
+}
+
+/** Sign out and erase: every sealed record of this browser (profile keys, history, drafts) and its wrapping keys. */
+export async function wipeBrowser(): Promise<void> {
+  await wipeValiseDb(await openValiseDb());
+  store = null;
   localStorage.removeItem(PENDING);
 }

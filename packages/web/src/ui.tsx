@@ -14,7 +14,8 @@ export function errorText(e: unknown): string {
     if (e.code === "transport_error") return UNREACHABLE;
     if (e.code === "store_error")
       return "The server cannot store or read right now. Nothing was lost; try again in a moment.";
-    return e.message;
+    // The server's refusal without the request line ("PUT /v1/users/x/clearance: 403 …"): the reason is the sentence.
+    return e.message.replace(/^(GET|POST|PUT|PATCH|DELETE) \/\S*: \d{3} /, "");
   }
   if (e instanceof TypeError && /fetch|network|load failed/i.test(e.message)) return UNREACHABLE;
   if (typeof navigator !== "undefined" && navigator.onLine === false) return UNREACHABLE;
