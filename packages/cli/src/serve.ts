@@ -9,6 +9,7 @@ import {
   checkWebhookUrl,
   detectorRules,
   loadOrCreateLogKey,
+  NatsFanout,
   openStore,
   parseWitnessSpec,
   protocolServerMls,
@@ -28,6 +29,7 @@ export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host 
                    [--trust-proxy CIDR …] [--metrics-listen HOST:PORT | --metrics-listen off]
                    [--blob-quota SIZE] [--session-ttl DURATION] [--enrollment-code-ttl DURATION]
                    [--db-pool-size N] [--config FILE] [--check-config]
+                   [--blob-store fs|pg] [--blobs DIR] [--nats URL]
 
 Starts the Valise server: delivery service, directory, key packages, WebSocket push, /healthz (liveness: 200
 while the process answers), /readyz (readiness: 503 store_error while the database or the disk cannot be read or
@@ -54,6 +56,15 @@ the server recovers by itself when the database is back.
                     see the real client address. Never list addresses that untrusted clients can connect from
   --blob-quota SIZE  per-user quota for uploaded ciphertext (documents, attachments): bytes or 500M, 20G, 1T;
                     default 20G. An upload that would exceed it is refused with 413 too_large naming the usage
+  --blob-store S    where document and attachment ciphertext is kept: "fs" (files under --blobs, default
+                    DIR/blobs) or "pg" (in the PostgreSQL database, chunked: every node of a cluster reads and
+                    resumes the same uploads; needs PostgreSQL). Default fs (VALISE_BLOB_STORE)
+  --blobs DIR       the directory of the fs blob store; default DIR/blobs. Several nodes on the fs store need one
+                    directory they all mount (VALISE_BLOB_DIR)
+  --nats URL        several nodes (see README "Several nodes"): pushes (messages, inbox, alerts, membership) reach
+                    the clients of every node through this NATS server (nats://HOST:4222; VALISE_NATS_URL). The
+                    database stays the source of truth: a lost NATS message only delays (clients catch up), and
+                    the detector, checkpoint signers and witness publisher run on one elected node at a time
   --metrics-listen HOST:PORT  Prometheus /metrics on its own listener; default 127.0.0.1:9464 (skipped with a
                     warning if that port is taken); "off" for none. The API port serves /metrics only with
                     VALISE_METRICS_TOKEN (Authorization: Bearer <token>)
@@ -119,6 +130,9 @@ export async function serve(argv: string[]): Promise<number> {
       "trust-proxy": { type: "string", multiple: true },
       "metrics-listen": { type: "string" },
       "blob-quota": { type: "string" },
+      "blob-store": { type: "string" },
+      blobs: { type: "string" },
+      nats: { type: "string" },
       "session-ttl": { type: "string" },
       "enrollment-code-ttl": { type: "string" },
       "db-pool-size": { type: "string" },
@@ -257,16 +271,40 @@ export async function serve(argv: string[]): Promise<number> {
     );
     return 0;
   }
+  const blobKind = str("blobStore") ?? "fs";
+  if (blobKind !== "fs" && blobKind !== "pg") throw new UsageError(`--blob-store must be fs or pg\n\n${SERVE_USAGE}`);
+  if (blobKind === "pg" && !databaseUrl)
+    throw new UsageError("--blob-store pg keeps blobs in PostgreSQL: set VALISE_DATABASE_URL");
+  const blobDirArg = str("blobDir");
+  const blobDir = blobDirArg ? resolve(blobDirArg) : undefined;
+  const natsUrl = str("nats");
+  if (natsUrl !== undefined && !databaseUrl)
+    throw new UsageError("--nats joins several nodes on one PostgreSQL database: set VALISE_DATABASE_URL");
   const store = await openStore({
     dataDir,
     databaseUrl,
+    blobStore: blobKind,
+    ...(blobDir ? { blobDir } : {}),
     ...(poolArg !== undefined ? { poolSize: Number(poolArg) } : {}),
     ...(sessionTtlMs !== undefined ? { sessionTtlMs } : {}),
     ...(enrollmentCodeTtlMs !== undefined ? { enrollmentCodeTtlMs } : {}),
   });
+  const fanout = natsUrl
+    ? new NatsFanout({
+        servers: natsUrl,
+        ...(process.env.VALISE_NATS_SUBJECT ? { subject: process.env.VALISE_NATS_SUBJECT } : {}),
+        log: {
+          info: (msg, data) =>
+            process.stdout.write(JSON.stringify({ level: 30, time: Date.now(), msg, ...data }) + "\n"),
+          warn: (msg, data) =>
+            process.stdout.write(JSON.stringify({ level: 40, time: Date.now(), msg, ...data }) + "\n"),
+        },
+      })
+    : undefined;
   const logKey = loadOrCreateLogKey({ dataDir, origin: str("logOrigin"), env: keyEnv });
   const { app, ctx } = await buildApp({
     store,
+    ...(fanout ? { fanout, cluster: true } : {}),
     ...(trustProxy.length > 0 ? { trustProxy } : {}),
     ...(metricsToken !== undefined ? { metricsToken } : {}),
     ...(blobQuotaBytes !== undefined ? { blobQuotaBytes } : {}),
@@ -303,6 +341,14 @@ export async function serve(argv: string[]): Promise<number> {
       (webRoot && existsSync(resolve(webRoot, "index.html")) ? `  web app: open ${origins[0]}/\n` : "") +
       (configFile !== undefined ? `  configuration: ${resolve(configFile)}\n` : "") +
       `  database: ${databaseUrl ? "PostgreSQL" : `SQLite in ${dataDir}`}\n` +
+      `  blobs: ${blobKind === "pg" ? "in PostgreSQL" : (blobDir ?? resolve(dataDir, "blobs"))}\n` +
+      (natsUrl
+        ? `  cluster: NATS fan-out ${natsUrl}` +
+          (blobKind === "fs" && !blobDir
+            ? " (warning: blobs on this node's disk only; use --blob-store pg or a shared --blobs DIR)"
+            : "") +
+          "\n"
+        : "") +
       `  directory log verifier key: ${logKey.vkey}\n` +
       (witnesses.length > 0
         ? `  witnesses: ${witnesses.length} (checkpoints published with ${witnessQuorum} cosignatures)\n`
@@ -318,6 +364,7 @@ export async function serve(argv: string[]): Promise<number> {
     const stop = () => {
       void (metricsServer?.close() ?? Promise.resolve())
         .then(() => app.close())
+        .then(() => fanout?.close())
         .then(() => store.close())
         .then(done);
     };

@@ -1,6 +1,6 @@
 /**
- * Push fan-out between the writer and the WebSocket hubs. In-process now; with several server nodes sharing one
- * PostgreSQL, a NATS implementation of the same interface carries events between nodes.
+ * Push fan-out between the writer and the WebSocket hubs: in-process for one node; with several server nodes sharing
+ * one PostgreSQL, `NatsFanout` (nats-fanout.ts) carries the same events between nodes.
  */
 import type { AlertView } from "../detect/alert-store.js";
 
@@ -19,7 +19,12 @@ export type FanoutEvent =
   | { type: "membership"; conversationId: string }
   | { type: "device-revoked"; deviceId: string }
   /** A stored detection alert, pushed to security officers' sockets (see detect/). */
-  | { type: "alert"; alert: AlertView };
+  | { type: "alert"; alert: AlertView }
+  /**
+   * Pushes may have been lost (the NATS fan-out noticed a gap or reconnected): drop cached state and have every
+   * socket catch up from its sequence numbers.
+   */
+  | { type: "resync"; reason: string };
 
 export interface Fanout {
   publish(events: FanoutEvent[]): void;

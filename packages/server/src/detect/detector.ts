@@ -182,15 +182,29 @@ export class Detector {
 
   /** Loads the stored state and starts tailing (the first catch-up runs in the background). */
   async start(): Promise<void> {
+    this.stopping = false;
     await this.reload();
     this.timer = setInterval(() => this.kick(), this.intervalMs);
     this.timer.unref();
     this.kick();
   }
 
+  /**
+   * Loads the stored state without tailing: a node that is not the cluster's leader (only the leader runs the
+   * detector) still answers "learning until" from the state the leader stored.
+   */
+  async peek(): Promise<void> {
+    if (this.timer === null && !this.busy) await this.reload();
+  }
+
+  /** Whether the detector is tailing (started and not stopped). */
+  get running(): boolean {
+    return this.timer !== null;
+  }
+
   /** The audit log has grown: tick soon (coalesced; cheap enough to call for every written batch). */
   notify(): void {
-    if (this.soon !== null || this.stopping) return;
+    if (this.soon !== null || this.stopping || this.timer === null) return;
     this.soon = setTimeout(() => {
       this.soon = null;
       this.kick();
@@ -205,7 +219,16 @@ export class Detector {
     if (this.busy || this.again) await this.drain();
   }
 
-  async stop(): Promise<void> {
+  /** Stops the webhook sender (at shutdown, after `stop(false)` or on a node that never ran the detector). */
+  async close(): Promise<void> {
+    await this.o.webhooks?.stop();
+  }
+
+  /**
+   * Stops tailing and saves the state. `final` (default) also stops the webhook sender; a node that only lost the
+   * cluster's leadership passes false (it may be elected again).
+   */
+  async stop(final = true): Promise<void> {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
     if (this.soon) clearTimeout(this.soon);
@@ -218,7 +241,7 @@ export class Detector {
     } catch (e) {
       this.o.log?.error("detector: saving the state on shutdown failed", { err: String(e) });
     }
-    await this.o.webhooks?.stop();
+    if (final) await this.o.webhooks?.stop();
   }
 
   private kick(): void {

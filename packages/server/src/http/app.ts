@@ -41,6 +41,7 @@ import { lifecycleRoutes } from "./routes-lifecycle.js";
 import { ktReportRoutes } from "../detect/kt-reports.js";
 import { deviceAckRoutes } from "../detect/device-ack.js";
 import { IocService } from "../incidents/ioc-service.js";
+import { LeaderElection } from "../cluster/leader.js";
 
 export type { WebAuthnOptions } from "./routes-passkeys.js";
 export { WEB_CSP } from "./web.js";
@@ -114,6 +115,12 @@ export interface AppOptions {
   metricsToken?: string;
   /** Per-user blob quota in bytes (the announced sizes of the user's blobs); default 20 GiB. Beyond: 413. */
   blobQuotaBytes?: number;
+  /**
+   * One of several nodes on one PostgreSQL (issue 18; pass a NATS `fanout` too): the detector, the checkpoint
+   * signers and the witness publishers run only on the node elected leader through the database (cluster/leader.ts),
+   * and move to another node when it dies. Needs PostgreSQL.
+   */
+  cluster?: boolean | { leaderIntervalMs?: number };
 }
 
 export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance; ctx: ServerContext }> {
@@ -269,65 +276,110 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     ctx.detector = detector;
     ctx.audit.onWritten = () => detector.notify();
   }
-  const stopSigner = opts.logKey
-    ? await startCheckpointSigner(app, opts.store.directory.log, opts.logKey, opts.checkpointIntervalMs)
-    : undefined;
-  // The audit log is signed with the same key, under its own origin (`…/audit`).
-  const stopAuditSigner = opts.logKey
-    ? await startCheckpointSigner(
-        app,
-        opts.store.audit,
-        { ...opts.logKey, origin: auditOrigin(opts.logKey.origin) },
-        opts.checkpointIntervalMs,
-      )
-    : undefined;
-  // Started after the signer, which has signed a first checkpoint by now.
-  const publish = (store: CosignedCheckpoints, log: Store["audit"] | Store["directory"]["log"], origin?: string) =>
-    startWitnessPublisher({
-      store,
-      latest: () => log.latestCheckpoint(),
-      consistencyProof: (from, to) => log.consistencyProof(from, to),
-      logVerifier: parseNoteVerifierKey(opts.logKey!.vkey),
-      ...(origin !== undefined ? { origin } : {}),
-      witnesses,
-      quorum: witnessQuorum,
-      now,
-      ...(opts.witnessTimeoutMs !== undefined ? { timeoutMs: opts.witnessTimeoutMs } : {}),
-      ...(opts.witnessRetryMs !== undefined ? { retryMs: opts.witnessRetryMs } : {}),
-      ...(opts.witnessRefreshMs !== undefined ? { refreshMs: opts.witnessRefreshMs } : {}),
-      ...(opts.checkpointIntervalMs !== undefined ? { intervalMs: opts.checkpointIntervalMs } : {}),
-      warn: (msg, data) => app.log.warn(data, msg),
-      info: (msg, data) => app.log.info(data, msg),
-    });
-  // Started after the signers, which have signed a first checkpoint by now.
-  const publisher = witnessed && opts.logKey ? await publish(witnessed, opts.store.directory.log) : undefined;
-  const auditPublisher =
-    auditWitnessed && opts.logKey
-      ? await publish(auditWitnessed, opts.store.audit, auditOrigin(opts.logKey.origin))
-      : undefined;
+  // Indicators the detector matches: loaded on every node (the leader's detector uses them).
   await ctx.iocs.load();
-  await detector?.start();
-  ctx.iocs.start(opts.taxiiPollMs ?? 15 * 60_000);
+  // Checked on every node at start-up: a node with another log key must not serve this database's logs.
+  if (opts.logKey) {
+    await opts.store.directory.log.pinVerifierKey(opts.logKey.vkey);
+    await opts.store.audit.pinVerifierKey(opts.logKey.vkey);
+  }
+  /**
+   * What runs once per database: the checkpoint signers, the witness publishers (started after the signers, which
+   * have signed a first checkpoint by then) and the detection tailer. On one node: always; in a cluster: on the
+   * elected leader only.
+   */
+  const startSingletons = async (): Promise<() => Promise<void>> => {
+    const stopSigner = opts.logKey
+      ? await startCheckpointSigner(app, opts.store.directory.log, opts.logKey, opts.checkpointIntervalMs)
+      : undefined;
+    // The audit log is signed with the same key, under its own origin (`…/audit`).
+    const stopAuditSigner = opts.logKey
+      ? await startCheckpointSigner(
+          app,
+          opts.store.audit,
+          { ...opts.logKey, origin: auditOrigin(opts.logKey.origin) },
+          opts.checkpointIntervalMs,
+        )
+      : undefined;
+    const publish = (store: CosignedCheckpoints, log: Store["audit"] | Store["directory"]["log"], origin?: string) =>
+      startWitnessPublisher({
+        store,
+        latest: () => log.latestCheckpoint(),
+        consistencyProof: (from, to) => log.consistencyProof(from, to),
+        logVerifier: parseNoteVerifierKey(opts.logKey!.vkey),
+        ...(origin !== undefined ? { origin } : {}),
+        witnesses,
+        quorum: witnessQuorum,
+        now,
+        ...(opts.witnessTimeoutMs !== undefined ? { timeoutMs: opts.witnessTimeoutMs } : {}),
+        ...(opts.witnessRetryMs !== undefined ? { retryMs: opts.witnessRetryMs } : {}),
+        ...(opts.witnessRefreshMs !== undefined ? { refreshMs: opts.witnessRefreshMs } : {}),
+        ...(opts.checkpointIntervalMs !== undefined ? { intervalMs: opts.checkpointIntervalMs } : {}),
+        warn: (msg, data) => app.log.warn(data, msg),
+        info: (msg, data) => app.log.info(data, msg),
+      });
+    const publisher = witnessed && opts.logKey ? await publish(witnessed, opts.store.directory.log) : undefined;
+    const auditPublisher =
+      auditWitnessed && opts.logKey
+        ? await publish(auditWitnessed, opts.store.audit, auditOrigin(opts.logKey.origin))
+        : undefined;
+    await detector?.start();
+    // Partners' TAXII collections are polled by one node.
+    ctx.iocs?.start(opts.taxiiPollMs ?? 15 * 60_000);
+    return async () => {
+      await ctx.iocs?.stop();
+      await detector?.stop(false);
+      await publisher?.stop();
+      await auditPublisher?.stop();
+      await stopSigner?.();
+      await stopAuditSigner?.();
+    };
+  };
+  let election: LeaderElection | undefined;
+  let stopSingletons: (() => Promise<void>) | undefined;
+  if (opts.cluster) {
+    if (!opts.store.handle.url) throw new ValiseError("bad_request", "a cluster node needs PostgreSQL");
+    const o = typeof opts.cluster === "object" ? opts.cluster : {};
+    election = new LeaderElection({
+      databaseUrl: opts.store.handle.url,
+      ...(o.leaderIntervalMs !== undefined ? { intervalMs: o.leaderIntervalMs } : {}),
+      onElected: async () => {
+        stopSingletons = await startSingletons();
+      },
+      onDeposed: async () => {
+        const stop = stopSingletons;
+        stopSingletons = undefined;
+        await stop?.();
+      },
+      log: { info: (msg, data) => app.log.info(data, msg), warn: (msg, data) => app.log.warn(data, msg) },
+    });
+    ctx.leader = election;
+    // A follower answers "learning until" from the leader's stored detector state.
+    await detector?.peek();
+    const peek = setInterval(() => {
+      if (detector && !detector.running) void detector.peek().catch(() => undefined);
+    }, 60_000);
+    peek.unref();
+    app.addHook("onClose", async () => clearInterval(peek));
+    election.start();
+  } else stopSingletons = await startSingletons();
   app.addHook("onClose", async () => {
-    await ctx.iocs?.stop();
-    await detector?.stop();
     unsub();
-    await publisher?.stop();
-    await auditPublisher?.stop();
-    await stopSigner?.();
-    await stopAuditSigner?.();
+    await election?.stop();
+    await stopSingletons?.();
+    stopSingletons = undefined;
+    await detector?.close();
   });
   return { app, ctx };
 }
 
-/** Pins the log key, signs a first checkpoint, then signs a new one on a timer whenever the log has grown. */
+/** Signs a first checkpoint, then signs a new one on a timer whenever the log has grown. */
 async function startCheckpointSigner(
   app: FastifyInstance,
   log: Pick<Store["directory"]["log"], "pinVerifierKey" | "signCheckpoint">,
   key: LogKey,
   intervalMs = 250,
 ): Promise<() => Promise<void>> {
-  await log.pinVerifierKey(key.vkey);
   await log.signCheckpoint(key.origin, key.signer);
   let running: Promise<unknown> = Promise.resolve();
   let busy = false;

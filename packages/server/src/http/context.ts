@@ -42,6 +42,8 @@ export interface ServerContext {
   auditWitnessed?: CosignedCheckpoints;
   /** Online detection over the audit log (unless turned off). */
   detector?: Detector;
+  /** In a cluster: the leader election (this node runs the detector, signers and publishers while it leads). */
+  leader?: { readonly isLeader: boolean; elected(timeoutMs?: number): Promise<boolean> };
   /** Allies' indicators: TAXII partners polled, indicators imported and matched (incidents/ioc-service.ts). */
   iocs?: IocService;
 }

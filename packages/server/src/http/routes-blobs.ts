@@ -159,7 +159,11 @@ export function blobRoutes(app: FastifyInstance, ctx: ServerContext, opts: BlobR
   async function onStore(b: BlobRecord): Promise<number> {
     if (b.complete) return b.size;
     const n = await blobBytes.size(b.id);
-    if (n === null) throw new ValiseError("internal", `blob ${b.id} has no bytes on the store`);
+    // Gone from the store, or on another node's disk (several nodes need a shared blob store): a 404, not a 500.
+    if (n === null) {
+      app.log.error({ blob: b.id }, "blob content missing from the blob store");
+      throw new ValiseError("not_found", `blob ${b.id}: its content is missing on the server`);
+    }
     return Math.min(n, b.size);
   }
 

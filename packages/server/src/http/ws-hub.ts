@@ -17,6 +17,9 @@ const MAX_FRAME = 512 * 1024;
 export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   const sockets = new Map<string, Set<WebSocket>>(); // device → sockets
   const members = new Map<string, Set<string>>(); // conversation → devices (cache, dropped on membership change)
+  // conversation → the last seq pushed: with several nodes, events from different writers may arrive out of order or
+  // not at all (see resync), so a membership cached before an unseen commit must not be trusted.
+  const lastSeq = new Map<string, number>();
   const infos = new Map<WebSocket, { handle: string; deviceId: string; source: string; client: string | null }>();
   const officers = new Map<WebSocket, string>(); // sockets of security officers → handle (alert push)
 
@@ -44,7 +47,10 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
     if (!m) {
       m = new Set(await ctx.store.conversations.currentMembers(conversationId));
       members.set(conversationId, m);
-      if (members.size > 50_000) members.clear();
+      if (members.size > 50_000) {
+        members.clear();
+        lastSeq.clear();
+      }
     }
     return m;
   }
@@ -60,6 +66,14 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   const meta = conversationMeta(ctx);
   function pushMessage(ev: Extract<FanoutEvent, { type: "message" }>): void {
     const conv = ev.conversationId;
+    const last = lastSeq.get(conv);
+    // An older message than one already pushed (another node's, overtaken): the client has read it by catching up
+    // after the newer push.
+    if (last !== undefined && ev.seq <= last) return;
+    // A message not following the last one pushed: the ones between (a commit among them, perhaps) were not seen
+    // here, so the cached membership is reloaded from the database.
+    if (last === undefined || ev.seq !== last + 1) members.delete(conv);
+    lastSeq.set(conv, ev.seq);
     const text = JSON.stringify(ev);
     const cached = members.get(conv);
     const loaded = cached && !loadChains.has(conv) ? Promise.resolve(cached) : chainLoad(conv);
@@ -132,6 +146,13 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
       case "membership":
         members.delete(ev.conversationId);
         return;
+      case "resync": {
+        members.clear();
+        lastSeq.clear();
+        const text = JSON.stringify({ type: "resync" });
+        for (const set of sockets.values()) for (const ws of set) if (ws.readyState === ws.OPEN) ws.send(text);
+        return;
+      }
       case "device-revoked": {
         for (const ws of sockets.get(ev.deviceId) ?? []) ws.close(4001, "device revoked");
         sockets.delete(ev.deviceId);

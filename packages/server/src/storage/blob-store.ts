@@ -57,7 +57,14 @@ export class FsBlobStore implements BlobStore {
   }
 
   async append(id: string, offset: number, source: AsyncIterable<Uint8Array>, max: number): Promise<AppendOutcome> {
-    const fh = await open(this.path(id), "r+");
+    let fh: FileHandle;
+    try {
+      fh = await open(this.path(id), "r+");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT")
+        throw new ValiseError("not_found", `blob ${id}: its content is missing on the server`);
+      throw e;
+    }
     let pos = offset;
     let overflow = false;
     let error: unknown;

@@ -18,6 +18,8 @@ export interface DbHandle {
   files: string[];
   /** The raw SQLite connection (SQLite only): the append hot path runs prepared statements on it synchronously. */
   sqlite?: SQLite.Database;
+  /** The PostgreSQL URL (PostgreSQL only): leader election holds its lock on a connection of its own. */
+  url?: string;
   close(): Promise<void>;
 }
 
@@ -69,7 +71,7 @@ export async function openDatabase(opts: DbOptions): Promise<DbHandle> {
           setTimeout(done, 5000).unref();
         });
     };
-    handle = { db, dialect: "postgres", files: [], close };
+    handle = { db, dialect: "postgres", files: [], close, url: opts.databaseUrl };
   } else {
     mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
     const file = join(opts.dataDir, "valise.sqlite");

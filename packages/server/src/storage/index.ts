@@ -6,6 +6,7 @@ export * from "./store.js";
 export * from "./directory-log.js";
 export * from "./log-key.js";
 export * from "./blob-store.js";
+export * from "./pg-blob-store.js";
 export * from "./blob-meta.js";
 export * from "./document-store.js";
 export * from "./cable-store.js";

@@ -612,6 +612,38 @@ function m012(d: Dialect): Migration {
   };
 }
 
+/**
+ * Several server nodes on one PostgreSQL (issue 18): blob bytes in the database (`--blob-store pg`), in chunks keyed
+ * by the blob and the chunk's byte offset, with the blob's durable size in `blob_sizes` (the conditional update on it
+ * is what serializes appends from different nodes); and token buckets shared by every node (`rate_buckets`). Created
+ * on SQLite too (one schema), where they stay empty.
+ */
+function m020(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("blob_sizes")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("size", t.int64, (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable("blob_chunks")
+        .addColumn("blob_id", "text", (c) => c.notNull())
+        .addColumn("start", t.int64, (c) => c.notNull())
+        .addColumn("data", t.bin, (c) => c.notNull())
+        .addPrimaryKeyConstraint("blob_chunks_pk", ["blob_id", "start"])
+        .execute();
+      await db.schema
+        .createTable("rate_buckets")
+        .addColumn("key", "text", (c) => c.primaryKey())
+        .addColumn("tokens", d === "sqlite" ? "real" : "double precision", (c) => c.notNull())
+        .addColumn("at", t.int64, (c) => c.notNull())
+        .execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -628,6 +660,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         "010_user_state": m010(d),
         "011_browser_devices": m011(d),
         "012_taxii_partners": m012(d),
+        "020_cluster": m020(d),
       };
     },
   };

@@ -299,6 +299,21 @@ export interface PasskeysTable {
   last_used_at: number | null;
 }
 
+export interface BlobSizesTable {
+  id: string;
+  size: number; // bytes durably stored (the PostgreSQL blob store, migration 020)
+}
+export interface BlobChunksTable {
+  blob_id: string;
+  start: number; // byte offset of the chunk in the blob
+  data: Uint8Array;
+}
+export interface RateBucketsTable {
+  key: string; // "<limiter>:<key>"
+  tokens: number;
+  at: number; // ms of the last refill
+}
+
 export interface Database {
   units: UnitsTable;
   users: UsersTable;
@@ -337,4 +352,7 @@ export interface Database {
   incident_keys: IncidentKeysTable;
   passkeys: PasskeysTable;
   browser_devices: BrowserDevicesTable;
+  blob_sizes: BlobSizesTable;
+  blob_chunks: BlobChunksTable;
+  rate_buckets: RateBucketsTable;
 }

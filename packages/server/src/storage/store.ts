@@ -27,8 +27,12 @@ export interface Store {
 export async function openStore(
   opts: DbOptions & {
     clock?: Clock;
-    /** Where blob bytes go; default a FsBlobStore in DATA/blobs/ (`dataDir`, also with PostgreSQL). */
-    blobStore?: BlobStore;
+    /**
+     * Where blob bytes go: a BlobStore, or "pg" (in the PostgreSQL database: several server nodes share them) or "fs"
+     * (files under `blobDir`, default DATA/blobs/: one node, or a directory every node mounts). Default "fs".
+     */
+    blobStore?: BlobStore | "fs" | "pg";
+    blobDir?: string;
     /** Session lifetime (default SESSION_TTL_MS, 1 h) and enrollment-code lifetime (default 7 days). */
     sessionTtlMs?: number | undefined;
     enrollmentCodeTtlMs?: number | undefined;
@@ -40,12 +44,22 @@ export async function openStore(
   const directory = new DirectoryStore(handle.db, now, audit);
   if (opts.sessionTtlMs !== undefined) directory.sessionTtlMs = opts.sessionTtlMs;
   if (opts.enrollmentCodeTtlMs !== undefined) directory.enrollmentTtlMs = opts.enrollmentCodeTtlMs;
+  let blobBytes: BlobStore;
+  if (opts.blobStore === "pg") {
+    if (handle.dialect !== "postgres") {
+      await handle.close();
+      throw new ValiseError("bad_request", "the pg blob store needs PostgreSQL (VALISE_DATABASE_URL)");
+    }
+    blobBytes = new PgBlobStore(handle.db);
+  } else if (opts.blobStore === undefined || opts.blobStore === "fs")
+    blobBytes = new FsBlobStore(opts.blobDir ?? join(opts.dataDir, "blobs"));
+  else blobBytes = opts.blobStore;
   return {
     handle,
     directory,
     conversations: new ConversationStore(handle.db, now, handle.sqlite, audit),
     audit,
-    blobBytes: opts.blobStore ?? new FsBlobStore(join(opts.dataDir, "blobs")),
+    blobBytes,
     blobs: new BlobMetaStore(handle.db, now),
     documents: new DocumentStore(handle.db, now),
     cables: new CableStore(handle.db, now),
