@@ -5,7 +5,7 @@ import { dirname, join } from "node:path";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const only = process.argv.slice(2);
-const benches = ["mls", "delivery", "log", "detect", "ioc", "documents", "cables"].filter(
+const benches = ["mls", "delivery", "log", "detect", "ioc", "documents", "cables", "cluster"].filter(
   (b) => only.length === 0 || only.includes(b),
 );
 let failed = 0;

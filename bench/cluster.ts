@@ -1,0 +1,566 @@
+/**
+ * Several nodes (issue 18): delivery through three `valise serve --nats` processes on one PostgreSQL and one NATS,
+ * against one `valise serve` on PostgreSQL in the same run; then one node SIGKILLed in the middle of a burst (its
+ * clients move to another node and resend what was not acknowledged, with the same idempotency keys; every message is
+ * counted in the stored log: each exactly once); then idle WebSockets spread over the nodes (total RSS).
+ *
+ * Senders and receivers are on different nodes (pair i: sender on node i mod N, receiver on node i+1 mod N), so every
+ * push crosses NATS. Messages are real MLS application messages (~1 KiB), one per pair, posted many times with
+ * distinct idempotency keys over WebSocket send frames, as bench/delivery.ts does.
+ *
+ *   VALISE_BENCH_DATABASE_URL=postgres://user@127.0.0.1:5432/db node bench/dist/cluster.js [--messages N]
+ *       [--pairs N] [--inflight N] [--idle N] [--nodes N]
+ *
+ * Needs PostgreSQL (VALISE_BENCH_DATABASE_URL, else VALISE_TEST_DATABASE_URL: a role that may CREATE DATABASE) and
+ * nats-server (PATH, /usr/sbin or VALISE_NATS_SERVER); without them it says so and exits 0 without results.
+ */
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { WebSocket } from "ws";
+import { fromBase64, utf8, type DeviceId, type UserHandle } from "@valise/core";
+import { decodeGroup, encryptMessage, setCryptoProvider, type GroupContext } from "@valise/protocol";
+import { nodeCryptoProvider } from "@valise/protocol/node/provider";
+import { MemoryKeyStore, ValiseClient, messageAad } from "@valise/client";
+import { loadOrCreateLogKey, openStore } from "@valise/server";
+import { natsServerBinary, startNats, type TestNats } from "@valise/server/testing/nats";
+import { freshDataDir, startServe, type ServeProcess } from "./lib/serve.js";
+import { percentile, printTable, writeResults } from "./lib/stats.js";
+
+const { values: args } = parseArgs({
+  options: {
+    messages: { type: "string", default: "6000" },
+    warmup: { type: "string", default: "1000" },
+    pairs: { type: "string", default: "10" },
+    inflight: { type: "string", default: "200" },
+    size: { type: "string", default: "1024" },
+    nodes: { type: "string", default: "3" },
+    idle: { type: "string", default: "10000" },
+    "kill-messages": { type: "string", default: "4000" },
+    "time-limit": { type: "string", default: "60" },
+  },
+});
+const MESSAGES = Number(args.messages);
+const WARMUP = Number(args.warmup);
+const PAIRS = Number(args.pairs);
+const INFLIGHT = Number(args.inflight);
+const SIZE = Number(args.size);
+const NODES = Number(args.nodes);
+const IDLE = Number(args.idle);
+const KILL_MESSAGES = Number(args["kill-messages"]);
+const TIME_LIMIT_MS = Number(args["time-limit"]) * 1000;
+
+type Frame = { type: string; ref?: number; seq?: number; code?: string; message?: string; conversationId?: string };
+
+interface Pair {
+  index: number;
+  sender: ValiseClient;
+  receiver: ValiseClient;
+  conversationId: string;
+  payloadB64: string;
+  senderNode: number;
+  receiverNode: number;
+  sendWs?: WebSocket;
+  recvWs?: WebSocket;
+  /** Unacknowledged sends: idempotency key → its resolver (resent after a reconnection). */
+  pending: Map<string, { start: number; done: (seq: number) => void }>;
+  refs: Map<number, string>;
+  sentAt: Map<number, number>;
+  pushedAt: Map<number, number>;
+  /** Seqs pushed to the receiver (distinct). */
+  pushedSeqs: Set<number>;
+}
+
+interface Cluster {
+  nodes: ServeProcess[];
+  databaseUrl: string;
+  dispose(): Promise<void>;
+}
+
+async function main(): Promise<void> {
+  const admin = process.env.VALISE_BENCH_DATABASE_URL ?? process.env.VALISE_TEST_DATABASE_URL;
+  if (!admin || !natsServerBinary()) {
+    console.log(
+      `bench/cluster skipped: ${!admin ? "set VALISE_BENCH_DATABASE_URL (PostgreSQL, CREATE DATABASE allowed)" : "no nats-server binary"}`,
+    );
+    return;
+  }
+  process.env.VALISE_TEST_DATABASE_URL = admin;
+  const { freshDb } = await import("@valise/server/testing/databases");
+  setCryptoProvider(nodeCryptoProvider);
+
+  async function startCluster(n: number, nats: TestNats | null): Promise<Cluster> {
+    const db = await freshDb("postgres");
+    loadOrCreateLogKey({ dataDir: db.dataDir, env: {} });
+    const logKey = readFileSync(join(db.dataDir, "log-key"), "utf8").trim();
+    const dirs: string[] = [];
+    const nodes: ServeProcess[] = [];
+    const env = { ...process.env };
+    process.env.VALISE_DATABASE_URL = db.databaseUrl;
+    process.env.VALISE_LOG_KEY = logKey;
+    process.env.VALISE_BLOB_STORE = "pg";
+    try {
+      for (let i = 0; i < n; i++) {
+        const dataDir = freshDataDir("valise-bench-node-");
+        dirs.push(dataDir);
+        nodes.push(
+          await startServe({
+            dataDir,
+            timeoutMs: 180_000,
+            args: ["--no-web", "--login-rate", "100000", ...(nats ? ["--nats", nats.url] : [])],
+          }),
+        );
+      }
+    } finally {
+      for (const k of ["VALISE_DATABASE_URL", "VALISE_LOG_KEY", "VALISE_BLOB_STORE"])
+        if (env[k] === undefined) delete process.env[k];
+        else process.env[k] = env[k];
+    }
+    return {
+      nodes,
+      databaseUrl: db.databaseUrl!,
+      async dispose() {
+        for (const s of nodes) await s.stop();
+        for (const d of dirs) rmSync(d, { recursive: true, force: true });
+        await db.dispose();
+      },
+    };
+  }
+
+  const alive = (c: Cluster) => c.nodes.filter((s) => s.child.exitCode === null && s.child.signalCode === null);
+
+  async function setupPairs(c: Cluster): Promise<Pair[]> {
+    const store = await openStore({ dataDir: freshDataDir(), databaseUrl: c.databaseUrl });
+    const codes: { sender: string; receiver: string }[] = [];
+    await store.directory.addUnit("HQ/BENCH");
+    for (let i = 0; i < PAIRS; i++) {
+      const s = await store.directory.addUser({
+        handle: `sender${i}`,
+        units: ["HQ/BENCH"],
+        clearance: "UNCLASSIFIED",
+        role: "user",
+      });
+      const r = await store.directory.addUser({
+        handle: `receiver${i}`,
+        units: ["HQ/BENCH"],
+        clearance: "UNCLASSIFIED",
+        role: "user",
+      });
+      codes.push({ sender: s.enrollmentCode, receiver: r.enrollmentCode });
+    }
+    await store.close();
+    const n = c.nodes.length;
+    return Promise.all(
+      codes.map(async (code, index): Promise<Pair> => {
+        const senderNode = index % n;
+        const receiverNode = (index + 1) % n;
+        const senderStore = new MemoryKeyStore();
+        const sender = await ValiseClient.enroll({
+          serverUrl: c.nodes[senderNode]!.url,
+          code: code.sender,
+          store: senderStore,
+          deviceName: "bench",
+        });
+        const receiver = await ValiseClient.enroll({
+          serverUrl: c.nodes[receiverNode]!.url,
+          code: code.receiver,
+          store: new MemoryKeyStore(),
+          deviceName: "bench",
+        });
+        const first = await sender.send(`receiver${index}`, "hello");
+        await receiver.sync();
+        const state = (await senderStore.load())!;
+        const conv = state.conversations[first.conversation]!;
+        const ctx: GroupContext = {
+          keys: {
+            user: state.handle as UserHandle,
+            device: state.deviceId as DeviceId,
+            signaturePublicKey: fromBase64(state.signaturePublicKey),
+            signaturePrivateKey: fromBase64(state.signaturePrivateKey),
+          },
+          verifier: sender.verifier,
+        };
+        const group = decodeGroup(fromBase64(conv.group));
+        const aad = utf8(messageAad(first.conversation, conv.label));
+        const encrypt = async (k: number) =>
+          (await encryptMessage(ctx, group, utf8(JSON.stringify({ t: "text", text: "x".repeat(Math.max(0, k)) })), aad))
+            .message;
+        const probe = await encrypt(SIZE);
+        const message = Buffer.from(await encrypt(SIZE - (probe.length - SIZE)));
+        return {
+          index,
+          sender,
+          receiver,
+          conversationId: first.conversation,
+          payloadB64: message.toString("base64"),
+          senderNode,
+          receiverNode,
+          pending: new Map(),
+          refs: new Map(),
+          sentAt: new Map(),
+          pushedAt: new Map(),
+          pushedSeqs: new Set(),
+        };
+      }),
+    );
+  }
+
+  /** Measured send→push latencies (while `measuring`). */
+  let latencies: number[] = [];
+  let measuring = false;
+  let ref = 0;
+
+  function openWs(url: string, token: string, onFrame: (f: Frame) => void): Promise<WebSocket> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${url.replace("http", "ws")}/v1/ws`);
+      ws.once("open", () => ws.send(JSON.stringify({ type: "auth", token })));
+      ws.once("error", reject);
+      ws.on("message", (raw: Buffer) => {
+        const f = JSON.parse(raw.toString("utf8")) as Frame;
+        if (f.type === "ready") return resolve(ws);
+        onFrame(f);
+      });
+    });
+  }
+
+  function record(sent: number, pushed: number) {
+    if (measuring) latencies.push(pushed - sent);
+  }
+
+  function onPush(p: Pair, f: Frame) {
+    if (f.type !== "message" || f.conversationId !== p.conversationId || f.seq === undefined) return;
+    p.pushedSeqs.add(f.seq);
+    const now = performance.now();
+    const sent = p.sentAt.get(f.seq);
+    if (sent !== undefined) {
+      p.sentAt.delete(f.seq);
+      record(sent, now);
+    } else p.pushedAt.set(f.seq, now);
+  }
+
+  function onSenderFrame(p: Pair, f: Frame) {
+    if ((f.type !== "ack" && f.type !== "error") || f.ref === undefined) return;
+    const key = p.refs.get(f.ref);
+    p.refs.delete(f.ref);
+    if (key === undefined) return;
+    const w = p.pending.get(key);
+    if (!w) return;
+    if (f.type === "error" || f.seq === undefined) {
+      // A store outage while a node dies is retried on reconnection; anything else is a bench failure.
+      if (f.code === "store_error") return;
+      throw new Error(`send refused: ${f.code ?? "?"} ${f.message ?? ""}`);
+    }
+    p.pending.delete(key);
+    const pushed = p.pushedAt.get(f.seq);
+    if (pushed !== undefined) {
+      p.pushedAt.delete(f.seq);
+      record(w.start, pushed);
+    } else p.sentAt.set(f.seq, w.start);
+    w.done(f.seq);
+  }
+
+  function sendFrame(p: Pair, key: string) {
+    const r = ++ref;
+    p.refs.set(r, key);
+    p.sendWs?.send(
+      JSON.stringify({
+        type: "send",
+        ref: r,
+        conversation: p.conversationId,
+        idempotencyKey: key,
+        payload: p.payloadB64,
+      }),
+    );
+  }
+
+  /** Connects the pair's sockets (again, to the next live node if its own is gone); resends what is unacknowledged. */
+  async function connect(c: Cluster, p: Pair): Promise<void> {
+    const live = alive(c);
+    const pick = (i: number) => (c.nodes[i] && live.includes(c.nodes[i]) ? c.nodes[i] : live[i % live.length]!);
+    const sUrl = pick(p.senderNode).url;
+    const rUrl = pick(p.receiverNode).url;
+    if (!p.recvWs || p.recvWs.readyState !== WebSocket.OPEN) {
+      p.recvWs = await openWs(rUrl, p.receiver.transport.token ?? "", (f) => onPush(p, f));
+      p.recvWs.on("close", () => void reconnectSoon(c, p));
+    }
+    if (!p.sendWs || p.sendWs.readyState !== WebSocket.OPEN) {
+      p.sendWs = await openWs(sUrl, p.sender.transport.token ?? "", (f) => onSenderFrame(p, f));
+      p.sendWs.on("close", () => void reconnectSoon(c, p));
+      p.refs.clear();
+      for (const key of p.pending.keys()) sendFrame(p, key);
+    }
+  }
+  const reconnecting = new Set<Pair>();
+  let closing = false;
+  async function reconnectSoon(c: Cluster, p: Pair): Promise<void> {
+    if (closing || reconnecting.has(p)) return;
+    reconnecting.add(p);
+    try {
+      for (let i = 0; i < 100; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        try {
+          await connect(c, p);
+          reconnections++;
+          return;
+        } catch {
+          /* the node is still going away: try again */
+        }
+      }
+    } finally {
+      reconnecting.delete(p);
+    }
+  }
+  let reconnections = 0;
+
+  let keyN = 0;
+  function post(p: Pair, keys?: string[]): Promise<number> {
+    const key = `bench-${p.index}-${++keyN}-${Date.now()}`;
+    keys?.push(key);
+    return new Promise((done) => {
+      p.pending.set(key, { start: performance.now(), done });
+      sendFrame(p, key);
+    });
+  }
+
+  async function run(
+    pairs: Pair[],
+    total: number,
+    deadline: number,
+    keys?: Map<Pair, string[]>,
+    onProgress?: (n: number) => void,
+  ) {
+    let issued = 0;
+    let done = 0;
+    await Promise.all(
+      Array.from({ length: INFLIGHT }, async (_, w) => {
+        const p = pairs[w % pairs.length]!;
+        while (issued < total && performance.now() < deadline) {
+          issued++;
+          await post(p, keys?.get(p));
+          done++;
+          onProgress?.(done);
+        }
+      }),
+    );
+    return done;
+  }
+
+  async function drainPushes(pairs: Pair[], timeoutMs: number) {
+    const until = performance.now() + timeoutMs;
+    while (pairs.some((p) => p.sentAt.size > 0) && performance.now() < until)
+      await new Promise((r) => setTimeout(r, 10));
+  }
+
+  async function throughput(label: string, c: Cluster) {
+    const pairs = await setupPairs(c);
+    for (const p of pairs) await connect(c, p);
+    await run(pairs, WARMUP, performance.now() + 30_000);
+    await drainPushes(pairs, 5000);
+    for (const p of pairs) {
+      p.sentAt.clear();
+      p.pushedAt.clear();
+    }
+    latencies = [];
+    measuring = true;
+    const t0 = performance.now();
+    const acked = await run(pairs, MESSAGES, t0 + TIME_LIMIT_MS);
+    const elapsedMs = performance.now() - t0;
+    await drainPushes(pairs, 5000);
+    measuring = false;
+    const missing = pairs.reduce((k, p) => k + p.sentAt.size, 0);
+    latencies.sort((a, b) => a - b);
+    const r = {
+      nodes: c.nodes.length,
+      messagesPerSecond: Math.round(acked / (elapsedMs / 1000)),
+      p50Ms: round(percentile(latencies, 50)),
+      p99Ms: round(percentile(latencies, 99)),
+      maxMs: round(latencies[latencies.length - 1] ?? NaN),
+      messages: acked,
+      missingPushes: missing,
+      elapsedMs: Math.round(elapsedMs),
+    };
+    printTable(`${label}: ${PAIRS} pairs, ${INFLIGHT} in flight, ~${SIZE} B`, [
+      ["messages/s", r.messagesPerSecond],
+      ["send→push p50 (ms)", r.p50Ms],
+      ["send→push p99 (ms)", r.p99Ms],
+      ["pushes missing", missing],
+    ]);
+    return { r, pairs };
+  }
+
+  const nats = await startNats();
+  if (!nats) throw new Error("nats-server did not start");
+  const results: Record<string, unknown> = {
+    benchmark: "cluster",
+    setup: {
+      pairs: PAIRS,
+      inFlight: INFLIGHT,
+      messageBytes: SIZE,
+      messages: MESSAGES,
+      warmup: WARMUP,
+      database: "PostgreSQL (one database per configuration; blobs in it)",
+      transport: "WebSocket send frames with acks; receivers' pushes on another node than their sender",
+      machine: "one machine: all nodes, PostgreSQL, NATS and the bench client share its cores",
+      node: process.version,
+    },
+  };
+  try {
+    // One node on PostgreSQL, no NATS: the baseline, same run.
+    {
+      const one = await startCluster(1, null);
+      try {
+        results.oneNode = (await throughput("one node (PostgreSQL)", one)).r;
+      } finally {
+        closing = true;
+        await one.dispose();
+        closing = false;
+      }
+    }
+    const cl = await startCluster(NODES, nats);
+    try {
+      const { r, pairs } = await throughput(`${NODES} nodes (PostgreSQL + NATS), pushes across nodes`, cl);
+      results.cluster = r;
+
+      // Kill: one node SIGKILLed in the middle of a burst; clients move and resend unacknowledged sends.
+      const victim = cl.nodes[1]!;
+      const keys = new Map(pairs.map((p) => [p, [] as string[]] as const));
+      const baseline = new Map<Pair, number>();
+      for (const p of pairs) {
+        const last = await lastSeq(cl, p);
+        baseline.set(p, last);
+        p.pushedSeqs.clear();
+      }
+      let killedAt = -1;
+      reconnections = 0;
+      const t0 = performance.now();
+      const acked = await run(pairs, KILL_MESSAGES, t0 + 120_000, keys, (n) => {
+        if (killedAt < 0 && n >= KILL_MESSAGES / 3) {
+          killedAt = n;
+          victim.child.kill("SIGKILL");
+        }
+      });
+      const elapsedMs = performance.now() - t0;
+      await new Promise((r) => setTimeout(r, 1000));
+      let sent = 0;
+      let stored = 0;
+      let duplicates = 0;
+      let lost = 0;
+      let receivedByPush = 0;
+      for (const p of pairs) {
+        const k = keys.get(p)!.length;
+        sent += k;
+        const seqs = await storedSeqs(cl, p, baseline.get(p)!);
+        stored += seqs.length;
+        if (seqs.length > k) duplicates += seqs.length - k;
+        if (seqs.length < k) lost += k - seqs.length;
+        receivedByPush += seqs.filter((s) => p.pushedSeqs.has(s)).length;
+      }
+      const kill = {
+        nodes: NODES,
+        killedNode: victim.url,
+        killedAfterAcks: killedAt,
+        idempotencyKeysSent: sent,
+        acknowledged: acked,
+        storedInLog: stored,
+        duplicatesInLog: duplicates,
+        lost,
+        exactlyOnce: duplicates === 0 && lost === 0 && acked === sent,
+        pushedToReceivers: receivedByPush,
+        catchUpOnly: stored - receivedByPush,
+        clientReconnections: reconnections,
+        elapsedMs: Math.round(elapsedMs),
+      };
+      results.kill = kill;
+      printTable(`node SIGKILLed mid-burst (${KILL_MESSAGES} sends)`, [
+        ["keys sent / acked", `${sent} / ${acked}`],
+        ["stored in the log", stored],
+        ["duplicates / lost", `${duplicates} / ${lost}`],
+        ["exactly once", kill.exactlyOnce ? "yes" : "NO"],
+        ["pushed / by catch-up only", `${receivedByPush} / ${kill.catchUpOnly}`],
+      ]);
+      closing = true;
+      for (const p of pairs) {
+        p.sendWs?.close();
+        p.recvWs?.close();
+      }
+
+      // Idle WebSockets spread over the live nodes: RSS before and after.
+      if (IDLE > 0) {
+        const live = alive(cl);
+        const rss0 = live.map((s) => rssKiB(s.child.pid!));
+        const sockets: WebSocket[] = [];
+        const tokens = pairs.map((p) => p.receiver.transport.token ?? "");
+        for (let i = 0; i < IDLE; i += 200) {
+          await Promise.all(
+            Array.from({ length: Math.min(200, IDLE - i) }, (_, j) =>
+              openWs(live[(i + j) % live.length]!.url, tokens[(i + j) % tokens.length]!, () => undefined).then(
+                (ws) => void sockets.push(ws),
+              ),
+            ),
+          );
+        }
+        await new Promise((r) => setTimeout(r, 2000));
+        const rss1 = live.map((s) => rssKiB(s.child.pid!));
+        const total = rss1.reduce((a, b) => a + b, 0);
+        results.idleWebSockets = {
+          sockets: sockets.length,
+          nodes: live.length,
+          rssBeforeMiB: round(rss0.reduce((a, b) => a + b, 0) / 1024),
+          rssAfterMiB: round(total / 1024),
+          perNodeMiB: rss1.map((x) => round(x / 1024)),
+          perSocketKiB: round((total - rss0.reduce((a, b) => a + b, 0)) / sockets.length),
+          targetTotalMiB: 1024,
+          pass: total / 1024 < 1024,
+        };
+        printTable(`${sockets.length} idle WebSockets over ${live.length} nodes`, [
+          ["total RSS after (MiB)", round(total / 1024)],
+          ["per socket (KiB)", (results.idleWebSockets as { perSocketKiB: number }).perSocketKiB],
+        ]);
+        for (const ws of sockets) ws.terminate();
+      }
+    } finally {
+      closing = true;
+      await cl.dispose();
+    }
+  } finally {
+    await nats.stop();
+  }
+  results.time = new Date().toISOString();
+  console.log(`\nresults: ${writeResults("cluster", results)}`);
+
+  async function lastSeq(c: Cluster, p: Pair): Promise<number> {
+    const seqs = await storedSeqs(c, p, 0);
+    return seqs.length ? seqs[seqs.length - 1]! : 0;
+  }
+  async function storedSeqs(c: Cluster, p: Pair, after: number): Promise<number[]> {
+    const url = alive(c)[0]!.url;
+    const out: number[] = [];
+    for (let from = after; ;) {
+      const r = await fetch(`${url}/v1/conversations/${p.conversationId}/messages?after=${from}&limit=500`, {
+        headers: { authorization: `Bearer ${p.receiver.transport.token ?? ""}` },
+      });
+      if (!r.ok) throw new Error(`catch-up: ${r.status} ${await r.text()}`);
+      const page = ((await r.json()) as { messages: { seq: number; kind: string }[] }).messages;
+      for (const m of page) if (m.kind === "application") out.push(m.seq);
+      if (page.length < 500) return out;
+      from = page[page.length - 1]!.seq;
+    }
+  }
+}
+
+function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) : NaN;
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
