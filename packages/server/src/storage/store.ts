@@ -1,12 +1,13 @@
 /** The server's storage facade: one database, the directory, the conversation logs, documents, cables and blobs. */
 import { join } from "node:path";
-import { systemClock, type Clock } from "@valise/core";
+import { ValiseError, systemClock, type Clock } from "@valise/core";
 import { type DbHandle, type DbOptions, openDatabase } from "./db.js";
 import { DirectoryStore } from "./directory-store.js";
 import { ConversationStore } from "./conversation-store.js";
 import { AuditLog } from "./audit-log.js";
 import { type BlobStore, FsBlobStore } from "./blob-store.js";
 import { BlobMetaStore } from "./blob-meta.js";
+import { PgBlobStore } from "./pg-blob-store.js";
 import { DocumentStore } from "./document-store.js";
 import { CableStore } from "./cable-store.js";
 
