@@ -15,7 +15,7 @@
  * The search reads only the `source` of each leaf and parses the matching ones; it must find every intruder event.
  */
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AuditEvent } from "@valise/core";
 import { openStore, importStixObjects, IndicatorSet, retroScan, type MatchIndicator } from "@valise/server";
@@ -151,6 +151,7 @@ async function main(): Promise<void> {
     }));
 
     // Baseline: read every entry in the same chunks, nothing else.
+    const cb = process.cpuUsage();
     const tb = performance.now();
     let bytes = 0;
     for (let at = 0; at < size;) {
@@ -159,10 +160,14 @@ async function main(): Promise<void> {
       at += e.length;
     }
     const baselineS = (performance.now() - tb) / 1000;
+    const baselineCpu = process.cpuUsage(cb);
 
+    const cr = process.cpuUsage();
     const tr = performance.now();
     const res = await retroScan(store.audit, new IndicatorSet(inds), 0, size);
     const retroS = (performance.now() - tr) / 1000;
+    const retroCpu = process.cpuUsage(cr);
+    const cpuS = (u: NodeJS.CpuUsage) => Number(((u.user + u.system) / 1e6).toFixed(2));
     const found = new Set([...res.groups.values()].flatMap((g) => g.events.map((e) => e.id)));
     const missed = intruderIds.filter((id) => !found.has(id)).length;
     const falseMatches = [...found].filter((id) => !intruderIds.includes(id)).length;
@@ -173,10 +178,13 @@ async function main(): Promise<void> {
         "Retroactive search of allied indicators over one year of audit log (SQLite, real AuditLog appends); " +
         "target < 60 s. Baseline: reading every entry in the same chunks without matching.",
       machine: "shared 2-core development VM, other engineers' jobs running",
+      loadAverage: loadavg().map((x) => Number(x.toFixed(1))),
       auditLog: { users: USERS, days: DAYS, events: size, bytes, fillSeconds: Math.round(fillS) },
       indicators: { imported: imp.indicators.length, refused: imp.refused.length, importMs: Math.round(importMs) },
       baselineReadSeconds: Number(baselineS.toFixed(2)),
       retroSeconds: Number(retroS.toFixed(2)),
+      baselineReadCpuSeconds: cpuS(baselineCpu),
+      retroCpuSeconds: cpuS(retroCpu),
       eventsPerSecond: Math.round(size / retroS),
       intruderEvents: intruderIds.length,
       matched: found.size,
@@ -190,6 +198,8 @@ async function main(): Promise<void> {
       ["import check (ms)", Math.round(importMs)],
       ["baseline: read all entries (s)", out.baselineReadSeconds],
       ["retroactive search (s)", out.retroSeconds],
+      ["baseline / retro CPU (s)", `${out.baselineReadCpuSeconds} / ${out.retroCpuSeconds}`],
+      ["load average", out.loadAverage.join(" ")],
       ["events per second", out.eventsPerSecond],
       ["intruder events found / planted", `${found.size - falseMatches} / ${intruderIds.length}`],
       ["false matches", falseMatches],

@@ -21,14 +21,18 @@ DIR/profile.json (mode 0600).
                       directory log key and witness keys on first use (said once on stderr) and checks every
                       device and member against that log from then on; a bundle pins them from the start, out of
                       band, and is the stronger choice.`;
-export const DEVICES_USAGE = `usage: valise devices --profile DIR [--ack DEVICE] [--json]
+export const DEVICES_USAGE = `usage: valise devices --profile DIR [--ack DEVICE] [--not-mine DEVICE [--detail TEXT]] [--json]
        valise devices approve ID --profile DIR [--json]
 
 Lists this user's devices as the verified directory log shows them, and own-account alerts: a device this device
 did not enrol (and that was not there before it), a revocation, a clearance or role change.
   --ack DEVICE   dismiss the alerts about DEVICE (a device you enrolled yourself, e.g. your new phone), and tell
                  the server (audited as directory.device.ack: detection does not take it for an intruder's device)
-With --json prints {"verified","checkpointSize","devices":[…],"alerts":[…],"error"}.
+  --not-mine DEVICE   this device is not yours (someone enrolled it under your name): the security officers get a
+                 critical alert (device-not-mine) and an incident is opened with it; --detail adds what you know
+approve also tells the server that this device approved ID (audited as directory.device.ack from this device), so
+detection takes ID, used from a new network, for your new device rather than an intruder's.
+With --json prints {"verified","checkpointSize","devices":[…],"alerts":[…],"error"} (and "reported" with --not-mine).
 approve ID     send your new device ID (an active device of yours in the directory log) the cable and document
                keys this device holds, end to end inside MLS, in the unit and link conversations it is a member of
                (it is added to them first), and dismiss its alert; then this device's message history (valise
@@ -231,7 +235,13 @@ export async function conversations(argv: string[]): Promise<number> {
 export async function devices(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { profile: { type: "string" }, ack: { type: "string", multiple: true }, json: { type: "boolean" } },
+    {
+      profile: { type: "string" },
+      ack: { type: "string", multiple: true },
+      "not-mine": { type: "string", multiple: true },
+      detail: { type: "string" },
+      json: { type: "boolean" },
+    },
     DEVICES_USAGE,
   );
   if (values.help) return (void console.log(DEVICES_USAGE), 0);
@@ -256,6 +266,16 @@ export async function devices(argv: string[]): Promise<number> {
         }
       },
     );
+    // The server learns of the approval (audited directory.device.ack, made from this device): detection credits a
+    // new device its owner approved from a device already trusted for them.
+    try {
+      await c.login();
+      await c.transport.ackOwnDevice(id);
+    } catch (e) {
+      process.stderr.write(
+        `valise: the server was not told about the approval: ${e instanceof Error ? e.message : String(e)}\n`,
+      );
+    }
     if (values.json) printJson({ approved: id, ...r });
     else
       console.log(
@@ -263,6 +283,20 @@ export async function devices(argv: string[]): Promise<number> {
           (r.history ? `; history: ${r.history.messages} messages in ${r.history.batches} batches` : ""),
       );
     return 0;
+  }
+  const reported: { device: string; alert: number; incident?: string }[] = [];
+  for (const d of values["not-mine"] ?? []) {
+    await c.login();
+    const x = await c.transport.reportKt({
+      kind: "not_mine",
+      subject: d,
+      detail: (values.detail ?? "").slice(0, 2000),
+    });
+    reported.push({ device: d, alert: x.id, ...(x.incident ? { incident: x.incident } : {}) });
+    if (!values.json)
+      console.log(
+        `reported ${q(d)} as not yours: alert ${x.id}${x.incident ? `, incident ${x.incident}` : " (already reported)"}`,
+      );
   }
   const r = await c.ownDevices();
   const acked: string[] = [];
@@ -306,6 +340,7 @@ export async function devices(argv: string[]): Promise<number> {
     })),
     error: r.error,
     ...(acked.length > 0 ? { acked } : {}),
+    ...(reported.length > 0 ? { reported } : {}),
   };
   if (values.json) printJson(out);
   else {

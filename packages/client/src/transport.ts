@@ -231,8 +231,8 @@ export interface PendingRemovalView {
 }
 /** A key-transparency finding reported to the security officers (POST /v1/kt/reports). */
 export interface KtReport {
-  kind: "directory_mismatch" | "unknown_device" | "log_refused";
-  /** A handle or unit (at most 200 characters). */
+  kind: "directory_mismatch" | "unknown_device" | "log_refused" | "not_mine";
+  /** A handle or unit (at most 200 characters); for `not_mine`, the device that is not the user's. */
   subject: string;
   /** What differs (at most 2000 characters). */
   detail: string;
@@ -719,7 +719,7 @@ export class HttpTransport {
   }
   /** Any device: tell the security officers what key transparency found (raises an alert; deduplicated per hour). */
   reportKt(body: KtReport) {
-    return this.call<{ id: number; duplicate: boolean }>("POST", "/v1/kt/reports", body);
+    return this.call<{ id: number; duplicate: boolean; incident?: string }>("POST", "/v1/kt/reports", body);
   }
 
   // Audit log (security officers). Entries are leaf bytes; the caller verifies them against a signed checkpoint.

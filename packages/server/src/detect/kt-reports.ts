@@ -10,19 +10,31 @@
  */
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
-import { ValiseError, type AuditEvent } from "@valise/core";
+import { ValiseError, isDeviceId, type AuditEvent } from "@valise/core";
+import { IncidentStore } from "../incidents/store.js";
 import { type ServerContext, requireSession } from "../http/context.js";
 import { audit, auditObject, clientOf } from "../audit/http.js";
 import { auditItem, newAuditId } from "../storage/audit-log.js";
 import { alertView, type AlertView } from "./alert-store.js";
 
-export const KT_REPORT_KINDS = ["directory_mismatch", "unknown_device", "log_refused"] as const;
+export const KT_REPORT_KINDS = ["directory_mismatch", "unknown_device", "log_refused", "not_mine"] as const;
 export const KT_REPORT_RULE = "kt-report";
+/**
+ * A user's "this device is not mine" (issue 16: `valise devices --not-mine DEVICE`, kind `not_mine`, subject the
+ * device): someone enrolled a device under their name. A critical alert under its own rule, and an incident opened
+ * with it at once (created by `valise`), so the officers start from an incident, not from one alert among many.
+ */
+export const NOT_MINE_RULE = "device-not-mine";
 export const KT_REPORT_DEDUP_MS = 3600 * 1000;
 
 const ReportBody = Type.Object(
   {
-    kind: Type.Union([Type.Literal("directory_mismatch"), Type.Literal("unknown_device"), Type.Literal("log_refused")]),
+    kind: Type.Union([
+      Type.Literal("directory_mismatch"),
+      Type.Literal("unknown_device"),
+      Type.Literal("log_refused"),
+      Type.Literal("not_mine"),
+    ]),
     subject: Type.String({ minLength: 1, maxLength: 200 }),
     detail: Type.String({ maxLength: 2000 }),
   },
@@ -51,9 +63,27 @@ export function ktReportRoutes(app: FastifyInstance, ctx: ServerContext): void {
       auditObject(req, { object: subject });
       const user = await ctx.store.directory.getUser(s.handle);
       if (!user) throw new ValiseError("unauthenticated", "user no longer exists");
-      const reason =
+      const notMine = kind === "not_mine";
+      if (notMine && (!isDeviceId(subject) || subject === s.deviceId))
+        throw new ValiseError("bad_request", "not_mine: the subject is the id of another device listed as yours");
+      const rule = notMine ? NOT_MINE_RULE : KT_REPORT_RULE;
+      const severity = notMine ? "critical" : "high";
+      let reason =
         `key-transparency report from ${s.handle} (device ${s.deviceId}): ${kind} about ${subject}` +
         (detail ? `: ${detail}` : "");
+      if (notMine) {
+        const dev = await ctx.store.directory.getDevice(subject);
+        const listed =
+          dev === null
+            ? "a device the server does not hold"
+            : dev.handle === s.handle
+              ? `listed as ${s.handle}'s${dev.revokedAt !== null ? " (revoked)" : ""}`
+              : `listed as ${dev.handle}'s`;
+        reason =
+          `${s.handle} says device ${subject} (${listed}) is not theirs: someone may have enrolled a device under ` +
+          `their name (reported from their device ${s.deviceId})` +
+          (detail ? `: ${detail}` : "");
+      }
       const now = ctx.now();
       const event: AuditEvent = {
         id: newAuditId(),
@@ -85,7 +115,7 @@ export function ktReportRoutes(app: FastifyInstance, ctx: ServerContext): void {
             const prior = await trx
               .selectFrom("alerts")
               .selectAll()
-              .where("rule", "=", KT_REPORT_RULE)
+              .where("rule", "=", rule)
               .where("actor", "=", s.handle)
               .where("reason", "=", reason)
               .where("created_at", ">=", now - KT_REPORT_DEDUP_MS)
@@ -103,8 +133,8 @@ export function ktReportRoutes(app: FastifyInstance, ctx: ServerContext): void {
                 id: Number(m?.m ?? 0) + 1,
                 time: now,
                 actor: s.handle,
-                rule: KT_REPORT_RULE,
-                severity: "high",
+                rule,
+                severity,
                 reason,
                 events: JSON.stringify([event.id]),
                 trigger_event: event.id,
@@ -126,7 +156,19 @@ export function ktReportRoutes(app: FastifyInstance, ctx: ServerContext): void {
       }
       if (!stored.duplicate) ctx.fanout.publish([{ type: "alert", alert: stored.alert }]);
       ctx.detector?.notify();
-      return reply.status(202).send({ id: stored.alert.id, duplicate: stored.duplicate });
+      let incident: string | undefined;
+      if (notMine && !stored.duplicate) {
+        const inc = await new IncidentStore(db, ctx.store.audit, ctx.now).create({
+          title: `Device ${subject} reported as not theirs by ${s.handle}`,
+          alerts: [stored.alert.id],
+          note: reason,
+          createdBy: "valise",
+        });
+        incident = inc.id;
+      }
+      return reply
+        .status(202)
+        .send({ id: stored.alert.id, duplicate: stored.duplicate, ...(incident ? { incident } : {}) });
     },
   );
 }
