@@ -5,9 +5,18 @@ import { dirname, join } from "node:path";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const only = process.argv.slice(2);
-const benches = ["mls", "delivery", "log", "detect", "ioc", "documents", "cables", "cluster"].filter(
-  (b) => only.length === 0 || only.includes(b),
-);
+const benches = [
+  "mls",
+  "delivery",
+  "log",
+  "detect",
+  "ioc",
+  "documents",
+  "cables",
+  "cluster",
+  "search",
+  "history",
+].filter((b) => only.length === 0 || only.includes(b));
 let failed = 0;
 for (const b of benches) {
   console.log(`\n=== bench/${b} ===`);

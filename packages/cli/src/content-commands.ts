@@ -105,6 +105,23 @@ export async function cable(argv: string[]): Promise<number> {
         bar,
       );
       bar.end();
+      const h = await c.history();
+      if (h) {
+        // A cable this device released is searchable here like one it received.
+        h.noteCable({
+          id: r.id,
+          reference: r.reference,
+          subject: str(values.subject, "--subject TEXT", CABLE_USAGE),
+          from: c.handle,
+          originator: r.cable.originator,
+          label: r.cable.label,
+          time: iso(r.cable.createdAt) ?? new Date().toISOString(),
+          precedence: r.cable.precedence,
+          body,
+          attachments: attachments.map((a) => a.name),
+        });
+        await h.save();
+      }
       if (values.json)
         printJson({
           reference: r.reference,
@@ -402,6 +419,22 @@ export async function doc(argv: string[]): Promise<number> {
           createdBy: v.createdBy,
         })),
       }));
+      const h = await c.history();
+      if (h) {
+        // Document names this device can read join the search index (kept sealed on this device).
+        for (const d of out)
+          for (const v of d.versions)
+            if (v.name !== null)
+              h.noteDocument({
+                id: d.id,
+                version: v.version,
+                name: v.name,
+                label: d.label,
+                from: v.createdBy ?? d.owner,
+                time: v.createdAt ?? "",
+              });
+        await h.save();
+      }
       if (values.json) printJson({ documents: out });
       else if (out.length === 0) console.log("no documents");
       else

@@ -21,7 +21,8 @@ export const SEARCH_USAGE = `usage: valise search QUERY --profile DIR [--kind KI
 
 Searches this device's messages, cables (subject, body, reference, sender), document names and attachment names.
 The index is built on this device from its sealed history (valise history) and updated as items arrive (sync,
-send, cable list and cable show add a cable's body and attachment names); it is never sent to the server. Every
+send, cable send/list, cable show adds a cable's body and attachment names, doc list the names of documents); it is
+never sent to the server. Every
 word of QUERY must match the start of a word (case and accents ignored); "a phrase word" in double quotes must
 match whole words. KIND is message, cable, document or attachment. Default limit 50.
 With --json prints {"query","results":[{"kind","id","title","snippet","from","label","time","reference",
