@@ -213,11 +213,19 @@ async function main(): Promise<void> {
   function openWs(url: string, token: string, onFrame: (f: Frame) => void): Promise<WebSocket> {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(`${url.replace("http", "ws")}/v1/ws`);
+      let ready = false;
       ws.once("open", () => ws.send(JSON.stringify({ type: "auth", token })));
       ws.once("error", reject);
+      // Closed before "ready" (auth timeout on a loaded machine, a node going away): fail, do not hang.
+      ws.once("close", (code: number) => {
+        if (!ready) reject(new Error(`socket closed before ready (${code})`));
+      });
       ws.on("message", (raw: Buffer) => {
         const f = JSON.parse(raw.toString("utf8")) as Frame;
-        if (f.type === "ready") return resolve(ws);
+        if (f.type === "ready") {
+          ready = true;
+          return resolve(ws);
+        }
         onFrame(f);
       });
     });
@@ -420,6 +428,7 @@ async function main(): Promise<void> {
     try {
       const { r, pairs } = await throughput(`${NODES} nodes (PostgreSQL + NATS), pushes across nodes`, cl);
       results.cluster = r;
+      writeResults("cluster", { ...results, partial: "kill and idle WebSockets not measured yet" });
 
       // Kill: one node SIGKILLed in the middle of a burst; clients move and resend unacknowledged sends.
       const victim = cl.nodes[1]!;
@@ -471,6 +480,7 @@ async function main(): Promise<void> {
         elapsedMs: Math.round(elapsedMs),
       };
       results.kill = kill;
+      writeResults("cluster", { ...results, partial: "idle WebSockets not measured yet" });
       printTable(`node SIGKILLed mid-burst (${KILL_MESSAGES} sends)`, [
         ["keys sent / acked", `${sent} / ${acked}`],
         ["stored in the log", stored],
@@ -489,12 +499,14 @@ async function main(): Promise<void> {
         const live = alive(cl);
         const rss0 = live.map((s) => rssKiB(s.child.pid!));
         const sockets: WebSocket[] = [];
+        let failedSockets = 0;
         const tokens = pairs.map((p) => p.receiver.transport.token ?? "");
         for (let i = 0; i < IDLE; i += 200) {
           await Promise.all(
             Array.from({ length: Math.min(200, IDLE - i) }, (_, j) =>
               openWs(live[(i + j) % live.length]!.url, tokens[(i + j) % tokens.length]!, () => undefined).then(
                 (ws) => void sockets.push(ws),
+                () => void failedSockets++,
               ),
             ),
           );
@@ -504,6 +516,7 @@ async function main(): Promise<void> {
         const total = rss1.reduce((a, b) => a + b, 0);
         results.idleWebSockets = {
           sockets: sockets.length,
+          failedToOpen: failedSockets,
           nodes: live.length,
           rssBeforeMiB: round(rss0.reduce((a, b) => a + b, 0) / 1024),
           rssAfterMiB: round(total / 1024),
