@@ -5,7 +5,7 @@
  * recompute the root.
  */
 import { resolve } from "node:path";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import {
   ValiseError,
   auditEventJson,
@@ -25,6 +25,7 @@ import {
 import { FileKeyStore } from "@valise/client/node/file-store";
 import { parse, str, UsageError } from "./args.js";
 import { printJson } from "./output.js";
+import { buildOfflineExport, verifyOfflineExport } from "./audit-offline.js";
 import { installNodeCrypto } from "./crypto.js";
 import { freshnessJson, maxCheckpointAgeMs, MAX_AGE_ENV } from "./freshness.js";
 
@@ -42,6 +43,14 @@ command first verifies the audit log's latest checkpoint with the log key, and p
   export --jsonl [--out FILE]            every event of the checkpointed log, one JSON object per line (the DESIGN
                                          format: id, time, actor, device, source, client, action, object,
                                          target_device, label, unit, bytes, canary, outcome), verified as in verify
+  export --out FILE [--from F] [--to T]  an offline export for an outside investigator: entries [F, T) (indices,
+                                         or ISO times: the events from F up to before T; default the whole log)
+                                         with their inclusion proofs, the signed and cosigned checkpoint and a
+                                         consistency proof from the first T entries to it (one canonical JSON line)
+  verify --offline FILE --log-key VKEY [--witness [URL=]VKEY …] [--quorum K] [--json]
+                                         check such a file with no server and no profile: every signature line of
+                                         the checkpoint by a given key, K (default: all given) witness cosignatures,
+                                         every entry's proof, the file byte for byte; exit 0 ok, 1 not ok
 Options:
   --profile DIR     the officer's enrolled device profile (its session is used)
   --log-key VKEY    the log's verifier key (valise admin log key); default: the profile's enrollment trust anchors,
@@ -124,6 +133,11 @@ export async function audit(argv: string[]): Promise<number> {
       jsonl: { type: "boolean" },
       out: { type: "string" },
       "max-age": { type: "string" },
+      from: { type: "string" },
+      to: { type: "string" },
+      offline: { type: "string" },
+      witness: { type: "string", multiple: true },
+      quorum: { type: "string" },
     },
     AUDIT_USAGE,
   );
@@ -134,6 +148,30 @@ export async function audit(argv: string[]): Promise<number> {
   const cmd = positionals.join(" ");
   if (!["tail", "query", "verify", "export"].includes(cmd))
     throw new UsageError(`unknown audit command ${JSON.stringify(cmd)}\n\n${AUDIT_USAGE}`);
+  if (cmd === "verify" && values.offline !== undefined) {
+    // No server, no profile: the investigator's own keys.
+    const logKey = str(values["log-key"], "--log-key VKEY (the log's verifier key)", AUDIT_USAGE);
+    const witnesses = values.witness ?? [];
+    const quorum = values.quorum === undefined ? witnesses.length : Number(values.quorum);
+    if (!/^[0-9]+$/.test(values.quorum ?? "0") || quorum > witnesses.length)
+      throw new UsageError(`--quorum must be between 0 and the number of --witness (${witnesses.length})`);
+    let bytes: Uint8Array;
+    try {
+      bytes = readFileSync(resolve(values.offline));
+    } catch (e) {
+      throw new UsageError(`--offline ${values.offline}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+    const r = verifyOfflineExport(bytes, logKey, witnesses, quorum);
+    if (values.json) printJson(r);
+    else
+      console.log(
+        r.ok
+          ? `ok: entries ${r.from}…${r.to - 1} (${r.entries}) are in the signed audit log ${r.origin} of size ${r.size}` +
+              (r.cosigners.length > 0 ? `, cosigned by ${r.cosigners.join(", ")}` : ", no witness cosignature required")
+          : `NOT OK: ${r.reason}`,
+      );
+    return r.ok ? 0 : 1;
+  }
   const profile = str(values.profile, "--profile DIR", AUDIT_USAGE);
   // An explicit --log-key: that key alone (no witness quorum), as before; else the profile's anchors (SDK default).
   let anchors: AuditAnchors | undefined;
@@ -220,7 +258,20 @@ export async function audit(argv: string[]): Promise<number> {
         return ok ? 0 : 1;
       }
       case "export": {
-        if (!values.jsonl) throw new UsageError(`export needs --jsonl\n\n${AUDIT_USAGE}`);
+        if (!values.jsonl) {
+          const out = str(values.out, "--jsonl or --out FILE", AUDIT_USAGE);
+          const r = await client.audit.download(cp);
+          if (!r.ok) throw new ValiseError("bad_encoding", `audit log does not verify, nothing exported: ${r.reason}`);
+          warnStale(freshness);
+          const from = rangeBound(values.from, r.events, 0, "--from");
+          const to = rangeBound(values.to, r.events, cp.size, "--to");
+          if (!(from < to)) throw new UsageError(`no audit entries in ${values.from ?? "0"}…${values.to ?? "end"}`);
+          writeFileSync(resolve(out), buildOfflineExport(verified.note, r.entries, from, to), { mode: 0o600 });
+          const summary = { out: resolve(out), from, to, entries: to - from, size: cp.size, origin: cp.origin };
+          if (values.json) printJson(summary);
+          else console.error(`exported entries ${from}…${to - 1} of ${cp.size} to ${summary.out}`);
+          return 0;
+        }
         const r = await client.audit.download(cp);
         if (!r.ok) throw new ValiseError("bad_encoding", `audit log does not verify, nothing exported: ${r.reason}`);
         warnStale(freshness);
@@ -234,4 +285,14 @@ export async function audit(argv: string[]): Promise<number> {
   } finally {
     await client.save();
   }
+}
+
+/** An export bound: an entry index, or an ISO time (the first event at or after it); `dflt` when absent. */
+function rangeBound(v: string | undefined, events: readonly AuditEvent[], dflt: number, name: string): number {
+  if (v === undefined) return dflt;
+  if (/^[0-9]{1,15}$/.test(v)) return Math.min(Number(v), events.length);
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new UsageError(`${name} must be an entry index or an ISO 8601 time`);
+  const i = events.findIndex((e) => Date.parse(e.time) >= t);
+  return i === -1 ? events.length : i;
 }

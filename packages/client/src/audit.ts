@@ -60,6 +60,8 @@ export interface AuditAnchors {
 export interface VerifiedAuditCheckpoint {
   /** The audit log's checkpoint: origin `…/audit`, size, root hash, all signed by the log key. */
   checkpoint: Checkpoint;
+  /** The signed note as served (checkpoint text, log signature, witness cosignatures), e.g. for an offline export. */
+  note: string;
   keySource: AuditKeySource;
   /** Witness cosignatures that verified with pinned keys, the quorum required, how many witnesses are pinned. */
   witnesses: { cosigned: number; quorum: number; pinned: number; names: string[] };
@@ -121,7 +123,8 @@ export interface AuditQueryResult extends VerifiedAuditCheckpoint {
 }
 
 export type AuditDownload =
-  { ok: true; events: AuditEvent[] } | { ok: false; reason: string; index?: number | undefined };
+  | { ok: true; events: AuditEvent[]; /** the raw entries (leaf data), in log order */ entries: Uint8Array[] }
+  | { ok: false; reason: string; index?: number | undefined };
 
 /** Cable metadata for officers (no subject, no content): what the audit log's cable events name by id. */
 export interface AuditCable {
@@ -325,6 +328,7 @@ export class AuditLog {
             : null;
     return {
       checkpoint,
+      note,
       keySource,
       witnesses: { cosigned: cosigners.length, quorum, pinned: witnesses.length, names: cosigners },
       warning,
@@ -365,6 +369,7 @@ export class AuditLog {
   async download(cp: Checkpoint): Promise<AuditDownload> {
     const leaves: Uint8Array[] = [];
     const events: AuditEvent[] = [];
+    const entries: Uint8Array[] = [];
     for (let start = 0; start < cp.size; start += PAGE) {
       const count = Math.min(PAGE, cp.size - start);
       const page = await this.authed(() => this.t.auditEntries(start, count));
@@ -373,6 +378,7 @@ export class AuditLog {
         if (!p.ok)
           return { ok: false, reason: `entry ${start + i} is not an audit event: ${p.reason}`, index: start + i };
         events.push(p.event);
+        entries.push(data);
         leaves.push(leafHash(data));
       }
       if (page.length !== count)
@@ -384,7 +390,7 @@ export class AuditLog {
     }
     if (!equalBytes(rootFromLeafHashes(leaves), cp.rootHash))
       return { ok: false, reason: "the entries do not hash to the checkpoint's root: the log was altered" };
-    return { ok: true, events };
+    return { ok: true, events, entries };
   }
 
   /**
