@@ -56,6 +56,7 @@ const SPECS_RAW: Record<string, Omit<KeySpec, "env"> & { env?: string }> = {
   blobStore: k("string", "blob store: fs or pg", { flag: "blob-store" }),
   blobDir: k("string", "directory of the fs blob store", { flag: "blobs", path: true }),
   nats: k("string", "NATS URL of a cluster's fan-out", { flag: "nats", env: "VALISE_NATS_URL" }),
+  taxiiPoll: k("string", "how often partners' TAXII collections are polled (0: never)", { flag: "taxii-poll" }),
   sessionTtl: k("string", "session lifetime", { flag: "session-ttl" }),
   enrollmentCodeTtl: k("string", "enrollment code lifetime", { flag: "enrollment-code-ttl" }),
   dbPoolSize: k("string", "PostgreSQL connection pool size", { flag: "db-pool-size" }),

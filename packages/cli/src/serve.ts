@@ -195,12 +195,8 @@ export async function serve(argv: string[]): Promise<number> {
   const trainArg = str("detectTrainDays");
   if (trainArg !== undefined && !/^[0-9]{1,5}$/.test(trainArg))
     throw new UsageError("--detect-train-days must be a non-negative integer");
-  const taxiiPollMs =
-    values["taxii-poll"] === undefined
-      ? undefined
-      : values["taxii-poll"] === "0"
-        ? 0
-        : parseDuration(values["taxii-poll"]);
+  const taxiiPollArg = str("taxiiPoll");
+  const taxiiPollMs = taxiiPollArg === undefined ? undefined : taxiiPollArg === "0" ? 0 : parseDuration(taxiiPollArg);
   if (taxiiPollMs === null) throw new UsageError("--taxii-poll must be 0 or a duration such as 900, 15m or 1h");
   let rules: Rule[];
   let webhooks: string[];

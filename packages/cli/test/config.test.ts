@@ -45,6 +45,7 @@ const EVERY_KEY: Record<string, unknown> = {
   blobStore: "pg",
   blobDir: "shared-blobs",
   nats: "nats://127.0.0.1:4222",
+  taxiiPoll: "15m",
   sessionTtl: "8h",
   enrollmentCodeTtl: "2d",
   dbPoolSize: 20,
