@@ -482,7 +482,19 @@ function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: 
             </strong>{" "}
             <span className="kt-detail">{own.alerts.map((a) => a.text).join(" · ")} </span>
             {first !== "account" && <a href="#/account">Review your devices now</a>}
-            {first !== "account" && ctx && <NewDeviceButtons ctx={ctx} alerts={own.alerts} compact onDone={refresh} />}
+            {first !== "account" && ctx && (
+              <NewDeviceButtons
+                ctx={ctx}
+                alerts={own.alerts}
+                compact
+                onDone={refresh}
+                onResult={(text) =>
+                  setNotices((n) =>
+                    [...n, { key: `device-${Date.now()}`, text, time: new Date().toISOString() }].slice(-5),
+                  )
+                }
+              />
+            )}
           </div>
         )}
         {logStale && (

@@ -13,6 +13,7 @@ export interface OwnState {
 
 export function Account({ ctx, own, onAck }: { ctx: Ctx; own: OwnState | null; onAck: () => void }) {
   const [error, setError] = useState<string | null>(null);
+  const [deviceResult, setDeviceResult] = useState<string | null>(null);
   const devicesH = useRef<HTMLHeadingElement>(null);
   useEffect(() => ctx.setLabels([]), [ctx]);
   const selfIndex = own?.devices.find((d) => d.self)?.logIndex ?? null;
@@ -69,9 +70,20 @@ export function Account({ ctx, own, onAck }: { ctx: Ctx; own: OwnState | null; o
               </li>
             ))}
           </ul>
-          <NewDeviceButtons ctx={ctx} alerts={own.alerts} devices={own.devices} onDone={onAck} />
+          <NewDeviceButtons
+            ctx={ctx}
+            alerts={own.alerts}
+            devices={own.devices}
+            onDone={onAck}
+            onResult={setDeviceResult}
+          />
           <p>If you did not enrol it, revoke it and call your security officer now.</p>
         </div>
+      )}
+      {deviceResult && (
+        <p role="status" className="audit-proof" data-testid="device-result">
+          {deviceResult}
+        </p>
       )}
       <h3 tabIndex={-1} ref={devicesH}>
         Your devices

@@ -21,6 +21,8 @@ export function NewDeviceButtons(props: {
   devices?: OwnDevice[];
   compact?: boolean;
   onDone: () => void;
+  /** The outcome, shown by the caller: the alert (and these buttons) go away once the device is approved. */
+  onResult?: (text: string) => void;
 }) {
   const added = props.alerts.filter((a) => a.kind === "device.add" && a.device);
   const ids = [...new Set(added.map((a) => a.device!))];
@@ -34,13 +36,20 @@ export function NewDeviceButtons(props: {
           device={id}
           name={props.devices?.find((d) => d.id === id)?.name ?? id}
           onDone={props.onDone}
+          {...(props.onResult ? { onResult: props.onResult } : {})}
         />
       ))}
     </span>
   );
 }
 
-function DeviceDecision(props: { ctx: Ctx; device: string; name: string; onDone: () => void }) {
+function DeviceDecision(props: {
+  ctx: Ctx;
+  device: string;
+  name: string;
+  onDone: () => void;
+  onResult?: (text: string) => void;
+}) {
   const [pending, setPending] = useState<Pending>(null);
   const [busy, setBusy] = useState(false);
   const [progress, setProgress] = useState<string | null>(null);
@@ -58,12 +67,14 @@ function DeviceDecision(props: { ctx: Ctx; device: string; name: string; onDone:
         );
         await ctx.client.transport.ackOwnDevice(device).catch(() => undefined);
         await ctx.client.save();
-        setProgress(
-          `Approved ${name}: ${r.keys} cable and document key${r.keys === 1 ? "" : "s"} sent in ${r.conversations} conversation${r.conversations === 1 ? "" : "s"}.`,
-        );
+        const text = `Approved ${name}: ${r.keys} cable and document key${r.keys === 1 ? "" : "s"} sent in ${r.conversations} conversation${r.conversations === 1 ? "" : "s"}.`;
+        setProgress(text);
+        props.onResult?.(text);
       } else {
         await ctx.client.revokeOwnDevice(device);
-        setProgress(`Revoked ${name}: it can no longer log in, and it is removed from your conversations.`);
+        const text = `Revoked ${name}: it can no longer log in, and it is removed from your conversations.`;
+        setProgress(text);
+        props.onResult?.(text);
       }
       setPending(null);
       props.onDone();
