@@ -48,6 +48,17 @@ Local operator commands on the server's database (like prosodyctl): run them on 
   unit member remove UNIT HANDLE [--json]      remove a member (their devices: pending removal in the unit's
                                                channels and links)
   unit label UNIT LABEL [--json]               set a unit's highest label (max-label)
+  unit share UNIT --since DURATION|all [--json]
+                                               how far back the unit shares keys with members who join later
+                                               (unit.share in the directory log; default all: everything the
+                                               unit holds). DURATION: 30d, 12h, 90m, 3600s, 2w. The unit's
+                                               archive and a user's own approved device always get everything
+  archive assign USER UNIT [--json]            records archive (issue 14): USER (role archivist, cleared for
+                                               the unit's highest label, not a member) becomes the archive of
+                                               UNIT (archive.assign in the directory log): its devices join the
+                                               unit's channels and links, shown to every member as the archive,
+                                               and receive every key of the unit
+  archive remove USER UNIT [--json]            the assignment ends (archive.remove)
   device revoke DEVICE_ID [--json]             revoke a device at once
   clearance set HANDLE LABEL (--officer OFFICER | --profile DIR) [--json]
                                                security officers only: set a user's clearance. Locally, name
@@ -87,6 +98,7 @@ export async function admin(argv: string[]): Promise<number> {
       from: { type: "string" },
       to: { type: "string" },
       config: { type: "string" },
+      since: { type: "string" },
     },
     ADMIN_USAGE,
   );
@@ -260,6 +272,9 @@ interface LifecycleOps {
   disable(handle: string): Promise<{ revokedDevices: string[]; pendingRemovals: PendingRemovalView[] }>;
   enable(handle: string): Promise<unknown>;
   unitLabel(unit: string, label: string): Promise<{ maxLabel: string }>;
+  unitShare(unit: string, since: string): Promise<{ unit: string; since: string; changed: boolean }>;
+  assignArchive(unit: string, handle: string): Promise<{ handle: string; unit: string }>;
+  removeArchive(unit: string, handle: string): Promise<{ pendingRemovals: PendingRemovalView[] }>;
 }
 
 function localOps(store: Store): LifecycleOps {
@@ -278,6 +293,9 @@ function localOps(store: Store): LifecycleOps {
     disable: (handle) => d.disableUser(handle),
     enable: (handle) => d.enableUser(handle),
     unitLabel: (unit, label) => d.setUnitMaxLabel(unit, label),
+    unitShare: (unit, since) => d.setUnitShare(unit, since),
+    assignArchive: (unit, handle) => d.assignArchive(handle, unit),
+    removeArchive: (unit, handle) => d.removeArchive(handle, unit),
   };
 }
 
@@ -305,15 +323,33 @@ function remoteOps(c: ValiseClient): LifecycleOps {
     disable: (handle) => authed(() => t.disableUser(handle)),
     enable: (handle) => authed(() => t.enableUser(handle)),
     unitLabel: (unit, label) => authed(() => t.setUnitMaxLabel(unit, label)),
+    unitShare: (unit, since) => authed(() => t.setUnitShare(unit, since)),
+    assignArchive: (unit, handle) => authed(() => t.assignArchive(unit, handle)),
+    removeArchive: (unit, handle) => authed(() => t.removeArchive(unit, handle)),
   };
 }
 
 type LifecycleRun = (
   ops: LifecycleOps,
   positionals: string[],
-  values: { unit?: string[] | undefined; from?: string | undefined; to?: string | undefined },
+  values: {
+    unit?: string[] | undefined;
+    from?: string | undefined;
+    to?: string | undefined;
+    since?: string | undefined;
+  },
   json: boolean,
 ) => Promise<number>;
+
+/** `--since` of `unit share`: `all`, or a duration (30d, 12h, 90m, 3600s, 2w) → seconds as decimal text. */
+export function shareSince(v: string): string {
+  if (v === "all") return "all";
+  const m = /^([1-9][0-9]{0,8})([wdhms])$/.exec(v);
+  if (!m)
+    throw new UsageError(`--since must be all or a duration like 30d, 12h, 90m, 3600s, 2w (not ${JSON.stringify(v)})`);
+  const mult = { w: 604_800, d: 86_400, h: 3600, m: 60, s: 1 }[m[2] as "w" | "d" | "h" | "m" | "s"];
+  return String(Number(m[1]) * mult);
+}
 
 function printPending(pending: PendingRemovalView[]): void {
   for (const p of pending)
@@ -410,6 +446,43 @@ function lifecycleCommand(positionals: string[]): LifecycleRun | undefined {
         const members = await ops.unitMembers(unit);
         if (json) printJson({ unit, members });
         else for (const u of members) console.log(userLine(u));
+        return 0;
+      };
+    case "unit share":
+      return async (ops, _p, values, json) => {
+        const unit = one("UNIT", a1);
+        const since = shareSince(str(values.since, "--since DURATION|all", U));
+        const r = await ops.unitShare(unit, since);
+        if (json) printJson(r);
+        else
+          console.log(
+            !r.changed
+              ? `${unit} already shares ${since === "all" ? "everything" : `the last ${since} s`}`
+              : since === "all"
+                ? `${unit} shares every key it holds with members who join later`
+                : `${unit} shares with members who join later the keys of the last ${since} s`,
+          );
+        return 0;
+      };
+    case "archive assign":
+      return async (ops, _p, _v, json) => {
+        const handle = one("USER", a1);
+        const unit = one("UNIT", a2);
+        const r = await ops.assignArchive(unit, handle);
+        if (json) printJson(r);
+        else console.log(`${handle} is now the records archive of ${unit}`);
+        return 0;
+      };
+    case "archive remove":
+      return async (ops, _p, _v, json) => {
+        const handle = one("USER", a1);
+        const unit = one("UNIT", a2);
+        const r = await ops.removeArchive(unit, handle);
+        if (json) printJson(r);
+        else {
+          console.log(`${handle} is no longer the records archive of ${unit}`);
+          printPending(r.pendingRemovals);
+        }
         return 0;
       };
     case "unit member":

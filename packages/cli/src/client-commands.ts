@@ -55,7 +55,10 @@ a clearance, role or state change, from the witnessed directory log) event, unit
 export const CONVERSATIONS_USAGE = `usage: valise conversations --profile DIR [--json]
 
 Lists this device's conversations and who holds their keys (the members of each MLS group). With --json prints
-{"conversations":[{"id","kind","label","unit","peer","cursor","members":[{"user","device"}]}]}.`;
+{"conversations":[{"id","kind","label","unit","peer","cursor","members":[{"user","device"}]}]}; a member the
+directory log shows as the records archive of the conversation's unit has "archive":true,"role":"archivist" and
+is shown as
+"(archive)".`;
 
 /** `--no-wait` (any profile command): fail at once when another process holds the profile instead of waiting. */
 export const profileOptions = { noWait: false };
@@ -227,7 +230,7 @@ export async function conversations(argv: string[]): Promise<number> {
     for (const x of list)
       console.log(
         `${q(x.id)} ${q(x.kind)} ${q(x.peer ?? x.unit ?? "")} [${q(x.label)}] members: ` +
-          [...new Set(x.members.map((m) => q(m.user)))].join(", "),
+          [...new Set(x.members.map((m) => `${q(m.user)}${m.archive ? " (archive)" : ""}`))].join(", "),
       );
   return 0;
 }

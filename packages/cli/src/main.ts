@@ -14,6 +14,7 @@ import { directory, DIRECTORY_USAGE } from "./directory-commands.js";
 import { backupRestore, BACKUP_USAGE } from "./backup.js";
 import { version } from "./version.js";
 import { history, search } from "./history-commands.js";
+import { archive, ARCHIVE_USAGE } from "./archive-commands.js";
 
 const HELP = `valise — end-to-end encrypted cables, conversations and documents
 
@@ -34,6 +35,8 @@ Device:
   history        past messages kept on this device (sealed at rest), including history from an approved device
   search         search this device's messages, cables, document and attachment names (index on the device only)
   devices        this user's devices per the verified directory log, and own-account alerts (--ack DEVICE)
+Records:
+  archive        export a unit's records decrypted with a signed manifest (archivists); verify an export
 Security officer:
   audit          tail, query, verify and export the audit log (every access to stored data)
   detect         replay audit events (JSONL) through the detection rules and baselines, print alerts
@@ -67,6 +70,8 @@ ${BACKUP_USAGE}
 ${CABLE_USAGE}
 
 ${DOC_USAGE}
+
+${ARCHIVE_USAGE}
 
 ${LOG_USAGE}
 
@@ -138,6 +143,8 @@ async function main(argv: string[]): Promise<number> {
         return await history(rest);
       case "search":
         return await search(rest);
+      case "archive":
+        return await archive(rest);
       default:
         process.stderr.write(`valise: unknown command ${JSON.stringify(cmd)}; see valise --help\n`);
         return 2;

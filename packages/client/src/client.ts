@@ -15,6 +15,8 @@ import {
   randomId,
   toBase64,
   verifyCheckpointQuorum,
+  verifyInclusion,
+  leafHash,
   parseNoteVerifierKey,
   parseCosignatureVerifierKey,
   utf8,
@@ -67,7 +69,15 @@ import {
 import { Cables, checkAgainstServer } from "./cables.js";
 import { acceptCable, acceptDocument, heldCable, migrateProfile } from "./held-keys.js";
 import { Documents } from "./documents.js";
-import { acceptForward, forwardClientTag, forwardPayloads, travelsIn } from "./forward.js";
+import {
+  acceptForward,
+  forwardClientTag,
+  forwardPayloads,
+  shareCutoff,
+  shareKey,
+  sharedSince,
+  travelsIn,
+} from "./forward.js";
 import { AuditLog } from "./audit.js";
 import type { HistoryStore } from "./history.js";
 import {
@@ -77,6 +87,7 @@ import {
   type HistoryProgress,
   type TransferHost,
 } from "./history-transfer.js";
+import { archiveSigningMessage, type ArchiveEvidence } from "./archive.js";
 import type { StreamCipher } from "./content.js";
 import { webCryptoStreamCipher } from "./docstream.js";
 import type { ContentHost } from "./host.js";
@@ -196,9 +207,73 @@ export class ValiseClient {
     return Object.values(this.state.conversations);
   }
 
-  /** Who holds the keys of a conversation now: its MLS group's members (user, device). */
-  conversationMembers(id: string): { user: string; device: string }[] {
-    return groupMembers(this.group(id)).map((m) => ({ user: m.user, device: m.device }));
+  /**
+   * Who holds the keys of a conversation now: its MLS group's members (user, device). A member the verified log
+   * shows as the records archive of the conversation's unit(s) (issue 14) is marked `archive: true`.
+   */
+  conversationMembers(id: string): { user: string; device: string; archive?: true; role?: "archivist" }[] {
+    const conv = this.state.conversations[id];
+    const units = [conv?.unit, conv?.fromUnit].filter((u): u is string => !!u);
+    return groupMembers(this.group(id)).map((m) => {
+      const archives = this.transparency?.logUser(m.user)?.archives ?? [];
+      return {
+        user: m.user,
+        device: m.device,
+        ...(units.some((u) => archives.includes(u)) ? { archive: true as const, role: "archivist" as const } : {}),
+      };
+    });
+  }
+
+  /**
+   * Records archive (issue 14): catches up (keys forwarded to this device arrive), then says what the verified log
+   * makes this device: the units its user is the archive of, the accepted checkpoint, and the entries (with
+   * inclusion proofs in that checkpoint) adding this device and assigning those units. Null units: not an archive.
+   */
+  async archiveEvidence(): Promise<ArchiveEvidence> {
+    if (!this.transparency)
+      throw new ValiseError(
+        "bad_request",
+        "this profile has no key transparency trust anchors: no archive without the log",
+      );
+    const t = this.transparency;
+    await this.catchUp();
+    await t.refresh(true);
+    const cp = t.state.checkpoint;
+    const u = Object.hasOwn(t.directory.users, this.handle) ? t.directory.users[this.handle]! : null;
+    const d = Object.hasOwn(t.directory.devices, this.deviceId) ? t.directory.devices[this.deviceId]! : null;
+    if (!cp || !u || !d) throw new ValiseError("log_not_verified", "this device is not in the verified directory log");
+    const units = u.role === "archivist" && !u.disabled ? [...(u.archives ?? [])] : [];
+    if (units.length === 0)
+      throw new ValiseError(
+        "forbidden",
+        `${this.handle} is the records archive of no unit in the directory log (valise admin archive assign ${this.handle} UNIT)`,
+      );
+    const prove = async (index: number) => {
+      const entry = await this.transport.logEntry(index);
+      const proof = await this.transport.logInclusionProof(index, cp.size);
+      // The server's copies are checked here as the third party will: in the accepted tree, at that index.
+      if (!verifyInclusion(leafHash(entry), index, cp.size, proof, fromBase64(cp.rootHash)))
+        throw new ValiseError(
+          "log_not_verified",
+          `the server's inclusion proof for log entry ${index} does not verify`,
+        );
+      return { index, entry: toBase64(entry), proof: proof.map((h) => toBase64(h)) };
+    };
+    const assignments = [];
+    for (const unit of units) assignments.push(await prove(u.archiveIndex![unit]!));
+    return {
+      archivist: this.handle,
+      device: this.deviceId,
+      deviceKey: this.state.signaturePublicKey,
+      units,
+      checkpoint: { note: cp.note, size: cp.size, rootHash: cp.rootHash },
+      proofs: { device: await prove(d.addIndex), assignments },
+    };
+  }
+
+  /** Signs an archive manifest (exactly its bytes, under the archive context) with this device's key. */
+  async signArchiveManifest(manifest: Uint8Array): Promise<Uint8Array> {
+    return signChallenge(this.keys.signaturePrivateKey, archiveSigningMessage(manifest));
   }
 
   /** The content key (base64) of a cable this device received, for inspection and tests; null if none. */
@@ -1283,7 +1358,11 @@ export class ValiseClient {
         if (conv) {
           // The recipient as the directory (the log, with key transparency) tells it: no proof, no keys.
           const to = await this.verifier.user(f.to);
-          const payloads = forwardPayloads(this.state, conv, to, f.device);
+          // A late member gets what the unit's share window (`unit.share`) allows; the user's own approved device
+          // and the unit's archive get everything.
+          const cutoff = to && f.device === undefined ? await shareCutoff(this.verifier, conv, to, Date.now()) : null;
+          const shared = cutoff === null ? null : await sharedSince(this.transport, this.state, conv, cutoff);
+          const payloads = forwardPayloads(this.state, conv, to, f.device, (p) => !shared || shared.has(shareKey(p)));
           for (const [i, p] of payloads.entries())
             await this.sendPayload(conv.id, p, `fwd-${f.id}-${i}`, forwardClientTag(VALISE_CLIENT, f.to));
         }

@@ -66,12 +66,13 @@ export function forwardPayloads(
   conv: ConversationState,
   to: ServerUser | null,
   device?: string,
+  keep: (p: CablePayload | DocumentPayload) => boolean = () => true,
 ): ForwardPayload[] {
   if (!to || !conv.unit) return [];
   const units = [conv.unit, ...(conv.fromUnit ? [conv.fromUnit] : [])];
   if (!memberCleared(to, units, conv.label)) return [];
   const ok = (p: CablePayload | DocumentPayload) =>
-    p.sender !== "" && travelsIn(conv, p) && within(p.label, to.clearance);
+    p.sender !== "" && travelsIn(conv, p) && within(p.label, to.clearance) && keep(p);
   const cables = Object.values(state.cables ?? {}).filter(ok);
   const documents = Object.values(state.documents ?? {})
     .flatMap((vs) => Object.values(vs))
@@ -102,6 +103,60 @@ export function forwardPayloads(
   if (cur.cables.length + cur.documents.length > 0) out.push(cur);
   return out;
 }
+
+/**
+ * How far back this conversation shares keys with a member who joined later (issue 14, `unit.share` in the log):
+ * the oldest creation time (ms) an item may have, or null for everything. The recipient's own unit(s) in the
+ * conversation decide (the most generous of them); the records archive of a unit always gets everything.
+ */
+export async function shareCutoff(
+  door: { unit(name: string): Promise<{ share?: string } | null> },
+  conv: ConversationState,
+  to: ServerUser,
+  now: number,
+): Promise<number | null> {
+  const units = [conv.unit, conv.fromUnit].filter((u): u is string => !!u && to.units.includes(u));
+  if (units.length === 0 || units.some((u) => (to.archives ?? []).includes(u))) return null;
+  let cutoff = Infinity;
+  for (const u of units) {
+    const share = (await door.unit(u))?.share;
+    if (share === undefined || share === "all") return null;
+    cutoff = Math.min(cutoff, now - Number(share) * 1000);
+  }
+  return Number.isFinite(cutoff) ? cutoff : null;
+}
+
+/**
+ * The held items of `conv` created at or after `cutoff`, by the server's creation time (a server that lies about it
+ * can only widen a window to members the log proves, who may read the item anyway).
+ */
+export async function sharedSince(
+  transport: HttpTransport,
+  state: ProfileState,
+  conv: ConversationState,
+  cutoff: number,
+): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const c of Object.values(state.cables ?? {})) {
+    if (!travelsIn(conv, c)) continue;
+    const r = await transport.cable(c.id).catch(() => null);
+    if (r && r.createdAt >= cutoff) out.add(`c:${c.id}`);
+  }
+  for (const [id, vs] of Object.entries(state.documents ?? {})) {
+    const mine = Object.values(vs).filter((d) => travelsIn(conv, d));
+    if (mine.length === 0) continue;
+    const r = await transport.document(id).catch(() => null);
+    for (const d of mine) {
+      const v = r?.versions.find((x) => x.version === d.version);
+      if (v && v.createdAt >= cutoff) out.add(`d:${id}:${d.version}`);
+    }
+  }
+  return out;
+}
+
+/** The key of an item in `sharedSince`'s set. */
+export const shareKey = (p: CablePayload | DocumentPayload) =>
+  p.t === "cable" ? `c:${p.id}` : `d:${p.id}:${p.version}`;
 
 export interface ForwardHost {
   readonly handle: string;

@@ -25,3 +25,4 @@ export {
   type HistoryProgress,
   type TransferHost,
 } from "./history-transfer.js";
+export * from "./archive.js";

@@ -133,6 +133,8 @@ export interface DirectoryAlert {
     | "user.enable"
     | "member.add"
     | "member.remove"
+    | "archive.assign"
+    | "archive.remove"
     | "directory.mismatch";
   logIndex: number;
   device?: string;
@@ -154,6 +156,13 @@ export interface LogUser {
   disabled: boolean;
   /** Index of the `user.add`. */
   index: number;
+  /**
+   * The units (also in `units`) this user is the records archive of (`archive.assign`, issue 14): only while the
+   * role is `archivist`; a role change ends them.
+   */
+  archives?: string[];
+  /** The index of the `archive.assign` entry of each of `archives`. */
+  archiveIndex?: Record<string, number>;
 }
 
 /** A device as the verified log tells it. */
@@ -170,7 +179,8 @@ export interface LogDevice {
 
 /** The directory folded from every entry of the verified log (plain JSON; keys are checked identifiers). */
 export interface LogDirectory {
-  units: Record<string, { maxLabel: string; index: number }>;
+  /** `share`: the unit's `unit.share` window (absent: `all`). */
+  units: Record<string, { maxLabel: string; index: number; share?: string }>;
   users: Record<string, LogUser>;
   devices: Record<string, LogDevice>;
 }
@@ -294,6 +304,15 @@ function splitBundle(b: Uint8Array, width: number): Uint8Array[] {
   }
   if (out.length !== width) throw refused(`entry bundle has ${out.length} entries, expected ${width}`);
   return out;
+}
+
+/** A share window in words (`30 days`, `12 hours`, `90 seconds`). */
+export function describeSeconds(n: number): string {
+  const unit = (k: number, w: string) => `${k} ${w}${k === 1 ? "" : "s"}`;
+  if (n % 86_400 === 0) return unit(n / 86_400, "day");
+  if (n % 3600 === 0) return unit(n / 3600, "hour");
+  if (n % 60 === 0) return unit(n / 60, "minute");
+  return unit(n, "second");
 }
 
 const iso = (t: number) => (Number.isFinite(t) ? new Date(t).toISOString() : String(t));
@@ -481,7 +500,7 @@ export class TransparencyVerifier implements DirectoryDoor {
   private notice(s: LogState, dir: LogDirectory, e: DirectoryEntry, index: number, watched: Set<string>): void {
     const me = this.profile.handle;
     if (s.own.selfLogIndex === null || e.type === "unit.add") return; // the baseline: no news before this device
-    if (e.type !== "unit.label" && e.user === me) return; // about this user: own-account alerts
+    if ("user" in e && e.user === me) return; // about this user: own-account alerts
     const myUnits = own(dir.users, me)?.units ?? [];
     const shares = (user: string) => {
       const u = own(dir.users, user);
@@ -500,6 +519,31 @@ export class TransparencyVerifier implements DirectoryDoor {
         unit = e.unit;
         const before = own(dir.units, e.unit)?.maxLabel ?? "?";
         text = `${e.unit} may now carry up to ${e.maxLabel} (was ${before})`;
+        break;
+      }
+      case "unit.share": {
+        if (!myUnits.includes(e.unit)) return;
+        unit = e.unit;
+        text =
+          e.since === "all"
+            ? `${e.unit} now shares every key it holds with members who join later`
+            : `${e.unit} now shares with members who join later only the keys of the last ${describeSeconds(Number(e.since))}`;
+        break;
+      }
+      case "archive.assign": {
+        if (!myUnits.includes(e.unit) && !watched.has(e.user)) return;
+        unit = e.unit;
+        const u = own(dir.users, e.user);
+        if (!u || u.role !== "archivist" || u.units.includes(e.unit)) return; // proves no archive (see the fold)
+        text =
+          `${e.user} is now the records archive of ${e.unit} (cleared ${u.clearance}): its devices join the unit's ` +
+          "channels and links and receive every key of the unit they are cleared for";
+        break;
+      }
+      case "archive.remove": {
+        if (!myUnits.includes(e.unit) && !watched.has(e.user)) return;
+        unit = e.unit;
+        text = `${e.user} is no longer the records archive of ${e.unit}`;
         break;
       }
       case "user.add": {
@@ -560,7 +604,7 @@ export class TransparencyVerifier implements DirectoryDoor {
       id: `log-${index}`,
       logIndex: index,
       event: e.type,
-      user: e.type === "unit.label" ? null : e.user,
+      user: "user" in e ? e.user : null,
       unit,
       device,
       text,
@@ -571,7 +615,7 @@ export class TransparencyVerifier implements DirectoryDoor {
 
   /** Own-account monitoring: entries about this profile's user become alerts (after the baseline). */
   private apply(s: LogState, e: DirectoryEntry, index: number): void {
-    if (e.type === "unit.add" || e.type === "unit.label" || e.user !== this.profile.handle) return;
+    if (!("user" in e) || e.user !== this.profile.handle) return;
     const own = s.own;
     const baseline = own.selfLogIndex === null;
     const alert = (kind: DirectoryAlert["kind"], text: string, device?: string) => {
@@ -621,6 +665,12 @@ export class TransparencyVerifier implements DirectoryDoor {
         alert(e.type, add ? `You were added to unit ${e.unit}` : `You were removed from unit ${e.unit}`);
         return;
       }
+      case "archive.assign":
+        alert("archive.assign", `You are now the records archive of unit ${e.unit}`);
+        return;
+      case "archive.remove":
+        alert("archive.remove", `You are no longer the records archive of unit ${e.unit}`);
+        return;
       case "user.disable":
         alert("user.disable", "Your account was disabled: this device can no longer log in");
         return;
@@ -731,6 +781,7 @@ export class TransparencyVerifier implements DirectoryDoor {
       clearance: u.clearance,
       role: u.role,
       disabled: u.disabled,
+      ...(u.archives && u.archives.length > 0 ? { archives: [...u.archives] } : {}),
       devices,
       logIndex: u.index,
       clearanceLogIndex: u.clearanceIndex,
@@ -746,10 +797,10 @@ export class TransparencyVerifier implements DirectoryDoor {
   }
 
   /** A unit as the log tells it; null if the log has no such unit. */
-  async unit(name: string): Promise<{ name: string; maxLabel: string } | null> {
+  async unit(name: string): Promise<{ name: string; maxLabel: string; share?: string } | null> {
     await this.refresh();
     const u = own(this.directory.units, name);
-    return u ? { name, maxLabel: u.maxLabel } : null;
+    return u ? { name, maxLabel: u.maxLabel, ...(u.share !== undefined ? { share: u.share } : {}) } : null;
   }
 
   /**
@@ -1054,11 +1105,38 @@ function checkIdentifiers(e: DirectoryEntry, index: number): void {
 
 /** Fold one entry into the directory (and the legacy revocation/clearance indices). */
 function applyToDirectory(s: LogState, dir: LogDirectory, e: DirectoryEntry, index: number): void {
-  const user = e.type === "unit.add" || e.type === "unit.label" ? undefined : own(dir.users, e.user);
+  const user = "user" in e ? own(dir.users, e.user) : undefined;
   switch (e.type) {
     case "unit.add":
-    case "unit.label":
       dir.units[e.unit] = { maxLabel: e.maxLabel, index };
+      return;
+    case "unit.label": {
+      const share = own(dir.units, e.unit)?.share;
+      dir.units[e.unit] = { maxLabel: e.maxLabel, index, ...(share !== undefined ? { share } : {}) };
+      return;
+    }
+    case "unit.share": {
+      const u = own(dir.units, e.unit);
+      if (u) {
+        if (e.since === "all") delete u.share;
+        else u.share = e.since;
+      }
+      return;
+    }
+    case "archive.assign":
+      // Only an archivist who is not already a member becomes an archive (the server refuses the others; a log that
+      // holds one anyway proves no archive, and the server's rows then disagree with the log: an alert).
+      if (user && user.role === "archivist" && !user.disabled && !user.units.includes(e.unit)) {
+        user.units = [...user.units, e.unit].sort();
+        user.archives = [...(user.archives ?? []), e.unit].sort();
+        user.archiveIndex = { ...(user.archiveIndex ?? {}), [e.unit]: index };
+      }
+      return;
+    case "archive.remove":
+      if (user && (user.archives ?? []).includes(e.unit)) {
+        user.units = user.units.filter((u) => u !== e.unit);
+        user.archives = user.archives!.filter((u) => u !== e.unit);
+      }
       return;
     case "user.add":
       dir.users[e.user] = {
@@ -1079,7 +1157,14 @@ function applyToDirectory(s: LogState, dir: LogDirectory, e: DirectoryEntry, ind
       s.clearance[e.user] = index;
       return;
     case "user.role":
-      if (user) user.role = e.role;
+      if (user) {
+        if (user.role === "archivist" && e.role !== "archivist" && (user.archives ?? []).length > 0) {
+          // An archive exists only while its user is an archivist: a role change ends every assignment.
+          user.units = user.units.filter((u) => !user.archives!.includes(u));
+          delete user.archives;
+        }
+        user.role = e.role;
+      }
       return;
     case "user.disable":
     case "user.enable":
@@ -1089,7 +1174,10 @@ function applyToDirectory(s: LogState, dir: LogDirectory, e: DirectoryEntry, ind
       if (user && !user.units.includes(e.unit)) user.units = [...user.units, e.unit].sort();
       return;
     case "member.remove":
-      if (user) user.units = user.units.filter((u) => u !== e.unit);
+      if (user) {
+        user.units = user.units.filter((u) => u !== e.unit);
+        if (user.archives) user.archives = user.archives.filter((u) => u !== e.unit);
+      }
       return;
     case "device.add":
       // A device's key never changes: a second entry for the same id does not replace the first.

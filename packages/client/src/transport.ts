@@ -32,6 +32,8 @@ export interface ServerUser {
   units: string[];
   clearance: string;
   role: string;
+  /** The units (also in `units`) this user is the records archive of (issue 14). */
+  archives?: string[];
   devices: {
     id: string;
     name: string;
@@ -478,7 +480,7 @@ export class HttpTransport {
     return this.call<{ logKey: string; witnesses: string[]; quorum: number }>("GET", "/v1/log/directory/trust");
   }
   units() {
-    return this.call<{ units: { name: string; maxLabel: string }[] }>("GET", "/v1/units");
+    return this.call<{ units: { name: string; maxLabel: string; share?: string }[] }>("GET", "/v1/units");
   }
   unitMembers(unit: string) {
     return this.call<{ unit: string; members: string[] }>("GET", `/v1/unit-members?unit=${encodeURIComponent(unit)}`);
@@ -701,6 +703,26 @@ export class HttpTransport {
   }
   enableUser(handle: string) {
     return this.call<{ handle: string }>("POST", `/v1/users/${encodeURIComponent(handle)}/enable`);
+  }
+  /** Admins: the archivist `handle` becomes the records archive of `unit` (`archive.assign`). */
+  assignArchive(unit: string, handle: string) {
+    return this.call<{ handle: string; unit: string }>("POST", `/v1/units/${encodeURIComponent(unit)}/archives`, {
+      handle,
+    });
+  }
+  removeArchive(unit: string, handle: string) {
+    return this.call<{ handle: string; unit: string; pendingRemovals: PendingRemovalView[] }>(
+      "DELETE",
+      `/v1/units/${encodeURIComponent(unit)}/archives/${encodeURIComponent(handle)}`,
+    );
+  }
+  /** Admins: how far back the unit shares keys with members who join later (`all` or seconds; `unit.share`). */
+  setUnitShare(unit: string, since: string) {
+    return this.call<{ unit: string; since: string; changed: boolean }>(
+      "PUT",
+      `/v1/units/${encodeURIComponent(unit)}/share`,
+      { since },
+    );
   }
   setUnitMaxLabel(unit: string, maxLabel: string) {
     return this.call<{ unit: string; maxLabel: string }>("PUT", `/v1/units/${encodeURIComponent(unit)}/max-label`, {

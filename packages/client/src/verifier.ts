@@ -17,8 +17,11 @@ export interface DirectoryDoor extends DeviceVerifier {
   user(handle: string): Promise<ServerUser | null>;
   /** The members of a unit (handles, sorted), as checked by this door. */
   unitMembers(unit: string): Promise<string[]>;
-  /** A unit and the highest label it may carry, as checked by this door; null if there is no such unit. */
-  unit(name: string): Promise<{ name: string; maxLabel: string } | null>;
+  /**
+   * A unit, the highest label it may carry and (when not `all`) how far back it shares keys with late members, in
+   * seconds (`unit.share`), as checked by this door; null if there is no such unit.
+   */
+  unit(name: string): Promise<{ name: string; maxLabel: string; share?: string } | null>;
   /** Drop cached answers: the next question asks the server (and, with key transparency, the log) again. */
   forget(): void;
 }
@@ -47,7 +50,7 @@ export class DirectoryVerifier implements DirectoryDoor {
     return (await this.transport.unitMembers(unit)).members;
   }
 
-  async unit(name: string): Promise<{ name: string; maxLabel: string } | null> {
+  async unit(name: string): Promise<{ name: string; maxLabel: string; share?: string } | null> {
     return (await this.transport.units()).units.find((u) => u.name === name) ?? null;
   }
 

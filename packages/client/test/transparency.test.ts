@@ -16,6 +16,7 @@ import {
   inclusionProof,
   leafHash,
   leafHashReader,
+  parseDirectoryEntry,
   parseNoteSignerKey,
   parseVerifierKeyParts,
   rootFromLeafHashes,
@@ -122,7 +123,7 @@ class FakeServer {
     const u: ServerUser = { handle, units: [], clearance: "", role: "user", devices: [] };
     this.entries.forEach((b, i) => {
       const e = JSON.parse(new TextDecoder().decode(b)) as DirectoryEntry;
-      if (e.type === "unit.add" || e.type === "unit.label" || e.user !== handle) return;
+      if (!("user" in e) || e.user !== handle) return;
       if (e.type === "user.add" || e.type === "user.clearance") {
         u.clearance = e.clearance;
         u.clearanceLogIndex = i;
@@ -506,4 +507,47 @@ test("a server that never logs this device's own enrollment is reported after th
   });
   s.publish();
   assert.equal((await v.monitor()).error, null);
+});
+
+test("records archive and share window in the log: only an archivist's assignment counts, a role change ends it, members are told", async () => {
+  const { s, v } = world();
+  await v.monitor();
+  s.add({ v: 1, type: "user.add", user: "arc", units: [], clearance: "SECRET", role: "archivist", time: 9 });
+  s.add({ v: 1, type: "user.add", user: "usr", units: [], clearance: "SECRET", role: "user", time: 10 });
+  s.add({ v: 1, type: "archive.assign", user: "arc", unit: "HQ/A", time: 11 });
+  s.add({ v: 1, type: "archive.assign", user: "usr", unit: "HQ/A", time: 12 }); // not an archivist: proves nothing
+  s.add({ v: 1, type: "unit.share", unit: "HQ/A", since: "3600", time: 13 });
+  s.add({ v: 1, type: "unit.label", unit: "HQ/A", maxLabel: "SECRET", time: 14 });
+  s.publish();
+  const { notices } = await v.monitor();
+  assert.deepEqual(
+    notices.map((n) => n.text),
+    [
+      "arc is now the records archive of HQ/A (cleared SECRET): its devices join the unit's channels and links and " +
+        "receive every key of the unit they are cleared for",
+      "HQ/A now shares with members who join later only the keys of the last 1 hour",
+      "HQ/A may now carry up to SECRET (was SECRET)",
+    ],
+  );
+  assert.deepEqual(v.logUnitMembers("HQ/A"), ["ann", "arc", "bob"]);
+  assert.deepEqual(v.logUser("arc")!.archives, ["HQ/A"]);
+  assert.equal(v.logUser("usr")!.archives, undefined);
+  assert.equal((await v.unit("HQ/A"))!.share, "3600", "a unit.label keeps the share window");
+  // A role change ends the assignment; `all` clears the window.
+  s.add({ v: 1, type: "user.role", user: "arc", role: "user", time: 15 });
+  s.add({ v: 1, type: "unit.share", unit: "HQ/A", since: "all", time: 16 });
+  s.publish();
+  await v.refresh(true);
+  assert.deepEqual(v.logUnitMembers("HQ/A"), ["ann", "bob"]);
+  assert.equal(v.logUser("arc")!.archives, undefined);
+  assert.equal((await v.unit("HQ/A"))!.share, undefined);
+  // A window is whole seconds without leading zeros, or all.
+  for (const since of ["0", "01", "1.5", "-1", "forever", "99999999999"]) {
+    const bytes = utf8(`{"since":${JSON.stringify(since)},"time":1,"type":"unit.share","unit":"HQ/A","v":1}`);
+    assert.equal(parseDirectoryEntry(bytes).ok, false, since);
+  }
+  assert.equal(
+    parseDirectoryEntry(utf8('{"since":"86400","time":1,"type":"unit.share","unit":"HQ/A","v":1}')).ok,
+    true,
+  );
 });

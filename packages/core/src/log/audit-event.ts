@@ -34,6 +34,10 @@ export const AUDIT_ACTIONS = [
   "directory.user.enable",
   "directory.member.add",
   "directory.member.remove",
+  // Records archive and a unit's key sharing window (issue 14).
+  "directory.archive.assign",
+  "directory.archive.remove",
+  "directory.unit.share",
   // A client's key-transparency report (POST /v1/kt/reports), raised to officers as an alert.
   "kt.report",
   "audit.read",

@@ -28,7 +28,21 @@ export type DirectoryEntry =
   | { v: 1; type: "user.role"; user: string; role: string; time: number }
   /** Offboarding: a disabled user gets no keys and cannot log in; `user.enable` reverses it. Devices stay revoked. */
   | { v: 1; type: "user.disable"; user: string; time: number }
-  | { v: 1; type: "user.enable"; user: string; time: number };
+  | { v: 1; type: "user.enable"; user: string; time: number }
+  // Records archive (issue 14 part 3).
+  /**
+   * The user (role `archivist`) became the records archive of the unit: a member of its channels and links whose
+   * devices receive every key of the unit their clearance allows. Valid only while the user's role is `archivist`
+   * and the user is not already a member of the unit; clients ignore one that is not (and alert on the server's rows).
+   */
+  | { v: 1; type: "archive.assign"; user: string; unit: string; time: number }
+  /** The archive assignment ends (the user leaves the unit's channels and links). */
+  | { v: 1; type: "archive.remove"; user: string; unit: string; time: number }
+  /**
+   * How far back the unit shares keys with members who join later: `all` (the default: everything the unit holds)
+   * or a number of seconds (decimal, no leading zero) before the forward. The archive always gets everything.
+   */
+  | { v: 1; type: "unit.share"; unit: string; since: string; time: number };
 
 export type DirectoryEntryType = DirectoryEntry["type"];
 
@@ -45,7 +59,18 @@ const FIELDS: Record<DirectoryEntryType, Record<string, "string" | "strings">> =
   "user.role": { user: "string", role: "string" },
   "user.disable": { user: "string" },
   "user.enable": { user: "string" },
+  "archive.assign": { user: "string", unit: "string" },
+  "archive.remove": { user: "string", unit: "string" },
+  "unit.share": { unit: "string", since: "string" },
 };
+
+/** A `unit.share` window: `all`, or whole seconds (1 to 100 years) written without leading zeros. */
+export function parseShareSince(since: string): "all" | number | null {
+  if (since === "all") return "all";
+  if (!/^[1-9][0-9]{0,9}$/.test(since)) return null;
+  const n = Number(since);
+  return n <= 100 * 365 * 86_400 ? n : null;
+}
 
 type Json = string | number | Json[] | { [k: string]: Json };
 
@@ -95,6 +120,8 @@ export function parseDirectoryEntry(bytes: Uint8Array): ParsedDirectoryEntry {
     if (!ok) return { ok: false, reason: `bad field ${k}` };
   }
   const entry = o as unknown as DirectoryEntry;
+  if (entry.type === "unit.share" && parseShareSince(entry.since) === null)
+    return { ok: false, reason: "bad field since" };
   let again: Uint8Array;
   try {
     again = encodeDirectoryEntry(entry);

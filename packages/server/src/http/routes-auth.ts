@@ -164,6 +164,8 @@ export function presentUser(user: NonNullable<Awaited<ReturnType<ServerContext["
   return {
     handle: user.handle,
     units: user.units,
+    // The units the user is the records archive of (issue 14), when any: also in `units`.
+    ...(user.archives.length > 0 ? { archives: user.archives } : {}),
     clearance: user.clearance,
     role: user.role,
     disabled: user.disabledAt !== null,

@@ -10,6 +10,9 @@
  *   POST   /v1/users/:handle/disable             offboard (`user.disable`, devices revoked)     officers, admins
  *   POST   /v1/users/:handle/enable              enable again (`user.enable`)                   admins
  *   PUT    /v1/units/:unit/max-label {maxLabel}  a unit's highest label (`unit.label`)          admins
+ *   POST   /v1/units/:unit/archives  {handle}   an archivist becomes the unit's archive (`archive.assign`) admins
+ *   DELETE /v1/units/:unit/archives/:handle      the archive assignment ends (`archive.remove`)  admins
+ *   PUT    /v1/units/:unit/share     {since}     how far back the unit shares keys (`unit.share`) admins
  *   GET    /v1/directory/changes?after=N&limit=M the directory log, decoded, from index N+1      officers, admins
  * Unit names go in the path URL-encoded (`HQ%2FASIA-1`). Every change is written to the directory log and audited
  * (actor = the caller) in one transaction; refusals (403/404) are audited by the audit hook. Nobody changes their own
@@ -39,6 +42,7 @@ const MoveBody = Type.Object(
   { from: Type.String({ minLength: 1, maxLength: 200 }), to: Type.String({ minLength: 1, maxLength: 200 }) },
   { additionalProperties: false },
 );
+const ShareBody = Type.Object({ since: Type.String({ minLength: 1, maxLength: 16 }) }, { additionalProperties: false });
 const RoleBody = Type.Object({ role: Type.String({ minLength: 1, maxLength: 32 }) }, { additionalProperties: false });
 const LabelBody = Type.Object(
   { maxLabel: Type.String({ minLength: 1, maxLength: 512 }) },
@@ -228,6 +232,41 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
       const v = await viewerOf(ctx, req);
       requireRole(v, ADMINS, "setting a unit's highest label");
       return directory.setUnitMaxLabel(unitOf(req.params.unit), req.body.maxLabel, operator(v, req));
+    },
+  );
+
+  // Records archive (issue 14): an archivist becomes the archive of a unit, or stops being it.
+  app.post<{ Params: Static<typeof UnitParams>; Body: Static<typeof HandleBody> }>(
+    "/v1/units/:unit/archives",
+    { schema: { params: UnitParams, body: HandleBody } },
+    async (req, reply) => {
+      auditObject(req, { object: req.body.handle, unit: req.params.unit });
+      const v = await viewerOf(ctx, req);
+      requireRole(v, ADMINS, "assigning archives");
+      const r = await directory.assignArchive(handleOf(req.body.handle), unitOf(req.params.unit), operator(v, req));
+      return reply.status(201).send(r);
+    },
+  );
+
+  app.delete<{ Params: Static<typeof UnitHandleParams> }>(
+    "/v1/units/:unit/archives/:handle",
+    { schema: { params: UnitHandleParams } },
+    async (req) => {
+      auditObject(req, { object: req.params.handle, unit: req.params.unit });
+      const v = await viewerOf(ctx, req);
+      requireRole(v, ADMINS, "assigning archives");
+      return directory.removeArchive(handleOf(req.params.handle), unitOf(req.params.unit), operator(v, req));
+    },
+  );
+
+  app.put<{ Params: Static<typeof UnitParams>; Body: Static<typeof ShareBody> }>(
+    "/v1/units/:unit/share",
+    { schema: { params: UnitParams, body: ShareBody } },
+    async (req) => {
+      auditObject(req, { object: req.params.unit, unit: req.params.unit });
+      const v = await viewerOf(ctx, req);
+      requireRole(v, ADMINS, "setting how far back a unit shares keys");
+      return directory.setUnitShare(unitOf(req.params.unit), req.body.since, operator(v, req));
     },
   );
 

@@ -32,8 +32,12 @@ export function entryRefs(e: DirectoryEntry): string[] {
       return [`device.revoke/${e.device}`];
     case "unit.label":
       return [`unit.add/${e.unit}`];
+    case "unit.share":
+      return [`unit.share/${e.unit}`];
     case "member.add":
     case "member.remove":
+    case "archive.assign":
+    case "archive.remove":
       return [`member/${e.user}/${e.unit}`];
     case "user.role":
       return [`user.role/${e.user}`];

@@ -13,6 +13,7 @@ import {
   parseUserHandle,
   toBase64,
   parseDirectoryEntry,
+  parseShareSince,
   type AuditAction,
   type DirectoryEntry,
 } from "@valise/core";
@@ -41,6 +42,8 @@ export interface UserRecord {
   clearance: string;
   role: Role;
   units: string[];
+  /** The units (among `units`) the user is the records archive of (`archive.assign`). */
+  archives: string[];
   devices: DeviceRecord[];
   /** When the user was disabled (offboarded); null while active. */
   disabledAt: number | null;
@@ -185,9 +188,14 @@ export class DirectoryStore {
     });
   }
 
-  async listUnits(): Promise<{ name: string; maxLabel: string }[]> {
+  /** Units with their highest label and (when not `all`) their `unit.share` window in seconds. */
+  async listUnits(): Promise<{ name: string; maxLabel: string; share?: string }[]> {
     const rows = await this.db.selectFrom("units").selectAll().orderBy("name").execute();
-    return rows.map((r) => ({ name: r.name, maxLabel: r.max_label }));
+    return rows.map((r) => ({
+      name: r.name,
+      maxLabel: r.max_label,
+      ...(r.share_since ? { share: r.share_since } : {}),
+    }));
   }
 
   async unitExists(name: string): Promise<boolean> {
@@ -340,6 +348,7 @@ export class DirectoryStore {
       clearance: u.clearance,
       role: u.role as Role,
       units: units.map((r) => r.unit),
+      archives: await this.archivesOf(handle),
       devices: devices.map(toDevice),
       disabledAt: u.disabled_at === null ? null : Number(u.disabled_at),
     };
@@ -486,6 +495,11 @@ export class DirectoryStore {
     by: AuditOperator,
   ): Promise<void> {
     await this.requireUser(trx, handle);
+    if (await this.isArchiveIn(trx, handle, unit))
+      throw new ValiseError(
+        "conflict",
+        `${handle} is the archive of ${unit}, not a member: valise admin archive remove ${handle} ${unit}`,
+      );
     const r = await trx
       .deleteFrom("user_units")
       .where("handle", "=", handle)
@@ -575,6 +589,127 @@ export class DirectoryStore {
         .execute();
   }
 
+  private async isArchiveIn(trx: Transaction<Database>, handle: string, unit: string): Promise<boolean> {
+    return !!(await trx
+      .selectFrom("archive_units")
+      .select("unit")
+      .where("handle", "=", handle)
+      .where("unit", "=", unit)
+      .executeTakeFirst());
+  }
+
+  /**
+   * Records archive (issue 14): the user, whose role must be `archivist`, becomes the archive of the unit
+   * (`archive.assign`): a member of its channels and links (a user_units row, marked in archive_units) whose devices
+   * receive every key of the unit. Refused when the user is already a member, disabled, or not cleared for the
+   * unit's highest label (an archive that cannot hold the unit's record is no archive). Audited.
+   */
+  async assignArchive(
+    handle: string,
+    unitName: string,
+    by: AuditOperator = ADMIN_CLI,
+  ): Promise<{ handle: string; unit: string }> {
+    const h = parseUserHandle(handle);
+    const unit = parseUnitName(unitName);
+    return this.log.change(async (trx, append) => {
+      const u = await this.requireUser(trx, h);
+      if (u.role !== "archivist")
+        throw new ValiseError(
+          "bad_request",
+          `${h} has the role ${u.role}: only an archivist can be an archive (valise admin user role ${h} archivist)`,
+        );
+      if (u.disabled_at !== null) throw new ValiseError("conflict", `${h} is disabled`);
+      const row = await trx.selectFrom("units").select("max_label").where("name", "=", unit).executeTakeFirst();
+      if (!row) throw new ValiseError("not_found", `no unit ${unit}`);
+      if (!dominates(parseLabel(u.clearance), parseLabel(row.max_label)))
+        throw new ValiseError(
+          "not_cleared",
+          `${h} is cleared ${u.clearance}, below ${unit}'s highest label ${row.max_label}: an archive must be cleared for everything the unit may carry`,
+        );
+      const have = await trx
+        .selectFrom("user_units")
+        .select("unit")
+        .where("handle", "=", h)
+        .where("unit", "=", unit)
+        .executeTakeFirst();
+      if (have)
+        throw new ValiseError(
+          "conflict",
+          (await this.isArchiveIn(trx, h, unit))
+            ? `${h} is already the archive of ${unit}`
+            : `${h} is a member of ${unit}; an archive is assigned to units it is not a member of`,
+        );
+      const time = this.now();
+      await trx.insertInto("user_units").values({ handle: h, unit }).execute();
+      await trx.insertInto("archive_units").values({ handle: h, unit, created_at: time }).execute();
+      await append({ v: 1, type: "archive.assign", user: h, unit, time });
+      await this.auditChange(trx, by, { action: "directory.archive.assign", user: h, unit, device: null, time });
+      await this.refreshUnitRemovals(trx, h, time);
+      return { handle: h, unit };
+    });
+  }
+
+  /** The archive assignment ends (`archive.remove`): the user leaves the unit's channels and links. Audited. */
+  async removeArchive(
+    handle: string,
+    unitName: string,
+    by: AuditOperator = ADMIN_CLI,
+  ): Promise<{ handle: string; unit: string; pendingRemovals: PendingRemovals }> {
+    const h = parseUserHandle(handle);
+    const unit = parseUnitName(unitName);
+    return this.log.change(async (trx, append) => {
+      await this.requireUser(trx, h);
+      if (!(await this.isArchiveIn(trx, h, unit)))
+        throw new ValiseError("not_found", `${h} is not the archive of ${unit}`);
+      await trx.deleteFrom("archive_units").where("handle", "=", h).where("unit", "=", unit).execute();
+      await trx.deleteFrom("user_units").where("handle", "=", h).where("unit", "=", unit).execute();
+      const time = this.now();
+      await append({ v: 1, type: "archive.remove", user: h, unit, time });
+      await this.auditChange(trx, by, { action: "directory.archive.remove", user: h, unit, device: null, time });
+      const pendingRemovals = await this.refreshUnitRemovals(trx, h, time);
+      return { handle: h, unit, pendingRemovals };
+    });
+  }
+
+  /** The units a user is the archive of. */
+  async archivesOf(handle: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom("archive_units")
+      .select("unit")
+      .where("handle", "=", handle)
+      .orderBy("unit")
+      .execute();
+    return rows.map((r) => r.unit);
+  }
+
+  /**
+   * How far back the unit shares keys with members who join later (`unit.share`): `all` (the default) or whole
+   * seconds before the forward. Audited. Setting the same value writes nothing.
+   */
+  async setUnitShare(
+    unitName: string,
+    since: string,
+    by: AuditOperator = ADMIN_CLI,
+  ): Promise<{ unit: string; since: string; changed: boolean }> {
+    const unit = parseUnitName(unitName);
+    if (parseShareSince(since) === null)
+      throw new ValiseError("bad_request", "since must be all or a number of seconds (1 s to 100 years)");
+    return this.log.change(async (trx, append) => {
+      const row = await trx.selectFrom("units").select("share_since").where("name", "=", unit).executeTakeFirst();
+      if (!row) throw new ValiseError("not_found", `no unit ${unit}`);
+      if ((row.share_since ?? "all") === since) return { unit, since, changed: false };
+      await trx
+        .updateTable("units")
+        .set({ share_since: since === "all" ? null : since })
+        .where("name", "=", unit)
+        .execute();
+      const time = this.now();
+      await append({ v: 1, type: "unit.share", unit, since, time });
+      await this.auditChange(trx, by, { action: "directory.unit.share", user: unit, unit, device: null, time });
+      return { unit, since, changed: true };
+    });
+  }
+
   /** Sets a user's role (`user.role`), audited as `directory.role.set`. Setting the same role writes nothing. */
   async setRole(
     handle: string,
@@ -587,6 +722,19 @@ export class DirectoryStore {
     return this.log.change(async (trx, append) => {
       const u = await this.requireUser(trx, h);
       if (u.role === role) return { handle: h, role: role as Role, changed: false };
+      if (u.role === "archivist") {
+        const a = await trx
+          .selectFrom("archive_units")
+          .select("unit")
+          .where("handle", "=", h)
+          .orderBy("unit")
+          .execute();
+        if (a.length > 0)
+          throw new ValiseError(
+            "conflict",
+            `${h} is the archive of ${a.map((r) => r.unit).join(", ")}: end that first (valise admin archive remove ${h} UNIT)`,
+          );
+      }
       await trx.updateTable("users").set({ role }).where("handle", "=", h).execute();
       const time = this.now();
       await append({ v: 1, type: "user.role", user: h, role, time });

@@ -644,6 +644,27 @@ function m020(d: Dialect): Migration {
   };
 }
 
+/**
+ * Records archive and a unit's key sharing window (issue 14): `archive_units` marks the memberships (user_units rows)
+ * that are archive assignments (`archive.assign` in the directory log); `units.share_since` is the unit's
+ * `unit.share` window (null: `all`).
+ */
+function m021(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("archive_units")
+        .addColumn("handle", "text", (c) => c.notNull().references("users.handle"))
+        .addColumn("unit", "text", (c) => c.notNull().references("units.name"))
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .addPrimaryKeyConstraint("archive_units_pk", ["handle", "unit"])
+        .execute();
+      await db.schema.alterTable("units").addColumn("share_since", "text").execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -661,6 +682,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         "011_browser_devices": m011(d),
         "012_taxii_partners": m012(d),
         "020_cluster": m020(d),
+        "021_archives": m021(d),
       };
     },
   };

@@ -9,6 +9,14 @@ export interface UnitsTable {
   name: string;
   max_label: string;
   created_at: number;
+  /** `unit.share` (migration 021): seconds as decimal text; null: `all`. */
+  share_since: string | null;
+}
+/** Memberships that are archive assignments (migration 021; each also has its user_units row). */
+export interface ArchiveUnitsTable {
+  handle: string;
+  unit: string;
+  created_at: number;
 }
 export interface UsersTable {
   handle: string;
@@ -318,6 +326,7 @@ export interface Database {
   units: UnitsTable;
   users: UsersTable;
   user_units: UserUnitsTable;
+  archive_units: ArchiveUnitsTable;
   enrollment_codes: EnrollmentCodesTable;
   devices: DevicesTable;
   key_packages: KeyPackagesTable;
