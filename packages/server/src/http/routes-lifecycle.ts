@@ -238,7 +238,10 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
   // Records archive (issue 14): an archivist becomes the archive of a unit, or stops being it.
   app.post<{ Params: Static<typeof UnitParams>; Body: Static<typeof HandleBody> }>(
     "/v1/units/:unit/archives",
-    { schema: { params: UnitParams, body: HandleBody } },
+    {
+      ...audit({ action: "directory.archive.assign", write: true, inTransaction: true, fromRoute: true }),
+      schema: { params: UnitParams, body: HandleBody },
+    },
     async (req, reply) => {
       auditObject(req, { object: req.body.handle, unit: req.params.unit });
       const v = await viewerOf(ctx, req);
@@ -250,7 +253,10 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
   app.delete<{ Params: Static<typeof UnitHandleParams> }>(
     "/v1/units/:unit/archives/:handle",
-    { schema: { params: UnitHandleParams } },
+    {
+      ...audit({ action: "directory.archive.remove", write: true, inTransaction: true, fromRoute: true }),
+      schema: { params: UnitHandleParams },
+    },
     async (req) => {
       auditObject(req, { object: req.params.handle, unit: req.params.unit });
       const v = await viewerOf(ctx, req);
@@ -261,7 +267,10 @@ export function lifecycleRoutes(app: FastifyInstance, ctx: ServerContext): void 
 
   app.put<{ Params: Static<typeof UnitParams>; Body: Static<typeof ShareBody> }>(
     "/v1/units/:unit/share",
-    { schema: { params: UnitParams, body: ShareBody } },
+    {
+      ...audit({ action: "directory.unit.share", write: true, inTransaction: true, fromRoute: true }),
+      schema: { params: UnitParams, body: ShareBody },
+    },
     async (req) => {
       auditObject(req, { object: req.params.unit, unit: req.params.unit });
       const v = await viewerOf(ctx, req);
