@@ -404,6 +404,56 @@ for (const kind of DATABASE_KINDS) {
       assert.deepEqual(back.entries.map(strip), [{ v: 1, type: "user.role", user: "carol", role: "user" }]);
     });
 
+    test("records archive and share window over the API: logged, audited, admins only, checked", async () => {
+      const tokyo = `/v1/units/${enc("EMB/TOKYO")}`;
+      // Only an archivist can be an archive.
+      const notArchivist = await call(url, root, "POST", `${tokyo}/archives`, { handle: "carol" });
+      assert.equal(notArchivist.status, 400, notArchivist.text);
+      assert.match(notArchivist.text, /only an archivist can be an archive/);
+      await srv.store.directory.setRole("carol", "archivist");
+      assert.equal((await call(url, olga, "POST", `${tokyo}/archives`, { handle: "carol" })).status, 403);
+      const set = await appended(() =>
+        audited(() => call(url, root, "POST", `${tokyo}/archives`, { handle: "carol" })),
+      );
+      assert.equal(set.result.result.status, 201, set.result.result.text);
+      assert.deepEqual(set.entries.map(strip), [{ v: 1, type: "archive.assign", user: "carol", unit: "EMB/TOKYO" }]);
+      assert.deepEqual(set.result.events.map(who), [
+        ["directory.archive.assign", "root", "carol", "EMB/TOKYO", null, "ok"],
+      ]);
+      const u = await call<{ units: string[]; archives: string[]; memberLogIndices: Record<string, number> }>(
+        url,
+        alice,
+        "GET",
+        "/v1/users/carol",
+      );
+      assert.deepEqual(u.json.units, ["EMB/BEIJING", "EMB/TOKYO"]);
+      assert.deepEqual(u.json.archives, ["EMB/TOKYO"]);
+      assert.equal(u.json.memberLogIndices["EMB/TOKYO"], set.from);
+      assert.equal((await call(url, root, "POST", `${tokyo}/archives`, { handle: "carol" })).status, 409);
+      // Not over a membership: already a member of Beijing.
+      const member = await call(url, root, "POST", `/v1/units/${enc("EMB/BEIJING")}/archives`, { handle: "carol" });
+      assert.equal(member.status, 409, member.text);
+      // While an archive: no role change, no plain member removal.
+      assert.equal((await call(url, root, "PUT", "/v1/users/carol/role", { role: "user" })).status, 409);
+      assert.equal((await call(url, root, "DELETE", `${tokyo}/members/carol`)).status, 409);
+      // The share window.
+      const share = await appended(() => audited(() => call(url, root, "PUT", `${tokyo}/share`, { since: "86400" })));
+      assert.deepEqual(share.result.result.json, { unit: "EMB/TOKYO", since: "86400", changed: true });
+      assert.deepEqual(share.entries.map(strip), [{ v: 1, type: "unit.share", unit: "EMB/TOKYO", since: "86400" }]);
+      assert.deepEqual(share.result.events.map(who), [
+        ["directory.unit.share", "root", "EMB/TOKYO", "EMB/TOKYO", null, "ok"],
+      ]);
+      assert.equal((await call(url, root, "PUT", `${tokyo}/share`, { since: "0" })).status, 400);
+      assert.equal((await call(url, alice, "PUT", `${tokyo}/share`, { since: "all" })).status, 403);
+      assert.equal((await call(url, root, "PUT", `${tokyo}/share`, { since: "all" })).status, 200);
+      // The assignment ends; the role can change again.
+      const end = await appended(() => call(url, root, "DELETE", `${tokyo}/archives/carol`));
+      assert.equal(end.result.status, 200, end.result.text);
+      assert.deepEqual(end.entries.map(strip), [{ v: 1, type: "archive.remove", user: "carol", unit: "EMB/TOKYO" }]);
+      assert.equal((await call(url, root, "DELETE", `${tokyo}/archives/carol`)).status, 404);
+      await srv.store.directory.setRole("carol", "user");
+    });
+
     test("disabling a user revokes every device in the log, refuses logins and sessions; enable keeps them revoked", async () => {
       const group = randomId("c");
       assert.equal(
