@@ -44,7 +44,14 @@ import {
   type GroupContext,
   type KeyPackageBundle,
 } from "@valise/protocol";
-import { HttpTransport, VALISE_CLIENT, type ServerAlert, type ServerConversation, type TlpLevel } from "./transport.js";
+import {
+  HttpTransport,
+  VALISE_CLIENT,
+  type ServerAlert,
+  type ServerConversation,
+  type ServerMessage,
+  type TlpLevel,
+} from "./transport.js";
 import type { ConversationState, ConversationTarget, KeyStore, ProfileState } from "./profile.js";
 import { DirectoryVerifier, type DirectoryDoor } from "./verifier.js";
 import {
@@ -91,7 +98,15 @@ import { archiveSigningMessage, type ArchiveEvidence } from "./archive.js";
 import type { StreamCipher } from "./content.js";
 import { webCryptoStreamCipher } from "./docstream.js";
 import type { ContentHost } from "./host.js";
-import { isAlertFrame, openPush, type AlertFrame, type WebSocketFactory } from "./push.js";
+import {
+  isAlertFrame,
+  openPush,
+  pushedMessage,
+  type AlertFrame,
+  type PushChannel,
+  type PushEvent,
+  type WebSocketFactory,
+} from "./push.js";
 
 const INITIAL_KEY_PACKAGES = 20;
 const MIN_KEY_PACKAGES = 10;
@@ -823,12 +838,20 @@ export class ValiseClient {
     }
   }
 
-  /** Processes one conversation's log from the local cursor, in order. */
-  async syncConversation(id: string, items: ReceivedItem[] = this.state.pending): Promise<ReceivedItem[]> {
+  /**
+   * Processes one conversation's log from the local cursor, in order. `pushed`: messages the push channel carried
+   * (the next ones after the cursor): applied without fetching.
+   */
+  async syncConversation(
+    id: string,
+    items: ReceivedItem[] = this.state.pending,
+    pushed?: ServerMessage[],
+  ): Promise<ReceivedItem[]> {
     const conv = this.state.conversations[id];
     if (!conv) throw new ValiseError("not_found", `unknown conversation ${id}`);
-    for (;;) {
-      const msgs = await this.transport.messages(id, conv.cursor);
+    for (let fetched = false; ; fetched = true) {
+      if (pushed && fetched) return items;
+      const msgs = pushed ?? (await this.transport.messages(id, conv.cursor));
       if (msgs.length === 0) return items;
       for (const m of msgs) {
         if (m.seq !== conv.cursor + 1 && m.seq > conv.cursor + 1 && conv.cursor !== 0) {
@@ -1061,8 +1084,24 @@ export class ValiseClient {
         `create:${t.kind}|${t.label}|${t.kind === "direct" ? t.peer : `${t.unit}|${t.kind === "link" ? t.fromUnit : ""}`}`,
         async () => find() ?? this.createConversation(t),
       );
-    await this.reconcile(conv.id); // membership follows the directory: revoked devices out, new ones in
+    // Membership follows the directory: revoked devices out, new ones in — reconciled when the directory log has
+    // changed since this conversation was last reconciled (or its group moved on); without a log, on every use.
+    const at = await this.directoryPosition(conv.id);
+    if (at === undefined || this.reconciledAt.get(conv.id) !== at) {
+      await this.reconcile(conv.id);
+      const after = await this.directoryPosition(conv.id);
+      if (after !== undefined) this.reconciledAt.set(conv.id, after);
+    }
     return conv;
+  }
+
+  /** conversation → the directory position (log size and group epoch) it was last reconciled at. */
+  private readonly reconciledAt = new Map<string, string>();
+  /** Where the directory log (as this device accepted it) and the group stand; undefined without a log. */
+  private async directoryPosition(id: string): Promise<string | undefined> {
+    if (!this.transparency) return undefined;
+    await this.transparency.refresh();
+    return `${this.transparency.state.scanned.size}/${this.group(id).epoch}`;
   }
 
   async createConversation(
@@ -1505,7 +1544,11 @@ export class ValiseClient {
       this.setGroup(id, group);
       await this.save();
       try {
-        const r = await this.transport.postMessage(id, message, idem, client);
+        // Over the push socket when one is open (no HTTP request per message); a forward's own client tag needs HTTP.
+        const r =
+          this.push?.open && client === undefined
+            ? await this.push.sendMessage(id, message, idem)
+            : await this.transport.postMessage(id, message, idem, client);
         return { seq: r.seq };
       } catch (e) {
         if (e instanceof ValiseError && e.code === "epoch_conflict" && attempt < MAX_RETRIES) {
@@ -1573,9 +1616,14 @@ export class ValiseClient {
     }
   }
 
+  /** The open push channel of `listen` (sends go over it while open). */
+  private push: PushChannel | null = null;
+
   /**
-   * Listens for pushes and hands new items to `onItems` as they arrive (catch-ups are serialized). Returns a handle
-   * to stop listening.
+   * Listens for pushes and hands new items to `onItems` as they arrive: a full catch-up on connecting, then each
+   * pushed message is applied by itself (the next one of its conversation: no request; a later one: that
+   * conversation is fetched); other events (a Welcome, a commit, a cable key) catch up in full. All of it serialized.
+   * While listening, messages are sent over the same socket. Returns a handle to stop listening.
    */
   async listen(
     factory: WebSocketFactory,
@@ -1584,26 +1632,51 @@ export class ValiseClient {
   ): Promise<{ close(): void }> {
     await this.login();
     let chain = Promise.resolve();
-    const syncNow = () => {
+    const run = (f: () => Promise<ReceivedItem[]>) => {
       chain = chain
-        .then(() => this.sync())
+        .then(f)
         .then((items) => {
           if (items.length > 0) onItems(items);
         })
         .catch(() => undefined);
     };
+    const syncNow = () => run(() => this.sync());
     const ch = await openPush(factory, this.serverUrl, this.transport.token ?? "", (ev) =>
-      isAlertFrame(ev) ? opts.onAlert?.(ev) : syncNow(),
+      isAlertFrame(ev) ? opts.onAlert?.(ev) : ev.type === "message" ? run(() => this.receivePushed(ev)) : syncNow(),
     );
+    this.push = ch;
+    syncNow(); // (re)connected: whatever arrived while not listening
     // Directory changes push nothing to the user's devices: with key transparency, read the log on a timer too
     // (default every 30 s), so a device added to this account is reported within a minute.
     const timer = this.transparency ? setInterval(syncNow, opts.monitorMs ?? 30_000) : undefined;
     return {
       close: () => {
         if (timer) clearInterval(timer);
+        if (this.push === ch) this.push = null;
         ch.close();
       },
     };
+  }
+
+  /**
+   * One pushed message: applied directly when it is the next of a known conversation and an application message
+   * that yields an item (text, document); fetched with its conversation when messages are missing before it; anything
+   * else (unknown conversation, commit, cable key, forward, refusal) takes the full catch-up.
+   */
+  private async receivePushed(ev: PushEvent): Promise<ReceivedItem[]> {
+    const id = ev.conversationId;
+    const conv = id ? this.state.conversations[id] : undefined;
+    const m = pushedMessage(ev);
+    if (!id || !conv || !m || m.kind !== "application") return this.sync();
+    if (m.seq <= conv.cursor) return [];
+    const items = this.state.pending;
+    const before = items.length;
+    await this.authed(() => this.syncConversation(id, items, m.seq === conv.cursor + 1 ? [m] : undefined));
+    const fresh = items.slice(before);
+    if (fresh.length === 0 || fresh.some((i) => i.type === "alert")) return this.sync();
+    this.state.pending = [];
+    await this.save();
+    return items;
   }
 
   /** Detection alerts (security officers only; anyone else gets 403 `forbidden`), in id order. */

@@ -79,7 +79,9 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
     const loaded = cached && !loadChains.has(conv) ? Promise.resolve(cached) : chainLoad(conv);
     const audited = loaded.then(async (m) => {
       const targets: WebSocket[] = [];
-      for (const d of m) for (const ws of sockets.get(d) ?? []) if (ws.readyState === ws.OPEN) targets.push(ws);
+      // Not to the sending device: it has the message already (its own sockets would only echo it back).
+      for (const d of m)
+        if (d !== ev.sender) for (const ws of sockets.get(d) ?? []) if (ws.readyState === ws.OPEN) targets.push(ws);
       if (targets.length === 0) return targets;
       const { label, unit } = await meta(conv);
       const bytes = Math.floor((ev.payload.length * 3) / 4);
