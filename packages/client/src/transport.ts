@@ -1,9 +1,13 @@
 /**
  * HTTP transport to a Valise server, on `fetch` (browser and Node alike). Every method maps one endpoint; errors
  * come back as ValiseError with the server's stable `code`. Responses are server-controlled data: the SDK treats
- * them as untrusted (shapes checked where used, cryptographic checks in the protocol layer).
+ * them as untrusted: the main endpoints' answers are checked against the shared wire contract (@valise/core/wire, the
+ * schemas the server validates requests with) and a malformed one is a `protocol_error` naming the endpoint and the
+ * field; the rest are checked where used; cryptographic checks are in the protocol layer.
  */
 import { ValiseError, type ValiseErrorCode, fromBase64, toBase64 } from "@valise/core";
+import { AppendAnswerResponse, ConversationsResponse, MessagesResponse, parseWire } from "@valise/core/wire";
+import type { Static, TSchema } from "typebox";
 import type { AuditFilter } from "./audit.js";
 
 export interface ServerConversation {
@@ -356,6 +360,8 @@ export class HttpTransport {
     path: string,
     body?: unknown,
     extraHeaders: Record<string, string> = {},
+    /** The answer's schema in the wire contract: a 2xx answer that does not match is a protocol_error. */
+    schema?: TSchema,
   ): Promise<T> {
     const headers: Record<string, string> = { ...extraHeaders };
     let payload: BodyInit | undefined;
@@ -391,7 +397,7 @@ export class HttpTransport {
         epoch: err.epoch,
       });
     }
-    return json as T;
+    return (schema ? parseWire(schema, json, `${method} ${path.split("?")[0]}`) : json) as T;
   }
 
   /** GET a non-JSON resource (signed note, tile) as bytes; errors as in `call`. */
@@ -505,21 +511,34 @@ export class HttpTransport {
     return this.call<ServerConversation>("POST", "/v1/conversations", c);
   }
   async conversations() {
-    return (await this.call<{ conversations: ServerConversation[] }>("GET", "/v1/conversations")).conversations;
+    const r = await this.call<Static<typeof ConversationsResponse>>(
+      "GET",
+      "/v1/conversations",
+      undefined,
+      {},
+      ConversationsResponse,
+    );
+    return r.conversations as ServerConversation[];
   }
   async messages(id: string, after: number, limit = 500): Promise<ServerMessage[]> {
-    const r = await this.call<{ messages: (Omit<ServerMessage, "payload"> & { payload: string })[] }>(
+    const r = await this.call<Static<typeof MessagesResponse>>(
       "GET",
       `/v1/conversations/${encodeURIComponent(id)}/messages?after=${after}&limit=${limit}`,
+      undefined,
+      {},
+      MessagesResponse,
     );
     return r.messages.map((m) => ({ ...m, payload: fromBase64(m.payload) }));
   }
   /** `client`: the audit event's client field for this send (a key forward says so; see forward.ts). */
   postMessage(id: string, message: Uint8Array, idempotencyKey: string, client?: string) {
-    return this.call<AppendAnswer>("POST", `/v1/conversations/${encodeURIComponent(id)}/messages`, message, {
-      "idempotency-key": idempotencyKey,
-      ...(client ? { "x-valise-client": client } : {}),
-    });
+    return this.call<AppendAnswer>(
+      "POST",
+      `/v1/conversations/${encodeURIComponent(id)}/messages`,
+      message,
+      { "idempotency-key": idempotencyKey, ...(client ? { "x-valise-client": client } : {}) },
+      AppendAnswerResponse,
+    );
   }
   postCommit(
     id: string,
@@ -533,15 +552,21 @@ export class HttpTransport {
       external?: boolean;
     },
   ) {
-    return this.call<AppendAnswer>("POST", `/v1/conversations/${encodeURIComponent(id)}/commits`, {
-      commit: toBase64(c.commit),
-      ...(c.welcome ? { welcome: toBase64(c.welcome) } : {}),
-      groupInfo: toBase64(c.groupInfo),
-      added: c.added,
-      removed: c.removed,
-      idempotencyKey: c.idempotencyKey,
-      ...(c.external ? { external: true } : {}),
-    });
+    return this.call<AppendAnswer>(
+      "POST",
+      `/v1/conversations/${encodeURIComponent(id)}/commits`,
+      {
+        commit: toBase64(c.commit),
+        ...(c.welcome ? { welcome: toBase64(c.welcome) } : {}),
+        groupInfo: toBase64(c.groupInfo),
+        added: c.added,
+        removed: c.removed,
+        idempotencyKey: c.idempotencyKey,
+        ...(c.external ? { external: true } : {}),
+      },
+      {},
+      AppendAnswerResponse,
+    );
   }
   async groupInfo(id: string) {
     return fromBase64(

@@ -5,50 +5,24 @@
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
 import { ID_PATTERN, ValiseError, canonicalLabel, dominates, equalBytes, parseLabel, toBase64 } from "@valise/core";
+import {
+  CommitBody,
+  ConversationParams,
+  CreateConversationBody,
+  FetchMessagesQuery,
+  InboxQuery,
+  MAX_COMMIT,
+  MAX_MESSAGE,
+} from "@valise/core/wire";
 import { type ServerContext, b64, requireSession } from "./context.js";
 import type { AppendRequest } from "../storage/conversation-store.js";
 import { IDEMPOTENCY_KEY_RE, acceptMessage, appendChecked, checkGroup, requireActiveMember } from "./accept-message.js";
 import { clientOf, sendRecord, audit, auditOf } from "../audit/http.js";
 
-const MAX_MESSAGE = 256 * 1024;
-const MAX_COMMIT = 16 * 1024 * 1024;
-const ConvId = Type.String({ pattern: ID_PATTERN.conversation });
-const DevId = Type.String({ pattern: ID_PATTERN.device });
-const IdemKey = Type.String({ minLength: 8, maxLength: 128, pattern: "^[A-Za-z0-9_-]+$" });
-const B64 = Type.String({ maxLength: MAX_COMMIT, pattern: ID_PATTERN.base64 });
-
-const CreateBody = Type.Object(
-  {
-    id: ConvId,
-    kind: Type.Union([Type.Literal("direct"), Type.Literal("group"), Type.Literal("unit"), Type.Literal("link")]),
-    label: Type.String({ minLength: 1, maxLength: 512 }),
-    unit: Type.Optional(Type.String({ maxLength: 200 })),
-    /** `link`: the originating unit (the caller's); `unit` is the addressee unit. */
-    fromUnit: Type.Optional(Type.String({ maxLength: 200 })),
-  },
-  { additionalProperties: false },
-);
-const Params = Type.Object({ id: ConvId });
-const FetchQuery = Type.Object(
-  {
-    after: Type.Optional(Type.Integer({ minimum: 0 })),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
-  },
-  { additionalProperties: false },
-);
-const CommitBody = Type.Object(
-  {
-    commit: B64,
-    welcome: Type.Optional(B64),
-    groupInfo: B64,
-    added: Type.Array(DevId, { maxItems: 5000 }),
-    removed: Type.Array(DevId, { maxItems: 5000 }),
-    idempotencyKey: IdemKey,
-    external: Type.Optional(Type.Boolean()),
-  },
-  { additionalProperties: false },
-);
-const InboxQuery = Type.Object({ after: Type.Optional(Type.Integer({ minimum: 0 })) }, { additionalProperties: false });
+// The request schemas are the shared wire contract (@valise/core/wire), which the client checks answers against.
+const CreateBody = CreateConversationBody;
+const Params = ConversationParams;
+const FetchQuery = FetchMessagesQuery;
 
 export function conversationRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { conversations, directory } = ctx.store;
