@@ -149,9 +149,7 @@ const show = (v: unknown) => (v === null ? "null" : Array.isArray(v) ? "an array
 export function wireProblem(schema: TSchema, value: unknown, path = "$"): string | null {
   const s = schema as unknown as Schema;
   if (s.anyOf)
-    return s.anyOf.some((x) => wireProblem(x as TSchema, value, path) === null)
-      ? null
-      : `${path}: not one of the allowed forms`;
+    return s.anyOf.some((x) => wireProblem(x, value, path) === null) ? null : `${path}: not one of the allowed forms`;
   if ("const" in s) return value === s.const ? null : `${path}: expected ${JSON.stringify(s.const)}`;
   switch (s.type) {
     case "object": {
@@ -165,7 +163,7 @@ export function wireProblem(schema: TSchema, value: unknown, path = "$"): string
           if (s.additionalProperties === false) return `${path}.${k}: not allowed`;
           continue;
         }
-        const why = wireProblem(p as TSchema, v, `${path}.${k}`);
+        const why = wireProblem(p, v, `${path}.${k}`);
         if (why) return why;
       }
       return null;
@@ -176,7 +174,7 @@ export function wireProblem(schema: TSchema, value: unknown, path = "$"): string
       if (s.minItems !== undefined && value.length < s.minItems) return `${path}: fewer than ${s.minItems} items`;
       if (s.items)
         for (let i = 0; i < value.length; i++) {
-          const why = wireProblem(s.items as TSchema, value[i], `${path}[${i}]`);
+          const why = wireProblem(s.items, value[i], `${path}[${i}]`);
           if (why) return why;
         }
       return null;

@@ -3,8 +3,8 @@
  * The server sees only routing metadata: MLS headers are parsed (bounded) to read group id, epoch and content type.
  */
 import type { FastifyInstance } from "fastify";
-import { Type, type Static } from "typebox";
-import { ID_PATTERN, ValiseError, canonicalLabel, dominates, equalBytes, parseLabel, toBase64 } from "@valise/core";
+import type { Static } from "typebox";
+import { ValiseError, canonicalLabel, dominates, equalBytes, parseLabel, toBase64 } from "@valise/core";
 import {
   CommitBody,
   ConversationParams,
