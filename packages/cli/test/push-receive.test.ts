@@ -80,7 +80,11 @@ test(
         const deadline = Date.now() + 20_000;
         while (received.length < n && Date.now() < deadline) await new Promise<void>((r) => (wake = r));
       };
-      await new Promise((r) => setTimeout(r, 300)); // the catch-ups on connecting are done
+      // The catch-ups on connecting are done: no request from either device for half a second.
+      for (let seen = -1, i = 0; seen !== requests.length && i < 100; i++) {
+        seen = requests.length;
+        await new Promise((r) => setTimeout(r, 500));
+      }
 
       requests.length = 0;
       await a.send("pdvorak", "pushed", ASIA);
