@@ -44,7 +44,7 @@ import {
   type NoteVerifier,
 } from "@valise/core";
 import { requireExtends, type AcceptedCheckpoint } from "./checkpoint-state.js";
-import type { HttpTransport } from "./transport.js";
+import type { AuditFilter, HttpTransport } from "./transport.js";
 import type { TrustAnchors } from "./transparency.js";
 
 /** Where the log key came from: a caller's explicit key, the profile's enrollment bundle, or the server itself. */
@@ -91,19 +91,7 @@ export interface AuditLogOptions {
   now?: () => number;
 }
 
-export interface AuditFilter {
-  actor?: string | undefined;
-  action?: string | undefined;
-  object?: string | undefined;
-  /** ISO 8601; events at or after. */
-  since?: string | undefined;
-  /** ISO 8601; events strictly before. */
-  until?: string | undefined;
-  /** Only entries with a log index below this (paging, newest first). */
-  before?: number | undefined;
-  /** At most this many (1-1000, default 100). */
-  limit?: number | undefined;
-}
+export type { AuditFilter };
 
 /** An event the server returned that is not proven: never shown as fact. */
 export interface UnprovenAuditEvent {

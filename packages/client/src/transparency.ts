@@ -53,7 +53,6 @@ import {
 } from "@valise/core";
 import type { DeviceCredential } from "@valise/protocol";
 import { requireExtends, type AcceptedCheckpoint } from "./checkpoint-state.js";
-import type { ProfileState } from "./profile.js";
 import type { HttpTransport, ServerUser } from "./transport.js";
 import type { DirectoryDoor } from "./verifier.js";
 
@@ -328,6 +327,18 @@ const q = (x: unknown) => JSON.stringify(x);
 /** How many alerted disagreements a profile remembers. */
 const MAX_MISMATCHES = 1000;
 
+/**
+ * What the verifier reads and writes of the device's profile (ProfileState has all of it; named here so that
+ * profile.ts, which stores LogState, and this module do not import each other).
+ */
+export interface TransparencyProfile {
+  handle: string;
+  deviceId: string;
+  signaturePublicKey: string;
+  trust?: TrustAnchors;
+  log?: LogState;
+}
+
 export class TransparencyVerifier implements DirectoryDoor {
   private readonly logVerifier: NoteVerifier;
   private readonly witnessVerifiers: NoteVerifier[];
@@ -353,7 +364,7 @@ export class TransparencyVerifier implements DirectoryDoor {
 
   constructor(
     private readonly transport: HttpTransport,
-    private readonly profile: ProfileState,
+    private readonly profile: TransparencyProfile,
     opts: TransparencyOptions = {},
   ) {
     const trust = profile.trust;

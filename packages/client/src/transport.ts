@@ -8,7 +8,21 @@
 import { ValiseError, type ValiseErrorCode, fromBase64, toBase64 } from "@valise/core";
 import { AppendAnswerResponse, ConversationsResponse, MessagesResponse, parseWire } from "@valise/core/wire";
 import type { Static, TSchema } from "typebox";
-import type { AuditFilter } from "./audit.js";
+
+/** Audit log query filters (GET /v1/log/audit/events; checked again by the client, see audit.ts). */
+export interface AuditFilter {
+  actor?: string | undefined;
+  action?: string | undefined;
+  object?: string | undefined;
+  /** ISO 8601; events at or after. */
+  since?: string | undefined;
+  /** ISO 8601; events strictly before. */
+  until?: string | undefined;
+  /** Only entries with a log index below this (paging, newest first). */
+  before?: number | undefined;
+  /** At most this many (1-1000, default 100). */
+  limit?: number | undefined;
+}
 
 export interface ServerConversation {
   id: string;
