@@ -5,8 +5,7 @@
 import { ValiseError } from "@valise/core";
 import { createApplicationMessage, encodeMlsMessage } from "ts-mls";
 import type { CiphersuiteImpl, ClientState, PrivateMessage } from "ts-mls";
-import { unprotectPrivateMessage } from "ts-mls/messageProtection.js";
-import { addToMap } from "ts-mls/util/addToMap.js";
+import { unprotectPrivateMessage, addToMap } from "./ts-mls-internals.js";
 import { suiteImpl } from "./ciphersuite.js";
 import type { GroupContext } from "./context.js";
 import { leafCredential } from "./credential.js";

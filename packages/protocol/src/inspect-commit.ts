@@ -25,10 +25,14 @@ import { equalBytes, toHex } from "@valise/core";
 import type { DeviceId, UserHandle } from "@valise/core";
 import { decodeMlsMessage } from "ts-mls";
 import type { CryptoProvider, GroupInfo, LeafNode, RatchetTree } from "ts-mls";
-import { verifyFramedContentSignature } from "ts-mls/framedContent.js";
-import { ratchetTreeFromExtension, verifyGroupInfoSignature } from "ts-mls/groupInfo.js";
-import { treeHashRoot } from "ts-mls/treeHash.js";
-import { createConfirmedHash, createInterimHash } from "ts-mls/transcriptHash.js";
+import {
+  verifyFramedContentSignature,
+  ratchetTreeFromExtension,
+  verifyGroupInfoSignature,
+  treeHashRoot,
+  createConfirmedHash,
+  createInterimHash,
+} from "./ts-mls-internals.js";
 import { DEFAULT_CIPHERSUITE, suiteImpl } from "./ciphersuite.js";
 import { decodeExact } from "./codec.js";
 import { leafCredential } from "./credential.js";

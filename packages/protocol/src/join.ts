@@ -6,8 +6,7 @@
 import { ValiseError, equalBytes, toHex } from "@valise/core";
 import { decodeMlsMessage, emptyPskIndex, encodeMlsMessage, joinGroup, joinGroupExternal } from "ts-mls";
 import type { KeyPackage, PrivateKeyPackage, Welcome } from "ts-mls";
-import { ratchetTreeFromExtension } from "ts-mls/groupInfo.js";
-import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
+import { ratchetTreeFromExtension, makeKeyPackageRef } from "./ts-mls-internals.js";
 import { DEFAULT_CIPHERSUITE, suiteImpl } from "./ciphersuite.js";
 import { decodeExact } from "./codec.js";
 import { groupInfoMessage, ownKeyPackage } from "./commit.js";

@@ -7,8 +7,13 @@ import { ValiseError, equalBytes, toHex } from "@valise/core";
 import type { DeviceId, UserHandle } from "@valise/core";
 import { decodeMlsMessage, defaultCapabilities, encodeMlsMessage, generateKeyPackageWithKey } from "ts-mls";
 import type { CryptoProvider, KeyPackage, Lifetime, PrivateKeyPackage } from "ts-mls";
-import { decodeKeyPackage, encodeKeyPackage, makeKeyPackageRef, verifyKeyPackage } from "ts-mls/keyPackage.js";
-import { verifyLeafNodeSignatureKeyPackage } from "ts-mls/leafNode.js";
+import {
+  decodeKeyPackage,
+  encodeKeyPackage,
+  makeKeyPackageRef,
+  verifyKeyPackage,
+  verifyLeafNodeSignatureKeyPackage,
+} from "./ts-mls-internals.js";
 import { DEFAULT_CIPHERSUITE, suiteImpl } from "./ciphersuite.js";
 import { decodeExact, packFields, unpackFields } from "./codec.js";
 import { decodeCredentialIdentity, encodeCredentialIdentity } from "./credential.js";

@@ -24,7 +24,7 @@ import { Aes128Gcm, Aes256Gcm, CipherSuite, HkdfSha256, HkdfSha384, HkdfSha512 }
 import { XWing } from "@hpke/hybridkem-x-wing";
 import { defaultCryptoProvider } from "ts-mls";
 import type { Ciphersuite, CiphersuiteImpl, CryptoProvider, Hash, Kdf, Rng, Signature } from "ts-mls";
-import { makeGenericHpke } from "ts-mls/crypto/implementation/hpke.js";
+import { makeGenericHpke } from "../ts-mls-internals.js";
 
 type NodeHash = "sha256" | "sha384" | "sha512";
 const HASHES = { "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512" } as const;
