@@ -170,6 +170,40 @@ describe("cluster: blobs on several nodes", { skip: NO_PG }, () => {
   });
 });
 
+describe("cluster: limits held by every node", { skip: NO_PG }, () => {
+  test("login attempts from one address are limited in total across nodes, not per node (also under concurrency)", async () => {
+    const c = await startTestCluster(2, { blobStore: "pg", app: { loginRatePerMinute: 5 } });
+    try {
+      const [a, b] = c.nodes as [ClusterNode, ClusterNode];
+      const challenge = (node: ClusterNode) =>
+        fetch(`${node.url}/v1/auth/challenge`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ device: "d-nobody0001" }),
+        }).then((r) => r.status);
+      // 12 attempts from 127.0.0.1, half through each node, six at a time: a per-node limit would let 10 through.
+      const statuses: number[] = [];
+      for (let round = 0; round < 2; round++)
+        statuses.push(...(await Promise.all([a, b, a, b, a, b].map((n) => challenge(n)))));
+      assert.equal(statuses.filter((s) => s === 200).length, 5, `statuses: ${statuses.join(",")}`);
+      assert.equal(statuses.filter((s) => s === 429).length, 7, `statuses: ${statuses.join(",")}`);
+      // Another address is not affected: the bucket is per source (checked on the shared table itself).
+      const pool = new pg.Pool({ connectionString: c.db.databaseUrl, max: 1 });
+      try {
+        const rows = await pool.query<{ key: string }>("SELECT key FROM rate_buckets WHERE key LIKE 'login:%'");
+        assert.deepEqual(
+          rows.rows.map((r) => r.key),
+          ["login:127.0.0.1"],
+        );
+      } finally {
+        await pool.end();
+      }
+    } finally {
+      await c.close();
+    }
+  });
+});
+
 describe("cluster: pushes, alerts and the leader over NATS", { skip: NO_NATS }, () => {
   let nats: TestNats;
   let c: TestCluster;

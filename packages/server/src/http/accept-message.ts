@@ -72,11 +72,11 @@ export async function appendChecked(
   req: AppendRequest,
   audit?: AuditRecord,
 ): Promise<Accepted> {
-  if (ctx.abuseLimiter.exhausted(s.deviceId))
+  if (await ctx.abuseLimiter.exhausted(s.deviceId))
     throw new ValiseError("rate_limited", "too many idempotency keys reused for other conversations; wait a minute");
   const r = await ctx.batcher.append(audit ? { ...req, audit: ctx.audit.event(audit) } : req);
   if (!r.ok && r.code === "idempotency_conflict") {
-    ctx.abuseLimiter.take(s.deviceId);
+    await ctx.abuseLimiter.take(s.deviceId);
     if (audit) await ctx.audit.record({ ...audit, outcome: "denied" });
   }
   return answer(r);

@@ -13,7 +13,8 @@ import type { ServerMls } from "./capabilities.js";
 import { AppendBatcher } from "../delivery/batcher.js";
 import { type Fanout, type FanoutEvent, InProcessFanout } from "../delivery/fanout.js";
 import { createMetrics } from "../metrics.js";
-import { RateLimiter } from "./rate-limit.js";
+import { RateLimiter, type Limiter } from "./rate-limit.js";
+import { SharedRateLimiter } from "../storage/rate-buckets.js";
 import type { ServerContext } from "./context.js";
 import { installErrorHandler, STORE_RETRY_AFTER_S } from "./errors.js";
 import { readiness } from "./readiness.js";
@@ -177,17 +178,26 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   // The audit log is witnessed like the directory log (DESIGN §3): same witnesses, same quorum, its own origin.
   const auditWitnessed = witnesses.length > 0 ? new CosignedCheckpoints(opts.store.handle.db, "audit") : undefined;
 
+  // On PostgreSQL the buckets that stop guessing and draining (logins, enrollments, key-package claims) are shared
+  // by every node (rate_buckets), so several nodes behind a proxy do not multiply the rate; on SQLite (one node) they
+  // stay in memory.
+  const limiter = (name: string, perMinute: number, burst: number): Limiter =>
+    opts.store.handle.dialect === "postgres"
+      ? new SharedRateLimiter(opts.store.handle.db, name, perMinute, burst, now)
+      : new RateLimiter(perMinute, burst, now);
+
   const ctx: ServerContext = {
     store: opts.store,
     mls: opts.mls,
     batcher,
     fanout,
     metrics,
-    loginLimiter: new RateLimiter(opts.loginRatePerMinute ?? 60, opts.loginRatePerMinute ?? 60, now),
+    loginLimiter: limiter("login", opts.loginRatePerMinute ?? 60, opts.loginRatePerMinute ?? 60),
+    // Per node: it guards this node's append batch against one device's conflicting keys.
     abuseLimiter: new RateLimiter(10, 10, now),
-    claimLimiter: new RateLimiter(opts.claimRatePerMinute ?? 60, opts.claimRatePerMinute ?? 60, now),
+    claimLimiter: limiter("claim", opts.claimRatePerMinute ?? 60, opts.claimRatePerMinute ?? 60),
     // 5 at once, then one every 10 minutes: re-adding the same device is rare; draining it is what this stops.
-    claimPairLimiter: new RateLimiter(0.1, 5, now),
+    claimPairLimiter: limiter("claim-pair", 0.1, 5),
     now,
     lookupSession: sessionLookup(opts.store, now),
     audit: new AuditRecorder(opts.store.audit, now),

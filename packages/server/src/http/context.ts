@@ -6,7 +6,7 @@ import type { ServerMls } from "./capabilities.js";
 import type { AppendBatcher } from "../delivery/batcher.js";
 import type { Fanout } from "../delivery/fanout.js";
 import type { Metrics } from "../metrics.js";
-import { sourceKey, type RateLimiter } from "./rate-limit.js";
+import { sourceKey, type Limiter } from "./rate-limit.js";
 import type { AuditRecorder } from "../audit/recorder.js";
 import type { CosignedCheckpoints } from "../witness/publisher.js";
 import type { Detector } from "../detect/detector.js";
@@ -23,13 +23,14 @@ export interface ServerContext {
   batcher: AppendBatcher;
   fanout: Fanout;
   metrics: Metrics;
-  loginLimiter: RateLimiter;
+  /** Per source address: enrollment and login attempts (shared by every node on PostgreSQL). */
+  loginLimiter: Limiter;
   /** Per device: idempotency keys reused for another conversation (each one audited as a denied send). */
-  abuseLimiter: RateLimiter;
+  abuseLimiter: Limiter;
   /** Per device: key-package claim requests (each claimed device audited). */
-  claimLimiter: RateLimiter;
+  claimLimiter: Limiter;
   /** Per (claiming device, target device): how often one caller may take another device's key packages. */
-  claimPairLimiter: RateLimiter;
+  claimPairLimiter: Limiter;
   now: () => number;
   lookupSession: (token: string) => Promise<Session | null>;
   /** Appends audit events (batched; resolves when durable). */
@@ -69,7 +70,7 @@ export function b64(field: string, value: string): Uint8Array {
   }
 }
 
-export function rateLimit(ctx: ServerContext, req: FastifyRequest, _reply: FastifyReply): void {
-  if (!ctx.loginLimiter.take(sourceKey(req.ip)))
+export async function rateLimit(ctx: ServerContext, req: FastifyRequest, _reply: FastifyReply): Promise<void> {
+  if (!(await ctx.loginLimiter.take(sourceKey(req.ip))))
     throw new ValiseError("rate_limited", "too many attempts from this address; wait a minute");
 }

@@ -5,7 +5,15 @@
  * that keeps trying: every attempt makes it the most recently used). IPv6 sources are keyed by their /64, the
  * smallest prefix a single client is normally given (see `sourceKey`).
  */
-export class RateLimiter {
+/** A per-key token bucket: in memory for one node (`RateLimiter`), in PostgreSQL for several (`SharedRateLimiter`). */
+export interface Limiter {
+  /** Takes one token; false when none is left. */
+  take(key: string): boolean | Promise<boolean>;
+  /** True when `key` has no token left (nothing is taken). */
+  exhausted(key: string): boolean | Promise<boolean>;
+}
+
+export class RateLimiter implements Limiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   constructor(
     private readonly perMinute: number,

@@ -45,7 +45,7 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
       bodyLimit: 2 * 1024 * 1024,
     },
     async (req, reply) => {
-      rateLimit(ctx, req, reply);
+      await rateLimit(ctx, req, reply);
       const body = req.body;
       const sigKey = b64("device.signaturePublicKey", body.device.signaturePublicKey);
       if (sigKey.length !== 32)
@@ -91,7 +91,7 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
       schema: { body: ChallengeBody },
     },
     async (req, reply) => {
-      rateLimit(ctx, req, reply);
+      await rateLimit(ctx, req, reply);
       // Same answer for unknown and known devices, so the endpoint is no device-existence oracle.
       return directory.createChallenge(req.body.device);
     },
@@ -101,7 +101,7 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
     "/v1/auth/session",
     { ...audit({ action: "login", presession: "login" }), schema: { body: SessionBody } },
     async (req, reply) => {
-      rateLimit(ctx, req, reply);
+      await rateLimit(ctx, req, reply);
       const { device, challenge, signature } = req.body;
       const dev = isDeviceId(device) ? await directory.getDevice(device) : null;
       const sig = b64("signature", signature);

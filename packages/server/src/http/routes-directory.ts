@@ -151,7 +151,7 @@ export function directoryRoutes(app: FastifyInstance, ctx: ServerContext): void 
       if (!conv || !m || m.leftSeq !== null) throw new ValiseError("not_found", "no such conversation");
       if (await ctx.store.conversations.notCleared(convId, s.deviceId))
         throw new ValiseError("not_cleared", "this device is no longer cleared for the conversation's label");
-      if (!ctx.claimLimiter.take(s.deviceId))
+      if (!(await ctx.claimLimiter.take(s.deviceId)))
         throw new ValiseError("rate_limited", "too many key-package claims from this device; wait a minute");
       const label = parseLabel(conv.label);
       const allowedUnits = conv.kind === "unit" || conv.kind === "link" ? [conv.unit, conv.fromUnit] : null;
@@ -169,7 +169,7 @@ export function directoryRoutes(app: FastifyInstance, ctx: ServerContext): void 
           throw new ValiseError("not_cleared", `user ${dev.handle} is not cleared for ${conv.label}`);
       }
       for (const d of wanted)
-        if (!ctx.claimPairLimiter.take(`${s.deviceId}>${d}`))
+        if (!(await ctx.claimPairLimiter.take(`${s.deviceId}>${d}`)))
           throw new ValiseError("rate_limited", `too many key packages of ${d} claimed by this device; try later`);
       const claimed = await directory.claimKeyPackages(wanted);
       const origin = { source: req.ip, client: clientOf(req.headers) };

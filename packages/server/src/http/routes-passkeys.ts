@@ -160,7 +160,7 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext, opts: We
       schema: { body: OptionsBody },
     },
     async (req, reply) => {
-      rateLimit(ctx, req, reply);
+      await rateLimit(ctx, req, reply);
       // The same answer for every device, known or not, with or without a passkey: no oracle, and no credential id
       // to an unauthenticated caller. Passkeys are discoverable (resident), so the browser finds this device's.
       const { challenge } = await directory.createChallenge(req.body.device);
@@ -178,7 +178,7 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext, opts: We
     "/v1/auth/passkey/session",
     { ...audit({ action: "login", presession: "login" }), schema: { body: SessionBody } },
     async (req, reply) => {
-      rateLimit(ctx, req, reply);
+      await rateLimit(ctx, req, reply);
       const { device, challenge, signature, credential } = req.body;
       const dev = isDeviceId(device) ? await directory.getDevice(device) : null;
       const sig = b64("signature", signature);
