@@ -189,6 +189,13 @@ for (const kind of DATABASE_KINDS) {
 
     test("finding 7: socket logins and pushed ciphertext are audited before the frame leaves", async () => {
       const conv = await conversation(alice);
+      // Pushes go to the other member devices (never back to the sending device): alice's second device, a member
+      // of the conversation (its membership row written directly: this is about the hub, not MLS).
+      const alice2 = await login(url, srv.store, "alice", "d-alice00002");
+      await srv.store.handle.db
+        .insertInto("conversation_members")
+        .values({ conversation_id: conv, device_id: alice2.device, joined_seq: 1, left_seq: null })
+        .execute();
       const before = (await auditEvents(srv)).length;
       const ws = new WebSocket(`${url.replace("http", "ws")}/v1/ws`);
       const frames: Record<string, unknown>[] = [];
@@ -201,7 +208,7 @@ for (const kind of DATABASE_KINDS) {
         ws.on("error", reject);
       });
       await new Promise((r) => ws.once("open", r));
-      ws.send(JSON.stringify({ type: "auth", token: alice.token }));
+      ws.send(JSON.stringify({ type: "auth", token: alice2.token }));
       await ready;
       const sends = [];
       for (let i = 0; i < 20; i++) sends.push(send(url, alice, conv, `push-key-${i}-${Date.now()}`));
@@ -216,10 +223,10 @@ for (const kind of DATABASE_KINDS) {
         Array.from({ length: 20 }, (_, i) => i + 1),
       );
       const ev = (await auditEvents(srv)).slice(before);
-      const logins = ev.filter((e) => e.action === "login" && e.device === alice.device);
+      const logins = ev.filter((e) => e.action === "login" && e.device === alice2.device);
       assert.equal(logins.length, 1);
       assert.equal(logins[0]!.source, "127.0.0.1");
-      const reads = ev.filter((e) => e.action === "message.read" && e.object === conv && e.device === alice.device);
+      const reads = ev.filter((e) => e.action === "message.read" && e.object === conv && e.device === alice2.device);
       assert.equal(reads.length, 20);
       assert.equal(reads[0]!.label, "UNCLASSIFIED");
     });
