@@ -47,7 +47,6 @@ export interface SearchHit {
 
 const WORD = /[\p{L}\p{N}]+/gu;
 const ASCII_WORD = /[a-z0-9]+/g;
-// eslint-disable-next-line no-control-regex
 const NON_ASCII = /[^\x00-\x7f]/;
 
 /** Lower-case words with accents removed ("Tōkyō" → "tokyo"). */
