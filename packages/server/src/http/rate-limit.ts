@@ -1,10 +1,3 @@
-/**
- * Token bucket per key: source address for the unauthenticated endpoints (enrollment and login), device for
- * per-caller budgets (key-package claims, idempotency-key abuse). The buckets live in a bounded LRU: above `maxKeys`
- * the least recently used bucket is dropped (never all of them, so spraying addresses cannot reset a throttled one
- * that keeps trying: every attempt makes it the most recently used). IPv6 sources are keyed by their /64, the
- * smallest prefix a single client is normally given (see `sourceKey`).
- */
 /** A per-key token bucket: in memory for one node (`RateLimiter`), in PostgreSQL for several (`SharedRateLimiter`). */
 export interface Limiter {
   /** Takes one token; false when none is left. */
@@ -13,6 +6,13 @@ export interface Limiter {
   exhausted(key: string): boolean | Promise<boolean>;
 }
 
+/**
+ * Token bucket per key: source address for the unauthenticated endpoints (enrollment and login), device for
+ * per-caller budgets (key-package claims, idempotency-key abuse). The buckets live in a bounded LRU: above `maxKeys`
+ * the least recently used bucket is dropped (never all of them, so spraying addresses cannot reset a throttled one
+ * that keeps trying: every attempt makes it the most recently used). IPv6 sources are keyed by their /64, the
+ * smallest prefix a single client is normally given (see `sourceKey`).
+ */
 export class RateLimiter implements Limiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   constructor(
