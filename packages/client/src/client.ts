@@ -510,6 +510,18 @@ export class ValiseClient {
     await this.save();
   }
 
+  private closed = false;
+
+  /**
+   * Ends this client object: no later `save` reaches the key store, even one from a sync or push still in flight.
+   * The web app closes the client when the user signs out, before it erases the browser's store — otherwise a
+   * background save landing after the erase would write the profile back.
+   */
+  close(): void {
+    this.closed = true;
+    this.transport.token = null;
+  }
+
   /**
    * The user revokes another of their own devices (lost or stolen): a `device.revoke` entry in the directory log, its
    * sessions and key packages gone; every group it is in removes it before anything new is sent there. The device in
@@ -573,6 +585,7 @@ export class ValiseClient {
       const c = this.state.conversations[id];
       if (c) c.group = toBase64(encodeGroup(g));
     }
+    if (this.closed) return;
     await this.store.save(this.state);
   }
 
@@ -1279,7 +1292,13 @@ export class ValiseClient {
     history?: { transfer: string; messages: number; batches: number; resumed: boolean };
   }> {
     return this.authed(async () => {
-      const me = await this.verifier.user(this.handle);
+      let me = await this.verifier.user(this.handle);
+      if (!me?.devices.some((x) => x.id === device)) {
+        // A device enrolled since this directory answer was cached (a long-running app approves a device seconds
+        // after its enrolment): ask the log again, which waits for the checkpoint that holds it.
+        this.verifier.forget();
+        me = await this.verifier.user(this.handle);
+      }
       const d = me?.devices.find((x) => x.id === device);
       if (!me || !d) throw new ValiseError("not_found", `${device} is not a device of ${this.handle} in the directory`);
       if (d.revokedAt !== null) throw new ValiseError("forbidden", `${device} is revoked: no history is sent to it`);

@@ -423,7 +423,11 @@ function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: 
   const signOut = useCallback(
     async (wipe: boolean) => {
       await client.signOut();
-      if (wipe) await wipeBrowser();
+      if (wipe) {
+        // Nothing this client still has in flight (a sync, a push, a directory check) may write the profile back.
+        client.close();
+        await wipeBrowser();
+      }
       onSignOut(wipe);
     },
     [client, onSignOut],

@@ -42,9 +42,13 @@ interface Sealed {
   data: ArrayBuffer;
 }
 
+/** How many times this page erased the store (wipeValiseDb): a record opened before an erase never writes again. */
+let erasures = 0;
+
 /** One JSON record sealed under a non-extractable AES-GCM key, both in IndexedDB. */
 export class IndexedDbSealedRecord<T> {
   private key: CryptoKey | null = null;
+  private readonly erasure = erasures;
   constructor(
     private readonly db: IDBDatabase,
     /** The profile's name (several profiles may live in one browser). */
@@ -57,6 +61,7 @@ export class IndexedDbSealedRecord<T> {
     const existing = (await req(tx.objectStore(KEYS).get(this.profile))) as CryptoKey | undefined;
     if (existing) return (this.key = existing);
     const k = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"]);
+    if (this.erasure !== erasures) return k; // erased meanwhile: the key is not stored (and save writes nothing)
     const w = this.db.transaction(KEYS, "readwrite");
     w.objectStore(KEYS).put(k, this.profile);
     await done(w);
@@ -76,7 +81,12 @@ export class IndexedDbSealedRecord<T> {
     return JSON.parse(new TextDecoder().decode(plain)) as T;
   }
 
+  /**
+   * Seals and writes `state`. After the browser was erased (wipeValiseDb) a record opened before does nothing: a
+   * sync or a history save still in flight when the user chose "sign out and erase" must not write its record back.
+   */
   async save(state: T): Promise<void> {
+    if (this.erasure !== erasures) return;
     const key = await this.wrappingKey();
     const iv = crypto.getRandomValues(new Uint8Array(12));
     const data = await crypto.subtle.encrypt(
@@ -84,6 +94,7 @@ export class IndexedDbSealedRecord<T> {
       key,
       new TextEncoder().encode(JSON.stringify(state)),
     );
+    if (this.erasure !== erasures) return;
     const tx = this.db.transaction(STATES, "readwrite");
     tx.objectStore(STATES).put({ iv, data } satisfies Sealed, this.profile);
     await done(tx);
@@ -105,6 +116,7 @@ export class IndexedDbSealedRecord<T> {
  * deletes in the same transaction, nothing of them can be read back.
  */
 export async function wipeValiseDb(db: IDBDatabase): Promise<void> {
+  erasures++;
   const tx = db.transaction([STATES, KEYS], "readwrite");
   tx.objectStore(STATES).clear();
   tx.objectStore(KEYS).clear();
