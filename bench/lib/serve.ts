@@ -16,6 +16,8 @@ export interface ServeProcess {
   port: number;
   dataDir: string;
   child: ChildProcess;
+  /** The last ~50–100 KB the process wrote to stderr (why it died, when it did). */
+  stderr(): string;
   stop(): Promise<void>;
 }
 
@@ -83,6 +85,7 @@ export async function startServe(opts: {
     port,
     dataDir: opts.dataDir,
     child,
+    stderr: () => stderr,
     stop: (signal: NodeJS.Signals = "SIGTERM") =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();

@@ -174,13 +174,32 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   });
 
   // Sessions are re-checked: on every send frame, and for idle sockets every few seconds, so a device revoked from
-  // another process (`valise admin device revoke`) stops being served within seconds even if it only listens.
+  // another process (`valise admin device revoke`) stops being served within seconds even if it only listens. One
+  // query per sweep for all sockets (grouped by session), one sweep at a time: one query per socket (thousands a node,
+  // every 3 s, all at once) overran the pool's wait for a connection, and that rejection ended the process. A sweep
+  // that cannot read the sessions (the database is down or busy) closes nothing: the next one tries again.
   const tokens = new Map<WebSocket, string>();
+  let sweeping = false;
+  async function sweepSessions(): Promise<void> {
+    const byToken = new Map<string, WebSocket[]>();
+    for (const [ws, token] of tokens) {
+      const list = byToken.get(token);
+      if (list) list.push(ws);
+      else byToken.set(token, [ws]);
+    }
+    if (byToken.size === 0) return;
+    const live = await ctx.store.directory.liveSessions([...byToken.keys()]);
+    for (const [token, list] of byToken)
+      if (!live.has(token)) for (const ws of list) if (tokens.get(ws) === token) ws.close(4001, "session ended");
+  }
   const sweep = setInterval(() => {
-    for (const [ws, token] of tokens)
-      void ctx.lookupSession(token).then((s) => {
-        if (!s) ws.close(4001, "session ended");
-      });
+    if (sweeping) return;
+    sweeping = true;
+    sweepSessions()
+      .catch((err: unknown) => {
+        if (!isStoreOutage(err)) app.log.warn({ err: String(err) }, "session sweep failed");
+      })
+      .finally(() => (sweeping = false));
   }, 3_000);
   sweep.unref();
 
@@ -208,7 +227,16 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
         authenticating = true;
         void (async () => {
           const t = frame?.token;
-          const s = typeof t === "string" && t.length < 200 ? await resolveSession(ctx, t) : null;
+          let s: { handle: string; deviceId: string } | null;
+          try {
+            s = typeof t === "string" && t.length < 200 ? await resolveSession(ctx, t) : null;
+          } catch (err) {
+            // The session cannot be read now (database down or its pool busy): come back later. Unhandled, this
+            // rejection ended the process.
+            if (!isStoreOutage(err)) app.log.warn({ err: String(err) }, "socket authentication failed");
+            socket.close(1013, "try again later");
+            return;
+          }
           if (!s) {
             socket.close(4001, "unauthenticated");
             return;
@@ -242,7 +270,11 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
           ctx.metrics.wsConnections.inc();
           if (user?.role === "officer" && socket.readyState === socket.OPEN) officers.set(socket, s.handle);
           socket.send(JSON.stringify({ type: "ready", device: deviceId }));
-        })();
+        })().catch((err: unknown) => {
+          // Nothing above should throw; if something does, this socket ends, not the process.
+          app.log.error({ err: String(err) }, "socket authentication failed");
+          socket.close(1011, "internal error");
+        });
         return;
       }
       if (frame?.type === "send") void handleSend(socket, token, frame, origin);

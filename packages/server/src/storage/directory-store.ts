@@ -1042,6 +1042,26 @@ export class DirectoryStore {
     return { token, expiresAt };
   }
 
+  /**
+   * Which of these session tokens are still valid (not expired, not deleted by a revocation or a sign-out): one query
+   * for many tokens (the push hub re-checks every open socket's session every few seconds).
+   */
+  async liveSessions(tokens: string[]): Promise<Set<string>> {
+    const byHash = new Map(tokens.map((t) => [sha256Hex(t), t]));
+    const live = new Set<string>();
+    const hashes = [...byHash.keys()];
+    for (let i = 0; i < hashes.length; i += 500) {
+      const rows = await this.db
+        .selectFrom("sessions")
+        .select(["token_hash", "expires_at"])
+        .where("token_hash", "in", hashes.slice(i, i + 500))
+        .execute();
+      const now = this.now();
+      for (const r of rows) if (Number(r.expires_at) >= now) live.add(byHash.get(r.token_hash)!);
+    }
+    return live;
+  }
+
   async getSession(token: string): Promise<{ deviceId: string; handle: string; expiresAt: number } | null> {
     const r = await this.db
       .selectFrom("sessions")
