@@ -23,7 +23,7 @@
  * nats-server (PATH, /usr/sbin or VALISE_NATS_SERVER); without them it says so and exits 0 without results.
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { readFileSync, readdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { availableParallelism, loadavg } from "node:os";
 import { parseArgs } from "node:util";

@@ -65,12 +65,12 @@ for (const kind of DATABASE_KINDS)
       await s.store.directory.revokeDevice(bob.device);
       const t0 = Date.now();
       const codes = await Promise.race([
-        Promise.all([closed(mine[2]!.ws), closed(mine[3]!.ws)]),
+        Promise.all([closed(mine[2].ws), closed(mine[3].ws)]),
         new Promise<null>((r) => setTimeout(() => r(null), 10_000)),
       ]);
       assert.deepEqual(codes, [4001, 4001], `bob's sockets closed by the sweep (${Date.now() - t0} ms)`);
-      assert.equal(mine[0]!.ws.readyState, WebSocket.OPEN, "alice's sockets stay open");
-      assert.equal(mine[1]!.ws.readyState, WebSocket.OPEN);
+      assert.equal(mine[0].ws.readyState, WebSocket.OPEN, "alice's sockets stay open");
+      assert.equal(mine[1].ws.readyState, WebSocket.OPEN);
     } finally {
       for (const ws of sockets) ws.terminate();
       await s.close();
