@@ -16,6 +16,7 @@ const benches = [
   "cluster",
   "search",
   "history",
+  "restore",
 ].filter((b) => only.length === 0 || only.includes(b));
 let failed = 0;
 for (const b of benches) {

@@ -6,7 +6,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -106,7 +106,8 @@ test(
       await runCli(["send", "--profile", profiles.jnovak!, "--to", "pdvorak", "before the backup 2"]);
 
       // Online: the server keeps running during the backup.
-      const b = await json(["admin", "backup", "--data", dataA, "--out", backupDir]);
+      // The directory form: --out DIR/ (a trailing slash); backup-dr.test.ts covers the one-file archive.
+      const b = await json(["admin", "backup", "--data", dataA, "--out", `${backupDir}/`]);
       assert.equal(b.database, "sqlite");
       assert.ok(existsSync(join(backupDir, "valise.sqlite")));
       assert.ok(existsSync(join(backupDir, "log-key")));
@@ -116,6 +117,13 @@ test(
       assert.ok(logs.directory.size > 0 && logs.audit.size > 0);
       // A backup never overwrites: the same --out again is refused.
       await assert.rejects(runCli(["admin", "backup", "--data", dataA, "--out", backupDir]), /not empty/);
+      // The one-file form beside it: a tar archive any tar lists, with the same files.
+      const file = join(dir, "backup.tar");
+      await runCli(["admin", "backup", "--data", dataA, "--out", file]);
+      const listed = await new Promise<string>((done, fail) =>
+        execFile("tar", ["-tf", file], (e, out) => (e ? fail(e) : done(out))),
+      );
+      for (const f of ["backup.json", "valise.sqlite", "log-key"]) assert.ok(listed.split("\n").includes(f), listed);
     } finally {
       await stop(server.child);
     }

@@ -32,6 +32,7 @@ import { AuditRecorder } from "../audit/recorder.js";
 import { installAuditHook, notAudited } from "../audit/http.js";
 import { auditOrigin, auditRoutes, PUBLIC_AUDIT_ROUTES } from "../audit/routes.js";
 import { CosignedCheckpoints, startWitnessPublisher } from "../witness/publisher.js";
+import { checkLogsAgainstWitnesses } from "../witness/startup-check.js";
 import type { WitnessEndpoint } from "../witness/submit.js";
 import { DEFAULT_ORG_NAME, incidentRoutes } from "./routes-incidents.js";
 import { TAXII_PREFIX, taxiiRoutes } from "./routes-taxii.js";
@@ -87,6 +88,12 @@ export interface AppOptions {
   witnessRetryMs?: number;
   /** How often witnesses cosign the published checkpoint again when the log has not grown (default 60 s). */
   witnessRefreshMs?: number;
+  /**
+   * Before signing anything, ask each witness for the last checkpoint of each log it cosigned and refuse to start
+   * (ValiseError "conflict", saying what to do) if this database cannot reproduce one signed by this log key — a
+   * restore from a backup older than what was published (witness/startup-check.ts). Default true with witnesses.
+   */
+  witnessStartupCheck?: boolean;
   /** The organisation named in STIX exports and by the TAXII server; default "Ministry of Foreign Affairs". */
   orgName?: string;
   /**
@@ -292,6 +299,35 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   if (opts.logKey) {
     await opts.store.directory.log.pinVerifierKey(opts.logKey.vkey);
     await opts.store.audit.pinVerifierKey(opts.logKey.vkey);
+  }
+  // A database older than what the witnesses cosigned (an older backup restored) must not sign on: that forks.
+  if (opts.logKey && witnesses.length > 0 && opts.witnessStartupCheck !== false) {
+    const key = opts.logKey;
+    const named = (log: Store["audit"] | Store["directory"]["log"], name: string, origin: string) => ({
+      name,
+      origin,
+      size: () => log.size(),
+      rootAt: (n: number) => log.rootAt(n),
+    });
+    const check = await checkLogsAgainstWitnesses({
+      logs: [
+        named(opts.store.directory.log, "directory", key.origin),
+        named(opts.store.audit, "audit", auditOrigin(key.origin)),
+      ],
+      logVerifier: parseNoteVerifierKey(key.vkey),
+      witnesses,
+      ...(opts.witnessTimeoutMs !== undefined ? { timeoutMs: opts.witnessTimeoutMs } : {}),
+    });
+    for (const s of check.seen)
+      if (s.error !== undefined)
+        app.log.warn(s, "could not compare the log with this witness at start-up (it still refuses any fork)");
+    if (check.refused !== null) {
+      app.log.error({ witnesses: check.seen }, check.refused);
+      unsub();
+      await detector?.close();
+      await app.close();
+      throw new ValiseError("conflict", check.refused);
+    }
   }
   /**
    * What runs once per database: the checkpoint signers, the witness publishers (started after the signers, which

@@ -5,3 +5,4 @@ export * from "./state.js";
 export * from "./app.js";
 export * from "./submit.js";
 export * from "./publisher.js";
+export * from "./startup-check.js";
