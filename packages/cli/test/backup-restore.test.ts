@@ -7,6 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { promisify } from "node:util";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -120,9 +121,7 @@ test(
       // The one-file form beside it: a tar archive any tar lists, with the same files.
       const file = join(dir, "backup.tar");
       await runCli(["admin", "backup", "--data", dataA, "--out", file]);
-      const listed = await new Promise<string>((done, fail) =>
-        execFile("tar", ["-tf", file], (e, out) => (e ? fail(e) : done(out))),
-      );
+      const listed = (await promisify(execFile)("tar", ["-tf", file])).stdout;
       for (const f of ["backup.json", "valise.sqlite", "log-key"]) assert.ok(listed.split("\n").includes(f), listed);
     } finally {
       await stop(server.child);
