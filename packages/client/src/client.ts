@@ -1647,13 +1647,30 @@ export class ValiseClient {
         .catch(() => undefined);
     };
     const syncNow = () => run(() => this.sync());
+    // `{"type":"directory"}`: the directory log's checkpoint grew; with key transparency, read the log now (notices,
+    // new-device alerts) and nothing else; several frames before that read starts make one read.
+    let directoryQueued = false;
+    const readLogNow = () => {
+      if (!this.transparency || directoryQueued) return;
+      directoryQueued = true;
+      run(() => {
+        directoryQueued = false;
+        return this.directoryChanged();
+      });
+    };
     const ch = await openPush(factory, this.serverUrl, this.transport.token ?? "", (ev) =>
-      isAlertFrame(ev) ? opts.onAlert?.(ev) : ev.type === "message" ? run(() => this.receivePushed(ev)) : syncNow(),
+      isAlertFrame(ev)
+        ? opts.onAlert?.(ev)
+        : ev.type === "message"
+          ? run(() => this.receivePushed(ev))
+          : ev.type === "directory"
+            ? readLogNow()
+            : syncNow(),
     );
     this.push = ch;
     syncNow(); // (re)connected: whatever arrived while not listening
-    // Directory changes push nothing to the user's devices: with key transparency, read the log on a timer too
-    // (default every 30 s), so a device added to this account is reported within a minute.
+    // With key transparency, read the log on a timer too (default every 30 s; a server that pushes `directory` frames
+    // makes it sooner), so a device added to this account is reported within a minute even if a frame is lost.
     const timer = this.transparency ? setInterval(syncNow, opts.monitorMs ?? 30_000) : undefined;
     return {
       close: () => {
@@ -1662,6 +1679,17 @@ export class ValiseClient {
         ch.close();
       },
     };
+  }
+
+  /** A pushed directory change: the log is read (monitoring: notices and alerts as items), nothing else. */
+  private async directoryChanged(): Promise<ReceivedItem[]> {
+    return this.authed(async () => {
+      const items = this.state.pending;
+      await this.monitorLog(items);
+      this.state.pending = [];
+      await this.save();
+      return items;
+    });
   }
 
   /**

@@ -216,7 +216,7 @@ describe("cluster: pushes, alerts and the leader over NATS", { skip: NO_NATS }, 
 
   before(async () => {
     nats = (await startNats())!;
-    c = await startTestCluster(3, { nats: nats.url, mls: jsonMls, blobStore: "pg" });
+    c = await startTestCluster(3, { nats: nats.url, mls: jsonMls, blobStore: "pg", logKey: true });
     [a, b, cc] = c.nodes as [ClusterNode, ClusterNode, ClusterNode];
     await setupUsers(a);
     alice = await login(a.url, a.store, "alice", "d-alice00001");
@@ -248,6 +248,41 @@ describe("cluster: pushes, alerts and the leader over NATS", { skip: NO_NATS }, 
       }
     } finally {
       sock.close();
+    }
+  });
+
+  test("a device enrolled through node A: clients on every node are told the directory log grew, within a second", async () => {
+    const socks = await Promise.all([Socket.open(a, bob), Socket.open(b, olga), Socket.open(cc, bob)]);
+    try {
+      const { enrollmentCode } = await a.store.directory.newEnrollmentCode("alice");
+      const before = await a.store.directory.log.size();
+      const t0 = Date.now();
+      const r = await fetch(`${a.url}/v1/enroll`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          code: enrollmentCode,
+          device: { id: "d-alice00002", name: "phone", signaturePublicKey: randomBytes(32).toString("base64") },
+          keyPackages: [],
+        }),
+      });
+      assert.equal(r.status, 201, await r.text());
+      const size = await a.store.directory.log.size();
+      assert.ok(size > before, "the enrolment is a directory log entry");
+      for (const [i, s] of socks.entries()) {
+        const f = await s.frame(
+          (x) => x.type === "directory" && Number(x.size) >= size,
+          Math.max(0, t0 + 1000 - Date.now()),
+        );
+        assert.ok(
+          f,
+          `node ${["A", "B", "C"][i]}: a directory frame of size ≥ ${size} within 1 s (${Date.now() - t0} ms): ${JSON.stringify(s.frames)}`,
+        );
+      }
+      // One frame per grown checkpoint, not one per node: each socket got it once for this size.
+      for (const s of socks) assert.equal(s.frames.filter((x) => x.type === "directory" && x.size === size).length, 1);
+    } finally {
+      for (const s of socks) s.close();
     }
   });
 

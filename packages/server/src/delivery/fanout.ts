@@ -18,6 +18,11 @@ export type FanoutEvent =
   | { type: "inbox"; deviceId: string; id: number; conversationId: string }
   | { type: "membership"; conversationId: string }
   | { type: "device-revoked"; deviceId: string }
+  /**
+   * The directory log's served checkpoint grew to `size` (directory-watch.ts): every socket is told, so clients read
+   * the log now (key transparency: new devices, members, units).
+   */
+  | { type: "directory"; size: number }
   /** A stored detection alert, pushed to security officers' sockets (see detect/). */
   | { type: "alert"; alert: AlertView }
   /**

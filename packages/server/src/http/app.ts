@@ -11,6 +11,7 @@ import { ValiseError, systemClock, type Clock, toBase64, parseNoteVerifierKey } 
 import type { Store } from "../storage/store.js";
 import type { ServerMls } from "./capabilities.js";
 import { AppendBatcher } from "../delivery/batcher.js";
+import { watchDirectoryCheckpoints } from "../delivery/directory-watch.js";
 import { type Fanout, type FanoutEvent, InProcessFanout } from "../delivery/fanout.js";
 import { createMetrics } from "../metrics.js";
 import { RateLimiter, type Limiter } from "./rate-limit.js";
@@ -369,11 +370,22 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
       auditWitnessed && opts.logKey
         ? await publish(auditWitnessed, opts.store.audit, auditOrigin(opts.logKey.origin))
         : undefined;
+    // Clients are told when the checkpoint they are served grows (a frame on every socket of every node).
+    const directoryWatch = opts.logKey
+      ? watchDirectoryCheckpoints({
+          servedSize: async () =>
+            (witnessed ? await witnessed.latest() : await opts.store.directory.log.latestCheckpoint())?.size ?? null,
+          fanout: ctx.fanout,
+          ...(opts.checkpointIntervalMs !== undefined ? { intervalMs: opts.checkpointIntervalMs } : {}),
+          warn: (msg, data) => app.log.warn(data, msg),
+        })
+      : undefined;
     await detector?.start();
     // Partners' TAXII collections are polled by one node.
     ctx.iocs?.start(opts.taxiiPollMs ?? 15 * 60_000);
     return async () => {
       await ctx.iocs?.stop();
+      await directoryWatch?.stop();
       await detector?.stop(false);
       await publisher?.stop();
       await auditPublisher?.stop();

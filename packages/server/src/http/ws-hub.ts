@@ -163,6 +163,17 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
       case "inbox":
         send(ev.deviceId, JSON.stringify(ev));
         return;
+      case "directory": {
+        // Every socket: any change may concern its user (a unit of theirs, someone they write to, their devices).
+        const text = JSON.stringify({ type: "directory", size: ev.size });
+        for (const set of sockets.values())
+          for (const ws of set)
+            if (ws.readyState === ws.OPEN) {
+              ws.send(text);
+              ctx.metrics.pushes.inc();
+            }
+        return;
+      }
       case "alert":
         if (officers.size > 0) pushAlert(JSON.stringify({ type: "alert", ...ev.alert }));
         return;
