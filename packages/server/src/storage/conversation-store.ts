@@ -6,11 +6,12 @@
  * - every send carries a client idempotency key: a retry returns the first result;
  * - an append is acknowledged only after its transaction committed (appends are batched: many per commit).
  */
-import { sql, type Kysely, type Transaction } from "kysely";
+import { sql, type Kysely } from "kysely";
 import type SQLite from "better-sqlite3";
 import { ValiseError, type AuditEvent, type Frontier } from "@valise/core";
 import type { Database } from "./schema.js";
 import { auditItem, type AuditLog } from "./audit-log.js";
+import { all, dialectOf, one, run, runAsync, SyncRunner, type Steps } from "./sql-steps.js";
 
 export type MessageKind = "application" | "commit" | "proposal";
 
@@ -97,6 +98,7 @@ function toConv(r: Database["conversations"]): ConversationRecord {
 
 export class ConversationStore {
   private readonly fast: SqliteAppender | null;
+  private readonly dialect: "sqlite" | "postgres";
   constructor(
     private readonly db: Kysely<Database>,
     private readonly now: () => number,
@@ -104,6 +106,12 @@ export class ConversationStore {
     private readonly audit?: AuditLog,
   ) {
     this.fast = sqlite ? new SqliteAppender(sqlite) : null;
+    this.dialect = dialectOf(db);
+  }
+
+  /** A read of the hot path: synchronously on SQLite when no transaction is open, else through Kysely. */
+  private steps<T>(s: Steps<T>): Promise<T> {
+    return this.fast?.idle() ? Promise.resolve(this.fast.runner.run(s)) : runAsync(this.db, this.dialect, s);
   }
 
   async create(input: {
@@ -164,14 +172,7 @@ export class ConversationStore {
   }
 
   async membership(conversationId: string, deviceId: string): Promise<MembershipRecord | null> {
-    if (this.fast?.idle()) return this.fast.membership(conversationId, deviceId);
-    const r = await this.db
-      .selectFrom("conversation_members")
-      .select(["joined_seq", "left_seq"])
-      .where("conversation_id", "=", conversationId)
-      .where("device_id", "=", deviceId)
-      .executeTakeFirst();
-    return r ? { joinedSeq: Number(r.joined_seq), leftSeq: r.left_seq === null ? null : Number(r.left_seq) } : null;
+    return this.steps(membershipSteps(conversationId, deviceId));
   }
 
   /**
@@ -180,18 +181,7 @@ export class ConversationStore {
    * them, nothing new may be encrypted. One indexed read, usually empty (the message hot path).
    */
   async pendingRemovals(conversationId: string): Promise<string[]> {
-    if (this.fast?.idle()) return this.fast.pendingRemovals(conversationId);
-    const rows = await this.db
-      .selectFrom("pending_removals as p")
-      .innerJoin("conversation_members as m", (j) =>
-        j.onRef("m.conversation_id", "=", "p.conversation_id").onRef("m.device_id", "=", "p.device_id"),
-      )
-      .select("p.device_id")
-      .where("p.conversation_id", "=", conversationId)
-      .where("m.left_seq", "is", null)
-      .orderBy("p.device_id")
-      .execute();
-    return rows.map((r) => r.device_id);
+    return this.steps(pendingSteps(conversationId));
   }
 
   /**
@@ -312,7 +302,7 @@ export class ConversationStore {
         for (const r of reqs) {
           await sql`SAVEPOINT valise_append`.execute(trx);
           try {
-            res.push(await this.appendOne(trx, r, now));
+            res.push(await runAsync(trx, this.dialect, appendSteps(r, now)));
             await sql`RELEASE SAVEPOINT valise_append`.execute(trx);
           } catch (error) {
             await sql`ROLLBACK TO SAVEPOINT valise_append`.execute(trx);
@@ -327,160 +317,112 @@ export class ConversationStore {
     audit?.noteCommitted(frontier);
     return out;
   }
+}
 
-  private async appendOne(trx: Transaction<Database>, r: AppendRequest, now: number): Promise<AppendResult> {
-    // Idempotency: a retry with the same key from the same device returns the first result.
-    const prior = await trx
-      .selectFrom("messages")
-      .select(["seq", "epoch", "created_at", "conversation_id"])
-      .where("sender_device", "=", r.senderDevice)
-      .where("idem_key", "=", r.idemKey)
-      .executeTakeFirst();
-    if (prior) {
-      // An answer for this request only (a throw would fail every other request in the batch).
-      if (prior.conversation_id !== r.conversationId) return { ok: false, code: "idempotency_conflict" };
-      return {
-        ok: true,
-        seq: Number(prior.seq),
-        epoch: Number(prior.epoch),
-        duplicate: true,
-        createdAt: Number(prior.created_at),
-        inbox: [],
-      };
-    }
-    // RFC 9420 §14 / RFC 9750: the first commit for epoch n advances the epoch; application messages and proposals
-    // must be for the current epoch. The conditional UPDATE is the serialization point on both SQLite and PostgreSQL.
-    const isCommit = r.kind === "commit";
-    const upd = await trx
-      .updateTable("conversations")
-      .set((eb) => ({
-        head_seq: eb("head_seq", "+", 1),
-        ...(isCommit ? { epoch: eb("epoch", "+", 1) } : {}),
-        ...(isCommit && r.commit?.groupInfo ? { group_info: r.commit.groupInfo } : {}),
-      }))
-      .where("id", "=", r.conversationId)
-      .where("epoch", "=", r.epoch)
-      .returning(["head_seq", "epoch"])
-      .executeTakeFirst();
-    if (!upd) {
-      const cur = await trx
-        .selectFrom("conversations")
-        .select("epoch")
-        .where("id", "=", r.conversationId)
-        .executeTakeFirst();
-      if (!cur) return { ok: false, code: "not_found" };
-      return { ok: false, code: "epoch_conflict", epoch: Number(cur.epoch) };
-    }
-    const seq = Number(upd.head_seq);
-    await trx
-      .insertInto("messages")
-      .values({
-        conversation_id: r.conversationId,
-        seq,
-        kind: r.kind,
-        epoch: r.epoch,
-        sender_device: r.senderDevice,
-        payload: r.payload,
-        idem_key: r.idemKey,
-        created_at: now,
-      })
-      .execute();
-    const inbox: { deviceId: string; id: number }[] = [];
-    if (isCommit && r.commit) {
-      for (const dev of r.commit.removed) {
-        await trx
-          .updateTable("conversation_members")
-          .set({ left_seq: seq + 1 })
-          .where("conversation_id", "=", r.conversationId)
-          .where("device_id", "=", dev)
-          .where("left_seq", "is", null)
-          .execute();
-      }
-      for (const dev of r.commit.added) {
-        const existing = await trx
-          .selectFrom("conversation_members")
-          .select("device_id")
-          .where("conversation_id", "=", r.conversationId)
-          .where("device_id", "=", dev)
-          .executeTakeFirst();
-        if (existing)
-          await trx
-            .updateTable("conversation_members")
-            .set({ joined_seq: seq + 1, left_seq: null })
-            .where("conversation_id", "=", r.conversationId)
-            .where("device_id", "=", dev)
-            .execute();
-        else
-          await trx
-            .insertInto("conversation_members")
-            .values({ conversation_id: r.conversationId, device_id: dev, joined_seq: seq + 1, left_seq: null })
-            .execute();
-        if (r.commit.welcome) {
-          const ins = await trx
-            .insertInto("inbox")
-            .values({
-              device_id: dev,
-              conversation_id: r.conversationId,
-              commit_seq: seq,
-              payload: r.commit.welcome,
-              created_at: now,
-            })
-            .returning("id")
-            .executeTakeFirstOrThrow();
-          inbox.push({ deviceId: dev, id: Number(ins.id) });
-        }
-      }
-    }
-    return { ok: true, seq, epoch: Number(upd.epoch), duplicate: false, createdAt: now, inbox };
-  }
+/** The statements of the message hot path (`?` placeholders; sql-steps.ts rewrites them for PostgreSQL). */
+const Q = {
+  member: "SELECT joined_seq, left_seq FROM conversation_members WHERE conversation_id = ? AND device_id = ?",
+  pending:
+    "SELECT p.device_id AS device_id FROM pending_removals p JOIN conversation_members m ON m.conversation_id = p.conversation_id AND m.device_id = p.device_id WHERE p.conversation_id = ? AND m.left_seq IS NULL ORDER BY p.device_id",
+  prior: "SELECT seq, epoch, created_at, conversation_id FROM messages WHERE sender_device = ? AND idem_key = ?",
+  bump: "UPDATE conversations SET head_seq = head_seq + 1 WHERE id = ? AND epoch = ? RETURNING head_seq, epoch",
+  bumpCommit:
+    "UPDATE conversations SET head_seq = head_seq + 1, epoch = epoch + 1 WHERE id = ? AND epoch = ? RETURNING head_seq, epoch",
+  bumpCommitGi:
+    "UPDATE conversations SET head_seq = head_seq + 1, epoch = epoch + 1, group_info = ? WHERE id = ? AND epoch = ? RETURNING head_seq, epoch",
+  epoch: "SELECT epoch FROM conversations WHERE id = ?",
+  insert:
+    "INSERT INTO messages (conversation_id, seq, kind, epoch, sender_device, payload, idem_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+  leave:
+    "UPDATE conversation_members SET left_seq = ? WHERE conversation_id = ? AND device_id = ? AND left_seq IS NULL",
+  exists: "SELECT device_id FROM conversation_members WHERE conversation_id = ? AND device_id = ?",
+  rejoin: "UPDATE conversation_members SET joined_seq = ?, left_seq = NULL WHERE conversation_id = ? AND device_id = ?",
+  join: "INSERT INTO conversation_members (conversation_id, device_id, joined_seq, left_seq) VALUES (?, ?, ?, NULL)",
+  inbox:
+    "INSERT INTO inbox (device_id, conversation_id, commit_seq, payload, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+} as const;
+
+function* membershipSteps(conversationId: string, deviceId: string): Steps<MembershipRecord | null> {
+  const r = yield* one<{ joined_seq: number | string; left_seq: number | string | null }>(
+    Q.member,
+    conversationId,
+    deviceId,
+  );
+  return r ? { joinedSeq: Number(r.joined_seq), leftSeq: r.left_seq === null ? null : Number(r.left_seq) } : null;
+}
+
+function* pendingSteps(conversationId: string): Steps<string[]> {
+  return (yield* all<{ device_id: string }>(Q.pending, conversationId)).map((r) => r.device_id);
 }
 
 /**
- * The append hot path on SQLite: the same statements as `appendOne`, prepared once and run synchronously inside one
- * better-sqlite3 transaction (BEGIN … COMMIT with synchronous=FULL: durable when it returns). Kysely's SQLite driver
- * prepares every statement anew and yields between statements, which stretched each batch transaction across
- * unrelated request handling and made queued membership reads wait for the single connection.
+ * One append, the delivery rules written once (run synchronously on better-sqlite3, asynchronously on PostgreSQL or
+ * inside a Kysely transaction on SQLite: sql-steps.ts).
+ */
+function* appendSteps(r: AppendRequest, now: number): Steps<AppendResult> {
+  // Idempotency: a retry with the same key from the same device returns the first result.
+  const prior = yield* one<{ seq: number; epoch: number; created_at: number; conversation_id: string }>(
+    Q.prior,
+    r.senderDevice,
+    r.idemKey,
+  );
+  if (prior) {
+    // An answer for this request only (a throw would fail every other request in the batch).
+    if (prior.conversation_id !== r.conversationId) return { ok: false, code: "idempotency_conflict" };
+    return {
+      ok: true,
+      seq: Number(prior.seq),
+      epoch: Number(prior.epoch),
+      duplicate: true,
+      createdAt: Number(prior.created_at),
+      inbox: [],
+    };
+  }
+  // RFC 9420 §14 / RFC 9750: the first commit for epoch n advances the epoch; application messages and proposals
+  // must be for the current epoch. The conditional UPDATE is the serialization point on both SQLite and PostgreSQL.
+  const isCommit = r.kind === "commit";
+  const upd = !isCommit
+    ? yield* one<{ head_seq: number; epoch: number }>(Q.bump, r.conversationId, r.epoch)
+    : r.commit?.groupInfo
+      ? yield* one<{ head_seq: number; epoch: number }>(Q.bumpCommitGi, r.commit.groupInfo, r.conversationId, r.epoch)
+      : yield* one<{ head_seq: number; epoch: number }>(Q.bumpCommit, r.conversationId, r.epoch);
+  if (!upd) {
+    const cur = yield* one<{ epoch: number }>(Q.epoch, r.conversationId);
+    if (!cur) return { ok: false, code: "not_found" };
+    return { ok: false, code: "epoch_conflict", epoch: Number(cur.epoch) };
+  }
+  const seq = Number(upd.head_seq);
+  yield* run(Q.insert, r.conversationId, seq, r.kind, r.epoch, r.senderDevice, r.payload, r.idemKey, now);
+  const inbox: { deviceId: string; id: number }[] = [];
+  if (isCommit && r.commit) {
+    for (const dev of r.commit.removed) yield* run(Q.leave, seq + 1, r.conversationId, dev);
+    for (const dev of r.commit.added) {
+      if (yield* one(Q.exists, r.conversationId, dev)) yield* run(Q.rejoin, seq + 1, r.conversationId, dev);
+      else yield* run(Q.join, r.conversationId, dev, seq + 1);
+      if (r.commit.welcome) {
+        const ins = yield* one<{ id: number }>(Q.inbox, dev, r.conversationId, seq, r.commit.welcome, now);
+        inbox.push({ deviceId: dev, id: Number(ins!.id) });
+      }
+    }
+  }
+  return { ok: true, seq, epoch: Number(upd.epoch), duplicate: false, createdAt: now, inbox };
+}
+
+/**
+ * The append hot path on SQLite: `appendSteps` run synchronously inside one better-sqlite3 transaction (BEGIN …
+ * COMMIT with synchronous=FULL: durable when it returns), statements prepared once. Kysely's SQLite driver prepares
+ * every statement anew and yields between statements, which stretched each batch transaction across unrelated
+ * request handling and made queued membership reads wait for the single connection.
  */
 class SqliteAppender {
-  private readonly s;
+  readonly runner: SyncRunner;
   private readonly tx: (reqs: AppendRequest[], now: number, after?: (r: AppendResult[]) => void) => AppendResult[];
-  constructor(private readonly sqlite: SQLite.Database) {
-    const p = (sql: string) => sqlite.prepare(sql);
-    this.s = {
-      member: p("SELECT joined_seq, left_seq FROM conversation_members WHERE conversation_id = ? AND device_id = ?"),
-      pending: p(
-        "SELECT p.device_id AS device_id FROM pending_removals p JOIN conversation_members m ON m.conversation_id = p.conversation_id AND m.device_id = p.device_id WHERE p.conversation_id = ? AND m.left_seq IS NULL ORDER BY p.device_id",
-      ),
-      prior: p("SELECT seq, epoch, created_at, conversation_id FROM messages WHERE sender_device = ? AND idem_key = ?"),
-      bump: p("UPDATE conversations SET head_seq = head_seq + 1 WHERE id = ? AND epoch = ? RETURNING head_seq, epoch"),
-      bumpCommit: p(
-        "UPDATE conversations SET head_seq = head_seq + 1, epoch = epoch + 1 WHERE id = ? AND epoch = ? RETURNING head_seq, epoch",
-      ),
-      bumpCommitGi: p(
-        "UPDATE conversations SET head_seq = head_seq + 1, epoch = epoch + 1, group_info = ? WHERE id = ? AND epoch = ? RETURNING head_seq, epoch",
-      ),
-      epoch: p("SELECT epoch FROM conversations WHERE id = ?"),
-      insert: p(
-        "INSERT INTO messages (conversation_id, seq, kind, epoch, sender_device, payload, idem_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-      ),
-      leave: p(
-        "UPDATE conversation_members SET left_seq = ? WHERE conversation_id = ? AND device_id = ? AND left_seq IS NULL",
-      ),
-      exists: p("SELECT device_id FROM conversation_members WHERE conversation_id = ? AND device_id = ?"),
-      rejoin: p(
-        "UPDATE conversation_members SET joined_seq = ?, left_seq = NULL WHERE conversation_id = ? AND device_id = ?",
-      ),
-      join: p(
-        "INSERT INTO conversation_members (conversation_id, device_id, joined_seq, left_seq) VALUES (?, ?, ?, NULL)",
-      ),
-      inbox: p(
-        "INSERT INTO inbox (device_id, conversation_id, commit_seq, payload, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
-      ),
-    };
+  constructor(sqlite: SQLite.Database) {
+    const runner = (this.runner = new SyncRunner(sqlite));
     // BEGIN IMMEDIATE (take the write lock first, waiting busy_timeout): see storage/db.ts
     // Called inside the batch transaction, better-sqlite3 runs each request in its own SAVEPOINT: a request that
     // throws is rolled back alone and answered alone; the others in the batch are unaffected.
-    const one = sqlite.transaction((r: AppendRequest, now: number) => this.appendOne(r, now));
+    const one = sqlite.transaction((r: AppendRequest, now: number) => runner.run(appendSteps(r, now)));
     const tx = sqlite.transaction((reqs: AppendRequest[], now: number, after?: (r: AppendResult[]) => void) => {
       const out = reqs.map((r): AppendResult => {
         try {
@@ -497,70 +439,11 @@ class SqliteAppender {
 
   /** True when no (Kysely) transaction is open on the connection, so a synchronous one cannot nest inside it. */
   idle(): boolean {
-    return !this.sqlite.inTransaction;
-  }
-
-  membership(conversationId: string, deviceId: string): MembershipRecord | null {
-    const r = this.s.member.get(conversationId, deviceId) as
-      { joined_seq: number; left_seq: number | null } | undefined;
-    return r ? { joinedSeq: Number(r.joined_seq), leftSeq: r.left_seq === null ? null : Number(r.left_seq) } : null;
-  }
-
-  pendingRemovals(conversationId: string): string[] {
-    return (this.s.pending.all(conversationId) as { device_id: string }[]).map((r) => r.device_id);
+    return this.runner.idle();
   }
 
   /** `after` runs inside the transaction, once every request is appended (the audit log's appends). */
   appendBatch(reqs: AppendRequest[], now: number, after?: (r: AppendResult[]) => void): AppendResult[] {
     return this.tx(reqs, now, after);
   }
-
-  private appendOne(r: AppendRequest, now: number): AppendResult {
-    const prior = this.s.prior.get(r.senderDevice, r.idemKey) as
-      { seq: number; epoch: number; created_at: number; conversation_id: string } | undefined;
-    if (prior) {
-      // An answer for this request only (a throw would fail every other request in the batch).
-      if (prior.conversation_id !== r.conversationId) return { ok: false, code: "idempotency_conflict" };
-      return {
-        ok: true,
-        seq: Number(prior.seq),
-        epoch: Number(prior.epoch),
-        duplicate: true,
-        createdAt: Number(prior.created_at),
-        inbox: [],
-      };
-    }
-    const isCommit = r.kind === "commit";
-    const upd = (
-      !isCommit
-        ? this.s.bump.get(r.conversationId, r.epoch)
-        : r.commit?.groupInfo
-          ? this.s.bumpCommitGi.get(blob(r.commit.groupInfo), r.conversationId, r.epoch)
-          : this.s.bumpCommit.get(r.conversationId, r.epoch)
-    ) as { head_seq: number; epoch: number } | undefined;
-    if (!upd) {
-      const cur = this.s.epoch.get(r.conversationId) as { epoch: number } | undefined;
-      if (!cur) return { ok: false, code: "not_found" };
-      return { ok: false, code: "epoch_conflict", epoch: Number(cur.epoch) };
-    }
-    const seq = Number(upd.head_seq);
-    this.s.insert.run(r.conversationId, seq, r.kind, r.epoch, r.senderDevice, blob(r.payload), r.idemKey, now);
-    const inbox: { deviceId: string; id: number }[] = [];
-    if (isCommit && r.commit) {
-      for (const dev of r.commit.removed) this.s.leave.run(seq + 1, r.conversationId, dev);
-      for (const dev of r.commit.added) {
-        if (this.s.exists.get(r.conversationId, dev)) this.s.rejoin.run(seq + 1, r.conversationId, dev);
-        else this.s.join.run(r.conversationId, dev, seq + 1);
-        if (r.commit.welcome) {
-          const ins = this.s.inbox.get(dev, r.conversationId, seq, blob(r.commit.welcome), now) as { id: number };
-          inbox.push({ deviceId: dev, id: Number(ins.id) });
-        }
-      }
-    }
-    return { ok: true, seq, epoch: Number(upd.epoch), duplicate: false, createdAt: now, inbox };
-  }
-}
-
-function blob(b: Uint8Array): Buffer {
-  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }

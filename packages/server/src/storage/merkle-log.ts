@@ -38,11 +38,11 @@ import {
   rangeNodes,
   signNote,
   type Frontier,
-  type NodeHash,
   type NodeId,
   type NoteSigner,
 } from "@valise/core";
 import type { Database } from "./schema.js";
+import { all, dialectOf, insert, one, runAsync, SyncRunner, type Steps } from "./sql-steps.js";
 
 /** C2SP tlog-tiles: tiles are 256 hashes wide and 8 tree levels high. */
 export const TILE_WIDTH = 256;
@@ -112,14 +112,11 @@ export class MerkleLog {
   protected readonly ldb: Kysely<LogSchema>;
   readonly name: string;
   private readonly plugin: RenamePlugin;
-  /** This log's real table names, typed as the directory log's (same columns) for the unrenamed append path. */
-  private readonly tables: {
-    head: "directory_log_head";
-    entries: "directory_log_entries";
-    nodes: "directory_log_nodes";
-  };
   private readonly extra: readonly string[];
   private readonly fast: SqliteLogAppender | null;
+  /** The log's table prefix (`<name>_log`). */
+  private readonly prefix: string;
+  private readonly dialect: "sqlite" | "postgres";
 
   constructor(
     protected readonly db: Kysely<Database>,
@@ -136,12 +133,9 @@ export class MerkleLog {
       log_checkpoints: `${p}_checkpoints`,
     });
     this.ldb = db.withPlugin(this.plugin) as unknown as Kysely<LogSchema>;
-    this.tables = {
-      head: `${p}_head` as "directory_log_head",
-      entries: `${p}_entries` as "directory_log_entries",
-      nodes: `${p}_nodes` as "directory_log_nodes",
-    };
-    this.fast = opts.sqlite ? new SqliteLogAppender(opts.sqlite, p, this.extra) : null;
+    this.prefix = p;
+    this.dialect = dialectOf(db);
+    this.fast = opts.sqlite ? new SqliteLogAppender(opts.sqlite) : null;
   }
 
   protected onTrx(trx: Transaction<Database>): Kysely<LogSchema> {
@@ -153,41 +147,11 @@ export class MerkleLog {
    * committed once its transaction has committed). `inTrx` is the frontier of earlier appends in the same one.
    */
   protected async appendIn(trx: Transaction<Database>, items: readonly LogItem[], inTrx?: Frontier): Promise<Frontier> {
-    // The append path names its tables directly (every log's tables have the directory log's columns): the renaming
-    // plugin walks each query's tree, which costs a third of a small append's time.
-    const head = await trx
-      .updateTable(this.tables.head)
-      .set((eb) => ({ size: eb("size", "+", items.length) }))
-      .where("id", "=", 1)
-      .returning("size")
-      .executeTakeFirstOrThrow();
-    const first = Number(head.size) - items.length;
-    let f = inTrx ?? this.committed;
-    if (f.size !== first) f = await this.loadFrontier(this.onTrx(trx), first);
-    const now = this.now();
-    const entries: LogSchema["log_entries"][] = [];
-    const nodes: NodeHash[] = [];
-    for (const [i, it] of items.entries()) {
-      const leaf = leafHash(it.data);
-      const r = frontierAppend(f, leaf);
-      f = r.frontier;
-      nodes.push(...r.completed);
-      const row: LogSchema["log_entries"] = { idx: first + i, data: it.data, leaf_hash: leaf, created_at: now };
-      for (const c of this.extra) row[c] = it.columns?.[c] ?? null;
-      entries.push(row);
-    }
-    // Multi-row inserts, chunked below every driver's bound-parameter limit.
-    for (let i = 0; i < entries.length; i += 500)
-      await trx
-        .insertInto(this.tables.entries)
-        .values(entries.slice(i, i + 500))
-        .execute();
-    for (let i = 0; i < nodes.length; i += 1000)
-      await trx
-        .insertInto(this.tables.nodes)
-        .values(nodes.slice(i, i + 1000).map((n) => ({ level: n.level, idx: n.index, hash: n.hash })))
-        .execute();
-    return f;
+    return runAsync(
+      trx,
+      this.dialect,
+      appendLogSteps(this.prefix, this.extra, items, inTrx ?? this.committed, this.now()),
+    );
   }
 
   /**
@@ -197,7 +161,7 @@ export class MerkleLog {
   async appendBatch(items: readonly LogItem[]): Promise<number> {
     if (items.length === 0) return this.size();
     if (this.fast?.idle()) {
-      const f = this.fast.append(items, this.committed, this.now());
+      const f = this.fast.append(appendLogSteps(this.prefix, this.extra, items, this.committed, this.now()));
       this.committed = f;
       return f.size - items.length;
     }
@@ -216,7 +180,7 @@ export class MerkleLog {
    */
   appendWithinSqlite(items: readonly LogItem[]): Frontier | undefined {
     if (!this.fast || items.length === 0) return undefined;
-    return this.fast.append(items, this.committed, this.now());
+    return this.fast.append(appendLogSteps(this.prefix, this.extra, items, this.committed, this.now()));
   }
 
   /** Append inside the caller's Kysely transaction; see `appendWithinSqlite` for the returned frontier. */
@@ -393,56 +357,73 @@ export class MerkleLog {
   }
 }
 
-/** The SQLite batch append: the statements of `appendIn`, prepared once, in one synchronous transaction. */
-class SqliteLogAppender {
-  private readonly tx: (items: readonly LogItem[], f: Frontier, now: number) => Frontier;
-  constructor(
-    private readonly sqlite: SQLite.Database,
-    p: string,
-    extra: readonly string[],
-  ) {
-    const bump = sqlite.prepare(`UPDATE ${p}_head SET size = size + ? WHERE id = 1 RETURNING size`);
-    const node = sqlite.prepare(`SELECT hash FROM ${p}_nodes WHERE level = ? AND idx = ?`);
-    const cols = ["idx", "data", "leaf_hash", "created_at", ...extra];
-    const insEntry = sqlite.prepare(
-      `INSERT INTO ${p}_entries (${cols.map((c) => `"${c}"`).join(", ")}) VALUES (${cols.map(() => "?").join(", ")})`,
-    );
-    const insNode = sqlite.prepare(`INSERT INTO ${p}_nodes (level, idx, hash) VALUES (?, ?, ?)`);
-    // BEGIN IMMEDIATE (take the write lock first, waiting busy_timeout): see storage/db.ts
-    const tx = sqlite.transaction((items: readonly LogItem[], committed: Frontier, now: number) => {
-      const size = Number((bump.get(items.length) as { size: number }).size);
-      const first = size - items.length;
-      let f = committed;
-      if (f.size !== first) {
-        // Another process appended since: rebuild the frontier from stored nodes.
-        const hashes = rangeNodes(0, first).map((n) => {
-          const r = node.get(n.level, n.index) as { hash: Uint8Array } | undefined;
-          if (!r) throw new ValiseError("internal", `${p} node ${nodeKey(n.level, n.index)} missing`);
-          return new Uint8Array(r.hash);
-        });
-        f = Object.freeze({ size: first, hashes: Object.freeze(hashes) });
-      }
-      for (const [i, it] of items.entries()) {
-        const leaf = leafHash(it.data);
-        const r = frontierAppend(f, leaf);
-        f = r.frontier;
-        insEntry.run(first + i, blob(it.data), blob(leaf), now, ...extra.map((c) => it.columns?.[c] ?? null));
-        for (const n of r.completed) insNode.run(n.level, n.index, blob(n.hash));
-      }
-      return f;
+/**
+ * One batch append to a log, written once (run synchronously on better-sqlite3, through Kysely otherwise:
+ * sql-steps.ts): the head's conditional size bump serializes appends, the frontier is rebuilt from stored nodes when
+ * another process appended since `committed`, then the entries and every perfect-subtree hash they complete.
+ */
+function* appendLogSteps(
+  prefix: string,
+  extra: readonly string[],
+  items: readonly LogItem[],
+  committed: Frontier,
+  now: number,
+): Steps<Frontier> {
+  const head = yield* one<{ size: number | string }>(
+    `UPDATE ${prefix}_head SET size = size + ? WHERE id = 1 RETURNING size`,
+    items.length,
+  );
+  if (!head) throw new ValiseError("internal", `${prefix} has no head row`);
+  const first = Number(head.size) - items.length;
+  let f = committed;
+  if (f.size !== first) {
+    // Another process appended since: rebuild the frontier from stored nodes (at most log2(size) of them).
+    const ids = rangeNodes(0, first);
+    const got = new Map<string, Uint8Array>();
+    if (ids.length > 0) {
+      const rows = yield* all<{ level: number | string; idx: number | string; hash: Uint8Array }>(
+        `SELECT level, idx, hash FROM ${prefix}_nodes WHERE ${ids.map(() => "(level = ? AND idx = ?)").join(" OR ")}`,
+        ...ids.flatMap((n) => [n.level, n.index]),
+      );
+      for (const r of rows) got.set(nodeKey(Number(r.level), Number(r.idx)), new Uint8Array(r.hash));
+    }
+    const hashes = ids.map((n) => {
+      const h = got.get(nodeKey(n.level, n.index));
+      if (!h) throw new ValiseError("internal", `${prefix} node ${nodeKey(n.level, n.index)} missing`);
+      return h;
     });
-    this.tx = (...a) => tx.immediate(...a);
+    f = Object.freeze({ size: first, hashes: Object.freeze(hashes) });
+  }
+  const entries: unknown[][] = [];
+  const nodes: unknown[][] = [];
+  for (const [i, it] of items.entries()) {
+    const leaf = leafHash(it.data);
+    const r = frontierAppend(f, leaf);
+    f = r.frontier;
+    entries.push([first + i, it.data, leaf, now, ...extra.map((c) => it.columns?.[c] ?? null)]);
+    for (const n of r.completed) nodes.push([n.level, n.index, n.hash]);
+  }
+  yield* insert(`${prefix}_entries`, ["idx", "data", "leaf_hash", "created_at", ...extra], entries);
+  yield* insert(`${prefix}_nodes`, ["level", "idx", "hash"], nodes);
+  return f;
+}
+
+/** The SQLite batch append: `appendLogSteps` in one synchronous better-sqlite3 transaction, statements prepared once. */
+class SqliteLogAppender {
+  private readonly tx: (steps: Steps<Frontier>) => Frontier;
+  private readonly runner: SyncRunner;
+  constructor(private readonly sqlite: SQLite.Database) {
+    const runner = (this.runner = new SyncRunner(sqlite));
+    // BEGIN IMMEDIATE (take the write lock first, waiting busy_timeout): see storage/db.ts
+    const tx = sqlite.transaction((steps: Steps<Frontier>) => runner.run(steps));
+    this.tx = (steps) => tx.immediate(steps);
   }
 
   idle(): boolean {
-    return !this.sqlite.inTransaction;
+    return this.runner.idle();
   }
 
-  append(items: readonly LogItem[], committed: Frontier, now: number): Frontier {
-    return this.tx(items, committed, now);
+  append(steps: Steps<Frontier>): Frontier {
+    return this.tx(steps);
   }
-}
-
-function blob(b: Uint8Array): Buffer {
-  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
