@@ -6,6 +6,7 @@ import { oneLine, printJson } from "./output.js";
 import { BUNDLE_ENV_HELP, bundleTrust } from "./bundle.js";
 import { ValiseError, canonicalLabel } from "@valise/core";
 import { openClient } from "./client-commands.js";
+import { RETENTION_USAGE, auditPrune, retentionCommand } from "./retention-commands.js";
 import type { DirectoryChange, PendingRemovalView, StaffUser, ValiseClient } from "@valise/client";
 
 function printClearance(
@@ -72,6 +73,7 @@ Local operator commands on the server's database (like prosodyctl): run them on 
                                                and witnesses; creates DIR/log-key if there is none yet
   backup --out DIR / restore --from DIR --data DIR
                                                online backup and restore (valise admin backup --help)
+${RETENTION_USAGE}
 Every change above is appended to the directory log (key transparency) and the audit log (actor admin-cli) in the
 same transaction. The user/unit lifecycle commands also run over the API with --profile DIR (an enrolled admin's
 profile; officers may list, show history and disable): the server then checks the role and audits the caller.
@@ -99,6 +101,10 @@ export async function admin(argv: string[]): Promise<number> {
       to: { type: "string" },
       config: { type: "string" },
       since: { type: "string" },
+      label: { type: "string" },
+      keep: { type: "string" },
+      through: { type: "string" },
+      export: { type: "string" },
     },
     ADMIN_USAGE,
   );
@@ -147,6 +153,12 @@ export async function admin(argv: string[]): Promise<number> {
     };
     const key = `${what ?? ""} ${verb ?? ""}`;
     if (lifecycle) return await lifecycle(localOps(store), positionals, values, json);
+    if (what === "retention") return await retentionCommand(store, positionals, values, json);
+    if (key === "audit prune") {
+      const file = str(values.export, "--export FILE (an offline export: valise audit export --out FILE)", ADMIN_USAGE);
+      const logKey = loadOrCreateLogKey({ dataDir, env: keyEnv });
+      return await auditPrune(store, file, logKey.vkey, json);
+    }
     switch (key) {
       case "unit add": {
         const unit = str(arg, "UNIT", ADMIN_USAGE);

@@ -232,6 +232,8 @@ export async function audit(argv: string[]): Promise<number> {
           size: cp.size,
           origin: cp.origin,
           rootHash: toBase64(cp.rootHash),
+          // Entries below this were exported and pruned (retention); their hashes still count in the root.
+          prunedBefore: r.ok ? r.prunedBefore : undefined,
           keySource,
           acceptedSize: verified.acceptedSize,
           ...freshnessJson(freshness),
@@ -250,6 +252,7 @@ export async function audit(argv: string[]): Promise<number> {
           console.log(
             ok
               ? `ok: ${cp.size} events, all in the signed checkpoint (${cp.origin})` +
+                  (r.ok && r.prunedBefore > 0 ? `; entries below ${r.prunedBefore} were exported and pruned` : "") +
                   (freshness.proven ? `, cosigned ${freshness.age} s ago` : ", freshness unproven (no witness quorum)")
               : r.ok
                 ? `NOT OK: ${staleReason} (checkpoint size ${cp.size}; its ${cp.size} events do verify)`
@@ -263,10 +266,16 @@ export async function audit(argv: string[]): Promise<number> {
           const r = await client.audit.download(cp);
           if (!r.ok) throw new ValiseError("bad_encoding", `audit log does not verify, nothing exported: ${r.reason}`);
           warnStale(freshness);
-          const from = rangeBound(values.from, r.events, 0, "--from");
-          const to = rangeBound(values.to, r.events, cp.size, "--to");
+          const base = r.prunedBefore;
+          const from = rangeBound(values.from, r.events, base, base, "--from");
+          const to = rangeBound(values.to, r.events, base, cp.size, "--to");
+          if (from < base)
+            throw new UsageError(`entries below ${base} were exported and pruned: start --from at ${base} or later`);
           if (!(from < to)) throw new UsageError(`no audit entries in ${values.from ?? "0"}…${values.to ?? "end"}`);
-          writeFileSync(resolve(out), buildOfflineExport(verified.note, r.entries, from, to), { mode: 0o600 });
+          const pruned = { before: base, frontier: r.prefix };
+          writeFileSync(resolve(out), buildOfflineExport(verified.note, r.entries, from, to, pruned), {
+            mode: 0o600,
+          });
           const summary = { out: resolve(out), from, to, entries: to - from, size: cp.size, origin: cp.origin };
           if (values.json) printJson(summary);
           else console.error(`exported entries ${from}…${to - 1} of ${cp.size} to ${summary.out}`);
@@ -287,12 +296,21 @@ export async function audit(argv: string[]): Promise<number> {
   }
 }
 
-/** An export bound: an entry index, or an ISO time (the first event at or after it); `dflt` when absent. */
-function rangeBound(v: string | undefined, events: readonly AuditEvent[], dflt: number, name: string): number {
+/**
+ * An export bound: an entry index, or an ISO time (the first event at or after it); `dflt` when absent. `events`
+ * are the log's from index `base` on (the entries below were pruned).
+ */
+function rangeBound(
+  v: string | undefined,
+  events: readonly AuditEvent[],
+  base: number,
+  dflt: number,
+  name: string,
+): number {
   if (v === undefined) return dflt;
-  if (/^[0-9]{1,15}$/.test(v)) return Math.min(Number(v), events.length);
+  if (/^[0-9]{1,15}$/.test(v)) return Math.min(Number(v), base + events.length);
   const t = Date.parse(v);
   if (Number.isNaN(t)) throw new UsageError(`${name} must be an entry index or an ISO 8601 time`);
   const i = events.findIndex((e) => Date.parse(e.time) >= t);
-  return i === -1 ? events.length : i;
+  return base + (i === -1 ? events.length : i);
 }

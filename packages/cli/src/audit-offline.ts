@@ -14,12 +14,12 @@ import {
   fromBase64,
   inclusionProof,
   leafHash,
-  leafHashReader,
+  prunedHashReader,
+  rootFromReader,
   openNote,
   parseAuditEvent,
   parseCosignatureVerifierKey,
   parseNoteVerifierKey,
-  rootFromLeafHashes,
   toBase64,
   verifyCheckpointQuorum,
   verifyConsistency,
@@ -38,12 +38,31 @@ interface ExportFile {
   entries: { index: number; entry: string; proof: string[] }[];
 }
 
-/** Builds the export of entries [from, to) of a log whose `entries` hash to the checkpoint in `note`. */
-export function buildOfflineExport(note: string, entries: readonly Uint8Array[], from: number, to: number): string {
-  const size = entries.length;
-  if (!(Number.isSafeInteger(from) && Number.isSafeInteger(to) && 0 <= from && from < to && to <= size))
-    throw new Error(`the range ${from}…${to} is not within the checkpointed log of ${size} entries`);
-  const reader = leafHashReader(entries.map((e) => leafHash(e)));
+/**
+ * Builds the export of entries [from, to) of a log whose `entries` hash to the checkpoint in `note`. For a log pruned
+ * below `pruned.before` (issue 19), `entries` start there and `pruned.frontier` stands for the prefix; `from` must not
+ * be below it (those entries were exported before they were pruned).
+ */
+export function buildOfflineExport(
+  note: string,
+  entries: readonly Uint8Array[],
+  from: number,
+  to: number,
+  pruned: { before: number; frontier: readonly Uint8Array[] } = { before: 0, frontier: [] },
+): string {
+  const base = pruned.before;
+  const size = base + entries.length;
+  if (!(Number.isSafeInteger(from) && Number.isSafeInteger(to) && base <= from && from < to && to <= size))
+    throw new Error(
+      base > 0 && from < base
+        ? `entries below ${base} were exported and pruned: the range ${from}…${to} starts before them`
+        : `the range ${from}…${to} is not within the checkpointed log of ${size} entries`,
+    );
+  const reader = prunedHashReader(
+    base,
+    pruned.frontier,
+    entries.map((e) => leafHash(e)),
+  );
   const file: ExportFile = {
     format: OFFLINE_FORMAT,
     from,
@@ -51,10 +70,10 @@ export function buildOfflineExport(note: string, entries: readonly Uint8Array[],
     checkpoint: note,
     prefix: {
       size: to,
-      rootHash: toBase64(rootFromLeafHashes(entries.slice(0, to).map((e) => leafHash(e)))),
+      rootHash: toBase64(rootFromReader(reader, to)),
       consistency: to === size ? [] : consistencyProof(reader, to, size).map(toBase64),
     },
-    entries: entries.slice(from, to).map((entry, i) => ({
+    entries: entries.slice(from - base, to - base).map((entry, i) => ({
       index: from + i,
       entry: toBase64(entry),
       proof: inclusionProof(reader, from + i, size).map(toBase64),
@@ -79,6 +98,7 @@ export function verifyOfflineExport(
   logKey: string,
   witnessSpecs: readonly string[],
   quorum: number = witnessSpecs.length,
+  opts: { otherSignatures?: "allow" } = {},
 ): OfflineVerdict {
   const fail = (reason: string): OfflineVerdict => ({ ok: false, reason });
   let log: NoteVerifier;
@@ -128,7 +148,7 @@ export function verifyOfflineExport(
   if (!q.ok) return fail(`checkpoint does not verify: ${q.reason}`);
   const opened = openNote(f.checkpoint, [log, ...witnesses]);
   if (!opened.ok) return fail(`checkpoint does not verify: ${opened.reason}`);
-  if (opened.unverifiedSigs.length > 0)
+  if (opened.unverifiedSigs.length > 0 && opts.otherSignatures !== "allow")
     return fail(`the checkpoint carries a signature by a key not given: ${opened.unverifiedSigs[0]!.name}`);
   const cp = q.checkpoint;
   if (!(Number.isSafeInteger(f.from) && Number.isSafeInteger(f.to) && 0 <= f.from && f.from < f.to && f.to <= cp.size))

@@ -60,6 +60,10 @@ const SPECS_RAW: Record<string, Omit<KeySpec, "env"> & { env?: string }> = {
   sessionTtl: k("string", "session lifetime", { flag: "session-ttl" }),
   enrollmentCodeTtl: k("string", "enrollment code lifetime", { flag: "enrollment-code-ttl" }),
   dbPoolSize: k("string", "PostgreSQL connection pool size", { flag: "db-pool-size" }),
+  retention: k("list", "retention rules, unit:NAME=DURATION or label:LABEL=DURATION each", { flag: "retention" }),
+  retentionInterval: k("string", "how often the retention rules are enforced (0: never)", {
+    flag: "retention-interval",
+  }),
   databaseUrl: k("string", "PostgreSQL URL (no password: use databaseUrlFile)"),
   databaseUrlFile: k("string", "file holding the PostgreSQL URL", { path: true, secret: true }),
   logKeyFile: k("string", "file holding the log signing key", { path: true, secret: true }),

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { isIP } from "node:net";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ValiseError } from "@valise/core";
+import { ValiseError, canonicalLabel } from "@valise/core";
 import { RuleError, type Rule } from "@valise/detect";
 import {
   buildApp,
@@ -30,6 +30,7 @@ export const SERVE_USAGE = `usage: valise serve [--data DIR] [--port N] [--host 
                    [--blob-quota SIZE] [--session-ttl DURATION] [--enrollment-code-ttl DURATION]
                    [--db-pool-size N] [--config FILE] [--check-config]
                    [--blob-store fs|pg] [--blobs DIR] [--nats URL]
+                   [--retention unit:UNIT=DURATION|label:LABEL=DURATION …] [--retention-interval DURATION|0]
 
 Starts the Valise server: delivery service, directory, key packages, WebSocket push, /healthz (liveness: 200
 while the process answers), /readyz (readiness: 503 store_error while the database or the disk cannot be read or
@@ -74,6 +75,13 @@ the server recovers by itself when the database is back.
   --enrollment-code-ttl D  lifetime of a one-time enrollment code made by valise admin (which reads the same
                     --config file); default 7d
   --db-pool-size N  PostgreSQL connection pool size; default 10
+  --retention unit:UNIT=D | label:LABEL=D  a retention rule (repeatable; "retention": [...] in the file), set at
+                    start-up as by valise admin retention set (which lists, removes and runs them): the unit's or
+                    label's ciphertext (messages, cables, document versions and blobs) is deleted D after it was
+                    created (D: 365d, 720h, …). Longest matching rule wins; an item no rule matches is kept; a unit
+                    with a records archive keeps what its archive has not been marked as holding
+  --retention-interval D  how often the (leader) server enforces the rules; default 1h; 0: never (only valise admin
+                    retention run)
   --config FILE     read the settings from a JSON file (below); flags and environment variables override it
   --check-config    check the configuration (flags, environment, file, secret files, rule files), print the
                     effective configuration as JSON and exit without starting: 0 valid, 2 invalid
@@ -136,6 +144,8 @@ export async function serve(argv: string[]): Promise<number> {
       "session-ttl": { type: "string" },
       "enrollment-code-ttl": { type: "string" },
       "db-pool-size": { type: "string" },
+      retention: { type: "string", multiple: true },
+      "retention-interval": { type: "string" },
       config: { type: "string" },
       "check-config": { type: "boolean" },
     },
@@ -198,6 +208,22 @@ export async function serve(argv: string[]): Promise<number> {
   const taxiiPollArg = str("taxiiPoll");
   const taxiiPollMs = taxiiPollArg === undefined ? undefined : taxiiPollArg === "0" ? 0 : parseDuration(taxiiPollArg);
   if (taxiiPollMs === null) throw new UsageError("--taxii-poll must be 0 or a duration such as 900, 15m or 1h");
+  const retentionIntervalArg = str("retentionInterval");
+  const retentionIntervalMs =
+    retentionIntervalArg === undefined
+      ? undefined
+      : retentionIntervalArg === "0"
+        ? 0
+        : parseDuration(retentionIntervalArg);
+  if (retentionIntervalMs === null)
+    throw new UsageError("--retention-interval must be 0 or a duration such as 3600, 30m, 1h or 1d");
+  const retentionRules = (list("retention") ?? []).map((spec) => {
+    const m = /^(unit|label):(.+)=([^=]+)$/.exec(spec);
+    const keepMs = m ? parseDuration(m[3]!) : null;
+    if (!m || keepMs === null)
+      throw new UsageError(`--retention ${JSON.stringify(spec)}: expected unit:UNIT=DURATION or label:LABEL=DURATION`);
+    return { scope: m[1] as "unit" | "label", name: m[2]!, keepMs };
+  });
   let rules: Rule[];
   let webhooks: string[];
   try {
@@ -285,6 +311,17 @@ export async function serve(argv: string[]): Promise<number> {
     ...(sessionTtlMs !== undefined ? { sessionTtlMs } : {}),
     ...(enrollmentCodeTtlMs !== undefined ? { enrollmentCodeTtlMs } : {}),
   });
+  // Retention rules of the configuration: set (and audited) only when they differ from the stored ones.
+  const stored = await store.retention.rules();
+  for (const r of retentionRules) {
+    const name = r.scope === "label" ? canonicalLabel(r.name) : r.name;
+    if (stored.some((s) => s.scope === r.scope && s.name === name && s.keepMs === r.keepMs)) continue;
+    await store.retention.setRule(r.scope, name, r.keepMs, {
+      actor: "config",
+      source: "local",
+      client: "valise-serve",
+    });
+  }
   const fanout = natsUrl
     ? new NatsFanout({
         servers: natsUrl,
@@ -317,6 +354,7 @@ export async function serve(argv: string[]): Promise<number> {
     ...(webRoot && existsSync(resolve(webRoot, "index.html")) ? { webRoot } : {}),
     detect: { rules, webhooks, ...(trainArg !== undefined ? { trainDays: Number(trainArg) } : {}) },
     ...(taxiiPollMs !== undefined ? { taxiiPollMs } : {}),
+    ...(retentionIntervalMs !== undefined ? { retentionIntervalMs } : {}),
   });
   const address = await app.listen({ port, host });
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | null = null;

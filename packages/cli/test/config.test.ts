@@ -49,6 +49,8 @@ const EVERY_KEY: Record<string, unknown> = {
   sessionTtl: "8h",
   enrollmentCodeTtl: "2d",
   dbPoolSize: 20,
+  retention: ["unit:HQ/IT=365d", "label:SECRET=3650d"],
+  retentionInterval: "1h",
   databaseUrl: "postgres://valise@127.0.0.1:5432/valise",
   logKeyFile: "secrets/log-key",
   metricsTokenFile: "secrets/metrics-token",

@@ -32,7 +32,11 @@ import {
   parseAuditEvent,
   parseCosignatureVerifierKey,
   parseNoteVerifierKey,
-  rootFromLeafHashes,
+  EMPTY_FRONTIER,
+  frontierAppend,
+  frontierRoot,
+  rangeNodes,
+  type Frontier,
   toBase64,
   verifyCheckpointQuorum,
   freshnessAt,
@@ -111,7 +115,19 @@ export interface AuditQueryResult extends VerifiedAuditCheckpoint {
 }
 
 export type AuditDownload =
-  | { ok: true; events: AuditEvent[]; /** the raw entries (leaf data), in log order */ entries: Uint8Array[] }
+  | {
+      ok: true;
+      /** The events from `prunedBefore` on, in log order. */
+      events: AuditEvent[];
+      /** the raw entries (leaf data) from `prunedBefore` on, in log order */
+      entries: Uint8Array[];
+      /**
+       * Entries below this index were exported and pruned (0: none); `prefix` is their frontier (perfect-subtree
+       * roots, largest first), which the remaining entries were hashed onto to reach the signed root.
+       */
+      prunedBefore: number;
+      prefix: Uint8Array[];
+    }
   | { ok: false; reason: string; index?: number | undefined };
 
 /** Cable metadata for officers (no subject, no content): what the audit log's cable events name by id. */
@@ -127,7 +143,8 @@ export interface AuditCable {
 export type AuditTransport = Pick<
   HttpTransport,
   "auditCheckpoint" | "auditKey" | "auditEvents" | "auditEntries" | "auditCableByReference" | "auditConsistencyProof"
->;
+> &
+  Partial<Pick<HttpTransport, "auditPruned">>;
 
 const PAGE = 1000;
 const DEFAULT_LIMIT = 100;
@@ -355,10 +372,20 @@ export class AuditLog {
 
   /** Every entry of the checkpointed tree, each a well-formed event, hashing to the signed root (or why not). */
   async download(cp: Checkpoint): Promise<AuditDownload> {
-    const leaves: Uint8Array[] = [];
+    // A log pruned by retention (issue 19) keeps its tree hashes: the pruned prefix is its frontier, and the entries
+    // from there on must hash onto it to the signed root. The prune must be recorded in the log itself (an
+    // `audit.prune` event ending exactly there), so a server cannot withhold old entries by just claiming a prune.
+    const pr = this.t.auditPruned
+      ? await this.authed(() => this.t.auditPruned!())
+      : { before: 0, frontier: [] as Uint8Array[] };
+    if (!Number.isSafeInteger(pr.before) || pr.before < 0 || pr.before > cp.size)
+      return { ok: false, reason: `the server claims a prune below ${pr.before}, beyond the checkpoint's ${cp.size}` };
+    if (pr.frontier.length !== rangeNodes(0, pr.before).length || pr.frontier.some((h) => h.length !== 32))
+      return { ok: false, reason: `the pruned prefix's hashes are malformed` };
+    let f: Frontier = pr.before === 0 ? EMPTY_FRONTIER : { size: pr.before, hashes: pr.frontier };
     const events: AuditEvent[] = [];
     const entries: Uint8Array[] = [];
-    for (let start = 0; start < cp.size; start += PAGE) {
+    for (let start = pr.before; start < cp.size; start += PAGE) {
       const count = Math.min(PAGE, cp.size - start);
       const page = await this.authed(() => this.t.auditEntries(start, count));
       for (const [i, data] of page.slice(0, count).entries()) {
@@ -367,7 +394,7 @@ export class AuditLog {
           return { ok: false, reason: `entry ${start + i} is not an audit event: ${p.reason}`, index: start + i };
         events.push(p.event);
         entries.push(data);
-        leaves.push(leafHash(data));
+        f = frontierAppend(f, leafHash(data)).frontier;
       }
       if (page.length !== count)
         return {
@@ -376,9 +403,15 @@ export class AuditLog {
           index: start + Math.min(page.length, count),
         };
     }
-    if (!equalBytes(rootFromLeafHashes(leaves), cp.rootHash))
+    if (!equalBytes(frontierRoot(f), cp.rootHash))
       return { ok: false, reason: "the entries do not hash to the checkpoint's root: the log was altered" };
-    return { ok: true, events, entries };
+    if (pr.before > 0 && !events.some((e) => e.action === "audit.prune" && e.object.endsWith(`-${pr.before}`)))
+      return {
+        ok: false,
+        reason: `entries below ${pr.before} are withheld as pruned, but the log records no audit.prune up to there`,
+        index: 0,
+      };
+    return { ok: true, events, entries, prunedBefore: pr.before, prefix: pr.frontier };
   }
 
   /**

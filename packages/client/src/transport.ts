@@ -816,6 +816,14 @@ export class HttpTransport {
     return (Array.isArray(r.proof) ? r.proof : []).map((p) => fromBase64(String(p)));
   }
   /** Entries [start, start+count) of the audit log (count ≤ 1000), as leaf bytes. */
+  /** Where the audit log was pruned: entries below `before` were exported and deleted; the prefix's frontier. */
+  async auditPruned(): Promise<{ before: number; frontier: Uint8Array[] }> {
+    const r = await this.call<{ before: number; frontier: string[] }>("GET", "/v1/log/audit/pruned");
+    return {
+      before: Number(r.before),
+      frontier: (Array.isArray(r.frontier) ? r.frontier : []).map((e) => fromBase64(String(e))),
+    };
+  }
   async auditEntries(start: number, count: number): Promise<Uint8Array[]> {
     const r = await this.call<{ entries: string[] }>("GET", `/v1/log/audit/entries?start=${start}&count=${count}`);
     return (Array.isArray(r.entries) ? r.entries : []).map((e) => fromBase64(String(e)));

@@ -44,6 +44,12 @@ export const AUDIT_ACTIONS = [
   // The server reclaimed an abandoned upload (never attached, older than `valise serve --upload-ttl`); actor
   // "server", object the blob id, bytes what was freed.
   "blob.expire",
+  // Retention (issue 19): a rule set or removed (`valise admin retention`; object "unit:NAME" or "label:LABEL"), the
+  // server deleting ciphertext past its rule (actor "server", object "<kind>:<count>", bytes the blob bytes freed;
+  // counts only, never content) and an exported audit segment pruned (object "entries:<from>-<to>").
+  "retention.set",
+  "retention.delete",
+  "audit.prune",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 export type AuditOutcome = "ok" | "denied";

@@ -144,3 +144,38 @@ export function leafHashReader(leafHashes: readonly Uint8Array[]): HashReader {
   };
   return { getNodeHash: get };
 }
+
+/**
+ * A `HashReader` over a tree whose first `prunedSize` leaves are known only by their frontier (the perfect-subtree
+ * roots of [0, prunedSize), largest first: what a pruned log keeps) followed by the leaf hashes of [prunedSize, …).
+ * Answers every node a proof or root about leaves at or after `prunedSize` needs; a node strictly inside a pruned
+ * subtree throws (it is gone).
+ */
+export function prunedHashReader(
+  prunedSize: number,
+  frontier: readonly Uint8Array[],
+  leafHashes: readonly Uint8Array[],
+): HashReader {
+  const kept = new Map<string, Uint8Array>();
+  const ids = rangeNodes(0, prunedSize);
+  if (ids.length !== frontier.length)
+    throw new ValiseError("bad_request", `a frontier of ${prunedSize} leaves has ${ids.length} hashes`);
+  ids.forEach((n, i) => kept.set(`${n.level}/${n.index}`, frontier[i]!));
+  const memo = new Map<string, Uint8Array>();
+  const get = (level: number, index: number): Uint8Array => {
+    const key = `${level}/${index}`;
+    const k = kept.get(key) ?? memo.get(key);
+    if (k) return k;
+    const first = index * 2 ** level;
+    const end = first + 2 ** level;
+    if (end <= prunedSize) throw new ValiseError("bad_request", `node ${key} lies in the pruned part of the log`);
+    let h: Uint8Array | undefined;
+    if (level === 0) {
+      h = leafHashes[first - prunedSize];
+      if (h === undefined) throw new ValiseError("bad_request", `no leaf ${first}`);
+    } else h = nodeHash(get(level - 1, 2 * index), get(level - 1, 2 * index + 1));
+    memo.set(key, h);
+    return h;
+  };
+  return { getNodeHash: get };
+}

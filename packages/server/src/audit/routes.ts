@@ -106,6 +106,16 @@ export function auditRoutes(app: FastifyInstance, ctx: ServerContext, logKey?: L
       .send(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
   });
 
+  /**
+   * Where the log was pruned (issue 19): entries below `before` were exported and deleted; `frontier` is the prefix's
+   * perfect-subtree roots (largest first), from which a reader hashes the remaining entries into the signed root.
+   */
+  app.get(`${AUDIT_PREFIX}/pruned`, AUDIT_READ, async (req) => {
+    await requireOfficer(ctx, req);
+    const p = await log.pruned();
+    return { before: p.before, frontier: p.frontier.map(toBase64) };
+  });
+
   /** Entries [start, start+count) as base64 leaf bytes, in log order. */
   app.get(`${AUDIT_PREFIX}/entries`, AUDIT_READ, async (req) => {
     await requireOfficer(ctx, req);

@@ -130,6 +130,11 @@ export interface AppOptions {
    * and move to another node when it dies. Needs PostgreSQL.
    */
   cluster?: boolean | { leaderIntervalMs?: number };
+  /**
+   * How often the leader enforces the retention rules (`valise admin retention`; issue 19): deletes messages, cables
+   * and document versions past their rule, audited as counts. Default 1 h; 0: never (only `valise admin retention run`).
+   */
+  retentionIntervalMs?: number;
 }
 
 export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance; ctx: ServerContext }> {
@@ -381,9 +386,11 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
         })
       : undefined;
     await detector?.start();
+    const stopRetention = startRetention(app, opts.store, opts.retentionIntervalMs ?? 3_600_000);
     // Partners' TAXII collections are polled by one node.
     ctx.iocs?.start(opts.taxiiPollMs ?? 15 * 60_000);
     return async () => {
+      await stopRetention();
       await ctx.iocs?.stop();
       await directoryWatch?.stop();
       await detector?.stop(false);
@@ -429,6 +436,35 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     await detector?.close();
   });
   return { app, ctx };
+}
+
+/** Runs the retention rules on a timer (the first run one interval after start); logs what each run deleted. */
+function startRetention(app: FastifyInstance, store: Store, intervalMs: number): () => Promise<void> {
+  if (intervalMs <= 0) return async () => undefined;
+  let running: Promise<unknown> = Promise.resolve();
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    running = store.retention
+      .run()
+      .then((r) => {
+        const { byRule: _b, held, ...counts } = r;
+        if (Object.values(counts).some((n) => n > 0) || held.length > 0)
+          app.log.info({ ...counts, held }, "retention run");
+      })
+      .catch((e: unknown) =>
+        app.log.error({ err: { message: e instanceof Error ? e.message : String(e) } }, "retention run failed"),
+      )
+      .finally(() => {
+        busy = false;
+      });
+  }, intervalMs);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
 }
 
 /** Signs a first checkpoint, then signs a new one on a timer whenever the log has grown. */

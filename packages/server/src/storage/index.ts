@@ -10,3 +10,5 @@ export * from "./pg-blob-store.js";
 export * from "./blob-meta.js";
 export * from "./document-store.js";
 export * from "./cable-store.js";
+export * from "./retention.js";
+export { ADMIN_CLI, type AuditOperator } from "./audit-log.js";

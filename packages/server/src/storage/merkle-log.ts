@@ -294,7 +294,10 @@ export class MerkleLog {
     const first = index * TILE_WIDTH;
     if (!isTreeIndex(first + width) || first + width > (await this.size())) return null;
     const entries = await this.entries(first, width);
-    if (entries.length !== width) throw new ValiseError("internal", `${this.name} log entries incomplete`);
+    if (entries.length !== width) {
+      if (first < (await this.pruned()).before) return null; // exported and pruned
+      throw new ValiseError("internal", `${this.name} log entries incomplete`);
+    }
     const out = new Uint8Array(entries.reduce((n, e) => n + 2 + e.length, 0));
     let at = 0;
     for (const e of entries) {
@@ -304,6 +307,54 @@ export class MerkleLog {
       at += 2 + e.length;
     }
     return out;
+  }
+
+  /**
+   * The index below which entries were exported and pruned (0: none), with the frontier of that prefix (its
+   * perfect-subtree roots, largest first), which is all a reader needs to hash the remaining entries into the root.
+   */
+  async pruned(): Promise<{ before: number; frontier: Uint8Array[] }> {
+    const r = await this.db
+      .selectFrom("log_prune")
+      .select("pruned_before")
+      .where("log", "=", this.name)
+      .executeTakeFirst();
+    const before = Number(r?.pruned_before ?? 0);
+    if (before === 0) return { before, frontier: [] };
+    return { before, frontier: [...(await this.loadFrontier(this.ldb, before)).hashes] };
+  }
+
+  /**
+   * Deletes the entries below `before` (retention of an exported segment: the caller has checked the export). The
+   * node hashes stay, so every inclusion and consistency proof, tile of hashes and checkpoint still verifies; only
+   * the entries' bytes (and their indexed columns) are gone. Never moves backwards. Returns the entries deleted.
+   */
+  async pruneBefore(before: number): Promise<number> {
+    const size = await this.size();
+    if (!Number.isSafeInteger(before) || before < 0 || before > size)
+      throw new ValiseError("bad_request", `cannot prune below ${before}: the ${this.name} log has ${size} entries`);
+    return this.db.transaction().execute(async (trx) => {
+      const cur = await trx
+        .selectFrom("log_prune")
+        .select("pruned_before")
+        .where("log", "=", this.name)
+        .executeTakeFirst();
+      const from = Number(cur?.pruned_before ?? 0);
+      if (before <= from) return 0;
+      const del = await this.onTrx(trx).deleteFrom("log_entries").where("idx", "<", before).executeTakeFirst();
+      if (cur)
+        await trx
+          .updateTable("log_prune")
+          .set({ pruned_before: before, pruned_at: this.now() })
+          .where("log", "=", this.name)
+          .execute();
+      else
+        await trx
+          .insertInto("log_prune")
+          .values({ log: this.name, pruned_before: before, pruned_at: this.now() })
+          .execute();
+      return Number(del.numDeletedRows);
+    });
   }
 
   async latestCheckpoint(): Promise<LogCheckpoint | null> {

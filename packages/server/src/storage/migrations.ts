@@ -665,6 +665,47 @@ function m021(d: Dialect): Migration {
   };
 }
 
+/**
+ * Retention (issue 19 part 6): `retention_rules` keeps ciphertext (messages, cables, document versions and their
+ * blobs) of a unit or a label for `keep_ms`; `retention_archive_marks` is how far a unit's records archive has taken
+ * its records (items of an archived unit newer than it are never deleted); `log_prune` is the index below which a
+ * log's entries were exported and pruned (their tree hashes stay in `<log>_nodes`, so proofs still verify).
+ */
+function m022(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("retention_rules")
+        .addColumn("scope", "text", (c) => c.notNull())
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("keep_ms", t.int64, (c) => c.notNull())
+        .addColumn("set_at", t.int64, (c) => c.notNull())
+        .addPrimaryKeyConstraint("retention_rules_pk", ["scope", "name"])
+        .execute();
+      await db.schema
+        .createTable("retention_archive_marks")
+        .addColumn("unit", "text", (c) => c.primaryKey())
+        .addColumn("archived_through", t.int64, (c) => c.notNull())
+        .addColumn("set_at", t.int64, (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable("log_prune")
+        .addColumn("log", "text", (c) => c.primaryKey())
+        .addColumn("pruned_before", t.int64, (c) => c.notNull())
+        .addColumn("pruned_at", t.int64, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("messages_created").on("messages").columns(["created_at"]).execute();
+      await db.schema.createIndex("cables_created").on("cables").columns(["created_at"]).execute();
+      await db.schema
+        .createIndex("document_versions_created")
+        .on("document_versions")
+        .columns(["created_at"])
+        .execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -683,6 +724,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         "012_taxii_partners": m012(d),
         "020_cluster": m020(d),
         "021_archives": m021(d),
+        "022_retention": m022(d),
       };
     },
   };

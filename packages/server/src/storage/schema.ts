@@ -322,7 +322,28 @@ export interface RateBucketsTable {
   at: number; // ms of the last refill
 }
 
+/** Retention (migration 022). */
+export interface RetentionRulesTable {
+  scope: string; // "unit" | "label"
+  name: string; // the unit's name or the canonical label
+  keep_ms: number;
+  set_at: number;
+}
+export interface RetentionArchiveMarksTable {
+  unit: string;
+  archived_through: number; // ms: the unit's archive holds its records created before this
+  set_at: number;
+}
+export interface LogPruneTable {
+  log: string; // "audit"
+  pruned_before: number; // entries below this index were exported and deleted
+  pruned_at: number;
+}
+
 export interface Database {
+  retention_rules: RetentionRulesTable;
+  retention_archive_marks: RetentionArchiveMarksTable;
+  log_prune: LogPruneTable;
   units: UnitsTable;
   users: UsersTable;
   user_units: UserUnitsTable;

@@ -10,6 +10,7 @@ import { BlobMetaStore } from "./blob-meta.js";
 import { PgBlobStore } from "./pg-blob-store.js";
 import { DocumentStore } from "./document-store.js";
 import { CableStore } from "./cable-store.js";
+import { RetentionStore } from "./retention.js";
 
 export interface Store {
   handle: DbHandle;
@@ -22,6 +23,8 @@ export interface Store {
   blobs: BlobMetaStore;
   documents: DocumentStore;
   cables: CableStore;
+  /** Retention rules of ciphertext and their enforcement (issue 19). */
+  retention: RetentionStore;
   close(): Promise<void>;
 }
 
@@ -64,6 +67,7 @@ export async function openStore(
     blobs: new BlobMetaStore(handle.db, now),
     documents: new DocumentStore(handle.db, now),
     cables: new CableStore(handle.db, now),
+    retention: new RetentionStore(handle.db, blobBytes, audit, now),
     close: () => handle.close(),
   };
 }
