@@ -722,12 +722,28 @@ function summariseProfiles(dir: string) {
   for (const config of configs) {
     const self = new Map<string, number>();
     const where = new Map<string, number>();
+    const busy = new Map<string, number>();
     let total = 0;
+    let busyTotal = 0;
     let files = 0;
     for (const f of readdirSync(join(dir, config)).filter((x) => x.endsWith(".cpuprofile"))) {
       const p = JSON.parse(readFileSync(join(dir, config, f), "utf8")) as Profile;
       files++;
       const byId = new Map(p.nodes.map((n) => [n.id, n]));
+      const parent = new Map<number, number>();
+      for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+      /** The innermost Valise function on the stack (what made the work), else the leaf and its nearest package. */
+      const origin = (id: number): string => {
+        const leaf = byId.get(id)!.callFrame;
+        let pkg: string | null = null;
+        for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+          const cf = byId.get(cur)!.callFrame;
+          const v = /\/packages\/([^/]+)\/dist\/src\/(.*)$/.exec(cf.url);
+          if (v) return `${cf.functionName || "(anonymous)"} ${v[1]}/${v[2]}:${cf.lineNumber + 1}`;
+          pkg ??= /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(cf.url)?.[1] ?? null;
+        }
+        return `${leaf.functionName || "(anonymous)"}${pkg ? ` (called from ${pkg})` : ""}`;
+      };
       for (let i = 0; i < p.samples.length; i++) {
         const n = byId.get(p.samples[i]!);
         const dt = (p.timeDeltas[i] ?? 0) / 1000;
@@ -739,9 +755,15 @@ function summariseProfiles(dir: string) {
         self.set(key, (self.get(key) ?? 0) + dt);
         where.set(area(cf.functionName, file), (where.get(area(cf.functionName, file)) ?? 0) + dt);
         total += dt;
+        if (cf.functionName !== "(idle)") {
+          const o = origin(p.samples[i]!);
+          busy.set(o, (busy.get(o) ?? 0) + dt);
+          busyTotal += dt;
+        }
       }
     }
     const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 15);
+    const topBusy = [...busy.entries()].sort((a, b) => b[1] - a[1]).slice(0, 15);
     out[config] = {
       profiles: files,
       sampledMs: Math.round(total),
@@ -749,6 +771,13 @@ function summariseProfiles(dir: string) {
         [...where.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, `${round((100 * v) / total)}%`]),
       ),
       topSelf: top.map(([k, v]) => ({ fn: k, ms: Math.round(v), share: `${round((100 * v) / total)}%` })),
+      // Busy (not idle) time by the innermost Valise function on the stack: which server code the time is spent for.
+      busyMs: Math.round(busyTotal),
+      busyByValiseFunction: topBusy.map(([k, v]) => ({
+        fn: k,
+        ms: Math.round(v),
+        share: `${round((100 * v) / busyTotal)}%`,
+      })),
     };
   }
   return out;
