@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { loadOrCreateLogKey, openStore, ROLES, type Role, type Store } from "@valise/server";
+import { dryRunMigrations, loadOrCreateLogKey, openStore, ROLES, type Role, type Store } from "@valise/server";
 import { parse, str, UsageError } from "./args.js";
 import { parseDuration, resolveConfig } from "./config.js";
 import { oneLine, printJson } from "./output.js";
@@ -74,6 +74,12 @@ Local operator commands on the server's database (like prosodyctl): run them on 
   backup --out DIR / restore --from DIR --data DIR
                                                online backup and restore (valise admin backup --help)
 ${RETENTION_USAGE}
+  migrate --dry-run [--json]                   before an upgrade: list the migrations the new version's serve would
+                                               apply at start-up and run them without changing the database (on
+                                               PostgreSQL in a transaction that is rolled back, on SQLite on a
+                                               copy); prints {"ok","pending","applied","failed","error"}; exit 0
+                                               when they all succeed, 1 naming the one that fails
+  migrate [--json]                             apply them now (serve also does at start-up)
 Every change above is appended to the directory log (key transparency) and the audit log (actor admin-cli) in the
 same transaction. The user/unit lifecycle commands also run over the API with --profile DIR (an enrolled admin's
 profile; officers may list, show history and disable): the server then checks the role and audits the caller.
@@ -105,6 +111,7 @@ export async function admin(argv: string[]): Promise<number> {
       keep: { type: "string" },
       through: { type: "string" },
       export: { type: "string" },
+      "dry-run": { type: "boolean" },
     },
     ADMIN_USAGE,
   );
@@ -137,6 +144,23 @@ export async function admin(argv: string[]): Promise<number> {
   const keyEnv = cfg.secrets.logKey !== undefined ? { VALISE_LOG_KEY: cfg.secrets.logKey } : {};
   const validFor = enrollmentCodeTtlMs === undefined ? "7 days" : humanDuration(enrollmentCodeTtlMs);
   process.umask(0o077);
+  if (positionals[0] === "migrate" && values["dry-run"]) {
+    const r = await dryRunMigrations({ dataDir, databaseUrl: cfg.secrets.databaseUrl });
+    if (json) printJson(r);
+    else {
+      console.log(
+        r.pending.length === 0
+          ? `no pending migrations (${r.applied.length} applied)`
+          : `pending migrations: ${r.pending.join(", ")}`,
+      );
+      console.log(
+        r.ok
+          ? `dry run ok (${r.method}): the database is unchanged`
+          : `dry run FAILED at ${r.failed}: ${r.error} (${r.method}: the database is unchanged)`,
+      );
+    }
+    return r.ok ? 0 : 1;
+  }
   const store = await openStore({
     dataDir,
     databaseUrl: cfg.secrets.databaseUrl,
@@ -154,6 +178,13 @@ export async function admin(argv: string[]): Promise<number> {
     const key = `${what ?? ""} ${verb ?? ""}`;
     if (lifecycle) return await lifecycle(localOps(store), positionals, values, json);
     if (what === "retention") return await retentionCommand(store, positionals, values, json);
+    if (what === "migrate") {
+      // openStore has applied them.
+      const r = await dryRunMigrations({ dataDir, databaseUrl: cfg.secrets.databaseUrl });
+      if (json) printJson({ ok: true, applied: r.applied, pending: r.pending });
+      else console.log(`database up to date: ${r.applied.length} migrations applied`);
+      return 0;
+    }
     if (key === "audit prune") {
       const file = str(values.export, "--export FILE (an offline export: valise audit export --out FILE)", ADMIN_USAGE);
       const logKey = loadOrCreateLogKey({ dataDir, env: keyEnv });

@@ -2,7 +2,8 @@
  * Opens the database: SQLite in the data directory by default (WAL, synchronous=FULL so an acknowledged write
  * survives power loss), PostgreSQL when a URL is given. Runs migrations. Node-only (server package).
  */
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import SQLite from "better-sqlite3";
 import pg from "pg";
@@ -123,5 +124,101 @@ class ImmediateSqliteDialect extends SqliteDialect {
   }
   constructor(private readonly config: ConstructorParameters<typeof SqliteDialect>[0]) {
     super(config);
+  }
+}
+
+export interface MigrationDryRun {
+  dialect: Dialect;
+  /** Migrations already applied to the database, in order. */
+  applied: string[];
+  /** Migrations that `valise serve` would apply at its next start, in the order they ran here. */
+  pending: string[];
+  ok: boolean;
+  /** The pending migration that failed, and why. */
+  failed?: string;
+  error?: string;
+  /** How the database was left untouched: "rolled back" (PostgreSQL) or "ran on a copy" (SQLite). */
+  method: string;
+}
+
+/**
+ * Runs the pending migrations without changing the database: on PostgreSQL inside one transaction that is rolled
+ * back (PostgreSQL's DDL is transactional), on SQLite on an online copy (the backup API) in a temporary directory,
+ * deleted after. Never creates a database: a SQLite data directory without one has every migration pending.
+ */
+export async function dryRunMigrations(opts: DbOptions): Promise<MigrationDryRun> {
+  const ROLLBACK = new Error("dry run: roll back");
+  if (opts.databaseUrl) {
+    const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 1, connectionTimeoutMillis: 5000 });
+    pool.on("error", () => {});
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    try {
+      const out: MigrationDryRun = { dialect: "postgres", applied: [], pending: [], ok: true, method: "rolled back" };
+      await db
+        .transaction()
+        .execute(async (trx) => {
+          await runPending(trx, "postgres", out);
+          throw ROLLBACK;
+        })
+        .catch((e: unknown) => {
+          if (e !== ROLLBACK) throw e;
+        });
+      return out;
+    } finally {
+      await db.destroy();
+    }
+  }
+  const file = join(opts.dataDir, "valise.sqlite");
+  const dir = mkdtempSync(join(tmpdir(), "valise-migrate-dry-run-"));
+  try {
+    const copy = join(dir, "valise.sqlite");
+    if (existsSync(file)) {
+      const src = new SQLite(file, { readonly: true, fileMustExist: true });
+      try {
+        await src.backup(copy);
+      } finally {
+        src.close();
+      }
+    }
+    const sqlite = new SQLite(copy);
+    sqlite.pragma("foreign_keys = ON");
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    try {
+      const out: MigrationDryRun = { dialect: "sqlite", applied: [], pending: [], ok: true, method: "ran on a copy" };
+      await runPending(db, "sqlite", out);
+      return out;
+    } finally {
+      await db.destroy();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Applies what is pending on `db` one by one (each in order, as the Migrator would), recording into `out`. */
+async function runPending(db: Kysely<Database>, dialect: Dialect, out: MigrationDryRun): Promise<void> {
+  const all = await migrationProvider(dialect).getMigrations();
+  let done = new Set<string>();
+  try {
+    const rows = await (db as unknown as Kysely<{ kysely_migration: { name: string } }>)
+      .selectFrom("kysely_migration")
+      .select("name")
+      .execute();
+    done = new Set(rows.map((r) => r.name));
+  } catch {
+    // no migration table yet: a new database, everything is pending
+  }
+  const names = Object.keys(all).sort();
+  out.applied = names.filter((n) => done.has(n));
+  out.pending = names.filter((n) => !done.has(n));
+  for (const name of out.pending) {
+    try {
+      await all[name]!.up(db);
+    } catch (e) {
+      out.ok = false;
+      out.failed = name;
+      out.error = e instanceof Error ? e.message : String(e);
+      return;
+    }
   }
 }
