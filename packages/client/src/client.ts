@@ -504,10 +504,24 @@ export class ValiseClient {
    * Signs this device out: the session token is dropped from memory and from the saved profile, so the next use
    * logs in again (with a passkey in the browser). The keys stay: a sign-out is not a revocation.
    */
-  async signOut(): Promise<void> {
+  /**
+   * Signs out: the session ends on the server (POST /v1/auth/logout, audited; the token is refused from then on),
+   * then here. Always signs out here; `serverEnded` is false when the server could not be told (unreachable): the
+   * session then ends by itself when it expires.
+   */
+  async signOut(): Promise<{ serverEnded: boolean }> {
+    let serverEnded = true;
+    if (this.transport.token)
+      try {
+        await this.transport.logout();
+      } catch (e) {
+        // Already ended (expired, revoked): nothing left to end. Anything else: the server was not told.
+        serverEnded = e instanceof ValiseError && e.code === "unauthenticated";
+      }
     this.transport.token = null;
     this.state.session = null;
     await this.save();
+    return { serverEnded };
   }
 
   private closed = false;

@@ -857,6 +857,10 @@ export class HttpTransport {
       {},
     );
   }
+  /** Ends this session on the server (sign out): the token is refused from then on. */
+  logout() {
+    return this.call<undefined>("POST", "/v1/auth/logout", {});
+  }
   /** The user revokes one of their own other devices (lost or stolen): a `device.revoke` in the directory log. */
   revokeOwnDevice(id: string) {
     return this.call<{ device: string; revoked: boolean }>("POST", `/v1/devices/${encodeURIComponent(id)}/revoke`, {});

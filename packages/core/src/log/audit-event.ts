@@ -10,6 +10,8 @@ import { parseJsonObjectLeaf } from "./json-leaf.js";
 /** The export format's actions (detection issue), plus `directory.read` and `directory.keypackage.add`. */
 export const AUDIT_ACTIONS = [
   "login",
+  // A session ended by its own device (POST /v1/auth/logout; issue 15): its token is refused from then on.
+  "logout",
   "message.read",
   "message.send",
   "cable.read",

@@ -138,6 +138,15 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
     },
   );
 
+  // Sign out: the session of this request ends on the server (its token gets 401 from now on, and a push socket opened
+  // with it is closed at its next session check). Only this session: the device's other sessions stay.
+  app.post("/v1/auth/logout", audit({ action: "logout", kind: "user", object: auditOf.own }), async (req, reply) => {
+    requireSession(req);
+    const token = (req.headers.authorization ?? "").slice("Bearer ".length);
+    await directory.deleteSession(token);
+    return reply.status(204).send();
+  });
+
   app.get("/v1/me", audit({ action: "directory.read", kind: "user", object: auditOf.own }), async (req) => {
     const s = requireSession(req);
     const user = await directory.getUser(s.handle);

@@ -1062,6 +1062,12 @@ export class DirectoryStore {
     return live;
   }
 
+  /** Ends one session (sign out): its token is refused from now on. True if it existed. */
+  async deleteSession(token: string): Promise<boolean> {
+    const r = await this.db.deleteFrom("sessions").where("token_hash", "=", sha256Hex(token)).executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
   async getSession(token: string): Promise<{ deviceId: string; handle: string; expiresAt: number } | null> {
     const r = await this.db
       .selectFrom("sessions")
