@@ -24,11 +24,15 @@ import { IncidentsScreen } from "./incidents.js";
 import { OfficersOnly, useFocusOnChange } from "./a11y.js";
 import { NewDeviceButtons } from "./devices.js";
 import { notifyFlash, useUrgentTitle } from "./notify.js";
+import { SearchBox, SearchScreen, deviceHistory, forgetDeviceHistory, saveSoon } from "./search.js";
+import type { HistoryStore } from "@valise/client";
 
 export interface Ctx {
   client: ValiseClient;
   me: ServerUser;
   history: History;
+  /** The device's history store and its search index (search.tsx), sealed in IndexedDB; never sent anywhere. */
+  store: HistoryStore;
   /** Bumped when new items arrive (push): screens reload. */
   tick: number;
   refresh(): void;
@@ -337,6 +341,7 @@ function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: 
   const route = useHashRoute();
   const [me, setMe] = useState<ServerUser | null>(null);
   const [history, setHistory] = useState<History | null>(null);
+  const [store, setStore] = useState<HistoryStore | null>(null);
   const [tick, setTick] = useState(0);
   const [labels, setLabels] = useState<string[]>([]);
   const [own, setOwn] = useState<OwnState | null>(null);
@@ -347,6 +352,7 @@ function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: 
   const [notices, setNotices] = useState<{ key: string; text: string; time: string }[]>([]);
   const refresh = useCallback(() => setTick((t) => t + 1), []);
   const histRef = useRef<History | null>(null);
+  const storeRef = useRef<HistoryStore | null>(null);
   const mainRef = useRef<HTMLElement>(null);
 
   const onItems = useCallback(
@@ -369,6 +375,9 @@ function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: 
             time: it.time,
             kind: it.type,
           });
+      // The search index: messages, document shares and cables as they arrive (sealed, saved shortly).
+      const st = storeRef.current;
+      if (st && st.record(items) > 0) saveSoon(st);
       void h.add(msgs).then(refresh);
     },
     [refresh],
@@ -380,9 +389,12 @@ function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: 
     (async () => {
       const m = await client.transport.me();
       const h = await History.open(client.handle);
+      const st = await deviceHistory(client.handle);
       histRef.current = h;
+      storeRef.current = st;
       setMe(m);
       setHistory(h);
+      setStore(st);
       onItems(await client.sync());
       await client.save();
       if (closed) return;
@@ -427,14 +439,15 @@ function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: 
         // Nothing this client still has in flight (a sync, a push, a directory check) may write the profile back.
         client.close();
         await wipeBrowser();
+        forgetDeviceHistory();
       }
       onSignOut(wipe);
     },
     [client, onSignOut],
   );
   const ctx = useMemo<Ctx | null>(
-    () => (me && history ? { client, me, history, tick, refresh, setLabels, signOut } : null),
-    [client, me, history, tick, refresh, signOut],
+    () => (me && history && store ? { client, me, history, store, tick, refresh, setLabels, signOut } : null),
+    [client, me, history, store, tick, refresh, signOut],
   );
   const bannerLabel = highest(labels);
   if (!ctx) return <Shell label="UNCLASSIFIED">{error ? <ErrorNote error={error} /> : "Loading your device…"}</Shell>;
@@ -447,8 +460,12 @@ function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: 
   else if (first === "cables" && second) screen = <CableInbox ctx={ctx} selected={decodeURIComponent(second)} />;
   else if (first === "conversations")
     screen = <Conversations ctx={ctx} selected={second ? decodeURIComponent(second) : null} />;
-  else if (first === "documents") screen = <DocumentsScreen ctx={ctx} />;
-  else if (first === "account") screen = <Account ctx={ctx} own={own} onAck={refresh} />;
+  else if (first === "documents")
+    screen = <DocumentsScreen ctx={ctx} open={new URLSearchParams(query).get("open") ?? ""} />;
+  else if (first === "search") {
+    const p = new URLSearchParams(query);
+    screen = <SearchScreen ctx={ctx} query={p.get("q") ?? ""} kind={p.get("kind") ?? ""} />;
+  } else if (first === "account") screen = <Account ctx={ctx} own={own} onAck={refresh} />;
   else if (first === "officer") screen = officer ? <Officer ctx={ctx} /> : <OfficersOnly ctx={ctx} what="Officer" />;
   else if (first === "incidents")
     screen = officer ? (
@@ -542,6 +559,7 @@ function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: 
             </a>
           )}
         </nav>
+        <SearchBox initial={first === "search" ? (new URLSearchParams(query).get("q") ?? "") : ""} />
         <span className="who">
           {me?.handle} · {me?.units.join(", ")} · cleared {me?.clearance}
         </span>

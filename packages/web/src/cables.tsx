@@ -6,6 +6,7 @@ import { getJson } from "./session.js";
 import { ModalConfirm } from "./a11y.js";
 import { usableLabels } from "./labels.js";
 import { draftRecord } from "./drafts.js";
+import { noteListedCable, noteOpenedCable } from "./search.js";
 import { saveStream } from "./download.js";
 import { ErrorNote, LabelTag, PrecedenceTag, Progress, fileSource, fmtSize, fmtTime, errorText } from "./ui.js";
 
@@ -35,7 +36,10 @@ export function CableInbox({ ctx, selected = null }: { ctx: Ctx; selected?: stri
   useEffect(() => {
     ctx.client.cables
       .list({ limit: 500 })
-      .then(setCables)
+      .then((cs) => {
+        for (const c of cs) noteListedCable(ctx.store, c, c.subject, c.createdAt);
+        setCables(cs);
+      })
       .catch((e: unknown) => setError(msg(e)));
   }, [ctx.client, ctx.tick, selected]);
   const shown = useMemo(
@@ -168,6 +172,7 @@ export function CableView({ ctx, id }: { ctx: Ctx; id: string }) {
       .open(id, { onProgress: (done, total) => setProgress({ done, total }) })
       .then(async (o) => {
         setOpened(o);
+        noteOpenedCable(ctx.store, o);
         const was = ctx.history.cableRead(o.cable.id);
         await ctx.history.markCableRead(o.cable.id);
         await ctx.client.save();
@@ -183,7 +188,7 @@ export function CableView({ ctx, id }: { ctx: Ctx; id: string }) {
         else setError(msg(e));
       });
     // (ctx.refresh is stable; a new tick must not open the cable again)
-  }, [ctx.client, ctx.history, id]);
+  }, [ctx.client, ctx.history, ctx.store, id]);
   useEffect(() => ctx.setLabels(opened ? [opened.cable.label] : []), [ctx, opened]);
   // Receipts change while the cable is open (an addressee reads it): refreshed on each push tick and every few
   // seconds, so the sender sees "read" without reloading. A failed poll keeps the last receipts shown.

@@ -1,6 +1,7 @@
 import { useEffect, useState } from "react";
 import type { Ctx } from "./App.js";
 import { usableLabels } from "./labels.js";
+import { saveSoon } from "./search.js";
 import { ErrorNote, LabelTag, fmtTime, errorText } from "./ui.js";
 
 const msg = errorText;
@@ -100,6 +101,15 @@ function NewMessage({ ctx }: { ctx: Ctx }) {
                 kind: "message",
               },
             ]);
+            ctx.store.recordSent({
+              conversation: r.conversation,
+              seq: r.seq,
+              from: ctx.me.handle,
+              text,
+              label: r.label,
+              time: new Date().toISOString(),
+            });
+            saveSoon(ctx.store);
             await ctx.history.markRead(r.conversation);
             await ctx.client.save();
             location.hash = `#/conversations/${encodeURIComponent(r.conversation)}`;
@@ -192,6 +202,15 @@ export function Thread({ ctx, id }: { ctx: Ctx; id: string }) {
                   kind: "message",
                 },
               ]);
+              ctx.store.recordSent({
+                conversation: id,
+                seq: r.seq,
+                from: ctx.me.handle,
+                text,
+                label: conv.label,
+                time: new Date().toISOString(),
+              });
+              saveSoon(ctx.store);
               await ctx.client.save();
               setText("");
               ctx.refresh();

@@ -3,11 +3,12 @@ import type { DocumentView } from "@valise/client";
 import type { Ctx } from "./App.js";
 import { usableLabels } from "./labels.js";
 import { saveStream } from "./download.js";
+import { noteDocuments } from "./search.js";
 import { ErrorNote, LabelTag, Progress, fileSource, fmtSize, fmtTime, errorText } from "./ui.js";
 
 const msg = errorText;
 
-export function DocumentsScreen({ ctx }: { ctx: Ctx }) {
+export function DocumentsScreen({ ctx, open = "" }: { ctx: Ctx; open?: string }) {
   const [docs, setDocs] = useState<DocumentView[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
@@ -23,7 +24,10 @@ export function DocumentsScreen({ ctx }: { ctx: Ctx }) {
   useEffect(() => {
     ctx.client.documents
       .list()
-      .then(setDocs)
+      .then((ds) => {
+        noteDocuments(ctx.store, ds);
+        setDocs(ds);
+      })
       .catch((e: unknown) => setError(msg(e)));
   }, [ctx.client, ctx.tick, reload]);
   useEffect(() => ctx.setLabels((docs ?? []).map((d) => d.label)), [ctx, docs]);
@@ -129,7 +133,12 @@ export function DocumentsScreen({ ctx }: { ctx: Ctx }) {
           </thead>
           <tbody>
             {docs.map((d) => (
-              <tr key={d.id}>
+              <tr
+                key={d.id}
+                className={d.id === open ? "selected" : undefined}
+                aria-current={d.id === open ? "true" : undefined}
+                ref={d.id === open ? (el) => el?.scrollIntoView({ block: "nearest" }) : undefined}
+              >
                 <td>{d.versions.at(-1)?.name ?? <code>{d.id}</code>}</td>
                 <td>
                   <LabelTag label={d.label} />
