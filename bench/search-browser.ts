@@ -76,6 +76,9 @@ interface BrowserResult {
     saveMs: number;
     openMs: number;
     firstSearchMs: number;
+    prepareIndexMs: number;
+    prepareLongestPauseMs: number;
+    searchAfterPrepareMs: number;
     queries: Q[];
   };
 }
@@ -177,6 +180,28 @@ try {
       t = performance.now();
       store.search("embassy", { limit: 100 });
       const firstSearchMs = performance.now() - t;
+      // As the web app does after login: the index built in slices ahead of the first search; the longest pause of
+      // the page meanwhile (a 0 ms timer's lateness) says how responsive it stays.
+      const store2 = await hist.HistoryStore.open(
+        new idb.IndexedDbSealedRecord<import("@valise/client").HistoryData>(db, "device-history:bench"),
+      );
+      let longestPauseMs = 0;
+      let last = performance.now();
+      let ticking = true;
+      const tick = () => {
+        const now = performance.now();
+        longestPauseMs = Math.max(longestPauseMs, now - last);
+        last = now;
+        if (ticking) setTimeout(tick, 0);
+      };
+      setTimeout(tick, 0);
+      t = performance.now();
+      await store2.prepareIndex();
+      const prepareIndexMs = performance.now() - t;
+      ticking = false;
+      t = performance.now();
+      store2.search("embassy", { limit: 100 });
+      const searchAfterPrepareMs = performance.now() - t;
       const onStore = corpus.runQueries((q) => store.search(q, { limit: 100 }).length, corpus.QUERIES, reps);
       db.close();
       return {
@@ -189,6 +214,9 @@ try {
           saveMs,
           openMs,
           firstSearchMs,
+          prepareIndexMs,
+          prepareLongestPauseMs: longestPauseMs,
+          searchAfterPrepareMs,
           queries: onStore,
         },
       };
@@ -212,7 +240,9 @@ const browserSection = {
     "Node section; times from performance.now() in the page, ms. queries: top 50 over the index built from the items " +
     "(scanP50Ms: the same queries as a linear scan of every item's folded text, no index). sealedHistory: the web " +
     "app's path (HistoryStore sealed in IndexedDB with IndexedDbSealedRecord; save = seal + write, open = read + " +
-    "decrypt + parse, first search = index build + query, then the queries at top 100 as the results screen). The " +
+    "decrypt + parse, first search = index build + query; prepareIndex = the index built in ~25 ms slices as the app " +
+    "does after login, with the longest pause of the page meanwhile and the first search after it; then the " +
+    "queries at top 100 as the results screen). The " +
     "machine was shared (see loadavg).",
   machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavg: loadavg() },
   items: N,
@@ -238,6 +268,9 @@ printTable(`search in chromium over ${N} items (ms: indexed p50 / p95 · scan p5
   ["sealed history: save (seal+write) ms", Math.round(out.sealedHistory.saveMs)],
   ["sealed history: open (read+decrypt+parse) ms", Math.round(out.sealedHistory.openMs)],
   ["sealed history: first search (index build) ms", Math.round(out.sealedHistory.firstSearchMs)],
+  ["sealed history: prepareIndex in slices (as the app after login) ms", Math.round(out.sealedHistory.prepareIndexMs)],
+  ["  longest pause of the page meanwhile ms", Math.round(out.sealedHistory.prepareLongestPauseMs)],
+  ["  first search after it ms", out.sealedHistory.searchAfterPrepareMs.toFixed(1)],
   ...out.sealedHistory.queries.map(
     (x) =>
       [`  on the store: ${x.name} (${x.hits} hits)`, `${x.p50Ms.toFixed(2)} / ${x.p95Ms.toFixed(2)}`] as [

@@ -148,17 +148,50 @@ export class HistoryStore {
   get index(): SearchIndex {
     if (this.ix) return this.ix;
     const ix = new SearchIndex();
-    // Added in time order: the index ranks newer items first among equals by arrival.
-    const all: { time: string; add: () => void }[] = [
-      ...this.data.messages.map((m) => ({ time: m.time, add: () => this.indexMessage(m) })),
-      ...this.data.cables.map((c) => ({ time: c.time, add: () => this.indexCable(c) })),
-      ...this.data.documents.map((d) => ({ time: d.time, add: () => this.indexDocument(d) })),
-    ];
-    all.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
     this.ix = ix;
-    for (const x of all) x.add();
+    for (const add of this.ordered(ix)) add();
     return ix;
   }
+
+  /** What to add to `ix`, in time order (the index ranks newer items first among equals by arrival). */
+  private ordered(ix: SearchIndex): (() => void)[] {
+    const all: { time: string; add: () => void }[] = [
+      ...this.data.messages.map((m) => ({ time: m.time, add: () => this.indexMessage(m, ix) })),
+      ...this.data.cables.map((c) => ({ time: c.time, add: () => this.indexCable(c, ix) })),
+      ...this.data.documents.map((d) => ({ time: d.time, add: () => this.indexDocument(d, ix) })),
+    ];
+    all.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+    return all.map((x) => x.add);
+  }
+
+  /**
+   * Builds the search index ahead of the first search, in slices of about `sliceMs` with a macrotask between them,
+   * so a page that opened a large store stays responsive meanwhile (the web app calls it after login). A search
+   * before it finishes builds the index at once (this build then stops); an item added meanwhile makes it start over.
+   */
+  async prepareIndex(sliceMs = 25): Promise<void> {
+    const pause = () => new Promise<void>((r) => setTimeout(r, 0));
+    for (let attempt = 0; attempt < 3 && !this.ix; attempt++) {
+      const changes = this.changes;
+      const ix = new SearchIndex();
+      let t = Date.now();
+      for (const add of this.ordered(ix)) {
+        add();
+        if (Date.now() - t < sliceMs) continue;
+        await pause();
+        if (this.ix || this.changes !== changes) break;
+        t = Date.now();
+      }
+      if (this.ix) return;
+      if (this.changes === changes) {
+        this.ix = ix;
+        return;
+      }
+    }
+  }
+
+  /** Counts changes to what is indexed (prepareIndex starts over when it moved). */
+  private changes = 0;
 
   static async open(record: SealedRecord<HistoryData>): Promise<HistoryStore> {
     const d = (await record.load()) ?? empty();
@@ -174,9 +207,9 @@ export class HistoryStore {
     return w;
   }
 
-  private indexMessage(m: HistoryMessage): void {
-    if (!this.ix || m.kind !== "message") return; // a share is indexed as its document
-    this.ix.add({
+  private indexMessage(m: HistoryMessage, ix = this.ix): void {
+    if (!ix || m.kind !== "message") return; // a share is indexed as its document
+    ix.add({
       id: `m:${msgKey(m.conversation, m.seq)}`,
       kind: "message",
       title: "",
@@ -188,9 +221,8 @@ export class HistoryStore {
     });
   }
 
-  private indexCable(c: CableEntry): void {
-    if (!this.ix) return;
-    const ix = this.ix;
+  private indexCable(c: CableEntry, ix = this.ix): void {
+    if (!ix) return;
     ix.add({
       id: `c:${c.id}`,
       kind: "cable",
@@ -217,9 +249,9 @@ export class HistoryStore {
     );
   }
 
-  private indexDocument(d: DocumentEntry): void {
-    if (!this.ix) return;
-    this.ix.add({
+  private indexDocument(d: DocumentEntry, ix = this.ix): void {
+    if (!ix) return;
+    ix.add({
       id: `d:${d.id}/${d.version}`,
       kind: "document",
       title: d.name,
@@ -236,6 +268,7 @@ export class HistoryStore {
     if (m.seq < 0 || this.seen.has(msgKey(m.conversation, m.seq))) return false;
     this.data.messages.push(m);
     this.seen.add(msgKey(m.conversation, m.seq));
+    this.changes++;
     this.indexMessage(m);
     return true;
   }
@@ -300,6 +333,7 @@ export class HistoryStore {
     if (held) this.data.cables[this.data.cables.indexOf(held)] = next;
     else this.data.cables.push(next);
     this.cableById.set(c.id, next);
+    this.changes++;
     if (held && this.ix) for (let i = 0; i < (held.attachments ?? []).length; i++) this.ix.remove(`a:${c.id}/${i}`);
     this.indexCable(next);
   }
@@ -310,6 +344,7 @@ export class HistoryStore {
     if (held) this.data.documents[this.data.documents.indexOf(held)] = d;
     else this.data.documents.push(d);
     this.docByKey.set(k, d);
+    this.changes++;
     this.indexDocument(d);
   }
 

@@ -167,6 +167,51 @@ test("history: records a sync once, sent messages, cables and documents are sear
   );
 });
 
+test("prepareIndex: built in slices ahead of the first search, the same answers; a search or an arrival meanwhile", async () => {
+  const fill = async () => {
+    const h = await HistoryStore.open(new MemorySealedRecord<HistoryData>());
+    h.record(Array.from({ length: 3000 }, (_, i) => msg(i + 1, `report ${i % 7 === 0 ? "embassy" : "note"} ${i}`)));
+    return h;
+  };
+  const lazy = await fill();
+  const want = lazy.search("emb", { limit: 20 }).map((x) => x.doc.id);
+  assert.equal(want.length, 20);
+
+  // In slices (1 ms: many pauses), then the same answers as the index built at once.
+  const h = await fill();
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 0);
+  await h.prepareIndex(1);
+  clearInterval(timer);
+  assert.ok(ticks > 0, "the build never let another task run");
+  assert.equal(h.index.size, 3000);
+  assert.deepEqual(
+    h.search("emb", { limit: 20 }).map((x) => x.doc.id),
+    want,
+  );
+
+  // A message that arrives during the build is found (the build starts over without losing it).
+  const h2 = await fill();
+  const building = h2.prepareIndex(1);
+  await new Promise((r) => setTimeout(r, 0));
+  h2.record([msg(5000, "a quokka arrived during the build")]);
+  await building;
+  assert.equal(h2.search("quokka").length, 1);
+  assert.equal(h2.index.size, 3001);
+
+  // A search before the build ends answers at once, completely; the background build then stops.
+  const h3 = await fill();
+  const b3 = h3.prepareIndex(1);
+  await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(
+    h3.search("emb", { limit: 20 }).map((x) => x.doc.id),
+    want,
+  );
+  const ix = h3.index;
+  await b3;
+  assert.equal(h3.index, ix, "the background build replaced the index a search had built");
+});
+
 test("the Node sealed file: ciphertext at rest, mode 0600, refused when altered or under another key", async () => {
   const dir = mkdtempSync(join(tmpdir(), "valise-sealed-"));
   try {

@@ -395,6 +395,8 @@ function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: 
       setMe(m);
       setHistory(h);
       setStore(st);
+      // The search index is built in slices now, so the first search does not wait for it (nor freeze the page).
+      void st.prepareIndex();
       onItems(await client.sync());
       await client.save();
       if (closed) return;

@@ -350,11 +350,25 @@ test("web app: issue 15 new-user paths (chromium)", { skip: missing ?? false, ti
     await shot(j, "officer-audit-compact");
 
     // Sign out (keeps this browser's keys): the passkey login comes back; then sign out and erase.
+    // (the session token the app uses now: after sign out the server refuses it)
+    const bearer = new Promise<string>((res) =>
+      p.page.on("request", (r) => {
+        const a = r.headers().authorization;
+        if (a?.startsWith("Bearer ")) res(a);
+      }),
+    );
     await p.page.goto(`${origin}/#/account`);
+    const token = await bearer;
+    assert.equal((await fetch(`${origin}/v1/me`, { headers: { authorization: token } })).status, 200);
     await p.page.getByRole("button", { name: "Sign out…" }).click();
     await shot(p, "sign-out-confirm");
     await p.page.getByRole("alertdialog").getByRole("button", { name: "Sign out", exact: true }).click();
     await p.page.getByRole("button", { name: "Log in with passkey" }).waitFor();
+    assert.equal(
+      (await fetch(`${origin}/v1/me`, { headers: { authorization: token } })).status,
+      401,
+      "the signed-out session still works on the server",
+    );
     assert.equal(
       await p.page.evaluate(() => document.title),
       "Valise",
