@@ -12,6 +12,13 @@ export function createMetrics() {
       labelNames: ["route", "status"],
       registers: [registry],
     }),
+    httpDuration: new Histogram({
+      name: "valise_http_request_duration_seconds",
+      help: "HTTP request latency (until the response is sent), per route pattern and method",
+      labelNames: ["route", "method"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
     appended: new Counter({
       name: "valise_messages_appended_total",
       help: "Messages durably appended",

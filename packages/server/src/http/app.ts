@@ -244,7 +244,9 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     }
   });
   app.addHook("onResponse", async (req, reply) => {
-    metrics.httpRequests.inc({ route: req.routeOptions.url ?? "unknown", status: String(reply.statusCode) });
+    const route = req.routeOptions.url ?? "unknown";
+    metrics.httpRequests.inc({ route, status: String(reply.statusCode) });
+    metrics.httpDuration.observe({ route, method: req.method }, reply.elapsedTime / 1000);
   });
 
   // Liveness: the process is up and answering (a database outage must not get it restarted: it recovers by itself).
