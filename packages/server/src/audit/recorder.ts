@@ -41,6 +41,8 @@ export class AuditRecorder {
     private readonly now: () => number,
     maxBatch = 2000,
     onBatch?: (size: number) => void,
+    /** Each batch's size, transaction time (s) and outcome (metrics). */
+    onCommitted?: (size: number, seconds: number, ok: boolean) => void,
   ) {
     this.commits = new GroupCommit(
       async (events) => {
@@ -58,6 +60,7 @@ export class AuditRecorder {
       },
       maxBatch,
       onBatch,
+      onCommitted,
     );
   }
 

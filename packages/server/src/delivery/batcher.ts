@@ -13,6 +13,7 @@ export class AppendBatcher {
     onCommitted: (reqs: AppendRequest[], results: AppendResult[]) => void,
     maxBatch = 512,
     onBatch?: (size: number) => void,
+    onWritten?: (size: number, seconds: number, ok: boolean) => void,
   ) {
     this.commits = new GroupCommit(
       async (reqs) => {
@@ -22,6 +23,7 @@ export class AppendBatcher {
       },
       maxBatch,
       onBatch,
+      onWritten,
     );
   }
 

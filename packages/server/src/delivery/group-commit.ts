@@ -17,6 +17,8 @@ export class GroupCommit<I, R> {
     private readonly write: (items: I[]) => Promise<R[]>,
     private readonly maxBatch: number,
     private readonly onBatch?: (size: number) => void,
+    /** After each write: the batch size, how long the write (its transaction) took in seconds, and whether it committed. */
+    private readonly onWritten?: (size: number, seconds: number, ok: boolean) => void,
   ) {}
 
   submit(item: I): Promise<R> {
@@ -33,10 +35,13 @@ export class GroupCommit<I, R> {
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, this.maxBatch);
       this.onBatch?.(batch.length);
+      const t0 = performance.now();
       try {
         const results = await this.write(batch.map((p) => p.item));
+        this.onWritten?.(batch.length, (performance.now() - t0) / 1000, true);
         batch.forEach((p, i) => p.resolve(results[i]!));
       } catch (e) {
+        this.onWritten?.(batch.length, (performance.now() - t0) / 1000, false);
         for (const p of batch) p.reject(e);
       }
     }

@@ -141,7 +141,8 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   const clock = opts.clock ?? systemClock;
   const now = () => clock.now();
   const fanout = opts.fanout ?? new InProcessFanout();
-  const metrics = createMetrics();
+  const metrics = createMetrics(opts.store.handle.poolStats);
+  opts.store.handle.onQuery = (seconds, ok) => metrics.querySeconds.observe({ outcome: ok ? "ok" : "error" }, seconds);
   const app = Fastify({
     logger: opts.logger === undefined ? false : opts.logger === true ? { level: "info" } : opts.logger,
     bodyLimit: 1024 * 1024,
@@ -177,6 +178,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     },
     512,
     (n) => metrics.batchSize.observe(n),
+    (_n, seconds, ok) => metrics.transactionSeconds.observe({ kind: "message", outcome: ok ? "ok" : "error" }, seconds),
   );
 
   const witnesses = opts.witnesses ?? [];
@@ -213,7 +215,13 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     claimPairLimiter: limiter("claim-pair", 0.1, 5),
     now,
     lookupSession: sessionLookup(opts.store, now),
-    audit: new AuditRecorder(opts.store.audit, now),
+    audit: new AuditRecorder(
+      opts.store.audit,
+      now,
+      2000,
+      (n) => metrics.auditBatchSize.observe(n),
+      (_n, seconds, ok) => metrics.transactionSeconds.observe({ kind: "audit", outcome: ok ? "ok" : "error" }, seconds),
+    ),
     ...(witnessed ? { witnessed } : {}),
     ...(auditWitnessed ? { auditWitnessed } : {}),
     ...(opts.logKey

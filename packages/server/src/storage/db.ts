@@ -21,6 +21,10 @@ export interface DbHandle {
   sqlite?: SQLite.Database;
   /** The PostgreSQL URL (PostgreSQL only): leader election holds its lock on a connection of its own. */
   url?: string;
+  /** PostgreSQL pool occupancy (metrics). */
+  poolStats?: () => { total: number; idle: number; waiting: number };
+  /** Set by the app to time every query the query builder runs (metrics); seconds and outcome. */
+  onQuery?: ((seconds: number, ok: boolean) => void) | undefined;
   close(): Promise<void>;
 }
 
@@ -63,7 +67,11 @@ export async function openDatabase(opts: DbOptions): Promise<DbHandle> {
       clients.delete(c);
       if (clients.size === 0) drained?.();
     });
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const timing: { onQuery?: ((s: number, ok: boolean) => void) | undefined } = {};
+    const db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool }),
+      log: (e) => timing.onQuery?.(e.queryDurationMillis / 1000, e.level === "query"),
+    });
     const close = async () => {
       await db.destroy();
       if (clients.size > 0)
@@ -72,7 +80,20 @@ export async function openDatabase(opts: DbOptions): Promise<DbHandle> {
           setTimeout(done, 5000).unref();
         });
     };
-    handle = { db, dialect: "postgres", files: [], close, url: opts.databaseUrl };
+    handle = {
+      db,
+      dialect: "postgres",
+      files: [],
+      close,
+      url: opts.databaseUrl,
+      poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
+      set onQuery(f) {
+        timing.onQuery = f;
+      },
+      get onQuery() {
+        return timing.onQuery;
+      },
+    };
   } else {
     mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
     const file = join(opts.dataDir, "valise.sqlite");
@@ -81,8 +102,18 @@ export async function openDatabase(opts: DbOptions): Promise<DbHandle> {
     sqlite.pragma("synchronous = FULL");
     sqlite.pragma("foreign_keys = ON");
     sqlite.pragma("busy_timeout = 5000");
-    const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) });
+    const timing: { onQuery?: ((s: number, ok: boolean) => void) | undefined } = {};
+    const db = new Kysely<Database>({
+      dialect: new ImmediateSqliteDialect({ database: sqlite }),
+      log: (e) => timing.onQuery?.(e.queryDurationMillis / 1000, e.level === "query"),
+    });
     handle = {
+      set onQuery(f) {
+        timing.onQuery = f;
+      },
+      get onQuery() {
+        return timing.onQuery;
+      },
       db,
       dialect: "sqlite",
       files: [file, `${file}-wal`, `${file}-shm`],
