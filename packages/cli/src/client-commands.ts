@@ -38,8 +38,11 @@ approve ID     send your new device ID (an active device of yours in the directo
                (it is added to them first), and dismiss its alert; then this device's message history (valise
                history): encrypted batches on the server and a manifest signed by this device, to that device only.
                A device nobody approved gets only what is sent after it joined; a revoked device gets nothing.
-               Progress on stderr; an interrupted approval resumes when run again. --json prints
-               {"approved","conversations","keys","history":{"transfer","messages","batches","resumed"}}.`;
+               Progress on stderr; an interrupted approval resumes when run again. The server reclaims
+               history batches not fetched within its upload TTL (24 h by default): the new device then says its
+               history is INCOMPLETE, and running approve again sends a new transfer that replaces the old one
+               ("replaced": its id, when an unfinished one was given up). --json prints
+               {"approved","conversations","keys","history":{"transfer","messages","batches","resumed","replaced"?}}.`;
 export const SEND_USAGE = `usage: valise send --profile DIR --to HANDLE|UNIT [--label LABEL] TEXT [--json]
 
 Sends TEXT end-to-end encrypted to a user (direct conversation) or a unit's channel (e.g. HQ/ASIA-1).

@@ -369,6 +369,7 @@ export class ValiseClient {
     };
     await opts.store.save(state);
     const client = new ValiseClient(migrateProfile(state), opts.store, opts.fetch, opts.transparency, opts.cipher);
+    client.historyLoader = opts.history ?? null;
     await client.login();
     await client.transport.uploadKeyPackages(kps.map((k) => k.publicBytes));
     await client.save();
@@ -655,6 +656,10 @@ export class ValiseClient {
       await this.cableQueue(items);
       await this.replenishKeyPackages();
       await this.save();
+      // Kept as soon as decrypted (MLS decrypts once): a command that catches up without handing items over (an
+      // archive export, a send) still has them in the device's history.
+      const h = await this.history();
+      if (h && h.record(items) > 0) await h.save();
       for (const entry of [...(this.state.outbox ?? [])]) await this.flushEntry(entry);
       for (const entry of [...(this.state.textOutbox ?? [])])
         await this.flushText(entry).catch((e: unknown) => {
@@ -1303,7 +1308,7 @@ export class ValiseClient {
   ): Promise<{
     conversations: number;
     keys: number;
-    history?: { transfer: string; messages: number; batches: number; resumed: boolean };
+    history?: { transfer: string; messages: number; batches: number; resumed: boolean; replaced?: string };
   }> {
     return this.authed(async () => {
       let me = await this.verifier.user(this.handle);

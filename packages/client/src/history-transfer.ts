@@ -21,7 +21,13 @@
  */
 import { ValiseError, fromBase64, toBase64, utf8 } from "@valise/core";
 import { signChallenge, verifyChallenge } from "@valise/protocol";
-import type { HistoryManifest, HistoryMessage, HistoryStore, OutgoingTransfer } from "./history.js";
+import {
+  supersededIncoming,
+  type HistoryManifest,
+  type HistoryMessage,
+  type HistoryStore,
+  type OutgoingTransfer,
+} from "./history.js";
 import type { HistoryPayload } from "./items.js";
 import type { HttpTransport, ServerUser } from "./transport.js";
 import { bytesSource, collect, downloadDecrypted, uploadEncrypted, type StreamCipher } from "./content.js";
@@ -91,8 +97,18 @@ export async function sendHistory(
   store: HistoryStore,
   device: string,
   onProgress?: (p: HistoryProgress) => void,
-): Promise<{ transfer: string; messages: number; batches: number; resumed: boolean }> {
+): Promise<{ transfer: string; messages: number; batches: number; resumed: boolean; replaced?: string }> {
   let t: OutgoingTransfer | undefined = store.data.outgoing.find((o) => o.device === device && !o.done);
+  let replaced: string | undefined;
+  if (t && (await reaped(host, t))) {
+    // The server reclaimed a batch's blob (an upload unattached for longer than its TTL) before the transfer was
+    // finished: it can never complete. Give it up and send a new transfer that replaces it (manifest `supersedes`).
+    t.done = true;
+    t.abandoned = "a batch's blob is gone from the server (reaped)";
+    replaced = t.id;
+    await store.save();
+    t = undefined;
+  }
   const resumed = t !== undefined;
   if (!t) {
     const id = crypto.randomUUID();
@@ -108,6 +124,10 @@ export async function sendHistory(
       done: false,
       startedAt: new Date().toISOString(),
     };
+    // Every earlier transfer to this device: this one holds all their messages (the store is append-only), so the
+    // device can drop one it could not complete (e.g. its batches were reaped before it fetched them).
+    const earlier = store.data.outgoing.filter((o) => o.device === device).map((o) => o.id);
+    if (earlier.length > 0) t.supersedes = earlier;
     const key = fromBase64(t.key);
     const batches = snapshotBatches(store, count, Math.min(BATCH_MESSAGES, Math.max(1, store.transferBatch)));
     for (const [i, msgs] of batches.entries()) {
@@ -154,6 +174,7 @@ export async function sendHistory(
       conversations: [...conversations.values()],
       batches: out.batches,
       contentHash: await contentHash(out.batches.map((b) => b.sha256)),
+      ...(out.supersedes ? { supersedes: out.supersedes } : {}),
     };
     const text = JSON.stringify(manifest);
     const sig = toBase64(await signChallenge(host.signingKey, utf8(SIG_CONTEXT + text)));
@@ -171,17 +192,28 @@ export async function sendHistory(
     const plain = batchPlain(out, b.index, batches[b.index]!);
     if ((await sha256Hex(plain)) !== b.sha256)
       throw new ValiseError("conflict", `history batch ${b.index} changed since the transfer started`);
-    await uploadEncrypted(
-      host.transport,
-      host.cipher,
-      key,
-      streamParams(out.id, b.index),
-      bytesSource(plain),
-      undefined,
-      {
-        resume: { blob: b.blob, header: fromBase64(b.header) },
-      },
-    );
+    try {
+      await uploadEncrypted(
+        host.transport,
+        host.cipher,
+        key,
+        streamParams(out.id, b.index),
+        bytesSource(plain),
+        undefined,
+        {
+          resume: { blob: b.blob, header: fromBase64(b.header) },
+        },
+      );
+    } catch (e) {
+      if (!(e instanceof ValiseError && e.code === "not_found")) throw e;
+      // Reaped while this transfer was under way: start again under a new id (once; a second loss is an error).
+      if (replaced !== undefined) throw e;
+      out.done = true;
+      out.abandoned = `batch ${b.index + 1}'s blob is gone from the server (reaped)`;
+      await store.save();
+      const again = await sendHistory(host, store, device, onProgress);
+      return { ...again, resumed, replaced: out.id };
+    }
     out.uploaded.push(b.index);
     await store.save();
     onProgress?.({
@@ -194,39 +226,62 @@ export async function sendHistory(
   }
   out.done = true;
   await store.save();
-  return { transfer: out.id, messages: out.count, batches: out.batches.length, resumed };
+  return {
+    transfer: out.id,
+    messages: out.count,
+    batches: out.batches.length,
+    resumed,
+    ...(replaced !== undefined ? { replaced } : {}),
+  };
+}
+
+/** Is a blob of this (unfinished) transfer gone from the server? */
+async function reaped(host: TransferHost, t: OutgoingTransfer): Promise<boolean> {
+  for (const b of t.batches) {
+    try {
+      await host.transport.blobStatus(b.blob);
+    } catch (e) {
+      if (e instanceof ValiseError && e.code === "not_found") return true;
+      throw e;
+    }
+  }
+  return false;
 }
 
 const sha = str({ max: 64, min: 64, pattern: /^[0-9a-f]{64}$/ });
-const manifestSchema = obj({
-  v: literal(1),
-  id: str({ max: 64, min: 8, pattern: /^[0-9a-f-]+$/ }),
-  from: obj({ user: str({ max: 64 }), device: str({ max: 66 }) }),
-  to: obj({ user: str({ max: 64 }), device: str({ max: 66 }) }),
-  createdAt: str({ max: 40 }),
-  messages: int({ min: 0, max: 100_000_000 }),
-  conversations: arr(
-    obj({
-      conversation: str({ max: 100 }),
-      label: str({ max: 512 }),
-      count: int({ min: 0, max: 100_000_000 }),
-      cursor: int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
-    }),
-    { max: 100_000 },
-  ),
-  batches: arr(
-    obj({
-      index: int({ min: 0, max: 1_000_000 }),
-      blob: str({ max: 66, min: 1 }),
-      size: int({ min: 0, max: 1024 * 1024 * 1024 }),
-      header: str({ max: 200 }),
-      count: int({ min: 0, max: BATCH_MESSAGES }),
-      sha256: sha,
-    }),
-    { max: 1_000_000 },
-  ),
-  contentHash: sha,
-});
+const manifestSchema = obj(
+  {
+    v: literal(1),
+    id: str({ max: 64, min: 8, pattern: /^[0-9a-f-]+$/ }),
+    from: obj({ user: str({ max: 64 }), device: str({ max: 66 }) }),
+    to: obj({ user: str({ max: 64 }), device: str({ max: 66 }) }),
+    createdAt: str({ max: 40 }),
+    messages: int({ min: 0, max: 100_000_000 }),
+    conversations: arr(
+      obj({
+        conversation: str({ max: 100 }),
+        label: str({ max: 512 }),
+        count: int({ min: 0, max: 100_000_000 }),
+        cursor: int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+      }),
+      { max: 100_000 },
+    ),
+    batches: arr(
+      obj({
+        index: int({ min: 0, max: 1_000_000 }),
+        blob: str({ max: 66, min: 1 }),
+        size: int({ min: 0, max: 1024 * 1024 * 1024 }),
+        header: str({ max: 200 }),
+        count: int({ min: 0, max: BATCH_MESSAGES }),
+        sha256: sha,
+      }),
+      { max: 1_000_000 },
+    ),
+    contentHash: sha,
+    supersedes: arr(str({ max: 64, min: 8, pattern: /^[0-9a-f-]+$/ }), { max: 10_000 }),
+  },
+  { optional: ["supersedes"] },
+);
 
 const messageSchema = obj(
   {
@@ -321,6 +376,7 @@ export async function fetchHistoryBatches(
 ): Promise<string[]> {
   const alerts: string[] = [];
   for (const t of store.data.incoming) {
+    if (supersededIncoming(store.data, t)) continue; // replaced by a later transfer from the same device
     const key = fromBase64(t.key);
     for (const b of t.manifest.batches) {
       if (t.received.includes(b.index) || t.refused.some((r) => r.index === b.index)) continue;
@@ -329,7 +385,8 @@ export async function fetchHistoryBatches(
         await store.save();
         alerts.push(
           `history from ${t.from.user} (device ${t.from.device}): batch ${b.index + 1} of ${t.manifest.batches.length} ${why}: ` +
-            `the history on this device is incomplete`,
+            `the history on this device is incomplete (approve this device again from that device: it sends a new ` +
+            `transfer that replaces this one)`,
         );
       };
       let status;

@@ -71,6 +71,12 @@ export interface HistoryManifest {
   batches: { index: number; blob: string; size: number; header: string; count: number; sha256: string }[];
   /** SHA-256 (hex) of the batches' SHA-256 values (hex) joined by "\n", in order. */
   contentHash: string;
+  /**
+   * Earlier transfers from the same device to this device that this one replaces (it holds all their messages and
+   * more): e.g. one whose batches the server reaped before they were fetched. The receiver stops fetching them and no
+   * longer counts them: this transfer's own completeness is what counts.
+   */
+  supersedes?: string[];
 }
 
 export interface IncomingTransfer {
@@ -96,6 +102,10 @@ export interface OutgoingTransfer {
   uploaded: number[];
   done: boolean;
   startedAt: string;
+  /** Earlier transfers to the same device this one replaces (in its manifest). */
+  supersedes?: string[];
+  /** Given up: a batch's blob was gone from the server (reaped) before the device had it; a new transfer replaced it. */
+  abandoned?: string;
 }
 
 export interface HistoryData {
@@ -398,16 +408,28 @@ export class HistoryStore {
     messages: number;
     refused: { index: number; why: string }[];
   }[] {
-    return this.data.incoming.map((t) => ({
-      id: t.id,
-      from: t.from,
-      complete: t.received.length === t.manifest.batches.length && t.refused.length === 0,
-      batches: t.manifest.batches.length,
-      received: t.received.length,
-      messages: t.manifest.messages,
-      refused: t.refused,
-    }));
+    return this.data.incoming
+      .filter((t) => !supersededIncoming(this.data, t))
+      .map((t) => ({
+        id: t.id,
+        from: t.from,
+        complete: t.received.length === t.manifest.batches.length && t.refused.length === 0,
+        batches: t.manifest.batches.length,
+        received: t.received.length,
+        messages: t.manifest.messages,
+        refused: t.refused,
+      }));
   }
+}
+
+/**
+ * Is this incoming transfer replaced by a later one from the same device (its signed manifest's `supersedes`)? Then
+ * it is neither fetched nor counted (the later transfer holds all of it and reports its own completeness).
+ */
+export function supersededIncoming(data: HistoryData, t: IncomingTransfer): boolean {
+  return data.incoming.some(
+    (o) => o.id !== t.id && o.from.device === t.from.device && (o.manifest.supersedes ?? []).includes(t.id),
+  );
 }
 
 function base(it: { conversation: string; seq: number; from: string; text: string; label: string; time: string }) {
