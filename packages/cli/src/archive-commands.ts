@@ -37,7 +37,12 @@ export const ARCHIVE_USAGE = `usage: valise archive <export|verify> [options] [-
       references, labels, the SHA-256 and size of every file, the directory-log checkpoint the export was verified
       at, the log entries with inclusion proofs that add this device and assign its units) and manifest.sig (this
       device's Ed25519 signature over manifest.json). Items this device holds no key for are listed under
-      "missing". Conversation messages are not included yet (no message history store on the device).
+      "missing". Conversation messages: those of the units' channels and link conversations that this device
+      holds in its sealed history (valise history: every message it received or sent as a member, kept as it
+      decrypts them; MLS gives it nothing from before its device joined a conversation), sent from --since until
+      before --until (server time), one directory per conversation: conversations/NNNN/conversation.json (id,
+      kind, unit, from unit, label, first and last seq held) and messages.json (seq, time, from, device, label,
+      kind, text), both listed with their SHA-256 in the manifest like every other file.
   archive verify DIR [--bundle FILE]
       Checks an export as a third party: the signature over manifest.json by the key it names, every listed file's
       SHA-256 and size, no file missing and none added. With --bundle (an enrollment bundle or {logKey,witnesses,
@@ -69,6 +74,16 @@ type ArchiveItem =
       name: string;
       createdAt: string;
       files: string[];
+    }
+  | {
+      kind: "conversation";
+      id: string;
+      conversationKind: string;
+      unit: string | null;
+      fromUnit: string | null;
+      label: string;
+      messages: number;
+      files: string[];
     };
 interface Manifest extends ArchiveEvidence {
   format: string;
@@ -76,7 +91,7 @@ interface Manifest extends ArchiveEvidence {
   exportedAt: string;
   since: string;
   until: string;
-  messages: { included: boolean; reason?: string };
+  messages: { included: boolean; conversations: number; count: number; source: string };
   items: ArchiveItem[];
   missing: { kind: string; reference?: string; id: string; version?: number; label: string; reason: string }[];
   files: FileRecord[];
@@ -274,6 +289,60 @@ async function exportArchive(values: {
     }
   }
 
+  // Conversation messages of the archive's units, from this device's own sealed history (recorded as they were
+  // decrypted, including by the catch-up above).
+  const h = await c.history();
+  if (!h) throw new ValiseError("bad_request", "this client keeps no message history: no conversations to export");
+  const convMeta = new Map<string, { kind: string; unit: string | null; fromUnit: string | null; label: string }>();
+  for (const rc of await c.transport.conversations())
+    convMeta.set(rc.id, { kind: rc.kind, unit: rc.unit, fromUnit: rc.fromUnit ?? null, label: rc.label });
+  for (const lc of c.conversationList())
+    // this device's own view wins over the server's list
+    convMeta.set(lc.id, { kind: lc.kind, unit: lc.unit, fromUnit: lc.fromUnit ?? null, label: lc.label });
+  let k = 0;
+  let messageCount = 0;
+  for (const conv of [...new Set(h.data.messages.map((x) => x.conversation))].sort()) {
+    const meta = convMeta.get(conv);
+    if (!meta || (meta.kind !== "unit" && meta.kind !== "link")) continue;
+    if (!(meta.unit !== null && units.has(meta.unit)) && !(meta.fromUnit !== null && units.has(meta.fromUnit)))
+      continue;
+    const msgs = h.messages(conv).filter((x) => inRange(Date.parse(x.time)));
+    if (msgs.length === 0) continue;
+    const dir = `conversations/${pad(++k)}`;
+    const info = {
+      id: conv,
+      kind: meta.kind,
+      unit: meta.unit,
+      fromUnit: meta.fromUnit,
+      label: meta.label,
+      messages: msgs.length,
+      firstSeq: msgs[0]!.seq,
+      lastSeq: msgs[msgs.length - 1]!.seq,
+    };
+    const rows = msgs.map((x) => ({
+      seq: x.seq,
+      time: x.time,
+      from: x.from,
+      device: x.device ?? null,
+      label: x.label,
+      kind: x.kind,
+      text: x.text,
+    }));
+    const infoPath = write(`${dir}/conversation.json`, `${JSON.stringify(info, null, 2)}\n`);
+    const msgPath = write(`${dir}/messages.json`, `${JSON.stringify(rows, null, 2)}\n`);
+    messageCount += msgs.length;
+    items.push({
+      kind: "conversation",
+      id: conv,
+      conversationKind: meta.kind,
+      unit: meta.unit,
+      fromUnit: meta.fromUnit,
+      label: meta.label,
+      messages: msgs.length,
+      files: [infoPath, msgPath],
+    });
+  }
+
   for (const it of items)
     for (const rel of it.files) {
       const path = join(out, rel);
@@ -288,8 +357,10 @@ async function exportArchive(values: {
     since: new Date(since).toISOString(),
     until: new Date(until).toISOString(),
     messages: {
-      included: false,
-      reason: "conversation messages are not kept on the device yet (no message history store): not included",
+      included: true,
+      conversations: k,
+      count: messageCount,
+      source: "the messages this archivist device received or sent as a member (its sealed history)",
     },
     items,
     missing,
@@ -303,6 +374,8 @@ async function exportArchive(values: {
     units: evidence.units,
     cables: items.filter((i) => i.kind === "cable").length,
     documents: items.filter((i) => i.kind === "document").length,
+    conversations: k,
+    messages: messageCount,
     files: files.length,
     missing: missing.length,
     checkpoint: evidence.checkpoint.size,
@@ -311,11 +384,11 @@ async function exportArchive(values: {
   else {
     console.log(
       `archive of ${summary.units.join(", ")}: ${summary.cables} cable(s), ${summary.documents} document version(s), ` +
+        `${summary.messages} message(s) in ${summary.conversations} conversation(s), ` +
         `${summary.files} file(s) in ${out}; verified at directory log size ${summary.checkpoint}`,
     );
     for (const x of missing)
       console.log(`  missing ${x.kind} ${x.reference ?? `${x.id} v${x.version}`} [${x.label}]: ${x.reason}`);
-    console.log("conversation messages: not included (no message history store on this device yet)");
   }
   return 0;
 }

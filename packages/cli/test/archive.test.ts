@@ -291,6 +291,32 @@ for (const kind of DATABASE_KINDS) {
         join(dir, "report.pdf"),
       ]);
       await sync("pdvorak");
+      // Conversation messages in Beijing's unit channel (the archive's device is a member): one before the export
+      // window, two inside (from two members, one not plain ASCII), one after. The archivist does not sync: the
+      // export's own catch-up decrypts them and keeps them in its history.
+      const say = (who: string, text: string) =>
+        json<{ conversation: string; seq: number }>([
+          "send",
+          "--profile",
+          profile(who),
+          "--to",
+          "EMB/BEIJING",
+          "--label",
+          "CONFIDENTIAL/ASIA",
+          text,
+        ]);
+      const pause = () => new Promise((r) => setTimeout(r, 30));
+      const before = await say("pdvorak", "before the window");
+      await pause();
+      const since = new Date().toISOString();
+      await pause();
+      const in1 = await say("pdvorak", "Courier leaves Thursday, 08:00");
+      const in2 = await say("late1", "Bien reçu — Tōkyō confirms\nsecond line");
+      await pause();
+      const until = new Date().toISOString();
+      await pause();
+      await say("pdvorak", "after the window");
+      assert.equal(in1.conversation, before.conversation);
 
       // A non-archivist gets no archive.
       const refused = await run(["archive", "export", "--profile", profile("pdvorak"), "--out", join(dir, "x")]);
@@ -298,25 +324,25 @@ for (const kind of DATABASE_KINDS) {
       assert.match(refused.stderr, /pdvorak is the records archive of no unit/);
 
       const out = join(dir, "export");
-      const r = await json<{ cables: number; documents: number; missing: number; units: string[] }>([
-        "archive",
-        "export",
-        "--profile",
-        profile("rarchive"),
-        "--out",
-        out,
-      ]);
+      const r = await json<{
+        cables: number;
+        documents: number;
+        missing: number;
+        units: string[];
+        messages: number;
+      }>(["archive", "export", "--profile", profile("rarchive"), "--out", out]);
       assert.deepEqual(r.units, ["EMB/BEIJING"]);
       assert.equal(r.cables, 3, JSON.stringify(r));
       assert.equal(r.documents, 1);
       assert.equal(r.missing, 0);
+      assert.ok(r.messages >= 4, JSON.stringify(r)); // the four above and the document's share
       const manifest = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")) as {
         items: { kind: string; reference?: string; id: string; label: string; files: string[] }[];
         files: { path: string; sha256: string }[];
         checkpoint: { size: number };
         messages: { included: boolean };
       };
-      assert.equal(manifest.messages.included, false);
+      assert.equal(manifest.messages.included, true);
       assert.ok(manifest.checkpoint.size > 0);
       const refs = manifest.items.filter((i) => i.kind === "cable").map((i) => i.reference);
       assert.deepEqual(
@@ -427,6 +453,66 @@ for (const kind of DATABASE_KINDS) {
       await verifyFails(/not a valid signature/);
       restore(join(out, "manifest.sig"), sig0);
       assert.equal((await run(["archive", "verify", out, "--bundle", bundle])).code, 0, "restored: verifies again");
+
+      // The window: exactly the two messages sent inside it, text identical, with sender user and device.
+      const win = join(dir, "export-window");
+      const w = await json<{ cables: number; documents: number; conversations: number; messages: number }>([
+        "archive",
+        "export",
+        "--profile",
+        profile("rarchive"),
+        "--since",
+        since,
+        "--until",
+        until,
+        "--out",
+        win,
+      ]);
+      assert.deepEqual(
+        { cables: w.cables, documents: w.documents, conversations: w.conversations, messages: w.messages },
+        { cables: 0, documents: 0, conversations: 1, messages: 2 },
+      );
+      const wm = JSON.parse(readFileSync(join(win, "manifest.json"), "utf8")) as {
+        items: { kind: string; id: string; unit: string; messages: number; files: string[] }[];
+        files: { path: string }[];
+        messages: { included: boolean; count: number };
+      };
+      assert.deepEqual(wm.messages.included && wm.messages.count, 2);
+      const conv = wm.items.find((i) => i.kind === "conversation")!;
+      assert.equal(conv.id, before.conversation);
+      assert.equal(conv.unit, "EMB/BEIJING");
+      const msgFile = conv.files.find((f) => f.endsWith("messages.json"))!;
+      assert.ok(wm.files.some((f) => f.path === msgFile) && wm.files.some((f) => f.path === conv.files[0]));
+      const rows = JSON.parse(readFileSync(join(win, msgFile), "utf8")) as {
+        seq: number;
+        from: string;
+        device: string | null;
+        label: string;
+        time: string;
+        text: string;
+      }[];
+      assert.deepEqual(
+        rows.map((x) => [x.seq, x.from, x.label, x.text]),
+        [
+          [in1.seq, "pdvorak", "CONFIDENTIAL/ASIA", "Courier leaves Thursday, 08:00"],
+          [in2.seq, "late1", "CONFIDENTIAL/ASIA", "Bien reçu — Tōkyō confirms\nsecond line"],
+        ],
+      );
+      for (const x of rows) {
+        assert.ok(x.device && x.device.length > 0, "the sending device is named");
+        assert.ok(x.time >= since && x.time < until, `${x.time} in [${since}, ${until})`);
+      }
+      assert.equal((await run(["archive", "verify", win, "--bundle", bundle])).code, 0);
+      // One flipped byte of the message file: verify fails.
+      const mf = join(win, msgFile);
+      const mb = readFileSync(mf);
+      const flipped = Buffer.from(mb);
+      const at = mb.indexOf("Thursday");
+      flipped[at] = flipped[at]! ^ 0x20;
+      writeFileSync(mf, flipped);
+      const bad = await run(["archive", "verify", win, "--bundle", bundle]);
+      assert.equal(bad.code, 1, bad.stdout);
+      assert.match(bad.stderr, /messages\.json: SHA-256 differs from the manifest/);
     });
   });
 }
