@@ -1,10 +1,20 @@
-import { resolve } from "node:path";
-import { dryRunMigrations, loadOrCreateLogKey, openStore, ROLES, type Role, type Store } from "@valise/server";
+import { existsSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import {
+  dryRunMigrations,
+  LOG_KEY_FILE,
+  loadOrCreateLogKey,
+  openStore,
+  rotateLogKey,
+  ROLES,
+  type Role,
+  type Store,
+} from "@valise/server";
 import { parse, str, UsageError } from "./args.js";
 import { parseDuration, resolveConfig } from "./config.js";
 import { oneLine, printJson } from "./output.js";
 import { BUNDLE_ENV_HELP, bundleTrust } from "./bundle.js";
-import { ValiseError, canonicalLabel } from "@valise/core";
+import { ValiseError, canonicalLabel, generateNoteKey } from "@valise/core";
 import { openClient } from "./client-commands.js";
 import { RETENTION_USAGE, auditPrune, retentionCommand } from "./retention-commands.js";
 import type { DirectoryChange, PendingRemovalView, StaffUser, ValiseClient } from "@valise/client";
@@ -71,6 +81,14 @@ Local operator commands on the server's database (like prosodyctl): run them on 
                                                this command returns; prints the pending removals.
   log key [--json]                             the directory log's verifier key (name+hash+key), for clients
                                                and witnesses; creates DIR/log-key if there is none yet
+  log-key rotate [--new-key-file FILE] [--json]
+                                               with every server stopped: a new log signing key; the old key
+                                               signs a hand-over naming it and the directory and audit log sizes
+                                               from which it signs; the database pins the new key; DIR/log-key is
+                                               replaced (the old one kept as DIR/log-key.retired-<time>). With
+                                               VALISE_LOG_KEY/logKeyFile, --new-key-file FILE receives the new key.
+                                               Devices and witnesses that pin the old key follow the hand-over
+                                               (README "Log-key rotation")
   backup --out DIR / restore --from DIR --data DIR
                                                online backup and restore (valise admin backup --help)
 ${RETENTION_USAGE}
@@ -106,6 +124,7 @@ export async function admin(argv: string[]): Promise<number> {
       from: { type: "string" },
       to: { type: "string" },
       config: { type: "string" },
+      "new-key-file": { type: "string" },
       since: { type: "string" },
       label: { type: "string" },
       keep: { type: "string" },
@@ -265,6 +284,68 @@ export async function admin(argv: string[]): Promise<number> {
         await store.directory.log.pinVerifierKey(key.vkey);
         if (values.json) printJson({ origin: key.origin, vkey: key.vkey });
         else console.log(key.vkey);
+        return 0;
+      }
+      case "log-key rotate": {
+        // A new key named after the log's origin; the old key signs the hand-over (storage/log-rotation.ts).
+        const oldKey = loadOrCreateLogKey({ dataDir, env: keyEnv });
+        const fromFile = keyEnv.VALISE_LOG_KEY === undefined && process.env.VALISE_LOG_KEY === undefined;
+        const target = values["new-key-file"]
+          ? resolve(values["new-key-file"])
+          : fromFile
+            ? join(dataDir, LOG_KEY_FILE)
+            : undefined;
+        if (!target)
+          throw new UsageError(
+            "the log key comes from VALISE_LOG_KEY or logKeyFile: give --new-key-file FILE for the new key, then " +
+              "point VALISE_LOG_KEY / logKeyFile at it on every server",
+          );
+        const { skey } = generateNoteKey(oldKey.origin);
+        const tmp = `${target}.new`;
+        writeFileSync(tmp, `${skey}\n`, { mode: 0o600, flag: "wx" });
+        const newKey = loadOrCreateLogKey({ dataDir, env: { VALISE_LOG_KEY: skey } });
+        let h;
+        try {
+          h = await rotateLogKey({
+            db: store.handle.db,
+            directory: store.directory.log,
+            audit: store.audit,
+            oldKey,
+            newKey,
+            now: Date.now(),
+          });
+        } catch (e) {
+          rmSync(tmp, { force: true });
+          throw e;
+        }
+        // The old key is kept beside the new one (mode 0600), never needed again by the server: destroy it once
+        // every backup that holds it is gone, or keep it offline.
+        const retired = `${target}.retired-${Date.now()}`;
+        if (existsSync(target)) renameSync(target, retired);
+        renameSync(tmp, target);
+        const out = {
+          origin: h.origin,
+          oldKey: h.oldKey,
+          newKey: h.newKey,
+          directorySize: h.directorySize,
+          auditSize: h.auditSize,
+          keyFile: target,
+          retiredKeyFile: existsSync(retired) ? retired : null,
+          handover: h.note,
+        };
+        if (values.json) printJson(out);
+        else {
+          console.log(`log key rotated: ${h.oldKey}\n            → ${h.newKey}`);
+          console.log(
+            `  from directory log size ${h.directorySize}, audit log size ${h.auditSize}; the hand-over (signed by ` +
+              "both keys) is served at GET /v1/log/directory/key-handovers",
+          );
+          console.log(`  new key: ${target}${existsSync(retired) ? `; old key moved to ${retired}` : ""}`);
+          console.log(
+            "  start the server(s) with the new key; devices and witnesses that pin the old key follow the hand-over.\n" +
+              `  New enrollment bundles carry the new key (valise admin log key).`,
+          );
+        }
         return 0;
       }
       case "device revoke": {

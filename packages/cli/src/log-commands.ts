@@ -107,6 +107,7 @@ async function status(profile: string, maxAge: string | undefined, json: boolean
   const t = client.transparency;
   if (!t) throw new ValiseError("bad_request", "this profile has no key transparency (enrolled without a bundle)");
   let error: string | null = null;
+  const pinnedBefore = client.trustAnchors?.logKey;
   try {
     await t.refresh(true);
   } catch (e) {
@@ -117,15 +118,30 @@ async function status(profile: string, maxAge: string | undefined, json: boolean
   const cp = t.state.checkpoint;
   const f = t.freshness();
   const ok = error === null && !f.stale && cp !== null;
+  // A log-key hand-over followed by this run (issue 19): shown once, here and as an alert in the next sync.
+  const trust = client.trustAnchors;
+  const hs = trust?.handovers ?? [];
+  const at = hs.findIndex((h) => h.from === pinnedBefore);
+  const keyChange = trust && trust.logKey !== pinnedBefore && at >= 0 ? hs.slice(at) : [];
   if (json)
     printJson({
       ok,
       size: cp?.size ?? null,
       acceptedAt: cp?.acceptedAt === undefined ? null : new Date(cp.acceptedAt).toISOString(),
       ...freshnessJson(f),
+      logKey: trust?.logKey ?? null,
+      keyChange:
+        keyChange.length > 0
+          ? keyChange.map((h) => ({ from: h.from, to: h.to, directorySize: h.directorySize, auditSize: h.auditSize }))
+          : null,
       error,
     });
   else {
+    for (const h of keyChange)
+      console.log(
+        `LOG KEY CHANGED: ${h.from} handed over to ${h.to} from log size ${h.directorySize} (signed by both keys); ` +
+          "this device now pins the new key",
+      );
     if (error) console.log(`REFUSED: ${error}`);
     console.log(
       cp

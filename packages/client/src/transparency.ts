@@ -40,11 +40,13 @@ import {
   isUserHandle,
   leafHash,
   OK,
+  openNote,
   parseCosignatureVerifierKey,
   parseDirectoryEntry,
   parseNoteVerifierKey,
   toBase64,
   verifyCheckpointQuorum,
+  verifyKeyHandover,
   type CheckpointFreshness,
   type DirectoryEntry,
   type Frontier,
@@ -69,6 +71,11 @@ export interface TrustAnchors {
    * the same from then on, but a server that was already hostile at enrollment could have pinned its own key.
    */
   firstUse?: boolean;
+  /**
+   * Log-key hand-overs this device followed (issue 19), oldest first: `logKey` is the last one's `to`. The device
+   * pinned `from` until the log reached `directorySize`; from then on the new key signs.
+   */
+  handovers?: { from: string; to: string; directorySize: number; auditSize: number; at: number }[];
 }
 
 /** Check trust anchors from an enrollment bundle; throws ValiseError("bad_request") saying what is wrong. */
@@ -134,7 +141,8 @@ export interface DirectoryAlert {
     | "member.remove"
     | "archive.assign"
     | "archive.remove"
-    | "directory.mismatch";
+    | "directory.mismatch"
+    | "log.key";
   logIndex: number;
   device?: string;
   text: string;
@@ -340,7 +348,8 @@ export interface TransparencyProfile {
 }
 
 export class TransparencyVerifier implements DirectoryDoor {
-  private readonly logVerifier: NoteVerifier;
+  /** The pinned log key; replaced only by following a hand-over the pinned key signed (`followHandover`). */
+  private logVerifier: NoteVerifier;
   private readonly witnessVerifiers: NoteVerifier[];
   private readonly quorum: number;
   private readonly ttlMs: number;
@@ -416,10 +425,26 @@ export class TransparencyVerifier implements DirectoryDoor {
 
   private async accept(): Promise<void> {
     const note = await this.transport.logCheckpoint();
-    const q = verifyCheckpointQuorum(note, this.logVerifier, this.witnessVerifiers, this.quorum);
-    if (!q.ok) throw refused(`directory log checkpoint refused: ${q.reason}`);
+    let q = verifyCheckpointQuorum(note, this.logVerifier, this.witnessVerifiers, this.quorum);
+    // Not signed by the pinned key: a key rotation is followed only through a hand-over the pinned key signed.
+    if (!q.ok && !signedBy(note, this.logVerifier) && (await this.followHandover()))
+      q = verifyCheckpointQuorum(note, this.logVerifier, this.witnessVerifiers, this.quorum);
+    if (!q.ok) {
+      if (!signedBy(note, this.logVerifier))
+        this.keyAlert(
+          `The server served a directory log checkpoint that the pinned log key ${this.profile.trust!.logKey} did not ` +
+            "sign, and no hand-over signed by that key announces another: refused",
+        );
+      throw refused(`directory log checkpoint refused: ${q.reason}`);
+    }
     const cp = q.checkpoint;
     const prev = this.state.checkpoint;
+    const last = this.profile.trust!.handovers?.at(-1);
+    if (last && last.to === this.profile.trust!.logKey && cp.size < last.directorySize)
+      throw refused(
+        `directory log checkpoint refused: the new log key signs from size ${last.directorySize} on ` +
+          `(its hand-over), not a tree of ${cp.size}`,
+      );
     // Rollback, fork, or a larger tree without a valid consistency proof from the accepted one: refused.
     await requireExtends("directory log", prev, cp, (from, to) => this.transport.logConsistencyProof(from, to));
     const next = structuredClone(this.state);
@@ -456,6 +481,91 @@ export class TransparencyVerifier implements DirectoryDoor {
     next.acked = cur.acked;
     this.profile.log = next;
     this.checkedAt = this.now();
+  }
+
+  /**
+   * Log-key rotation (issue 19): fetch the server's hand-overs and follow the one signed by the pinned key (and by
+   * the key it names), if the accepted checkpoint is not past the size it hands over at. On success the new key is
+   * pinned, the hand-over recorded in the trust anchors, and an alert tells the user once (and `--json`). A hand-over
+   * from the pinned key that fails any check is refused with an alert; hand-overs from other keys (forged, or ones
+   * followed before: a replay) change nothing. Returns whether the pin changed.
+   */
+  private async followHandover(): Promise<boolean> {
+    let notes: string[];
+    try {
+      notes = await this.transport.logKeyHandovers();
+    } catch {
+      return false; // a server from before rotation, or none served: nothing to follow
+    }
+    const trust = this.profile.trust!;
+    let changed = false;
+    for (let round = 0; round < 16; round++) {
+      const pinned = trust.logKey;
+      let next: { note: string; v: ReturnType<typeof verifyKeyHandover> } | undefined;
+      for (const note of notes.slice(0, 64)) {
+        if (typeof note !== "string") continue;
+        const v = verifyKeyHandover(note, pinned);
+        if (v.ok) {
+          next = { note, v };
+          break;
+        }
+        // A note claiming to hand over from the pinned key that does not verify is an attack or a broken server.
+        if (/^old /m.test(note) && note.includes(`\nold ${pinned}\n`)) next ??= { note, v };
+      }
+      if (!next) return changed;
+      if (!next.v.ok) {
+        this.keyAlert(`A log-key hand-over from the pinned key was refused: ${next.v.reason}`);
+        return changed;
+      }
+      const h = next.v.handover;
+      const accepted = this.state.checkpoint?.size ?? 0;
+      if (accepted > h.directorySize) {
+        this.keyAlert(
+          `A log-key hand-over from ${pinned} to ${h.newKey} at size ${h.directorySize} was refused: this device ` +
+            `already accepted a checkpoint of ${accepted} entries signed by the old key (it signed past its hand-over)`,
+        );
+        return changed;
+      }
+      trust.handovers = [
+        ...(trust.handovers ?? []),
+        { from: pinned, to: h.newKey, directorySize: h.directorySize, auditSize: h.auditSize, at: this.now() },
+      ];
+      trust.logKey = h.newKey;
+      this.logVerifier = parseNoteVerifierKey(h.newKey);
+      changed = true;
+      this.dirty = true;
+      this.state.alerts.push({
+        id: `log-key-${this.now()}-${this.state.alerts.length}`,
+        kind: "log.key",
+        logIndex: -1,
+        text:
+          `The directory log's signing key changed: ${pinned} handed over to ${h.newKey} from log size ` +
+          `${h.directorySize} (audit log ${h.auditSize}), in a statement signed by both keys. This device now pins ` +
+          "the new key; checkpoints signed by the old one past that size are refused",
+        time: this.now(),
+        acked: false,
+        surfaced: false,
+      });
+    }
+    return changed;
+  }
+
+  /** A refused log key or hand-over: one alert per distinct text (an attack, or a server operator's mistake). */
+  private keyAlert(text: string): void {
+    const key = `log-key: ${text}`;
+    if (this.alerted(key)) return;
+    const seen = (this.state.mismatches ??= {});
+    seen[key] = this.now();
+    this.dirty = true;
+    this.state.alerts.push({
+      id: `log-key-${this.now()}-${this.state.alerts.length}`,
+      kind: "log.key",
+      logIndex: -1,
+      text,
+      time: this.now(),
+      acked: false,
+      surfaced: false,
+    });
   }
 
   /**
@@ -1213,4 +1323,10 @@ function applyToDirectory(s: LogState, dir: LogDirectory, e: DirectoryEntry, ind
       return;
     }
   }
+}
+
+/** Whether `note` carries a valid signature by `key` (the pinned log key), whatever else it carries. */
+function signedBy(note: string, key: NoteVerifier): boolean {
+  const o = openNote(note, [key]);
+  return o.ok && o.sigs.some((s) => s.name === key.name && s.keyId === key.keyId);
 }

@@ -445,6 +445,11 @@ export class HttpTransport {
   async logCheckpoint(): Promise<string> {
     return new TextDecoder("utf-8", { fatal: false }).decode(await this.bytes("/v1/log/directory/checkpoint"));
   }
+  /** Log-key hand-overs (signed notes, oldest first), untrusted until verified against the pinned key. */
+  async logKeyHandovers(): Promise<string[]> {
+    const r = await this.call<{ handovers: unknown }>("GET", "/v1/log/directory/key-handovers");
+    return Array.isArray(r.handovers) ? r.handovers.filter((x): x is string => typeof x === "string") : [];
+  }
   async logEntry(index: number): Promise<Uint8Array> {
     const r = await this.call<{ entry: string }>("GET", `/v1/log/directory/entry/${index}`);
     return fromBase64(String(r.entry));

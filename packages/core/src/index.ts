@@ -8,6 +8,7 @@ export * from "./log/merkle-prove.js";
 export * from "./log/frontier.js";
 export * from "./log/note.js";
 export * from "./log/checkpoint.js";
+export * from "./log/key-handover.js";
 export * from "./log/cosignature.js";
 export * from "./log/directory-entry.js";
 export * from "./log/audit-event.js";

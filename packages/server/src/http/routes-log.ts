@@ -9,13 +9,19 @@
 import type { FastifyInstance } from "fastify";
 import { ValiseError, toBase64 } from "@valise/core";
 import { TILE_WIDTH } from "../storage/directory-log.js";
+import { listLogHandovers } from "../storage/log-rotation.js";
 import { type ServerContext, requireSession } from "./context.js";
 import { audit, auditOf } from "../audit/http.js";
 
 export const LOG_PREFIX = "/v1/log/directory";
 /** Every directory-log route: public ones are audited too when the caller has a session (a log read). */
 const LOG_READ = audit({ action: "directory.read", kind: "other", object: auditOf.fixed("directory-log") });
-export const PUBLIC_LOG_ROUTES = [`${LOG_PREFIX}/checkpoint`, `${LOG_PREFIX}/proof/consistency`, `${LOG_PREFIX}/trust`];
+export const PUBLIC_LOG_ROUTES = [
+  `${LOG_PREFIX}/checkpoint`,
+  `${LOG_PREFIX}/proof/consistency`,
+  `${LOG_PREFIX}/trust`,
+  `${LOG_PREFIX}/key-handovers`,
+];
 
 const DECIMAL = /^(0|[1-9][0-9]{0,15})$/;
 
@@ -98,6 +104,12 @@ export function logRoutes(app: FastifyInstance, ctx: ServerContext): void {
     if (!ctx.trustAnchors) throw new ValiseError("not_found", "this server signs no directory log checkpoints");
     return ctx.trustAnchors;
   });
+
+  // Log-key rotation (issue 19): every hand-over, oldest first, each signed by the old and the new key. Public, like
+  // the checkpoint: devices and witnesses that pinned an old key follow them to the key in force.
+  app.get(`${LOG_PREFIX}/key-handovers`, LOG_READ, async () => ({
+    handovers: (await listLogHandovers(ctx.store.handle.db)).map((h) => h.note),
+  }));
 
   app.get(`${LOG_PREFIX}/tile/*`, LOG_READ, async (req, reply) => {
     requireSession(req);

@@ -12,3 +12,4 @@ export * from "./document-store.js";
 export * from "./cable-store.js";
 export * from "./retention.js";
 export { ADMIN_CLI, type AuditOperator } from "./audit-log.js";
+export * from "./log-rotation.js";

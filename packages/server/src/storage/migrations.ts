@@ -706,6 +706,27 @@ function m022(d: Dialect): Migration {
   };
 }
 
+/**
+ * Log-key rotation (issue 19): `log_handovers` keeps every signed hand-over from an old log key to a new one (a key
+ * hands over once: the old key is the primary key), served to devices and witnesses, which follow it.
+ */
+function m023(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("log_handovers")
+        .addColumn("old_vkey", "text", (c) => c.primaryKey())
+        .addColumn("new_vkey", "text", (c) => c.notNull().unique())
+        .addColumn("directory_size", t.int64, (c) => c.notNull())
+        .addColumn("audit_size", t.int64, (c) => c.notNull())
+        .addColumn("note", "text", (c) => c.notNull())
+        .addColumn("created_at", t.int64, (c) => c.notNull())
+        .execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -725,6 +746,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         "020_cluster": m020(d),
         "021_archives": m021(d),
         "022_retention": m022(d),
+        "023_log_handovers": m023(d),
       };
     },
   };

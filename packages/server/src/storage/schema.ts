@@ -123,6 +123,14 @@ export interface LogKeysTable {
   vkey: string; // signed-note verifier key pinned at first use
   created_at: number;
 }
+export interface LogHandoversTable {
+  old_vkey: string;
+  new_vkey: string;
+  directory_size: number;
+  audit_size: number;
+  note: string; // the hand-over signed note (core key-handover.ts)
+  created_at: number;
+}
 export interface DirectoryLogRefsTable {
   ref: string; // e.g. "device.add/<device>", "user.clearance/<user>" (see migration 003)
   idx: number; // the directory log entry holding that fact
@@ -362,6 +370,7 @@ export interface Database {
   directory_log_nodes: DirectoryLogNodesTable;
   directory_log_checkpoints: DirectoryLogCheckpointsTable;
   log_keys: LogKeysTable;
+  log_handovers: LogHandoversTable;
   log_cosigned_checkpoints: LogCosignedCheckpointsTable;
   directory_log_refs: DirectoryLogRefsTable;
   blobs: BlobsTable;
