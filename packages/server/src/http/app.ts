@@ -34,6 +34,7 @@ import { installAuditHook, notAudited } from "../audit/http.js";
 import { auditOrigin, auditRoutes, PUBLIC_AUDIT_ROUTES } from "../audit/routes.js";
 import { CosignedCheckpoints, startWitnessPublisher } from "../witness/publisher.js";
 import { checkLogsAgainstWitnesses } from "../witness/startup-check.js";
+import { listLogHandovers } from "../storage/log-rotation.js";
 import type { WitnessEndpoint } from "../witness/submit.js";
 import { DEFAULT_ORG_NAME, incidentRoutes } from "./routes-incidents.js";
 import { TAXII_PREFIX, taxiiRoutes } from "./routes-taxii.js";
@@ -330,7 +331,10 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
         named(opts.store.directory.log, "directory", key.origin),
         named(opts.store.audit, "audit", auditOrigin(key.origin)),
       ],
-      logVerifier: parseNoteVerifierKey(key.vkey),
+      logVerifiers: [
+        parseNoteVerifierKey(key.vkey),
+        ...(await listLogHandovers(opts.store.handle.db)).map((h) => parseNoteVerifierKey(h.oldKey)),
+      ],
       witnesses,
       ...(opts.witnessTimeoutMs !== undefined ? { timeoutMs: opts.witnessTimeoutMs } : {}),
     });
@@ -377,6 +381,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
         ...(opts.witnessRetryMs !== undefined ? { retryMs: opts.witnessRetryMs } : {}),
         ...(opts.witnessRefreshMs !== undefined ? { refreshMs: opts.witnessRefreshMs } : {}),
         ...(opts.checkpointIntervalMs !== undefined ? { intervalMs: opts.checkpointIntervalMs } : {}),
+        handovers: async () => (await listLogHandovers(opts.store.handle.db)).map((h) => h.note),
         warn: (msg, data) => app.log.warn(data, msg),
         info: (msg, data) => app.log.info(data, msg),
       });

@@ -7,7 +7,16 @@
  * disk.
  */
 import Fastify, { type FastifyInstance } from "fastify";
-import { systemClock, type Clock, type NoteVerifier } from "@valise/core";
+import {
+  auditLogOrigin,
+  openNote,
+  parseKeyHandoverText,
+  parseNoteVerifierKey,
+  systemClock,
+  type Clock,
+  type KeyHandover,
+  type NoteVerifier,
+} from "@valise/core";
 import type { WitnessKey } from "./key.js";
 import { parseAddCheckpointRequest, TLOG_SIZE_CONTENT_TYPE } from "./request.js";
 import type { WitnessStateDir } from "./state.js";
@@ -46,6 +55,71 @@ export async function buildWitnessApp(opts: WitnessAppOptions): Promise<FastifyI
   }
   const byHash = new Map([...logs.keys()].map((o) => [originHash(o), o]));
 
+  /**
+   * Log-key rotation (issue 19): follow a hand-over signed by a key trusted for the log's origin (and by the new key
+   * it names) — for the directory origin and its audit origin — if this witness has not cosigned past the sizes it
+   * hands over at. From then on the new key replaces the old one for those origins: the old key's checkpoints get
+   * 403 (a rollback to the old key). Returns the HTTP status and a reason.
+   */
+  const follow = (
+    note: string,
+    persist: boolean,
+  ): Promise<{ status: number; reason: string }> | { status: number; reason: string } => {
+    const split = note.indexOf("\n\n");
+    let h: KeyHandover;
+    try {
+      if (split < 0) throw new Error("malformed note");
+      h = parseKeyHandoverText(note.slice(0, split + 1));
+    } catch (e) {
+      return { status: 400, reason: e instanceof Error ? e.message : String(e) };
+    }
+    const oldV = parseNoteVerifierKey(h.oldKey);
+    const newV = parseNoteVerifierKey(h.newKey);
+    const same = (a: { name: string; keyId: number }, b: { name: string; keyId: number }) =>
+      a.name === b.name && a.keyId === b.keyId;
+    const sizes = new Map([
+      [h.origin, h.directorySize],
+      [auditLogOrigin(h.origin), h.auditSize],
+    ]);
+    const targets: { origin: string; trusted: NoteVerifier }[] = [];
+    for (const origin of sizes.keys()) {
+      const keys = logs.get(origin) ?? [];
+      const trusted = keys.find((k) => same(k, oldV));
+      if (trusted) targets.push({ origin, trusted });
+    }
+    if (targets.length === 0) {
+      const followed = [...sizes.keys()].some((o) => (logs.get(o) ?? []).some((k) => same(k, newV)));
+      return followed
+        ? { status: 200, reason: "already followed" }
+        : { status: 403, reason: "the hand-over is from a key this witness does not trust for the log" };
+    }
+    for (const t of targets) {
+      // Signed by the trusted key itself (not merely one with the same name and key ID) and by the new key.
+      const byOld = openNote(note, [t.trusted]);
+      if (!byOld.ok || !byOld.sigs.some((x) => same(x, t.trusted)))
+        return { status: 403, reason: "the hand-over is not signed by the log key this witness trusts" };
+      const byNew = openNote(note, [newV]);
+      if (!byNew.ok) return { status: 403, reason: "the hand-over is not signed by the new key it names" };
+      const cosigned = opts.state.get(t.origin)?.size ?? 0;
+      if (persist && cosigned > sizes.get(t.origin)!)
+        return {
+          status: 422,
+          reason: `this witness cosigned ${cosigned} entries of ${t.origin} under the old key, past the hand-over at ${sizes.get(t.origin)}`,
+        };
+    }
+    const apply = () => {
+      for (const t of targets)
+        logs.set(
+          t.origin,
+          (logs.get(t.origin) ?? []).map((k) => (same(k, t.trusted) ? newV : k)),
+        );
+      return { status: 200, reason: "followed" };
+    };
+    return persist ? opts.state.addHandover(note).then(apply) : apply();
+  };
+  // Hand-overs followed before a restart.
+  for (const note of opts.state.handovers()) void follow(note, false);
+
   // Bodies are the protocol's text, whatever the Content-Type says.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
@@ -80,6 +154,17 @@ export async function buildWitnessApp(opts: WitnessAppOptions): Promise<FastifyI
       await opts.state.put(v.checkpoint.origin, note); // durable before the cosignature leaves
       req.log.info({ origin: v.checkpoint.origin, size: v.checkpoint.size }, "cosigned checkpoint");
       return reply.code(200).type("text/plain; charset=utf-8").send(response);
+    });
+  });
+
+  app.post("/key-handover", async (req, reply) => {
+    const body = Buffer.isBuffer(req.body) ? req.body.toString("utf8") : "";
+    if (body.length > BODY_LIMIT) return reply.code(400).send("too large\n");
+    return serialized(async () => {
+      const r = await follow(body, true);
+      if (r.status === 200 && r.reason === "followed") req.log.info({}, "followed a log-key hand-over");
+      else if (r.status !== 200) req.log.warn({ reason: r.reason }, "refused a log-key hand-over");
+      return reply.code(r.status).type("text/plain; charset=utf-8").send(`${r.reason}\n`);
     });
   });
 

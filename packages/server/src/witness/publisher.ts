@@ -79,6 +79,8 @@ export interface WitnessPublisherOptions {
   /** Ask the witnesses to cosign the published checkpoint again after this long without growth (default 60 s). */
   refreshMs?: number;
   fetch?: typeof fetch;
+  /** Log-key hand-overs (issue 19), oldest first: given to each witness before its first submission. */
+  handovers?: () => Promise<string[]>;
   warn: (msg: string, data: Record<string, unknown>) => void;
   info?: (msg: string, data: Record<string, unknown>) => void;
 }
@@ -117,7 +119,38 @@ export async function startWitnessPublisher(o: WitnessPublisherOptions): Promise
       }
   }
 
+  /** Witnesses that have the hand-overs (POST /key-handover answered 200 for each). */
+  const handedOver = new Set<WitnessEndpoint>();
+  async function giveHandovers(w: WitnessEndpoint): Promise<void> {
+    if (handedOver.has(w) || !o.handovers) return;
+    const notes = await o.handovers();
+    for (const note of notes) {
+      try {
+        const res = await (o.fetch ?? fetch)(`${w.url}/key-handover`, {
+          method: "POST",
+          headers: { "content-type": "text/plain; charset=utf-8" },
+          body: note,
+          signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), aborter.signal]),
+          redirect: "error",
+        });
+        const text = (await res.text()).slice(0, 300).trim();
+        if (!res.ok) {
+          o.warn("witness refused a log-key hand-over", { witness: w.url, status: res.status, reason: text });
+          return;
+        }
+      } catch (e) {
+        o.warn("witness did not take a log-key hand-over", {
+          witness: w.url,
+          err: e instanceof Error ? e.message : String(e),
+        });
+        return;
+      }
+    }
+    handedOver.add(w);
+  }
+
   async function cosignWith(w: WitnessEndpoint, size: number, note: string): Promise<string[]> {
+    await giveHandovers(w);
     let old = cosignedSize.get(w) ?? 0;
     for (let attempt = 0; attempt < 3 && !aborter.signal.aborted; attempt++) {
       if (old > size) {

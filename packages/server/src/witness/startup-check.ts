@@ -28,7 +28,8 @@ export interface WitnessCheckResult {
 
 export async function checkLogsAgainstWitnesses(o: {
   logs: readonly WitnessCheckLog[];
-  logVerifier: NoteVerifier;
+  /** The log key in force, and any key it took over from (log-key hand-overs): a checkpoint by either counts. */
+  logVerifiers: readonly NoteVerifier[];
   witnesses: readonly WitnessEndpoint[];
   timeoutMs?: number;
   fetch?: typeof fetch;
@@ -56,7 +57,7 @@ export async function checkLogsAgainstWitnesses(o: {
           return;
         }
         // Only a checkpoint this log key signed counts: anything else proves nothing about this log.
-        const opened = openNote(note, [o.logVerifier]);
+        const opened = openNote(note, o.logVerifiers);
         let cp: ReturnType<typeof parseCheckpoint>;
         try {
           if (!opened.ok) throw new Error(opened.reason);

@@ -145,6 +145,38 @@ export class WitnessStateDir {
     return file;
   }
 
+  /** Log-key hand-overs this witness followed (issue 19), oldest first, from `<dir>/key-handovers.json`. */
+  handovers(): string[] {
+    try {
+      const v = JSON.parse(readFileSync(join(this.dir, "key-handovers.json"), "utf8")) as unknown;
+      return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw e;
+    }
+  }
+
+  /** Durably add a followed hand-over (temp file, fsync, rename, directory fsync) before it takes effect. */
+  async addHandover(note: string): Promise<void> {
+    if (this.released) throw new ValiseError("internal", "witness state is closed");
+    const file = join(this.dir, "key-handovers.json");
+    const tmp = `${file}.tmp`;
+    const fh = await open(tmp, "w", 0o600);
+    try {
+      await fh.writeFile(`${JSON.stringify([...this.handovers(), note], null, 1)}\n`, "utf8");
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, file);
+    const dh = await open(this.dir, "r");
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+  }
+
   /** Release the lock (the state files stay). */
   close(): void {
     if (this.released) return;
