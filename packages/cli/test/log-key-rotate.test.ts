@@ -25,7 +25,7 @@ async function serveOn(dataDir: string, port: number, env: NodeJS.ProcessEnv = {
     env: cliEnv(env),
   });
   let err = "";
-  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
   for (let i = 0; ; i++) {
     try {
       if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) return child;

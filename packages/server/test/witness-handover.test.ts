@@ -185,9 +185,9 @@ for (const kind of DATABASE_KINDS)
           origin: auditLogOrigin(ORIGIN),
         });
         assert.ok(qa.ok, qa.ok ? "" : qa.reason);
-        const served = (await (await app.inject({ method: "GET", url: "/v1/log/directory/key-handovers" })).json()) as {
+        const served = (await app.inject({ method: "GET", url: "/v1/log/directory/key-handovers" })).json<{
           handovers: string[];
-        };
+        }>();
         assert.deepEqual(served.handovers, [h.note]);
         await app.close();
       } finally {
