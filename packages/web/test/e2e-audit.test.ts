@@ -289,6 +289,22 @@ test(
       // The rest of the officer screen still works: users and clearances, alerts.
       await j.page.getByRole("heading", { name: "Users and clearances" }).waitFor();
       await j.page.getByRole("cell", { name: "mkral", exact: true }).waitFor();
+      // Issue 16: a fresh server's detection is still learning its baselines; the alerts section says until when
+      // (the date the server reports, 14 training days after the first audited event's UTC day), not just "No alerts".
+      const status = j.page.locator("p.learning[role=status]");
+      await status.waitFor({ timeout: 15_000 });
+      const statusText = (await status.textContent()) ?? "";
+      const day = 86_400_000;
+      const untilOf = (t: number) =>
+        new Date((Math.floor(t / day) + 14) * day).toISOString().replace("T", " ").slice(0, 16) + "Z";
+      assert.ok(
+        [untilOf(t0), untilOf(Date.now())].some((u) =>
+          statusText.includes(`Detection is learning until ${u}: until then only critical rules (canaries) alert`),
+        ),
+        statusText,
+      );
+      await j.page.getByText("No alerts yet (still learning).").waitFor();
+      assert.equal(await j.page.getByText("No alerts.", { exact: true }).count(), 0, "'No alerts.' while learning");
       assert.deepEqual(
         j.errors.filter((e) => !/Failed to load resource/.test(e)),
         [],
