@@ -252,17 +252,22 @@ export function generate(o: GenOptions): Generated {
         source: `${u.unit.net}.${20 + Math.floor(r() * 200)}`,
         bytes: 2400,
       });
-      // The owner acknowledges the new phone from their laptop (issue 16: `valise devices --ack`).
-      push({
-        time: t + 10 * MIN,
-        actor: u.handle,
-        action: "directory.device.ack",
-        device: u.laptop,
-        target_device: phone,
-        object: u.handle,
-        unit: u.unit.name,
-        source: `${u.unit.net}.25`,
-      });
+      // The owner approves the new phone from their laptop (`valise devices approve`, audited as
+      // directory.device.ack): most at once, some hours later (issue 16 part 2: the engine waits 8 h for it), a few
+      // never (they forgot: the benign cost of the approval window).
+      const ackDraw = r();
+      const ackAfter = ackDraw < 0.7 ? 10 * MIN : ackDraw < 0.93 ? (1 + 5 * r()) * HOUR : null;
+      if (ackAfter !== null)
+        push({
+          time: t + ackAfter,
+          actor: u.handle,
+          action: "directory.device.ack",
+          device: u.laptop,
+          target_device: phone,
+          object: u.handle,
+          unit: u.unit.name,
+          source: `${u.unit.net}.25`,
+        });
       const admin = pick(admins);
       push({
         time: t + 30 * MIN,

@@ -229,7 +229,10 @@ function main(): void {
     options: {
       seeds: { type: "string", default: "1,2,3" },
       heldout: { type: "string", default: "20260302" },
-      "b-seeds": { type: "string", default: "101,102,103" },
+      /** Generator B seeds declared as tuning seeds (looked at while changing the engine). */
+      "b-tune-seeds": { type: "string", default: "101" },
+      /** Generator B seeds held out: never run before the final report (issue 16 round 3: 301-305). */
+      "b-seeds": { type: "string", default: "301,302,303,304,305" },
       users: { type: "string", default: "300" },
       "b-users": { type: "string", default: "0" },
       days: { type: "string", default: "42" },
@@ -250,6 +253,7 @@ function main(): void {
   const devSeeds = list(values.seeds);
   const heldSeeds = list(values.heldout);
   const bSeeds = list(values["b-seeds"]);
+  const bTuneSeeds = list(values["b-tune-seeds"]);
   if (values.jsonl) {
     const g = generate({ ...base, seed: devSeeds[0] ?? 1 });
     writeFileSync(values.jsonl, g.events.map((e) => `${eventLine(e)}\n`).join(""));
@@ -292,11 +296,14 @@ function main(): void {
   dev.forEach((r) => show("generator A (tuning) development", r));
   const held = heldSeeds.map(runA);
   held.forEach((r) => show("generator A (tuning) held-out seed", r));
+  const bt = bTuneSeeds.map(runB);
+  bt.forEach((r) => show("generator B tuning seed (looked at while tuning)", r));
   const b = bSeeds.map(runB);
-  b.forEach((r) => show("generator B (NOT used for tuning)", r));
+  b.forEach((r) => show("generator B held-out seed (NOT used for tuning)", r));
   const d = pool(dev, INTRUSION_TYPES);
   const h = held.length ? pool(held, INTRUSION_TYPES) : null;
   const pb = b.length ? pool(b, FAMILIES_B) : null;
+  const pbt = bt.length ? pool(bt, FAMILIES_B) : null;
   const strip = (r: SeedResult) => ({ ...r, falsePositiveExamples: r.falsePositiveExamples.slice(0, 3) });
   const out = {
     benchmark: "detect",
@@ -305,7 +312,14 @@ function main(): void {
       "rules and the rules were tuned on it; generator B (bench/detect/generate-b.ts) was written separately for " +
       "issue 16 and is NOT used for tuning: its numbers are the ones that count. See 'method' for what was looked at.",
     method: METHOD,
-    generatorB: pb ? { role: "held-out (not used for tuning)", seeds: bSeeds, ...pb } : null,
+    generatorB: {
+      heldOut: pb
+        ? { role: "held-out: never run before this report, not used for tuning", seeds: bSeeds, ...pb }
+        : null,
+      tuning: pbt
+        ? { role: "declared tuning seeds (looked at while changing the engine)", seeds: bTuneSeeds, ...pbt }
+        : null,
+    },
     generatorA: {
       role: "tuning",
       development: { seeds: devSeeds, ...d },
@@ -316,6 +330,7 @@ function main(): void {
     perSeed: [
       ...dev.map((r) => ({ set: "A-development", ...strip(r) })),
       ...held.map((r) => ({ set: "A-heldOutSeed", ...strip(r) })),
+      ...bt.map((r) => ({ set: "B-tuning", ...strip(r) })),
       ...b.map((r) => ({ set: "B-heldOut", ...strip(r) })),
     ],
   };
@@ -324,31 +339,62 @@ function main(): void {
     `${name} recall ${(100 * p.recall).toFixed(1)} % (${p.detected}/${p.intrusions}), FP user-days ${(100 * p.falsePositiveUserDayRate).toFixed(2)} % (${p.falsePositiveUserDays}/${p.benignUserDays}), median TTA ${p.medianTimeToAlertSeconds} s`;
   console.log(`\n${line("A development:   ", d)}`);
   if (h) console.log(line("A held-out seed: ", h));
+  if (h)
+    for (const [t, p] of Object.entries(h.perIntrusionTypeRecall))
+      console.log(`  A held-out ${t.padEnd(32)} ${p.detected}/${p.intrusions}`);
+  for (const [t, p] of Object.entries(d.perIntrusionTypeRecall))
+    console.log(`  A tuning   ${t.padEnd(32)} ${p.detected}/${p.intrusions}`);
+  if (pbt) {
+    console.log(line("B tuning seeds:  ", pbt));
+    for (const [t, p] of Object.entries(pbt.perIntrusionTypeRecall))
+      console.log(`  B tuning   ${t.padEnd(24)} ${p.detected}/${p.intrusions}`);
+  }
   if (pb) {
-    console.log(line("B (held out):    ", pb));
+    console.log(line("B held out:      ", pb));
     for (const [t, p] of Object.entries(pb.perIntrusionTypeRecall))
-      console.log(`  B ${t.padEnd(24)} ${p.detected}/${p.intrusions}`);
+      console.log(`  B held-out ${t.padEnd(24)} ${p.detected}/${p.intrusions}`);
+    for (const [k, v] of Object.entries(pb.benignLookalikes))
+      console.log(`  B held-out benign lookalike ${k.padEnd(20)} ${v.alerted}/${v.userDays} user-days alerted`);
+    console.log(
+      `targets on B held out (recall >= 0.95, FP user-days <= 1 %): ${pb.recall >= 0.95 && pb.falsePositiveUserDayRate <= 0.01 ? "MET" : "NOT met"}`,
+    );
   }
 }
 
 /** What was looked at while tuning: kept with the results so nobody mistakes B's numbers for untouched ones. */
 const METHOD = {
-  tunedOn: "generator A only (its seed 1 for the breadth floors and the 7-day breadth multiplier)",
+  tunedOn:
+    "generator A only (its seed 1 for the breadth floors and the 7-day breadth multiplier); round 3 (h-det2) also " +
+    "looked at generator B seed 101, declared a tuning seed",
   generatorB:
     "written for issue 16 after reading the issue, before any engine change; its parameters were not changed after " +
-    "seeing the engine's results on it",
+    "seeing the engine's results on it (round 3 did not change generate-b.ts at all)",
   generatorBBefore:
-    "bench/results/detect-before-issue16.json: the engine and rules of main before issue 16 on the same B seeds " +
+    "bench/results/detect-before-issue16.json: the engine and rules of main before issue 16 on B seeds " +
     "101,102,103: recall 66/72 = 0.917, false-positive user-days 248/13,419 = 1.85 % (new-device-new-network-read " +
     "the largest source; missed: stolen-key-foreign 7/9, clearance-widening 5/9)",
   seedsLookedAtDuringDevelopment:
-    "B seed 101 was run once after the device-acknowledgement, breadth and canary changes (recall 22/24, FP 0.80 %); " +
-    "nothing was changed in response except a fix that showed on generator A as well (conversations kept apart " +
-    "from the trusted devices/networks so that many message ids cannot evict them)",
+    "B seed 101 was run once in round 2 after the device-acknowledgement, breadth and canary changes (recall 22/24, " +
+    "FP 0.80 %) and once in round 3 after the approval window (recall 22/24, FP 0.68 %). B seeds 102, 103 (round 1) " +
+    "and 201-203 (round 2, held out then: recall 63/72 = 0.875, FP 1.31 %) have been run before, so they are no " +
+    "longer held out; round 3 did not run them. B seeds 301-305 had never been run before this report and were run " +
+    "once, after the last engine change.",
+  round3:
+    "issue 16 part 2, what only Valise knows: how the device came to the user ($deviceEnrolment: 'code' = they " +
+    "enrolled it themself with a one-time code, audited as directory.device.add by the owner from the new device; " +
+    "'admin' = another account added it; 'unseen'), and whether the owner approved it from a device already trusted " +
+    "for them ($deviceAcked; `valise devices approve` sends directory.device.ack after checking the device in the " +
+    "key-transparency log). New: a self-enrolled device has 8 h (ackGraceHours, a value chosen from how long an " +
+    "approval from the old phone plausibly takes, not fitted) to be approved; its reads over new networks are held " +
+    "meanwhile and reported together as baseline.device-unacknowledged when the window ends without approval. " +
+    "Cost: an unapproved phished enrolment is alerted up to 8 h after its first read instead of at it. Generator A " +
+    "now models late (23 %) and missing (7 %) approvals of new phones. Nothing was added because a held-out case " +
+    "missed.",
   rulesAddedAfterSeeingGeneratorB: [] as string[],
   designedFromTheIssueText:
-    "owner-acknowledged devices ($deviceAcked), the breadth baselines (baseline.breadth-day/-week) and the officer's " +
-    "own canary marking come from issue 16's description of the held-out misses and false alerts, not from B's output",
+    "owner-acknowledged devices ($deviceAcked), the approval window, the breadth baselines " +
+    "(baseline.breadth-day/-week) and the officer's own canary marking come from issue 16's description of the " +
+    "held-out misses and false alerts, not from B's output",
 };
 
 main();

@@ -102,6 +102,14 @@ export interface EngineOptions {
    * `["critical"]`, so a canary touch alerts on day one; baseline (volume) alerts still wait for the end of training.
    */
   trainingSeverities?: readonly Severity[];
+  /**
+   * Hours a device the user enrolled themself with a one-time code (`directory.device.add` by the owner, from the new
+   * device) has for its owner to approve it from a device already trusted for them (`valise devices approve`,
+   * audited as `directory.device.ack`). Within them, reads from it over a new network are held, not alerted; when
+   * they end without approval and the device was used, `baseline.device-unacknowledged` fires with those reads.
+   * A device added by another account, or never seen enrolled, gets no grace. 0 disables the grace.
+   */
+  ackGraceHours?: number;
 }
 
 const DEFAULT_VOLUME: VolumeOptions = {
@@ -145,6 +153,16 @@ interface Trust {
   last: number;
 }
 
+/** Reads from a self-enrolled device awaiting its owner's approval (see EngineOptions.ackGraceHours). */
+interface PendingDevice {
+  actor: string;
+  device: string;
+  deadline: number;
+  first: string;
+  networks: string[];
+  ids: string[];
+}
+
 type Triple = Record<Metric, number>;
 const zero = (): Triple => ({ reads: 0, bytes: 0, novel: 0, docs: 0 });
 const unset = (): Triple => ({ reads: -1, bytes: -1, novel: -1, docs: -1 });
@@ -172,6 +190,8 @@ interface UserState {
   objs: Map<number, number>;
   recent: [number, string][];
   added: Map<string, number>;
+  /** How a device was enrolled: "code" (by its owner, redeeming a one-time code), "admin" (by another account). */
+  enrolment: Map<string, string>;
   /** Devices their owner acknowledged from another, trusted device (directory.device.ack): device → time. */
   acked: Map<string, number>;
   /** Conversations first seen (kept apart from `ents`, so many conversations never evict a trusted device). */
@@ -226,6 +246,8 @@ interface State {
   orgNets: Map<string, number>;
   windows: Map<string, WindowState>;
   suppress: Map<string, number>;
+  /** actor|device → reads awaiting the owner's approval of a self-enrolled device. */
+  pending: Map<string, PendingDevice>;
 }
 
 const ENT_CAP = 256;
@@ -240,11 +262,15 @@ const WEEK_HOURS = 168;
 export class DetectionEngine {
   private readonly rules: Rule[];
   private readonly o: Required<
-    Omit<EngineOptions, "rules" | "trainUntil" | "trainDays" | "volume" | "breadth" | "trainingSeverities">
+    Omit<
+      EngineOptions,
+      "rules" | "trainUntil" | "trainDays" | "volume" | "breadth" | "trainingSeverities" | "ackGraceHours"
+    >
   > & {
     volume: VolumeOptions;
     breadth: BreadthOptions;
     trainDays: number;
+    ackGraceMs: number;
   };
   private s: State;
   private features = new Map<string, FieldValue>();
@@ -264,6 +290,7 @@ export class DetectionEngine {
       unusualHourShare: opts.unusualHourShare ?? 0.04,
       maxAlertEvents: opts.maxAlertEvents ?? 50,
       trainDays: opts.trainDays ?? 14,
+      ackGraceMs: (opts.ackGraceHours ?? 8) * HOUR_MS,
       volume: { ...DEFAULT_VOLUME, ...opts.volume },
       breadth: { ...DEFAULT_BREADTH, ...opts.breadth },
     };
@@ -280,6 +307,7 @@ export class DetectionEngine {
       orgNets: new Map(),
       windows: new Map(),
       suppress: new Map(),
+      pending: new Map(),
     };
     if (this.s.trainUntil !== null && Number.isNaN(this.s.trainUntil)) throw new RangeError("trainUntil is not a time");
   }
@@ -307,9 +335,10 @@ export class DetectionEngine {
     }
     const training = t < s.trainUntil!;
     if (!training && !s.trainedFrozen) this.freezeTrained();
+    const alerts: Alert[] = [];
+    this.expirePending(t, e.timeText, alerts);
     const u = this.user(e.actor);
     const f = this.derive(e, u, t);
-    const alerts: Alert[] = [];
     if (!training) {
       this.evalRules(e, u, t, alerts);
     } else if (this.trainingRules.length > 0) {
@@ -317,6 +346,7 @@ export class DetectionEngine {
     }
     this.learnEvent(e, u, t, f);
     if (!training && READ_ACTIONS.has(e.action) && e.outcome === "ok") {
+      this.holdPending(e, f, t);
       this.evalVolume(e, u, t, alerts);
       this.evalBreadth(e, u, t, alerts);
     }
@@ -329,11 +359,16 @@ export class DetectionEngine {
 
   /** Closes the current day so its clean user-days are learned; no alert is pending, so returns none. */
   flush(): Alert[] {
+    const alerts: Alert[] = [];
     if (this.s.curDay !== null) {
+      // The end of the input: devices still awaiting approval at their deadline are reported now.
+      const end = Math.max(this.s.now, ...[...this.s.pending.values()].map((p) => p.deadline));
+      if (Number.isFinite(end)) this.expirePending(end, new Date(end).toISOString(), alerts);
+      for (const a of alerts) this.user(a.actor).dirtyDay = this.s.curDay;
       this.closeDay(this.s.curDay);
       this.s.curDay += 1;
     }
-    return [];
+    return alerts;
   }
 
   /** A JSON-serialisable copy of the whole state (rules are not included: pass them again to restore). */
@@ -347,7 +382,9 @@ export class DetectionEngine {
     if (s.version !== 1) throw new RangeError("unsupported detection snapshot version");
     e.s = { ...s, now: s.now ?? -Infinity };
     // State written before the device-acknowledgement and breadth baselines existed.
+    e.s.pending ??= new Map();
     for (const u of e.s.users.values()) {
+      u.enrolment ??= new Map();
       u.acked ??= new Map();
       u.convs ??= new Map();
       u.officer ??= false;
@@ -391,6 +428,7 @@ export class DetectionEngine {
         objs: new Map(),
         recent: [],
         added: new Map(),
+        enrolment: new Map(),
         acked: new Map(),
         convs: new Map(),
         officer: false,
@@ -458,7 +496,15 @@ export class DetectionEngine {
     const newDevice = e.device !== null && !this.trusted(u, `d:${e.device}`);
     f.set("$newDevice", newDevice);
     f.set("$knownDevice", e.device !== null && !newDevice);
-    f.set("$deviceAcked", e.device !== null && u.acked.has(e.device));
+    const acked = e.device !== null && u.acked.has(e.device);
+    f.set("$deviceAcked", acked);
+    const how = e.device !== null ? u.enrolment.get(e.device) : undefined;
+    f.set("$deviceEnrolment", e.device === null ? undefined : (how ?? "unseen"));
+    const enrolledAt = e.device !== null ? u.added.get(e.device) : undefined;
+    f.set(
+      "$deviceAckPending",
+      how === "code" && !acked && enrolledAt !== undefined && t - enrolledAt < this.o.ackGraceMs,
+    );
     f.set("$officer", u.officer);
     f.set("$newNetwork", e.source !== "" && !this.trusted(u, `n:${net}`));
     f.set("$orgNewNetwork", e.source !== "" && (this.s.orgNets.get(net) ?? 0) < this.o.quarantineDays);
@@ -607,6 +653,60 @@ export class DetectionEngine {
         n === "score" ? score : n === "signals" ? signals : n === "time" ? e.timeText : this.field(e, n),
       );
       out.push({ time: e.timeText, actor: e.actor, rule: r.id, severity: r.severity, reason, events: ids });
+    }
+  }
+
+  // --- devices awaiting their owner's approval ---
+
+  /** A read over a new network from a self-enrolled device its owner has not approved yet: held until the deadline. */
+  private holdPending(e: DetectEvent, f: Map<string, FieldValue>, t: number): void {
+    if (e.device === null || f.get("$deviceAckPending") !== true) return;
+    if (f.get("$newDevice") !== true || f.get("$newNetwork") !== true) return;
+    const key = `${e.actor}|${e.device}`;
+    let p = this.s.pending.get(key);
+    if (!p) {
+      const enrolledAt = this.user(e.actor).added.get(e.device) ?? t;
+      p = {
+        actor: e.actor,
+        device: e.device,
+        deadline: enrolledAt + this.o.ackGraceMs,
+        first: e.timeText,
+        networks: [],
+        ids: [],
+      };
+      if (this.s.pending.size >= WINDOW_CAP) return;
+      this.s.pending.set(key, p);
+    }
+    const net = f.get("$network") as string;
+    if (!p.networks.includes(net) && p.networks.length < 8) p.networks.push(net);
+    pushCapped(p.ids, e.id, this.o.maxAlertEvents);
+  }
+
+  /** Devices whose approval deadline passed without approval: one alert each, with the reads held for it. */
+  private expirePending(t: number, timeText: string, out: Alert[]): void {
+    if (this.s.pending.size === 0) return;
+    for (const [key, p] of this.s.pending) {
+      if (p.deadline > t) continue;
+      this.s.pending.delete(key);
+      const u = this.user(p.actor);
+      if (u.acked.has(p.device)) continue;
+      const rule = "baseline.device-unacknowledged";
+      // The same fact as new-device-new-network-read: that rule stays quiet for this user for a day.
+      this.s.suppress.set(`new-device-new-network-read|${p.actor}`, t + DAY_MS);
+      this.s.suppress.set(`${rule}|${p.actor}`, t + DAY_MS);
+      out.push({
+        time: timeText,
+        actor: p.actor,
+        rule,
+        severity: "high",
+        reason:
+          `${p.actor} enrolled device ${p.device} and read ${p.ids.length} item(s) from it over network(s) new to ` +
+          `them (${p.networks.join(", ")}) from ${p.first}, but did not approve it from a device they already use ` +
+          `within ${Math.round(this.o.ackGraceMs / HOUR_MS)} h (valise devices approve): stolen credentials or a ` +
+          `phished enrollment code`,
+        events: [...p.ids],
+      });
+      u.dirtyDay = dayOf(t);
     }
   }
 
@@ -764,7 +864,13 @@ export class DetectionEngine {
     const affected = affectedUser(e);
     if (e.action === "directory.device.add" && e.outcome === "ok" && affected !== null) {
       const dev = e.target_device ?? e.device;
-      if (dev !== null) touchCapped(this.user(affected).added, dev, t, 16);
+      if (dev !== null) {
+        const owner = this.user(affected);
+        touchCapped(owner.added, dev, t, 16);
+        // Enrolled by its owner from the device itself (a one-time code redeemed), or added by another account.
+        const how = e.actor === affected && (e.device === null || e.device === dev) ? "code" : "admin";
+        touchCapped(owner.enrolment, dev, how, 16);
+      }
     }
     if (e.device !== null && e.source !== "") {
       const net = f.get("$network") as string;
@@ -783,8 +889,10 @@ export class DetectionEngine {
       e.target_device !== null &&
       e.device !== e.target_device &&
       this.trusted(u, `d:${e.device}`)
-    )
+    ) {
       touchCapped(u.acked, e.target_device, t, 16);
+      this.s.pending.delete(`${e.actor}|${e.target_device}`);
+    }
     const ents: string[] = [`a:${e.action}`];
     if (e.device !== null) ents.push(`d:${e.device}`);
     if (e.source !== "") ents.push(`n:${f.get("$network") as string}`);

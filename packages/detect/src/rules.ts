@@ -103,6 +103,14 @@ export const FIELDS: Readonly<Record<string, { type: FieldType; doc: string }>> 
     type: "boolean",
     doc: "the device was acknowledged by its owner (directory.device.ack) from another device already trusted for them",
   },
+  $deviceEnrolment: {
+    type: "string",
+    doc: 'how the device came to the actor: "code" (they enrolled it themself with a one-time code), "admin" (added by another account), "unseen" (no enrolment seen)',
+  },
+  $deviceAckPending: {
+    type: "boolean",
+    doc: "the actor enrolled this device themself with a code less than ackGraceHours ago and has not approved it yet from a trusted device",
+  },
   $knownDevice: { type: "boolean", doc: "the device is trusted for the actor (not $newDevice): e.g. travel with it" },
   $officer: { type: "boolean", doc: "the actor has read the audit log successfully (only officers can)" },
 };

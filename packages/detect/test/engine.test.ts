@@ -110,12 +110,21 @@ describe("new device", () => {
       unit: "HQ/ASIA-1",
     });
     const rd = reads("asia2", 10, at(2, 5), { device: "d-evil", source: "185.12.40.7" });
-    const { alerts } = run(world([add, ...rd]));
+    // Without the approval window (ackGraceHours 0, the behaviour before issue 16 part 2): the first read alerts.
+    const { alerts } = run(world([add, ...rd]), { ackGraceHours: 0 });
     const a = alerts.find((x) => x.rule === "new-device-new-network-read");
     assert.ok(a, JSON.stringify(alerts));
     assert.equal(a.severity, "high");
     assert.deepEqual(a.events, [rd[0]!.id]);
     assert.match(a.reason, /not yet trusted/);
+    // By default the owner has 8 h to approve the device they enrolled; without approval, one alert with all reads.
+    const held = run(world([add, ...rd])).alerts.filter((x) => x.rule === "baseline.device-unacknowledged");
+    assert.equal(held.length, 1);
+    assert.deepEqual(
+      held[0]!.events,
+      rd.map((e) => e.id),
+    );
+    assert.ok(Date.parse(held[0]!.time) >= at(10));
   });
   test("a new phone enrolled and used from the office network raises no alert", () => {
     const add = ev({

@@ -6,7 +6,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { DetectionEngine, type Alert, type DetectEvent } from "../src/index.js";
-import { DAY, HOUR, T0, defaultRules, ev, office, person, rng, run, sortEvents, workDay } from "./helpers.js";
+import { ADMIN, DAY, HOUR, T0, defaultRules, ev, office, person, rng, run, sortEvents, workDay } from "./helpers.js";
 
 const D = 15; // Tuesday of the third week
 const at = (hour: number, min = 0, day = D): number => T0 + day * DAY + hour * HOUR + min * 60_000;
@@ -64,21 +64,52 @@ describe("devices: what only Valise knows", () => {
     const { alerts } = run(world(newPhoneAbroad({ from: "d-asia2" })));
     assert.deepEqual(alerts, []);
   });
-  test("the same new device, not acknowledged: new-device-new-network-read", () => {
+  test("the same new device, never approved: one alert when the approval window ends, with the held reads", () => {
+    // Issue 16 part 2 (this round): a self-enrolled device has ackGraceHours (8 h) to be approved from the owner's
+    // other device; its reads over a new network meanwhile are held, then reported together (before: the first read
+    // alerted as new-device-new-network-read, which fired on every new phone approved an hour later).
     const { alerts } = run(world(newPhoneAbroad(null)));
-    assert.ok(rulesOf(alerts).includes("new-device-new-network-read"), JSON.stringify(alerts));
+    const unacked = alerts.filter((a) => a.rule === "baseline.device-unacknowledged");
+    assert.equal(unacked.length, 1, JSON.stringify(alerts));
+    assert.equal(unacked[0]!.actor, "asia2");
+    assert.equal(unacked[0]!.severity, "high");
+    assert.equal(unacked[0]!.events.length, 8, "the eight reads held for the device");
+    assert.ok(Date.parse(unacked[0]!.time) >= at(16), "reported at the end of the 8 h window, not before");
+    assert.match(unacked[0]!.reason, /did not approve it from a device they already use within 8 h/);
+    assert.ok(!rulesOf(alerts).includes("new-device-new-network-read"), "the same fact alerted twice");
   });
-  test("an acknowledgement made from the new device itself, or from an unknown device, does not count", () => {
+  test("approved from the laptop three hours after the enrolment (reads before it): no alert", () => {
+    const events = newPhoneAbroad({ from: "d-asia2" }).map((e) =>
+      e.action === "directory.device.ack" ? { ...e, time: at(11) } : e,
+    );
+    assert.deepEqual(run(world(events)).alerts, []);
+  });
+  test("approved only after the window: the alert stands (raised at the deadline)", () => {
+    const events = newPhoneAbroad({ from: "d-asia2" }).map((e) =>
+      e.action === "directory.device.ack" ? { ...e, time: at(17) } : e,
+    );
+    assert.ok(rulesOf(run(world(events)).alerts).includes("baseline.device-unacknowledged"));
+  });
+  test("a device another account added to asia2 gets no approval window: new-device-new-network-read at once", () => {
+    const events = newPhoneAbroad(null).map((e) =>
+      e.action === "directory.device.add" ? { ...e, actor: ADMIN.handle, device: ADMIN.device } : e,
+    );
+    const alerts = run(world(events)).alerts;
+    const first = alerts.find((a) => a.rule === "new-device-new-network-read");
+    assert.ok(first, JSON.stringify(alerts));
+    assert.equal(first.time, new Date(at(9)).toISOString(), "alerted on the first read");
+  });
+  test("an approval made from the new device itself, or from an unknown device, does not count", () => {
     for (const from of ["d-asia2-phone2", "d-unknown"]) {
       const { alerts } = run(world(newPhoneAbroad({ from })));
-      assert.ok(rulesOf(alerts).includes("new-device-new-network-read"), `${from}: ${JSON.stringify(alerts)}`);
+      assert.ok(rulesOf(alerts).includes("baseline.device-unacknowledged"), `${from}: ${JSON.stringify(alerts)}`);
     }
   });
   test("an acknowledgement by someone else for asia2's device does not count", () => {
     const events = newPhoneAbroad({ from: "d-asia2" }).map((e) =>
       e.action === "directory.device.ack" ? { ...e, actor: "asia3", device: "d-asia3" } : e,
     );
-    assert.ok(rulesOf(run(world(events)).alerts).includes("new-device-new-network-read"));
+    assert.ok(rulesOf(run(world(events)).alerts).includes("baseline.device-unacknowledged"));
   });
   test("travel with a known device: the usual laptop on a new network for three days is quiet", () => {
     const r = rng(5);
