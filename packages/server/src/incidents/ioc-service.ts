@@ -155,58 +155,11 @@ export function leafSource(data: Uint8Array): string | null {
   return to < 0 ? null : b.toString("latin1", from, to);
 }
 
-type RetroResult = {
-  scanned: number;
-  groups: Map<string, { events: AuditEvent[]; indexes: number[]; inds: Set<MatchIndicator> }>;
-  counts: Map<MatchIndicator, number>;
-};
-
-/** Entries read per query when grouping by source, and leaves fetched per query once matched. */
-const SOURCE_CHUNK = 250_000;
-const FETCH_CHUNK = 2000;
-
 /**
  * Matches indicators against audit entries [from, to): one group of events per actor (several indicators may share
- * it). Asks the log for the distinct sources of each chunk with the entries carrying them (on SQLite the database
- * cuts the source out of each leaf and groups: no leaf reaches JavaScript), looks each distinct source up once, and
- * reads and parses only the entries whose source matched; the match itself is made on the parsed event.
+ * it). Reads `SCAN_CHUNK` leaves at a time; only matching leaves are parsed.
  */
 export async function retroScan(
-  audit: Pick<AuditLog, "scanSources" | "entriesAt">,
-  set: IndicatorSet,
-  from: number,
-  to: number,
-): Promise<RetroResult> {
-  const groups: RetroResult["groups"] = new Map();
-  const counts = new Map<MatchIndicator, number>();
-  const hit: number[] = [];
-  for (let at = from; at < to; at += SOURCE_CHUNK) {
-    for (const g of await audit.scanSources(at, Math.min(SOURCE_CHUNK, to - at)))
-      if (set.lookup(g.source).length > 0) for (const i of g.indexes) hit.push(i);
-  }
-  hit.sort((a, b) => a - b);
-  for (let k = 0; k < hit.length; k += FETCH_CHUNK) {
-    for (const { index, data } of await audit.entriesAt(hit.slice(k, k + FETCH_CHUNK))) {
-      const p = parseAuditEvent(data);
-      if (!p.ok) continue;
-      const hits = set.match(p.event.source, Date.parse(p.event.time)).filter((h) => index < h.fromIndex);
-      if (hits.length === 0) continue;
-      for (const h of hits) counts.set(h, (counts.get(h) ?? 0) + 1);
-      let g = groups.get(p.event.actor);
-      if (!g) groups.set(p.event.actor, (g = { events: [], indexes: [], inds: new Set() }));
-      g.events.push(p.event);
-      g.indexes.push(index);
-      for (const h of hits) g.inds.add(h);
-    }
-  }
-  return { scanned: Math.max(0, to - from), groups, counts };
-}
-
-/**
- * The retroactive search as it was before (kept for bench/ioc.ts's before/after in one run): every leaf of
- * [from, to) read into JavaScript `SCAN_CHUNK` at a time, its source cut out there; only matching leaves parsed.
- */
-export async function retroScanLeaves(
   audit: Pick<AuditLog, "scanEntries">,
   set: IndicatorSet,
   from: number,

@@ -54,21 +54,8 @@ export function auditItem(e: AuditEvent): LogItem {
   };
 }
 
-/** One distinct `source` among a range of entries, with the indexes of the entries that carry it (ascending). */
-export interface SourceGroup {
-  source: string;
-  indexes: number[];
-}
-
-// `,"source":"` — the key as the canonical encoding writes it (a quote inside a value is always escaped, so the first
-// occurrence is the key); the source runs to the next quote (audit sources are addresses, at most 256 characters).
-const SOURCE_KEY_HEX = "2c22736f75726365223a22";
-const SOURCE_KEY_LEN = 11;
-
 export class AuditLog extends MerkleLog {
   private readonly scanStmt: SQLite.Statement<[number, number], Buffer> | null;
-  private readonly sourcesStmt: SQLite.Statement<[number, number], { src: string | null; idxs: string }> | null;
-  private readonly atStmt: SQLite.Statement<[string], { idx: number; data: Buffer }> | null;
 
   constructor(db: Kysely<Database>, now: () => number, sqlite?: SQLite.Database) {
     super(db, now, { name: "audit", extraColumns: AUDIT_COLUMNS, sqlite });
@@ -79,69 +66,6 @@ export class AuditLog extends MerkleLog {
           )
           .pluck()
       : null;
-    // The retroactive indicator search needs only each entry's source: SQLite cuts it out of the leaf and groups the
-    // range by it, so a year of entries reaches JavaScript as a few thousand distinct addresses, not 2 M buffers.
-    this.sourcesStmt = sqlite
-      ? sqlite.prepare(
-          `SELECT src, group_concat(idx) AS idxs FROM (
-             SELECT idx, CASE WHEN p = 0 THEN NULL ELSE CAST(substr(data, p + ${SOURCE_KEY_LEN},
-               instr(substr(data, p + ${SOURCE_KEY_LEN}, 300), X'22') - 1) AS TEXT) END AS src
-             FROM (SELECT idx, data, instr(data, X'${SOURCE_KEY_HEX}') AS p FROM audit_log_entries
-                   WHERE idx >= ? AND idx < ?))
-           GROUP BY src`,
-        )
-      : null;
-    this.atStmt = sqlite
-      ? sqlite.prepare(
-          "SELECT idx, data FROM audit_log_entries WHERE idx IN (SELECT value FROM json_each(?)) ORDER BY idx",
-        )
-      : null;
-  }
-
-  /**
-   * The distinct sources of entries [start, start + count), each with the indexes carrying it. On SQLite computed in
-   * the database; elsewhere from the leaves. A source that cannot be cut out (no source key) is left out: the caller
-   * matches what it then reads with the parsed event, never with this text alone.
-   */
-  async scanSources(start: number, count: number): Promise<SourceGroup[]> {
-    if (this.sourcesStmt) {
-      const out: SourceGroup[] = [];
-      for (const r of this.sourcesStmt.all(start, start + count)) {
-        if (r.src === null || r.src === "") continue;
-        out.push({ source: r.src, indexes: r.idxs.split(",").map(Number) });
-      }
-      return out;
-    }
-    const groups = new Map<string, number[]>();
-    const leaves = await this.entries(start, count);
-    const key = Buffer.from(SOURCE_KEY_HEX, "hex");
-    leaves.forEach((leaf, k) => {
-      const b = Buffer.from(leaf.buffer, leaf.byteOffset, leaf.byteLength);
-      const i = b.indexOf(key);
-      if (i < 0) return;
-      const to = b.indexOf(0x22, i + SOURCE_KEY_LEN);
-      if (to < 0) return;
-      const src = b.toString("latin1", i + SOURCE_KEY_LEN, to);
-      if (src === "") return;
-      const list = groups.get(src);
-      if (list) list.push(start + k);
-      else groups.set(src, [start + k]);
-    });
-    return [...groups].map(([source, indexes]) => ({ source, indexes }));
-  }
-
-  /** The leaves at these indexes (any order in, ascending out; at most a few thousand per call). */
-  async entriesAt(indexes: readonly number[]): Promise<StoredAuditEntry[]> {
-    if (indexes.length === 0) return [];
-    if (this.atStmt)
-      return this.atStmt.all(JSON.stringify(indexes)).map((r) => ({ index: Number(r.idx), data: r.data }));
-    const rows = await this.ldb
-      .selectFrom("log_entries")
-      .select(["idx", "data"])
-      .where("idx", "in", [...indexes])
-      .orderBy("idx")
-      .execute();
-    return rows.map((r) => ({ index: Number(r.idx), data: new Uint8Array(r.data) }));
   }
 
   /**
