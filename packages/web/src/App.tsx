@@ -353,6 +353,8 @@ function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: 
   const refresh = useCallback(() => setTick((t) => t + 1), []);
   const histRef = useRef<History | null>(null);
   const storeRef = useRef<HistoryStore | null>(null);
+  /** How much of the device history (append-only) the screens' message list holds (see history.ts). */
+  const importedRef = useRef(0);
   const mainRef = useRef<HTMLElement>(null);
 
   const onItems = useCallback(
@@ -378,7 +380,13 @@ function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: 
       // The search index: messages, document shares and cables as they arrive (sealed, saved shortly).
       const st = storeRef.current;
       if (st && st.record(items) > 0) saveSoon(st);
-      void h.add(msgs).then(refresh);
+      void h
+        .add(msgs)
+        // What the device history holds and the list lacks: a history another device of this user sent it.
+        .then(async () => {
+          if (st) importedRef.current = await h.importFrom(st, importedRef.current);
+        })
+        .then(refresh);
     },
     [refresh],
   );

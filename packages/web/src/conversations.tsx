@@ -6,7 +6,17 @@ import { ErrorNote, LabelTag, fmtTime, errorText } from "./ui.js";
 
 const msg = errorText;
 
-function title(c: { kind: string; peer: string | null; unit: string | null; fromUnit?: string | null }): string {
+interface ConvRow {
+  id: string;
+  kind: string;
+  peer: string | null;
+  unit: string | null;
+  fromUnit?: string | null;
+  label: string;
+}
+
+function title(c: Omit<ConvRow, "id" | "label">): string {
+  if (c.kind === "history") return `From your history: ${c.peer ?? "?"}`;
   if (c.kind === "direct") return `Direct: ${c.peer ?? "?"}`;
   if (c.kind === "link") return `Link ${c.fromUnit ?? "?"} → ${c.unit ?? "?"}`;
   return `Unit channel: ${c.unit ?? "?"}`;
@@ -17,8 +27,36 @@ function title(c: { kind: string; peer: string | null; unit: string | null; from
  * beside it on a wide screen (alone on a narrow one). Own messages say they were sent (stored by the server for every
  * member device); received ones this browser has not shown yet carry an unread dot.
  */
+/**
+ * A conversation this device holds messages of but is not a member of (yet): its history came from another device
+ * of this user (an approval). Shown read-only; it becomes a normal conversation when someone next writes in it.
+ */
+function historyOnly(ctx: Ctx, id: string): ConvRow | null {
+  const msgs = ctx.history.thread(id);
+  const last = msgs.at(-1);
+  if (!last) return null;
+  const people = [...new Set(msgs.map((m) => m.from))];
+  const others = people.filter((p) => p !== ctx.me.handle);
+  return {
+    id,
+    kind: "history",
+    peer: (others.length > 0 ? others : people).join(", "),
+    unit: null,
+    label: last.label,
+  };
+}
+
 export function Conversations({ ctx, selected = null }: { ctx: Ctx; selected?: string | null }) {
-  const convs = ctx.client.conversationList().filter((c) => c.kind !== "link");
+  const held = ctx.client.conversationList();
+  const heldIds = new Set(held.map((c) => c.id));
+  const convs: ConvRow[] = [
+    ...held.filter((c) => c.kind !== "link" && !c.historyFor),
+    ...ctx.history
+      .conversations()
+      .filter((id) => !heldIds.has(id))
+      .map((id) => historyOnly(ctx, id))
+      .filter((c): c is ConvRow => c !== null),
+  ];
   useEffect(() => {
     if (!selected) ctx.setLabels(convs.map((c) => c.label));
   }, [ctx, convs.length, selected]);
@@ -143,7 +181,8 @@ function NewMessage({ ctx }: { ctx: Ctx }) {
 }
 
 export function Thread({ ctx, id }: { ctx: Ctx; id: string }) {
-  const conv = ctx.client.conversationList().find((c) => c.id === id);
+  const member = ctx.client.conversationList().find((c) => c.id === id);
+  const conv: ConvRow | null | undefined = member ?? historyOnly(ctx, id);
   const msgs = ctx.history.thread(id);
   const [text, setText] = useState("");
   const [busy, setBusy] = useState(false);
@@ -161,6 +200,12 @@ export function Thread({ ctx, id }: { ctx: Ctx; id: string }) {
       <h2 id="thread-h">
         {title(conv)} <LabelTag label={conv.label} />
       </h2>
+      {!member && (
+        <p className="meta" data-testid="history-only">
+          Sent to this browser by another of your devices when it approved this one. This browser is not a member of the
+          conversation yet: it joins when someone next writes in it.
+        </p>
+      )}
       <ol className="thread" aria-live="polite" aria-label="Messages">
         {msgs.map((m) => (
           <li key={m.seq} className={m.from === ctx.me.handle ? "mine" : ""}>
@@ -182,52 +227,54 @@ export function Thread({ ctx, id }: { ctx: Ctx; id: string }) {
           </li>
         ))}
       </ol>
-      <form
-        className="inline-form"
-        onSubmit={(e) => {
-          e.preventDefault();
-          setBusy(true);
-          setError(null);
-          ctx.client
-            .sendText(id, text)
-            .then(async (r) => {
-              await ctx.history.add([
-                {
+      {member && (
+        <form
+          className="inline-form"
+          onSubmit={(e) => {
+            e.preventDefault();
+            setBusy(true);
+            setError(null);
+            ctx.client
+              .sendText(id, text)
+              .then(async (r) => {
+                await ctx.history.add([
+                  {
+                    conversation: id,
+                    seq: r.seq,
+                    from: ctx.me.handle,
+                    text,
+                    label: conv.label,
+                    time: new Date().toISOString(),
+                    kind: "message",
+                  },
+                ]);
+                ctx.store.recordSent({
                   conversation: id,
                   seq: r.seq,
                   from: ctx.me.handle,
                   text,
                   label: conv.label,
                   time: new Date().toISOString(),
-                  kind: "message",
-                },
-              ]);
-              ctx.store.recordSent({
-                conversation: id,
-                seq: r.seq,
-                from: ctx.me.handle,
-                text,
-                label: conv.label,
-                time: new Date().toISOString(),
-              });
-              saveSoon(ctx.store);
-              await ctx.client.save();
-              setText("");
-              ctx.refresh();
-            })
-            .catch((err: unknown) => setError(msg(err)))
-            .finally(() => setBusy(false));
-        }}
-      >
-        <label>
-          Reply ({conv.label})
-          <input value={text} onChange={(e) => setText(e.target.value)} required />
-        </label>
-        <button type="submit" disabled={busy}>
-          Send
-        </button>
-        <ErrorNote error={error} />
-      </form>
+                });
+                saveSoon(ctx.store);
+                await ctx.client.save();
+                setText("");
+                ctx.refresh();
+              })
+              .catch((err: unknown) => setError(msg(err)))
+              .finally(() => setBusy(false));
+          }}
+        >
+          <label>
+            Reply ({conv.label})
+            <input value={text} onChange={(e) => setText(e.target.value)} required />
+          </label>
+          <button type="submit" disabled={busy}>
+            Send
+          </button>
+          <ErrorNote error={error} />
+        </form>
+      )}
     </section>
   );
 }

@@ -1,7 +1,12 @@
 /**
- * Conversation history kept in this browser: MLS messages decrypt once (forward secrecy), so what was received is
- * kept, sealed in IndexedDB like the profile, and survives a reload. Also the read marks (unread counts, read cables).
+ * What the screens show of conversations, kept in this browser (sealed in IndexedDB like the profile, surviving a
+ * reload): the message list with "joined" notes, and the read marks (unread counts, read cables). The messages
+ * themselves come from the SDK's device history (`client.history()`, session.ts `deviceHistory`), which is the
+ * record: sync, push and send record into it, and a history transfer from another of this user's devices lands in
+ * it. `importFrom` copies what it holds that this list lacks (by conversation and seq), so transferred history shows
+ * here like anything received.
  */
+import type { HistoryStore } from "@valise/client";
 import { IndexedDbSealedRecord, openValiseDb } from "@valise/client/browser/idb-store";
 
 export interface Msg {
@@ -36,6 +41,28 @@ export class History {
     const seen = new Set(this.data.messages.map((m) => `${m.conversation}/${m.seq}`));
     for (const m of msgs) if (!seen.has(`${m.conversation}/${m.seq}`)) this.data.messages.push(m);
     await this.rec.save(this.data);
+  }
+
+  /** Adds the device history's messages from `from` on (the store is append-only); returns where to start next. */
+  async importFrom(store: HistoryStore, from: number): Promise<number> {
+    const all = store.data.messages;
+    await this.add(
+      all.slice(from).map((m) => ({
+        conversation: m.conversation,
+        seq: m.seq,
+        from: m.from,
+        text: m.kind === "document" ? `Shared document: ${m.text}` : m.text,
+        label: m.label,
+        time: m.time,
+        kind: m.kind,
+      })),
+    );
+    return all.length;
+  }
+
+  /** Every conversation this list holds messages of. */
+  conversations(): string[] {
+    return [...new Set(this.data.messages.map((m) => m.conversation))];
   }
 
   thread(conversation: string): Msg[] {

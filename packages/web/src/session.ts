@@ -4,8 +4,9 @@
  */
 import { startAuthentication, startRegistration } from "@simplewebauthn/browser";
 import type { AuthenticationResponseJSON, PublicKeyCredentialCreationOptionsJSON } from "@simplewebauthn/browser";
-import { ValiseClient, parseTrustAnchors, type TrustAnchors } from "@valise/client";
+import { ValiseClient, parseTrustAnchors, type ClientOptions, type TrustAnchors } from "@valise/client";
 import { IndexedDbKeyStore, openValiseDb, wipeValiseDb } from "@valise/client/browser/idb-store";
+import { deviceHistory } from "./search.js";
 
 export class ApiError extends Error {
   constructor(
@@ -39,6 +40,18 @@ let store: IndexedDbKeyStore | null = null;
 async function keyStore(): Promise<IndexedDbKeyStore> {
   return (store ??= new IndexedDbKeyStore(await openValiseDb()));
 }
+
+/**
+ * The device's message history (the SDK's HistoryStore, search.tsx `deviceHistory`: one instance per page, sealed in
+ * IndexedDB as "device-history:HANDLE"), given to the SDK: sync and send record into it, an approval sends it to the
+ * approved device, and a history sent by another device of this user lands in it. The screens' message list
+ * (history.ts) takes from it what it lacks.
+ */
+const sdkHistory: NonNullable<ClientOptions["history"]> = async () => {
+  const state = await (await keyStore()).load();
+  if (!state) throw new Error("no enrolled profile in this browser");
+  return deviceHistory(state.handle);
+};
 
 /** Passkey login for this device: the device key signs the challenge, the passkey asserts over the same one. */
 function passkeyAuthenticator(): NonNullable<ValiseClient["authenticate"]> {
@@ -84,7 +97,7 @@ export function ownProfile(onWaiting: () => void): Promise<void> {
 export async function openExisting(): Promise<ValiseClient | null> {
   const s = await keyStore();
   if (!(await s.load())) return null;
-  const c = await ValiseClient.open({ store: s });
+  const c = await ValiseClient.open({ store: s, history: sdkHistory });
   c.authenticate = passkeyAuthenticator();
   return c;
 }
@@ -125,6 +138,7 @@ export async function enrollDevice(input: string, deviceName: string): Promise<V
       serverUrl: location.origin,
       code,
       deviceName,
+      history: sdkHistory,
       ...(trust ? { trust } : {}),
     });
   } catch (e) {

@@ -2,7 +2,8 @@
  * Issues 14 and 15, devices and late keys in chromium. A diplomat's second device, enrolled after a cable, shows the
  * cable's metadata, why it has no key, and that an older device of hers can approve it; on her phone the new-device
  * alert is one short line that leaves the thread header in view; she approves the new device with the keyboard (an
- * in-app confirm, progress) and the new device opens the cable; she revokes it as lost and it cannot log in again.
+ * in-app confirm, progress) and the new device opens the cable and shows the conversation message she wrote before
+ * it existed (not before the approval); she revokes it as lost and it cannot log in again.
  * A colleague added to the unit after the cable, while no member is online, sees the cable's metadata, who can share
  * the key, "yet", and a way back. axe finds nothing serious on the new screens; nothing scrolls sideways at 390 px.
  */
@@ -83,6 +84,14 @@ test(
       );
       assert.deepEqual(await axe(p2.page), [], "axe on the missing-key view");
       await shot(p2, "cable-missing-key-new-device");
+      // Nor does the unapproved laptop show the message sent before it was enrolled.
+      await p2.page.goto(`${origin}/#/conversations`);
+      await p2.page.getByRole("heading", { name: "Conversations" }).waitFor({ timeout: 60_000 });
+      await sleep(1500);
+      assert.ok(
+        !(await p2.page.content()).includes("Before the new laptop"),
+        "a message sent before the laptop was enrolled reached it without approval",
+      );
 
       // The phone: the new-device alert is one short line; the thread header stays in view below it.
       await p.page.goto(threadUrl);
@@ -129,6 +138,21 @@ test(
           throw new Error(`${String(e)}\nthe laptop shows: ${await p2.page.locator("main").textContent()}`);
         });
       await shot(p2, "cable-after-approval");
+      // And it shows the conversation message sent before it was enrolled: the phone's history, sent with the
+      // approval (the SDK's device history in IndexedDB, shown by the conversation screens).
+      await p2.page.goto(`${origin}/#/conversations`);
+      const fromHistory = p2.page.getByRole("link", { name: /From your history: pdvorak/ });
+      await fromHistory.waitFor({ timeout: 60_000 }).catch(async (e: unknown) => {
+        throw new Error(`${String(e)}\nthe laptop shows: ${await p2.page.locator("main").textContent()}`);
+      });
+      await fromHistory.click();
+      await p2.page
+        .getByTestId("message-text")
+        .filter({ hasText: "Before the new laptop" })
+        .waitFor({ timeout: 30_000 });
+      assert.match((await p2.page.getByTestId("history-only").textContent()) ?? "", /another of your devices/);
+      assert.deepEqual(await axe(p2.page), [], "axe on a thread from the history");
+      await shot(p2, "thread-from-history");
 
       // The laptop is lost: she revokes it from the phone (in-app confirm); it cannot log in again.
       await p.page.goto(`${origin}/#/account`);
