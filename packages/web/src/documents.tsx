@@ -4,9 +4,12 @@ import type { Ctx } from "./App.js";
 import { usableLabels } from "./labels.js";
 import { saveStream } from "./download.js";
 import { noteDocuments } from "./search.js";
+import { UploadLog, sameFile, type PendingUpload } from "./uploads.js";
 import { ErrorNote, LabelTag, Progress, fileSource, fmtSize, fmtTime, errorText } from "./ui.js";
 
 const msg = errorText;
+/** Uploads running in this page (a screen left and opened again must not list them as interrupted). */
+const running = new Set<string>();
 
 export function DocumentsScreen({ ctx, open = "" }: { ctx: Ctx; open?: string }) {
   const [docs, setDocs] = useState<DocumentView[] | null>(null);
@@ -21,6 +24,68 @@ export function DocumentsScreen({ ctx, open = "" }: { ctx: Ctx; open?: string })
   const [versionOf, setVersionOf] = useState("");
   const [busy, setBusy] = useState(false);
   const [reload, setReload] = useState(0);
+  // Uploads a reload interrupted (uploads.ts), and the log this page's uploads are kept in while they run.
+  const [uploads, setUploads] = useState<UploadLog | null>(null);
+  const [interrupted, setInterrupted] = useState<PendingUpload[]>([]);
+  useEffect(() => {
+    let gone = false;
+    void UploadLog.open(ctx.me.handle).then((log) => {
+      if (gone) return;
+      setUploads(log);
+      setInterrupted(log.all().filter((u) => !running.has(u.id)));
+    });
+    return () => {
+      gone = true;
+    };
+  }, [ctx.me.handle]);
+  /** Uploads `f` (a new document or a version), kept in the upload log until it ends. */
+  const upload = (f: File, spec: { to: string; label: string; versionOf: string }, resumed?: PendingUpload) => {
+    setBusy(true);
+    setError(null);
+    setNotice(null);
+    const entry: PendingUpload = {
+      id: resumed?.id ?? `u-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`,
+      name: f.name,
+      size: f.size,
+      lastModified: f.lastModified,
+      ...spec,
+      done: 0,
+      total: f.size,
+      startedAt: Date.now(),
+    };
+    if (resumed) setInterrupted((l) => l.filter((x) => x.id !== resumed.id));
+    running.add(entry.id);
+    void uploads?.put(entry);
+    let saved = 0;
+    ctx.client.documents
+      .put(
+        spec.versionOf
+          ? { document: spec.versionOf, name: f.name, source: fileSource(f) }
+          : { to: spec.to.trim(), label: spec.label, name: f.name, source: fileSource(f) },
+        (done, total) => {
+          setUp({ done, total });
+          // The progress kept for a reload: every 5 % (a sealed write each time).
+          if (total > 0 && done - saved >= total / 20) {
+            saved = done;
+            void uploads?.put({ ...entry, done, total });
+          }
+        },
+      )
+      .then(async () => {
+        await uploads?.remove(entry.id);
+        await ctx.client.save();
+        if (resumed) setNotice(`Uploaded ${f.name} (resumed after the interruption).`);
+        setReload((n) => n + 1);
+      })
+      .catch(async (err: unknown) => {
+        await uploads?.remove(entry.id);
+        setError(msg(err));
+      })
+      .finally(() => {
+        running.delete(entry.id);
+        setBusy(false);
+      });
+  };
   useEffect(() => {
     ctx.client.documents
       .list()
@@ -54,21 +119,7 @@ export function DocumentsScreen({ ctx, open = "" }: { ctx: Ctx; open?: string })
           e.preventDefault();
           if (!file) return;
           if (!versionOf && !label) return setError("choose the document's classification label");
-          setBusy(true);
-          setError(null);
-          ctx.client.documents
-            .put(
-              versionOf
-                ? { document: versionOf, name: file.name, source: fileSource(file) }
-                : { to: to.trim(), label, name: file.name, source: fileSource(file) },
-              (done, total) => setUp({ done, total }),
-            )
-            .then(async () => {
-              await ctx.client.save();
-              setReload((n) => n + 1);
-            })
-            .catch((err: unknown) => setError(msg(err)))
-            .finally(() => setBusy(false));
+          upload(file, { to, label, versionOf });
         }}
       >
         <label>
@@ -110,6 +161,26 @@ export function DocumentsScreen({ ctx, open = "" }: { ctx: Ctx; open?: string })
         </button>
       </form>
       <Progress label="Upload" done={up.done} total={up.total} />
+      {interrupted.length > 0 && (
+        <section className="card interrupted" aria-labelledby="interrupted-h" data-testid="interrupted-uploads">
+          <h3 id="interrupted-h">Interrupted uploads</h3>
+          <ul>
+            {interrupted.map((u) => (
+              <Interrupted
+                key={u.id}
+                u={u}
+                busy={busy}
+                onResume={(f) => upload(f, { to: u.to, label: u.label, versionOf: u.versionOf }, u)}
+                onDiscard={() => {
+                  void uploads?.remove(u.id);
+                  setInterrupted((l) => l.filter((x) => x.id !== u.id));
+                  setNotice(`Discarded the interrupted upload of ${u.name}.`);
+                }}
+              />
+            ))}
+          </ul>
+        </section>
+      )}
       <Progress label="Download" done={down.done} total={down.total} />
       {notice && (
         <p className="notice" role="status">
@@ -170,5 +241,44 @@ export function DocumentsScreen({ ctx, open = "" }: { ctx: Ctx; open?: string })
         </table>
       )}
     </section>
+  );
+}
+
+/** One upload a reload interrupted: what it was, how far it got, Resume (the same file again) or Discard. */
+function Interrupted(props: { u: PendingUpload; busy: boolean; onResume: (f: File) => void; onDiscard: () => void }) {
+  const { u } = props;
+  const [error, setError] = useState<string | null>(null);
+  const pct = u.total > 0 ? Math.round((100 * u.done) / u.total) : 0;
+  const inputId = `resume-${u.id}`;
+  return (
+    <li data-testid="interrupted-upload">
+      <p>
+        <strong className="file-name">{u.name}</strong> ({fmtSize(u.size)}
+        {u.versionOf ? `, new version of ${u.versionOf}` : `, ${u.label}, to ${u.to}`}): interrupted at {pct} % by a
+        reload or a closed tab, {fmtTime(u.startedAt)}. This browser keeps no copy of the file: choose it again to
+        resume (the upload starts over; the part sent before is never attached and the server deletes it).
+      </p>
+      <label htmlFor={inputId}>Choose {u.name.length > 60 ? "the same file" : u.name} again to resume</label>
+      <input
+        id={inputId}
+        type="file"
+        disabled={props.busy}
+        onChange={(e) => {
+          const f = e.target.files?.[0];
+          e.target.value = "";
+          if (!f) return;
+          if (!sameFile(u, f))
+            return setError(
+              `That is not the file that was being uploaded (${u.name}, ${fmtSize(u.size)}): choose that file, or discard.`,
+            );
+          setError(null);
+          props.onResume(f);
+        }}
+      />
+      <button type="button" className="secondary" onClick={props.onDiscard} disabled={props.busy}>
+        Discard
+      </button>
+      <ErrorNote error={error} />
+    </li>
   );
 }
