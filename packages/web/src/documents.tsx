@@ -95,7 +95,11 @@ export function DocumentsScreen({ ctx, open = "" }: { ctx: Ctx; open?: string })
       })
       .catch((e: unknown) => setError(msg(e)));
   }, [ctx.client, ctx.tick, reload]);
-  useEffect(() => ctx.setLabels((docs ?? []).map((d) => d.label)), [ctx, docs]);
+  // The banner marks what the screen shows: the documents and the interrupted uploads (their labels are on screen).
+  useEffect(
+    () => ctx.setLabels([...(docs ?? []).map((d) => d.label), ...interrupted.map((u) => u.label).filter(Boolean)]),
+    [ctx, docs, interrupted],
+  );
   // Streams verified plaintext to a browser download (service worker); a chunk that fails verification errors the
   // download, so the browser never shows a truncated file as complete, and the error shows here.
   const download = (id: string, version: number) => {

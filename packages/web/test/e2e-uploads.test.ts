@@ -91,6 +91,7 @@ test(
         text,
         /budget-annex-hostile\.bin.*40\.0 MiB.*CONFIDENTIAL\/ASIA.*to pdvorak.*interrupted at (\d+) %/s,
       );
+      assert.match((await j.page.getByTestId("banner-top").textContent()) ?? "", /CONFIDENTIAL\/ASIA/);
       const kept = Number(/interrupted at (\d+) %/.exec(text)![1]);
       assert.ok(kept >= 20 && kept < 100, `kept progress ${kept} % (reloaded at ${at} %)`);
       await shot(j, "upload-interrupted");
