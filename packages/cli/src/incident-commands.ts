@@ -210,6 +210,9 @@ function reportLines(
   const scanned = retro.reduce((a, x) => a + x.scanned, 0);
   const ms = retro.reduce((a, x) => a + x.ms, 0);
   out += `searched ${scanned} audit event(s) in ${ms} ms: ${matches.length === 0 ? "no match" : ""}\n`;
+  const pruned = Math.max(0, ...retro.map((x) => x.prunedBefore ?? 0));
+  if (pruned > 0)
+    out += `  audit events before index ${pruned} were exported and pruned: search those exports offline\n`;
   for (const m of matches)
     out += `  ${m.actor}: ${m.events} event(s) ${m.first} … ${m.last} (${m.indicators.length} indicator(s))\n`;
   return out;

@@ -207,6 +207,8 @@ export interface IndicatorImportReport {
   skipped: number;
   retro: {
     scanned: number;
+    /** Present when the audit log was pruned: entries below this index were exported and deleted, not searched. */
+    prunedBefore?: number;
     ms: number;
     matches: { actor: string; events: number; indicators: string[]; first: string; last: string }[];
     alerts: number;

@@ -70,6 +70,8 @@ export interface ImportReport {
 
 export interface RetroReport {
   scanned: number;
+  /** Present when the audit log was pruned: entries below this index were exported and deleted, not searched. */
+  prunedBefore?: number;
   ms: number;
   matches: { actor: string; events: number; indicators: string[]; first: string; last: string }[];
   /** Alerts handed to the detector (0 with detection off). */
@@ -157,22 +159,27 @@ export function leafSource(data: Uint8Array): string | null {
 
 /**
  * Matches indicators against audit entries [from, to): one group of events per actor (several indicators may share
- * it). Reads `SCAN_CHUNK` leaves at a time; only matching leaves are parsed.
+ * it). Reads `SCAN_CHUNK` leaves at a time; only matching leaves are parsed. Entries below the log's prune point
+ * (exported segments, deleted by retention) are not here to search: the scan starts at that point and says so
+ * (`prunedBefore`); the exported segment is where an investigator matches the older ones.
  */
 export async function retroScan(
-  audit: Pick<AuditLog, "scanEntries">,
+  audit: Pick<AuditLog, "scanEntries" | "pruned">,
   set: IndicatorSet,
   from: number,
   to: number,
 ): Promise<{
   scanned: number;
+  /** The log's prune point (0: nothing pruned); entries below it were not searched. */
+  prunedBefore: number;
   groups: Map<string, { events: AuditEvent[]; indexes: number[]; inds: Set<MatchIndicator> }>;
   counts: Map<MatchIndicator, number>;
 }> {
   const groups = new Map<string, { events: AuditEvent[]; indexes: number[]; inds: Set<MatchIndicator> }>();
   const counts = new Map<MatchIndicator, number>();
   let scanned = 0;
-  for (let at = from; at < to;) {
+  const prunedBefore = (await audit.pruned()).before;
+  for (let at = Math.max(from, prunedBefore); at < to;) {
     const entries = await audit.scanEntries(at, Math.min(SCAN_CHUNK, to - at));
     if (entries.length === 0) break;
     for (let k = 0; k < entries.length; k++) {
@@ -193,7 +200,7 @@ export async function retroScan(
     scanned += entries.length;
     at += entries.length;
   }
-  return { scanned, groups, counts };
+  return { scanned, prunedBefore, groups, counts };
 }
 
 export class IocService {
@@ -362,7 +369,7 @@ export class IocService {
     const t0 = performance.now();
     if (inds.length === 0) return { scanned: 0, ms: 0, matches: [], alerts: 0 };
     const set = new IndicatorSet(inds);
-    const { scanned, groups, counts } = await retroScan(this.audit, set, 0, to);
+    const { scanned, prunedBefore, groups, counts } = await retroScan(this.audit, set, 0, to);
     const matches: RetroReport["matches"] = [];
     const alerts: NewAlert[] = [];
     for (const [actor, g] of [...groups].sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -393,7 +400,13 @@ export class IocService {
     }
     const sink = this.sink();
     if (sink && alerts.length > 0) sink.addExternal(alerts);
-    return { scanned, ms: Math.round(performance.now() - t0), matches, alerts: sink ? alerts.length : 0 };
+    return {
+      scanned,
+      ...(prunedBefore > 0 ? { prunedBefore } : {}),
+      ms: Math.round(performance.now() - t0),
+      matches,
+      alerts: sink ? alerts.length : 0,
+    };
   }
 
   async listIndicators(): Promise<Database["ioc_indicators"][]> {
