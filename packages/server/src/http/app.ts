@@ -453,23 +453,24 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
   return { app, ctx };
 }
 
-/** Runs the retention rules on a timer (the first run one interval after start); logs what each run deleted. */
-function startRetention(app: FastifyInstance, store: Store, intervalMs: number): () => Promise<void> {
-  if (intervalMs <= 0) return async () => undefined;
+/**
+ * Runs `task` every `intervalMs` (never two at once: a tick while one runs is skipped), logging a failure as `what
+ * failed`; the returned stop waits for a run in progress.
+ */
+function every(
+  app: FastifyInstance,
+  intervalMs: number,
+  what: string,
+  task: () => Promise<unknown>,
+): () => Promise<void> {
   let running: Promise<unknown> = Promise.resolve();
   let busy = false;
   const timer = setInterval(() => {
     if (busy) return;
     busy = true;
-    running = store.retention
-      .run()
-      .then((r) => {
-        const { byRule: _b, held, ...counts } = r;
-        if (Object.values(counts).some((n) => n > 0) || held.length > 0)
-          app.log.info({ ...counts, held }, "retention run");
-      })
+    running = task()
       .catch((e: unknown) =>
-        app.log.error({ err: { message: e instanceof Error ? e.message : String(e) } }, "retention run failed"),
+        app.log.error({ err: { message: e instanceof Error ? e.message : String(e) } }, `${what} failed`),
       )
       .finally(() => {
         busy = false;
@@ -482,6 +483,15 @@ function startRetention(app: FastifyInstance, store: Store, intervalMs: number):
   };
 }
 
+/** Runs the retention rules on a timer (the first run one interval after start); logs what each run deleted. */
+function startRetention(app: FastifyInstance, store: Store, intervalMs: number): () => Promise<void> {
+  if (intervalMs <= 0) return async () => undefined;
+  return every(app, intervalMs, "retention run", async () => {
+    const { byRule: _b, held, ...counts } = await store.retention.run();
+    if (Object.values(counts).some((n) => n > 0) || held.length > 0) app.log.info({ ...counts, held }, "retention run");
+  });
+}
+
 /** Signs a first checkpoint, then signs a new one on a timer whenever the log has grown. */
 async function startCheckpointSigner(
   app: FastifyInstance,
@@ -490,25 +500,7 @@ async function startCheckpointSigner(
   intervalMs = 250,
 ): Promise<() => Promise<void>> {
   await log.signCheckpoint(key.origin, key.signer);
-  let running: Promise<unknown> = Promise.resolve();
-  let busy = false;
-  const timer = setInterval(() => {
-    if (busy) return;
-    busy = true;
-    running = log
-      .signCheckpoint(key.origin, key.signer)
-      .catch((e: unknown) =>
-        app.log.error({ err: { message: e instanceof Error ? e.message : String(e) } }, "checkpoint signing failed"),
-      )
-      .finally(() => {
-        busy = false;
-      });
-  }, intervalMs);
-  timer.unref();
-  return async () => {
-    clearInterval(timer);
-    await running;
-  };
+  return every(app, intervalMs, "checkpoint signing", () => log.signCheckpoint(key.origin, key.signer));
 }
 
 /**
