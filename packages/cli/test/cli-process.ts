@@ -30,8 +30,10 @@ export async function startServeProcess(
   dataDir: string,
   args: string[] = [],
   env: NodeJS.ProcessEnv = {},
+  /** A given port (e.g. the one of a server this one restarts); default a free one. */
+  fixedPort?: number,
 ): Promise<{ url: string; port: number; child: ChildProcess; output(): string; kill(): void }> {
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(
     process.execPath,

@@ -2,7 +2,7 @@
  * Issue 14 part 2, keys for members who join later, against `valise serve` with the CLI as separate processes
  * (profiles enrolled with the bundle: the directory comes from the witnessed log):
  *  - a user created in a unit after two of its cables, and a user posted to it (member add), open both once a
- *    member's device has synced (it adds them to the unit's groups and forwards the keys, audited as a key forward);
+ *    member's device has synced — after a restart (SIGKILL) of the server between the cables and that sync (it adds them to the unit's groups and forwards the keys, audited as a key forward);
  *  - a user whose clearance is below a cable's label never receives its key and is told nobody will send it
  *    (no "yet"); before the forward, the late member is told who can send it;
  *  - forged forwards from a modified client (the SDK on a member's profile) are refused and alerted: for another
@@ -49,6 +49,7 @@ const show = (h: string, ref: string) => run(["cable", "show", "--profile", prof
 const admin = (...a: string[]) => json(["admin", "--data", dataDir, ...a]);
 
 let url = "";
+let server: Awaited<ReturnType<typeof startServeProcess>> | undefined;
 async function enroll(handle: string, unit: string, clearance: string): Promise<void> {
   const bundle = await admin("user", "add", handle, "--unit", unit, "--clearance", clearance);
   const file = join(dir, `${handle}.json`);
@@ -62,8 +63,8 @@ const setUp = () =>
     await admin("unit", "add", "HQ/ASIA-1", "--max-label", "SECRET/ASIA");
     await admin("unit", "add", "EMB/BEIJING", "--max-label", "SECRET/ASIA");
     await admin("unit", "add", "EMB/TOKYO", "--max-label", "SECRET/ASIA");
-    const server = await startServeProcess(dataDir);
-    stopServer = () => server.kill();
+    server = await startServeProcess(dataDir);
+    stopServer = () => server?.kill();
     url = server.url;
     await enroll("jnovak", "HQ/ASIA-1", "SECRET/ASIA");
     await enroll("pdvorak", "EMB/BEIJING", "SECRET/ASIA");
@@ -123,6 +124,15 @@ test(
     // The server does not even show this cable to someone not cleared for it; nothing says "yet".
     assert.match(low.stderr, /your clearance does not cover cable/);
     assert.doesNotMatch(low.stderr, /\byet\b/);
+
+    // Through a restart of the server (issue 14 item 4): killed (SIGKILL) and started again on its data directory
+    // and port; everything the forwards need is in the database.
+    const old = server!;
+    const exited = new Promise((r) => old.child.once("exit", r));
+    old.kill();
+    await exited;
+    server = await startServeProcess(dataDir, [], {}, old.port);
+    assert.equal(server.url, url);
 
     // A member's device syncs: it adds them to the groups that carried the cables and forwards what each may read.
     await sync("pdvorak");
