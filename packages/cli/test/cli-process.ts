@@ -50,7 +50,10 @@ export async function startServeProcess(
       /* not yet */
     }
     // Up to 60 s: a loaded CI machine (tests run two at a time, each with servers and CLI processes) starts slowly.
-    if (i > 1200 || child.exitCode !== null) throw new Error(`valise serve did not start: ${out}`);
+    if (i > 1200 || child.exitCode !== null) {
+      child.kill("SIGKILL"); // never left running after a failed start
+      throw new Error(`valise serve did not start: ${out}`);
+    }
     await sleep(50);
   }
   return {
