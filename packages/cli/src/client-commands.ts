@@ -5,6 +5,7 @@ import { FileSealedRecord } from "@valise/client/node/sealed-file";
 import { lockProfile } from "@valise/client/node/profile-lock";
 import { nodeStreamCipher } from "@valise/client/node/docstream";
 import { parse, str } from "./args.js";
+import { profileOptions } from "./profile-options.js";
 import { oneLine as q, printJson, safeText } from "./output.js";
 import { installNodeCrypto } from "./crypto.js";
 import { maxCheckpointAgeMs } from "./freshness.js";
@@ -63,8 +64,7 @@ directory log shows as the records archive of the conversation's unit has "archi
 is shown as
 "(archive)".`;
 
-/** `--no-wait` (any profile command): fail at once when another process holds the profile instead of waiting. */
-export const profileOptions = { noWait: false };
+export { profileOptions } from "./profile-options.js";
 
 /**
  * Opens a profile for this process: takes its lock first (one writer per profile: a second process waits, saying

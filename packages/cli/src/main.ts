@@ -1,22 +1,35 @@
 /** `valise`: the command-line entry point. */
-import { admin, ADMIN_USAGE } from "./admin.js";
-import { serve, SERVE_USAGE } from "./serve.js";
-import { conversations, devices, enroll, profileOptions, send, sync } from "./client-commands.js";
 import { guardOutput, reportError } from "./output.js";
-import { log, LOG_USAGE } from "./log-commands.js";
-import { audit, AUDIT_USAGE } from "./audit-commands.js";
-import { detect } from "./detect-commands.js";
-import { alerts } from "./alerts-commands.js";
-import { incidentCommands, INCIDENT_USAGE } from "./incident-commands.js";
-import { witness, WITNESS_USAGE } from "./witness-commands.js";
-import { cable, CABLE_USAGE, doc, DOC_USAGE } from "./content-commands.js";
-import { directory, DIRECTORY_USAGE } from "./directory-commands.js";
-import { backupRestore, BACKUP_USAGE } from "./backup.js";
-import { version } from "./version.js";
-import { history, search } from "./history-commands.js";
-import { archive, ARCHIVE_USAGE } from "./archive-commands.js";
+import { profileOptions } from "./profile-options.js";
 
-const HELP = `valise — end-to-end encrypted cables, conversations and documents
+// Every command's module is imported when that command runs, not at start: a client command (send, sync, cable …)
+// then loads the client SDK only, not the server, its database drivers and the detection engine (about half of a
+// short command's time was spent loading modules it never used).
+async function help(): Promise<string> {
+  const [
+    { SERVE_USAGE },
+    { ADMIN_USAGE },
+    { BACKUP_USAGE },
+    { CABLE_USAGE, DOC_USAGE },
+    { ARCHIVE_USAGE },
+    { LOG_USAGE },
+    { AUDIT_USAGE },
+    { DIRECTORY_USAGE },
+    { INCIDENT_USAGE },
+    { WITNESS_USAGE },
+  ] = await Promise.all([
+    import("./serve.js"),
+    import("./admin.js"),
+    import("./backup.js"),
+    import("./content-commands.js"),
+    import("./archive-commands.js"),
+    import("./log-commands.js"),
+    import("./audit-commands.js"),
+    import("./directory-commands.js"),
+    import("./incident-commands.js"),
+    import("./witness-commands.js"),
+  ]);
+  return `valise — end-to-end encrypted cables, conversations and documents
 
 usage: valise <command> [options]     (valise <command> --help for details)
 
@@ -82,6 +95,9 @@ ${DIRECTORY_USAGE}
 ${INCIDENT_USAGE}
 
 ${WITNESS_USAGE}`;
+}
+
+const clientCommands = () => import("./client-commands.js");
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...args] = argv;
@@ -95,56 +111,58 @@ async function main(argv: string[]): Promise<number> {
       case "help":
       case "--help":
       case "-h":
-        console.log(HELP);
+        console.log(await help());
         return cmd === undefined ? 2 : 0;
       case "--version":
       case "-V":
       case "version":
-        return await version(rest);
+        return await (await import("./version.js")).version(rest);
       case "serve":
-        return await serve(rest);
+        return await (await import("./serve.js")).serve(rest);
       case "admin": {
         // valise admin [--data DIR] backup|restore …
         const at = rest[0] === "--data" ? 2 : 0;
         if (rest[at] === "backup" || rest[at] === "restore")
-          return await backupRestore([rest[at], ...rest.slice(0, at), ...rest.slice(at + 1)]);
-        return await admin(rest);
+          return await (
+            await import("./backup.js")
+          ).backupRestore([rest[at], ...rest.slice(0, at), ...rest.slice(at + 1)]);
+        return await (await import("./admin.js")).admin(rest);
       }
       case "log":
-        return await log(rest);
+        return await (await import("./log-commands.js")).log(rest);
       case "audit":
-        return await audit(rest);
+        return await (await import("./audit-commands.js")).audit(rest);
       case "detect":
-        return await detect(rest);
+        return await (await import("./detect-commands.js")).detect(rest);
       case "alerts":
-        return await alerts(rest);
+        return await (await import("./alerts-commands.js")).alerts(rest);
       case "directory":
-        return await directory(rest);
+        return await (await import("./directory-commands.js")).directory(rest);
       case "incident":
       case "taxii":
-        return await incidentCommands(cmd, rest);
+        return await (await import("./incident-commands.js")).incidentCommands(cmd, rest);
       case "witness":
-        return await witness(rest);
+        return await (await import("./witness-commands.js")).witness(rest);
       case "enroll":
-        return await enroll(rest);
+        return await (await clientCommands()).enroll(rest);
       case "send":
-        return await send(rest);
+        return await (await clientCommands()).send(rest);
       case "sync":
-        return await sync(rest);
+        return await (await clientCommands()).sync(rest);
       case "cable":
-        return await cable(rest);
+        return await (await import("./content-commands.js")).cable(rest);
       case "doc":
-        return await doc(rest);
+        return await (await import("./content-commands.js")).doc(rest);
       case "conversations":
-        return await conversations(rest);
+        return await (await clientCommands()).conversations(rest);
       case "devices":
-        return await devices(rest);
+        return await (await clientCommands()).devices(rest);
       case "history":
-        return await history(rest);
+        return await (await import("./history-commands.js")).history(rest);
       case "search":
-        return await search(rest);
+        return await (await import("./history-commands.js")).search(rest);
       case "archive":
-        return await archive(rest);
+        return await (await import("./archive-commands.js")).archive(rest);
       default:
         process.stderr.write(`valise: unknown command ${JSON.stringify(cmd)}; see valise --help\n`);
         return 2;
