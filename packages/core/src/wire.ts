@@ -6,7 +6,8 @@
  *
  * Responses allow fields beyond the ones named (a newer server may add some); requests do not.
  */
-import { Type, type Static, type TSchema } from "typebox";
+import type { Static, TSchema } from "typebox";
+import { Type } from "./schema-type.js";
 import { ValiseError } from "./errors.js";
 import { ID_PATTERN } from "./ids.js";
 
