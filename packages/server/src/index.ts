@@ -8,4 +8,12 @@ export * from "./mls.js";
 export * from "./witness/index.js";
 export * from "./detect/index.js";
 export * from "./incidents/ioc.js";
-export { IocService, retroScan, leafSource, IOC_RULE } from "./incidents/ioc-service.js";
+export {
+  IocService,
+  retroScan,
+  retroScanLeaves,
+  checkSourceKeys,
+  leafSource,
+  IOC_RULE,
+  INDEX_RULE,
+} from "./incidents/ioc-service.js";

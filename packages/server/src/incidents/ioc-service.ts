@@ -14,7 +14,7 @@ import type { Kysely } from "kysely";
 import { ValiseError, parseAuditEvent, type AuditEvent } from "@valise/core";
 import type { Alert } from "@valise/detect";
 import type { Database } from "../storage/schema.js";
-import type { AuditLog } from "../storage/audit-log.js";
+import { leafSource, sourceKeyAgrees, sourceRange, type AuditLog, type SourceRow } from "../storage/audit-log.js";
 import type { NewAlert } from "../detect/alert-store.js";
 import {
   IndicatorSet,
@@ -28,6 +28,8 @@ import {
 } from "./ioc.js";
 
 export const IOC_RULE = "ioc-match";
+/** The column check found audit entries whose indexed source column was edited (critical). */
+export const INDEX_RULE = "audit-index-mismatch";
 export const TAXII_MEDIA = "application/taxii+json;version=2.1";
 const MAX_ALERT_EVENTS = 50;
 const SCAN_CHUNK = 5000;
@@ -76,6 +78,10 @@ export interface RetroReport {
   matches: { actor: string; events: number; indicators: string[]; first: string; last: string }[];
   /** Alerts handed to the detector (0 with detection off). */
   alerts: number;
+  /** Candidates of the index whose column disagreed with their leaf (matched on the leaf). */
+  indexMismatches?: number;
+  /** The column check of the searched entries: "scheduled" (in the background after the search) or "off". */
+  indexCheck?: "scheduled" | "off";
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
@@ -145,40 +151,87 @@ function reasonOf(
   );
 }
 
-const SOURCE_KEY = Buffer.from(',"source":"');
+export { leafSource };
 
-/** The `source` of a canonical audit leaf, without parsing it (audit-event.ts writes the DESIGN fields in order). */
-export function leafSource(data: Uint8Array): string | null {
-  const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const i = b.indexOf(SOURCE_KEY);
-  if (i < 0) return null;
-  const from = i + SOURCE_KEY.length;
-  const to = b.indexOf(0x22, from);
-  return to < 0 ? null : b.toString("latin1", from, to);
+type Groups = Map<string, { events: AuditEvent[]; indexes: number[]; inds: Set<MatchIndicator> }>;
+export interface RetroScanResult {
+  /** Entries searched (the range below `to`, from the prune point). */
+  scanned: number;
+  /** The log's prune point (0: nothing pruned); entries below it were not searched. */
+  prunedBefore: number;
+  groups: Groups;
+  counts: Map<MatchIndicator, number>;
+  /** Leaves read (the index's candidates, or every entry for the leaf-by-leaf search). */
+  read: number;
+  /** Candidates whose `source_key` column did not match their leaf (the leaf decided). */
+  mismatches: number[];
+}
+
+/** Adds a leaf's matches at `index` to the groups (only before an indicator's live matching starts). */
+function addMatch(
+  groups: Groups,
+  counts: Map<MatchIndicator, number>,
+  set: IndicatorSet,
+  e: AuditEvent,
+  index: number,
+) {
+  const hits = set.match(e.source, Date.parse(e.time)).filter((h) => index < h.fromIndex);
+  if (hits.length === 0) return;
+  for (const h of hits) counts.set(h, (counts.get(h) ?? 0) + 1);
+  let g = groups.get(e.actor);
+  if (!g) groups.set(e.actor, (g = { events: [], indexes: [], inds: new Set() }));
+  g.events.push(e);
+  g.indexes.push(index);
+  for (const h of hits) g.inds.add(h);
 }
 
 /**
  * Matches indicators against audit entries [from, to): one group of events per actor (several indicators may share
- * it). Reads `SCAN_CHUNK` leaves at a time; only matching leaves are parsed. Entries below the log's prune point
- * (exported segments, deleted by retention) are not here to search: the scan starts at that point and says so
- * (`prunedBefore`); the exported segment is where an investigator matches the older ones.
+ * it). Each network of the set is one range scan of the `source_key` index (migration 024); the candidate leaves
+ * are parsed and matched on the source their leaf holds, so a column edited to point INTO a network matches
+ * nothing (counted in `mismatches`). A column edited to point OUT of it is not seen here: the column check
+ * (`checkSourceKeys`, run after every search by `IocService`) finds it. Entries below the log's prune point
+ * (exported segments, deleted by retention) are not here to search: the scan starts at that point and says so.
  */
 export async function retroScan(
+  audit: Pick<AuditLog, "entriesBySource" | "pruned">,
+  set: IndicatorSet,
+  from: number,
+  to: number,
+): Promise<RetroScanResult> {
+  const groups: Groups = new Map();
+  const counts = new Map<MatchIndicator, number>();
+  const prunedBefore = (await audit.pruned()).before;
+  const start = Math.max(from, prunedBefore);
+  const rows = new Map<number, SourceRow>();
+  if (start < to)
+    for (const c of set.networks()) {
+      const { lo, hi } = sourceRange(c);
+      for (const r of await audit.entriesBySource(lo, hi, start, to)) rows.set(r.index, r);
+    }
+  const mismatches: number[] = [];
+  for (const r of [...rows.values()].sort((a, b) => a.index - b.index)) {
+    if (!sourceKeyAgrees(r.data, r.key)) mismatches.push(r.index);
+    const p = parseAuditEvent(r.data);
+    if (p.ok) addMatch(groups, counts, set, p.event, r.index);
+  }
+  return { scanned: Math.max(0, to - start), prunedBefore, groups, counts, read: rows.size, mismatches };
+}
+
+/**
+ * The search without the index: reads every leaf of [from, to) in chunks and matches its `source` (cut out of the
+ * bytes; only matching leaves are parsed). What the search was before migration 024; the benchmark's baseline.
+ */
+export async function retroScanLeaves(
   audit: Pick<AuditLog, "scanEntries" | "pruned">,
   set: IndicatorSet,
   from: number,
   to: number,
-): Promise<{
-  scanned: number;
-  /** The log's prune point (0: nothing pruned); entries below it were not searched. */
-  prunedBefore: number;
-  groups: Map<string, { events: AuditEvent[]; indexes: number[]; inds: Set<MatchIndicator> }>;
-  counts: Map<MatchIndicator, number>;
-}> {
-  const groups = new Map<string, { events: AuditEvent[]; indexes: number[]; inds: Set<MatchIndicator> }>();
+): Promise<RetroScanResult> {
+  const groups: Groups = new Map();
   const counts = new Map<MatchIndicator, number>();
-  let scanned = 0;
   const prunedBefore = (await audit.pruned()).before;
+  let scanned = 0;
   for (let at = Math.max(from, prunedBefore); at < to;) {
     const entries = await audit.scanEntries(at, Math.min(SCAN_CHUNK, to - at));
     if (entries.length === 0) break;
@@ -186,21 +239,57 @@ export async function retroScan(
       const src = leafSource(entries[k]!);
       if (src === null || src === "" || set.lookup(src).length === 0) continue;
       const p = parseAuditEvent(entries[k]!);
-      if (!p.ok) continue;
-      // Only before the indicator's live matching starts (the detector matched what came after).
-      const hits = set.match(p.event.source, Date.parse(p.event.time)).filter((h) => at + k < h.fromIndex);
-      if (hits.length === 0) continue;
-      for (const h of hits) counts.set(h, (counts.get(h) ?? 0) + 1);
-      let g = groups.get(p.event.actor);
-      if (!g) groups.set(p.event.actor, (g = { events: [], indexes: [], inds: new Set() }));
-      g.events.push(p.event);
-      g.indexes.push(at + k);
-      for (const h of hits) g.inds.add(h);
+      if (p.ok) addMatch(groups, counts, set, p.event, at + k);
     }
     scanned += entries.length;
     at += entries.length;
   }
-  return { scanned, prunedBefore, groups, counts };
+  return { scanned, prunedBefore, groups, counts, read: scanned, mismatches: [] };
+}
+
+/**
+ * The column check: every entry of [from, to) whose `source_key` column is not what its leaf's source gives (an
+ * operator or intruder edited the database to hide entries from the indexed search). Reads every leaf.
+ */
+export async function checkSourceKeys(
+  audit: Pick<AuditLog, "entriesWithSourceKey" | "pruned">,
+  from: number,
+  to: number,
+): Promise<{ checked: number; mismatches: SourceRow[] }> {
+  const mismatches: SourceRow[] = [];
+  let checked = 0;
+  for (let at = Math.max(from, (await audit.pruned()).before); at < to;) {
+    const rows = await audit.entriesWithSourceKey(at, Math.min(SCAN_CHUNK, to - at));
+    if (rows.length === 0) break;
+    for (const r of rows) if (!sourceKeyAgrees(r.data, r.key)) mismatches.push(r);
+    checked += rows.length;
+    at = rows[rows.length - 1]!.index + 1;
+  }
+  return { checked, mismatches };
+}
+
+/** Alerts for matching groups: one per actor. */
+function groupAlerts(groups: Groups, how: "retroactive" | "column check"): NewAlert[] {
+  const alerts: NewAlert[] = [];
+  for (const [actor, g] of [...groups].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const shown = g.events.slice(-MAX_ALERT_EVENTS);
+    alerts.push({
+      alert: {
+        time: g.events[g.events.length - 1]!.time,
+        actor,
+        rule: IOC_RULE,
+        severity: "high",
+        reason:
+          reasonOf(actor, g.events, g.events.length, [...g.inds], "retroactive") +
+          (how === "column check"
+            ? " — these entries' indexed source column had been edited in the database to hide them from the search"
+            : ""),
+        events: shown.map((e) => e.id),
+      },
+      logIndex: g.indexes[g.indexes.length - 1]!,
+    });
+  }
+  return alerts;
 }
 
 export class IocService {
@@ -209,6 +298,10 @@ export class IocService {
   private polling: Promise<unknown> = Promise.resolve();
   private readonly suppress = new Map<string, number>();
   private loaded = false;
+  private checking: Promise<unknown> = Promise.resolve();
+  private checkQueued: number | null = null;
+  /** Run the column check after every retroactive search (off only in benchmarks that time the search alone). */
+  autoCheck = true;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -364,49 +457,108 @@ export class IocService {
     return { imported: rows.length, unchanged, revoked, refused: r.refused, skipped: r.skipped, retro };
   }
 
-  /** Searches audit entries [0, to) for these indicators; hands one alert per actor to the detector. */
+  /**
+   * Searches audit entries [0, to) for these indicators (by the `source_key` index); hands one alert per actor to the
+   * detector. Then the column check runs in the background over the same entries (`checkSourceIndex`), so that rows
+   * whose indexed column was edited to hide them are found and alerted after all.
+   */
   async retro(inds: readonly MatchIndicator[], to: number): Promise<RetroReport> {
     const t0 = performance.now();
     if (inds.length === 0) return { scanned: 0, ms: 0, matches: [], alerts: 0 };
     const set = new IndicatorSet(inds);
-    const { scanned, prunedBefore, groups, counts } = await retroScan(this.audit, set, 0, to);
-    const matches: RetroReport["matches"] = [];
-    const alerts: NewAlert[] = [];
-    for (const [actor, g] of [...groups].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const list = [...g.inds];
-      matches.push({
+    const { scanned, prunedBefore, groups, counts, mismatches } = await retroScan(this.audit, set, 0, to);
+    const matches: RetroReport["matches"] = [...groups]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([actor, g]) => ({
         actor,
         events: g.events.length,
-        indicators: list.map((i) => i.id),
+        indicators: [...g.inds].map((i) => i.id),
         first: g.events[0]!.time,
         last: g.events[g.events.length - 1]!.time,
-      });
-      const shown = g.events.slice(-MAX_ALERT_EVENTS);
-      alerts.push({
-        alert: {
-          time: g.events[g.events.length - 1]!.time,
-          actor,
-          rule: IOC_RULE,
-          severity: "high",
-          reason: reasonOf(actor, g.events, g.events.length, list, "retroactive"),
-          events: shown.map((e) => e.id),
-        },
-        logIndex: g.indexes[g.indexes.length - 1]!,
-      });
-    }
+      }));
+    const alerts = groupAlerts(groups, "retroactive");
     for (const i of inds) {
       const n = counts.get(i) ?? 0;
       if (n > 0) await this.db.updateTable("ioc_indicators").set({ retro_matches: n }).where("id", "=", i.id).execute();
     }
     const sink = this.sink();
     if (sink && alerts.length > 0) sink.addExternal(alerts);
+    if (this.autoCheck) this.scheduleCheck(to);
     return {
       scanned,
       ...(prunedBefore > 0 ? { prunedBefore } : {}),
       ms: Math.round(performance.now() - t0),
       matches,
       alerts: sink ? alerts.length : 0,
+      ...(mismatches.length > 0 ? { indexMismatches: mismatches.length } : {}),
+      indexCheck: this.autoCheck ? "scheduled" : "off",
     };
+  }
+
+  /** Runs the column check over [0, to) after the ones already queued (one at a time; a queued one covers more). */
+  private scheduleCheck(to: number): void {
+    if (this.checkQueued !== null) {
+      this.checkQueued = Math.max(this.checkQueued, to);
+      return;
+    }
+    this.checkQueued = to;
+    this.checking = this.checking
+      .then(async () => {
+        const upTo = this.checkQueued!;
+        this.checkQueued = null;
+        await this.checkSourceIndex(upTo);
+      })
+      .catch((e: unknown) => this.log?.warn("audit source index check failed", { err: String(e) }));
+  }
+
+  /** Resolves when the background column checks queued so far are done (tests, shutdown). */
+  async checksDone(): Promise<void> {
+    await this.checking;
+  }
+
+  /**
+   * The column check (migration 024's `source_key` is derived data): reads every audit leaf of [0, to) and compares
+   * its source with the indexed column. Edited rows raise one critical `audit-index-mismatch` alert per actor
+   * naming them, and are matched on their leaf against every indicator (retroactive part only: from an indicator's
+   * `from_index` on, the detector matched the leaves live), raising the `ioc-match` alerts the edit had hidden.
+   */
+  async checkSourceIndex(to?: number): Promise<{ checked: number; mismatches: number[]; alerts: number }> {
+    if (!this.loaded) await this.load();
+    const upTo = to ?? (await this.audit.size());
+    const { checked, mismatches } = await checkSourceKeys(this.audit, 0, upTo);
+    if (mismatches.length === 0) return { checked, mismatches: [], alerts: 0 };
+    const byActor: Groups = new Map();
+    const groups: Groups = new Map();
+    const counts = new Map<MatchIndicator, number>();
+    for (const r of mismatches) {
+      const p = parseAuditEvent(r.data);
+      if (!p.ok) continue;
+      let g = byActor.get(p.event.actor);
+      if (!g) byActor.set(p.event.actor, (g = { events: [], indexes: [], inds: new Set() }));
+      g.events.push(p.event);
+      g.indexes.push(r.index);
+      addMatch(groups, counts, this.set, p.event, r.index);
+    }
+    const alerts: NewAlert[] = [...byActor].map(([actor, g]) => ({
+      alert: {
+        time: g.events[g.events.length - 1]!.time,
+        actor,
+        rule: INDEX_RULE,
+        severity: "critical",
+        reason:
+          `the indexed source column of ${g.events.length} audit entr${g.events.length === 1 ? "y" : "ies"} of ` +
+          `${actor} (log index ${g.indexes.slice(0, 10).join(", ")}${g.indexes.length > 10 ? ", …" : ""}) no longer ` +
+          "says what the hashed entries say: the database was edited outside Valise (the entries themselves are " +
+          "intact; valise audit verify checks them against the signed log)",
+        events: g.events.slice(-MAX_ALERT_EVENTS).map((e) => e.id),
+      },
+      logIndex: g.indexes[g.indexes.length - 1]!,
+    }));
+    alerts.push(...groupAlerts(groups, "column check"));
+    this.log?.warn("audit source index: edited rows found", { count: mismatches.length });
+    const sink = this.sink();
+    if (sink) sink.addExternal(alerts);
+    return { checked, mismatches: mismatches.map((r) => r.index), alerts: sink ? alerts.length : 0 };
   }
 
   async listIndicators(): Promise<Database["ioc_indicators"][]> {
@@ -551,6 +703,7 @@ export class IocService {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.polling.catch(() => undefined);
+    await this.checking;
   }
 }
 

@@ -495,6 +495,8 @@ export class IndicatorSet {
   private readonly v4 = new Map<number, Map<bigint, MatchIndicator[]>>();
   private readonly v6 = new Map<number, Map<bigint, MatchIndicator[]>>();
   private count = 0;
+  /** Every network of the indicators, once (the indexed retroactive search looks each one up). */
+  private readonly nets = new Map<string, Cidr>();
   /** Addresses already looked up (audit logs repeat the same few thousand sources). */
   private readonly cache = new Map<string, MatchIndicator[]>();
 
@@ -510,6 +512,7 @@ export class IndicatorSet {
     this.count++;
     this.cache.clear();
     for (const c of ind.networks) {
+      this.nets.set(`${c.v}/${c.prefix}/${c.net}`, c);
       const byPrefix = c.v === 4 ? this.v4 : this.v6;
       let m = byPrefix.get(c.prefix);
       if (!m) byPrefix.set(c.prefix, (m = new Map<bigint, MatchIndicator[]>()));
@@ -517,6 +520,11 @@ export class IndicatorSet {
       if (!list.includes(ind)) list.push(ind);
       m.set(c.net, list);
     }
+  }
+
+  /** Every network of the set's indicators, once. */
+  networks(): Cidr[] {
+    return [...this.nets.values()];
   }
 
   /** The indicators whose networks contain this source address (valid or not at any time). */

@@ -91,7 +91,7 @@ class RenamePlugin implements KyselyPlugin {
 /** One entry to append: its leaf bytes, and values for the log's extra entry columns. */
 export interface LogItem {
   data: Uint8Array;
-  columns?: Record<string, string | number | null>;
+  columns?: Record<string, string | number | Uint8Array | null>;
 }
 
 export interface MerkleLogOptions {

@@ -5,6 +5,7 @@
  */
 import { type Kysely, type Migration, type MigrationProvider, sql } from "kysely";
 import { dominates, parseLabel } from "@valise/core";
+import { leafSource, sourceKey } from "./audit-log.js";
 
 export type Dialect = "sqlite" | "postgres";
 interface Types {
@@ -727,6 +728,54 @@ function m023(d: Dialect): Migration {
   };
 }
 
+/**
+ * Allied indicators searched by index (issue 16): `audit_log_entries.source_key`, the event's client address as
+ * sortable bytes (audit-log.ts `sourceKey`), with an index on (source_key, idx): an indicator's address is an
+ * equality lookup, its network a range scan. Existing rows are backfilled from their leaves here, in chunks. The
+ * column is derived data, never trusted on its own (see `sourceKeyAgrees` and the indicator service's column check).
+ */
+function m024(d: Dialect): Migration {
+  const t = types(d);
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable("audit_log_entries").addColumn("source_key", t.bin).execute();
+      const CHUNK = 2000;
+      for (let at = 0; ;) {
+        const rows = (
+          await sql<{ idx: number | string; data: Uint8Array }>`
+            select idx, data from audit_log_entries where idx >= ${at} order by idx limit ${CHUNK}`.execute(db)
+        ).rows;
+        if (rows.length === 0) break;
+        const sets: { idx: number; key: Buffer }[] = [];
+        for (const r of rows) {
+          const src = leafSource(r.data);
+          const key = src === null ? null : sourceKey(src);
+          if (key) sets.push({ idx: Number(r.idx), key });
+        }
+        for (let i = 0; i < sets.length; i += 500) {
+          const part = sets.slice(i, i + 500);
+          const values = sql.join(
+            part.map((p) => (d === "postgres" ? sql`(${p.idx}::bigint, ${p.key}::bytea)` : sql`(${p.idx}, ${p.key})`)),
+          );
+          await (
+            d === "postgres"
+              ? sql`update audit_log_entries set source_key = v.k from (values ${values}) as v(i, k)
+                  where audit_log_entries.idx = v.i`
+              : sql`update audit_log_entries set source_key = v.column2 from (values ${values}) as v
+                  where audit_log_entries.idx = v.column1`
+          ).execute(db);
+        }
+        at = Number(rows[rows.length - 1]!.idx) + 1;
+      }
+      await db.schema
+        .createIndex("audit_log_entries_source_key")
+        .on("audit_log_entries")
+        .columns(["source_key", "idx"])
+        .execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -747,6 +796,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         "021_archives": m021(d),
         "022_retention": m022(d),
         "023_log_handovers": m023(d),
+        "024_audit_source_key": m024(d),
       };
     },
   };
