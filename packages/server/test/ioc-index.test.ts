@@ -32,6 +32,7 @@ import { dryRunMigrations } from "../src/storage/db.js";
 import { MerkleLog } from "../src/storage/merkle-log.js";
 import { auditItem, sourceKey } from "../src/storage/audit-log.js";
 import type { NewAlert } from "../src/detect/alert-store.js";
+import type { Database } from "../src/storage/schema.js";
 import { DATABASE_KINDS, freshDb, type TestDb } from "./helpers/databases.js";
 
 const T = "2026-11-01T00:00:00.000Z";
@@ -87,12 +88,11 @@ const found = (r: Awaited<ReturnType<typeof retroScan>>) =>
   [...r.groups.values()].flatMap((g) => g.indexes).sort((a, b) => a - b);
 
 /** A Kysely on the test database, migrated only up to 023 (a server from before this change). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a database from before the current schema
-async function oldDatabase(t: TestDb): Promise<Kysely<any>> {
+async function oldDatabase(t: TestDb): Promise<Kysely<Database>> {
   const db =
     t.kind === "sqlite"
-      ? new Kysely<any>({ dialect: new SqliteDialect({ database: new SQLite(join(t.dataDir, "valise.sqlite")) }) })
-      : new Kysely<any>({
+      ? new Kysely<Database>({ dialect: new SqliteDialect({ database: new SQLite(join(t.dataDir, "valise.sqlite")) }) })
+      : new Kysely<Database>({
           dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: t.databaseUrl, max: 1 }) }),
         });
   const all = await migrationProvider(t.kind).getMigrations();
@@ -103,7 +103,7 @@ async function oldDatabase(t: TestDb): Promise<Kysely<any>> {
     },
   });
   const { error } = await migrator.migrateToLatest();
-  if (error) throw error;
+  if (error) throw error instanceof Error ? error : new Error(JSON.stringify(error));
   return db;
 }
 
@@ -124,7 +124,7 @@ for (const kind of DATABASE_KINDS) {
     try {
       const old = await oldDatabase(t);
       // The old server's append: the Merkle log with the four columns it had.
-      const log = new MerkleLog(old as never, () => Date.parse(T), {
+      const log = new MerkleLog(old, () => Date.parse(T), {
         name: "audit",
         extraColumns: ["time", "actor", "action", "object"],
       });
