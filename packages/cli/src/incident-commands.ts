@@ -49,7 +49,9 @@ Sharing out: bearer tokens for partners' TAXII 2.1 clients, which read what vali
 Bringing in: partners' TAXII 2.1 collections the server polls (every 15 minutes, and on poll) with added_after.
 Their STIX 2.1 indicators with IPv4/IPv6 address or network patterns (= or ISSUBSET, joined by OR) are imported
 with their ATT&CK references, searched for in the whole stored audit log (an alert per user with the matching
-events, rule ioc-match) and matched live from then on. Objects that are schema-invalid, over 64 KiB, or whose
+events, rule ioc-match) and matched live from then on. The search uses the audit log's index of source addresses;
+a background check then compares every entry with that index, and entries whose indexed address was edited in the
+database raise a critical audit-index-mismatch alert and the ioc-match alerts the edit hid. Objects that are schema-invalid, over 64 KiB, or whose
 pattern the matcher does not support are refused with the object id and the reason (shown here).
   partner add URL   URL is the partner's collection (…/collections/<id>/); TOKEN is the bearer token the partner
                     issued to us (kept by the server to poll; never shown again)
