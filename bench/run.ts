@@ -17,6 +17,7 @@ const benches = [
   "search",
   "history",
   "restore",
+  "profile-writes",
 ].filter((b) => only.length === 0 || only.includes(b));
 let failed = 0;
 for (const b of benches) {

@@ -26,8 +26,6 @@ import {
 import {
   addDevices,
   createGroup,
-  decodeGroup,
-  encodeGroup,
   encryptMessage,
   externalRejoin,
   generateDeviceKeys,
@@ -53,6 +51,7 @@ import {
   type TlpLevel,
 } from "./transport.js";
 import type { ConversationState, ConversationTarget, KeyStore, ProfileState } from "./profile.js";
+import { ProfileRepository } from "./profile-repo.js";
 import { DirectoryVerifier, type DirectoryDoor } from "./verifier.js";
 import {
   TransparencyVerifier,
@@ -153,17 +152,23 @@ export class ValiseClient {
     | null = null;
   private lastLogError: string | null = null;
   private logStale = false;
-  private readonly groups = new Map<string, Group>();
   private readonly keys: DeviceKeys;
   private readonly content: ContentHost;
 
+  /** The profile: typed slices and MLS group states, written only when something changed. */
+  private readonly profile: ProfileRepository;
+  private get state(): ProfileState {
+    return this.profile.state;
+  }
+
   private constructor(
-    private state: ProfileState,
-    private readonly store: KeyStore,
+    profile: ProfileRepository,
     fetchImpl?: typeof fetch,
     transparency?: TransparencyOptions,
     cipher?: StreamCipher,
   ) {
+    this.profile = profile;
+    const state = profile.state;
     this.transport = new HttpTransport(state.serverUrl, fetchImpl);
     const host = (this.content = this.contentHost(cipher));
     this.cables = new Cables(host);
@@ -368,7 +373,9 @@ export class ValiseClient {
       ...(trust ? { trust } : {}),
     };
     await opts.store.save(state);
-    const client = new ValiseClient(migrateProfile(state), opts.store, opts.fetch, opts.transparency, opts.cipher);
+    const profile = new ProfileRepository(state, opts.store, true);
+    migrateProfile(profile.state);
+    const client = new ValiseClient(profile, opts.fetch, opts.transparency, opts.cipher);
     client.historyLoader = opts.history ?? null;
     await client.login();
     await client.transport.uploadKeyPackages(kps.map((k) => k.publicBytes));
@@ -379,7 +386,9 @@ export class ValiseClient {
   static async open(opts: ClientOptions): Promise<ValiseClient> {
     const state = await opts.store.load();
     if (!state) throw new ValiseError("not_found", "no enrolled profile here; run `valise enroll` first");
-    const c = new ValiseClient(migrateProfile(state), opts.store, opts.fetch, opts.transparency, opts.cipher);
+    const profile = new ProfileRepository(state, opts.store, true);
+    migrateProfile(profile.state);
+    const c = new ValiseClient(profile, opts.fetch, opts.transparency, opts.cipher);
     c.historyLoader = opts.history ?? null;
     return c;
   }
@@ -525,15 +534,13 @@ export class ValiseClient {
     return { serverEnded };
   }
 
-  private closed = false;
-
   /**
    * Ends this client object: no later `save` reaches the key store, even one from a sync or push still in flight.
    * The web app closes the client when the user signs out, before it erases the browser's store — otherwise a
    * background save landing after the erase would write the profile back.
    */
   close(): void {
-    this.closed = true;
+    this.profile.close();
     this.transport.token = null;
   }
 
@@ -596,26 +603,19 @@ export class ValiseClient {
       await Promise.all(sending);
     }
     if (this.transparency) this.transparency.dirty = false;
-    for (const [id, g] of this.groups) {
-      const c = this.state.conversations[id];
-      if (c) c.group = toBase64(encodeGroup(g));
-    }
-    if (this.closed) return;
-    await this.store.save(this.state);
+    await this.profile.save();
+  }
+
+  /** Profile writes since this client was opened (see ProfileRepository.stats). */
+  get profileWrites(): Readonly<ProfileRepository["stats"]> {
+    return this.profile.stats;
   }
 
   private group(id: string): Group {
-    let g = this.groups.get(id);
-    if (!g) {
-      const c = this.state.conversations[id];
-      if (!c) throw new ValiseError("not_found", `unknown conversation ${id}`);
-      g = decodeGroup(fromBase64(c.group));
-      this.groups.set(id, g);
-    }
-    return g;
+    return this.profile.group(id);
   }
   private setGroup(id: string, g: Group): void {
-    this.groups.set(id, g);
+    this.profile.setGroup(id, g);
   }
 
   // ---------------------------------------------------------------- receive
@@ -939,8 +939,7 @@ export class ValiseClient {
               if (item) items.push(item);
             }
           } else if (r.kind === "commit" && r.removedSelf) {
-            delete this.state.conversations[id];
-            this.groups.delete(id);
+            this.profile.deleteConversation(id);
             items.push({
               type: "alert",
               from: r.sender?.user ?? "",
@@ -1800,7 +1799,7 @@ export class ValiseClient {
 
   /** Forget a conversation's local MLS state (tests and recovery); `rejoin` brings it back. */
   dropGroupState(id: string): void {
-    this.groups.delete(id);
+    this.profile.dropGroup(id);
   }
 
   private async replenishKeyPackages(): Promise<void> {

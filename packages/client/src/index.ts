@@ -26,3 +26,4 @@ export {
   type TransferHost,
 } from "./history-transfer.js";
 export * from "./archive.js";
+export * from "./profile-repo.js";

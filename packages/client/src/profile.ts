@@ -112,4 +112,7 @@ export class MemoryKeyStore implements KeyStore {
   async save(state: ProfileState): Promise<void> {
     this.state = JSON.stringify(state);
   }
+  async saveText(json: string): Promise<void> {
+    this.state = json;
+  }
 }

@@ -38,12 +38,16 @@ export class FileKeyStore implements KeyStore {
     }
   }
   async save(state: ProfileState): Promise<void> {
+    return this.saveText(JSON.stringify(state));
+  }
+  /** Writes the profile's serialized JSON (the profile repository hands it over already serialized). */
+  async saveText(json: string): Promise<void> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const tmp = `${this.file}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
     try {
       const fd = openSync(tmp, "wx", 0o600);
       try {
-        writeSync(fd, JSON.stringify(state));
+        writeSync(fd, json);
         fsyncSync(fd);
       } finally {
         closeSync(fd);
