@@ -30,7 +30,9 @@ import {
   DocStreamPool,
   decryptStream as nodeDecrypt,
   decryptToFile,
+  defaultDocStreamWorkers,
   encryptFile,
+  INLINE_CHUNKS,
   encryptStream as nodeEncrypt,
   nodeStreamCipher,
   readCiphertextFile,
@@ -76,7 +78,25 @@ const IMPLS: Impl[] = [
     enc: (k, p, s, o) => nodeEncrypt(k, p, s, { ...o, workers: pool }),
     dec: (k, p, s, o) => nodeDecrypt(k, p, s, { ...o, workers: pool }),
   },
+  {
+    // the default path on more than two cores: the first chunks on the calling thread, the rest on the pool
+    name: "node-inline-then-pool",
+    enc: (k, p, s, o) => nodeEncrypt(k, p, s, { ...o, workers: pool, inlineChunks: 2 }),
+    dec: (k, p, s, o) => nodeDecrypt(k, p, s, { ...o, workers: pool, inlineChunks: 2 }),
+  },
+  {
+    name: "node-default",
+    enc: (k, p, s, o) => nodeEncrypt(k, p, s, o),
+    dec: (k, p, s, o) => nodeDecrypt(k, p, s, o),
+  },
 ];
+
+test("default placement: the calling thread on one or two cores, a pool of cores − 1 beyond", () => {
+  assert.equal(defaultDocStreamWorkers(1), 0);
+  assert.equal(defaultDocStreamWorkers(2), 0);
+  assert.equal(defaultDocStreamWorkers(4), 3);
+  assert.ok(INLINE_CHUNKS >= 1);
+});
 
 async function rejects(p: Promise<unknown>, what: string): Promise<ValiseError> {
   try {

@@ -1,7 +1,7 @@
 /**
  * Node-only fast path for streamed document encryption (`@valise/core` docstream format; same API and same bytes as
- * the WebCrypto implementation in ../docstream.ts). Chunks are sealed with node:crypto, by default on a pool of
- * worker threads (one per core) with chunks in flight on every worker and results yielded in order. Buffers move
+ * the WebCrypto implementation in ../docstream.ts). Chunks are sealed with node:crypto, on the calling thread or on a
+ * pool of worker threads with chunks in flight on every worker and results yielded in order (see `workers`). Buffers move
  * between threads by transfer, never by copy: file reads go into a ring of chunk-sized ArrayBuffers that the workers
  * hand back after use.
  *
@@ -40,10 +40,19 @@ import type { ChunkResult, ChunkTask } from "./docstream-worker.js";
 
 export interface NodeStreamOptions {
   /**
-   * Where chunks are sealed: a pool, a number of workers for the shared default pool (default: one per core), or 0
-   * for the calling thread.
+   * Where chunks are sealed: a pool, a number of workers for the shared pool, or 0 for the calling thread. By default
+   * (`defaultDocStreamWorkers`): the calling thread on one or two cores; on more, the first `INLINE_CHUNKS` chunks on
+   * the calling thread (a small file never starts a worker) and the rest on a shared pool of one worker per core but
+   * one. Measured in bench/documents.ts on two cores: two workers lost to the calling thread (workers, calling thread
+   * and libuv's I/O threads fought over the cores, and every chunk crossed threads twice), and one worker bought no
+   * speed for more CPU per byte.
    */
   readonly workers?: number | DocStreamPool;
+  /**
+   * Chunks sealed on the calling thread before a pool takes over (default: `INLINE_CHUNKS` on the default path, 0 when
+   * `workers` is given).
+   */
+  readonly inlineChunks?: number;
   /**
    * The source gives up its pieces: whole-buffer pieces may be transferred to (detached by) the workers instead of
    * copied. Our own file readers always allow it.
@@ -287,10 +296,31 @@ export function sharedDocStreamPool(size?: number): DocStreamPool {
   return shared;
 }
 
-function poolOf(opt: NodeStreamOptions["workers"]): DocStreamPool | undefined {
-  if (opt instanceof DocStreamPool) return opt;
-  if (opt === 0) return undefined;
-  return sharedDocStreamPool(opt);
+/** Chunks sealed on the calling thread before the default path hands the rest to the pool. */
+export const INLINE_CHUNKS = 4;
+
+/** Workers of the default path: 0 (the calling thread) on one or two cores, else one per core but one. */
+export function defaultDocStreamWorkers(cores = availableParallelism()): number {
+  return cores <= 2 ? 0 : cores - 1;
+}
+
+interface Placement {
+  /** The pool, created on first use (so a stream that ends within `inline` chunks never starts a worker). */
+  readonly pool: (() => DocStreamPool) | undefined;
+  /** Chunks sealed on the calling thread before the pool takes over. */
+  readonly inline: number;
+  /** Chunks in flight. */
+  readonly window: number;
+}
+
+/** Where the chunks of one stream go: `inline` chunks on the calling thread first, then the pool (if any). */
+function placement(opts: NodeStreamOptions): Placement {
+  const opt = opts.workers;
+  const inline = opts.inlineChunks ?? (opt === undefined ? INLINE_CHUNKS : 0);
+  if (opt instanceof DocStreamPool) return { pool: () => opt, inline, window: 2 * opt.size + 1 };
+  const n = opt ?? defaultDocStreamWorkers();
+  if (n <= 0) return { pool: undefined, inline: Infinity, window: 1 };
+  return { pool: () => sharedDocStreamPool(n), inline, window: 2 * Math.max(1, Math.floor(n)) + 1 };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -358,7 +388,7 @@ export async function* encryptStream(
   const { header, k0 } = startEncrypt(key, opts);
   const aad = docStreamAad(params);
   const progress = progressCounter(header.chunkSize, k0, opts.onProgress);
-  const pool = poolOf(opts.workers);
+  const place = placement(opts);
   const srcRing = rings.get(source);
   const ring = srcRing ?? new BufferRing();
   if (k0 === 0) yield header.bytes.slice();
@@ -366,43 +396,39 @@ export async function* encryptStream(
     if (c.last && c.data.length === 0 && i > 0)
       throw new ValiseError("bad_request", "nothing to encrypt at this chunk: the plaintext ends before it");
   };
-  let work: (c: StreamChunk, i: number) => Promise<Done> | Done;
-  if (!pool) {
-    const ko = keyObject(key);
-    work = (c, i) => {
-      check(c, i);
-      const cipher = createCipheriv("aes-256-gcm", ko, nonceAt(header.noncePrefix, i, c.last));
-      cipher.setAAD(aad);
-      const out = cipher.update(c.data);
-      cipher.final();
-      const tag = cipher.getAuthTag();
-      if (srcRing?.owns(c.data)) srcRing.give(c.data.buffer as ArrayBuffer);
-      return { pieces: [out, tag], plainLen: c.data.length };
-    };
-  } else {
-    work = async (c, i) => {
-      check(c, i);
-      const length = c.data.length; // before the transfer detaches it
-      const data = transferable(c, ring, srcRing, opts.transferInput === true);
-      const r = await pool.run({
-        op: 0,
-        key,
-        nonce: nonceAt(header.noncePrefix, i, c.last),
-        aad,
-        data,
-        offset: 0,
-        length,
-      });
-      ring.give(r.data);
-      if (r.error !== undefined || !r.out || !r.tag) throw new ValiseError("internal", `encryption failed: ${r.error}`);
-      return { pieces: [new Uint8Array(r.out, 0, r.outLength), r.tag], plainLen: length };
-    };
-  }
+  const ko = keyObject(key);
+  const inline = (c: StreamChunk, i: number): Done => {
+    check(c, i);
+    const cipher = createCipheriv("aes-256-gcm", ko, nonceAt(header.noncePrefix, i, c.last));
+    cipher.setAAD(aad);
+    const out = cipher.update(c.data);
+    cipher.final();
+    const tag = cipher.getAuthTag();
+    if (srcRing?.owns(c.data)) srcRing.give(c.data.buffer as ArrayBuffer);
+    return { pieces: [out, tag], plainLen: c.data.length };
+  };
+  const pooled = async (pool: DocStreamPool, c: StreamChunk, i: number): Promise<Done> => {
+    check(c, i);
+    const length = c.data.length; // before the transfer detaches it
+    const data = transferable(c, ring, srcRing, opts.transferInput === true);
+    const r = await pool.run({
+      op: 0,
+      key,
+      nonce: nonceAt(header.noncePrefix, i, c.last),
+      aad,
+      data,
+      offset: 0,
+      length,
+    });
+    ring.give(r.data);
+    if (r.error !== undefined || !r.out || !r.tag) throw new ValiseError("internal", `encryption failed: ${r.error}`);
+    return { pieces: [new Uint8Array(r.out, 0, r.outLength), r.tag], plainLen: length };
+  };
   let i = k0;
   for await (const d of ordered(
     rechunk(source, header.chunkSize),
-    (c, j) => work(c, k0 + j),
-    pool ? 2 * pool.size + 1 : 1,
+    (c, j) => (place.pool && j >= place.inline ? pooled(place.pool(), c, k0 + j) : inline(c, k0 + j)),
+    place.window,
   )) {
     progress(i++, d.plainLen);
     yield d.pieces[0]!;
@@ -433,48 +459,48 @@ export async function* decryptStream(
   const { header, k0, body } = await startDecrypt(key, source, opts);
   const aad = docStreamAad(params);
   const progress = progressCounter(header.chunkSize, k0, opts.onProgress);
-  const pool = poolOf(opts.workers);
+  const place = placement(opts);
   const ring = srcRing ?? new BufferRing();
-  let work: (c: StreamChunk, i: number) => Promise<Done> | Done;
-  if (!pool) {
-    const ko = keyObject(key);
-    work = (c, i) => {
-      checkCipherChunk(c, i, k0);
-      const n = c.data.length - DOCSTREAM_TAG_BYTES;
-      const d = createDecipheriv("aes-256-gcm", ko, nonceAt(header.noncePrefix, i, c.last));
-      d.setAAD(aad);
-      d.setAuthTag(c.data.subarray(n));
-      const out = d.update(c.data.subarray(0, n));
-      try {
-        d.final();
-      } catch {
-        throw authFailed(i, c.last);
-      }
-      if (srcRing?.owns(c.data)) srcRing.give(c.data.buffer as ArrayBuffer);
-      return { pieces: [out], plainLen: n };
-    };
-  } else {
-    work = async (c, i) => {
-      checkCipherChunk(c, i, k0);
-      const length = c.data.length;
-      const data = transferable(c, ring, srcRing, opts.transferInput === true);
-      const r = await pool.run({
-        op: 1,
-        key,
-        nonce: nonceAt(header.noncePrefix, i, c.last),
-        aad,
-        data,
-        offset: 0,
-        length,
-      });
-      ring.give(r.data);
-      if (r.error !== undefined || !r.out) throw authFailed(i, c.last);
-      return { pieces: [new Uint8Array(r.out, 0, r.outLength)], plainLen: r.outLength ?? 0 };
-    };
-  }
+  const ko = keyObject(key);
+  const inline = (c: StreamChunk, i: number): Done => {
+    checkCipherChunk(c, i, k0);
+    const n = c.data.length - DOCSTREAM_TAG_BYTES;
+    const d = createDecipheriv("aes-256-gcm", ko, nonceAt(header.noncePrefix, i, c.last));
+    d.setAAD(aad);
+    d.setAuthTag(c.data.subarray(n));
+    const out = d.update(c.data.subarray(0, n));
+    try {
+      d.final();
+    } catch {
+      throw authFailed(i, c.last);
+    }
+    if (srcRing?.owns(c.data)) srcRing.give(c.data.buffer as ArrayBuffer);
+    return { pieces: [out], plainLen: n };
+  };
+  const pooled = async (pool: DocStreamPool, c: StreamChunk, i: number): Promise<Done> => {
+    checkCipherChunk(c, i, k0);
+    const length = c.data.length;
+    const data = transferable(c, ring, srcRing, opts.transferInput === true);
+    const r = await pool.run({
+      op: 1,
+      key,
+      nonce: nonceAt(header.noncePrefix, i, c.last),
+      aad,
+      data,
+      offset: 0,
+      length,
+    });
+    ring.give(r.data);
+    if (r.error !== undefined || !r.out) throw authFailed(i, c.last);
+    return { pieces: [new Uint8Array(r.out, 0, r.outLength)], plainLen: r.outLength ?? 0 };
+  };
   let i = k0;
   const chunks = rechunk(body, header.chunkSize + DOCSTREAM_TAG_BYTES);
-  for await (const d of ordered(chunks, (c, j) => work(c, k0 + j), pool ? 2 * pool.size + 1 : 1)) {
+  for await (const d of ordered(
+    chunks,
+    (c, j) => (place.pool && j >= place.inline ? pooled(place.pool(), c, k0 + j) : inline(c, k0 + j)),
+    place.window,
+  )) {
     progress(i++, d.plainLen);
     yield d.pieces[0]!;
   }
