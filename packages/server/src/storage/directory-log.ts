@@ -6,9 +6,11 @@
  * the `directory_log_refs` index of facts.
  */
 import type { Kysely, Transaction } from "kysely";
+import type SQLite from "better-sqlite3";
 import { encodeDirectoryEntry, type DirectoryEntry, type Frontier } from "@valise/core";
 import type { Database } from "./schema.js";
 import { MerkleLog } from "./merkle-log.js";
+import { run, type Steps } from "./sql-steps.js";
 
 export { TILE_HEIGHT, TILE_WIDTH, type LogCheckpoint } from "./merkle-log.js";
 
@@ -47,9 +49,19 @@ export function entryRefs(e: DirectoryEntry): string[] {
   }
 }
 
+/** Point each fact at the entry that established it (latest wins). */
+function* refSteps(refs: readonly string[], index: number): Steps<void> {
+  for (const ref of refs)
+    yield* run(
+      "INSERT INTO directory_log_refs (ref, idx) VALUES (?, ?) ON CONFLICT (ref) DO UPDATE SET idx = excluded.idx",
+      ref,
+      index,
+    );
+}
+
 export class DirectoryLog extends MerkleLog {
-  constructor(db: Kysely<Database>, now: () => number) {
-    super(db, now, { name: "directory" });
+  constructor(db: Kysely<Database>, now: () => number, sqlite?: SQLite.Database) {
+    super(db, now, { name: "directory", sqlite });
   }
 
   /**
@@ -62,12 +74,7 @@ export class DirectoryLog extends MerkleLog {
       const append: Append = async (e) => {
         pending = await this.appendIn(trx, [{ data: encodeDirectoryEntry(e) }], pending);
         const index = pending.size - 1;
-        for (const ref of entryRefs(e))
-          await trx
-            .insertInto("directory_log_refs")
-            .values({ ref, idx: index })
-            .onConflict((oc) => oc.column("ref").doUpdateSet({ idx: index }))
-            .execute();
+        await this.runIn(trx, refSteps(entryRefs(e), index));
         return index;
       };
       return fn(trx, append);

@@ -4,6 +4,7 @@
  * directory log in the same transaction as the change itself (DESIGN.md §3 "Key transparency").
  */
 import type { Kysely, Transaction } from "kysely";
+import type SQLite from "better-sqlite3";
 import {
   ValiseError,
   canonicalLabel,
@@ -112,8 +113,9 @@ export class DirectoryStore {
     private readonly db: Kysely<Database>,
     private readonly now: () => number,
     private readonly audit?: AuditLog,
+    sqlite?: SQLite.Database,
   ) {
-    this.log = new DirectoryLog(db, now);
+    this.log = new DirectoryLog(db, now, sqlite);
   }
 
   /** Audit a directory change by an operator, in the change's own transaction (DESIGN.md §3 "Audit log"). */

@@ -45,7 +45,7 @@ export async function openStore(
   const handle = await openDatabase(opts);
   const now = () => (opts.clock ?? systemClock).now();
   const audit = new AuditLog(handle.db, now, handle.sqlite);
-  const directory = new DirectoryStore(handle.db, now, audit);
+  const directory = new DirectoryStore(handle.db, now, audit, handle.sqlite);
   if (opts.sessionTtlMs !== undefined) directory.sessionTtlMs = opts.sessionTtlMs;
   if (opts.enrollmentCodeTtlMs !== undefined) directory.enrollmentTtlMs = opts.enrollmentCodeTtlMs;
   let blobBytes: BlobStore;
