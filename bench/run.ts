@@ -13,6 +13,7 @@ const benches = [
   "ioc",
   "documents",
   "cables",
+  "sdk",
   "cluster",
   "search",
   "history",
