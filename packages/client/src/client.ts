@@ -48,10 +48,11 @@ import {
   type ServerAlert,
   type ServerConversation,
   type ServerMessage,
-  type TlpLevel,
 } from "./transport.js";
 import type { ConversationState, ConversationTarget, KeyStore, ProfileState } from "./profile.js";
 import { ProfileRepository } from "./profile-repo.js";
+import { Session, type Authenticate } from "./session.js";
+import { OfficerApi } from "./officer.js";
 import { DirectoryVerifier, type DirectoryDoor } from "./verifier.js";
 import {
   TransparencyVerifier,
@@ -144,12 +145,16 @@ export class ValiseClient {
    * challenge with its device key (`signLogin` → base64 signature of `valise-login:<challenge>`) and asserts its
    * passkey over the same challenge (the web app's POST /v1/auth/passkey/session).
    */
-  authenticate:
-    | ((
-        device: string,
-        signLogin: (challenge: string) => Promise<string>,
-      ) => Promise<{ token: string; expiresAt: number }>)
-    | null = null;
+  get authenticate(): Authenticate | null {
+    return this.session.authenticate;
+  }
+  set authenticate(f: Authenticate | null) {
+    this.session.authenticate = f;
+  }
+  /** Login, re-login on an expired session, sign-out. */
+  private readonly session: Session;
+  /** Security officers' API: alerts, incidents, allies' indicators, clearances. */
+  private readonly officer: OfficerApi;
   private lastLogError: string | null = null;
   private logStale = false;
   private readonly keys: DeviceKeys;
@@ -170,6 +175,16 @@ export class ValiseClient {
     this.profile = profile;
     const state = profile.state;
     this.transport = new HttpTransport(state.serverUrl, fetchImpl);
+    this.session = new Session(this.transport, profile, fromBase64(state.signaturePrivateKey), {
+      save: () => this.save(),
+      // An operation refused because the server's directory disagrees with the log still keeps the alert it raised.
+      onFailure: async () => {
+        if (this.transparency?.dirty) await this.save().catch(() => undefined);
+      },
+    });
+    this.officer = new OfficerApi(this.transport, this.session.authed, () => this.login(), state.serverUrl);
+    this.incidents = this.officer.incidents;
+    this.taxii = this.officer.taxii;
     const host = (this.content = this.contentHost(cipher));
     this.cables = new Cables(host);
     this.documents = new Documents(host);
@@ -207,7 +222,6 @@ export class ValiseClient {
       signaturePublicKey: fromBase64(state.signaturePublicKey),
       signaturePrivateKey: fromBase64(state.signaturePrivateKey),
     };
-    if (state.session && state.session.expiresAt > Date.now() + 30_000) this.transport.token = state.session.token;
   }
 
   get handle(): string {
@@ -490,48 +504,21 @@ export class ValiseClient {
 
   /** Officers: set a user's clearance. Devices no longer cleared are cut off before this returns. */
   async setClearance(handle: string, clearance: string) {
-    return this.authed(() => this.transport.setClearance(handle, canonicalLabel(clearance)));
+    return this.officer.setClearance(handle, clearance);
   }
 
   /** Ed25519 challenge login; the session token is kept in the profile until it expires. */
-  async login(force = false): Promise<void> {
-    if (!force && this.transport.token) return;
-    let s: { token: string; expiresAt: number };
-    if (this.authenticate) {
-      s = await this.authenticate(this.deviceId, async (c) =>
-        toBase64(await signChallenge(this.keys.signaturePrivateKey, utf8(`valise-login:${c}`))),
-      );
-    } else {
-      const { challenge } = await this.transport.challenge(this.deviceId);
-      const sig = await signChallenge(this.keys.signaturePrivateKey, utf8(`valise-login:${challenge}`));
-      s = await this.transport.session(this.deviceId, challenge, sig);
-    }
-    this.transport.token = s.token;
-    this.state.session = s;
+  login(force = false): Promise<void> {
+    return this.session.login(force);
   }
 
   /**
-   * Signs this device out: the session token is dropped from memory and from the saved profile, so the next use
-   * logs in again (with a passkey in the browser). The keys stay: a sign-out is not a revocation.
-   */
-  /**
    * Signs out: the session ends on the server (POST /v1/auth/logout, audited; the token is refused from then on),
-   * then here. Always signs out here; `serverEnded` is false when the server could not be told (unreachable): the
-   * session then ends by itself when it expires.
+   * then here (the keys stay: a sign-out is not a revocation). `serverEnded` is false when the server could not be
+   * told (unreachable): the session then ends by itself when it expires.
    */
-  async signOut(): Promise<{ serverEnded: boolean }> {
-    let serverEnded = true;
-    if (this.transport.token)
-      try {
-        await this.transport.logout();
-      } catch (e) {
-        // Already ended (expired, revoked): nothing left to end. Anything else: the server was not told.
-        serverEnded = e instanceof ValiseError && e.code === "unauthenticated";
-      }
-    this.transport.token = null;
-    this.state.session = null;
-    await this.save();
-    return { serverEnded };
+  signOut(): Promise<{ serverEnded: boolean }> {
+    return this.session.signOut();
   }
 
   /**
@@ -578,19 +565,8 @@ export class ValiseClient {
   }
 
   /** Runs `fn` logged in; on an expired session, logs in again once. */
-  private async authed<T>(fn: () => Promise<T>): Promise<T> {
-    await this.login();
-    try {
-      return await fn();
-    } catch (e) {
-      if (e instanceof ValiseError && e.code === "unauthenticated") {
-        await this.login(true);
-        return fn();
-      }
-      // An operation refused because the server's directory disagrees with the log still keeps the alert it raised.
-      if (this.transparency?.dirty) await this.save().catch(() => undefined);
-      throw e;
-    }
+  private authed<T>(fn: () => Promise<T>): Promise<T> {
+    return this.session.authed(fn);
   }
 
   /** Key-transparency reports to the officers still on their way. */
@@ -1732,8 +1708,8 @@ export class ValiseClient {
   }
 
   /** Detection alerts (security officers only; anyone else gets 403 `forbidden`), in id order. */
-  alerts(q: { after?: number; limit?: number; severity?: ServerAlert["severity"]; since?: string } = {}) {
-    return this.authed(() => this.transport.alerts(q));
+  alerts(q: Parameters<OfficerApi["alerts"]>[0] = {}) {
+    return this.officer.alerts(q);
   }
 
   /**
@@ -1741,41 +1717,22 @@ export class ValiseClient {
    * a STIX 2.1 bundle and shared to the TAXII collection partners read. Each call logs in again once on an expired
    * session.
    */
-  readonly incidents = {
-    create: (b: { title: string; alerts: number[]; note?: string }) =>
-      this.authed(() => this.transport.createIncident(b)),
-    list: (limit = 100) => this.authed(() => this.transport.incidents(limit)),
-    show: (id: string) => this.authed(() => this.transport.incident(id)),
-    stix: (id: string, includeAccounts = false) => this.authed(() => this.transport.incidentStix(id, includeAccounts)),
-    share: (id: string, includeAccounts = false, to: { partner?: string; tlp?: TlpLevel } = {}) =>
-      this.authed(() => this.transport.shareIncident(id, includeAccounts, to)),
-  };
+  readonly incidents: OfficerApi["incidents"];
 
   /**
    * Allies' indicators (security officers only): partners' TAXII collections polled by the server, STIX bundles
    * imported by hand, and the indicators held. Imports are searched against the stored audit log.
    */
-  readonly taxii = {
-    addPartner: (b: { url: string; token: string; name: string }) =>
-      this.authed(() => this.transport.addTaxiiPartner(b)),
-    partners: () => this.authed(() => this.transport.taxiiPartners()),
-    removePartner: (id: string) => this.authed(() => this.transport.removeTaxiiPartner(id)),
-    poll: (id: string) => this.authed(() => this.transport.pollTaxiiPartner(id)),
-    importBundle: (bundle: unknown) => this.authed(() => this.transport.importStixBundle(bundle)),
-    indicators: () => this.authed(() => this.transport.indicators()),
-  };
+  readonly taxii: OfficerApi["taxii"];
 
   /** Acknowledges an alert (officers only); the first acknowledgement stays. */
   ackAlert(id: number): Promise<ServerAlert> {
-    return this.authed(() => this.transport.ackAlert(id));
+    return this.officer.ackAlert(id);
   }
 
   /** Alerts as the server pushes them (officers only: other sessions get no alert frames). */
-  async watchAlerts(factory: WebSocketFactory, onAlert: (a: AlertFrame) => void): Promise<{ close(): void }> {
-    await this.login();
-    return openPush(factory, this.serverUrl, this.transport.token ?? "", (ev) => {
-      if (isAlertFrame(ev)) onAlert(ev);
-    });
+  watchAlerts(factory: WebSocketFactory, onAlert: (a: AlertFrame) => void): Promise<{ close(): void }> {
+    return this.officer.watchAlerts(factory, onAlert);
   }
 
   /** Self-update (post-compromise security): fresh leaf keys in a new epoch; retries after an epoch conflict. */
