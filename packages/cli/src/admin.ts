@@ -36,11 +36,14 @@ export const ADMIN_USAGE = `usage: valise admin [--data DIR] <command>
 Local operator commands on the server's database (like prosodyctl): run them on the server machine.
   unit add UNIT [--max-label LABEL]            create a unit (e.g. HQ/ASIA-1, EMB/BEIJING)
   unit list [--json]
-  user add HANDLE [--unit UNIT]… [--clearance LABEL] [--role user|officer|admin|archivist] [--json]
-                                               create a user; prints a one-time enrollmentCode; with --json, the
+  user add HANDLE [--unit UNIT]… [--clearance LABEL] [--role user|officer|admin|archivist] [--officer OFFICER]
+           [--json]                            create a user; prints a one-time enrollmentCode; with --json, the
                                                enrollment bundle: also logKey, witnesses, quorum (for valise
-                                               enroll --bundle), which the device pins
-  user code HANDLE [--json]                    a new one-time enrollmentCode (and bundle) for another device
+                                               enroll --bundle), which the device pins. --officer names who
+                                               issues the code (role officer or admin; default admin-cli): the
+                                               enrolment is audited as device.enrolment code:OFFICER
+  user code HANDLE [--officer OFFICER] [--json]
+                                               a new one-time enrollmentCode (and bundle) for another device
   user show HANDLE [--json]                    units, clearance, role, state and devices
   user list [--unit UNIT] [--json]             every user (or a unit's) with units, clearance, role, state
   user history HANDLE [--json]                 every directory log entry about the user (index, time, type)
@@ -194,6 +197,17 @@ export async function admin(argv: string[]): Promise<number> {
       const t = bundleTrust(key.vkey, { witness: values.witness, quorum: values["witness-quorum"] });
       return { logKey: t.logKey, witnesses: t.witnesses, quorum: t.quorum, transparency: t.note };
     };
+    /**
+     * Who issues an enrollment code: `--officer OFFICER` (a user with role officer or admin), else admin-cli. Stored
+     * with the code; the enrolment is audited as device.enrolment code:<issuer> (issue 16).
+     */
+    const codeIssuer = async () => {
+      if (values.officer === undefined) return undefined;
+      const o = await store.directory.getUser(values.officer);
+      if (!o || (o.role !== "officer" && o.role !== "admin") || o.disabledAt !== null)
+        throw new ValiseError("forbidden", `${values.officer} is not an active security officer or administrator`);
+      return { actor: o.handle, source: "local", client: "valise-admin" };
+    };
     const key = `${what ?? ""} ${verb ?? ""}`;
     if (lifecycle) return await lifecycle(localOps(store), positionals, values, json);
     if (what === "retention") return await retentionCommand(store, positionals, values, json);
@@ -228,12 +242,10 @@ export async function admin(argv: string[]): Promise<number> {
         const role = (values.role ?? "user") as Role;
         if (!ROLES.includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(", ")}`);
         const anchors = values.json ? await bundle() : {};
-        const r = await store.directory.addUser({
-          handle,
-          units: values.unit ?? [],
-          clearance: values.clearance ?? "UNCLASSIFIED",
-          role,
-        });
+        const r = await store.directory.addUser(
+          { handle, units: values.unit ?? [], clearance: values.clearance ?? "UNCLASSIFIED", role },
+          await codeIssuer(),
+        );
         if (values.json)
           printJson({
             handle,
@@ -247,7 +259,7 @@ export async function admin(argv: string[]): Promise<number> {
       case "user code": {
         const handle = str(arg, "HANDLE", ADMIN_USAGE);
         const anchors = values.json ? await bundle() : {};
-        const r = await store.directory.newEnrollmentCode(handle);
+        const r = await store.directory.newEnrollmentCode(handle, await codeIssuer());
         if (values.json)
           printJson({
             handle,

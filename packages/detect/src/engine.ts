@@ -192,6 +192,8 @@ interface UserState {
   added: Map<string, number>;
   /** How a device was enrolled: "code" (by its owner, redeeming a one-time code), "admin" (by another account). */
   enrolment: Map<string, string>;
+  /** The device's audited enrolment method (device.enrolment): "code:ISSUER", "passkey" or both ("code:X+passkey"). */
+  method: Map<string, string>;
   /** Devices their owner acknowledged from another, trusted device (directory.device.ack): device → time. */
   acked: Map<string, number>;
   /** Conversations first seen (kept apart from `ents`, so many conversations never evict a trusted device). */
@@ -258,6 +260,14 @@ const WINDOW_CAP = 2000;
 const UNIT_SAMPLE_CAP = 2000;
 const ORG_NET_CAP = 50_000;
 const WEEK_HOURS = 168;
+
+/** How a device was enrolled, for an alert's reason. */
+function methodText(m: string | undefined): string {
+  if (!m) return "";
+  const issuer = /^code:([^+]*)/.exec(m)?.[1];
+  const parts = [issuer ? `with a one-time code issued by ${issuer}` : "", m.includes("passkey") ? "a passkey" : ""];
+  return ` (${parts.filter(Boolean).join(", with ")})`;
+}
 
 export class DetectionEngine {
   private readonly rules: Rule[];
@@ -385,6 +395,7 @@ export class DetectionEngine {
     e.s.pending ??= new Map();
     for (const u of e.s.users.values()) {
       u.enrolment ??= new Map();
+      u.method ??= new Map();
       u.acked ??= new Map();
       u.convs ??= new Map();
       u.officer ??= false;
@@ -429,6 +440,7 @@ export class DetectionEngine {
         recent: [],
         added: new Map(),
         enrolment: new Map(),
+        method: new Map(),
         acked: new Map(),
         convs: new Map(),
         officer: false,
@@ -500,6 +512,9 @@ export class DetectionEngine {
     f.set("$deviceAcked", acked);
     const how = e.device !== null ? u.enrolment.get(e.device) : undefined;
     f.set("$deviceEnrolment", e.device === null ? undefined : (how ?? "unseen"));
+    const method = e.device !== null ? (u.method.get(e.device) ?? "") : "";
+    f.set("$deviceCodeIssuer", /^code:([^+]*)/.exec(method)?.[1]);
+    f.set("$devicePasskey", method.includes("passkey"));
     const enrolledAt = e.device !== null ? u.added.get(e.device) : undefined;
     f.set(
       "$deviceAckPending",
@@ -700,7 +715,8 @@ export class DetectionEngine {
         rule,
         severity: "high",
         reason:
-          `${p.actor} enrolled device ${p.device} and read ${p.ids.length} item(s) from it over network(s) new to ` +
+          `${p.actor} enrolled device ${p.device}${methodText(u.method.get(p.device))} and read ${p.ids.length} ` +
+          `item(s) from it over network(s) new to ` +
           `them (${p.networks.join(", ")}) from ${p.first}, but did not approve it from a device they already use ` +
           `within ${Math.round(this.o.ackGraceMs / HOUR_MS)} h (valise devices approve): stolen credentials or a ` +
           `phished enrollment code`,
@@ -870,6 +886,19 @@ export class DetectionEngine {
         // Enrolled by its owner from the device itself (a one-time code redeemed), or added by another account.
         const how = e.actor === affected && (e.device === null || e.device === dev) ? "code" : "admin";
         touchCapped(owner.enrolment, dev, how, 16);
+      }
+    }
+    if (e.action === "device.enrolment" && e.outcome === "ok" && e.target_device !== null) {
+      // The audited method (issue 16): a one-time code and its issuer, a passkey. A code enrolment is the owner's
+      // own ("code": the approval window applies) even when its directory.device.add was not seen.
+      const dev = e.target_device;
+      const m = u.method.get(dev) ?? "";
+      const passkey = e.object === "passkey" || m.includes("passkey");
+      const code = e.object.startsWith("code:") ? e.object : (/^code:[^+]*/.exec(m)?.[0] ?? "");
+      touchCapped(u.method, dev, [code, passkey ? "passkey" : ""].filter(Boolean).join("+"), 16);
+      if (code && !u.enrolment.has(dev)) {
+        touchCapped(u.enrolment, dev, "code", 16);
+        if (!u.added.has(dev)) touchCapped(u.added, dev, t, 16);
       }
     }
     if (e.device !== null && e.source !== "") {

@@ -111,6 +111,14 @@ export const FIELDS: Readonly<Record<string, { type: FieldType; doc: string }>> 
     type: "boolean",
     doc: "the actor enrolled this device themself with a code less than ackGraceHours ago and has not approved it yet from a trusted device",
   },
+  $deviceCodeIssuer: {
+    type: "string",
+    doc: "who issued the one-time code the device was enrolled with (device.enrolment code:ISSUER: an officer's handle or admin-cli); absent if no such event was seen",
+  },
+  $devicePasskey: {
+    type: "boolean",
+    doc: "the device registered a passkey at enrolment (device.enrolment passkey): its web logins need the passkey",
+  },
   $knownDevice: { type: "boolean", doc: "the device is trusted for the actor (not $newDevice): e.g. travel with it" },
   $officer: { type: "boolean", doc: "the actor has read the audit log successfully (only officers can)" },
 };

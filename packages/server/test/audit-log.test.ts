@@ -221,9 +221,14 @@ for (const kind of DATABASE_KINDS) {
       );
     });
 
-    test("enrollment over the API is a directory.device.add by the new device's user", async () => {
+    test("enrollment over the API is a directory.device.add by the new device's user, with its method", async () => {
       await store.directory.addUser({ handle: "carol", units: ["HQ/ASIA-1"], clearance: "SECRET", role: "user" });
-      const { enrollmentCode } = await store.directory.newEnrollmentCode("carol");
+      // Issue 16: the code's issuer (valise admin user code carol --officer olga) is audited with the enrolment.
+      const { enrollmentCode } = await store.directory.newEnrollmentCode("carol", {
+        actor: "olga",
+        source: "local",
+        client: "valise-admin",
+      });
       const k = newDeviceKey();
       const r = await app.inject({
         method: "POST",
@@ -235,10 +240,14 @@ for (const kind of DATABASE_KINDS) {
         },
       });
       assert.equal(r.statusCode, 201);
-      const e = (await events()).at(-1)!;
+      const [m, e] = (await events()).slice(-2);
       assert.deepEqual(
-        [e.action, e.actor, e.device, e.object, e.target_device, e.outcome],
+        [e!.action, e!.actor, e!.device, e!.object, e!.target_device, e!.outcome],
         ["directory.device.add", "carol", "d-carol0000001", "carol", "d-carol0000001", "ok"],
+      );
+      assert.deepEqual(
+        [m!.action, m!.actor, m!.device, m!.object, m!.target_device, m!.source, m!.unit, m!.outcome],
+        ["device.enrolment", "carol", "d-carol0000001", "code:olga", "d-carol0000001", "127.0.0.1", "HQ/ASIA-1", "ok"],
       );
     });
 

@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from "node:crypto";
+import { parseAuditEvent } from "@valise/core";
 import { buildApp, openStore, protocolServerMls, type Store } from "../src/index.js";
 import { DATABASE_KINDS, freshDb } from "./helpers/databases.js";
 
@@ -190,6 +191,13 @@ for (const kind of DATABASE_KINDS) {
         alice.token,
       );
       assert.equal(r.statusCode, 201, r.body);
+      // Issue 16: the passkey is part of how the device was enrolled, audited as device.enrolment passkey.
+      const last = parseAuditEvent((await store.audit.entries((await store.audit.size()) - 1, 1))[0]!);
+      assert.ok(last.ok);
+      assert.deepEqual(
+        [last.event.action, last.event.actor, last.event.device, last.event.object, last.event.target_device],
+        ["device.enrolment", "alice", "d-alice000001", "passkey", "d-alice000001"],
+      );
       // The registration challenge is one-time, and one passkey per device.
       r = await post(
         "/v1/auth/passkey/register",

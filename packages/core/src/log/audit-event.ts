@@ -26,6 +26,10 @@ export const AUDIT_ACTIONS = [
   "directory.device.revoke",
   // The owner acknowledged their own device (POST /v1/devices/:id/ack; issue 16).
   "directory.device.ack",
+  // How a device was enrolled (issue 16): actor the owner, device and target_device the device, object the method —
+  // `code:<issuer>` (a one-time code issued by that officer, or admin-cli; appended in the redeeming transaction) or
+  // `passkey` (the browser device registered its passkey).
+  "device.enrolment",
   "directory.clearance.set",
   "directory.role.set",
   // Staff lifecycle (issue 12).

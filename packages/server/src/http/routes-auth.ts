@@ -4,7 +4,7 @@ import { Type, type Static } from "typebox";
 import { ID_PATTERN, ValiseError, isDeviceId, utf8, parseUserHandle, type UserHandle } from "@valise/core";
 import { type ServerContext, b64, rateLimit, requireSession } from "./context.js";
 import { PASSKEY_ENROLL_WINDOW_MS, hasPasskey } from "./routes-passkeys.js";
-import { audit, auditOf, notAudited } from "../audit/http.js";
+import { audit, auditOf, clientOf, notAudited } from "../audit/http.js";
 
 const B64 = Type.String({ maxLength: 1_000_000, pattern: ID_PATTERN.base64 });
 const DeviceIdT = Type.String({ pattern: ID_PATTERN.device });
@@ -68,6 +68,7 @@ export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
           if (kps.some((k) => k.user !== handle))
             throw new ValiseError("bad_request", "key packages name another user than the enrollment code");
         },
+        { source: req.ip, client: clientOf(req.headers) },
       );
       // A browser announces itself (Origin on a POST, Sec-Fetch-* headers): such a device must use its passkey.
       if (fromBrowser(req.headers))

@@ -19,7 +19,8 @@ import {
 } from "@simplewebauthn/server";
 import { ID_PATTERN, ValiseError, isDeviceId, utf8 } from "@valise/core";
 import { type ServerContext, b64, rateLimit, requireSession } from "./context.js";
-import { audit, notAudited } from "../audit/http.js";
+import { audit, clientOf, notAudited } from "../audit/http.js";
+import { newAuditId } from "../storage/audit-log.js";
 
 /** How long after its enrollment a device may register its passkey. */
 export const PASSKEY_ENROLL_WINDOW_MS = 15 * 60 * 1000;
@@ -108,7 +109,7 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext, opts: We
     "/v1/auth/passkey/register",
     {
       ...notAudited(
-        "gap (issue 17 note): no audit action for a passkey yet; the device's enrollment is audited as directory.device.add",
+        "audited by the handler: device.enrolment with object passkey (the device's enrolment method, issue 16)",
       ),
       schema: { body: RegisterBody },
     },
@@ -148,6 +149,25 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext, opts: We
           last_used_at: null,
         })
         .execute();
+      const unit = (await directory.getUser(s.handle))?.units[0] ?? null;
+      await ctx.store.audit.appendEvents([
+        {
+          id: newAuditId(),
+          time: new Date(now).toISOString(),
+          actor: s.handle,
+          device: s.deviceId,
+          source: req.ip,
+          client: clientOf(req.headers),
+          action: "device.enrolment",
+          object: "passkey",
+          target_device: s.deviceId,
+          label: null,
+          unit,
+          bytes: 0,
+          canary: false,
+          outcome: "ok",
+        },
+      ]);
       req.log.info({ handle: s.handle, device: s.deviceId }, "passkey registered");
       return reply.status(201).send({ credentialId: info.credential.id });
     },

@@ -233,29 +233,39 @@ export class DirectoryStore {
       for (const u of new Set(units)) await trx.insertInto("user_units").values({ handle, unit: u }).execute();
       await append({ v: 1, type: "user.add", user: handle, units, clearance, role: input.role, time });
       await this.auditChange(trx, by, { action: "directory.user.add", user: handle, device: null, time });
-      return this.insertCode(trx, handle);
+      return this.insertCode(trx, handle, by.actor);
     });
   }
 
   /** A new one-time enrollment code for another device of an existing user. */
-  async newEnrollmentCode(handle: string): Promise<{ enrollmentCode: string; expiresAt: number }> {
+  async newEnrollmentCode(
+    handle: string,
+    by: AuditOperator = ADMIN_CLI,
+  ): Promise<{ enrollmentCode: string; expiresAt: number }> {
     const h = parseUserHandle(handle);
     const u = await this.db.selectFrom("users").select("disabled_at").where("handle", "=", h).executeTakeFirst();
     if (!u) throw new ValiseError("not_found", `no user ${h}`);
     if (u.disabled_at !== null)
       throw new ValiseError("conflict", `user ${h} is disabled: enable them first (valise admin user enable ${h})`);
-    return this.insertCode(this.db, h);
+    return this.insertCode(this.db, h, by.actor);
   }
 
   private async insertCode(
     db: Kysely<Database>,
     handle: string,
+    issuedBy: string,
   ): Promise<{ enrollmentCode: string; expiresAt: number }> {
     const code = randomEnrollmentCode();
     const expiresAt = this.now() + this.enrollmentTtlMs;
     await db
       .insertInto("enrollment_codes")
-      .values({ code_hash: sha256Hex(normalizeEnrollmentCode(code)), handle, expires_at: expiresAt, used_at: null })
+      .values({
+        code_hash: sha256Hex(normalizeEnrollmentCode(code)),
+        handle,
+        expires_at: expiresAt,
+        used_at: null,
+        issued_by: issuedBy,
+      })
       .execute();
     return { enrollmentCode: code, expiresAt };
   }
@@ -269,6 +279,8 @@ export class DirectoryStore {
     device: { id: string; name: string; signaturePublicKey: Uint8Array },
     keyPackages: { ref: string; data: Uint8Array }[],
     expectHandle: (handle: string) => void,
+    /** The request's address and client: the enrolment method is audited with them (`device.enrolment`). */
+    via?: { source: string; client: string | null },
   ): Promise<UserRecord> {
     const hash = sha256Hex(normalizeEnrollmentCode(code));
     const now = this.now();
@@ -323,6 +335,34 @@ export class DirectoryStore {
         key: toBase64(device.signaturePublicKey),
         time: now,
       });
+      if (via && this.audit) {
+        const unit = await trx
+          .selectFrom("user_units")
+          .select("unit")
+          .where("handle", "=", row.handle)
+          .orderBy("unit")
+          .limit(1)
+          .executeTakeFirst();
+        // How the device came: the code and who issued it (issue 16), atomically with the enrolment.
+        await this.audit.appendEventsIn(trx, [
+          {
+            id: newAuditId(),
+            time: new Date(now).toISOString(),
+            actor: row.handle,
+            device: device.id,
+            source: via.source,
+            client: via.client,
+            action: "device.enrolment",
+            object: `code:${row.issued_by ?? "unknown"}`,
+            target_device: device.id,
+            label: null,
+            unit: unit?.unit ?? null,
+            bytes: 0,
+            canary: false,
+            outcome: "ok",
+          },
+        ]);
+      }
       return row.handle;
     });
     const user = await this.getUser(handle);

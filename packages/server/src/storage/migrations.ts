@@ -776,6 +776,15 @@ function m024(d: Dialect): Migration {
   };
 }
 
+/** Who issued each enrollment code (issue 16: the enrolment method is audited as `device.enrolment code:<issuer>`). */
+function m025(): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable("enrollment_codes").addColumn("issued_by", "text").execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -797,6 +806,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         "022_retention": m022(d),
         "023_log_handovers": m023(d),
         "024_audit_source_key": m024(d),
+        "025_enrollment_code_issuer": m025(),
       };
     },
   };

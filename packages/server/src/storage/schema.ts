@@ -34,6 +34,8 @@ export interface EnrollmentCodesTable {
   handle: string;
   expires_at: number;
   used_at: number | null;
+  /** Who issued the code (migration 025): an officer's handle or admin-cli; null for codes issued before. */
+  issued_by: string | null;
 }
 export interface DevicesTable {
   id: string;
