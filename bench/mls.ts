@@ -5,7 +5,9 @@
  * encrypt/decrypt. Groups are built once per size with one big Add commit; every measurement starts from the same
  * (immutable) base state, so repetitions are independent. Writes bench/results/mls.json.
  */
+import { generateKeyPairSync, sign, verify } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { OK, parseDeviceId, parseUserHandle } from "@valise/core";
 import type { DeviceId } from "@valise/core";
 import {
@@ -100,10 +102,28 @@ async function oursAppMessages(a: GroupContext, b: GroupContext, ga0: Group, gb0
     }
   });
   let gb = gb0;
+  const c0 = process.cpuUsage();
   const [td] = await time(async () => {
     for (const m of msgs) gb = (await processMessage(b, gb, m)).group;
   });
-  return { encryptUs: (te * 1000) / count, decryptUs: (td * 1000) / count };
+  const c = process.cpuUsage(c0);
+  return { encryptUs: (te * 1000) / count, decryptUs: (td * 1000) / count, decryptCpuUs: (c.user + c.system) / count };
+}
+
+/**
+ * Same-run floor of a decrypt: one Ed25519 verify (node:crypto, KeyObject), wall and CPU time. On a shared machine
+ * the CPU time (this process only, one thread) moves far less with other users' load than the wall time.
+ */
+function ed25519Verify(n = 3000): { us: number; cpuUs: number } {
+  const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+  const m = new Uint8Array(1200);
+  const sig = sign(null, m, privateKey);
+  for (let i = 0; i < 300; i++) verify(null, m, publicKey, sig);
+  const c0 = process.cpuUsage();
+  const t = performance.now();
+  for (let i = 0; i < n; i++) verify(null, m, publicKey, sig);
+  const c = process.cpuUsage(c0);
+  return { us: ((performance.now() - t) * 1000) / n, cpuUs: (c.user + c.system) / n };
 }
 
 // ---- raw ts-mls, default provider ----
@@ -193,11 +213,20 @@ async function main() {
       processRatio: +(ours.processMs / raw.processMs).toFixed(3),
     });
     if (n === 100) {
+      const v = ed25519Verify();
       const o = await oursAppMessages(ours.a, ours.b, ours.ga, ours.gb, 1000);
+      const v2 = ed25519Verify();
       const r = await rawAppMessages(raw.ga, raw.gb, rawCs, 300);
+      const verifyUs = Math.min(v.us, v2.us);
+      const verifyCpuUs = Math.min(v.cpuUs, v2.cpuUs);
       app = {
         appMessageEncryptUs: +o.encryptUs.toFixed(1),
         appMessageDecryptUs: +o.decryptUs.toFixed(1),
+        appMessageDecryptCpuUs: +o.decryptCpuUs.toFixed(1),
+        ed25519VerifyUs: +verifyUs.toFixed(1),
+        ed25519VerifyCpuUs: +verifyCpuUs.toFixed(1),
+        decryptVsVerify: +(o.decryptUs / verifyUs).toFixed(2),
+        decryptCpuVsVerifyCpu: +(o.decryptCpuUs / verifyCpuUs).toFixed(2),
         rawAppMessageEncryptUs: +r.encryptUs.toFixed(1),
         rawAppMessageDecryptUs: +r.decryptUs.toFixed(1),
       };
@@ -214,6 +243,8 @@ async function main() {
     node: process.version,
     addOne: rows,
     ...app,
+    loadAverage: loadavg().map((x) => +x.toFixed(2)),
+    targets: { appMessageDecryptUs: 250 },
     totalSeconds: +((performance.now() - started) / 1000).toFixed(1),
   };
   mkdirSync(new URL("../results/", import.meta.url), { recursive: true });
