@@ -71,6 +71,7 @@ import {
   type DocumentPayload,
   type ForwardPayload,
   type HistoryPayload,
+  type ReceiptPayload,
   type ReceivedItem,
 } from "./items.js";
 import { Cables, checkAgainstServer } from "./cables.js";
@@ -94,6 +95,7 @@ import {
   type HistoryProgress,
   type TransferHost,
 } from "./history-transfer.js";
+import { Receipts } from "./receipts.js";
 import { archiveSigningMessage, type ArchiveEvidence } from "./archive.js";
 import type { StreamCipher } from "./content.js";
 import { webCryptoStreamCipher } from "./docstream.js";
@@ -126,6 +128,8 @@ export interface ClientOptions {
    * another own device is fetched on sync.
    */
   history?: (device: { deviceId: string; signaturePrivateKey: Uint8Array }) => Promise<HistoryStore>;
+  /** Send delivered/read receipts for the messages this device decrypts (receipts.ts); default off. */
+  receipts?: boolean;
 }
 
 export class ValiseClient {
@@ -157,6 +161,13 @@ export class ValiseClient {
   private readonly officer: OfficerApi;
   private lastLogError: string | null = null;
   private logStale = false;
+  /** Delivered/read state of text messages (receipts.ts): `state(s)`, `onReceipts`, `markRead`. */
+  readonly receipts: Receipts = new Receipts({
+    handle: () => this.handle,
+    state: () => this.state,
+    send: (id, p) => this.authed(() => this.sendPayload(id, p)),
+    save: () => this.save(),
+  });
   private readonly keys: DeviceKeys;
   private readonly content: ContentHost;
 
@@ -391,6 +402,7 @@ export class ValiseClient {
     migrateProfile(profile.state);
     const client = new ValiseClient(profile, opts.fetch, opts.transparency, opts.cipher);
     client.historyLoader = opts.history ?? null;
+    client.receipts.sending = opts.receipts ?? false;
     await client.login();
     await client.transport.uploadKeyPackages(kps.map((k) => k.publicBytes));
     await client.save();
@@ -404,6 +416,7 @@ export class ValiseClient {
     migrateProfile(profile.state);
     const c = new ValiseClient(profile, opts.fetch, opts.transparency, opts.cipher);
     c.historyLoader = opts.history ?? null;
+    c.receipts.sending = opts.receipts ?? false;
     return c;
   }
 
@@ -602,6 +615,7 @@ export class ValiseClient {
    */
   async sync(): Promise<ReceivedItem[]> {
     await this.catchUp();
+    await this.receipts.flush();
     const items = this.state.pending;
     const h = await this.history();
     if (h) {
@@ -910,9 +924,11 @@ export class ValiseClient {
                 ? await acceptHistoryPayload(this.transferHost(), h, payload, r.sender, groupMembers(r.group))
                 : null;
               if (why) items.push({ ...alertItem(why, m.seq, m.createdAt), conversation: id, label: conv.label });
-            } else {
+            } else if (payload.t === "receipt") this.receipts.receive(conv, payload, r.sender, m.seq);
+            else {
               const item = this.acceptPayload(conv, payload, r.sender, m);
               if (item) items.push(item);
+              if (item?.type === "message") this.receipts.decrypted(conv, item.seq, item.from);
             }
           } else if (r.kind === "commit" && r.removedSelf) {
             this.profile.deleteConversation(id);
@@ -953,7 +969,7 @@ export class ValiseClient {
    */
   private acceptPayload(
     conv: ConversationState,
-    p: Exclude<AppPayload, ForwardPayload | HistoryPayload>,
+    p: Exclude<AppPayload, ForwardPayload | HistoryPayload | ReceiptPayload>,
     sender: { user: string; device: string },
     m: { seq: number; createdAt: number },
   ): ReceivedItem | null {
@@ -1549,6 +1565,7 @@ export class ValiseClient {
           this.push?.open && client === undefined
             ? await this.push.sendMessage(id, message, idem)
             : await this.transport.postMessage(id, message, idem, client);
+        if (payload.t === "text") this.receipts.sent(conv, r.seq);
         return { seq: r.seq };
       } catch (e) {
         if (e instanceof ValiseError && e.code === "epoch_conflict" && attempt < MAX_RETRIES) {
@@ -1699,9 +1716,12 @@ export class ValiseClient {
     if (m.seq <= conv.cursor) return [];
     const items = this.state.pending;
     const before = items.length;
+    const receipts = this.receipts.applied;
     await this.authed(() => this.syncConversation(id, items, m.seq === conv.cursor + 1 ? [m] : undefined));
     const fresh = items.slice(before);
-    if (fresh.length === 0 || fresh.some((i) => i.type === "alert")) return this.sync();
+    if ((fresh.length === 0 && this.receipts.applied === receipts) || fresh.some((i) => i.type === "alert"))
+      return this.sync();
+    await this.receipts.flush();
     this.state.pending = [];
     await this.save();
     return items;

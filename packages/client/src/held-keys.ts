@@ -112,7 +112,7 @@ export function migrateProfile(state: ProfileState): ProfileState {
     const probe = legacy ? withSender(v, "legacy.record", "d-legacyrecord") : v;
     try {
       const p = appPayload(probe, "stored key");
-      if (p.t === "text" || p.t === "fwd" || p.t === "hist") return null;
+      if (p.t === "text" || p.t === "fwd" || p.t === "hist" || p.t === "receipt") return null;
       return legacy ? { ...p, sender: "", senderDevice: "" } : p;
     } catch {
       return null;

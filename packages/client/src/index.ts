@@ -27,3 +27,4 @@ export {
 } from "./history-transfer.js";
 export * from "./archive.js";
 export * from "./profile-repo.js";
+export { Receipts, receiptsApply, type MessageState, type ReceiptState } from "./receipts.js";

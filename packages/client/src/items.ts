@@ -157,7 +157,19 @@ export interface HistoryPayload {
   sig: string;
   key: string;
 }
-export type AppPayload = TextPayload | CablePayload | DocumentPayload | ForwardPayload | HistoryPayload;
+/**
+ * Delivered/read receipts for text messages (receipts.ts): sent inside the conversation's MLS group, so only its
+ * members learn them (the server sees one more application message). `seqs` are the server sequence numbers of the
+ * messages this device decrypted (never one it could not): "delivered" after a sync decrypted them, "read" once the
+ * app showed them. One receipt per conversation per sync or view, never one per message, never one for a receipt.
+ */
+export interface ReceiptPayload {
+  t: "receipt";
+  state: "delivered" | "read";
+  seqs: number[];
+}
+export type AppPayload =
+  TextPayload | CablePayload | DocumentPayload | ForwardPayload | HistoryPayload | ReceiptPayload;
 
 // ---------------------------------------------------------------- the one parser for what peers send
 
@@ -261,6 +273,15 @@ const historyPayload = obj({
   key: payloadFields.key,
 });
 
+/** At most this many messages acknowledged by one receipt (more are split over several receipts). */
+export const MAX_RECEIPT_SEQS = 1_000;
+
+const receiptPayload = obj({
+  t: literal("receipt"),
+  state: oneOf(["delivered", "read"] as const),
+  seqs: arr(int({ min: 1, max: Number.MAX_SAFE_INTEGER }), { max: MAX_RECEIPT_SEQS, unique: true }),
+});
+
 /** The schema of every application payload a peer may send (exported for tests). */
 export const appPayload: Parser<AppPayload> = map(
   tagged("t", {
@@ -269,6 +290,7 @@ export const appPayload: Parser<AppPayload> = map(
     doc: documentPayload,
     fwd: forwardPayload,
     hist: historyPayload,
+    receipt: receiptPayload,
   }),
   (p): AppPayload => {
     if (p.t === "cable" || p.t === "doc") checkItem(p);

@@ -33,6 +33,7 @@ export const PROFILE_SLICES = {
   pending: ["pending"],
   log: ["log"],
   audit: ["audit"],
+  receipts: ["receipts"],
 } as const satisfies Record<string, readonly (keyof ProfileState)[]>;
 export type ProfileSlice = keyof typeof PROFILE_SLICES;
 type Field = (typeof PROFILE_SLICES)[ProfileSlice][number];

@@ -64,6 +64,15 @@ export interface ProfileState {
    * user. Written with the add, removed once sent; a crash in between is retried by the next sync.
    */
   forwards?: { conversation: string; to: string; id: string; device?: string }[];
+  /**
+   * Delivered/read receipts (receipts.ts). `sent`: this user's own messages, conversation → seq → receiving device →
+   * who and how far ("delivered" or "read"); a receipt for a seq not listed here is ignored. `owed`: messages from
+   * others this device decrypted, per conversation, not yet acknowledged as delivered (`delivered`) or read (`unread`).
+   */
+  receipts?: {
+    sent: Record<string, Record<string, Record<string, { user: string; state: "delivered" | "read" }>>>;
+    owed: Record<string, { delivered: number[]; unread: number[] }>;
+  };
   /** Items received but not yet handed to the user (e.g. fetched while catching up before a send). */
   pending: ReceivedItem[];
   session: { token: string; expiresAt: number } | null;

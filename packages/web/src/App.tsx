@@ -437,6 +437,14 @@ function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: 
       .catch(() => undefined);
   }, [client, tick, route]);
 
+  // Receipts from other members' devices (pushed like any message): the thread shows the new state at once.
+  useEffect(() => {
+    client.receipts.onReceipts = () => refresh();
+    return () => {
+      client.receipts.onReceipts = null;
+    };
+  }, [client, refresh]);
+
   useUrgentTitle(client, history, tick);
 
   // After a route change, focus goes to the main region (the next Tab reaches the new screen's first control).

@@ -191,6 +191,8 @@ export function Thread({ ctx, id }: { ctx: Ctx; id: string }) {
   // What was unread when the thread opened stays marked "New" while it is open.
   const [readBefore] = useState(() => ctx.history.readUpTo(id));
   useEffect(() => void ctx.history.markRead(id), [ctx.history, id, msgs.length]);
+  // Shown: one "read" receipt for what this browser decrypted here and has not acknowledged yet (receipts.ts).
+  useEffect(() => void ctx.client.receipts.markRead(id).catch(() => undefined), [ctx.client, id, msgs.length]);
   if (!conv) return <ErrorNote error="no such conversation on this device" />;
   return (
     <section aria-labelledby="thread-h">
@@ -217,11 +219,13 @@ export function Thread({ ctx, id }: { ctx: Ctx; id: string }) {
             </span>
             {m.kind === "message" && (
               <span className="msg-state" data-testid="message-state">
-                {m.from === ctx.me.handle
-                  ? "Sent: stored for every member device"
-                  : m.seq > readBefore
-                    ? "New"
-                    : "Read"}
+                {m.from === ctx.me.handle ? (
+                  <OwnState ctx={ctx} conversation={id} seq={m.seq} direct={conv.kind === "direct"} />
+                ) : m.seq > readBefore ? (
+                  "New"
+                ) : (
+                  "Read"
+                )}
               </span>
             )}
           </li>
@@ -276,5 +280,47 @@ export function Thread({ ctx, id }: { ctx: Ctx; id: string }) {
         </form>
       )}
     </section>
+  );
+}
+
+/**
+ * Where an own message stands, from the end-to-end receipts of the other members' devices (receipts.ts): ✓ sent
+ * (stored by the server for every member device), ✓✓ delivered (decrypted by a device of another member), read (shown
+ * there): "Read" in a direct conversation, "Read by N" in a group, with who in the tooltip.
+ */
+function OwnState({
+  ctx,
+  conversation,
+  seq,
+  direct,
+}: {
+  ctx: Ctx;
+  conversation: string;
+  seq: number;
+  direct: boolean;
+}) {
+  const st = ctx.client.receipts.state(conversation, seq);
+  const who = st
+    ? `Delivered to ${st.deliveredTo.join(", ") || "nobody yet"}; read by ${st.readBy.join(", ") || "nobody yet"}`
+    : undefined;
+  if (!st || st.state === "sent")
+    return (
+      <span className="rcpt sent" title="Stored by the server for every member device">
+        <span aria-hidden="true">✓ </span>Sent
+      </span>
+    );
+  if (st.state === "delivered")
+    return (
+      <span className="rcpt delivered" title={who}>
+        <span aria-hidden="true">✓✓ </span>
+        {direct ? "Delivered" : `Delivered to ${st.deliveredTo.length}`}
+      </span>
+    );
+  return (
+    <span className="rcpt read" title={who}>
+      <span aria-hidden="true">✓✓ </span>
+      {direct ? "Read" : `Read by ${st.readBy.length}`}
+      {!direct && st.deliveredTo.length > st.readBy.length ? ` · delivered to ${st.deliveredTo.length}` : ""}
+    </span>
   );
 }

@@ -97,7 +97,7 @@ export function ownProfile(onWaiting: () => void): Promise<void> {
 export async function openExisting(): Promise<ValiseClient | null> {
   const s = await keyStore();
   if (!(await s.load())) return null;
-  const c = await ValiseClient.open({ store: s, history: sdkHistory });
+  const c = await ValiseClient.open({ store: s, history: sdkHistory, receipts: true });
   c.authenticate = passkeyAuthenticator();
   return c;
 }
@@ -139,6 +139,7 @@ export async function enrollDevice(input: string, deviceName: string): Promise<V
       code,
       deviceName,
       history: sdkHistory,
+      receipts: true,
       ...(trust ? { trust } : {}),
     });
   } catch (e) {
