@@ -528,9 +528,9 @@ export class ValiseClient {
   /**
    * Signs out: the session ends on the server (POST /v1/auth/logout, audited; the token is refused from then on),
    * then here (the keys stay: a sign-out is not a revocation). `serverEnded` is false when the server could not be
-   * told (unreachable): the session then ends by itself when it expires.
+   * told (unreachable): the session then ends by itself when it expires, at `expiresAt` (ms since the epoch).
    */
-  signOut(): Promise<{ serverEnded: boolean }> {
+  signOut(): Promise<{ serverEnded: boolean; expiresAt: number | null }> {
     return this.session.signOut();
   }
 

@@ -76,7 +76,9 @@ export class Session {
    * then here. Always signs out here; `serverEnded` is false when the server could not be told (unreachable): the
    * session then ends by itself when it expires.
    */
-  async signOut(): Promise<{ serverEnded: boolean }> {
+  /** `expiresAt`: when the session the server could not be told about ends by itself (null when it was ended). */
+  async signOut(): Promise<{ serverEnded: boolean; expiresAt: number | null }> {
+    const expiresAt = this.profile.state.session?.expiresAt ?? null;
     let serverEnded = true;
     if (this.transport.token)
       try {
@@ -88,6 +90,6 @@ export class Session {
     this.transport.token = null;
     this.profile.state.session = null;
     await this.hooks.save();
-    return { serverEnded };
+    return { serverEnded, expiresAt: serverEnded ? null : expiresAt };
   }
 }

@@ -13,7 +13,7 @@ import {
   wipeBrowser,
 } from "./session.js";
 import { History, type Msg } from "./history.js";
-import { Banner, ErrorNote, enrollErrorText, errorText } from "./ui.js";
+import { Banner, ErrorNote, enrollErrorText, errorText, fmtTime } from "./ui.js";
 import { highest } from "./labels.js";
 import { CableCompose, CableInbox } from "./cables.js";
 import { Conversations } from "./conversations.js";
@@ -57,6 +57,8 @@ export function App() {
   const [error, setError] = useState<string | null>(null);
   const [otherTab, setOtherTab] = useState(false);
   const [outage, setOutage] = useState(false);
+  /** Said after a sign-out that could not reach the server (its session was not ended there). */
+  const [signOutNote, setSignOutNote] = useState<string | null>(null);
   useEffect(() => {
     ownProfile(() => setOtherTab(true))
       .then(() => openExisting())
@@ -105,6 +107,7 @@ export function App() {
             setPhase("passkey");
           }}
         />
+        <SignOutNote note={signOutNote} />
         <ErrorNote error={error} />
       </Shell>
     );
@@ -129,7 +132,15 @@ export function App() {
   if (phase === "login" && client)
     return (
       <Shell label="UNCLASSIFIED">
-        <Login client={client} onDone={() => setPhase("ready")} onForget={() => setPhase("enroll")} />
+        <SignOutNote note={signOutNote} />
+        <Login
+          client={client}
+          onDone={() => {
+            setSignOutNote(null);
+            setPhase("ready");
+          }}
+          onForget={() => setPhase("enroll")}
+        />
       </Shell>
     );
   return client ? (
@@ -141,8 +152,9 @@ export function App() {
       )}
       <Main
         client={client}
-        onSignOut={(wiped) => {
+        onSignOut={(wiped, note) => {
           document.title = "Valise";
+          setSignOutNote(note);
           if (wiped) {
             setClient(null);
             setPhase("enroll");
@@ -337,7 +349,38 @@ const wsFactory = (url: string) => new WebSocket(url) as unknown as MinimalWebSo
 /** How often a listening browser reads the directory log for changes to its own account (nothing is pushed). */
 const MONITOR_MS = 15_000;
 
-function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: boolean) => void }) {
+/**
+ * A sign-out whose logout request did not reach the server: this browser is signed out, but the server session
+ * stays valid until it expires (said with its time), unless the user signs in and out again once the server is back.
+ */
+export function signOutNoteText(r: { serverEnded: boolean; expiresAt: number | null }, wiped: boolean): string | null {
+  if (r.serverEnded) return null;
+  const when = r.expiresAt ? ` at ${fmtTime(r.expiresAt)}` : "";
+  return (
+    `Signed out on this device${wiped ? ", and its keys and history are erased" : ""}. The server could not be ` +
+    `reached, so the session there was not ended: it stays valid until it expires${when}` +
+    (wiped
+      ? ". If this computer may be compromised, tell your security officer."
+      : ". To end it sooner, log in again once the server is back and sign out.")
+  );
+}
+
+function SignOutNote({ note }: { note: string | null }) {
+  if (!note) return null;
+  return (
+    <div className="kt-alert" role="alert" data-testid="signout-note">
+      <strong>Server session not ended.</strong> {note}
+    </div>
+  );
+}
+
+function Main({
+  client,
+  onSignOut,
+}: {
+  client: ValiseClient;
+  onSignOut: (wiped: boolean, note: string | null) => void;
+}) {
   const route = useHashRoute();
   const [me, setMe] = useState<ServerUser | null>(null);
   const [history, setHistory] = useState<History | null>(null);
@@ -452,14 +495,14 @@ function Main({ client, onSignOut }: { client: ValiseClient; onSignOut: (wiped: 
 
   const signOut = useCallback(
     async (wipe: boolean) => {
-      await client.signOut();
+      const r = await client.signOut();
       if (wipe) {
         // Nothing this client still has in flight (a sync, a push, a directory check) may write the profile back.
         client.close();
         await wipeBrowser();
         forgetDeviceHistory();
       }
-      onSignOut(wipe);
+      onSignOut(wipe, signOutNoteText(r, wipe));
     },
     [client, onSignOut],
   );
