@@ -3,7 +3,8 @@
  * with generate.ts (only the event type) and models the organisation differently, so that rules tuned on one can be
  * measured on the other:
  *  - the organisation's size and shape are drawn from the seed: 6-14 headquarters departments and 8-30 posts of very
- *    different sizes in time zones from UTC-8 to UTC+12 (half hours included), a 24/7 operations centre and a consular
+ *    different sizes in IANA time zones from UTC-8 to UTC+12 (half hours included, daylight saving as the zone
+ *    has it: office hours are local, so UTC hours move at the zone's changes), a 24/7 operations centre and a consular
  *    hotline working rotating shifts, posts on IPv6 as well as IPv4;
  *  - people have one to three devices, replace them at a given rate (the new device is enrolled from wherever the
  *    owner is, often while travelling, and usually acknowledged from the old one: `directory.device.ack`), travel at
@@ -64,6 +65,8 @@ export interface GeneratedB {
   start: number;
   /** Benign lookalikes by kind (user-days), for the per-lookalike false-positive report. */
   lookalikes: Map<string, string>;
+  /** The directory's unit time zones (IANA), as `valise admin unit tz` sets them and the server gives the engine. */
+  timeZones: Record<string, string>;
 }
 
 // xoshiro128** seeded by splitmix32 (a different generator from generate.ts's mulberry32).
@@ -109,47 +112,74 @@ const COMPS = [
   "CYBER",
   "ARCTIC",
 ];
-const CITIES: [string, number, string][] = [
-  ["BEIJING", 8, "ASIA"],
-  ["TOKYO", 9, "ASIA"],
-  ["SEOUL", 9, "ASIA"],
-  ["DELHI", 5.5, "ASIA"],
-  ["HANOI", 7, "ASIA"],
-  ["JAKARTA", 7, "ASIA"],
-  ["CANBERRA", 10, "ASIA"],
-  ["WELLINGTON", 12, "ASIA"],
-  ["ADELAIDE", 9.5, "ASIA"],
-  ["KABUL", 4.5, "MIDEAST"],
-  ["TEHRAN", 3.5, "MIDEAST"],
-  ["RIYADH", 3, "MIDEAST"],
-  ["ANKARA", 3, "MIDEAST"],
-  ["CAIRO", 2, "AFRICA"],
-  ["NAIROBI", 3, "AFRICA"],
-  ["LAGOS", 1, "AFRICA"],
-  ["PRETORIA", 2, "AFRICA"],
-  ["BRUSSELS", 1, "NATO"],
-  ["OSLO", 1, "ARCTIC"],
-  ["HELSINKI", 2, "ARCTIC"],
-  ["LONDON", 0, "EUROPE"],
-  ["PARIS", 1, "EUROPE"],
-  ["WARSAW", 1, "EUROPE"],
-  ["KYIV", 2, "EUROPE"],
-  ["WASHINGTON", -5, "AMERICAS"],
-  ["NEW-YORK", -5, "AMERICAS"],
-  ["OTTAWA", -5, "AMERICAS"],
-  ["MEXICO", -6, "AMERICAS"],
-  ["BRASILIA", -3, "AMERICAS"],
-  ["SANTIAGO", -4, "AMERICAS"],
-  ["LOS-ANGELES", -8, "AMERICAS"],
-  ["REYKJAVIK", 0, "ARCTIC"],
+const CITIES: [string, string, string][] = [
+  ["BEIJING", "Asia/Shanghai", "ASIA"],
+  ["TOKYO", "Asia/Tokyo", "ASIA"],
+  ["SEOUL", "Asia/Seoul", "ASIA"],
+  ["DELHI", "Asia/Kolkata", "ASIA"],
+  ["HANOI", "Asia/Ho_Chi_Minh", "ASIA"],
+  ["JAKARTA", "Asia/Jakarta", "ASIA"],
+  ["CANBERRA", "Australia/Sydney", "ASIA"],
+  ["WELLINGTON", "Pacific/Auckland", "ASIA"],
+  ["ADELAIDE", "Australia/Adelaide", "ASIA"],
+  ["KABUL", "Asia/Kabul", "MIDEAST"],
+  ["TEHRAN", "Asia/Tehran", "MIDEAST"],
+  ["RIYADH", "Asia/Riyadh", "MIDEAST"],
+  ["ANKARA", "Europe/Istanbul", "MIDEAST"],
+  ["CAIRO", "Africa/Cairo", "AFRICA"],
+  ["NAIROBI", "Africa/Nairobi", "AFRICA"],
+  ["LAGOS", "Africa/Lagos", "AFRICA"],
+  ["PRETORIA", "Africa/Johannesburg", "AFRICA"],
+  ["BRUSSELS", "Europe/Brussels", "NATO"],
+  ["OSLO", "Europe/Oslo", "ARCTIC"],
+  ["HELSINKI", "Europe/Helsinki", "ARCTIC"],
+  ["LONDON", "Europe/London", "EUROPE"],
+  ["PARIS", "Europe/Paris", "EUROPE"],
+  ["WARSAW", "Europe/Warsaw", "EUROPE"],
+  ["KYIV", "Europe/Kyiv", "EUROPE"],
+  ["WASHINGTON", "America/New_York", "AMERICAS"],
+  ["NEW-YORK", "America/New_York", "AMERICAS"],
+  ["OTTAWA", "America/Toronto", "AMERICAS"],
+  ["MEXICO", "America/Mexico_City", "AMERICAS"],
+  ["BRASILIA", "America/Sao_Paulo", "AMERICAS"],
+  ["SANTIAGO", "America/Santiago", "AMERICAS"],
+  ["LOS-ANGELES", "America/Los_Angeles", "AMERICAS"],
+  ["REYKJAVIK", "Atlantic/Reykjavik", "ARCTIC"],
 ];
-const HQ_TZ = 1;
+const HQ_TZ = "Europe/Brussels";
+const offsets = new Map<string, number>();
+/**
+ * The UTC offset in hours of IANA zone `zone` on day `d` of the period (at noon UTC), daylight saving included: the
+ * ministry's posts keep local office hours, so their UTC hours move when their zone changes to or from summer time.
+ */
+function off(zone: string, d: number): number {
+  const key = `${zone}|${d}`;
+  let h = offsets.get(key);
+  if (h === undefined) {
+    const t = START_B + d * D + 12 * H;
+    const p: Record<string, number> = {};
+    const f = new Intl.DateTimeFormat("en-GB", {
+      timeZone: zone,
+      hourCycle: "h23",
+      year: "numeric",
+      month: "numeric",
+      day: "numeric",
+      hour: "numeric",
+      minute: "numeric",
+    });
+    for (const x of f.formatToParts(t)) if (x.type !== "literal") p[x.type] = Number(x.value);
+    h = (Date.UTC(p.year!, p.month! - 1, p.day, p.hour, p.minute) - t) / H;
+    offsets.set(key, h);
+  }
+  return h;
+}
 
 interface UnitB {
   name: string;
   comp: string;
   also: string[];
-  tz: number;
+  /** IANA time zone of the unit's office. */
+  tz: string;
   /** Office network: an IPv4 prefix (three octets) or an IPv6 /48 prefix. */
   net: string;
   v6: boolean;
@@ -350,7 +380,7 @@ export function generateB(o: GenBOptions): GeneratedB {
     const k = `${p.handle}|${Math.floor((START_B + d * D) / D)}`;
     if (!lookalikes.has(k)) lookalikes.set(k, kind);
   };
-  type Trip = { from: number; to: number; tz: number; net: string };
+  type Trip = { from: number; to: number; tz: string; net: string };
   const trips = new Map<string, Trip>();
   const replace = new Map<string, { day: number; slot: number; ack: number | null }>();
   const postings = new Map<string, { day: number; to: UnitB }>();
@@ -365,7 +395,11 @@ export function generateB(o: GenBOptions): GeneratedB {
       trips.set(p.handle, {
         from,
         to: Math.min(o.days - 1, from + int(1, 7)),
-        tz: dest ? dest.tz : kind < 0.8 ? pick([-5, 0, 1, 4, 8]) : pick([-8, 3, 10]),
+        tz: dest
+          ? dest.tz
+          : kind < 0.8
+            ? pick(["America/New_York", "Europe/London", "Europe/Brussels", "Asia/Dubai", "Asia/Singapore"])
+            : pick(["America/Los_Angeles", "Europe/Moscow", "Australia/Brisbane"]),
         net: dest ? dest.guest : r() < 0.2 ? v6() : v4(),
       });
     }
@@ -414,7 +448,7 @@ export function generateB(o: GenBOptions): GeneratedB {
       len = weekend ? 1 + r() * 3 : p.length + gauss() * 0.7;
     }
     const tz = away ? trip.tz : unit.tz;
-    const t0 = dayStart + (start - tz) * H;
+    const t0 = dayStart + (start - off(tz, d)) * H;
     const rep = replace.get(p.handle);
     const devices = p.devices.slice();
     if (rep && d >= rep.day) devices[rep.slot] = `${p.devices[rep.slot]}-new`;
@@ -577,7 +611,7 @@ export function generateB(o: GenBOptions): GeneratedB {
     const dayStart = START_B + d * D;
     const dow = new Date(dayStart).getUTCDay();
     if (dow === 0 || dow === 6 || r() < 0.08) return;
-    const t0 = dayStart + (a.start - HQ_TZ) * H;
+    const t0 = dayStart + (a.start - off(HQ_TZ, d)) * H;
     const src = host(itU.net);
     emit({
       time: t0,
@@ -622,7 +656,7 @@ export function generateB(o: GenBOptions): GeneratedB {
     const dayStart = START_B + d * D;
     const dow = new Date(dayStart).getUTCDay();
     if (dow === 0 || dow === 6 || r() < 0.08) return;
-    const t0 = dayStart + (s.start - HQ_TZ) * H;
+    const t0 = dayStart + (s.start - off(HQ_TZ, d)) * H;
     const src = host(secU.net);
     emit({
       time: t0,
@@ -725,7 +759,7 @@ export function generateB(o: GenBOptions): GeneratedB {
       const atHours = (d: number, v: Person): number =>
         r() < 0.5
           ? START_B + d * D + (9 + r() * 8 - attackerTz) * H
-          : START_B + d * D + (v.start + r() * v.length - v.unit.tz) * H;
+          : START_B + d * D + (v.start + r() * v.length - off(v.unit.tz, d)) * H;
       let v: Person;
       switch (type) {
         case "phished-device": {
@@ -776,7 +810,7 @@ export function generateB(o: GenBOptions): GeneratedB {
               const u = fresh[next++ % fresh.length]!;
               for (let j = 0; j < perUnit; j++)
                 add({
-                  time: START_B + d * D + (v.start + r() * v.length - v.unit.tz) * H,
+                  time: START_B + d * D + (v.start + r() * v.length - off(v.unit.tz, d)) * H,
                   actor: v.handle,
                   device: v.devices[0]!,
                   source: host(v.unit.net),
@@ -795,7 +829,7 @@ export function generateB(o: GenBOptions): GeneratedB {
           for (let d = day; d < day + days; d++)
             for (let j = int(Math.ceil(perDay / 2), perDay); j > 0; j--)
               add({
-                time: START_B + d * D + (v.start + r() * v.length - v.unit.tz) * H,
+                time: START_B + d * D + (v.start + r() * v.length - off(v.unit.tz, d)) * H,
                 actor: v.handle,
                 device: v.devices[0]!,
                 source: host(net),
@@ -829,7 +863,7 @@ export function generateB(o: GenBOptions): GeneratedB {
           const c = pick(canaryDocs);
           const requests = int(2, 4);
           Object.assign(params, { requests, canary: c.id });
-          const t = START_B + day * D + (v.start + r() * v.length - v.unit.tz) * H;
+          const t = START_B + day * D + (v.start + r() * v.length - off(v.unit.tz, day)) * H;
           const src = host(v.unit.net);
           add({
             time: t,
@@ -872,7 +906,7 @@ export function generateB(o: GenBOptions): GeneratedB {
           const count = int(5, 25);
           const span = (0.25 + r() * 5) * H;
           Object.assign(params, { count, spanHours: span / H });
-          const t = START_B + day * D + (v.start + r() * 3 - v.unit.tz) * H;
+          const t = START_B + day * D + (v.start + r() * 3 - off(v.unit.tz, day)) * H;
           for (let j = 0; j < count; j++) {
             const u = pick(units.filter((x) => x.comp !== v.unit.comp));
             add({
@@ -896,7 +930,7 @@ export function generateB(o: GenBOptions): GeneratedB {
           const net = foreignNet();
           const reads = int(5, 40);
           Object.assign(params, { night: night ? 1 : 0, adminNet, net, reads });
-          const t = START_B + day * D + (night ? 21 + r() * 6 : a.start + r() * 6) * H - HQ_TZ * H;
+          const t = START_B + day * D + (night ? 21 + r() * 6 : a.start + r() * 6) * H - off(HQ_TZ, day) * H;
           add({
             time: t,
             actor: a.handle,
@@ -923,7 +957,7 @@ export function generateB(o: GenBOptions): GeneratedB {
           const days = int(2, 5);
           const perDay = int(5, 20);
           Object.assign(params, { days, perDay, compartment: target });
-          const t = START_B + day * D + (a.start + r() * 6 - HQ_TZ) * H;
+          const t = START_B + day * D + (a.start + r() * 6 - off(HQ_TZ, day)) * H;
           add({
             time: t,
             actor: a.handle,
@@ -937,7 +971,7 @@ export function generateB(o: GenBOptions): GeneratedB {
           for (let d = day; d < day + days; d++)
             for (let j = int(Math.ceil(perDay / 2), perDay); j > 0; j--)
               add({
-                time: Math.max(t + 30 * M, START_B + d * D + (v.start + r() * v.length - v.unit.tz) * H),
+                time: Math.max(t + 30 * M, START_B + d * D + (v.start + r() * v.length - off(v.unit.tz, d)) * H),
                 actor: v.handle,
                 device: v.devices[0]!,
                 source: host(v.unit.net),
@@ -952,5 +986,15 @@ export function generateB(o: GenBOptions): GeneratedB {
     }
   }
   events.sort((a, b) => a.time - b.time || (a.id < b.id ? -1 : 1));
-  return { events, intrusions, malicious, users: people.length, units: units.length + 2, start: START_B, lookalikes };
+  const timeZones = Object.fromEntries([...units, itU, secU].map((u) => [u.name, u.tz]));
+  return {
+    events,
+    intrusions,
+    malicious,
+    users: people.length,
+    units: units.length + 2,
+    start: START_B,
+    lookalikes,
+    timeZones,
+  };
 }

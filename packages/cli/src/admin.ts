@@ -15,6 +15,7 @@ import { parseDuration, resolveConfig } from "./config.js";
 import { oneLine, printJson } from "./output.js";
 import { BUNDLE_ENV_HELP, bundleTrust } from "./bundle.js";
 import { ValiseError, canonicalLabel, generateNoteKey } from "@valise/core";
+import { isTimeZone } from "@valise/detect";
 import { openClient } from "./client-commands.js";
 import { RETENTION_USAGE, auditPrune, retentionCommand } from "./retention-commands.js";
 import type { DirectoryChange, PendingRemovalView, StaffUser, ValiseClient } from "@valise/client";
@@ -34,8 +35,13 @@ function printClearance(
 export const ADMIN_USAGE = `usage: valise admin [--data DIR] <command>
 
 Local operator commands on the server's database (like prosodyctl): run them on the server machine.
-  unit add UNIT [--max-label LABEL]            create a unit (e.g. HQ/ASIA-1, EMB/BEIJING)
-  unit list [--json]
+  unit add UNIT [--max-label LABEL] [--tz ZONE]
+                                               create a unit (e.g. HQ/ASIA-1, EMB/BEIJING); --tz as unit tz
+  unit list [--json]                           units with max-label, share window and time zone
+  unit tz UNIT ZONE|none [--json]              the post's IANA time zone (e.g. Asia/Tokyo): detection profiles
+                                               its members' hours of day in it, daylight saving included
+                                               (default, or none: UTC). Audited (directory.unit.tz); not a
+                                               directory log entry: it changes no key
   user add HANDLE [--unit UNIT]… [--clearance LABEL] [--role user|officer|admin|archivist] [--officer OFFICER]
            [--json]                            create a user; prints a one-time enrollmentCode; with --json, the
                                                enrollment bundle: also logKey, witnesses, quorum (for valise
@@ -119,6 +125,7 @@ export async function admin(argv: string[]): Promise<number> {
       clearance: { type: "string" },
       role: { type: "string" },
       "max-label": { type: "string" },
+      tz: { type: "string" },
       json: { type: "boolean" },
       witness: { type: "string", multiple: true },
       "witness-quorum": { type: "string" },
@@ -226,15 +233,29 @@ export async function admin(argv: string[]): Promise<number> {
     switch (key) {
       case "unit add": {
         const unit = str(arg, "UNIT", ADMIN_USAGE);
+        if (values.tz !== undefined && !isTimeZone(values.tz))
+          throw new UsageError(`--tz: ${values.tz} is not an IANA time zone (e.g. Asia/Tokyo, Europe/Paris, UTC)`);
         await store.directory.addUnit(unit, values["max-label"] ?? "SECRET");
-        if (values.json) printJson({ unit });
-        else console.log(`unit ${unit} added`);
+        if (values.tz !== undefined) await store.directory.setUnitTimeZone(unit, values.tz);
+        if (values.json) printJson({ unit, ...(values.tz !== undefined ? { tz: values.tz } : {}) });
+        else console.log(`unit ${unit} added${values.tz !== undefined ? ` (time zone ${values.tz})` : ""}`);
         return 0;
       }
       case "unit list": {
         const units = await store.directory.listUnits();
         if (values.json) printJson({ units });
-        else for (const u of units) console.log(`${u.name}\t(max ${u.maxLabel})`);
+        else for (const u of units) console.log(`${u.name}\t(max ${u.maxLabel}${u.tz ? `, ${u.tz}` : ""})`);
+        return 0;
+      }
+      case "unit tz": {
+        const unit = str(arg, "UNIT", ADMIN_USAGE);
+        const zone = str(positionals[3], "ZONE (an IANA time zone, or none)", ADMIN_USAGE);
+        const tz = zone === "none" ? null : zone;
+        if (tz !== null && !isTimeZone(tz))
+          throw new UsageError(`${tz} is not an IANA time zone (e.g. Asia/Tokyo, Europe/Paris, UTC), or none`);
+        const r = await store.directory.setUnitTimeZone(unit, tz);
+        if (values.json) printJson(r);
+        else console.log(r.tz === null ? `${unit}: no time zone (hours in UTC)` : `${unit}: time zone ${r.tz}`);
         return 0;
       }
       case "user add": {

@@ -31,6 +31,8 @@ import {
   dayOf,
   hash32,
   hourOf,
+  isTimeZone,
+  localHour,
   pushCapped,
   quantile,
   replacer,
@@ -110,6 +112,14 @@ export interface EngineOptions {
    * A device added by another account, or never seen enrolled, gets no grace. 0 disables the grace.
    */
   ackGraceHours?: number;
+  /**
+   * IANA time zones of units (the directory's unit `tz`, e.g. {"EMB/TOKYO": "Asia/Tokyo"}): hours of day are profiled
+   * in the zone of the user's post (daylight saving included), taken from the event's own `tz` if it carries one,
+   * else from the user's current unit here, else UTC. Days still close at 00:00 UTC.
+   */
+  timeZones?: Readonly<Record<string, string>>;
+  /** Days after a clearance change that a first read in a newly granted compartment counts as its first use (14). */
+  grantDays?: number;
 }
 
 const DEFAULT_VOLUME: VolumeOptions = {
@@ -210,6 +220,12 @@ interface UserState {
   breadthWeek: [number, number][];
   /** Per device: the last few (time, network) uses, for concurrent use from two networks. */
   devNets: Map<string, [number, string][]>;
+  /** The time zone the user's events last carried (null: none seen). */
+  tz: string | null;
+  /** Units of the user's own-unit actions (login, send, write) → the last UTC day of one: their current posts. */
+  unitSeen: Map<string, number>;
+  /** Compartments a clearance change granted the user while not yet trusted for them → time of the change. */
+  granted: Map<string, number>;
   risk: { t: number; score: number; rule: string; ids: string[] }[];
 }
 
@@ -274,16 +290,26 @@ export class DetectionEngine {
   private readonly o: Required<
     Omit<
       EngineOptions,
-      "rules" | "trainUntil" | "trainDays" | "volume" | "breadth" | "trainingSeverities" | "ackGraceHours"
+      | "rules"
+      | "trainUntil"
+      | "trainDays"
+      | "volume"
+      | "breadth"
+      | "trainingSeverities"
+      | "ackGraceHours"
+      | "timeZones"
+      | "grantDays"
     >
   > & {
+    timeZones: Map<string, string>;
+    grantMs: number;
     volume: VolumeOptions;
     breadth: BreadthOptions;
     trainDays: number;
     ackGraceMs: number;
   };
   private s: State;
-  private features = new Map<string, FieldValue>();
+  features = new Map<string, FieldValue>();
   /** The rules that alert during training (see EngineOptions.trainingSeverities). */
   private readonly trainingRules: Rule[];
 
@@ -301,9 +327,12 @@ export class DetectionEngine {
       maxAlertEvents: opts.maxAlertEvents ?? 50,
       trainDays: opts.trainDays ?? 14,
       ackGraceMs: (opts.ackGraceHours ?? 8) * HOUR_MS,
+      timeZones: new Map(),
+      grantMs: (opts.grantDays ?? 14) * DAY_MS,
       volume: { ...DEFAULT_VOLUME, ...opts.volume },
       breadth: { ...DEFAULT_BREADTH, ...opts.breadth },
     };
+    this.setTimeZones(opts.timeZones ?? {});
     const tu = opts.trainUntil;
     this.s = {
       version: 1,
@@ -320,6 +349,16 @@ export class DetectionEngine {
       pending: new Map(),
     };
     if (this.s.trainUntil !== null && Number.isNaN(this.s.trainUntil)) throw new RangeError("trainUntil is not a time");
+  }
+
+  /**
+   * Replaces the units' time zones (the directory changed: `valise admin unit tz`). Hours already learned stay where
+   * they were counted. Throws a RangeError, changing nothing, if a zone is not an IANA time zone.
+   */
+  setTimeZones(timeZones: Readonly<Record<string, string>>): void {
+    for (const [unit, tz] of Object.entries(timeZones))
+      if (!isTimeZone(tz)) throw new RangeError(`time zone of unit ${unit} is not an IANA time zone: ${tz}`);
+    this.o.timeZones = new Map(Object.entries(timeZones));
   }
 
   /** The time before which events only train (known after the first event when trainDays is used). */
@@ -403,6 +442,9 @@ export class DetectionEngine {
       u.breadthDays ??= [];
       u.firstIds ??= [];
       u.breadthWeek ??= [];
+      u.tz ??= null;
+      u.unitSeen ??= new Map();
+      u.granted ??= new Map();
     }
     for (const n of e.s.units.values()) n.breadth ??= [];
     return e;
@@ -450,6 +492,9 @@ export class DetectionEngine {
         breadthWeek: [],
         devNets: new Map(),
         risk: [],
+        tz: null,
+        unitSeen: new Map(),
+        granted: new Map(),
       };
       this.s.users.set(handle, u);
     }
@@ -483,6 +528,26 @@ export class DetectionEngine {
     let n = -1;
     for (const [k, v] of u.units) if (v > n || (v === n && best !== null && k < best)) [best, n] = [k, v];
     return best;
+  }
+
+  /** The user's current posts: their home unit and every unit of an own-unit action within the last 14 days. */
+  private ownUnits(u: UserState, day: number): string[] {
+    const home = this.homeUnit(u);
+    const out = home !== null ? [home] : [];
+    for (const [unit, d] of u.unitSeen) if (unit !== home && day - d <= 14) out.push(unit);
+    return out;
+  }
+
+  /** The IANA zone the user's hours are profiled in: the event's, else the one last seen, else their post's. */
+  private zoneOf(u: UserState, e: DetectEvent): string | null {
+    if (e.tz) return e.tz;
+    if (u.tz !== null) return u.tz;
+    if (this.o.timeZones.size === 0) return null;
+    let best: string | null = null;
+    let last = -1;
+    for (const [unit, d] of u.unitSeen) if (d > last && this.o.timeZones.has(unit)) [best, last] = [unit, d];
+    const home = best ?? this.homeUnit(u);
+    return home !== null ? (this.o.timeZones.get(home) ?? null) : null;
   }
 
   private trusted(u: UserState, key: string): boolean {
@@ -528,16 +593,26 @@ export class DetectionEngine {
       "$newCompartment",
       comps.some((c) => !this.trusted(u, `c:${c}`)),
     );
-    const home = this.homeUnit(u);
-    const hu = home !== null ? this.s.units.get(home) : undefined;
+    // Against every current post of the user (a new posting reads its new unit's compartments like its members).
+    const own = this.ownUnits(u, dayOf(t)).map((n) => this.s.units.get(n));
     f.set(
       "$unitNewCompartment",
-      comps.some((c) => !hu?.comps.has(c)),
+      comps.some((c) => !own.some((n) => n?.comps.has(c))),
     );
+    f.set(
+      "$clearanceWidened",
+      comps.some((c) => {
+        const at = u.granted.get(c);
+        return at !== undefined && t - at < this.o.grantMs && !this.trusted(u, `c:${c}`);
+      }),
+    );
+    const zone = this.zoneOf(u, e);
+    f.set("$localHour", localHour(t, zone));
+    f.set("$timeZone", zone ?? "UTC");
     f.set("$newAction", !this.trusted(u, `a:${e.action}`));
     f.set("$newTargetUnit", dirChange && e.unit !== null && !this.trusted(u, `t:${e.unit}`));
     f.set("$outsideUnits", e.unit !== null && u.units.size > 0 && !u.units.has(e.unit));
-    f.set("$unusualHour", this.unusualHour(u, t));
+    f.set("$unusualHour", this.unusualHour(u, f.get("$localHour") as number));
     const added = e.device !== null ? u.added.get(e.device) : undefined;
     f.set("$deviceAddedAgo", added !== undefined ? Math.max(0, Math.round((t - added) / 1000)) : undefined);
     f.set("$historyDays", u.historyDays);
@@ -549,9 +624,9 @@ export class DetectionEngine {
     return f;
   }
 
-  private unusualHour(u: UserState, t: number): boolean {
+  /** Whether the user is rarely active at local hour `h` (±1 h) of their post's time zone on learned days. */
+  private unusualHour(u: UserState, h: number): boolean {
     if (u.hourDays < this.o.minHistoryDays) return false;
-    const h = new Date(t).getUTCHours();
     const share = (u.hourHist[(h + 23) % 24]! + u.hourHist[h]! + u.hourHist[(h + 1) % 24]!) / u.hourDays;
     return share < this.o.unusualHourShare;
   }
@@ -706,8 +781,11 @@ export class DetectionEngine {
       const u = this.user(p.actor);
       if (u.acked.has(p.device)) continue;
       const rule = "baseline.device-unacknowledged";
-      // The same fact as new-device-new-network-read: that rule stays quiet for this user for a day.
-      this.s.suppress.set(`new-device-new-network-read|${p.actor}`, t + DAY_MS);
+      // The same fact as new-device-new-network-read (grouped by actor and device): that rule stays quiet for it.
+      this.s.suppress.set(
+        `new-device-new-network-read|${JSON.stringify(p.actor)}|${JSON.stringify(p.device)}`,
+        t + 14 * DAY_MS,
+      );
       this.s.suppress.set(`${rule}|${p.actor}`, t + DAY_MS);
       out.push({
         time: timeText,
@@ -876,8 +954,15 @@ export class DetectionEngine {
   private learnEvent(e: DetectEvent, u: UserState, t: number, f: Map<string, FieldValue>): void {
     const day = dayOf(t);
     u.active = true;
-    u.todayHours[new Date(t).getUTCHours()]! += 1;
+    u.todayHours[f.get("$localHour") as number]! += 1;
+    if (e.tz) u.tz = e.tz;
     const affected = affectedUser(e);
+    if (e.action === "directory.clearance.set" && e.outcome === "ok" && affected !== null) {
+      // A clearance change: compartments it grants that the user has not used yet, for $clearanceWidened.
+      const owner = this.user(affected);
+      for (const c of f.get("$compartments") as string[])
+        if (!this.trusted(owner, `c:${c}`)) touchCapped(owner.granted, c, t, 16);
+    }
     if (e.action === "directory.device.add" && e.outcome === "ok" && affected !== null) {
       const dev = e.target_device ?? e.device;
       if (dev !== null) {
@@ -926,8 +1011,10 @@ export class DetectionEngine {
     if (e.device !== null) ents.push(`d:${e.device}`);
     if (e.source !== "") ents.push(`n:${f.get("$network") as string}`);
     if (e.unit !== null) {
-      if (OWN_UNIT_ACTIONS.has(e.action)) touchCapped(u.units, e.unit, (u.units.get(e.unit) ?? 0) + 1, 16);
-      else if (DIRECTORY_CHANGE_ACTIONS.has(e.action)) ents.push(`t:${e.unit}`);
+      if (OWN_UNIT_ACTIONS.has(e.action)) {
+        touchCapped(u.units, e.unit, (u.units.get(e.unit) ?? 0) + 1, 16);
+        touchCapped(u.unitSeen, e.unit, day, 8);
+      } else if (DIRECTORY_CHANGE_ACTIONS.has(e.action)) ents.push(`t:${e.unit}`);
       else ents.push(`u:${e.unit}`);
     }
     for (const c of f.get("$compartments") as string[]) ents.push(`c:${c}`);

@@ -5,6 +5,8 @@
  * fields ignored). Both are parsed into one typed value; anything else is rejected with a reason, never thrown.
  */
 
+import { isTimeZone } from "./stats.js";
+
 /** The actions of the export format. Unknown actions are accepted (forward compatibility) but match no read logic. */
 export const KNOWN_ACTIONS = [
   "login",
@@ -63,6 +65,11 @@ export interface DetectEvent {
   bytes: number;
   canary: boolean;
   outcome: "ok" | "denied";
+  /**
+   * The IANA time zone of the actor's post (e.g. Asia/Tokyo), when the event's context carries it; hours of day are
+   * profiled in it. Absent: the engine's `timeZones` for the actor's unit, else UTC.
+   */
+  tz?: string | null;
 }
 
 export type ParsedEvent = { ok: true; event: DetectEvent } | { ok: false; reason: string };
@@ -103,6 +110,7 @@ export function parseEvent(value: unknown): ParsedEvent {
     ["target_device", false],
     ["label", false],
     ["unit", false],
+    ["tz", false],
   ] as const) {
     const v = str(o, k, required);
     if (isErr(v)) return { ok: false, reason: v.err };
@@ -114,6 +122,8 @@ export function parseEvent(value: unknown): ParsedEvent {
   if (Number.isNaN(time)) return { ok: false, reason: `field time is not a valid time: ${timeText}` };
   const action = fields.action!;
   if (!ACTION_RE.test(action)) return { ok: false, reason: `field action is not an action name: ${action}` };
+  const tz = fields.tz ?? null;
+  if (tz !== null && !isTimeZone(tz)) return { ok: false, reason: `field tz is not an IANA time zone: ${tz}` };
   const bytes = o.bytes ?? 0;
   if (typeof bytes !== "number" || !Number.isFinite(bytes) || bytes < 0)
     return { ok: false, reason: "field bytes must be a non-negative number" };
@@ -139,6 +149,7 @@ export function parseEvent(value: unknown): ParsedEvent {
       bytes: Math.floor(bytes),
       canary,
       outcome,
+      ...(tz !== null ? { tz } : {}),
     },
   };
 }

@@ -7,4 +7,4 @@ export * from "./event.js";
 export * from "./rules.js";
 export * from "./engine.js";
 export * from "./reorder.js";
-export { quantile, hash32 } from "./stats.js";
+export { quantile, hash32, isTimeZone, localHour } from "./stats.js";

@@ -95,7 +95,19 @@ export const FIELDS: Readonly<Record<string, { type: FieldType; doc: string }>> 
   $newAction: { type: "boolean", doc: "an action the actor has not done on trusted days before" },
   $newTargetUnit: { type: "boolean", doc: "directory change in a unit the actor never changed before" },
   $outsideUnits: { type: "boolean", doc: "object's unit is not one of the actor's own units" },
-  $unusualHour: { type: "boolean", doc: "the actor is rarely active at this hour (±1 h) on learned days" },
+  $unusualHour: {
+    type: "boolean",
+    doc: "the actor is rarely active at this hour (±1 h) of their post's time zone on learned days",
+  },
+  $localHour: {
+    type: "number",
+    doc: "hour of day (0-23) in the actor's post time zone (event tz, else the unit's, else UTC), daylight saving included",
+  },
+  $timeZone: { type: "string", doc: "the IANA time zone $localHour is in (UTC when none is known)" },
+  $clearanceWidened: {
+    type: "boolean",
+    doc: "a compartment of the label was granted to the actor by a clearance change (directory.clearance.set) within grantDays (14) while not yet trusted for them, and is still not trusted",
+  },
   $deviceAddedAgo: { type: "number", doc: "seconds since this device was added to the actor (absent if never)" },
   $historyDays: { type: "number", doc: "days of learned baseline for the actor" },
   $deviceNetworks1h: { type: "number", doc: "distinct networks this device of the actor used within the last hour" },

@@ -64,3 +64,49 @@ export function reviver(_k: string, v: unknown): unknown {
   }
   return v;
 }
+
+const offsetCache = new Map<string, number>();
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+/** Whether `tz` is an IANA time zone name this runtime knows (e.g. Asia/Tokyo, Europe/Paris, UTC). */
+export function isTimeZone(tz: string): boolean {
+  if (tz.length === 0 || tz.length > 64) return false;
+  try {
+    new Intl.DateTimeFormat("en-GB", { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The hour of day (0-23) of time `t` in the IANA zone `tz`, daylight saving included. The zone's UTC offset is
+ * cached per zone and quarter hour (offsets only change on quarter hours), so the cost is one Map lookup per event.
+ */
+export function localHour(t: number, tz: string | null): number {
+  if (tz === null || tz === "UTC") return new Date(t).getUTCHours();
+  const q = Math.floor(t / 900_000);
+  const key = `${tz}|${q}`;
+  let off = offsetCache.get(key);
+  if (off === undefined) {
+    let f = formatters.get(tz);
+    if (!f) {
+      f = new Intl.DateTimeFormat("en-GB", {
+        timeZone: tz,
+        hourCycle: "h23",
+        year: "numeric",
+        month: "numeric",
+        day: "numeric",
+        hour: "numeric",
+        minute: "numeric",
+      });
+      formatters.set(tz, f);
+    }
+    const p: Record<string, number> = {};
+    for (const x of f.formatToParts(q * 900_000)) if (x.type !== "literal") p[x.type] = Number(x.value);
+    off = Date.UTC(p.year!, p.month! - 1, p.day, p.hour, p.minute) - q * 900_000;
+    if (offsetCache.size > 200_000) offsetCache.clear();
+    offsetCache.set(key, off);
+  }
+  return new Date(t + off).getUTCHours();
+}

@@ -351,8 +351,8 @@ export function Officer({ ctx }: { ctx: Ctx }) {
         <p className="learning" role="status">
           Detection is learning until{" "}
           {learning.until ? fmtTime(learning.until) : `${learning.trainDays} days after the first audited event`}: until
-          then only critical rules (canaries) alert. Working hours are profiled per person in UTC (audit events carry no
-          post time zone).
+          then only critical rules (canaries) alert. Working hours are profiled per person in the time zone of their
+          post (UTC for units without one).
         </p>
       )}
       {alerts.length === 0 ? (

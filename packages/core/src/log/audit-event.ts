@@ -35,6 +35,8 @@ export const AUDIT_ACTIONS = [
   // Staff lifecycle (issue 12).
   "directory.unit.add",
   "directory.unit.label",
+  // A unit's time zone set or cleared (valise admin unit tz; issue 16): detection profiles hours in it.
+  "directory.unit.tz",
   "directory.user.add",
   "directory.user.disable",
   "directory.user.enable",

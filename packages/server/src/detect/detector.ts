@@ -57,6 +57,11 @@ export interface DetectorOptions {
    * event loop between steps, so requests are not held up behind a long backlog.
    */
   chunk?: number;
+  /**
+   * The directory's unit time zones (`valise admin unit tz`): unit → IANA zone. Read at start and again at most every
+   * 10 s while events arrive; hours of day are profiled in the zone of each person's post.
+   */
+  timeZones?: () => Promise<Record<string, string>>;
   /** Allies' indicators (incidents/ioc-service.ts): matched against every event processed, from its index on. */
   iocs?: { liveMatch(e: AuditEvent, logIndex: number): Alert | null };
 }
@@ -119,8 +124,8 @@ export interface DetectionLearning {
 }
 
 const HOURS_NOTE =
-  "working hours are profiled per person in UTC: audit events carry no post time zone, so a person's own hours are " +
-  "learned wherever they are posted; a move to another time zone looks unusual until it is learned";
+  "working hours are profiled per person in the time zone of their post (valise admin unit tz; UTC for units " +
+  "without one), daylight saving included";
 
 export class Detector {
   readonly metrics: DetectMetrics;
@@ -131,6 +136,8 @@ export class Detector {
   /** The index of the stored state (what the next commit must find). */
   private saved = 0;
   private lastSave = 0;
+  /** When the unit time zones were last read (-Infinity: never). */
+  private lastZones = -Infinity;
   private pending: NewAlert[] = [];
   /** Alerts found outside the engine (the retroactive search of allies' indicators), stored on the next tick. */
   private external: NewAlert[] = [];
@@ -277,6 +284,7 @@ export class Detector {
       }
     }
     this.engine = engine ?? new DetectionEngine(this.engineOpts);
+    this.lastZones = -Infinity;
     this.next = this.saved = st.nextIndex;
     this.pending = [];
     this.lastSave = this.o.now();
@@ -288,6 +296,14 @@ export class Detector {
     if (size - this.next > max) {
       if (this.pending.length > 0) await this.save();
       return;
+    }
+    if (this.o.timeZones && this.next < size && this.o.now() - this.lastZones >= 10_000) {
+      this.lastZones = this.o.now();
+      try {
+        this.engine.setTimeZones(await this.o.timeZones());
+      } catch (e) {
+        this.o.log?.warn("detector: unit time zones not applied", { err: e instanceof Error ? e.message : String(e) });
+      }
     }
     while (this.next < size) {
       const entries = await this.o.audit.entries(this.next, Math.min(this.chunk, size - this.next));

@@ -59,6 +59,7 @@ export function setupDetection(app: FastifyInstance, ctx: ServerContext, o: Dete
     now: ctx.now,
     ...(ctx.iocs ? { iocs: ctx.iocs } : {}),
     isOfficer: async (handle) => (await ctx.store.directory.getUser(handle))?.role === "officer",
+    timeZones: () => ctx.store.directory.unitTimeZones(),
     publish: (stored) => ctx.fanout.publish(stored.map((alert) => ({ type: "alert", alert }))),
     webhooks,
     registry: ctx.metrics.registry,

@@ -18,6 +18,7 @@ import {
   type AuditAction,
   type DirectoryEntry,
 } from "@valise/core";
+import { isTimeZone } from "@valise/detect";
 import type { Database } from "./schema.js";
 import { DirectoryLog } from "./directory-log.js";
 import { ADMIN_CLI, newAuditId, type AuditLog, type AuditOperator } from "./audit-log.js";
@@ -190,13 +191,46 @@ export class DirectoryStore {
     });
   }
 
-  /** Units with their highest label and (when not `all`) their `unit.share` window in seconds. */
-  async listUnits(): Promise<{ name: string; maxLabel: string; share?: string }[]> {
+  /**
+   * Sets (or with null clears) a unit's IANA time zone, e.g. Asia/Tokyo: detection profiles its members' hours of
+   * day in it, daylight saving included. Audited (`directory.unit.tz`); not a directory log entry (no key changes).
+   */
+  async setUnitTimeZone(
+    name: string,
+    tz: string | null,
+    by: AuditOperator = ADMIN_CLI,
+  ): Promise<{ unit: string; tz: string | null }> {
+    const unit = parseUnitName(name);
+    if (tz !== null && !isTimeZone(tz))
+      throw new ValiseError("bad_request", `${tz} is not an IANA time zone (e.g. Asia/Tokyo, Europe/Paris, UTC)`);
+    return this.db.transaction().execute(async (trx) => {
+      const r = await trx.updateTable("units").set({ tz }).where("name", "=", unit).executeTakeFirst();
+      if (Number(r.numUpdatedRows) !== 1) throw new ValiseError("not_found", `no unit ${unit}`);
+      await this.auditChange(trx, by, {
+        action: "directory.unit.tz",
+        user: unit,
+        unit,
+        device: null,
+        time: this.now(),
+      });
+      return { unit, tz };
+    });
+  }
+
+  /** Every unit's time zone that is set: unit → IANA zone (for the detection engine). */
+  async unitTimeZones(): Promise<Record<string, string>> {
+    const rows = await this.db.selectFrom("units").select(["name", "tz"]).where("tz", "is not", null).execute();
+    return Object.fromEntries(rows.map((r) => [r.name, r.tz!]));
+  }
+
+  /** Units with their highest label, (when not `all`) their `unit.share` window in seconds, and their time zone. */
+  async listUnits(): Promise<{ name: string; maxLabel: string; share?: string; tz?: string }[]> {
     const rows = await this.db.selectFrom("units").selectAll().orderBy("name").execute();
     return rows.map((r) => ({
       name: r.name,
       maxLabel: r.max_label,
       ...(r.share_since ? { share: r.share_since } : {}),
+      ...(r.tz ? { tz: r.tz } : {}),
     }));
   }
 

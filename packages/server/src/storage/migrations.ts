@@ -785,6 +785,18 @@ function m025(): Migration {
   };
 }
 
+/**
+ * Post time zones (issue 16): a unit's IANA time zone (`valise admin unit tz`), optional. Detection profiles its
+ * members' hours of day in it. Not in the directory log: it changes no key, only what detection calls an usual hour.
+ */
+function m026(): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable("units").addColumn("tz", "text").execute();
+    },
+  };
+}
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -807,6 +819,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         "023_log_handovers": m023(d),
         "024_audit_source_key": m024(d),
         "025_enrollment_code_issuer": m025(),
+        "026_unit_tz": m026(),
       };
     },
   };

@@ -11,6 +11,8 @@ export interface UnitsTable {
   created_at: number;
   /** `unit.share` (migration 021): seconds as decimal text; null: `all`. */
   share_since: string | null;
+  /** The unit's IANA time zone (migration 024; `valise admin unit tz`), for detection's hours of day; null: UTC. */
+  tz: string | null;
 }
 /** Memberships that are archive assignments (migration 021; each also has its user_units row). */
 export interface ArchiveUnitsTable {
