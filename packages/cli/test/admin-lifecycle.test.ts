@@ -304,3 +304,39 @@ test(
     assert.deepEqual(await ok(["device", "revoke", device, "--json"]), { device, revoked: true });
   },
 );
+
+test(
+  "user add|code --officer: the code's issuer is audited with the enrolment (device.enrolment, issue 16)",
+  { timeout: 300_000 },
+  async () => {
+    await ok(["user", "add", "sec9", "--unit", "HQ/ASIA-1", "--role", "officer", "--json"]);
+    await ok(["user", "add", "plain9", "--unit", "HQ/ASIA-1", "--json"]);
+    const bundle = await ok(["user", "add", "newbie9", "--unit", "HQ/ASIA-1", "--officer", "sec9", "--json"]);
+    const file = join(dir, "newbie9.json");
+    writeFileSync(file, JSON.stringify(bundle));
+    await runCli([
+      "enroll",
+      "--server",
+      srv.url,
+      "--bundle",
+      file,
+      "--profile",
+      join(dir, "newbie9"),
+      "--name",
+      "phone",
+    ]);
+    const ev = (await logAndAudit()).audit.filter((e) => e.actor === "newbie9");
+    const m = ev.find((e) => e.action === "device.enrolment");
+    assert.ok(m, JSON.stringify(ev));
+    assert.equal(m.object, "code:sec9");
+    assert.equal(m.device, m.target_device);
+    assert.notEqual(m.source, "local", "the enrolling request's address");
+    assert.ok(ev.some((e) => e.action === "directory.device.add" && e.target_device === m.device));
+    // Only an active officer or administrator issues codes.
+    for (const who of ["plain9", "nobody9"]) {
+      const r = await admin("user", "code", "newbie9", "--officer", who, "--json");
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stdout + r.stderr, /not an active security officer or administrator/);
+    }
+  },
+);
