@@ -3,7 +3,7 @@
  * resumable download that yields only verified plaintext. Browser-safe; the stream cipher is injected (WebCrypto by
  * default, the Node worker-pool cipher from `node/docstream.ts` in the CLI).
  */
-import { ValiseError, concatBytes } from "@valise/core";
+import { ValiseError, concatBytes, runningSha256, toBase64, type RunningHash } from "@valise/core";
 import type { HttpTransport } from "./transport.js";
 
 /** A plaintext that can be read again from any offset (a file, a browser File, bytes): uploads resume with it. */
@@ -133,7 +133,23 @@ export interface StreamCipher {
     ciphertext: AsyncIterable<Uint8Array>,
     fromChunk: number,
   ): AsyncIterable<Uint8Array>;
+  /** The running SHA-256 an upload keeps of the plaintext it encrypted (default: @noble/hashes). */
+  newHash?(): RunningHash;
 }
+
+/**
+ * What an upload has encrypted so far, kept (sealed with the profile) before any of it goes on the wire: the first
+ * `plain` bytes of the source and their SHA-256. A resume re-reads those bytes and continues only if they hash the
+ * same, so no chunk nonce is ever used again with a different plaintext, whatever the server says it holds.
+ */
+export interface UploadCheckpoint {
+  plain: number;
+  /** SHA-256 of source bytes [0, plain), base64. */
+  sha256: string;
+}
+
+/** Why `uploadEncrypted` refused to resume: `details.resume` on the `conflict` error. */
+export type ResumeRefusal = "different_file" | "unverifiable";
 
 /** Upload parts: a failed part is retried from where the server's byte count stands. */
 export const UPLOAD_PART = 8 * 1024 * 1024;
@@ -154,25 +170,67 @@ export async function uploadEncrypted(
   source: PlainSource,
   onProgress?: Progress,
   resumable?: {
-    /** Continue this blob (same key, header and plaintext) from the server's byte count. */
-    resume?: { blob: string; header: Uint8Array };
+    /**
+     * Continue this blob (same key, header and plaintext) from the server's byte count. `sent` is the last checkpoint
+     * kept: the source's first `sent.plain` bytes must hash to it, or the resume is refused (`conflict`,
+     * `details.resume` "different_file"; "unverifiable" without a checkpoint) before anything is sent.
+     */
+    resume?: { blob: string; header: Uint8Array; sent?: UploadCheckpoint | undefined };
     /** Called once the blob exists, before any byte is sent: record what a later resume needs. */
     onCreated?: (blob: string, header: Uint8Array) => Promise<void>;
+    /** Called before each part is sent when it carries plaintext not yet kept: keep the checkpoint (awaited). */
+    onCheckpoint?: (c: UploadCheckpoint) => Promise<void>;
   },
 ): Promise<{ blob: string; size: number }> {
   const header = resumable?.resume?.header ?? cipher.newHeader(key);
   const total = cipher.ciphertextSize(source.size);
+  // The plaintext encrypted so far (`hashed` bytes from the start) and what is kept of it (`kept` bytes).
+  const hash = cipher.newHash?.() ?? runningSha256();
+  let hashed = 0;
+  let kept = 0;
   let id: string;
   let received = 0;
-  if (resumable?.resume) {
-    id = resumable.resume.blob;
+  const resume = resumable?.resume;
+  if (resume) {
+    id = resume.blob;
+    const sent = resume.sent;
+    if (!sent)
+      throw new ValiseError(
+        "conflict",
+        `the interrupted upload ${id} kept no record of what it sent, so it cannot be checked: upload the file again`,
+        { resume: "unverifiable" satisfies ResumeRefusal },
+      );
+    hashed = await hashPrefix(source, sent.plain, hash);
+    if (hashed !== sent.plain || toBase64(hash.digest()) !== sent.sha256)
+      throw new ValiseError(
+        "conflict",
+        "this is not the file that was being uploaded (its content differs from the part already sent): upload it again",
+        { resume: "different_file" satisfies ResumeRefusal },
+      );
+    kept = hashed;
     const st = await transport.blobStatus(id);
     if (st.size !== total)
-      throw new ValiseError("conflict", `blob ${id} is ${st.size} bytes, not ${total}: the file has changed`);
+      throw new ValiseError("conflict", `blob ${id} is ${st.size} bytes, not ${total}: the file has changed`, {
+        resume: "different_file" satisfies ResumeRefusal,
+      });
     received = st.received;
   } else {
     id = (await transport.createBlob(total)).id;
     await resumable?.onCreated?.(id, header);
+  }
+  const onCheckpoint = resumable?.onCheckpoint;
+  /** Taps the plaintext on its way to the cipher: bytes past `hashed` go into the running hash. */
+  async function* tap(from: number): AsyncIterable<Uint8Array> {
+    let pos = from;
+    for await (const p of source.open(from)) {
+      const end = pos + p.length;
+      if (end > hashed) {
+        hash.update(hashed > pos ? p.subarray(hashed - pos) : p);
+        hashed = end;
+      }
+      pos = end;
+      yield p;
+    }
   }
   let stalls = 0;
   onProgress?.(received, total);
@@ -180,6 +238,12 @@ export async function uploadEncrypted(
     const before = received;
     try {
       const k = received < cipher.headerSize ? 0 : Math.floor((received - cipher.headerSize) / (cipher.chunkSize + 16));
+      // The server cannot hold a chunk this device never encrypted: continuing there would leave a hole in the hash.
+      if (k * cipher.chunkSize > hashed)
+        throw new ValiseError(
+          "protocol_error",
+          `the server says blob ${id} holds ${received} bytes, more than this device ever sent`,
+        );
       const start = k === 0 ? 0 : cipher.chunkOffset(k);
       let skip = received - start;
       let part: Uint8Array[] = [];
@@ -193,6 +257,12 @@ export async function uploadEncrypted(
         part = [];
         partLen = 0;
         await inflight;
+        // Keep what was encrypted before it leaves: a resume must find the same plaintext up to here.
+        if (onCheckpoint && hashed > kept) {
+          const upTo = hashed;
+          await onCheckpoint({ plain: upTo, sha256: toBase64(hash.digest()) });
+          kept = upTo;
+        }
         const at = sentTo;
         sentTo += body.length;
         inflight = transport.appendBlob(id, at, body).then((st) => {
@@ -202,7 +272,7 @@ export async function uploadEncrypted(
         inflight.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
       };
       try {
-        for await (const piece0 of cipher.encrypt(key, header, params, source.open(k * cipher.chunkSize), k)) {
+        for await (const piece0 of cipher.encrypt(key, header, params, tap(k * cipher.chunkSize), k)) {
           let piece = piece0;
           if (skip > 0) {
             const s = Math.min(skip, piece.length);
@@ -229,6 +299,19 @@ export async function uploadEncrypted(
     }
   }
   return { blob: id, size: total };
+}
+
+/** Feeds the source's first `n` bytes to `hash`; returns how many there were (fewer when the source is shorter). */
+async function hashPrefix(source: PlainSource, n: number, hash: RunningHash): Promise<number> {
+  let got = 0;
+  if (n === 0) return 0;
+  for await (const p of source.open(0)) {
+    const take = Math.min(p.length, n - got);
+    hash.update(take === p.length ? p : p.subarray(0, take));
+    got += take;
+    if (got === n) break;
+  }
+  return got;
 }
 
 function joinParts(parts: Uint8Array[]): Uint8Array {

@@ -11,6 +11,7 @@ import {
   isUnitName,
   parseLabel,
   randomId,
+  runningSha256,
   toBase64,
 } from "@valise/core";
 import type { ServerDocument } from "./transport.js";
@@ -18,7 +19,13 @@ import { MAX_FILE_NAME, type DocumentPayload } from "./items.js";
 import { documentStore, heldDocument } from "./held-keys.js";
 import { nullRecord, own } from "./schema.js";
 import type { PendingUpload } from "./profile.js";
-import { downloadDecrypted, uploadEncrypted, type PlainSource, type Progress } from "./content.js";
+import {
+  downloadDecrypted,
+  uploadEncrypted,
+  type PlainSource,
+  type Progress,
+  type UploadCheckpoint,
+} from "./content.js";
 import { keyHolders } from "./cables.js";
 import { missingKeyMessage } from "./missing-key.js";
 import type { ContentHost } from "./host.js";
@@ -88,6 +95,7 @@ export class Documents {
       const key = resume ? fromBase64(resume.key) : globalThis.crypto.getRandomValues(new Uint8Array(32));
       const newVersion = resume ? resume.newVersion : spec.document !== undefined;
       const fromUnit = resume ? resume.fromUnit : spec.fromUnit;
+      let blobId = resume?.blob;
       const up = await uploadEncrypted(
         this.host.transport,
         this.host.cipher,
@@ -96,8 +104,9 @@ export class Documents {
         spec.source,
         onProgress,
         {
-          ...(resume ? { resume: { blob: resume.blob, header: fromBase64(resume.header) } } : {}),
+          ...(resume ? { resume: { blob: resume.blob, header: fromBase64(resume.header), sent: resume.sent } } : {}),
           onCreated: async (blob, header) => {
+            blobId = blob;
             if (spec.sourceId === undefined) return;
             (this.host.state.uploads ??= {})[blob] = {
               blob,
@@ -113,7 +122,15 @@ export class Documents {
               ...(fromUnit !== undefined ? { fromUnit } : {}),
               key: toBase64(key),
               header: toBase64(header),
+              sent: { plain: 0, sha256: toBase64(runningSha256().digest()) },
             };
+            await this.host.save();
+          },
+          // Kept (sealed with the profile) before each part that carries new plaintext goes out.
+          onCheckpoint: async (sent: UploadCheckpoint) => {
+            const rec = blobId === undefined ? undefined : this.host.state.uploads?.[blobId];
+            if (!rec) return; // not recorded (no sourceId): this upload cannot be resumed anyway
+            rec.sent = sent;
             await this.host.save();
           },
         },
@@ -166,6 +183,22 @@ export class Documents {
       await this.host.deliver(target, payload);
       return { id, version, document: doc };
     });
+  }
+
+  /**
+   * Continues an interrupted upload (one of `pendingUploads()`) from where the server's copy ends, with the same key,
+   * header, document and target. The source's bytes already encrypted are read again and must hash to what was kept:
+   * another file (even with the same name and size) is refused with `conflict` (`details.resume` "different_file")
+   * before anything is sent; upload it as a new one (`put`) then. Only the device that began it can continue it.
+   */
+  async resumeUpload(
+    upload: PendingUpload | string,
+    source: PlainSource,
+    onProgress?: Progress,
+  ): Promise<{ id: string; version: number; document: ServerDocument }> {
+    const u = typeof upload === "string" ? own(this.host.state.uploads, upload) : upload;
+    if (!u) throw new ValiseError("not_found", `no interrupted upload ${String(upload)} on this device`);
+    return this.put({ name: u.name, source, sourceId: u.source, resume: u }, onProgress);
   }
 
   /** Uploads this device began and did not finish (`valise doc put --resume`), oldest first. */

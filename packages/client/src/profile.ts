@@ -11,6 +11,7 @@ export type ConversationTarget =
   | { kind: "link"; fromUnit: string; unit: string; label: string };
 import type { LogState, TrustAnchors } from "./transparency.js";
 import type { AuditLogState } from "./audit.js";
+import type { UploadCheckpoint } from "./content.js";
 
 export interface ConversationState {
   id: string;
@@ -105,6 +106,11 @@ export interface PendingUpload {
   /** The version's content key and the stream header (base64): the same ciphertext again from any chunk. */
   key: string;
   header: string;
+  /**
+   * The plaintext encrypted so far and its SHA-256, kept before any of it was sent: a resume re-reads and checks it
+   * (a different file is refused). Absent in records kept by older versions, which cannot be resumed.
+   */
+  sent?: UploadCheckpoint;
 }
 
 export interface KeyStore {

@@ -263,3 +263,19 @@ export function docStreamResumePoint(
     plaintextOffset: chunk * chunkSize,
   };
 }
+
+/** An incremental SHA-256 whose digest so far can be read without ending it (the plaintext an upload encrypted). */
+export interface RunningHash {
+  update(bytes: Uint8Array): void;
+  /** SHA-256 of every byte passed so far; the hash goes on. */
+  digest(): Uint8Array;
+}
+
+/** `RunningHash` over @noble/hashes (browser-safe; the Node client passes node:crypto's instead). */
+export function runningSha256(): RunningHash {
+  const h = sha256.create();
+  return {
+    update: (bytes) => void h.update(bytes),
+    digest: () => h.clone().digest(),
+  };
+}

@@ -91,6 +91,40 @@ for (const kind of DATABASE_KINDS) {
       });
     }
 
+    test("an upload in progress is resumable only by the device that began it: status and PATCH are 403 for another account and for the same user's other device", async () => {
+      const bytes = new Uint8Array(randomBytes(64 * 1024));
+      const c = await call<BlobStatus>(url, carol, "POST", "/v1/blobs", { size: bytes.length });
+      assert.equal(c.status, 201, c.text);
+      const id = c.json.id;
+      const half = 20 * 1024;
+      const first = await call<BlobStatus>(url, carol, "PATCH", `/v1/blobs/${id}`, bytes.subarray(0, half), {
+        "upload-offset": "0",
+      });
+      assert.equal(first.status, 200, first.text);
+      for (const who of [dave, carol2]) {
+        const st = await call(url, who, "GET", `/v1/blobs/${id}/status`);
+        assert.equal(st.status, 403, `${who.device} status: ${st.text}`);
+        assert.equal(st.json.code, "forbidden");
+        assert.doesNotMatch(st.text, new RegExp(`"received"`), "the refusal tells how far the upload got");
+        const w = await call(url, who, "PATCH", `/v1/blobs/${id}`, bytes.subarray(half), {
+          "upload-offset": String(half),
+        });
+        assert.equal(w.status, 403, `${who.device} PATCH: ${w.text}`);
+        assert.equal(w.json.code, "forbidden");
+      }
+      assert.equal((await call(url, dave, "GET", `/v1/blobs/b-unknown0000/status`)).status, 404);
+      // Nothing was written by them; the uploading device sees its own offset and finishes.
+      const st = await call<BlobStatus>(url, carol, "GET", `/v1/blobs/${id}/status`);
+      assert.deepEqual(st.json, { id, size: bytes.length, received: half, complete: false });
+      const rest = await call<BlobStatus>(url, carol, "PATCH", `/v1/blobs/${id}`, bytes.subarray(half), {
+        "upload-offset": String(half),
+      });
+      assert.equal(rest.status, 200, rest.text);
+      assert.equal(rest.json.complete, true);
+      // Complete: the owner's other device may read its status (history transfer between one's devices).
+      assert.equal((await call(url, carol2, "GET", `/v1/blobs/${id}/status`)).status, 200);
+    });
+
     test("resumable upload: a dropped PATCH keeps its bytes, status tells, wrong offset is 409, resume completes", async () => {
       const bytes = new Uint8Array(randomBytes(1024 * 1024));
       const c = await call<BlobStatus>(url, alice, "POST", "/v1/blobs", { size: bytes.length });

@@ -7,7 +7,7 @@
  *
  * Memory is flat: at most `2 × workers + 2` chunks are held at once, whatever the file size.
  */
-import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, createSecretKey, type KeyObject } from "node:crypto";
 import { open, type FileHandle } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
@@ -574,9 +574,15 @@ export function readCiphertextFile(path: string, opts: { fromChunk?: number; chu
 
 /** The Node implementation as the `StreamCipher` the documents and cables clients take. */
 export function nodeStreamCipher(chunkSize = DOCSTREAM_CHUNK_SIZE, node: NodeStreamOptions = {}): StreamCipher {
-  return streamCipherOf(
-    chunkSize,
-    (key, params, src, o) => encryptStream(key, params, src, { ...o, ...node }),
-    (key, params, src, o) => decryptStream(key, params, src, { ...o, ...node }),
-  );
+  return {
+    ...streamCipherOf(
+      chunkSize,
+      (key, params, src, o) => encryptStream(key, params, src, { ...o, ...node }),
+      (key, params, src, o) => decryptStream(key, params, src, { ...o, ...node }),
+    ),
+    newHash: () => {
+      const h = createHash("sha256");
+      return { update: (b) => void h.update(b), digest: () => new Uint8Array(h.copy().digest()) };
+    },
+  };
 }

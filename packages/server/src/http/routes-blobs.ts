@@ -57,6 +57,19 @@ async function blobAccess(ctx: ServerContext, req: FastifyRequest, v: Viewer, b:
   if (b.owner !== v.handle) throw new ValiseError("forbidden", `blob ${b.id} is not yours`);
 }
 
+/**
+ * An upload in progress belongs to the device that began it: only that device holds its key and what it sent, so
+ * only it may see how far it got or continue it (another user, or another device of the same user, gets 403).
+ */
+function uploaderOnly(v: Viewer, b: BlobRecord): void {
+  if (b.owner !== v.handle) throw new ValiseError("forbidden", `blob ${b.id} is not yours`);
+  if (b.ownerDevice !== v.deviceId)
+    throw new ValiseError(
+      "forbidden",
+      `blob ${b.id} is being uploaded by another of your devices; only it can continue`,
+    );
+}
+
 /** Default time after which an upload never attached to a document or cable is reclaimed: 24 hours. */
 export const DEFAULT_UPLOAD_TTL_MS = 24 * 3600 * 1000;
 
@@ -201,7 +214,7 @@ export function blobRoutes(app: FastifyInstance, ctx: ServerContext, opts: BlobR
       auditObject(req, { object: req.params.id, bytes: 0 });
       let b = await blobs.get(req.params.id);
       if (!b) throw new ValiseError("not_found", `no blob ${req.params.id}`);
-      if (!b.complete && b.owner !== v.handle) throw new ValiseError("forbidden", `blob ${b.id} is not yours`);
+      if (!b.complete) uploaderOnly(v, b);
       await blobAccess(ctx, req, v, b);
       // An upload whose client just dropped may still be writing: answer with what it left on disk.
       await settled(b.id);
@@ -234,7 +247,7 @@ export function blobRoutes(app: FastifyInstance, ctx: ServerContext, opts: BlobR
         );
       const b0 = await blobs.get(id);
       if (!b0) throw new ValiseError("not_found", `no blob ${id}`);
-      if (b0.owner !== v.handle) throw new ValiseError("forbidden", `blob ${id} is not yours`);
+      uploaderOnly(v, b0);
       return exclusive(id, async () => {
         const b = (await blobs.get(id))!;
         if (b.complete) throw new ValiseError("conflict", `blob ${id} is complete; it can no longer change`);
