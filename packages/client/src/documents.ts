@@ -197,7 +197,11 @@ export class Documents {
     onProgress?: Progress,
   ): Promise<{ id: string; version: number; document: ServerDocument }> {
     const u = typeof upload === "string" ? own(this.host.state.uploads, upload) : upload;
-    if (!u) throw new ValiseError("not_found", `no interrupted upload ${String(upload)} on this device`);
+    if (!u)
+      throw new ValiseError(
+        "not_found",
+        `no interrupted upload ${typeof upload === "string" ? upload : upload.blob} on this device`,
+      );
     return this.put({ name: u.name, source, sourceId: u.source, resume: u }, onProgress);
   }
 
