@@ -1,4 +1,5 @@
 import { useEffect, useState } from "react";
+import { isValiseError } from "@valise/core";
 import type { DocumentView } from "@valise/client";
 import type { Ctx } from "./App.js";
 import { usableLabels } from "./labels.js";
@@ -57,28 +58,56 @@ export function DocumentsScreen({ ctx, open = "" }: { ctx: Ctx; open?: string })
     running.add(entry.id);
     void uploads?.put(entry);
     let saved = 0;
-    ctx.client.documents
-      .put(
-        spec.versionOf
-          ? { document: spec.versionOf, name: f.name, source: fileSource(f) }
-          : { to: spec.to.trim(), label: spec.label, name: f.name, source: fileSource(f) },
-        (done, total) => {
-          setUp({ done, total });
-          // The progress kept for a reload: every 5 % (a sealed write each time).
-          if (total > 0 && done - saved >= total / 20) {
-            saved = done;
-            void uploads?.put({ ...entry, done, total });
-          }
-        },
-      )
+    let from: number | null = null;
+    const onProgress = (done: number, total: number) => {
+      from ??= total > 0 ? done / total : 0;
+      setUp({ done, total });
+      // The progress kept for a reload: every 5 % (a sealed write each time).
+      if (total > 0 && done - saved >= total / 20) {
+        saved = done;
+        void uploads?.put({ ...entry, done, total });
+      }
+    };
+    // The client keeps (sealed with the profile, under this entry's id) the key, the stream header and a checkpoint
+    // of the plaintext sent: Resume continues the same blob from the server's offset (documents.resumeUpload).
+    const kept = resumed ? ctx.client.documents.pendingUploads().find((p) => p.source === resumed.id) : undefined;
+    const run = kept
+      ? ctx.client.documents.resumeUpload(kept, fileSource(f), onProgress)
+      : ctx.client.documents.put(
+          spec.versionOf
+            ? { document: spec.versionOf, name: f.name, source: fileSource(f), sourceId: entry.id }
+            : { to: spec.to.trim(), label: spec.label, name: f.name, source: fileSource(f), sourceId: entry.id },
+          onProgress,
+        );
+    const forget = async () => {
+      for (const p of ctx.client.documents.pendingUploads().filter((x) => x.source === entry.id))
+        await ctx.client.documents.forgetUpload(p.blob);
+    };
+    run
       .then(async () => {
         await uploads?.remove(entry.id);
         await ctx.client.save();
-        if (resumed) setNotice(`Uploaded ${f.name} (resumed after the interruption).`);
+        if (resumed)
+          setNotice(
+            kept
+              ? `Uploaded ${f.name} (resumed after the interruption, from ${Math.floor(100 * (from ?? 0))} %).`
+              : `Uploaded ${f.name} (after the interruption; nothing had reached the server, so from the start).`,
+          );
         setReload((n) => n + 1);
       })
       .catch(async (err: unknown) => {
+        if (kept && isValiseError(err) && err.code === "conflict" && err.details?.resume === "different_file") {
+          // Nothing was sent: the interrupted upload stays, for the right file or a Discard.
+          await uploads?.put({ ...entry, done: resumed?.done ?? 0, total: resumed?.total ?? 0 });
+          setInterrupted((l) => [...l.filter((x) => x.id !== entry.id), resumed!]);
+          setError(
+            `That is not the file that was being uploaded: its content differs from the part already sent, so the ` +
+              `upload was not resumed. Choose the original file, or discard the interrupted upload and upload this one anew.`,
+          );
+          return;
+        }
         await uploads?.remove(entry.id);
+        await forget();
         setError(msg(err));
       })
       .finally(() => {
@@ -177,6 +206,8 @@ export function DocumentsScreen({ ctx, open = "" }: { ctx: Ctx; open?: string })
                 onResume={(f) => upload(f, { to: u.to, label: u.label, versionOf: u.versionOf }, u)}
                 onDiscard={() => {
                   void uploads?.remove(u.id);
+                  for (const p of ctx.client.documents.pendingUploads().filter((x) => x.source === u.id))
+                    void ctx.client.documents.forgetUpload(p.blob);
                   setInterrupted((l) => l.filter((x) => x.id !== u.id));
                   setNotice(`Discarded the interrupted upload of ${u.name}.`);
                 }}
@@ -260,7 +291,7 @@ function Interrupted(props: { u: PendingUpload; busy: boolean; onResume: (f: Fil
         <strong className="file-name">{u.name}</strong> ({fmtSize(u.size)}
         {u.versionOf ? `, new version of ${u.versionOf}` : `, ${u.label}, to ${u.to}`}): interrupted at {pct} % by a
         reload or a closed tab, {fmtTime(u.startedAt)}. This browser keeps no copy of the file: choose it again to
-        resume (the upload starts over; the part sent before is never attached and the server deletes it).
+        resume (the upload continues where it stopped, once the part already sent is checked to be the same file).
       </p>
       <label htmlFor={inputId}>Choose {u.name.length > 60 ? "the same file" : u.name} again to resume</label>
       <input

@@ -2,15 +2,17 @@
  * An upload interrupted by a reload (issue 15: "a 150 MB upload reloaded at 34 % disappears without a trace"), in
  * Debian's chromium: jnovak uploads a 40 MiB document (parts slowed down), the page is reloaded past 30 %; after the
  * passkey login the Documents screen lists it as interrupted (name, label, addressee, how far it got), refuses another
- * file for Resume, and with the same file chosen again uploads it: the document is listed, pdvorak sees it, the
- * interrupted entry is gone (also after a reload). A second interrupted upload is discarded with the keyboard. The
+ * file for Resume — one with another name, and one with the same name, size and date but other content (refused by
+ * the SDK's hash check of the part already sent, with no upload request) — and with the same file chosen again
+ * continues where the server's copy ends: the PATCH requests after Resume start at the server's offset and carry only
+ * the remainder; pdvorak downloads it byte-identical; the interrupted entry is gone (also after a reload). A second interrupted upload is discarded with the keyboard. The
  * kept state is sealed (no file name in IndexedDB in plaintext); axe finds no serious violation; no sideways scroll
  * at 390 px; screenshot.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Page } from "playwright-core";
@@ -48,7 +50,7 @@ async function login(page: Page): Promise<void> {
 
 test(
   "an upload interrupted by a reload: listed, resumed, discarded (chromium)",
-  { skip: missing ?? false, timeout: 170_000 },
+  { skip: missing ?? false, timeout: 240_000 },
   async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "valise-web-uploads-"));
     await admin(dataDir, ["unit", "add", "HQ/ASIA-1", "--max-label", "SECRET/ASIA"]);
@@ -57,7 +59,16 @@ test(
     const jBundle = await bundle(["jnovak", "--unit", "HQ/ASIA-1", "--clearance", "SECRET/ASIA"]);
     const pBundle = await bundle(["pdvorak", "--unit", "EMB/BEIJING", "--clearance", "CONFIDENTIAL/ASIA"]);
     const big = join(dataDir, "budget-annex-hostile.bin");
-    writeFileSync(big, randomBytes(40 * 1024 * 1024));
+    const bigBytes = randomBytes(40 * 1024 * 1024);
+    writeFileSync(big, bigBytes);
+    // Same name, size and modification time, other content: only the content check can tell.
+    mkdirSync(join(dataDir, "impostor"));
+    const impostor = join(dataDir, "impostor", "budget-annex-hostile.bin");
+    writeFileSync(impostor, randomBytes(bigBytes.length));
+    const { atime, mtime } = statSync(big);
+    utimesSync(impostor, atime, mtime);
+    const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+    const cipherTotal = 51 + bigBytes.length + 40 * 16;
     const other = join(dataDir, "other.bin");
     writeFileSync(other, randomBytes(1024));
     const { origin, child } = await serve(dataDir);
@@ -124,17 +135,52 @@ test(
       assert.ok(dump.keys.includes("uploads:jnovak"), dump.keys.join(", "));
       assert.ok(!dump.text.includes("budget-annex"), "the file name is in IndexedDB in plaintext");
 
-      // Resume: another file is refused; the same file uploads.
+      // Resume: another file is refused; the same file continues. Every upload request from here on is counted.
+      const patches: { offset: number; bytes: number }[] = [];
+      j.page.on("request", (r) => {
+        if (r.method() === "PATCH" && /\/v1\/blobs\//.test(r.url()))
+          patches.push({ offset: Number(r.headers()["upload-offset"]), bytes: r.postDataBuffer()?.length ?? -1 });
+      });
       await j.page.getByLabel(/Choose budget-annex-hostile\.bin again to resume/).setInputFiles(other);
       await entry.getByText("That is not the file that was being uploaded").waitFor();
-      await j.page.getByLabel(/Choose budget-annex-hostile\.bin again to resume/).setInputFiles(big);
-      await j.page.getByText("Uploaded budget-annex-hostile.bin (resumed after the interruption).").waitFor({
-        timeout: 120_000,
+      await j.page.getByLabel(/Choose budget-annex-hostile\.bin again to resume/).setInputFiles(impostor);
+      await j.page.getByText(/its content differs from the part already sent, so the upload was not resumed/).waitFor({
+        timeout: 60_000,
       });
+      await entry.waitFor();
+      assert.equal(patches.length, 0, "an upload request was sent for a file with other content");
+      await j.page.getByLabel(/Choose budget-annex-hostile\.bin again to resume/).setInputFiles(big);
+      const done = j.page.getByText(
+        /^Uploaded budget-annex-hostile\.bin \(resumed after the interruption, from (\d+) %\)\.$/,
+      );
+      await done.waitFor({ timeout: 120_000 });
+      const from = Number(/from (\d+) %/.exec((await done.textContent()) ?? "")![1]);
+      assert.ok(patches.length > 0, "no upload request after Resume");
+      const first = patches[0]!.offset;
+      const resent = patches.reduce((n, x) => n + x.bytes, 0);
+      console.log(
+        `# resumed at ${first} of ${cipherTotal} ciphertext bytes (${from} %): ${patches.length} PATCH requests, ` +
+          `${resent} bytes (a fresh upload: ${Math.ceil(cipherTotal / (8 * 1024 * 1024))} requests, ${cipherTotal} bytes)`,
+      );
+      assert.ok(first >= 0.2 * cipherTotal, `the resumed upload started at ${first} (reloaded at ${at} %)`);
+      assert.equal(resent, cipherTotal - first, "the resume sent more than the remainder");
+      let expect = first;
+      for (const x of patches) {
+        assert.equal(x.offset, expect, `PATCH offsets ${JSON.stringify(patches)}`);
+        expect += x.bytes;
+      }
+      assert.ok(from >= 20, `continued from ${from} %`);
       await j.page.getByRole("cell", { name: "budget-annex-hostile.bin", exact: true }).waitFor();
       assert.equal(await entry.count(), 0, "still listed as interrupted");
       await p.page.goto(`${origin}/#/documents`);
       await p.page.getByRole("cell", { name: "budget-annex-hostile.bin", exact: true }).waitFor({ timeout: 30_000 });
+      // pdvorak downloads it: decrypted, byte-identical to the file.
+      const dlEvent = p.page.waitForEvent("download", { timeout: 60_000 });
+      await p.page.getByRole("button", { name: "Download v1 of budget-annex-hostile.bin" }).click();
+      const dl = await dlEvent;
+      const saved = await dl.path();
+      assert.equal(await dl.failure(), null);
+      assert.equal(sha(readFileSync(saved)), sha(bigBytes), "the resumed document downloads byte-identical");
       await j.page.reload();
       await login(j.page);
       await j.page.goto(`${origin}/#/documents`);
