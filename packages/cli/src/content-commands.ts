@@ -30,7 +30,9 @@ export const DOC_USAGE = `usage: valise doc <put|get|list> --profile DIR [option
   doc put --doc ID FILE                           upload FILE as a new version of document ID (old versions kept)
   doc put --resume FILE                           continue an upload of FILE that was stopped (this command was
                                                   interrupted, killed or timed out): same document, same key, from
-                                                  the server's byte count; FILE must be unchanged
+                                                  the server's byte count; FILE must be unchanged (the part
+                                                  already sent is read again and checked by SHA-256: another
+                                                  content is refused with [conflict] before anything is sent)
   doc put --resume                                list the interrupted uploads this profile can resume
   doc get ID [--version N] --out FILE             download, verify and decrypt (default: the latest version)
   doc list                                        documents you may read, with versions and file names
