@@ -14,8 +14,12 @@ in DIR/history.sealed, key derived from the device key in DIR/profile.json); the
 If a history transfer from another device is not complete (batches missing, or refused because they were altered
 or truncated), every output says so (stderr, and "complete": false in --json); run valise sync to fetch the rest.
 With --json prints {"conversations":[{"conversation","label","count","cursor","lastTime"}]} or
-{"conversation","messages":[{"conversation","seq","from","text","label","time","kind"}]}, both with
-"complete" and "transfers":[{"id","from","complete","batches","received","messages","refused"}].`;
+{"conversation","messages":[{"conversation","seq","from","text","label","time","kind","receipt"?}]}, both with
+"complete" and "transfers":[{"id","from","complete","batches","received","messages","refused"}].
+Your own messages carry their delivered/read state as of the last sync, from the end-to-end receipts other
+members' devices sent inside the conversation (the web app sends them; this CLI does not): "receipt":{"state":
+"sent"|"delivered"|"read","deliveredTo":[users],"readBy":[users]}, and "sent", "delivered to …" or "read by …"
+at the end of the line.`;
 
 export const SEARCH_USAGE = `usage: valise search QUERY --profile DIR [--kind KIND[,KIND…]] [--limit N] [--json]
 
@@ -93,6 +97,7 @@ export async function history(argv: string[]): Promise<number> {
         label: m.label,
         time: m.time,
         kind: m.kind,
+        ...receiptOf(c, m),
       })),
       ...status,
     });
@@ -100,9 +105,27 @@ export async function history(argv: string[]): Promise<number> {
   else
     for (const m of msgs)
       console.log(
-        `${q(m.time)} #${m.seq} [${q(m.label)}] ${q(m.from)}: ${m.kind === "document" ? `DOCUMENT ${q(m.text)}` : safeText(m.text).replace(/\n/g, "\n    ")}`,
+        `${q(m.time)} #${m.seq} [${q(m.label)}] ${q(m.from)}: ${m.kind === "document" ? `DOCUMENT ${q(m.text)}` : safeText(m.text).replace(/\n/g, "\n    ")}` +
+          receiptText(receiptOf(c, m).receipt),
       );
   return 0;
+}
+
+/** The delivered/read state of one of this user's own messages (receipts.ts), when this device tracks it. */
+function receiptOf(
+  c: ValiseClient,
+  m: { conversation: string; seq: number; from: string; kind: string },
+): { receipt?: { state: string; deliveredTo: string[]; readBy: string[] } } {
+  if (m.kind !== "message" || m.from !== c.handle) return {};
+  const st = c.receipts.state(m.conversation, m.seq);
+  return st ? { receipt: { state: st.state, deliveredTo: st.deliveredTo, readBy: st.readBy } } : {};
+}
+
+function receiptText(r: { state: string; deliveredTo: string[]; readBy: string[] } | undefined): string {
+  if (!r) return "";
+  if (r.state === "read") return `  (read by ${r.readBy.map(q).join(", ")})`;
+  if (r.state === "delivered") return `  (delivered to ${r.deliveredTo.map(q).join(", ")})`;
+  return "  (sent)";
 }
 
 const KINDS = ["message", "cable", "document", "attachment"] as const;

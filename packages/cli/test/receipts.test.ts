@@ -8,8 +8,13 @@
  */
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { parsePayload, type AppPayload, type MessageState, type ValiseClient } from "@valise/client";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parsePayload, ValiseClient, type AppPayload, type MessageState } from "@valise/client";
+import { FileKeyStore } from "@valise/client/node/file-store";
 import { world, texts } from "./helpers.js";
+import { runCli, startServeProcess } from "./cli-process.js";
 
 const ASIA = "CONFIDENTIAL/ASIA";
 const people = [
@@ -241,3 +246,63 @@ test("the receipt parser refuses crafted payloads", () => {
     );
   assert.equal(({} as Record<string, unknown>).polluted, undefined);
 });
+
+test(
+  "valise history shows the delivered/read state of one's own messages (CLI processes)",
+  { timeout: 120_000 },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), "valise-receipts-cli-"));
+    const data = join(dir, "data");
+    const server = await startServeProcess(data);
+    try {
+      const profile = (h: string) => join(dir, h);
+      const json = async (args: string[]) =>
+        JSON.parse((await runCli([...args, "--json"])).stdout) as Record<string, unknown>;
+      await runCli(["admin", "--data", data, "unit", "add", "EMB/BEIJING", "--max-label", "CONFIDENTIAL/ASIA"]);
+      for (const h of ["jnovak", "pdvorak"]) {
+        const add = await json([
+          "admin",
+          "--data",
+          data,
+          "user",
+          "add",
+          h,
+          "--unit",
+          "EMB/BEIJING",
+          "--clearance",
+          ASIA,
+        ]);
+        await runCli(["enroll", "--server", server.url, "--bundle", JSON.stringify(add), "--profile", profile(h)]);
+      }
+      const sent = await json([
+        "send",
+        "--profile",
+        profile("jnovak"),
+        "--to",
+        "pdvorak",
+        "--label",
+        ASIA,
+        "from the CLI",
+      ]);
+      const conversation = sent.conversation as string;
+      const history = async () =>
+        (
+          (await json(["history", conversation, "--profile", profile("jnovak")])).messages as Record<string, unknown>[]
+        )[0]!;
+      assert.deepEqual((await history()).receipt, { state: "sent", deliveredTo: [], readBy: [] });
+      // pdvorak reads it in an app that sends receipts (the SDK on his profile, as the web app runs it).
+      const bob = await ValiseClient.open({ store: new FileKeyStore(profile("pdvorak")), receipts: true });
+      assert.deepEqual(texts(await bob.sync()), ["from the CLI"]);
+      await runCli(["sync", "--profile", profile("jnovak")]);
+      assert.deepEqual((await history()).receipt, { state: "delivered", deliveredTo: ["pdvorak"], readBy: [] });
+      assert.equal(await bob.receipts.markRead(conversation), 1);
+      await runCli(["sync", "--profile", profile("jnovak")]);
+      assert.deepEqual((await history()).receipt, { state: "read", deliveredTo: ["pdvorak"], readBy: ["pdvorak"] });
+      const human = (await runCli(["history", conversation, "--profile", profile("jnovak")])).stdout;
+      assert.match(human, /jnovak: from the CLI {2}\(read by pdvorak\)$/m);
+    } finally {
+      server.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
