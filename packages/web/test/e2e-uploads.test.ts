@@ -5,7 +5,9 @@
  * file for Resume — one with another name, and one with the same name, size and date but other content (refused by
  * the SDK's hash check of the part already sent, with no upload request) — and with the same file chosen again
  * continues where the server's copy ends: the PATCH requests after Resume start at the server's offset and carry only
- * the remainder; pdvorak downloads it byte-identical; the interrupted entry is gone (also after a reload). A second interrupted upload is discarded with the keyboard. The
+ * the remainder; pdvorak downloads it byte-identical; the interrupted entry is gone (also after a reload). A second
+ * interrupted upload is discarded. The upload form, the Resume file picker and Discard are driven by the keyboard
+ * alone (Tab, the picker opened with Space, arrow keys, Enter; every stop shows a focus indicator). The
  * kept state is sealed (no file name in IndexedDB in plaintext); axe finds no serious violation; no sideways scroll
  * at 390 px; screenshot.
  */
@@ -17,7 +19,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Page } from "playwright-core";
 import { CHROMIUM, admin, axe, browserUser, enroll, missing, serve, shot, sleep } from "./harness.js";
-import { tabTo } from "./keys.js";
+import { arrowSelect, focused, tabTo, typeInto } from "./keys.js";
+
+/** The file input that has focus opens its chooser with the keyboard (Space); the test picks `file` in it. */
+async function chooseByKeyboard(page: Page, file: string): Promise<void> {
+  const chooser = page.waitForEvent("filechooser", { timeout: 10_000 });
+  await page.keyboard.press("Space");
+  await (await chooser).setFiles(file);
+}
 
 /** Slows every upload part down (so a reload lands mid-upload); returns the undo. */
 async function slowParts(page: Page, ms: number): Promise<() => Promise<void>> {
@@ -79,13 +88,19 @@ test(
       await enroll(j, origin, jBundle);
       await enroll(p, origin, pBundle);
 
-      // The upload, slowed down, reloaded past 30 %.
+      // The upload, slowed down, reloaded past 30 %. Keyboard only: the file picker opened with Space, the fields
+      // reached with Tab, the label chosen with the arrow keys, Upload pressed with Enter.
       let undo = await slowParts(j.page, 1500);
       await j.page.goto(`${origin}/#/documents`);
-      await j.page.getByLabel("File").setInputFiles(big);
-      await j.page.getByLabel("Share with (person or unit)").fill("pdvorak");
-      await j.page.getByLabel("Label").selectOption("CONFIDENTIAL/ASIA");
-      await j.page.getByRole("button", { name: "Upload" }).click();
+      await j.page.getByRole("heading", { name: "Documents", level: 2 }).waitFor();
+      await tabTo(j.page, /^File/);
+      await chooseByKeyboard(j.page, big);
+      await tabTo(j.page, /^Share with/);
+      await typeInto(j.page, "pdvorak");
+      await tabTo(j.page, /^Label/);
+      await arrowSelect(j.page, "CONFIDENTIAL/ASIA");
+      await tabTo(j.page, /^Upload$/);
+      await j.page.keyboard.press("Enter");
       const at = await waitPercent(j.page, 30);
       assert.ok(at < 100, `the upload finished before the reload (${at} %)`);
       await sleep(300); // the progress is kept every 5 %: let the last write land
@@ -135,21 +150,29 @@ test(
       assert.ok(dump.keys.includes("uploads:jnovak"), dump.keys.join(", "));
       assert.ok(!dump.text.includes("budget-annex"), "the file name is in IndexedDB in plaintext");
 
-      // Resume: another file is refused; the same file continues. Every upload request from here on is counted.
+      // Resume, keyboard only: another file is refused; the same file continues. Every upload request from here on
+      // is counted.
       const patches: { offset: number; bytes: number }[] = [];
       j.page.on("request", (r) => {
         if (r.method() === "PATCH" && /\/v1\/blobs\//.test(r.url()))
           patches.push({ offset: Number(r.headers()["upload-offset"]), bytes: r.postDataBuffer()?.length ?? -1 });
       });
-      await j.page.getByLabel(/Choose budget-annex-hostile\.bin again to resume/).setInputFiles(other);
+      const resumeName = /Choose budget-annex-hostile\.bin again to resume/;
+      const refocus = async () => {
+        if (!resumeName.test((await focused(j.page))?.name ?? "")) await tabTo(j.page, resumeName, { back: true });
+      };
+      await tabTo(j.page, resumeName);
+      await chooseByKeyboard(j.page, other);
       await entry.getByText("That is not the file that was being uploaded").waitFor();
-      await j.page.getByLabel(/Choose budget-annex-hostile\.bin again to resume/).setInputFiles(impostor);
+      await refocus();
+      await chooseByKeyboard(j.page, impostor);
       await j.page.getByText(/its content differs from the part already sent, so the upload was not resumed/).waitFor({
         timeout: 60_000,
       });
       await entry.waitFor();
       assert.equal(patches.length, 0, "an upload request was sent for a file with other content");
-      await j.page.getByLabel(/Choose budget-annex-hostile\.bin again to resume/).setInputFiles(big);
+      await refocus();
+      await chooseByKeyboard(j.page, big);
       const done = j.page.getByText(
         /^Uploaded budget-annex-hostile\.bin \(resumed after the interruption, from (\d+) %\)\.$/,
       );
