@@ -97,6 +97,8 @@ const LogIndex = Type.Optional(Type.Union([Seq, Type.Null()]));
 export const WireUser = Type.Object({
   handle: Type.String({ pattern: ID_PATTERN.handle }),
   units: Type.Array(Type.String({ pattern: ID_PATTERN.unit }), { maxItems: 1000 }),
+  /** The units (also in `units`) this user is the records archive of. */
+  archives: Type.Optional(Type.Array(Type.String({ pattern: ID_PATTERN.unit }), { maxItems: 1000 })),
   clearance: Type.String({ maxLength: 512 }),
   role: Type.String({ maxLength: 64 }),
   devices: Type.Array(
@@ -115,6 +117,447 @@ export const WireUser = Type.Object({
   clearanceLogIndex: LogIndex,
   disabled: Type.Optional(Type.Boolean()),
 });
+
+// ---------------------------------------------------------------- more responses, by area
+
+const Str = (maxLength: number) => Type.String({ maxLength });
+const Int = Type.Integer();
+const Nat = Type.Integer({ minimum: 0 });
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const List = <T extends TSchema>(t: T, maxItems: number) => Type.Array(t, { maxItems });
+const HandleT = Type.String({ pattern: ID_PATTERN.handle });
+const UnitT = Type.String({ pattern: ID_PATTERN.unit });
+const Iso = Str(64);
+const B64List = (maxItems: number) => List(base64T(4096), maxItems);
+/** A proof: at most 64 hashes (a tree of 2^64 leaves). */
+const ProofT = List(base64T(64), 64);
+/** Any JSON object (its fields are checked where used, e.g. a STIX object or a decoded directory entry). */
+const AnyObject = Type.Record(Type.String(), Type.Unknown());
+const PendingRemovalsT = List(Type.Object({ conversation: Str(200), devices: List(DeviceIdT, 10_000) }), 100_000);
+
+// auth, session, own devices
+export const EnrollResponse = Type.Object({
+  user: Type.Object({ handle: HandleT, units: List(UnitT, 1000), clearance: Str(512), role: Str(64) }),
+  device: Type.Object({ id: DeviceIdT }),
+});
+export const ChallengeResponse = Type.Object({ challenge: Str(256), expiresAt: Time });
+export const SessionResponse = Type.Object({ token: Type.String({ minLength: 1, maxLength: 512 }), expiresAt: Time });
+export const MeResponse = Type.Object({ ...WireUser.properties, device: DeviceIdT });
+export const PasskeyOptionsResponse = Type.Object({ challenge: Str(256), options: AnyObject });
+export const PasskeyRegisteredResponse = Type.Object({ credentialId: Str(1024) });
+export const DeviceAckResponse = Type.Object({ device: DeviceIdT, acknowledged: Type.Boolean(), from: DeviceIdT });
+export const DeviceRevokeResponse = Type.Object({ device: DeviceIdT, revoked: Type.Boolean() });
+
+// directory and key transparency
+export const UserResponse = WireUser;
+export const UnitsResponse = Type.Object({
+  units: List(Type.Object({ name: UnitT, maxLabel: Str(512), share: Type.Optional(Str(64)) }), 10_000),
+});
+export const UnitMembersResponse = Type.Object({ unit: UnitT, members: List(HandleT, 100_000) });
+export const KeyPackageCountResponse = Type.Object({ count: Nat });
+export const ClaimKeyPackagesResponse = Type.Object({
+  keyPackages: List(Type.Object({ handle: HandleT, device: DeviceIdT, keyPackage: base64T(64 * 1024) }), 10_000),
+});
+export const LogTrustResponse = Type.Object({ logKey: Str(1000), witnesses: List(Str(1000), 100), quorum: Nat });
+export const KeyHandoversResponse = Type.Object({ handovers: List(Str(16 * 1024), 10_000) });
+export const LogEntryResponse = Type.Object({ entry: base64T(1024 * 1024) });
+export const ProofResponse = Type.Object({ proof: ProofT });
+export const KtReportResponse = Type.Object({ id: Int, duplicate: Type.Boolean(), incident: Type.Optional(Str(200)) });
+
+// conversations
+export const GroupInfoResponse = Type.Object({ groupInfo: base64T(MAX_COMMIT * 2) });
+export const InboxResponse = Type.Object({
+  items: List(
+    Type.Object({
+      id: Nat,
+      conversation: WireConversation,
+      commitSeq: Nat,
+      welcome: base64T(MAX_COMMIT * 2),
+      createdAt: Time,
+    }),
+    1000,
+  ),
+});
+
+// blobs and documents
+export const BlobStatusResponse = Type.Object({
+  id: Type.String({ pattern: ID_PATTERN.blob }),
+  size: Nat,
+  received: Nat,
+  complete: Type.Boolean(),
+});
+const AddresseeT = Type.Object({ kind: Type.Union([Type.Literal("user"), Type.Literal("unit")]), name: Str(200) });
+export const WireDocument = Type.Object({
+  id: Type.String({ pattern: ID_PATTERN.document }),
+  owner: Str(200),
+  label: Str(512),
+  to: AddresseeT,
+  createdAt: Time,
+  versions: List(
+    Type.Object({
+      version: Nat,
+      blob: Type.String({ pattern: ID_PATTERN.blob }),
+      size: Nat,
+      createdAt: Time,
+      createdBy: Str(200),
+    }),
+    100_000,
+  ),
+});
+export const DocumentsResponse = Type.Object({ documents: List(WireDocument, 100_000) });
+export const CanaryResponse = Type.Object({ id: Type.String({ pattern: ID_PATTERN.document }), canary: Type.Boolean() });
+
+// cables
+const NullableTime = Nullable(Time);
+export const WireCable = Type.Object({
+  id: Type.String({ pattern: ID_PATTERN.cable }),
+  reference: Str(200),
+  originator: Str(200),
+  sender: Str(200),
+  senderDevice: Str(200),
+  precedence: Str(64),
+  label: Str(512),
+  action: List(Str(200), 1000),
+  info: List(Str(200), 1000),
+  blob: Type.String({ pattern: ID_PATTERN.blob }),
+  size: Nat,
+  corrects: Nullable(Str(200)),
+  createdAt: Time,
+  receipts: List(
+    Type.Object({
+      unit: Str(200),
+      role: Type.Union([Type.Literal("action"), Type.Literal("info")]),
+      deliveredAt: NullableTime,
+      deliveredBy: Nullable(Str(200)),
+      readAt: NullableTime,
+      readBy: Nullable(Str(200)),
+    }),
+    2000,
+  ),
+});
+export const CablesResponse = Type.Object({ cables: List(WireCable, 10_000) });
+
+// staff lifecycle and clearances (officers, admins)
+export const ClearanceResponse = Type.Object({ handle: HandleT, clearance: Str(512), pendingRemovals: PendingRemovalsT });
+export const StaffUserT = Type.Object({
+  handle: HandleT,
+  units: List(UnitT, 1000),
+  clearance: Str(512),
+  role: Str(64),
+  disabled: Type.Boolean(),
+  disabledAt: NullableTime,
+  activeDevices: Nat,
+});
+export const StaffUsersResponse = Type.Object({ users: List(StaffUserT, 1_000_000) });
+const DirectoryChangeT = Type.Object({
+  index: Nat,
+  time: Iso,
+  type: Str(64),
+  entry: Type.Object({ type: Str(64), time: Int }),
+});
+export const UserHistoryResponse = Type.Object({ handle: HandleT, history: List(DirectoryChangeT, 1_000_000) });
+export const UnitMembersDetailedResponse = Type.Object({ unit: UnitT, members: List(StaffUserT, 1_000_000) });
+export const MembershipResponse = Type.Object({ handle: HandleT, unit: UnitT });
+export const MembershipRemovedResponse = Type.Object({ handle: HandleT, unit: UnitT, pendingRemovals: PendingRemovalsT });
+export const MoveResponse = Type.Object({ handle: HandleT, from: UnitT, to: UnitT, pendingRemovals: PendingRemovalsT });
+export const RoleResponse = Type.Object({ handle: HandleT, role: Str(64), changed: Type.Boolean() });
+export const DisableResponse = Type.Object({
+  handle: HandleT,
+  revokedDevices: List(DeviceIdT, 10_000),
+  pendingRemovals: PendingRemovalsT,
+});
+export const EnableResponse = Type.Object({ handle: HandleT });
+export const UnitShareResponse = Type.Object({ unit: UnitT, since: Str(64), changed: Type.Boolean() });
+export const UnitMaxLabelResponse = Type.Object({ unit: UnitT, maxLabel: Str(512) });
+export const DirectoryChangesResponse = Type.Object({ size: Nat, changes: List(DirectoryChangeT, 1000) });
+
+// audit log and detection (officers)
+export const AuditKeyResponse = Type.Object({ vkey: Str(1000), origin: Str(1000) });
+export const AuditPrunedResponse = Type.Object({ before: Nat, frontier: List(base64T(64), 64) });
+export const AuditEntriesResponse = Type.Object({ entries: B64List(1000) });
+export const AuditEventsResponse = Type.Object({
+  events: List(Type.Object({ index: Nat, entry: base64T(64 * 1024), proof: Type.Optional(ProofT) }), 1000),
+});
+export const AuditCableResponse = Type.Object({
+  id: Type.String({ pattern: ID_PATTERN.cable }),
+  reference: Str(200),
+  originator: Str(200),
+  label: Str(512),
+  createdAt: Time,
+});
+const SeverityT = Type.Union([
+  Type.Literal("low"),
+  Type.Literal("medium"),
+  Type.Literal("high"),
+  Type.Literal("critical"),
+]);
+const AlertCore = {
+  id: Nat,
+  time: Iso,
+  actor: Str(200),
+  rule: Str(200),
+  severity: SeverityT,
+  reason: Str(20_000),
+  events: List(Str(200), 10_000),
+};
+export const WireAlert = Type.Object({
+  ...AlertCore,
+  createdAt: Iso,
+  acknowledgedBy: Nullable(Str(200)),
+  acknowledgedAt: Nullable(Iso),
+});
+export const AlertsResponse = Type.Object({
+  alerts: List(WireAlert, 1000),
+  learning: Type.Optional(
+    Type.Object({ until: Nullable(Iso), trainDays: Nat, active: Type.Boolean(), hours: Str(200) }),
+  ),
+});
+
+// incidents and TAXII (officers)
+export const WireIncident = Type.Object({
+  id: Str(200),
+  title: Str(200),
+  createdBy: Str(200),
+  createdAt: Iso,
+  alerts: List(Nat, 100_000),
+  note: Nullable(Str(20_000)),
+  shared: Type.Boolean(),
+  sharedAt: Nullable(Iso),
+  sharedBy: Nullable(Str(200)),
+  alertDetails: Type.Optional(List(Type.Object(AlertCore), 100_000)),
+});
+export const IncidentsResponse = Type.Object({ incidents: List(WireIncident, 1000) });
+export const StixBundleResponse = Type.Object({
+  type: Type.Literal("bundle"),
+  id: Str(200),
+  objects: List(AnyObject, 1_000_000),
+});
+export const ShareIncidentResponse = Type.Object({
+  id: Str(200),
+  collection: Str(200),
+  partner: Type.Optional(Str(200)),
+  tlp: Str(64),
+  objects: Nat,
+  added: Nat,
+});
+const RefusalT = Type.Object({ id: Str(1000), reason: Str(20_000) });
+export const WireTaxiiPartner = Type.Object({
+  id: Str(200),
+  name: Str(200),
+  url: Str(2000),
+  createdBy: Str(200),
+  createdAt: Iso,
+  addedAfter: Nullable(Iso),
+  lastPollAt: Nullable(Iso),
+  lastError: Nullable(Str(20_000)),
+  imported: Nat,
+  refused: Nat,
+  lastRefusals: List(RefusalT, 10_000),
+});
+export const TaxiiPartnersResponse = Type.Object({ partners: List(WireTaxiiPartner, 10_000) });
+const RetroT = Type.Object({
+  scanned: Nat,
+  prunedBefore: Type.Optional(Nat),
+  ms: Type.Number({ minimum: 0 }),
+  matches: List(
+    Type.Object({
+      actor: Str(200),
+      events: Nat,
+      indicators: List(Str(1000), 100_000),
+      first: Iso,
+      last: Iso,
+    }),
+    100_000,
+  ),
+  alerts: Nat,
+});
+const ImportCounts = {
+  imported: Nat,
+  unchanged: Nat,
+  revoked: Nat,
+  refused: List(RefusalT, 100_000),
+  skipped: Nat,
+};
+export const ImportReportResponse = Type.Object({ ...ImportCounts, retro: RetroT });
+export const PollPartnerResponse = Type.Object({
+  ...WireTaxiiPartner.properties,
+  report: Type.Object({ ...ImportCounts, retro: List(RetroT, 10_000) }),
+});
+export const IndicatorsResponse = Type.Object({
+  indicators: List(
+    Type.Object({
+      id: Str(1000),
+      partner: Str(200),
+      version: Str(200),
+      name: Str(20_000),
+      pattern: Str(100_000),
+      networks: List(Str(200), 100_000),
+      techniques: List(Str(200), 10_000),
+      validFrom: Iso,
+      validUntil: Nullable(Iso),
+      tlp: Nullable(Str(64)),
+      importedAt: Iso,
+      retroMatches: Nat,
+    }),
+    1_000_000,
+  ),
+});
+export const WireTaxiiToken = Type.Object({
+  id: Str(200),
+  partner: Str(200),
+  createdBy: Str(200),
+  createdAt: Iso,
+  revokedAt: Nullable(Iso),
+  token: Type.Optional(Str(1000)),
+});
+export const IssuedTaxiiTokenResponse = Type.Object({ ...WireTaxiiToken.properties, token: Str(1000) });
+export const TaxiiTokensResponse = Type.Object({ tokens: List(WireTaxiiToken, 100_000) });
+
+// ---------------------------------------------------------------- the contract: every route the SDK calls
+
+/**
+ * What a route answers: a JSON schema (checked by the client), or a body that is not JSON — a signed note (`text`),
+ * tile bytes (`bytes`), a blob's ciphertext as a stream (`stream`) — checked cryptographically by the caller, or
+ * nothing (`empty`, 204).
+ */
+export type WireAnswerKind = TSchema | "text" | "bytes" | "stream" | "empty";
+export interface WireRouteSpec {
+  response: WireAnswerKind;
+  /** The request body's schema, where the server validates it with this very schema. */
+  body?: TSchema;
+}
+
+/**
+ * Every route the SDK (HttpTransport) calls, keyed "METHOD /path/:param" as the server registers it. The client can
+ * only call a route named here (its request core takes the key), and test/wire-routes.test.ts (server) fails if a
+ * key names no server route or a server route is neither here nor in its list of routes the SDK does not call.
+ */
+export const WIRE = {
+  // auth, session, own devices
+  "POST /v1/enroll": { response: EnrollResponse },
+  "POST /v1/auth/challenge": { response: ChallengeResponse },
+  "POST /v1/auth/session": { response: SessionResponse },
+  "POST /v1/auth/logout": { response: "empty" },
+  "POST /v1/auth/passkey/options": { response: PasskeyOptionsResponse },
+  "POST /v1/auth/passkey/session": { response: SessionResponse },
+  "POST /v1/auth/passkey/register/options": { response: PasskeyOptionsResponse },
+  "POST /v1/auth/passkey/register": { response: PasskeyRegisteredResponse },
+  "GET /v1/me": { response: MeResponse },
+  "POST /v1/devices/:id/ack": { response: DeviceAckResponse },
+  "POST /v1/devices/:id/revoke": { response: DeviceRevokeResponse },
+  // directory and key transparency
+  "GET /v1/users/:handle": { response: UserResponse },
+  "GET /v1/units": { response: UnitsResponse },
+  "GET /v1/unit-members": { response: UnitMembersResponse },
+  "POST /v1/keypackages": { response: KeyPackageCountResponse },
+  "GET /v1/keypackages/count": { response: KeyPackageCountResponse },
+  "POST /v1/keypackages/claim": { response: ClaimKeyPackagesResponse },
+  "GET /v1/log/directory/checkpoint": { response: "text" },
+  "GET /v1/log/directory/trust": { response: LogTrustResponse },
+  "GET /v1/log/directory/key-handovers": { response: KeyHandoversResponse },
+  "GET /v1/log/directory/entry/:index": { response: LogEntryResponse },
+  "GET /v1/log/directory/proof/inclusion": { response: ProofResponse },
+  "GET /v1/log/directory/proof/consistency": { response: ProofResponse },
+  "GET /v1/log/directory/tile/*": { response: "bytes" },
+  "POST /v1/kt/reports": { response: KtReportResponse },
+  // conversations
+  "POST /v1/conversations": { response: WireConversation, body: CreateConversationBody },
+  "GET /v1/conversations": { response: ConversationsResponse },
+  "GET /v1/conversations/:id/messages": { response: MessagesResponse },
+  "POST /v1/conversations/:id/messages": { response: AppendAnswerResponse },
+  "POST /v1/conversations/:id/commits": { response: AppendAnswerResponse, body: CommitBody },
+  "GET /v1/conversations/:id/group-info": { response: GroupInfoResponse },
+  "GET /v1/inbox": { response: InboxResponse },
+  // blobs and documents
+  "POST /v1/blobs": { response: BlobStatusResponse },
+  "GET /v1/blobs/:id/status": { response: BlobStatusResponse },
+  "PATCH /v1/blobs/:id": { response: BlobStatusResponse },
+  "GET /v1/blobs/:id": { response: "stream" },
+  "POST /v1/documents": { response: WireDocument },
+  "POST /v1/documents/:id/versions": { response: WireDocument },
+  "GET /v1/documents": { response: DocumentsResponse },
+  "GET /v1/documents/:id": { response: WireDocument },
+  "PUT /v1/documents/:id/canary": { response: CanaryResponse },
+  // cables
+  "POST /v1/cables": { response: WireCable },
+  "GET /v1/cables": { response: CablesResponse },
+  "GET /v1/cables/queue": { response: CablesResponse },
+  "GET /v1/cables/by-reference": { response: WireCable },
+  "GET /v1/cables/:id": { response: WireCable },
+  "POST /v1/cables/:id/receipts": { response: WireCable },
+  // staff lifecycle and clearances (officers, admins)
+  "PUT /v1/users/:handle/clearance": { response: ClearanceResponse },
+  "GET /v1/users": { response: StaffUsersResponse },
+  "GET /v1/users/:handle/history": { response: UserHistoryResponse },
+  "GET /v1/units/:unit/members": { response: UnitMembersDetailedResponse },
+  "POST /v1/units/:unit/members": { response: MembershipResponse },
+  "DELETE /v1/units/:unit/members/:handle": { response: MembershipRemovedResponse },
+  "POST /v1/users/:handle/move": { response: MoveResponse },
+  "PUT /v1/users/:handle/role": { response: RoleResponse },
+  "POST /v1/users/:handle/disable": { response: DisableResponse },
+  "POST /v1/users/:handle/enable": { response: EnableResponse },
+  "POST /v1/units/:unit/archives": { response: MembershipResponse },
+  "DELETE /v1/units/:unit/archives/:handle": { response: MembershipRemovedResponse },
+  "PUT /v1/units/:unit/share": { response: UnitShareResponse },
+  "PUT /v1/units/:unit/max-label": { response: UnitMaxLabelResponse },
+  "GET /v1/directory/changes": { response: DirectoryChangesResponse },
+  // audit log and detection (officers)
+  "GET /v1/log/audit/checkpoint": { response: "text" },
+  "GET /v1/log/audit/key": { response: AuditKeyResponse },
+  "GET /v1/log/audit/proof/consistency": { response: ProofResponse },
+  "GET /v1/log/audit/pruned": { response: AuditPrunedResponse },
+  "GET /v1/log/audit/entries": { response: AuditEntriesResponse },
+  "GET /v1/log/audit/events": { response: AuditEventsResponse },
+  "GET /v1/audit/cables/by-reference": { response: AuditCableResponse },
+  "GET /v1/alerts": { response: AlertsResponse },
+  "POST /v1/alerts/:id/ack": { response: WireAlert },
+  // incidents and TAXII (officers)
+  "POST /v1/incidents": { response: WireIncident },
+  "GET /v1/incidents": { response: IncidentsResponse },
+  "GET /v1/incidents/:id": { response: WireIncident },
+  "GET /v1/incidents/:id/stix": { response: StixBundleResponse },
+  "POST /v1/incidents/:id/share": { response: ShareIncidentResponse },
+  "POST /v1/taxii/partners": { response: WireTaxiiPartner },
+  "GET /v1/taxii/partners": { response: TaxiiPartnersResponse },
+  "DELETE /v1/taxii/partners/:id": { response: WireTaxiiPartner },
+  "POST /v1/taxii/partners/:id/poll": { response: PollPartnerResponse },
+  "POST /v1/taxii/import": { response: ImportReportResponse },
+  "GET /v1/taxii/indicators": { response: IndicatorsResponse },
+  "POST /v1/taxii/tokens": { response: IssuedTaxiiTokenResponse },
+  "GET /v1/taxii/tokens": { response: TaxiiTokensResponse },
+  "DELETE /v1/taxii/tokens/:id": { response: WireTaxiiToken },
+} as const satisfies Record<string, WireRouteSpec>;
+
+export type WireRoute = keyof typeof WIRE;
+/** What a route answers, as the client sees it once checked. */
+export type WireAnswer<K extends WireRoute> = (typeof WIRE)[K]["response"] extends infer R
+  ? R extends "text"
+    ? string
+    : R extends "bytes"
+      ? Uint8Array
+      : R extends "stream"
+        ? ReadableStream<Uint8Array>
+        : R extends "empty"
+          ? undefined
+          : R extends TSchema
+            ? Static<R>
+            : never
+  : never;
+
+const templates = new Map<string, RegExp>();
+/** Whether `path` (without its query) is an instance of the route's path template (`:param` one segment, `*` any). */
+export function pathMatchesRoute(route: WireRoute, path: string): boolean {
+  let r = templates.get(route);
+  if (!r) {
+    const tpl = route.slice(route.indexOf(" ") + 1);
+    const src = tpl
+      .split("/")
+      .map((seg) => (seg === "*" ? ".*" : seg.startsWith(":") ? "[^/]+" : seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
+      .join("/");
+    templates.set(route, (r = new RegExp(`^${src}$`)));
+  }
+  return r.test(path.split("?")[0]!);
+}
 
 // ---------------------------------------------------------------- checking
 
@@ -135,6 +578,8 @@ type Schema = {
   maxItems?: number;
 };
 
+/** Keys refused anywhere in an answer: merged into an object they would reach its prototype. */
+const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
 const patterns = new Map<string, RegExp>();
 const re = (p: string) => {
   let r = patterns.get(p);
@@ -159,6 +604,7 @@ export function wireProblem(schema: TSchema, value: unknown, path = "$"): string
       const o = value as Record<string, unknown>;
       for (const k of s.required ?? []) if (!Object.hasOwn(o, k)) return `${path}.${k}: missing`;
       for (const [k, v] of Object.entries(o)) {
+        if (FORBIDDEN_KEYS.has(k)) return `${path}.${k}: not allowed (a key that reaches object prototypes)`;
         const p = s.properties && Object.hasOwn(s.properties, k) ? s.properties[k] : undefined;
         if (!p) {
           if (s.additionalProperties === false) return `${path}.${k}: not allowed`;
@@ -200,6 +646,20 @@ export function wireProblem(schema: TSchema, value: unknown, path = "$"): string
     default:
       return null;
   }
+}
+
+/**
+ * JSON.parse of an answer, refusing (protocol_error naming `what`) a key that reaches object prototypes anywhere in
+ * it, also inside parts the schema leaves open (a STIX object, a decoded directory entry). The usual answer has no
+ * such word and no escape that could spell one, and is parsed without a reviver.
+ */
+export function parseWireJson(text: string, what: string): unknown {
+  if (!/__proto__|constructor|prototype|\\u/.test(text)) return JSON.parse(text);
+  return JSON.parse(text, (k, v: unknown) => {
+    if (FORBIDDEN_KEYS.has(k))
+      throw new ValiseError("protocol_error", `${what}: malformed answer from the server (a "${k}" key)`);
+    return v;
+  });
 }
 
 /** `value` as the schema's type, or a `protocol_error` naming `what` (e.g. the endpoint) and the first mismatch. */
