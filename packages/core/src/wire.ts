@@ -65,6 +65,180 @@ export const InboxQuery = Type.Object(
   { additionalProperties: false },
 );
 
+// Auth and enrollment.
+const EnrollB64 = Type.String({ maxLength: 1_000_000, pattern: ID_PATTERN.base64 });
+export const EnrollBody = Type.Object(
+  {
+    code: Type.String({ minLength: 8, maxLength: 64 }),
+    device: Type.Object(
+      {
+        id: DeviceIdT,
+        name: Type.String({ minLength: 1, maxLength: 64 }),
+        signaturePublicKey: Type.String({ minLength: 44, maxLength: 44 }),
+      },
+      { additionalProperties: false },
+    ),
+    keyPackages: Type.Array(EnrollB64, { minItems: 0, maxItems: 100 }),
+  },
+  { additionalProperties: false },
+);
+export const ChallengeBody = Type.Object({ device: DeviceIdT }, { additionalProperties: false });
+export const SessionBody = Type.Object(
+  {
+    device: DeviceIdT,
+    challenge: Type.String({ minLength: 16, maxLength: 128 }),
+    signature: Type.String({ minLength: 88, maxLength: 88 }),
+  },
+  { additionalProperties: false },
+);
+const PasskeyChallenge = Type.String({ minLength: 16, maxLength: 128 });
+/** A WebAuthn credential as the browser serializes it (checked by @simplewebauthn/server). */
+const PasskeyCredential = Type.Object(
+  {
+    id: Type.String({ minLength: 1, maxLength: 1024 }),
+    rawId: Type.String({ minLength: 1, maxLength: 1024 }),
+    type: Type.Literal("public-key"),
+    response: Type.Record(Type.String(), Type.Unknown()),
+    clientExtensionResults: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    authenticatorAttachment: Type.Optional(Type.String({ maxLength: 32 })),
+  },
+  { additionalProperties: false },
+);
+export const PasskeyRegisterBody = Type.Object(
+  { challenge: PasskeyChallenge, credential: PasskeyCredential },
+  { additionalProperties: false },
+);
+export const PasskeyOptionsBody = Type.Object({ device: DeviceIdT }, { additionalProperties: false });
+export const PasskeySessionBody = Type.Object(
+  {
+    device: DeviceIdT,
+    challenge: PasskeyChallenge,
+    signature: Type.String({ minLength: 88, maxLength: 88 }),
+    credential: PasskeyCredential,
+  },
+  { additionalProperties: false },
+);
+
+// Directory, key packages, key-transparency reports.
+const KeyPackageB64 = Type.String({ maxLength: 100_000, pattern: ID_PATTERN.base64 });
+export const UploadKeyPackagesBody = Type.Object(
+  { keyPackages: Type.Array(KeyPackageB64, { minItems: 1, maxItems: 100 }) },
+  { additionalProperties: false },
+);
+export const ClaimKeyPackagesBody = Type.Object(
+  {
+    devices: Type.Array(Type.String({ pattern: ID_PATTERN.device }), { minItems: 1, maxItems: 5000 }),
+    /** The conversation the caller is adding these devices to (it must be an active member of it). */
+    conversation: Type.String({ pattern: ID_PATTERN.conversation }),
+  },
+  { additionalProperties: false },
+);
+export const ClearanceBody = Type.Object(
+  { clearance: Type.String({ minLength: 1, maxLength: 512 }) },
+  { additionalProperties: false },
+);
+export const KtReportBody = Type.Object(
+  {
+    kind: Type.Union([
+      Type.Literal("directory_mismatch"),
+      Type.Literal("unknown_device"),
+      Type.Literal("log_refused"),
+      Type.Literal("not_mine"),
+    ]),
+    subject: Type.String({ minLength: 1, maxLength: 200 }),
+    detail: Type.String({ maxLength: 2000 }),
+  },
+  { additionalProperties: false },
+);
+
+// Staff lifecycle.
+export const HandleBody = Type.Object(
+  { handle: Type.String({ minLength: 1, maxLength: 64 }) },
+  { additionalProperties: false },
+);
+export const MoveBody = Type.Object(
+  { from: Type.String({ minLength: 1, maxLength: 200 }), to: Type.String({ minLength: 1, maxLength: 200 }) },
+  { additionalProperties: false },
+);
+export const ShareBody = Type.Object(
+  { since: Type.String({ minLength: 1, maxLength: 16 }) },
+  { additionalProperties: false },
+);
+export const RoleBody = Type.Object(
+  { role: Type.String({ minLength: 1, maxLength: 32 }) },
+  { additionalProperties: false },
+);
+export const MaxLabelBody = Type.Object(
+  { maxLabel: Type.String({ minLength: 1, maxLength: 512 }) },
+  { additionalProperties: false },
+);
+
+// Blobs, documents, cables.
+export const MAX_BLOB = 64 * 1024 ** 3;
+const BlobIdT = Type.String({ pattern: ID_PATTERN.blob });
+export const CreateBlobBody = Type.Object(
+  { size: Type.Integer({ minimum: 1, maximum: MAX_BLOB }) },
+  { additionalProperties: false },
+);
+export const CreateDocumentBody = Type.Object(
+  {
+    id: Type.String({ pattern: ID_PATTERN.document }),
+    label: Type.String({ minLength: 1, maxLength: 512 }),
+    to: Type.Object(
+      {
+        kind: Type.Union([Type.Literal("user"), Type.Literal("unit")]),
+        name: Type.String({ minLength: 1, maxLength: 200 }),
+      },
+      { additionalProperties: false },
+    ),
+    blob: BlobIdT,
+  },
+  { additionalProperties: false },
+);
+export const DocumentVersionBody = Type.Object({ blob: BlobIdT }, { additionalProperties: false });
+export const CanaryBody = Type.Object({ canary: Type.Boolean() }, { additionalProperties: false });
+const CableUnit = Type.String({ minLength: 1, maxLength: 200 });
+export const ReleaseCableBody = Type.Object(
+  {
+    id: Type.String({ pattern: ID_PATTERN.cable }),
+    originator: CableUnit,
+    action: Type.Array(CableUnit, { minItems: 1, maxItems: 200 }),
+    info: Type.Optional(Type.Array(CableUnit, { maxItems: 200 })),
+    precedence: Type.String({ minLength: 1, maxLength: 20 }),
+    label: Type.String({ minLength: 1, maxLength: 512 }),
+    blob: BlobIdT,
+    corrects: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 300 }), Type.Null()])),
+  },
+  { additionalProperties: false },
+);
+export const CableReceiptBody = Type.Object(
+  { state: Type.Union([Type.Literal("delivered"), Type.Literal("read")]) },
+  { additionalProperties: false },
+);
+
+// Incidents and TAXII (officers).
+export const MAX_INCIDENT_ALERTS = 500;
+export const CreateIncidentBody = Type.Object(
+  {
+    title: Type.String({ minLength: 1, maxLength: 200 }),
+    alerts: Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: MAX_INCIDENT_ALERTS }),
+    note: Type.Optional(Type.String({ maxLength: 20_000 })),
+  },
+  { additionalProperties: false },
+);
+export const IssueTaxiiTokenBody = Type.Object(
+  { partner: Type.String({ minLength: 1, maxLength: 200, pattern: "\\S" }) },
+  { additionalProperties: false },
+);
+export const AddTaxiiPartnerBody = Type.Object(
+  {
+    url: Type.String({ minLength: 1, maxLength: 2000 }),
+    token: Type.String({ minLength: 1, maxLength: 4000 }),
+    name: Type.String({ minLength: 1, maxLength: 200, pattern: "\\S" }),
+  },
+  { additionalProperties: false },
+);
+
 // ---------------------------------------------------------------- responses (the client validates these)
 
 export const WireConversation = Type.Object({
@@ -275,8 +449,9 @@ export const DirectoryChangesResponse = Type.Object({ size: Nat, changes: List(D
 export const AuditKeyResponse = Type.Object({ vkey: Str(1000), origin: Str(1000) });
 export const AuditPrunedResponse = Type.Object({ before: Nat, frontier: List(base64T(64), 64) });
 export const AuditEntriesResponse = Type.Object({ entries: B64List(1000) });
+/** `index` any integer: an event the log does not hold is reported by the audit client as unproven (audit.ts). */
 export const AuditEventsResponse = Type.Object({
-  events: List(Type.Object({ index: Nat, entry: base64T(64 * 1024), proof: Type.Optional(ProofT) }), 1000),
+  events: List(Type.Object({ index: Int, entry: base64T(64 * 1024), proof: Type.Optional(ProofT) }), 1000),
 });
 export const AuditCableResponse = Type.Object({
   id: Type.String({ pattern: ID_PATTERN.cable }),
@@ -309,7 +484,7 @@ export const WireAlert = Type.Object({
 export const AlertsResponse = Type.Object({
   alerts: List(WireAlert, 1000),
   learning: Type.Optional(
-    Type.Object({ until: Nullable(Iso), trainDays: Nat, active: Type.Boolean(), hours: Str(200) }),
+    Type.Object({ until: Nullable(Iso), trainDays: Nat, active: Type.Boolean(), hours: Str(4000) }),
   ),
 });
 
@@ -434,14 +609,14 @@ export interface WireRouteSpec {
  */
 export const WIRE = {
   // auth, session, own devices
-  "POST /v1/enroll": { response: EnrollResponse },
-  "POST /v1/auth/challenge": { response: ChallengeResponse },
-  "POST /v1/auth/session": { response: SessionResponse },
+  "POST /v1/enroll": { response: EnrollResponse, body: EnrollBody },
+  "POST /v1/auth/challenge": { response: ChallengeResponse, body: ChallengeBody },
+  "POST /v1/auth/session": { response: SessionResponse, body: SessionBody },
   "POST /v1/auth/logout": { response: "empty" },
-  "POST /v1/auth/passkey/options": { response: PasskeyOptionsResponse },
-  "POST /v1/auth/passkey/session": { response: SessionResponse },
+  "POST /v1/auth/passkey/options": { response: PasskeyOptionsResponse, body: PasskeyOptionsBody },
+  "POST /v1/auth/passkey/session": { response: SessionResponse, body: PasskeySessionBody },
   "POST /v1/auth/passkey/register/options": { response: PasskeyOptionsResponse },
-  "POST /v1/auth/passkey/register": { response: PasskeyRegisteredResponse },
+  "POST /v1/auth/passkey/register": { response: PasskeyRegisteredResponse, body: PasskeyRegisterBody },
   "GET /v1/me": { response: MeResponse },
   "POST /v1/devices/:id/ack": { response: DeviceAckResponse },
   "POST /v1/devices/:id/revoke": { response: DeviceRevokeResponse },
@@ -449,9 +624,9 @@ export const WIRE = {
   "GET /v1/users/:handle": { response: UserResponse },
   "GET /v1/units": { response: UnitsResponse },
   "GET /v1/unit-members": { response: UnitMembersResponse },
-  "POST /v1/keypackages": { response: KeyPackageCountResponse },
+  "POST /v1/keypackages": { response: KeyPackageCountResponse, body: UploadKeyPackagesBody },
   "GET /v1/keypackages/count": { response: KeyPackageCountResponse },
-  "POST /v1/keypackages/claim": { response: ClaimKeyPackagesResponse },
+  "POST /v1/keypackages/claim": { response: ClaimKeyPackagesResponse, body: ClaimKeyPackagesBody },
   "GET /v1/log/directory/checkpoint": { response: "text" },
   "GET /v1/log/directory/trust": { response: LogTrustResponse },
   "GET /v1/log/directory/key-handovers": { response: KeyHandoversResponse },
@@ -459,7 +634,7 @@ export const WIRE = {
   "GET /v1/log/directory/proof/inclusion": { response: ProofResponse },
   "GET /v1/log/directory/proof/consistency": { response: ProofResponse },
   "GET /v1/log/directory/tile/*": { response: "bytes" },
-  "POST /v1/kt/reports": { response: KtReportResponse },
+  "POST /v1/kt/reports": { response: KtReportResponse, body: KtReportBody },
   // conversations
   "POST /v1/conversations": { response: WireConversation, body: CreateConversationBody },
   "GET /v1/conversations": { response: ConversationsResponse },
@@ -469,37 +644,37 @@ export const WIRE = {
   "GET /v1/conversations/:id/group-info": { response: GroupInfoResponse },
   "GET /v1/inbox": { response: InboxResponse },
   // blobs and documents
-  "POST /v1/blobs": { response: BlobStatusResponse },
+  "POST /v1/blobs": { response: BlobStatusResponse, body: CreateBlobBody },
   "GET /v1/blobs/:id/status": { response: BlobStatusResponse },
   "PATCH /v1/blobs/:id": { response: BlobStatusResponse },
   "GET /v1/blobs/:id": { response: "stream" },
-  "POST /v1/documents": { response: WireDocument },
-  "POST /v1/documents/:id/versions": { response: WireDocument },
+  "POST /v1/documents": { response: WireDocument, body: CreateDocumentBody },
+  "POST /v1/documents/:id/versions": { response: WireDocument, body: DocumentVersionBody },
   "GET /v1/documents": { response: DocumentsResponse },
   "GET /v1/documents/:id": { response: WireDocument },
-  "PUT /v1/documents/:id/canary": { response: CanaryResponse },
+  "PUT /v1/documents/:id/canary": { response: CanaryResponse, body: CanaryBody },
   // cables
-  "POST /v1/cables": { response: WireCable },
+  "POST /v1/cables": { response: WireCable, body: ReleaseCableBody },
   "GET /v1/cables": { response: CablesResponse },
   "GET /v1/cables/queue": { response: CablesResponse },
   "GET /v1/cables/by-reference": { response: WireCable },
   "GET /v1/cables/:id": { response: WireCable },
-  "POST /v1/cables/:id/receipts": { response: WireCable },
+  "POST /v1/cables/:id/receipts": { response: WireCable, body: CableReceiptBody },
   // staff lifecycle and clearances (officers, admins)
-  "PUT /v1/users/:handle/clearance": { response: ClearanceResponse },
+  "PUT /v1/users/:handle/clearance": { response: ClearanceResponse, body: ClearanceBody },
   "GET /v1/users": { response: StaffUsersResponse },
   "GET /v1/users/:handle/history": { response: UserHistoryResponse },
   "GET /v1/units/:unit/members": { response: UnitMembersDetailedResponse },
-  "POST /v1/units/:unit/members": { response: MembershipResponse },
+  "POST /v1/units/:unit/members": { response: MembershipResponse, body: HandleBody },
   "DELETE /v1/units/:unit/members/:handle": { response: MembershipRemovedResponse },
-  "POST /v1/users/:handle/move": { response: MoveResponse },
-  "PUT /v1/users/:handle/role": { response: RoleResponse },
+  "POST /v1/users/:handle/move": { response: MoveResponse, body: MoveBody },
+  "PUT /v1/users/:handle/role": { response: RoleResponse, body: RoleBody },
   "POST /v1/users/:handle/disable": { response: DisableResponse },
   "POST /v1/users/:handle/enable": { response: EnableResponse },
-  "POST /v1/units/:unit/archives": { response: MembershipResponse },
+  "POST /v1/units/:unit/archives": { response: MembershipResponse, body: HandleBody },
   "DELETE /v1/units/:unit/archives/:handle": { response: MembershipRemovedResponse },
-  "PUT /v1/units/:unit/share": { response: UnitShareResponse },
-  "PUT /v1/units/:unit/max-label": { response: UnitMaxLabelResponse },
+  "PUT /v1/units/:unit/share": { response: UnitShareResponse, body: ShareBody },
+  "PUT /v1/units/:unit/max-label": { response: UnitMaxLabelResponse, body: MaxLabelBody },
   "GET /v1/directory/changes": { response: DirectoryChangesResponse },
   // audit log and detection (officers)
   "GET /v1/log/audit/checkpoint": { response: "text" },
@@ -512,18 +687,18 @@ export const WIRE = {
   "GET /v1/alerts": { response: AlertsResponse },
   "POST /v1/alerts/:id/ack": { response: WireAlert },
   // incidents and TAXII (officers)
-  "POST /v1/incidents": { response: WireIncident },
+  "POST /v1/incidents": { response: WireIncident, body: CreateIncidentBody },
   "GET /v1/incidents": { response: IncidentsResponse },
   "GET /v1/incidents/:id": { response: WireIncident },
   "GET /v1/incidents/:id/stix": { response: StixBundleResponse },
   "POST /v1/incidents/:id/share": { response: ShareIncidentResponse },
-  "POST /v1/taxii/partners": { response: WireTaxiiPartner },
+  "POST /v1/taxii/partners": { response: WireTaxiiPartner, body: AddTaxiiPartnerBody },
   "GET /v1/taxii/partners": { response: TaxiiPartnersResponse },
   "DELETE /v1/taxii/partners/:id": { response: WireTaxiiPartner },
   "POST /v1/taxii/partners/:id/poll": { response: PollPartnerResponse },
   "POST /v1/taxii/import": { response: ImportReportResponse },
   "GET /v1/taxii/indicators": { response: IndicatorsResponse },
-  "POST /v1/taxii/tokens": { response: IssuedTaxiiTokenResponse },
+  "POST /v1/taxii/tokens": { response: IssuedTaxiiTokenResponse, body: IssueTaxiiTokenBody },
   "GET /v1/taxii/tokens": { response: TaxiiTokensResponse },
   "DELETE /v1/taxii/tokens/:id": { response: WireTaxiiToken },
 } as const satisfies Record<string, WireRouteSpec>;

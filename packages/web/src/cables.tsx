@@ -2,7 +2,6 @@ import { useEffect, useMemo, useRef, useState } from "react";
 import { PRECEDENCES, dominates, isValiseError, parseLabel } from "@valise/core";
 import type { CableReceipt, OpenedCable, ServerCable } from "@valise/client";
 import type { Ctx } from "./App.js";
-import { getJson } from "./session.js";
 import { ModalConfirm } from "./a11y.js";
 import { usableLabels } from "./labels.js";
 import { draftRecord } from "./drafts.js";
@@ -525,7 +524,8 @@ export function CableCompose({ ctx, query = "" }: { ctx: Ctx; query?: string }) 
   const fileInput = useRef<HTMLInputElement>(null);
   const prefill = useMemo(() => prefillOf(query), [query]);
   useEffect(() => {
-    getJson<{ units: Unit[] }>("/v1/units", ctx.client.transport.token)
+    ctx.client.transport
+      .units()
       .then((r) => setUnits(r.units))
       .catch((e: unknown) => setError(msg(e)));
   }, [ctx.client]);

@@ -9,7 +9,6 @@ import {
   type ServerUser,
 } from "@valise/client";
 import type { Ctx } from "./App.js";
-import { getJson } from "./session.js";
 import { ErrorNote, fmtTime, errorText } from "./ui.js";
 import { ModalConfirm } from "./a11y.js";
 import { directoryLabels } from "./labels.js";
@@ -318,18 +317,15 @@ export function Officer({ ctx }: { ctx: Ctx }) {
   const [learning, setLearning] = useState<AlertsLearning | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [unitLabels, setUnitLabels] = useState<string[]>([]);
-  const token = () => ctx.client.transport.token;
   useEffect(() => ctx.setLabels([]), [ctx]);
   const loadUsers = async () => {
-    const { units } = await getJson<{ units: { name: string; maxLabel: string }[] }>("/v1/units", token());
+    const t = ctx.client.transport;
+    const { units } = await t.units();
     setUnitLabels(units.map((u) => u.maxLabel));
     const handles = new Set<string>();
-    for (const u of units) {
-      const m = await getJson<{ members: string[] }>(`/v1/unit-members?unit=${encodeURIComponent(u.name)}`, token());
-      m.members.forEach((h) => handles.add(h));
-    }
+    for (const u of units) (await t.unitMembers(u.name)).members.forEach((h) => handles.add(h));
     const list: ServerUser[] = [];
-    for (const h of [...handles].sort()) list.push(await getJson<ServerUser>(`/v1/users/${h}`, token()));
+    for (const h of [...handles].sort()) list.push(await t.user(h));
     setUsers(list);
   };
   useEffect(() => {

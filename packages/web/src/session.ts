@@ -4,37 +4,10 @@
  */
 import { startAuthentication, startRegistration } from "@simplewebauthn/browser";
 import type { AuthenticationResponseJSON, PublicKeyCredentialCreationOptionsJSON } from "@simplewebauthn/browser";
+import { isValiseError } from "@valise/core";
 import { ValiseClient, parseTrustAnchors, type ClientOptions, type TrustAnchors } from "@valise/client";
 import { IndexedDbKeyStore, openValiseDb, wipeValiseDb } from "@valise/client/browser/idb-store";
 import { deviceHistory } from "./search.js";
-
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-export async function postJson<T>(path: string, body: unknown, token?: string | null): Promise<T> {
-  const r = await fetch(path, {
-    method: "POST",
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify(body ?? {}),
-  });
-  const j = (await r.json().catch(() => ({}))) as { code?: string; message?: string };
-  if (!r.ok) throw new ApiError(r.status, j.code ?? "error", j.message ?? `HTTP ${r.status}`);
-  return j as T;
-}
-
-export async function getJson<T>(path: string, token: string | null): Promise<T> {
-  const r = await fetch(path, { headers: token ? { authorization: `Bearer ${token}` } : {} });
-  const j = (await r.json().catch(() => ({}))) as { code?: string; message?: string };
-  if (!r.ok) throw new ApiError(r.status, j.code ?? "error", j.message ?? `HTTP ${r.status}`);
-  return j as T;
-}
 
 let store: IndexedDbKeyStore | null = null;
 async function keyStore(): Promise<IndexedDbKeyStore> {
@@ -53,21 +26,19 @@ const sdkHistory: NonNullable<ClientOptions["history"]> = async () => {
   return deviceHistory(state.handle);
 };
 
-/** Passkey login for this device: the device key signs the challenge, the passkey asserts over the same one. */
-function passkeyAuthenticator(): NonNullable<ValiseClient["authenticate"]> {
+/**
+ * Passkey login for this device: the device key signs the challenge, the passkey asserts over the same one. Through
+ * the SDK (the transport's auth area checks both answers against the wire contract); the WebAuthn options are the
+ * server's, handed to the browser's authenticator, which checks them itself.
+ */
+function passkeyAuthenticator(c: ValiseClient): NonNullable<ValiseClient["authenticate"]> {
   return async (device, signLogin) => {
-    const { challenge, options } = await postJson<{
-      challenge: string;
-      options: Parameters<typeof startAuthentication>[0]["optionsJSON"];
-    }>("/v1/auth/passkey/options", { device });
-    const credential: AuthenticationResponseJSON = await startAuthentication({ optionsJSON: options });
-    const signature = await signLogin(challenge);
-    return postJson<{ token: string; expiresAt: number }>("/v1/auth/passkey/session", {
-      device,
-      challenge,
-      signature,
-      credential,
+    const { challenge, options } = await c.transport.passkeyOptions(device);
+    const credential: AuthenticationResponseJSON = await startAuthentication({
+      optionsJSON: options as unknown as Parameters<typeof startAuthentication>[0]["optionsJSON"],
     });
+    const signature = await signLogin(challenge);
+    return c.transport.passkeySession({ device, challenge, signature, credential });
   };
 }
 
@@ -97,8 +68,8 @@ export function ownProfile(onWaiting: () => void): Promise<void> {
 export async function openExisting(): Promise<ValiseClient | null> {
   const s = await keyStore();
   if (!(await s.load())) return null;
-  const c = await ValiseClient.open({ store: s, history: sdkHistory, receipts: true });
-  c.authenticate = passkeyAuthenticator();
+const c = await ValiseClient.open({ store: s, history: sdkHistory, receipts: true });
+  c.authenticate = passkeyAuthenticator(c);
   return c;
 }
 
@@ -157,28 +128,26 @@ export async function enrollDevice(input: string, deviceName: string): Promise<V
  */
 export async function finishPasskey(c: ValiseClient): Promise<void> {
   c.authenticate = null;
-  if (!c.transport.token) await c.login(true);
+  await c.login(); // with the device key (no passkey yet), unless already logged in
   try {
     await registerPasskey(c);
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) {
+    if (isValiseError(e) && e.code === "unauthenticated") {
       await c.login(true); // the enrollment's session expired: a fresh one with the device key, then once more
       await registerPasskey(c);
-    } else if (!(e instanceof ApiError && e.code === "conflict")) throw e; // conflict: it was registered already
+    } else if (!(isValiseError(e) && e.code === "conflict")) throw e; // conflict: it was registered already
   }
   localStorage.removeItem(PENDING);
-  c.authenticate = passkeyAuthenticator();
+  c.authenticate = passkeyAuthenticator(c);
   await c.save();
 }
 
 export async function registerPasskey(c: ValiseClient): Promise<void> {
-  const token = c.transport.token;
-  const { challenge, options } = await postJson<{
-    challenge: string;
-    options: PublicKeyCredentialCreationOptionsJSON;
-  }>("/v1/auth/passkey/register/options", {}, token);
-  const credential = await startRegistration({ optionsJSON: options });
-  await postJson("/v1/auth/passkey/register", { challenge, credential }, token);
+  const { challenge, options } = await c.transport.passkeyRegisterOptions();
+  const credential = await startRegistration({
+    optionsJSON: options as unknown as PublicKeyCredentialCreationOptionsJSON,
+  });
+  await c.transport.passkeyRegister(challenge, credential);
 }
 
 /** Forgets this browser's device (keys and history). */

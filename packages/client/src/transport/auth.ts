@@ -19,19 +19,27 @@ export class AuthApi {
         device: { id: device.id, name: device.name, signaturePublicKey: toBase64(device.signaturePublicKey) },
         keyPackages: keyPackages.map(toBase64),
       },
+      anonymous: true,
     });
   }
   challenge(device: string): Promise<{ challenge: string; expiresAt: number }> {
-    return this.http.request("POST /v1/auth/challenge", "/v1/auth/challenge", { body: { device } });
+    return this.http.request("POST /v1/auth/challenge", "/v1/auth/challenge", {
+      body: { device },
+      anonymous: true,
+    });
   }
   session(device: string, challenge: string, signature: Uint8Array): Promise<{ token: string; expiresAt: number }> {
     return this.http.request("POST /v1/auth/session", "/v1/auth/session", {
       body: { device, challenge, signature: toBase64(signature) },
+      anonymous: true,
     });
   }
   /** Passkey login, step 1 (no session yet): the challenge and the WebAuthn request options for `device`. */
   passkeyOptions(device: string): Promise<{ challenge: string; options: Record<string, unknown> }> {
-    return this.http.request("POST /v1/auth/passkey/options", "/v1/auth/passkey/options", { body: { device } });
+    return this.http.request("POST /v1/auth/passkey/options", "/v1/auth/passkey/options", {
+      body: { device },
+      anonymous: true,
+    });
   }
   /** Passkey login, step 2: the device's signature over the challenge and the passkey's assertion. */
   passkeySession(b: {
@@ -40,7 +48,10 @@ export class AuthApi {
     signature: string;
     credential: unknown;
   }): Promise<{ token: string; expiresAt: number }> {
-    return this.http.request("POST /v1/auth/passkey/session", "/v1/auth/passkey/session", { body: b });
+    return this.http.request("POST /v1/auth/passkey/session", "/v1/auth/passkey/session", {
+      body: b,
+      anonymous: true,
+    });
   }
   /** A device's first passkey (with its session): the challenge and the WebAuthn creation options. */
   passkeyRegisterOptions(): Promise<{ challenge: string; options: Record<string, unknown> }> {

@@ -40,6 +40,11 @@ export interface RequestOptions {
   headers?: Record<string, string>;
   /** Retry while unreachable or 502/503/504 (default: when the request is idempotent, see `retryable`). */
   retry?: boolean;
+  /**
+   * Sent without the session token: the routes that log in or enroll. The server refuses any request bearing an
+   * invalid token, so logging in again with an expired one still held would fail.
+   */
+  anonymous?: boolean;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -66,7 +71,7 @@ export function answerError(method: string, what: string, status: number, text: 
   let err: { code?: unknown; message?: unknown; epoch?: unknown } = {};
   try {
     const j = text ? (JSON.parse(text) as unknown) : null;
-    if (j && typeof j === "object" && !Array.isArray(j)) err = j as typeof err;
+    if (j && typeof j === "object" && !Array.isArray(j)) err = j;
   } catch {
     /* non-JSON */
   }
@@ -107,7 +112,7 @@ export class RequestCore {
       headers["content-type"] = "application/json";
       payload = JSON.stringify(o.body);
     }
-    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (this.token && !o.anonymous) headers.authorization = `Bearer ${this.token}`;
     headers["x-valise-client"] ??= VALISE_CLIENT;
     const url = new URL(path, this.baseUrl);
     return this.withRetry(

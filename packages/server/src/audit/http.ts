@@ -7,7 +7,7 @@
  * `bytes` is the size of what was stored (the request body) for writes, of what was served (the response body) for
  * reads. Labels and units come from the object: a conversation's label and unit, a user's (first) unit.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from "fastify";
 import { ValiseError, isConversationId, isDeviceId, type AuditAction } from "@valise/core";
 import type { ServerContext } from "../http/context.js";
 import type { AuditRecord } from "./recorder.js";
@@ -83,6 +83,8 @@ export interface DeclaredRoute {
   method: string;
   url: string;
   audit: AuditDeclaration | undefined;
+  /** The route's schemas (body, querystring, params), for the wire contract's test. */
+  schema: FastifySchema | undefined;
 }
 const declared = new WeakMap<FastifyInstance, DeclaredRoute[]>();
 /** Every route registered on `app` since installAuditHook, with its audit declaration (undefined: none). */
@@ -179,7 +181,7 @@ export function installAuditHook(app: FastifyInstance, ctx: ServerContext): void
   app.addHook("onRoute", (r) => {
     const methods = Array.isArray(r.method) ? r.method : [r.method];
     const decl = r.config?.audit;
-    for (const m of methods) routes.push({ method: String(m), url: r.url, audit: decl });
+    for (const m of methods) routes.push({ method: String(m), url: r.url, audit: decl, schema: r.schema });
   });
   const firstUnit = async (handle: string | undefined) =>
     handle ? ((await ctx.store.directory.getUser(handle))?.units[0] ?? null) : null;

@@ -9,8 +9,9 @@
  * answer names the first one (`duplicate: true`); the report is audited either way.
  */
 import type { FastifyInstance } from "fastify";
-import { Type, type Static } from "typebox";
+import type { Static } from "typebox";
 import { ValiseError, isDeviceId, type AuditEvent } from "@valise/core";
+import { KtReportBody as ReportBody } from "@valise/core/wire";
 import { IncidentStore } from "../incidents/store.js";
 import { type ServerContext, requireSession } from "../http/context.js";
 import { audit, auditObject, clientOf } from "../audit/http.js";
@@ -27,19 +28,6 @@ export const KT_REPORT_RULE = "kt-report";
 export const NOT_MINE_RULE = "device-not-mine";
 export const KT_REPORT_DEDUP_MS = 3600 * 1000;
 
-const ReportBody = Type.Object(
-  {
-    kind: Type.Union([
-      Type.Literal("directory_mismatch"),
-      Type.Literal("unknown_device"),
-      Type.Literal("log_refused"),
-      Type.Literal("not_mine"),
-    ]),
-    subject: Type.String({ minLength: 1, maxLength: 200 }),
-    detail: Type.String({ maxLength: 2000 }),
-  },
-  { additionalProperties: false },
-);
 
 /** Control characters are not kept in an alert's text: officers read it in terminals. */
 function clean(s: string): string {

@@ -1,38 +1,13 @@
 /** Enrollment (one-time code → device) and device login (Ed25519 challenge → short-lived session token). */
 import type { FastifyInstance } from "fastify";
-import { Type, type Static } from "typebox";
-import { ID_PATTERN, ValiseError, isDeviceId, utf8, parseUserHandle, type UserHandle } from "@valise/core";
+import type { Static } from "typebox";
+import { ValiseError, isDeviceId, utf8, parseUserHandle, type UserHandle } from "@valise/core";
+import { ChallengeBody, EnrollBody, SessionBody } from "@valise/core/wire";
 import { type ServerContext, b64, rateLimit, requireSession } from "./context.js";
 import { PASSKEY_ENROLL_WINDOW_MS, hasPasskey } from "./routes-passkeys.js";
 import { audit, auditOf, clientOf, notAudited } from "../audit/http.js";
 
-const B64 = Type.String({ maxLength: 1_000_000, pattern: ID_PATTERN.base64 });
-const DeviceIdT = Type.String({ pattern: ID_PATTERN.device });
 
-const EnrollBody = Type.Object(
-  {
-    code: Type.String({ minLength: 8, maxLength: 64 }),
-    device: Type.Object(
-      {
-        id: DeviceIdT,
-        name: Type.String({ minLength: 1, maxLength: 64 }),
-        signaturePublicKey: Type.String({ minLength: 44, maxLength: 44 }),
-      },
-      { additionalProperties: false },
-    ),
-    keyPackages: Type.Array(B64, { minItems: 0, maxItems: 100 }),
-  },
-  { additionalProperties: false },
-);
-const ChallengeBody = Type.Object({ device: DeviceIdT }, { additionalProperties: false });
-const SessionBody = Type.Object(
-  {
-    device: DeviceIdT,
-    challenge: Type.String({ minLength: 16, maxLength: 128 }),
-    signature: Type.String({ minLength: 88, maxLength: 88 }),
-  },
-  { additionalProperties: false },
-);
 
 export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { directory } = ctx.store;

@@ -7,21 +7,19 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { Type, type Static } from "typebox";
 import { ID_PATTERN, ValiseError, randomId } from "@valise/core";
+import { CreateBlobBody as CreateBody, MAX_BLOB } from "@valise/core/wire";
 import type { ServerContext } from "./context.js";
+
+export { MAX_BLOB };
 import { auditObject, audit } from "../audit/http.js";
 import { cableEntitled, documentEntitled, requireAccess, viewerOf, type Viewer } from "./need-to-know.js";
 import type { BlobRecord } from "../storage/blob-meta.js";
 import type { DocumentRecord } from "../storage/document-store.js";
 
-export const MAX_BLOB = 64 * 1024 ** 3;
 /** How long a request waits for a concurrent upload to the same blob (e.g. one whose client just dropped). */
 const UPLOAD_WAIT_MS = 10_000;
 const BlobIdT = Type.String({ pattern: ID_PATTERN.blob });
 const Params = Type.Object({ id: BlobIdT });
-const CreateBody = Type.Object(
-  { size: Type.Integer({ minimum: 1, maximum: MAX_BLOB }) },
-  { additionalProperties: false },
-);
 
 /** The audit unit of a document: the unit it is shared to, else its owner's (first) unit. */
 export async function documentUnit(ctx: ServerContext, d: DocumentRecord): Promise<string | null> {

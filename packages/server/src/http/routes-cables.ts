@@ -19,6 +19,7 @@ import {
   precedenceRank,
   type Precedence,
 } from "@valise/core";
+import { CableReceiptBody as ReceiptBody, ReleaseCableBody as ReleaseBody } from "@valise/core/wire";
 import type { ServerContext } from "./context.js";
 import { auditObject, audit, auditOf } from "../audit/http.js";
 import { cableEntitled, cleared, requireAccess, viewerOf, type Viewer } from "./need-to-know.js";
@@ -27,19 +28,6 @@ import type { CableQuery, CableRecord } from "../storage/cable-store.js";
 const CableId = Type.String({ pattern: ID_PATTERN.cable });
 const Unit = Type.String({ minLength: 1, maxLength: 200 });
 const Params = Type.Object({ id: CableId });
-const ReleaseBody = Type.Object(
-  {
-    id: CableId,
-    originator: Unit,
-    action: Type.Array(Unit, { minItems: 1, maxItems: 200 }),
-    info: Type.Optional(Type.Array(Unit, { maxItems: 200 })),
-    precedence: Type.String({ minLength: 1, maxLength: 20 }),
-    label: Type.String({ minLength: 1, maxLength: 512 }),
-    blob: Type.String({ pattern: ID_PATTERN.blob }),
-    corrects: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 300 }), Type.Null()])),
-  },
-  { additionalProperties: false },
-);
 const ListQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
@@ -55,10 +43,6 @@ const QueueQuery = Type.Object(
 );
 const RefQuery = Type.Object(
   { reference: Type.String({ minLength: 1, maxLength: 300 }) },
-  { additionalProperties: false },
-);
-const ReceiptBody = Type.Object(
-  { state: Type.Union([Type.Literal("delivered"), Type.Literal("read")]) },
   { additionalProperties: false },
 );
 

@@ -2,7 +2,6 @@
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
 import {
-  ID_PATTERN,
   ValiseError,
   canonicalLabel,
   dominates,
@@ -10,29 +9,13 @@ import {
   parseLabel,
   parseUserHandle,
 } from "@valise/core";
+import { ClaimKeyPackagesBody as ClaimBody, ClearanceBody, UploadKeyPackagesBody as UploadBody } from "@valise/core/wire";
 import { type ServerContext, b64, requireSession } from "./context.js";
 import { requireOfficer, viewerOf } from "./need-to-know.js";
 import { clientOf, audit, auditOf } from "../audit/http.js";
 
-const B64 = Type.String({ maxLength: 100_000, pattern: ID_PATTERN.base64 });
-const UploadBody = Type.Object(
-  { keyPackages: Type.Array(B64, { minItems: 1, maxItems: 100 }) },
-  { additionalProperties: false },
-);
-const ClaimBody = Type.Object(
-  {
-    devices: Type.Array(Type.String({ pattern: ID_PATTERN.device }), { minItems: 1, maxItems: 5000 }),
-    /** The conversation the caller is adding these devices to (it must be an active member of it). */
-    conversation: Type.String({ pattern: ID_PATTERN.conversation }),
-  },
-  { additionalProperties: false },
-);
 const UnitQuery = Type.Object({ unit: Type.String({ maxLength: 200 }) }, { additionalProperties: false });
 const HandleParams = Type.Object({ handle: Type.String({ minLength: 1, maxLength: 64 }) });
-const ClearanceBody = Type.Object(
-  { clearance: Type.String({ minLength: 1, maxLength: 512 }) },
-  { additionalProperties: false },
-);
 
 export function directoryRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { directory } = ctx.store;

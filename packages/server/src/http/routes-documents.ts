@@ -15,6 +15,7 @@ import {
   parseUnitName,
   parseUserHandle,
 } from "@valise/core";
+import { CanaryBody, CreateDocumentBody as CreateBody, DocumentVersionBody as VersionBody } from "@valise/core/wire";
 import type { ServerContext } from "./context.js";
 import { auditObject, audit, auditOf } from "../audit/http.js";
 import { cleared, documentEntitled, requireAccess, requireOfficer, viewerOf, type Viewer } from "./need-to-know.js";
@@ -22,25 +23,7 @@ import { documentUnit } from "./routes-blobs.js";
 import type { DocumentRecord } from "../storage/document-store.js";
 
 const DocId = Type.String({ pattern: ID_PATTERN.document });
-const BlobId = Type.String({ pattern: ID_PATTERN.blob });
 const Params = Type.Object({ id: DocId });
-const CreateBody = Type.Object(
-  {
-    id: DocId,
-    label: Type.String({ minLength: 1, maxLength: 512 }),
-    to: Type.Object(
-      {
-        kind: Type.Union([Type.Literal("user"), Type.Literal("unit")]),
-        name: Type.String({ minLength: 1, maxLength: 200 }),
-      },
-      { additionalProperties: false },
-    ),
-    blob: BlobId,
-  },
-  { additionalProperties: false },
-);
-const VersionBody = Type.Object({ blob: BlobId }, { additionalProperties: false });
-const CanaryBody = Type.Object({ canary: Type.Boolean() }, { additionalProperties: false });
 
 /** The user-facing document: never the canary flag. */
 export function presentDocument(d: DocumentRecord) {

@@ -19,12 +19,12 @@
  * event in its config; the one audit hook (audit/http.ts) records it.
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { Type } from "typebox";
 import { ValiseError } from "@valise/core";
 import { type ServerContext, requireSession } from "./context.js";
 import { audit } from "../audit/http.js";
 import { requireOfficerRequest } from "./need-to-know.js";
-import { IncidentStore, MAX_INCIDENT_ALERTS, TAXII_COLLECTION_ID, partnerCollectionId } from "../incidents/store.js";
+import { AddTaxiiPartnerBody, CreateIncidentBody, IssueTaxiiTokenBody } from "@valise/core/wire";
+import { IncidentStore, TAXII_COLLECTION_ID, partnerCollectionId } from "../incidents/store.js";
 import { TLP_LEVELS, type TlpLevel } from "../incidents/stix.js";
 import { MAX_BATCH_BYTES } from "../incidents/ioc.js";
 
@@ -78,14 +78,7 @@ export function incidentRoutes(app: FastifyInstance, ctx: ServerContext, opts: {
       ...opt,
       preValidation: async (req) => void (await requireOfficer(ctx, req)),
       schema: {
-        body: Type.Object(
-          {
-            title: Type.String({ minLength: 1, maxLength: 200 }),
-            alerts: Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: MAX_INCIDENT_ALERTS }),
-            note: Type.Optional(Type.String({ maxLength: 20_000 })),
-          },
-          { additionalProperties: false },
-        ),
+        body: CreateIncidentBody,
       },
     },
     async (req, reply) => {
@@ -182,10 +175,7 @@ export function incidentRoutes(app: FastifyInstance, ctx: ServerContext, opts: {
       ...opt,
       preValidation: async (req) => void (await requireOfficer(ctx, req)),
       schema: {
-        body: Type.Object(
-          { partner: Type.String({ minLength: 1, maxLength: 200, pattern: "\\S" }) },
-          { additionalProperties: false },
-        ),
+        body: IssueTaxiiTokenBody,
       },
     },
     async (req, reply) => {
@@ -219,14 +209,7 @@ export function incidentRoutes(app: FastifyInstance, ctx: ServerContext, opts: {
       ...opt,
       preValidation: async (req) => void (await requireOfficer(ctx, req)),
       schema: {
-        body: Type.Object(
-          {
-            url: Type.String({ minLength: 1, maxLength: 2000 }),
-            token: Type.String({ minLength: 1, maxLength: 4000 }),
-            name: Type.String({ minLength: 1, maxLength: 200, pattern: "\\S" }),
-          },
-          { additionalProperties: false },
-        ),
+        body: AddTaxiiPartnerBody,
       },
     },
     async (req, reply) => {

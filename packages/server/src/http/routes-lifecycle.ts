@@ -21,6 +21,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { Type, type Static } from "typebox";
 import { ValiseError, parseUnitName, parseUserHandle } from "@valise/core";
+import { HandleBody, MaxLabelBody as LabelBody, MoveBody, RoleBody, ShareBody } from "@valise/core/wire";
 import type { ServerContext } from "./context.js";
 import { viewerOf, type Viewer } from "./need-to-know.js";
 import { audit, auditObject, auditOf, clientOf } from "../audit/http.js";
@@ -34,20 +35,6 @@ const UnitHandleParams = Type.Object({
   unit: Type.String({ minLength: 1, maxLength: 200 }),
   handle: Type.String({ minLength: 1, maxLength: 64 }),
 });
-const HandleBody = Type.Object(
-  { handle: Type.String({ minLength: 1, maxLength: 64 }) },
-  { additionalProperties: false },
-);
-const MoveBody = Type.Object(
-  { from: Type.String({ minLength: 1, maxLength: 200 }), to: Type.String({ minLength: 1, maxLength: 200 }) },
-  { additionalProperties: false },
-);
-const ShareBody = Type.Object({ since: Type.String({ minLength: 1, maxLength: 16 }) }, { additionalProperties: false });
-const RoleBody = Type.Object({ role: Type.String({ minLength: 1, maxLength: 32 }) }, { additionalProperties: false });
-const LabelBody = Type.Object(
-  { maxLabel: Type.String({ minLength: 1, maxLength: 512 }) },
-  { additionalProperties: false },
-);
 const UsersQuery = Type.Object(
   { unit: Type.Optional(Type.String({ maxLength: 200 })) },
   { additionalProperties: false },

@@ -7,7 +7,7 @@
  * (POST /v1/auth/session) is refused for a device that has a passkey (`passkey_required`).
  */
 import type { FastifyInstance } from "fastify";
-import { Type, type Static } from "typebox";
+import type { Static } from "typebox";
 import {
   generateAuthenticationOptions,
   generateRegistrationOptions,
@@ -17,7 +17,12 @@ import {
   type AuthenticatorTransport,
   type RegistrationResponseJSON,
 } from "@simplewebauthn/server";
-import { ID_PATTERN, ValiseError, isDeviceId, utf8 } from "@valise/core";
+import { ValiseError, isDeviceId, utf8 } from "@valise/core";
+import {
+  PasskeyOptionsBody as OptionsBody,
+  PasskeyRegisterBody as RegisterBody,
+  PasskeySessionBody as SessionBody,
+} from "@valise/core/wire";
 import { type ServerContext, b64, rateLimit, requireSession } from "./context.js";
 import { audit, clientOf, notAudited } from "../audit/http.js";
 import { newAuditId } from "../storage/audit-log.js";
@@ -33,31 +38,7 @@ export interface WebAuthnOptions {
   rpName?: string;
 }
 
-const DeviceIdT = Type.String({ pattern: ID_PATTERN.device });
-const Challenge = Type.String({ minLength: 16, maxLength: 128 });
 /** A WebAuthn response as @simplewebauthn/browser returns it; checked in depth by the verifier. */
-const Credential = Type.Object(
-  {
-    id: Type.String({ minLength: 1, maxLength: 1024 }),
-    rawId: Type.String({ minLength: 1, maxLength: 1024 }),
-    type: Type.Literal("public-key"),
-    response: Type.Record(Type.String(), Type.Unknown()),
-    clientExtensionResults: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-    authenticatorAttachment: Type.Optional(Type.String({ maxLength: 32 })),
-  },
-  { additionalProperties: false },
-);
-const RegisterBody = Type.Object({ challenge: Challenge, credential: Credential }, { additionalProperties: false });
-const OptionsBody = Type.Object({ device: DeviceIdT }, { additionalProperties: false });
-const SessionBody = Type.Object(
-  {
-    device: DeviceIdT,
-    challenge: Challenge,
-    signature: Type.String({ minLength: 88, maxLength: 88 }),
-    credential: Credential,
-  },
-  { additionalProperties: false },
-);
 
 /** Registration challenges live in the same one-time table as login challenges, under their own key. */
 const registerKey = (device: string) => `webauthn-register:${device}`;

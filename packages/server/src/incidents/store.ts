@@ -5,6 +5,7 @@
  * bundle's objects to the collection, each version once, with a unique, increasing `added_at` (ms): the TAXII
  * "date added" that `added_after` pages over. Partner tokens are stored as SHA-256 hashes only.
  */
+import { MAX_INCIDENT_ALERTS } from "@valise/core/wire";
 import { createHmac, randomBytes } from "node:crypto";
 import type { Kysely } from "kysely";
 import { ValiseError, parseAuditEvent, type AuditEvent } from "@valise/core";
@@ -22,7 +23,7 @@ import {
 
 /** The one TAXII collection: incidents the officers shared. */
 export const TAXII_COLLECTION_ID = uuidv5(VALISE_NAMESPACE, "taxii/collection/shared-incidents");
-export const MAX_INCIDENT_ALERTS = 500;
+export { MAX_INCIDENT_ALERTS };
 
 /**
  * A partner's own collection (issue 16): what the officers shared with that partner alone. A partner's tokens read
