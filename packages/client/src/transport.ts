@@ -51,7 +51,8 @@ type Methods<T> = { [K in keyof T]: T[K] };
 // The front has every area's methods (installed on the prototype below): the interface tells the compiler so.
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export interface HttpTransport
-  extends Methods<AuthApi>,
+  extends
+    Methods<AuthApi>,
     Methods<DirectoryApi>,
     Methods<ConversationsApi>,
     Methods<DocumentsApi>,

@@ -302,7 +302,6 @@ const List = <T extends TSchema>(t: T, maxItems: number) => Type.Array(t, { maxI
 const HandleT = Type.String({ pattern: ID_PATTERN.handle });
 const UnitT = Type.String({ pattern: ID_PATTERN.unit });
 const Iso = Str(64);
-const B64List = (maxItems: number) => List(base64T(4096), maxItems);
 /** A proof: at most 64 hashes (a tree of 2^64 leaves). */
 const ProofT = List(base64T(64), 64);
 /** Any JSON object (its fields are checked where used, e.g. a STIX object or a decoded directory entry). */
@@ -379,7 +378,10 @@ export const WireDocument = Type.Object({
   ),
 });
 export const DocumentsResponse = Type.Object({ documents: List(WireDocument, 100_000) });
-export const CanaryResponse = Type.Object({ id: Type.String({ pattern: ID_PATTERN.document }), canary: Type.Boolean() });
+export const CanaryResponse = Type.Object({
+  id: Type.String({ pattern: ID_PATTERN.document }),
+  canary: Type.Boolean(),
+});
 
 // cables
 const NullableTime = Nullable(Time);
@@ -412,7 +414,11 @@ export const WireCable = Type.Object({
 export const CablesResponse = Type.Object({ cables: List(WireCable, 10_000) });
 
 // staff lifecycle and clearances (officers, admins)
-export const ClearanceResponse = Type.Object({ handle: HandleT, clearance: Str(512), pendingRemovals: PendingRemovalsT });
+export const ClearanceResponse = Type.Object({
+  handle: HandleT,
+  clearance: Str(512),
+  pendingRemovals: PendingRemovalsT,
+});
 export const StaffUserT = Type.Object({
   handle: HandleT,
   units: List(UnitT, 1000),
@@ -432,7 +438,11 @@ const DirectoryChangeT = Type.Object({
 export const UserHistoryResponse = Type.Object({ handle: HandleT, history: List(DirectoryChangeT, 1_000_000) });
 export const UnitMembersDetailedResponse = Type.Object({ unit: UnitT, members: List(StaffUserT, 1_000_000) });
 export const MembershipResponse = Type.Object({ handle: HandleT, unit: UnitT });
-export const MembershipRemovedResponse = Type.Object({ handle: HandleT, unit: UnitT, pendingRemovals: PendingRemovalsT });
+export const MembershipRemovedResponse = Type.Object({
+  handle: HandleT,
+  unit: UnitT,
+  pendingRemovals: PendingRemovalsT,
+});
 export const MoveResponse = Type.Object({ handle: HandleT, from: UnitT, to: UnitT, pendingRemovals: PendingRemovalsT });
 export const RoleResponse = Type.Object({ handle: HandleT, role: Str(64), changed: Type.Boolean() });
 export const DisableResponse = Type.Object({
@@ -448,10 +458,10 @@ export const DirectoryChangesResponse = Type.Object({ size: Nat, changes: List(D
 // audit log and detection (officers)
 export const AuditKeyResponse = Type.Object({ vkey: Str(1000), origin: Str(1000) });
 export const AuditPrunedResponse = Type.Object({ before: Nat, frontier: List(base64T(64), 64) });
-export const AuditEntriesResponse = Type.Object({ entries: B64List(1000) });
+export const AuditEntriesResponse = Type.Object({ entries: List(base64T(1024 * 1024), 1000) });
 /** `index` any integer: an event the log does not hold is reported by the audit client as unproven (audit.ts). */
 export const AuditEventsResponse = Type.Object({
-  events: List(Type.Object({ index: Int, entry: base64T(64 * 1024), proof: Type.Optional(ProofT) }), 1000),
+  events: List(Type.Object({ index: Int, entry: base64T(1024 * 1024), proof: Type.Optional(ProofT) }), 1000),
 });
 export const AuditCableResponse = Type.Object({
   id: Type.String({ pattern: ID_PATTERN.cable }),
@@ -524,7 +534,7 @@ export const WireTaxiiPartner = Type.Object({
   createdAt: Iso,
   addedAfter: Nullable(Iso),
   lastPollAt: Nullable(Iso),
-  lastError: Nullable(Str(20_000)),
+  lastError: Nullable(Str(100_000)),
   imported: Nat,
   refused: Nat,
   lastRefusals: List(RefusalT, 10_000),
@@ -565,7 +575,7 @@ export const IndicatorsResponse = Type.Object({
       partner: Str(200),
       version: Str(200),
       name: Str(20_000),
-      pattern: Str(100_000),
+      pattern: Str(1024 * 1024),
       networks: List(Str(200), 100_000),
       techniques: List(Str(200), 10_000),
       validFrom: Iso,

@@ -25,7 +25,8 @@ const NOT_CALLED_BY_SDK: Record<string, string> = {
   "GET /v1/ws": "the push WebSocket (push.ts parses and checks each frame)",
   "GET /v1/conversations/:id": "one conversation's record: the SDK lists them (GET /v1/conversations)",
   "GET /v1/officer/canaries": "officers' canary list: served for operators' tools, not called by the SDK",
-  "GET /v1/log/audit/proof/inclusion": "the SDK takes inclusion proofs with the events (GET /v1/log/audit/events?size=)",
+  "GET /v1/log/audit/proof/inclusion":
+    "the SDK takes inclusion proofs with the events (GET /v1/log/audit/events?size=)",
   "GET /v1/log/audit/tile/*": "C2SP tiles of the audit log, for external log monitors",
   "GET /taxii2": "TAXII 2.1 server: partners' TAXII clients, with their own tokens",
   "GET /taxii2/valise/": "TAXII 2.1 server",

@@ -48,7 +48,10 @@ export class AuditApi {
   }
   /** Entries [start, start+count) of the audit log (count ≤ 1000), as leaf bytes. */
   async auditEntries(start: number, count: number): Promise<Uint8Array[]> {
-    const r = await this.http.request("GET /v1/log/audit/entries", `/v1/log/audit/entries?start=${start}&count=${count}`);
+    const r = await this.http.request(
+      "GET /v1/log/audit/entries",
+      `/v1/log/audit/entries?start=${start}&count=${count}`,
+    );
     return r.entries.map(fromBase64);
   }
   /** Entries matching a filter, newest first; with `size`, each with its inclusion proof in that tree. */

@@ -64,10 +64,7 @@ export class IncidentsApi {
   ): Promise<
     TaxiiPartner & { report: Omit<IndicatorImportReport, "retro"> & { retro: IndicatorImportReport["retro"][] } }
   > {
-    return this.http.request(
-      "POST /v1/taxii/partners/:id/poll",
-      `/v1/taxii/partners/${encodeURIComponent(id)}/poll`,
-    );
+    return this.http.request("POST /v1/taxii/partners/:id/poll", `/v1/taxii/partners/${encodeURIComponent(id)}/poll`);
   }
   importStixBundle(bundle: unknown): Promise<IndicatorImportReport> {
     return this.http.request("POST /v1/taxii/import", "/v1/taxii/import", { body: bundle });

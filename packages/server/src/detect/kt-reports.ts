@@ -28,7 +28,6 @@ export const KT_REPORT_RULE = "kt-report";
 export const NOT_MINE_RULE = "device-not-mine";
 export const KT_REPORT_DEDUP_MS = 3600 * 1000;
 
-
 /** Control characters are not kept in an alert's text: officers read it in terminals. */
 function clean(s: string): string {
   return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, " ");

@@ -7,8 +7,6 @@ import { type ServerContext, b64, rateLimit, requireSession } from "./context.js
 import { PASSKEY_ENROLL_WINDOW_MS, hasPasskey } from "./routes-passkeys.js";
 import { audit, auditOf, clientOf, notAudited } from "../audit/http.js";
 
-
-
 export function authRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { directory } = ctx.store;
 

@@ -1,15 +1,12 @@
 /** Units, unit members, one-time key packages, and clearance changes by security officers. */
 import type { FastifyInstance } from "fastify";
 import { Type, type Static } from "typebox";
+import { ValiseError, canonicalLabel, dominates, isUnitName, parseLabel, parseUserHandle } from "@valise/core";
 import {
-  ValiseError,
-  canonicalLabel,
-  dominates,
-  isUnitName,
-  parseLabel,
-  parseUserHandle,
-} from "@valise/core";
-import { ClaimKeyPackagesBody as ClaimBody, ClearanceBody, UploadKeyPackagesBody as UploadBody } from "@valise/core/wire";
+  ClaimKeyPackagesBody as ClaimBody,
+  ClearanceBody,
+  UploadKeyPackagesBody as UploadBody,
+} from "@valise/core/wire";
 import { type ServerContext, b64, requireSession } from "./context.js";
 import { requireOfficer, viewerOf } from "./need-to-know.js";
 import { clientOf, audit, auditOf } from "../audit/http.js";
