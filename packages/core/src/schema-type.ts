@@ -47,6 +47,13 @@ export const Type = {
       options,
     );
   }) as TB["Object"],
+  /** An object of any keys (string keys only, as `Type.Record(Type.String(), value)`), each value `value`. */
+  Record: ((key: object, value: object, options?: object) => {
+    const k = key as { type?: unknown; pattern?: unknown };
+    if (k.type !== "string" || k.pattern !== undefined)
+      throw new TypeError("schema-type: a record's key must be Type.String() without a pattern");
+    return create({ "~kind": "Record" }, { type: "object", patternProperties: { "^.*$": value } }, options);
+  }) as TB["Record"],
   /** A copy of `schema` marked optional (a property that may be absent in an Object). */
   Optional: ((schema: object) => {
     const copy = create({}, schema);

@@ -33,6 +33,7 @@ const build = (T: typeof Type) =>
       gone: T.Union([T.Null(), T.Literal("revoked"), T.Literal(3), T.Literal(true)]),
       items: T.Array(T.Object({ a: T.Optional(T.String()), b: T.Unknown() }), { maxItems: 10 }),
       note: T.Optional(T.Union([T.String(), T.Null()])),
+      open: T.Record(T.String(), T.Unknown()),
     },
     { additionalProperties: false },
   );
@@ -42,14 +43,14 @@ test("the builder's schemas are TypeBox's: enumerable JSON Schema and hidden mar
   const theirs = build(TypeBox);
   assert.deepEqual(shape(ours), shape(theirs));
   assert.deepEqual(JSON.parse(JSON.stringify(ours)), JSON.parse(JSON.stringify(theirs)));
-  assert.deepEqual((ours as { required: string[] }).required, ["id", "seq", "ok", "gone", "items"]);
+  assert.deepEqual((ours as { required: string[] }).required, ["id", "seq", "ok", "gone", "items", "open"]);
 });
 
 test("TypeBox composes the builder's schemas: an optional field of ours is optional in TypeBox's Object", () => {
   const composed = TypeBox.Object({ inner: build(Type), extra: Type.Optional(Type.String()) });
   assert.deepEqual((composed as { required?: string[] }).required, ["inner"]);
   const good = {
-    inner: { id: `c-${"a".repeat(32)}`, seq: 1, ok: true, gone: null, items: [{ b: 1 }] },
+    inner: { id: `c-${"a".repeat(32)}`, seq: 1, ok: true, gone: null, items: [{ b: 1 }], open: { any: [1] } },
   };
   assert.equal(Value.Check(composed, good), true);
   assert.equal(Value.Check(composed, { inner: { ...good.inner, seq: -1 } }), false);
