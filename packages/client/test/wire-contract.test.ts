@@ -114,7 +114,11 @@ function areaMethods(t: HttpTransport): [string, string][] {
 function answering(text: string, seen?: { method: string; url: string; auth: string | null }[]): HttpTransport {
   const f: typeof fetch = async (url, init) => {
     const h = new Headers(init?.headers);
-    seen?.push({ method: init?.method ?? "GET", url: String(url), auth: h.get("authorization") });
+    seen?.push({
+      method: init?.method ?? "GET",
+      url: typeof url === "string" ? url : url instanceof URL ? url.href : url.url,
+      auth: h.get("authorization"),
+    });
     return new Response(text, { status: 200, headers: { "content-type": "application/json" } });
   };
   const t = new HttpTransport("http://127.0.0.1:1", f);
