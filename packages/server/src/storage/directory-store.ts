@@ -487,13 +487,10 @@ export class DirectoryStore {
     unitName: string,
     by: AuditOperator = ADMIN_CLI,
   ): Promise<{ handle: string; unit: string }> {
-    const h = parseUserHandle(handle);
-    const unit = parseUnitName(unitName);
-    return this.log.change(async (trx, append) => {
-      await this.memberAddIn(trx, append, h, unit, by);
-      await this.refreshUnitRemovals(trx, h, this.now());
-      return { handle: h, unit };
-    });
+    const r = await this.unitChange(handle, unitName, (trx, append, h, unit) =>
+      this.memberAddIn(trx, append, h, unit, by),
+    );
+    return { handle: r.handle, unit: r.unit };
   }
 
   /**
@@ -506,13 +503,7 @@ export class DirectoryStore {
     unitName: string,
     by: AuditOperator = ADMIN_CLI,
   ): Promise<{ handle: string; unit: string; pendingRemovals: PendingRemovals }> {
-    const h = parseUserHandle(handle);
-    const unit = parseUnitName(unitName);
-    return this.log.change(async (trx, append) => {
-      await this.memberRemoveIn(trx, append, h, unit, by);
-      const pendingRemovals = await this.refreshUnitRemovals(trx, h, this.now());
-      return { handle: h, unit, pendingRemovals };
-    });
+    return this.unitChange(handle, unitName, (trx, append, h, unit) => this.memberRemoveIn(trx, append, h, unit, by));
   }
 
   /** A posting: `member.remove` from one unit and `member.add` to another, in one transaction (see removeMember). */
@@ -522,15 +513,41 @@ export class DirectoryStore {
     toUnit: string,
     by: AuditOperator = ADMIN_CLI,
   ): Promise<{ handle: string; from: string; to: string; pendingRemovals: PendingRemovals }> {
-    const h = parseUserHandle(handle);
-    const from = parseUnitName(fromUnit);
+    const h0 = parseUserHandle(handle);
+    const from0 = parseUnitName(fromUnit);
     const to = parseUnitName(toUnit);
-    if (from === to) throw new ValiseError("bad_request", "--from and --to name the same unit");
-    return this.log.change(async (trx, append) => {
+    if (from0 === to) throw new ValiseError("bad_request", "--from and --to name the same unit");
+    const r = await this.unitChange(h0, from0, async (trx, append, h, from) => {
       await this.memberRemoveIn(trx, append, h, from, by);
       await this.memberAddIn(trx, append, h, to, by);
-      const pendingRemovals = await this.refreshUnitRemovals(trx, h, this.now());
-      return { handle: h, from, to, pendingRemovals };
+    });
+    return { handle: r.handle, from: r.unit, to, pendingRemovals: r.pendingRemovals };
+  }
+
+  /**
+   * One change of a user's place in a unit (a membership or an archive assignment, made or ended) in one directory
+   * log transaction: `change` checks, writes the rows and appends the entries and audit events at `time`; then the
+   * user's pending removals in unit channels and links are recomputed in the same transaction (lifted where the user
+   * is entitled again). Answers them, among current members.
+   */
+  private unitChange(
+    handle: string,
+    unitName: string,
+    change: (
+      trx: Transaction<Database>,
+      append: (e: DirectoryEntry) => Promise<number>,
+      handle: string,
+      unit: string,
+      time: number,
+    ) => Promise<void>,
+  ): Promise<{ handle: string; unit: string; pendingRemovals: PendingRemovals }> {
+    const h = parseUserHandle(handle);
+    const unit = parseUnitName(unitName);
+    return this.log.change(async (trx, append) => {
+      const time = this.now();
+      await change(trx, append, h, unit, time);
+      const pendingRemovals = await this.refreshUnitRemovals(trx, h, time);
+      return { handle: h, unit, pendingRemovals };
     });
   }
 
@@ -685,9 +702,7 @@ export class DirectoryStore {
     unitName: string,
     by: AuditOperator = ADMIN_CLI,
   ): Promise<{ handle: string; unit: string }> {
-    const h = parseUserHandle(handle);
-    const unit = parseUnitName(unitName);
-    return this.log.change(async (trx, append) => {
+    const r = await this.unitChange(handle, unitName, async (trx, append, h, unit, time) => {
       const u = await this.requireUser(trx, h);
       if (u.role !== "archivist")
         throw new ValiseError(
@@ -715,14 +730,12 @@ export class DirectoryStore {
             ? `${h} is already the archive of ${unit}`
             : `${h} is a member of ${unit}; an archive is assigned to units it is not a member of`,
         );
-      const time = this.now();
       await trx.insertInto("user_units").values({ handle: h, unit }).execute();
       await trx.insertInto("archive_units").values({ handle: h, unit, created_at: time }).execute();
       await append({ v: 1, type: "archive.assign", user: h, unit, time });
       await this.auditChange(trx, by, { action: "directory.archive.assign", user: h, unit, device: null, time });
-      await this.refreshUnitRemovals(trx, h, time);
-      return { handle: h, unit };
     });
+    return { handle: r.handle, unit: r.unit };
   }
 
   /** The archive assignment ends (`archive.remove`): the user leaves the unit's channels and links. Audited. */
@@ -731,19 +744,14 @@ export class DirectoryStore {
     unitName: string,
     by: AuditOperator = ADMIN_CLI,
   ): Promise<{ handle: string; unit: string; pendingRemovals: PendingRemovals }> {
-    const h = parseUserHandle(handle);
-    const unit = parseUnitName(unitName);
-    return this.log.change(async (trx, append) => {
+    return this.unitChange(handle, unitName, async (trx, append, h, unit, time) => {
       await this.requireUser(trx, h);
       if (!(await this.isArchiveIn(trx, h, unit)))
         throw new ValiseError("not_found", `${h} is not the archive of ${unit}`);
       await trx.deleteFrom("archive_units").where("handle", "=", h).where("unit", "=", unit).execute();
       await trx.deleteFrom("user_units").where("handle", "=", h).where("unit", "=", unit).execute();
-      const time = this.now();
       await append({ v: 1, type: "archive.remove", user: h, unit, time });
       await this.auditChange(trx, by, { action: "directory.archive.remove", user: h, unit, device: null, time });
-      const pendingRemovals = await this.refreshUnitRemovals(trx, h, time);
-      return { handle: h, unit, pendingRemovals };
     });
   }
 
