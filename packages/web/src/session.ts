@@ -68,7 +68,7 @@ export function ownProfile(onWaiting: () => void): Promise<void> {
 export async function openExisting(): Promise<ValiseClient | null> {
   const s = await keyStore();
   if (!(await s.load())) return null;
-const c = await ValiseClient.open({ store: s, history: sdkHistory, receipts: true });
+  const c = await ValiseClient.open({ store: s, history: sdkHistory, receipts: true });
   c.authenticate = passkeyAuthenticator(c);
   return c;
 }
