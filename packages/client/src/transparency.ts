@@ -31,6 +31,7 @@ import {
   equalBytes,
   freshnessAt,
   fail,
+  revokedVerdict,
   fromBase64,
   frontierAppend,
   frontierRoot,
@@ -1150,7 +1151,7 @@ export class TransparencyVerifier implements DirectoryDoor {
       if (!equalBytes(key, cred.signaturePublicKey))
         return fail(`device ${cred.device} has a different key in the directory log (entry ${d.addIndex})`);
       if (d.revokeIndex !== null)
-        return fail(`device ${cred.device} was revoked in directory log entry ${d.revokeIndex}`);
+        return revokedVerdict(`device ${cred.device} was revoked in directory log entry ${d.revokeIndex}`);
       const u = own(this.directory.users, cred.user);
       if (!u) return fail(`user ${cred.user} is not in the directory log`);
       if (u.disabled) return fail(`${cred.user}'s account is disabled in the directory log`);

@@ -3,7 +3,7 @@
  * exactly that signature key. Key transparency replaces this with a log-proof check behind the same interface;
  * until then this trusts the server's directory answer (stated, not hidden).
  */
-import { equalBytes, fail, fromBase64, OK, type Verdict } from "@valise/core";
+import { equalBytes, fail, fromBase64, OK, revokedVerdict, type Verdict } from "@valise/core";
 import type { DeviceCredential, DeviceVerifier } from "@valise/protocol";
 import type { HttpTransport, ServerUser } from "./transport.js";
 
@@ -64,7 +64,7 @@ export class DirectoryVerifier implements DirectoryDoor {
     if (!user || user.handle !== cred.user) return fail(`user ${cred.user} not in the directory`);
     const dev = user.devices.find((d) => d.id === cred.device);
     if (!dev) return fail(`device ${cred.device} is not listed for ${cred.user}`);
-    if (dev.revokedAt !== null) return fail(`device ${cred.device} was revoked`);
+    if (dev.revokedAt !== null) return revokedVerdict(`device ${cred.device} was revoked`);
     let key: Uint8Array;
     try {
       key = fromBase64(dev.signaturePublicKey);

@@ -44,8 +44,12 @@ export function isValiseError(e: unknown): e is ValiseError {
 }
 
 /** A result for verification over attacker data: never throws, says why. */
-export type Verdict = { ok: true } | { ok: false; reason: string };
+export type Verdict = { ok: true } | { ok: false; reason: string; revoked?: true };
 export const OK: Verdict = Object.freeze({ ok: true });
 export function fail(reason: string): Verdict {
   return { ok: false, reason };
+}
+/** The device was in the directory and has since been revoked (a member a later Remove takes out, not a stranger). */
+export function revokedVerdict(reason: string): Verdict {
+  return { ok: false, reason, revoked: true };
 }

@@ -32,7 +32,7 @@ export async function joinFromWelcome(
   welcome: Uint8Array,
   ourKeyPackages: KeyPackageBundle[],
 ): Promise<{ group: Group; usedRef: string }> {
-  const door = new DoorCheck(ctx.verifier);
+  const door = new DoorCheck(ctx.verifier, { tolerateRevoked: true });
   const w = parseWelcome(welcome);
   return guarded(door, "joinFromWelcome", async () => {
     const cs = await suiteImpl(ctx.crypto);

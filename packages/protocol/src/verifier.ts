@@ -4,7 +4,7 @@
  * implementation for a log-proof check. The same verifier also backs ts-mls's AuthenticationService (RFC 9420 §5.3.1:
  * credentials MUST be validated by the application), so ts-mls's own checks go through the door too.
  */
-import { ValiseError, toHex } from "@valise/core";
+import { OK, ValiseError, toHex } from "@valise/core";
 import type { Verdict } from "@valise/core";
 import type { AuthenticationService, Credential, RatchetTree } from "ts-mls";
 import { deviceCredentialOf, leafCredential } from "./credential.js";
@@ -28,7 +28,18 @@ const verifiedTrees = new WeakMap<DeviceVerifier, WeakSet<RatchetTree>>();
 export class DoorCheck implements AuthenticationService {
   private readonly verdicts = new Map<string, Promise<Verdict>>();
   readonly refused: { cred: DeviceCredential | null; reason: string }[] = [];
-  constructor(private readonly verifier: DeviceVerifier) {}
+  /** Members let through only because `tolerateRevoked` was set: revoked since they were added. */
+  readonly tolerated: DeviceCredential[] = [];
+  /**
+   * `tolerateRevoked` (joining from a Welcome only): a member whose device was revoked after it was added passes —
+   * the group was made while it was active, and a Remove is the way it leaves (the joiner's own first send commits
+   * it, nothing is ever encrypted to it: see encryptMessage). Refusing would leave the joiner outside a conversation
+   * it was rightly added to, every later item undecryptable. A device never logged, or with another key, still fails.
+   */
+  constructor(
+    private readonly verifier: DeviceVerifier,
+    private readonly opts: { tolerateRevoked?: boolean } = {},
+  ) {}
 
   /**
    * Every leaf of `tree` must pass the door (cached per verifier and tree value), except the leaves in `leaving`
@@ -49,6 +60,7 @@ export class DoorCheck implements AuthenticationService {
 
   /** Record that every leaf of `tree` has passed (the caller checked the ones that changed since a verified tree). */
   markTree(tree: RatchetTree): void {
+    if (this.tolerated.length > 0) return; // a tree with revoked members is not one every member of passed
     let seen = verifiedTrees.get(this.verifier);
     if (seen === undefined) verifiedTrees.set(this.verifier, (seen = new WeakSet()));
     seen.add(tree);
@@ -69,6 +81,10 @@ export class DoorCheck implements AuthenticationService {
       this.verdicts.set(key, v);
     }
     return v.then((r) => {
+      if (!r.ok && r.revoked && this.opts.tolerateRevoked) {
+        if (!this.tolerated.some((c) => c.device === cred.device)) this.tolerated.push(cred);
+        return OK;
+      }
       if (!r.ok) this.refused.push({ cred, reason: r.reason });
       return r;
     });

@@ -86,6 +86,50 @@ void test("joinFromWelcome refuses a group with a member the joiner's directory 
   assert.equal(j.group.epoch, 2n);
 });
 
+void test("joinFromWelcome accepts a member revoked since it was added; never encrypts to it; a stranger still fails", async () => {
+  const aliceDir = new Directory();
+  const alice = await device("alice", aliceDir);
+  const phone = await device("bob", aliceDir);
+  const bob = await device("bob", aliceDir);
+  const g1 = await addDevices(alice.ctx, await createGroup(alice.ctx, te.encode("g")), [
+    phone.kps[0]!.publicBytes,
+    bob.kps[0]!.publicBytes,
+  ]);
+  // Bob's desk was offline while his phone was revoked: his directory knows the phone, as revoked.
+  const bobDir = new Directory();
+  bobDir.enroll(alice.keys);
+  bobDir.enroll(bob.keys);
+  bobDir.enroll(phone.keys);
+  bobDir.markRevoked(phone.keys);
+  const bobCtx = { ...bob.ctx, verifier: bobDir };
+  const j = await joinFromWelcome(bobCtx, g1.welcome!, bob.kps);
+  assert.equal(j.group.epoch, 1n);
+  // It reads what the group carries, and refuses to encrypt while the revoked phone is in the tree.
+  const m = await encryptMessage(alice.ctx, g1.group, te.encode("to the desk"), new Uint8Array());
+  const r = await processMessage(bobCtx, j.group, m.message);
+  assert.ok(r.kind === "application" && td.decode(r.plaintext) === "to the desk");
+  await assert.rejects(encryptMessage(bobCtx, r.group, te.encode("x"), new Uint8Array()), {
+    code: "device_not_verified",
+  });
+  // The same Welcome to a joiner whose directory never had the phone (a stranger, not a revoked member): refused.
+  const strictDir = new Directory();
+  strictDir.enroll(alice.keys);
+  strictDir.enroll(bob.keys);
+  await assert.rejects(joinFromWelcome({ ...bob.ctx, verifier: strictDir }, g1.welcome!, bob.kps), {
+    code: "device_not_verified",
+  });
+  // A commit that adds a revoked device is refused: only a Welcome tolerates members revoked since.
+  const carol = await device("carol", aliceDir);
+  bobDir.enroll(carol.keys);
+  bobDir.markRevoked(carol.keys);
+  const addCarol = await addDevices(alice.ctx, g1.group, [carol.kps[0]!.publicBytes]);
+  await assert.rejects(processMessage(bobCtx, r.group, addCarol.commit), (e: unknown) => {
+    assert.equal((e as { code: string }).code, "device_not_verified");
+    assert.match((e as Error).message, new RegExp(carol.keys.device));
+    return true;
+  });
+});
+
 void test("encryptMessage refuses to encrypt to a group holding a device the verifier rejects", async () => {
   const aliceDir = new Directory();
   const alice = await device("alice", aliceDir);

@@ -1,5 +1,5 @@
 /** Test fixtures: devices, and a directory verifier that knows which devices are enrolled. */
-import { fail, OK, parseDeviceId, parseUserHandle, toHex } from "@valise/core";
+import { fail, OK, parseDeviceId, parseUserHandle, revokedVerdict, toHex } from "@valise/core";
 import type { Verdict } from "@valise/core";
 import type { CryptoProvider } from "ts-mls";
 import { generateDeviceKeys, generateKeyPackages } from "../src/index.js";
@@ -15,8 +15,15 @@ export class Directory implements DeviceVerifier {
   revoke(k: DeviceKeys): void {
     this.enrolled.delete(`${k.user}/${k.device}/${toHex(k.signaturePublicKey)}`);
   }
+  private readonly revokedKeys = new Set<string>();
+  /** The device stays known, as revoked (the log keeps its entry and adds a revocation). */
+  markRevoked(k: DeviceKeys): void {
+    this.revokedKeys.add(`${k.user}/${k.device}/${toHex(k.signaturePublicKey)}`);
+  }
   async verifyDevice(c: DeviceCredential): Promise<Verdict> {
     this.calls++;
+    if (this.revokedKeys.has(`${c.user}/${c.device}/${toHex(c.signaturePublicKey)}`))
+      return revokedVerdict(`device ${c.device} was revoked`);
     return this.enrolled.has(`${c.user}/${c.device}/${toHex(c.signaturePublicKey)}`) ? OK : fail("not in directory");
   }
 }
