@@ -89,6 +89,9 @@ export interface ClientOptions {
   receipts?: boolean;
 }
 
+/** How often `sync` audits the directory answers of the people this device talks to against the log. */
+export const MEMBER_AUDIT_MS = 60_000;
+
 export class ValiseClient {
   readonly transport: HttpTransport;
   /** The door: TransparencyVerifier when the profile pins a log key, else DirectoryVerifier (trusts the server). */
@@ -119,6 +122,8 @@ export class ValiseClient {
   /** Security officers' API: alerts, incidents, allies' indicators, clearances. */
   private readonly officer: OfficerApi;
   private lastLogError: string | null = null;
+  /** When sync last audited the directory answers of this device's conversation members (auditMembers). */
+  private lastMemberAudit = 0;
   private logStale = false;
   /** Delivered/read state of text messages (receipts.ts): `state(s)`, `onReceipts`, `markRead`. */
   readonly receipts: Receipts = new Receipts({
@@ -580,9 +585,15 @@ export class ValiseClient {
 
   /**
    * Fetches everything new: Welcomes first (joins), then each conversation's log in order. Returns the new items,
-   * including any that an internal catch-up (before a send) received but nobody has been handed yet.
+   * including any that an internal catch-up (before a send) received but nobody has been handed yet. With key
+   * transparency, the first sync of this client and then one a minute also audit the directory answers of everyone
+   * this device shares a conversation with against the log (sends check only when the log changed).
    */
   async sync(): Promise<ReceivedItem[]> {
+    if (this.transparency && Date.now() - this.lastMemberAudit >= MEMBER_AUDIT_MS) {
+      this.lastMemberAudit = Date.now();
+      await this.authed(() => this.engine.auditMembers());
+    }
     await this.catchUp();
     await this.receipts.flush();
     const items = this.state.pending;

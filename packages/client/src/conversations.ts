@@ -384,11 +384,61 @@ export class ConversationEngine {
         `create:${t.kind}|${t.label}|${t.kind === "direct" ? t.peer : `${t.unit}|${t.kind === "link" ? t.fromUnit : ""}`}`,
         async () => find() ?? this.createConversation(t),
       );
-    // Membership follows the directory: revoked devices out, new ones in. On every use: the directory answers are
-    // compared with the log here, which is how a device the server added outside the log is noticed (issue 17 asked
-    // for "only when the log changed"; that would lose this check — see notes/h-wire.md).
-    await this.reconcile(conv.id);
+    // Membership follows the directory: revoked devices out, new ones in — checked again when the directory log or
+    // the group changed since this conversation's last check (every directory change is a log entry).
+    await this.reconcileIfChanged(conv.id);
     return conv;
+  }
+
+  /**
+   * The directory log's head size and the group's epoch at each conversation's last reconcile, in this process (a
+   * fresh process checks once). While both are unchanged the directory and the group are as they were, and the
+   * reconcile's lookups (the checkpoint, the unit members, every member's directory answer) are skipped: one request
+   * instead of one per member. A row the server's database gained outside the log changes neither; it is never
+   * encrypted to either way (the door follows the log), and the directory audit of `sync` (auditMembers) notices it.
+   */
+  private readonly proven = new Map<string, string>();
+
+  /** Reconciles unless the directory log and the group are where they were at this conversation's last reconcile. */
+  async reconcileIfChanged(id: string): Promise<void> {
+    const size = await this.logSize();
+    const key = () => `${size}/${this.group(id).epoch}`;
+    if (size !== null && this.proven.get(id) === key()) return;
+    await this.reconcile(id);
+    if (size !== null) this.proven.set(id, key());
+  }
+
+  /** The directory log's head size as the server reports it; null from a server without the route (always check). */
+  private async logSize(): Promise<number | null> {
+    try {
+      return (await this.transport.logSize()).size;
+    } catch (e) {
+      if (e instanceof ValiseError && e.code === "not_found") return null;
+      throw e;
+    }
+  }
+
+  /**
+   * The directory audit: every user this device shares a conversation with (and the units behind its unit and link
+   * conversations) fetched afresh from the server and compared with the log. A difference — a device, member,
+   * clearance or unit the server's database has and the log does not — becomes an alert (transparency.ts), as it did
+   * when every send reconciled. Failures of one conversation do not stop the others; sends still go through the door.
+   */
+  async auditMembers(): Promise<void> {
+    this.verifier.forget();
+    const users = new Set<string>();
+    for (const conv of Object.values(this.state.conversations)) {
+      try {
+        for (const u of await this.intendedUsers(conv)) users.add(u);
+        for (const m of groupMembers(this.group(conv.id))) users.add(m.user);
+      } catch (e) {
+        if (transient(e)) throw e;
+      }
+    }
+    for (const u of users)
+      await this.verifier.user(u).catch((e: unknown) => {
+        if (transient(e)) throw e;
+      });
   }
 
   async createConversation(
@@ -416,7 +466,7 @@ export class ConversationEngine {
     this.state.conversations[id] = conv;
     this.setGroup(id, group);
     this.extraMembers.set(id, spec.kind === "group" ? spec.members : []);
-    await this.reconcile(id);
+    await this.reconcileIfChanged(id);
     await this.save();
     return conv;
   }

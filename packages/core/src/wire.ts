@@ -328,6 +328,8 @@ export const UnitsResponse = Type.Object({
 });
 export const UnitMembersResponse = Type.Object({ unit: UnitT, members: List(HandleT, 100_000) });
 export const KeyPackageCountResponse = Type.Object({ count: Nat });
+/** The directory log's head size (entries appended, witnessed or not yet). */
+export const LogSizeResponse = Type.Object({ size: Nat });
 export const ClaimKeyPackagesResponse = Type.Object({
   keyPackages: List(Type.Object({ handle: HandleT, device: DeviceIdT, keyPackage: base64T(64 * 1024) }), 10_000),
 });
@@ -638,6 +640,7 @@ export const WIRE = {
   "GET /v1/keypackages/count": { response: KeyPackageCountResponse },
   "POST /v1/keypackages/claim": { response: ClaimKeyPackagesResponse, body: ClaimKeyPackagesBody },
   "GET /v1/log/directory/checkpoint": { response: "text" },
+  "GET /v1/log/directory/size": { response: LogSizeResponse },
   "GET /v1/log/directory/trust": { response: LogTrustResponse },
   "GET /v1/log/directory/key-handovers": { response: KeyHandoversResponse },
   "GET /v1/log/directory/entry/:index": { response: LogEntryResponse },

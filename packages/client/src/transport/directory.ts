@@ -52,6 +52,10 @@ export class DirectoryApi {
   logCheckpoint(): Promise<string> {
     return this.http.request("GET /v1/log/directory/checkpoint", "/v1/log/directory/checkpoint");
   }
+  /** The directory log's head size as the server reports it: grows with every directory change. */
+  logSize(): Promise<{ size: number }> {
+    return this.http.request("GET /v1/log/directory/size", "/v1/log/directory/size");
+  }
   /** The server's directory log key and witnesses (public; for trust on first use). */
   logTrust(): Promise<{ logKey: string; witnesses: string[]; quorum: number }> {
     return this.http.request("GET /v1/log/directory/trust", "/v1/log/directory/trust");

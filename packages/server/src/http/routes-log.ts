@@ -98,6 +98,15 @@ export function logRoutes(app: FastifyInstance, ctx: ServerContext): void {
       .send(cp.note);
   });
 
+  // The log's head size (entries appended, witnessed or not yet). Every directory change is a log entry, so a client
+  // that finds the same size as at its last membership check of a conversation knows the directory has not changed
+  // since, and skips the check's lookups (issue 17: membership reconciled when the log changes, not per send). A
+  // server that reports a stale size gains nothing it could not by withholding the log entry itself.
+  app.get(`${LOG_PREFIX}/size`, LOG_READ, async (req) => {
+    requireSession(req);
+    return { size: await log.size() };
+  });
+
   // The log's verifier key and the witnesses' keys, for a device enrolled with a code alone to pin on first use
   // (trust on first use: weaker than a bundle, which pins them out of band — the client says so).
   app.get(`${LOG_PREFIX}/trust`, LOG_READ, async () => {
