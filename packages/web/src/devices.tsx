@@ -71,8 +71,18 @@ function DeviceDecision(props: {
         setProgress(text);
         props.onResult?.(text);
       } else {
+        // "Not mine" is a security fact for the officers (issue 16: a critical alert and an incident), told before the
+        // revocation while the device is still listed as the user's; the revocation goes ahead if the report fails.
+        const report = await ctx.client.transport
+          .reportKt({ kind: "not_mine", subject: device, detail: `reported from the web app: ${name}` })
+          .then(() => true)
+          .catch(() => false);
         await ctx.client.revokeOwnDevice(device);
-        const text = `Revoked ${name}: it can no longer log in, and it is removed from your conversations.`;
+        const text =
+          `Revoked ${name}: it can no longer log in, and it is removed from your conversations. ` +
+          (report
+            ? "Your security officers have been alerted."
+            : "Your security officers could not be alerted from here: call them.");
         setProgress(text);
         props.onResult?.(text);
       }
@@ -135,8 +145,8 @@ function DeviceDecision(props: {
           ) : (
             <p>
               {name} (<code>{device}</code>) is revoked at once in the directory log: it can no longer log in, and every
-              conversation removes it before anything new is sent. This cannot be undone; a device enrolled again needs
-              a new code.
+              conversation removes it before anything new is sent. Your security officers are alerted that a device you
+              did not enrol was on your account. This cannot be undone; a device enrolled again needs a new code.
             </p>
           )}
         </ModalConfirm>

@@ -9,11 +9,16 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { DatabaseSync } from "node:sqlite";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Page } from "playwright-core";
-import { CHROMIUM, admin, axe, browserUser, enroll, missing, serve, shot, sleep } from "./harness.js";
+import { CHROMIUM, CLI, admin, axe, browserUser, enroll, env, missing, serve, shot, sleep } from "./harness.js";
+
+const execFileP = promisify(execFile);
 import { focused, tabTo } from "./keys.js";
 
 const noSideScroll = async (page: Page) => {
@@ -168,6 +173,47 @@ test(
       await p2.page.getByRole("alert").waitFor({ timeout: 30_000 });
       await p2.page.waitForTimeout(200);
       assert.equal(await p2.page.getByRole("navigation", { name: "Main" }).count(), 0, "a revoked device logged in");
+
+      // A device she did not enrol (a second code used behind her back): "Not mine: revoke" revokes it and alerts the
+      // officers — a critical device-not-mine alert with an incident (issue 16), not a silent revocation.
+      const codeFile = join(dataDir, "stolen-code.json");
+      writeFileSync(codeFile, await admin(dataDir, ["user", "code", "pdvorak", "--json"]));
+      const stolen = join(dataDir, "stolen");
+      await execFileP(
+        process.execPath,
+        [CLI, "enroll", "--server", origin, "--bundle", codeFile, "--profile", stolen, "--name", "unknown-tablet"],
+        { env: env(), timeout: 60_000 },
+      );
+      const stolenId = (JSON.parse(readFileSync(join(stolen, "profile.json"), "utf8")) as { deviceId: string })
+        .deviceId;
+      await p.page.goto(`${origin}/#/account`);
+      const notMine = p.page.getByRole("button", {
+        name: new RegExp(`^Not mine: revoke unknown-tablet \\(${stolenId}\\)`),
+      });
+      await notMine.waitFor({ timeout: 60_000 });
+      await notMine.click();
+      await p.page.getByRole("alertdialog").getByText("Your security officers are alerted").waitFor();
+      await p.page.getByRole("alertdialog").getByRole("button", { name: "Revoke device" }).click();
+      await p.page
+        .getByTestId("device-result")
+        .filter({ hasText: "Revoked unknown-tablet" })
+        .filter({ hasText: "Your security officers have been alerted." })
+        .waitFor({ timeout: 60_000 });
+      const db = new DatabaseSync(join(dataDir, "valise.sqlite"), { readOnly: true });
+      try {
+        const alert = db
+          .prepare("SELECT id, severity, actor FROM alerts WHERE rule = 'device-not-mine'")
+          .all() as unknown as { id: number; severity: string; actor: string }[];
+        assert.equal(alert.length, 1, JSON.stringify(alert));
+        assert.deepEqual([alert[0]!.severity, alert[0]!.actor], ["critical", "pdvorak"]);
+        const incidents = db.prepare("SELECT alerts FROM incidents").all() as unknown as { alerts: string }[];
+        assert.ok(
+          incidents.some((i) => (JSON.parse(i.alerts) as number[]).includes(alert[0]!.id)),
+          `no incident holds the alert: ${JSON.stringify(incidents)}`,
+        );
+      } finally {
+        db.close();
+      }
 
       // A late member: mkral joins the Asia desk after the cable, while no member's device is online.
       await j.context.close();
