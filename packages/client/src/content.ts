@@ -208,7 +208,15 @@ export async function uploadEncrypted(
         { resume: "different_file" satisfies ResumeRefusal },
       );
     kept = hashed;
-    const st = await transport.blobStatus(id);
+    const st = await transport.blobStatus(id).catch((e: unknown) => {
+      // Only the device that began an upload may continue it (the server tells another device of the user no more).
+      if (e instanceof ValiseError && e.code === "conflict")
+        throw new ValiseError(
+          "forbidden",
+          `blob ${id} is being uploaded by another of your devices; only it can continue`,
+        );
+      throw e;
+    });
     if (st.size !== total)
       throw new ValiseError("conflict", `blob ${id} is ${st.size} bytes, not ${total}: the file has changed`, {
         resume: "different_file" satisfies ResumeRefusal,

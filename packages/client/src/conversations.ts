@@ -405,7 +405,11 @@ export class ConversationEngine {
     const key = () => `${size}/${this.group(id).epoch}`;
     if (size !== null && this.proven.get(id) === key()) return;
     await this.reconcile(id);
-    if (size !== null) this.proven.set(id, key());
+    // Kept only when the door's answers are proven up to the log's head: a device in no witnessed checkpoint yet was
+    // left out for now, and every later use checks again until a checkpoint covers it.
+    const proven = this.verifier.provenSize();
+    if (size !== null && (proven === null || proven >= size)) this.proven.set(id, key());
+    else this.proven.delete(id);
   }
 
   /** The directory log's head size as the server reports it; null from a server without the route (always check). */

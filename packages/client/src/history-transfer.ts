@@ -19,7 +19,7 @@
  * message count, and names this transfer and index; a batch missing, truncated or altered on the server is recorded
  * as refused and the transfer reports itself incomplete (`transfersIn()`), as it does while batches are missing.
  */
-import { ValiseError, fromBase64, toBase64, utf8 } from "@valise/core";
+import { ValiseError, fromBase64, fromHex, toBase64, utf8 } from "@valise/core";
 import { signChallenge, verifyChallenge } from "@valise/protocol";
 import {
   supersededIncoming,
@@ -201,7 +201,13 @@ export async function sendHistory(
         bytesSource(plain),
         undefined,
         {
-          resume: { blob: b.blob, header: fromBase64(b.header) },
+          // The whole batch is this transfer's own bytes, checked against its recorded SHA-256 just above: that is
+          // the checkpoint a resume needs (uploadEncrypted refuses to continue a blob onto unverified plaintext).
+          resume: {
+            blob: b.blob,
+            header: fromBase64(b.header),
+            sent: { plain: plain.length, sha256: toBase64(fromHex(b.sha256)) },
+          },
         },
       );
     } catch (e) {
@@ -397,6 +403,7 @@ export async function fetchHistoryBatches(
           await refuse("is missing on the server");
           continue;
         }
+        if (e instanceof ValiseError && e.code === "conflict") continue; // still being uploaded by the approving device
         throw e;
       }
       if (!status.complete) continue; // still being uploaded by the approving device

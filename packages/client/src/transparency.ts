@@ -405,6 +405,10 @@ export class TransparencyVerifier implements DirectoryDoor {
     return this.state.dir ?? emptyDirectory();
   }
 
+  provenSize(): number | null {
+    return this.state.checkpoint?.size ?? 0;
+  }
+
   forget(): void {
     this.users.clear();
     this.members.clear();

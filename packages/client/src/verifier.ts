@@ -24,6 +24,11 @@ export interface DirectoryDoor extends DeviceVerifier {
   unit(name: string): Promise<{ name: string; maxLabel: string; share?: string } | null>;
   /** Drop cached answers: the next question asks the server (and, with key transparency, the log) again. */
   forget(): void;
+  /**
+   * How much of the directory log this door's answers are proven against (the accepted witnessed checkpoint's
+   * size); null when the door checks no log (it trusts the server's answers as they are).
+   */
+  provenSize(): number | null;
 }
 
 export class DirectoryVerifier implements DirectoryDoor {
@@ -44,6 +49,10 @@ export class DirectoryVerifier implements DirectoryDoor {
 
   forget(): void {
     this.cache.clear();
+  }
+
+  provenSize(): number | null {
+    return null;
   }
 
   async unitMembers(unit: string): Promise<string[]> {

@@ -91,7 +91,7 @@ for (const kind of DATABASE_KINDS) {
       });
     }
 
-    test("an upload in progress is resumable only by the device that began it: status and PATCH are 403 for another account and for the same user's other device", async () => {
+    test("an upload in progress is resumable only by the device that began it: status 403 for another account and 409 for the same user's other device, PATCH 403 for both", async () => {
       const bytes = new Uint8Array(randomBytes(64 * 1024));
       const c = await call<BlobStatus>(url, carol, "POST", "/v1/blobs", { size: bytes.length });
       assert.equal(c.status, 201, c.text);
@@ -102,9 +102,11 @@ for (const kind of DATABASE_KINDS) {
       });
       assert.equal(first.status, 200, first.text);
       for (const who of [dave, carol2]) {
+        // Another account: 403. The same user's other device (a history transfer's receiver polls it): 409, "not
+        // complete yet" and nothing more.
         const st = await call(url, who, "GET", `/v1/blobs/${id}/status`);
-        assert.equal(st.status, 403, `${who.device} status: ${st.text}`);
-        assert.equal(st.json.code, "forbidden");
+        assert.equal(st.status, who === dave ? 403 : 409, `${who.device} status: ${st.text}`);
+        assert.equal(st.json.code, who === dave ? "forbidden" : "conflict");
         assert.doesNotMatch(st.text, new RegExp(`"received"`), "the refusal tells how far the upload got");
         const w = await call(url, who, "PATCH", `/v1/blobs/${id}`, bytes.subarray(half), {
           "upload-offset": String(half),

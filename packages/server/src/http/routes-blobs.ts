@@ -212,6 +212,11 @@ export function blobRoutes(app: FastifyInstance, ctx: ServerContext, opts: BlobR
       auditObject(req, { object: req.params.id, bytes: 0 });
       let b = await blobs.get(req.params.id);
       if (!b) throw new ValiseError("not_found", `no blob ${req.params.id}`);
+      // Another device of the owner (a history transfer's receiver) learns only that the upload is not complete yet.
+      if (!b.complete && b.owner === v.handle && b.ownerDevice !== v.deviceId)
+        throw new ValiseError("conflict", `blob ${b.id} is still being uploaded by another of your devices`, {
+          complete: false,
+        });
       if (!b.complete) uploaderOnly(v, b);
       await blobAccess(ctx, req, v, b);
       // An upload whose client just dropped may still be writing: answer with what it left on disk.
