@@ -185,6 +185,8 @@ function Enroll(props: { onDone: (c: ValiseClient) => void; onNoPasskey: (c: Val
   const [name, setName] = useState("browser");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const heading = useRef<HTMLHeadingElement>(null);
+  useFocusIfLost(heading);
   return (
     <form
       className="card"
@@ -207,7 +209,9 @@ function Enroll(props: { onDone: (c: ValiseClient) => void; onNoPasskey: (c: Val
           });
       }}
     >
-      <h2>Enroll this browser</h2>
+      <h2 tabIndex={-1} ref={heading}>
+        Enroll this browser
+      </h2>
       <p>
         Paste the one-time enrollment code (or the whole enrollment bundle) you were given. This browser becomes one of
         your devices, and you create a passkey for it. There are no passwords.
@@ -304,12 +308,27 @@ function FinishSetup(props: {
   );
 }
 
+/**
+ * On a screen that replaces the whole app (after a sign-out), focus would be left on the page itself: it goes to the
+ * screen's heading instead, so the next Tab reaches its first control and a screen reader says where the user is.
+ */
+function useFocusIfLost(ref: { current: HTMLElement | null }): void {
+  useEffect(() => {
+    const a = document.activeElement;
+    if (a === null || a === document.body) ref.current?.focus();
+  }, [ref]);
+}
+
 function Login(props: { client: ValiseClient; onDone: () => void; onForget: () => void }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const heading = useRef<HTMLHeadingElement>(null);
+  useFocusIfLost(heading);
   return (
     <div className="card">
-      <h2>Log in</h2>
+      <h2 tabIndex={-1} ref={heading}>
+        Log in
+      </h2>
       <p>
         This browser is enrolled as <strong>{props.client.handle}</strong>. Log in with your passkey.
       </p>

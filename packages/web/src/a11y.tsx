@@ -35,7 +35,12 @@ export function ModalConfirm(props: {
   const { returnTo } = props;
   useEffect(() => {
     const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
-    box.current?.querySelector<HTMLElement>(FOCUSABLE)?.focus();
+    // The first button (the action the dialog asks about), not the first control: a checkbox in the text (sign out's
+    // "also erase") must not take the focus, or Enter there does nothing.
+    (
+      box.current?.querySelector<HTMLElement>(".modal-buttons button:not([disabled])") ??
+      box.current?.querySelector<HTMLElement>(FOCUSABLE)
+    )?.focus();
     return () => {
       const back = returnTo?.current ?? opener;
       // After the dialog is gone (and the opener re-rendered, if it was replaced).
