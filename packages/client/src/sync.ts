@@ -120,8 +120,9 @@ export class SyncOrchestrator {
    */
   async sync(): Promise<ReceivedItem[]> {
     if (this.transparency && Date.now() - this.lastMemberAudit >= MEMBER_AUDIT_MS) {
-      this.lastMemberAudit = Date.now();
+      const started = Date.now();
       await this.authed(() => this.engine.auditMembers());
+      this.lastMemberAudit = started; // only a completed audit counts: after an outage the next sync audits again
     }
     await this.catchUp();
     await this.receipts.flush();

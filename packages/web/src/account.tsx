@@ -34,7 +34,11 @@ export function Account({ ctx, own, onAck }: { ctx: Ctx; own: OwnState | null; o
       </p>
       {own && own.alerts.length > 0 && (
         <div className="kt-alert big" role="region" aria-labelledby="kt-h">
-          <h3 id="kt-h">A device you did not enrol may have been added to your account</h3>
+          <h3 id="kt-h">
+            {own.alerts.some((a) => a.kind === "device.add")
+              ? "A device you did not enrol may have been added to your account"
+              : "Changes to your account this browser did not make"}
+          </h3>
           <p>
             Each alert below is a change to your account in the witnessed directory log that this browser did not make.
             If the device is yours (you enrolled it elsewhere), select <strong>This device is mine</strong>.
