@@ -156,8 +156,22 @@ export class ProfileRepository {
     return [...changed];
   }
 
-  /** Writes the profile if any slice changed since the last write; after `close()`, never. */
-  async save(): Promise<SaveResult> {
+  /** The write in progress (or the last one): saves run one after another. */
+  private writing: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Writes the profile if any slice changed since the last write; after `close()`, never. One write at a time, each
+   * taking the state as it is when its turn comes: two saves in flight at once (a sync's and an upload checkpoint's,
+   * say) could otherwise reach the store out of order — the sealed browser store encrypts before it writes — and an
+   * older profile land last, over a newer one: an upload's checkpoint, or an MLS ratchet state, rolled back on disk.
+   */
+  save(): Promise<SaveResult> {
+    const run = this.writing.then(() => this.saveNow());
+    this.writing = run.catch(() => undefined);
+    return run;
+  }
+
+  private async saveNow(): Promise<SaveResult> {
     for (const id of this.dirtyGroups) {
       const c = this.conversation(id);
       const g = this.groups.get(id);
