@@ -23,6 +23,7 @@ import {
   externalRejoin,
   groupMembers,
   joinFromWelcome,
+  processApplications,
   processMessage,
   removeDevices,
   type CommitOutput,
@@ -31,6 +32,10 @@ import {
   type KeyPackageBundle,
 } from "@valise/protocol";
 import type { HttpTransport, ServerConversation, ServerMessage } from "./transport.js";
+import type { Incoming } from "@valise/protocol";
+
+/** The longest run of application messages decrypted ahead at once (syncConversation). */
+const RUN_MAX = 256;
 import type { ConversationState, ConversationTarget, ProfileState } from "./profile.js";
 import type { ProfileRepository } from "./profile-repo.js";
 import type { DirectoryDoor } from "./verifier.js";
@@ -200,7 +205,13 @@ export class ConversationEngine {
       if (pushed && fetched) return items;
       const msgs = pushed ?? (await this.transport.messages(id, conv.cursor));
       if (msgs.length === 0) return items;
-      for (const m of msgs) {
+      // Runs of application messages from others are decrypted ahead, their signatures checked concurrently
+      // (processApplications): seq → the result processMessage would have given. A message the run stopped at is
+      // left to processMessage below, which refuses it and says why; no run starts again before it.
+      const ahead = new Map<number, Incoming>();
+      let noRunUntil = 0;
+      for (const [i, m] of msgs.entries()) {
+        if (!ahead.has(m.seq) && m.seq > noRunUntil) noRunUntil = await this.decryptAhead(id, msgs, i, ahead);
         if (m.seq !== conv.cursor + 1 && m.seq > conv.cursor + 1 && conv.cursor !== 0) {
           // The server must never skip sequence numbers inside our membership range.
           items.push({
@@ -225,7 +236,7 @@ export class ConversationEngine {
           continue;
         }
         try {
-          const r = await processMessage(this.ctx, g, m.payload);
+          const r = ahead.get(m.seq) ?? (await processMessage(this.ctx, g, m.payload));
           this.setGroup(id, r.group);
           if (r.kind === "commit" && !r.removedSelf) this.noteNewMembers(conv, g, r.group, r.added);
           if (r.kind === "application") {
@@ -285,6 +296,31 @@ export class ConversationEngine {
         }
       }
     }
+  }
+
+  /**
+   * Decrypts ahead the run of application messages from other devices that starts at `msgs[from]` (at least two, at
+   * most RUN_MAX) and puts the results in `ahead`; returns the seq up to which no run should start again (the run's
+   * last message, or the one it stopped at). The group state moves only as far as the returned results go.
+   */
+  private async decryptAhead(id: string, msgs: ServerMessage[], from: number, ahead: Map<number, Incoming>) {
+    const conv = this.state.conversations[id]!;
+    const run: ServerMessage[] = [];
+    for (let i = from; i < msgs.length && run.length < RUN_MAX; i++) {
+      const m = msgs[i]!;
+      // Consecutive seqs only (a gap is reported by the loop, one message at a time).
+      const next = run.length === 0 ? m.seq > conv.cursor : m.seq === run[run.length - 1]!.seq + 1;
+      if (m.kind !== "application" || m.sender === this.deviceId || !next) break;
+      run.push(m);
+    }
+    if (run.length < 2) return msgs[from]!.seq;
+    const b = await processApplications(
+      this.ctx,
+      this.group(id),
+      run.map((m) => m.payload),
+    );
+    for (const [k, r] of b.results.entries()) ahead.set(run[k]!.seq, { kind: "application", group: b.group, ...r });
+    return run[Math.min(b.results.length, run.length - 1)]!.seq;
   }
 
   /**

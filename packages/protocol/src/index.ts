@@ -18,5 +18,7 @@ export { createGroup, addDevices, removeDevices, updateKeys } from "./commit.js"
 export type { CommitOutput } from "./commit.js";
 export { encryptMessage } from "./application.js";
 export { processMessage } from "./process.js";
+export { processApplications } from "./batch.js";
+export type { ApplicationBatch, ApplicationMessage, PooledSignature } from "./batch.js";
 export type { Incoming } from "./process.js";
 export { joinFromWelcome, externalRejoin } from "./join.js";

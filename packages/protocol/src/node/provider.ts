@@ -23,8 +23,9 @@ import type { KeyObject } from "node:crypto";
 import { Aes128Gcm, Aes256Gcm, CipherSuite, HkdfSha256, HkdfSha384, HkdfSha512 } from "@hpke/core";
 import { XWing } from "@hpke/hybridkem-x-wing";
 import { defaultCryptoProvider } from "ts-mls";
-import type { Ciphersuite, CiphersuiteImpl, CryptoProvider, Hash, Kdf, Rng, Signature } from "ts-mls";
+import type { Ciphersuite, CiphersuiteImpl, CryptoProvider, Hash, Kdf, Rng } from "ts-mls";
 import { makeGenericHpke } from "../ts-mls-internals.js";
+import type { PooledSignature } from "../batch.js";
 
 type NodeHash = "sha256" | "sha384" | "sha512";
 const HASHES = { "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512" } as const;
@@ -118,7 +119,12 @@ class KeyCache {
 const ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
 const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 
-export function nodeEd25519(): Signature {
+/**
+ * Ed25519 on node:crypto. `verify` runs on the calling thread (one message: no hop); `verifyInPool` runs in libuv's
+ * thread pool (crypto.verify with a callback), for processApplications, which checks a run of messages' signatures
+ * while it decrypts the next ones.
+ */
+export function nodeEd25519(): PooledSignature {
   const privs = new KeyCache(64);
   const pubs = new KeyCache(8192);
   const priv = (k: Uint8Array) =>
@@ -142,6 +148,16 @@ export function nodeEd25519(): Signature {
       } catch {
         return false;
       }
+    },
+    verifyInPool(publicKey, message, signature) {
+      if (publicKey.length !== 32 || signature.length !== 64) return Promise.resolve(false);
+      return new Promise<boolean>((resolve) => {
+        try {
+          nodeVerify(null, message, pub(publicKey), signature, (err, ok) => resolve(err === null && ok));
+        } catch {
+          resolve(false);
+        }
+      });
     },
     async keygen() {
       const { publicKey, privateKey } = generateKeyPairSync("ed25519");
