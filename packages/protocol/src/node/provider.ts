@@ -60,12 +60,23 @@ export function nodeKdf(h: NodeHash): Kdf {
     },
     async expand(prk, info, len) {
       if (len > 255 * size) throw new Error("HKDF-Expand: length too large");
+      // T(i) = HMAC(PRK, T(i-1) || info || i), each input in one buffer: one update() call costs about as much as
+      // the HMAC of a short input here, and MLS's expansions are mostly one block (a key, a nonce, a secret).
+      const buf = Buffer.allocUnsafe(size + info.length + 1);
+      buf.set(info, 0);
+      buf[info.length] = 1;
+      let t = createHmac(h, prk)
+        .update(buf.subarray(0, info.length + 1))
+        .digest();
+      if (len <= size) return u8(len === size ? t : t.subarray(0, len));
       const out = new Uint8Array(len);
-      let t: Uint8Array = new Uint8Array(0);
-      for (let i = 1, o = 0; o < len; i++) {
-        t = createHmac(h, prk).update(t).update(info).update(Uint8Array.of(i)).digest();
+      out.set(t, 0);
+      for (let i = 2, o = size; o < len; i++, o += size) {
+        buf.set(t, 0);
+        buf.set(info, size);
+        buf[size + info.length] = i;
+        t = createHmac(h, prk).update(buf).digest();
         out.set(t.subarray(0, Math.min(size, len - o)), o);
-        o += size;
       }
       return out;
     },
