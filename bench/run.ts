@@ -10,6 +10,7 @@ const benches = [
   "delivery",
   "log",
   "detect",
+  "detect-online",
   "ioc",
   "documents",
   "cables",
