@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useRef, useState } from "react";
+import { useEffect, useMemo, useRef, useState, type KeyboardEvent } from "react";
 import { PRECEDENCES, dominates, isValiseError, parseLabel } from "@valise/core";
 import type { CableReceipt, OpenedCable, ServerCable } from "@valise/client";
 import type { Ctx } from "./App.js";
@@ -56,8 +56,47 @@ export function CableInbox({ ctx, selected = null }: { ctx: Ctx; selected?: stri
   const units = [...new Set((cables ?? []).flatMap((c) => [c.originator, ...c.action, ...c.info]))].sort();
   const labels = [...new Set((cables ?? []).map((c) => c.label))].sort();
   const unread = shown.filter((c) => !ctx.history.cableRead(c.id)).length;
+  // The list is one Tab stop (a listbox with a roving tabindex): the row last focused, else the open cable, else the
+  // first. Arrows, Home and End move the focus; Enter follows the row's link (opens the cable).
+  const [active, setActive] = useState<string | null>(null);
+  useEffect(() => setActive(null), [selected]);
+  const paneRef = useRef<HTMLDivElement>(null);
+  const indexOf = (id: string | null) => (id === null ? -1 : shown.findIndex((c) => c.id === id));
+  const activeIndex = Math.max(0, indexOf(active) >= 0 ? indexOf(active) : indexOf(selected));
+  const onListKey = (e: KeyboardEvent<HTMLUListElement>) => {
+    if (e.altKey || e.ctrlKey || e.metaKey || shown.length === 0) return;
+    const last = shown.length - 1;
+    const to =
+      e.key === "ArrowDown"
+        ? Math.min(activeIndex + 1, last)
+        : e.key === "ArrowUp"
+          ? Math.max(activeIndex - 1, 0)
+          : e.key === "Home"
+            ? 0
+            : e.key === "End"
+              ? last
+              : null;
+    if (to === null) return;
+    e.preventDefault();
+    setActive(shown[to]!.id);
+    e.currentTarget.querySelectorAll<HTMLElement>('[role="option"]')[to]?.focus();
+  };
   const list = (
     <section aria-labelledby="inbox-h" className="mail-list">
+      {selected && (
+        <a
+          className="skip jump"
+          href={`#/cables/${encodeURIComponent(selected)}`}
+          onClick={(e) => {
+            // The route is the open cable already: move focus to it instead.
+            e.preventDefault();
+            const pane = paneRef.current;
+            (pane?.querySelector<HTMLElement>("#cable-h") ?? pane)?.focus();
+          }}
+        >
+          Go to the reading pane
+        </a>
+      )}
       <div className="row">
         <h2 id="inbox-h">
           Cable inbox <span className="count">({unread} unread)</span>
@@ -96,24 +135,38 @@ export function CableInbox({ ctx, selected = null }: { ctx: Ctx; selected?: stri
         </label>
       </div>
       <ErrorNote error={error} />
+      <p id="inbox-keys" className="sr-only">
+        One Tab stop: arrow keys, Home and End move through the cables, Enter opens one.
+      </p>
       {cables === null ? (
         <p>Loading cables…</p>
       ) : shown.length === 0 ? (
         <p>No cables.</p>
       ) : (
-        <ul className="inbox dense" aria-label="Cables, FLASH first">
-          {shown.map((c) => {
+        <ul
+          className="inbox dense"
+          role="listbox"
+          aria-label="Cables, FLASH first"
+          aria-describedby="inbox-keys"
+          onKeyDown={onListKey}
+        >
+          {shown.map((c, i) => {
             const read = ctx.history.cableRead(c.id) || c.id === selected;
             const role = roleFor(c, ctx.me.units);
             return (
               <li
                 key={c.id}
+                role="none"
                 className={`cable-row prec-row-${c.precedence.toLowerCase()} ${read ? "read" : "unread"}${c.id === selected ? " selected" : ""}`}
               >
                 <a
                   href={`#/cables/${encodeURIComponent(c.id)}`}
                   data-testid="cable-link"
+                  role="option"
+                  aria-selected={i === activeIndex}
+                  tabIndex={i === activeIndex ? 0 : -1}
                   aria-current={c.id === selected ? "true" : undefined}
+                  onFocus={() => setActive(c.id)}
                 >
                   <span className={read ? "dot-space" : "dot"} aria-hidden="true" />
                   {!read && <span className="sr-only">Unread: </span>}
@@ -146,7 +199,7 @@ export function CableInbox({ ctx, selected = null }: { ctx: Ctx; selected?: stri
     <div className={`mail${selected ? " has-selection" : ""}`}>
       {list}
       {selected && (
-        <div className="mail-pane" data-testid="reading-pane">
+        <div className="mail-pane" data-testid="reading-pane" ref={paneRef} tabIndex={-1}>
           <CableView ctx={ctx} id={selected} key={selected} />
         </div>
       )}
@@ -239,7 +292,9 @@ export function CableView({ ctx, id }: { ctx: Ctx; id: string }) {
         <PrecedenceTag p={c.precedence} />
         <LabelTag label={c.label} />
       </div>
-      <h2 id="cable-h">{opened.subject}</h2>
+      <h2 id="cable-h" tabIndex={-1}>
+        {opened.subject}
+      </h2>
       <div className="cable-actions" role="group" aria-label="Cable actions">
         <a className="button secondary" href={`#/cables/new?reply=${encodeURIComponent(c.id)}`}>
           Reply

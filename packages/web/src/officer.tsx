@@ -180,56 +180,59 @@ function AuditSection({ ctx }: { ctx: Ctx }) {
         </p>
       )}
       {result && (
-        <table className="audit compact" aria-labelledby="audit-h">
-          <thead>
-            <tr>
-              <th scope="col">Time (UTC)</th>
-              <th scope="col">Actor</th>
-              <th scope="col">Device</th>
-              <th scope="col">Action</th>
-              <th scope="col">Object</th>
-              <th scope="col">Label</th>
-              <th scope="col">Source network</th>
-              <th scope="col">Outcome</th>
-            </tr>
-          </thead>
-          <tbody>
-            {groupEvents(result.events).map((g) => {
-              const e = g.events[0]!;
-              const last = g.events[g.events.length - 1]!;
-              return (
-                <tr key={e.id} data-testid="audit-row" className={e.outcome === "denied" ? "denied" : undefined}>
-                  <td className="when">
-                    <time dateTime={e.time}>{fmtTime(e.time).replace("Z", "")}</time>
-                    {g.events.length > 1 && last.time !== e.time && (
-                      <>
-                        {" – "}
-                        <time dateTime={last.time}>{fmtTime(last.time).slice(11, 16)}</time>
-                      </>
-                    )}
-                  </td>
-                  <td>{e.actor}</td>
-                  <td className="dev">
-                    <span title={e.device ?? undefined}>{e.device ? e.device.slice(0, 10) : "—"}</span>
-                  </td>
-                  <td>
-                    {e.action}
-                    {g.events.length > 1 && (
-                      <span className="repeat" data-testid="audit-repeat">
-                        {" "}
-                        ×{g.events.length}
-                      </span>
-                    )}
-                  </td>
-                  <td>{objectsOf(g.events)}</td>
-                  <td>{e.label ?? "—"}</td>
-                  <td>{e.source}</td>
-                  <td>{e.outcome === "denied" ? <strong>DENIED</strong> : e.outcome}</td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
+        // Wider than the screen: it scrolls inside this box (focusable, so the keyboard scrolls it too).
+        <div className="table-wrap" role="region" aria-label="Audit events" tabIndex={0}>
+          <table className="audit compact" aria-labelledby="audit-h">
+            <thead>
+              <tr>
+                <th scope="col">Time (UTC)</th>
+                <th scope="col">Actor</th>
+                <th scope="col">Device</th>
+                <th scope="col">Action</th>
+                <th scope="col">Object</th>
+                <th scope="col">Label</th>
+                <th scope="col">Source network</th>
+                <th scope="col">Outcome</th>
+              </tr>
+            </thead>
+            <tbody>
+              {groupEvents(result.events).map((g) => {
+                const e = g.events[0]!;
+                const last = g.events[g.events.length - 1]!;
+                return (
+                  <tr key={e.id} data-testid="audit-row" className={e.outcome === "denied" ? "denied" : undefined}>
+                    <td className="when">
+                      <time dateTime={e.time}>{fmtTime(e.time).replace("Z", "")}</time>
+                      {g.events.length > 1 && last.time !== e.time && (
+                        <>
+                          {" – "}
+                          <time dateTime={last.time}>{fmtTime(last.time).slice(11, 16)}</time>
+                        </>
+                      )}
+                    </td>
+                    <td>{e.actor}</td>
+                    <td className="dev">
+                      <span title={e.device ?? undefined}>{e.device ? e.device.slice(0, 10) : "—"}</span>
+                    </td>
+                    <td>
+                      {e.action}
+                      {g.events.length > 1 && (
+                        <span className="repeat" data-testid="audit-repeat">
+                          {" "}
+                          ×{g.events.length}
+                        </span>
+                      )}
+                    </td>
+                    <td className="obj">{objectsOf(g.events)}</td>
+                    <td>{e.label ?? "—"}</td>
+                    <td>{e.source}</td>
+                    <td>{e.outcome === "denied" ? <strong>DENIED</strong> : e.outcome}</td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
       )}
     </>
   );
@@ -377,34 +380,68 @@ export function Officer({ ctx }: { ctx: Ctx }) {
           ))}
         </ul>
       )}
-      <h3>Users and clearances</h3>
-      <table className="users">
-        <thead>
-          <tr>
-            <th scope="col">User</th>
-            <th scope="col">Units</th>
-            <th scope="col">Role</th>
-            <th scope="col">Clearance</th>
-          </tr>
-        </thead>
-        <tbody>
-          {users.map((u) => (
-            <tr key={u.handle}>
-              <td>{u.handle}</td>
-              <td>{u.units.join(", ")}</td>
-              <td>{u.role}</td>
-              <td>
-                <ClearanceEditor
-                  ctx={ctx}
-                  user={u}
-                  options={directoryLabels(unitLabels, [u.clearance])}
-                  onSaved={() => void loadUsers().catch((e: unknown) => setError(msg(e)))}
-                />
-              </td>
+      <h3 id="users-h">Users and clearances</h3>
+      {/* One card per user on a narrow screen (the roles keep it a table for assistive technology then). */}
+      <div className="table-wrap">
+        <table className="users" role="table" aria-labelledby="users-h">
+          <thead role="rowgroup">
+            <tr role="row">
+              <th scope="col" role="columnheader">
+                User
+              </th>
+              <th scope="col" role="columnheader">
+                Units
+              </th>
+              <th scope="col" role="columnheader">
+                Role
+              </th>
+              <th scope="col" role="columnheader">
+                Clearance
+              </th>
             </tr>
-          ))}
-        </tbody>
-      </table>
+          </thead>
+          <tbody role="rowgroup">
+            {users.map((u) => (
+              <tr key={u.handle} role="row">
+                <td role="cell" className="handle">
+                  <span className="cell-label" aria-hidden="true">
+                    User
+                  </span>
+                  {u.handle}
+                </td>
+                <td role="cell" className="units">
+                  <span className="cell-label" aria-hidden="true">
+                    Units
+                  </span>
+                  {u.units.map((x, i) => (
+                    <Fragment key={x}>
+                      {i > 0 && ", "}
+                      <span className="unit">{x}</span>
+                    </Fragment>
+                  ))}
+                </td>
+                <td role="cell" className="role">
+                  <span className="cell-label" aria-hidden="true">
+                    Role
+                  </span>
+                  {u.role}
+                </td>
+                <td role="cell" className="clearance">
+                  <span className="cell-label" aria-hidden="true">
+                    Clearance
+                  </span>
+                  <ClearanceEditor
+                    ctx={ctx}
+                    user={u}
+                    options={directoryLabels(unitLabels, [u.clearance])}
+                    onSaved={() => void loadUsers().catch((e: unknown) => setError(msg(e)))}
+                  />
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
       <AuditSection ctx={ctx} />
     </section>
   );

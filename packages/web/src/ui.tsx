@@ -1,3 +1,4 @@
+import { useEffect, useRef } from "react";
 import { isValiseError } from "@valise/core";
 import { levelClass } from "./labels.js";
 
@@ -46,8 +47,11 @@ export function enrollErrorText(e: unknown): string {
 }
 
 export function Banner(props: { label: string; position: "top" | "bottom" }) {
+  const ref = useRef<HTMLDivElement>(null);
+  usePrintMarking(props.position === "top" ? ref : null, props.label);
   return (
     <div
+      ref={ref}
       className={`banner ${levelClass(props.label)} banner-${props.position}`}
       role={props.position === "top" ? "banner" : "contentinfo"}
       aria-label={`Classification ${props.position === "top" ? "banner" : "footer"}: ${props.label}`}
@@ -56,6 +60,36 @@ export function Banner(props: { label: string; position: "top" | "bottom" }) {
       {props.label}
     </div>
   );
+}
+
+/** A CSS string literal of `s` (anything but letters, digits and a few safe signs escaped). */
+const cssString = (s: string) => `"${s.replace(/[^A-Za-z0-9 /,._-]/g, (c) => `\\${c.codePointAt(0)!.toString(16)} `)}"`;
+
+let printSheet: CSSStyleSheet | null = null;
+
+/**
+ * Printing: the classification marking goes in the page's top and bottom margin boxes (@page @top-center and
+ * @bottom-center), which the browser prints on every page, outside the content, so a long cable's lines never run
+ * under it. The screen banners are then not printed (class print-marked-pages). The label changes with the screen, so
+ * the rule is a constructed stylesheet (the CSP allows no inline style), in the banner's colours. A browser without
+ * margin boxes (no CSSMarginRule) keeps the print stylesheet's fixed banners.
+ */
+function usePrintMarking(ref: { current: HTMLElement | null } | null, label: string): void {
+  useEffect(() => {
+    const el = ref?.current;
+    if (!el || !("CSSMarginRule" in window) || !("adoptedStyleSheets" in document)) return;
+    const cs = getComputedStyle(el);
+    if (!printSheet) {
+      printSheet = new CSSStyleSheet();
+      document.adoptedStyleSheets = [...document.adoptedStyleSheets, printSheet];
+    }
+    const box =
+      `content: ${cssString(label)}; background: ${cs.backgroundColor}; color: ${cs.color}; ` +
+      "font: 700 11pt system-ui, sans-serif; letter-spacing: 0.08em; text-align: center; vertical-align: middle; " +
+      "print-color-adjust: exact; -webkit-print-color-adjust: exact;";
+    printSheet.replaceSync(`@page { @top-center { ${box} } @bottom-center { ${box} } }`);
+    document.documentElement.classList.add("print-marked-pages");
+  }, [ref, label]);
 }
 
 export function LabelTag({ label }: { label: string }) {

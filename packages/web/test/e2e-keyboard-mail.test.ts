@@ -234,8 +234,11 @@ test(
       assert.match(await j.page.locator("pre.body").innerText(), /^Your .*\n\nNoted\. HQ sends no one/s);
       assert.match((await j.page.locator("dd").allTextContents()).join("|"), /\|EMB\/BEIJING\|/);
 
-      // Forward to a unit: back to the cable in the list (Tab, Enter), Forward, tick HQ/CONSULAR with Space.
-      await tabTo(j.page, /IMMEDIATE\s*Consular visit to the detainee/);
+      // Forward to a unit: back to the cable in the list (Tab to the list, one stop on the open reply; Home, the
+      // IMMEDIATE cable listed first; Enter), Forward, tick HQ/CONSULAR with Space.
+      await tabTo(j.page, /RE: Consular visit to the detainee/);
+      await jk.press("Home");
+      assert.match((await focused(j.page))?.name ?? "", /IMMEDIATE\s*Consular visit to the detainee/);
       await jk.press("Enter");
       await j.page.getByText("Visit granted for Thursday at 10.").waitFor({ timeout: 30_000 });
       await tabTo(j.page, /^Forward to a unit$/);

@@ -5,12 +5,13 @@
  * through the app's own form, screenshots (VALISE_SCREENSHOTS=DIR) and an axe-core check.
  * Skipped (with a message) only outside CI when chromium is missing; in CI a missing browser fails.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRequire } from "node:module";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { promisify } from "node:util";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { freePort } from "@valise/server/testing/net";
 
@@ -119,6 +120,28 @@ export async function shot(u: User, name: string): Promise<void> {
     await u.page.screenshot({ path: join(SHOTS, `${name}.png`) });
   } finally {
     if (height > size.height) await u.page.setViewportSize(size);
+  }
+}
+
+/**
+ * A printed PDF as a person sees it: opened in Chromium's own PDF viewer (a new page of the user's context), at
+ * `fragment` (e.g. "page=1&zoom=100,0,200": the bottom of page 1 and the top of page 2), saved as NAME.png.
+ */
+export async function pdfShot(u: User, pdf: Buffer, name: string, fragment: string): Promise<void> {
+  if (!SHOTS) return;
+  mkdirSync(SHOTS, { recursive: true });
+  const dir = mkdtempSync(join(tmpdir(), "valise-web-pdf-"));
+  const viewer = await u.context.newPage();
+  try {
+    const file = join(dir, `${name}.pdf`);
+    writeFileSync(file, pdf);
+    await viewer.setViewportSize({ width: 1200, height: 1300 });
+    await viewer.goto(`${pathToFileURL(file).href}#${fragment}`);
+    await viewer.waitForTimeout(2000); // the viewer renders asynchronously and says nothing when it is done
+    await viewer.screenshot({ path: join(SHOTS, `${name}.png`) });
+  } finally {
+    await viewer.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
