@@ -56,12 +56,25 @@ test("membership reconciled when the directory log changes, not per send", { tim
     assert.ok(members().includes(phone.deviceId), "the phone is a member after the first cable");
     assert.ok(lookups().length > 0, "the first cable reconciled (directory lookups)");
 
-    // Directory unchanged: no lookups at all, one log-size request per cable.
+    // Directory unchanged: no lookups at all, and not even a log-size request: the answer to the cable's POST
+    // carried the log's size (Valise-Directory-Size), a few milliseconds before the key delivery asks for it.
     requests.length = 0;
     await cable("second");
     await cable("third");
     assert.deepEqual(lookups(), [], requests.join("\n"));
-    assert.equal(requests.filter((r) => r === "GET /v1/log/directory/size").length, 2, requests.join("\n"));
+    assert.equal(requests.filter((r) => r === "GET /v1/log/directory/size").length, 0, requests.join("\n"));
+    assert.equal(desk.transport.directorySize?.size, await w.server.store.directory.log.size());
+    // Only successful authenticated writes carry it: not a read, not an anonymous or a refused request.
+    const auth = { authorization: `Bearer ${desk.transport.token}` };
+    const hdr = async (path: string, init: RequestInit = {}) =>
+      (await fetch(new URL(path, desk.transport.baseUrl), init)).headers.get("valise-directory-size");
+    assert.equal(await hdr("/v1/log/directory/size", { headers: auth }), null);
+    assert.equal(
+      await hdr("/v1/blobs", { method: "POST", body: "{}", headers: { "content-type": "application/json" } }),
+      null,
+    );
+    const bad = { method: "POST", body: "{}", headers: { ...auth, "content-type": "application/json" } };
+    assert.equal(await hdr("/v1/blobs", bad), null);
 
     const cables = async (c: { sync(): Promise<ReceivedItem[]> }) =>
       (await c.sync()).filter((i) => i.type === "cable").map((i) => i.text);
@@ -72,7 +85,7 @@ test("membership reconciled when the directory log changes, not per send", { tim
     await w.server.store.directory.revokeDevice(phone.deviceId);
     await settled(w);
     requests.length = 0;
-    const fourth = await cable("after the revocation");
+    const fourth = await cable("after the revocation"); // its POST's answer carries the grown log size
     assert.ok(lookups().length > 0, "the cable after the revocation reconciled");
     assert.ok(!members().includes(phone.deviceId), "the revoked phone is still in the link group");
     assert.ok(members().includes(post.deviceId) && members().includes(other.deviceId));

@@ -34,6 +34,12 @@ import {
 import type { HttpTransport, ServerConversation, ServerMessage } from "./transport.js";
 import type { Incoming } from "@valise/protocol";
 
+/**
+ * How old the directory log size a write's answer carried may be and still stand for asking again (logSize). As
+ * fresh as a request of its own would be, give or take this long.
+ */
+const DIRECTORY_SIZE_FRESH_MS = 250;
+
 /** The longest run of application messages decrypted ahead at once (syncConversation). */
 const RUN_MAX = 256;
 import type { ConversationState, ConversationTarget, ProfileState } from "./profile.js";
@@ -448,8 +454,14 @@ export class ConversationEngine {
     else this.proven.delete(id);
   }
 
-  /** The directory log's head size as the server reports it; null from a server without the route (always check). */
+  /**
+   * The directory log's head size as the server reports it; null from a server without the route (always check).
+   * A write answered within the last DIRECTORY_SIZE_FRESH_MS carried it (a cable's POST just before its key
+   * delivery, the previous send): no request then.
+   */
   private async logSize(): Promise<number | null> {
+    const recent = this.transport.recentDirectorySize(DIRECTORY_SIZE_FRESH_MS);
+    if (recent !== null) return recent;
     try {
       return (await this.transport.logSize()).size;
     } catch (e) {

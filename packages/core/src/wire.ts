@@ -12,6 +12,11 @@ import { ValiseError } from "./errors.js";
 import { ID_PATTERN } from "./ids.js";
 
 export const MAX_MESSAGE = 256 * 1024;
+/**
+ * Response header on every successful authenticated write: the directory log's head size (the answer of GET
+ * /v1/log/directory/size at that moment), so a client that has just written need not ask for it.
+ */
+export const DIRECTORY_SIZE_HEADER = "valise-directory-size";
 export const MAX_COMMIT = 16 * 1024 * 1024;
 
 export const ConversationIdT = Type.String({ pattern: ID_PATTERN.conversation });

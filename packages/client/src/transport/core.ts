@@ -5,7 +5,15 @@
  * a route is named by its contract key, so no answer reaches a caller unchecked.
  */
 import { ValiseError, type ValiseErrorCode } from "@valise/core";
-import { WIRE, parseWire, parseWireJson, pathMatchesRoute, type WireAnswer, type WireRoute } from "@valise/core/wire";
+import {
+  DIRECTORY_SIZE_HEADER,
+  WIRE,
+  parseWire,
+  parseWireJson,
+  pathMatchesRoute,
+  type WireAnswer,
+  type WireRoute,
+} from "@valise/core/wire";
 
 /** Sent as `x-valise-client` with every request: the client kind/version in the server's audit events. */
 export const VALISE_CLIENT = "valise-sdk/0.1.0";
@@ -91,10 +99,21 @@ export class RequestCore {
   retry: RetryPolicy = { ...DEFAULT_RETRY };
   /** Called before each retry wait; the CLI and the web app print STORE_OUTAGE_NOTICE on the first one. */
   onRetry: ((n: RetryNotice) => void) | null = null;
+  /**
+   * The directory log's head size as the last successful write's answer gave it (DIRECTORY_SIZE_HEADER), and when
+   * (Date.now()); null before any.
+   */
+  directorySize: { size: number; at: number } | null = null;
   constructor(
     readonly baseUrl: string,
     private readonly fetchImpl: typeof fetch = globalThis.fetch.bind(globalThis),
   ) {}
+
+  /** The directory log's head size a write answered with at most `maxAgeMs` ago, else null. */
+  recentDirectorySize(maxAgeMs: number): number | null {
+    const d = this.directorySize;
+    return d !== null && Date.now() - d.at <= maxAgeMs ? d.size : null;
+  }
 
   /**
    * Sends a request to a route of the contract (`route`, e.g. "GET /v1/cables/:id"; `path` its instance with the
@@ -115,12 +134,16 @@ export class RequestCore {
     if (this.token && !o.anonymous) headers.authorization = `Bearer ${this.token}`;
     headers["x-valise-client"] ??= VALISE_CLIENT;
     const url = new URL(path, this.baseUrl);
-    return this.withRetry(
+    const res = await this.withRetry(
       method,
       path,
       o.retry ?? retryable(method, path, headers, o.body),
       this.reach(url, { method, headers, body: payload }),
     );
+    const size = res.ok ? res.headers.get(DIRECTORY_SIZE_HEADER) : null;
+    if (size !== null && /^(0|[1-9][0-9]{0,14})$/.test(size))
+      this.directorySize = { size: Number(size), at: Date.now() };
+    return res;
   }
 
   /**

@@ -8,6 +8,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import websocket from "@fastify/websocket";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { ValiseError, systemClock, type Clock, toBase64, parseNoteVerifierKey } from "@valise/core";
+import { DIRECTORY_SIZE_HEADER } from "@valise/core/wire";
 import type { Store } from "../storage/store.js";
 import type { ServerMls } from "./capabilities.js";
 import { AppendBatcher } from "../delivery/batcher.js";
@@ -251,6 +252,16 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
       // Authentication before validation: an anonymous caller learns nothing about an endpoint's schema.
       throw new ValiseError("unauthenticated", "authentication required: Authorization: Bearer <session token>");
     }
+  });
+  // Every successful authenticated write also says how far the directory log has grown (`Valise-Directory-Size`,
+  // the head size GET /v1/log/directory/size gives): a client that writes and then sends (a cable's key delivery
+  // right after POST /v1/cables) skips that request when it asks whether its conversations' members may have changed.
+  // A hint like the route's answer: the log is what the client verifies; a stale size gains a server nothing it could
+  // not get by withholding the log entry.
+  app.addHook("onSend", async (req, reply, payload) => {
+    if (req.session && req.method !== "GET" && req.method !== "HEAD" && reply.statusCode < 300)
+      reply.header(DIRECTORY_SIZE_HEADER, String(await ctx.store.directory.log.size()));
+    return payload;
   });
   app.addHook("onResponse", async (req, reply) => {
     const route = req.routeOptions.url ?? "unknown";
