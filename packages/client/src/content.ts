@@ -5,6 +5,7 @@
  */
 import { ValiseError, concatBytes, runningSha256, toBase64, type RunningHash } from "@valise/core";
 import type { HttpTransport } from "./transport.js";
+import { MAX_WHOLE_BLOB } from "@valise/core/wire";
 
 /** A plaintext that can be read again from any offset (a file, a browser File, bytes): uploads resume with it. */
 export interface PlainSource {
@@ -222,6 +223,9 @@ export async function uploadEncrypted(
         resume: "different_file" satisfies ResumeRefusal,
       });
     received = st.received;
+  } else if (resumable === undefined && total <= MAX_WHOLE_BLOB) {
+    // Small and not resumable (a cable's body): encrypted in memory and sent whole, one request instead of two.
+    return uploadWhole(transport, cipher, key, header, params, source, total, onProgress);
   } else {
     id = (await transport.createBlob(total)).id;
     await resumable?.onCreated?.(id, header);
@@ -307,6 +311,41 @@ export async function uploadEncrypted(
     }
   }
   return { blob: id, size: total };
+}
+
+/**
+ * A blob of at most MAX_WHOLE_BLOB bytes encrypted in memory and sent in one request (POST /v1/blobs/whole). A
+ * dropped connection sends it again, as a new blob (the same ciphertext: same key and header; an incomplete first one
+ * is the reaper's).
+ */
+async function uploadWhole(
+  transport: HttpTransport,
+  cipher: StreamCipher,
+  key: Uint8Array,
+  header: Uint8Array,
+  params: StreamParams,
+  source: PlainSource,
+  total: number,
+  onProgress?: Progress,
+): Promise<{ blob: string; size: number }> {
+  const parts: Uint8Array[] = [];
+  for await (const p of cipher.encrypt(key, header, params, source.open(0), 0)) parts.push(p);
+  const body = joinParts(parts);
+  if (body.length !== total)
+    throw new ValiseError("protocol_error", `encrypted ${body.length} bytes, expected ${total}: the source changed`);
+  onProgress?.(0, total);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const st = await transport.putWholeBlob(body);
+      if (!st.complete || st.size !== total)
+        throw new ValiseError("protocol_error", `the server stored ${st.received} of ${total} bytes as complete`);
+      onProgress?.(total, total);
+      return { blob: st.id, size: total };
+    } catch (e) {
+      if (!retryable(e) || attempt > MAX_STALLS) throw e;
+      await sleep(200 * attempt);
+    }
+  }
 }
 
 /** Feeds the source's first `n` bytes to `hash`; returns how many there were (fewer when the source is shorter). */

@@ -180,6 +180,8 @@ export const MaxLabelBody = Type.Object(
 
 // Blobs, documents, cables.
 export const MAX_BLOB = 64 * 1024 ** 3;
+/** The largest blob sent whole in one request (POST /v1/blobs/whole); larger ones go in parts (POST, then PATCH). */
+export const MAX_WHOLE_BLOB = 1024 * 1024;
 const BlobIdT = Type.String({ pattern: ID_PATTERN.blob });
 export const CreateBlobBody = Type.Object(
   { size: Type.Integer({ minimum: 1, maximum: MAX_BLOB }) },
@@ -663,6 +665,7 @@ export const WIRE = {
   "GET /v1/inbox": { response: InboxResponse },
   // blobs and documents
   "POST /v1/blobs": { response: BlobStatusResponse, body: CreateBlobBody },
+  "POST /v1/blobs/whole": { response: BlobStatusResponse },
   "GET /v1/blobs/:id/status": { response: BlobStatusResponse },
   "PATCH /v1/blobs/:id": { response: BlobStatusResponse },
   "GET /v1/blobs/:id": { response: "stream" },

@@ -127,6 +127,72 @@ for (const kind of DATABASE_KINDS) {
       assert.equal((await call(url, carol2, "GET", `/v1/blobs/${id}/status`)).status, 200);
     });
 
+    test("a small blob whole in one request: complete at once, audited with its bytes; bad lengths, bodies and callers refused", async () => {
+      const bytes = new Uint8Array(randomBytes(3000));
+      const w = await call<BlobStatus>(url, alice, "POST", "/v1/blobs/whole", bytes);
+      assert.equal(w.status, 201, w.text);
+      assert.deepEqual({ ...w.json, id: "" }, { id: "", size: 3000, received: 3000, complete: true });
+      const back = await fetch(`${url}/v1/blobs/${w.json.id}`, { headers: { authorization: `Bearer ${alice.token}` } });
+      assert.equal(back.status, 200);
+      assert.deepEqual(new Uint8Array(await back.arrayBuffer()), bytes);
+      // Complete: no part may be added.
+      const more = await call(url, alice, "PATCH", `/v1/blobs/${w.json.id}`, bytes, { "upload-offset": "3000" });
+      assert.equal(more.status, 409, more.text);
+      // Unattached: only its owner reads it.
+      const other = await fetch(`${url}/v1/blobs/${w.json.id}`, { headers: { authorization: `Bearer ${dave.token}` } });
+      assert.equal(other.status, 403);
+      const ev = (await events()).filter((e) => e.object === w.json.id && e.action === "document.write");
+      assert.deepEqual(
+        ev.map((e) => [e.actor, e.bytes, e.outcome]),
+        [["alice", 3000, "ok"]],
+      );
+
+      assert.equal((await call(url, null, "POST", "/v1/blobs/whole", bytes)).status, 401);
+      assert.equal((await call(url, alice, "POST", "/v1/blobs/whole", new Uint8Array(0))).status, 400);
+      const json = await call(url, alice, "POST", "/v1/blobs/whole", { size: 10 });
+      assert.ok(json.status === 400 || json.status === 415, json.text);
+      const big = await call(url, alice, "POST", "/v1/blobs/whole", new Uint8Array(1024 * 1024 + 1));
+      assert.equal(big.status, 413, big.text);
+      // A body longer or shorter than its Content-Length never becomes a complete blob.
+      for (const [declared, sent] of [
+        [100, 50],
+        [10, 100],
+      ] as const) {
+        const status = await new Promise<number>((resolve) => {
+          const r = request(
+            `${url}/v1/blobs/whole`,
+            {
+              method: "POST",
+              headers: {
+                authorization: `Bearer ${alice.token}`,
+                "content-type": "application/offset+octet-stream",
+                "content-length": String(declared),
+              },
+            },
+            (res) => {
+              res.resume();
+              resolve(res.statusCode ?? 0);
+            },
+          );
+          r.on("error", () => resolve(0));
+          r.end(Buffer.alloc(sent, 7));
+          if (sent < declared) setTimeout(() => r.destroy(), 300);
+        });
+        assert.notEqual(status, 201, `declared ${declared}, sent ${sent}`);
+      }
+      const complete = await srv.store.handle.db
+        .selectFrom("blobs")
+        .select(["size", "complete"])
+        .where("owner", "=", "alice")
+        .where("complete", "=", 1)
+        .execute();
+      assert.deepEqual(
+        complete.filter((b) => Number(b.size) === 100 || Number(b.size) === 10),
+        [],
+        "a short or long body made a complete blob",
+      );
+    });
+
     test("resumable upload: a dropped PATCH keeps its bytes, status tells, wrong offset is 409, resume completes", async () => {
       const bytes = new Uint8Array(randomBytes(1024 * 1024));
       const c = await call<BlobStatus>(url, alice, "POST", "/v1/blobs", { size: bytes.length });

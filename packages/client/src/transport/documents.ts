@@ -19,6 +19,13 @@ export class DocumentsApi {
     return this.http.request("GET /v1/blobs/:id/status", `${blob(id)}/status`);
   }
   /** Appends `part` at `offset` (must equal the server's `received`, else 409 offset_mismatch). */
+  /** A small blob (≤ MAX_WHOLE_BLOB bytes) created, written and completed in one request. */
+  putWholeBlob(bytes: Uint8Array): Promise<BlobStatus> {
+    return this.http.request("POST /v1/blobs/whole", "/v1/blobs/whole", {
+      body: bytes,
+      headers: { "content-type": "application/offset+octet-stream" },
+    });
+  }
   appendBlob(id: string, offset: number, part: Uint8Array): Promise<BlobStatus> {
     return this.http.request("PATCH /v1/blobs/:id", blob(id), {
       body: part,

@@ -7,7 +7,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { Type, type Static } from "typebox";
 import { ID_PATTERN, ValiseError, randomId } from "@valise/core";
-import { CreateBlobBody as CreateBody, MAX_BLOB } from "@valise/core/wire";
+import { CreateBlobBody as CreateBody, MAX_BLOB, MAX_WHOLE_BLOB } from "@valise/core/wire";
 import type { ServerContext } from "./context.js";
 
 export { MAX_BLOB };
@@ -200,6 +200,51 @@ export function blobRoutes(app: FastifyInstance, ctx: ServerContext, opts: BlobR
       const b = await blobs.create({ id, owner: v.handle, ownerDevice: v.deviceId, size: req.body.size });
       await blobBytes.create(id);
       return reply.status(201).send(present(b, 0));
+    },
+  );
+
+  // A small blob whole in one request (a cable without large attachments): created, written and complete, so the
+  // sender makes one round trip instead of POST + PATCH. The size is the Content-Length (1..MAX_WHOLE_BLOB bytes); a
+  // body that ends short leaves an incomplete blob of the owner's, as a dropped PATCH would (the reaper's).
+  app.post(
+    "/v1/blobs/whole",
+    {
+      ...audit({ action: "document.write", write: true, fromRoute: true }),
+      bodyLimit: MAX_WHOLE_BLOB,
+    },
+    async (req, reply) => {
+      const v = await viewerOf(ctx, req);
+      const id = randomId("b");
+      auditObject(req, { object: id, unit: v.units[0] ?? null, bytes: 0 });
+      const length = req.headers["content-length"];
+      if (typeof length !== "string" || !/^[1-9][0-9]{0,15}$/.test(length))
+        throw new ValiseError("bad_request", "Content-Length required: the blob's size (at least 1 byte)");
+      if (Number(length) > MAX_WHOLE_BLOB)
+        throw new ValiseError(
+          "too_large",
+          `a blob sent whole has at most ${MAX_WHOLE_BLOB} bytes; larger ones: POST /v1/blobs, then PATCH in parts`,
+        );
+      const size = Number(length);
+      const source = bodySource(req.body);
+      if (!source)
+        throw new ValiseError("bad_request", "body must be application/offset+octet-stream (the whole blob)");
+      const quota = opts.quotaBytes ?? DEFAULT_BLOB_QUOTA;
+      const used = await blobs.usedBy(v.handle);
+      if (used + size > quota)
+        throw new ValiseError(
+          "too_large",
+          `blob quota exceeded: you hold ${used} bytes of your ${quota}; this upload needs ${size} more`,
+          { quotaBytes: quota, usedBytes: used },
+        );
+      const b = await blobs.create({ id, owner: v.handle, ownerDevice: v.deviceId, size });
+      await blobBytes.create(id);
+      const out = await exclusive(id, () => blobBytes.append(id, 0, source, size));
+      if (out.overflow) throw new ValiseError("too_large", `the body is longer than its Content-Length (${size})`);
+      if (out.error !== undefined || out.size !== size)
+        throw new ValiseError("bad_request", `the body ended after ${out.size} of ${size} bytes`);
+      const after = await blobs.setReceived(id, size);
+      auditObject(req, { bytes: size });
+      return reply.status(201).send(present({ ...b, ...after }, size));
     },
   );
 
