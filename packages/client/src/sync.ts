@@ -401,8 +401,9 @@ export class SyncOrchestrator {
         text,
         idempotencyKey: randomId("c").slice(2),
       };
+      // Kept by the save that makes the ratchet advance durable before the ciphertext leaves (sendPayloadNow), or by
+      // an earlier one (a new conversation, a reconcile): in the outbox before anything can reach the server.
       (this.state.textOutbox ??= []).push(entry);
-      await this.save();
       let r: { seq: number } | null;
       try {
         r = await this.flushText(entry);
