@@ -83,3 +83,21 @@ export async function world(
 export function texts(items: { type: string; text: string }[]): string[] {
   return items.filter((i) => i.type === "message").map((i) => i.text);
 }
+
+/** A fetch that lets a test play a malicious server: it rewrites message payloads on their way to one device. */
+export function tamperingFetch() {
+  const rules: { conversation: string; seq: number; payload: (old: string) => string }[] = [];
+  const f: typeof fetch = async (input, init) => {
+    const r = await fetch(input, init);
+    const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+    const m = /\/v1\/conversations\/([^/]+)\/messages\?/.exec(url);
+    if (!m || (init?.method ?? "GET") !== "GET" || !r.ok) return r;
+    const body = (await r.json()) as { messages: { seq: number; payload: string }[] };
+    for (const msg of body.messages)
+      for (const rule of rules)
+        if (rule.conversation === decodeURIComponent(m[1]!) && rule.seq === msg.seq)
+          msg.payload = rule.payload(msg.payload);
+    return new Response(JSON.stringify(body), { status: r.status, headers: { "content-type": "application/json" } });
+  };
+  return { fetch: f, rules };
+}

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parsePayload, ValiseClient, type AppPayload, type MessageState } from "@valise/client";
 import { FileKeyStore } from "@valise/client/node/file-store";
-import { world, texts } from "./helpers.js";
+import { tamperingFetch, world, texts } from "./helpers.js";
 import { runCli, startServeProcess } from "./cli-process.js";
 
 const ASIA = "CONFIDENTIAL/ASIA";
@@ -23,24 +23,6 @@ const people = [
   { handle: "mcerny", units: ["EMB/BEIJING"], clearance: "CONFIDENTIAL/ASIA" },
 ];
 const enc = (s: string) => new TextEncoder().encode(s);
-
-/** A fetch that lets the test play a malicious server: it rewrites message payloads on their way to one device. */
-function tamperingFetch() {
-  const rules: { conversation: string; seq: number; payload: (old: string) => string }[] = [];
-  const f: typeof fetch = async (input, init) => {
-    const r = await fetch(input, init);
-    const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
-    const m = /\/v1\/conversations\/([^/]+)\/messages\?/.exec(url);
-    if (!m || (init?.method ?? "GET") !== "GET" || !r.ok) return r;
-    const body = (await r.json()) as { messages: { seq: number; payload: string }[] };
-    for (const msg of body.messages)
-      for (const rule of rules)
-        if (rule.conversation === decodeURIComponent(m[1]!) && rule.seq === msg.seq)
-          msg.payload = rule.payload(msg.payload);
-    return new Response(JSON.stringify(body), { status: r.status, headers: { "content-type": "application/json" } });
-  };
-  return { fetch: f, rules };
-}
 
 const head = async (c: ValiseClient, id: string) =>
   (await c.transport.conversations()).find((x) => x.id === id)!.headSeq;
