@@ -4,10 +4,17 @@
  * provider and through raw ts-mls with its default provider, in the same run; plus 1 KiB application message
  * encrypt/decrypt. Groups are built once per size with one big Add commit; every measurement starts from the same
  * (immutable) base state, so repetitions are independent. Writes bench/results/mls.json.
+ *
+ *   node bench/dist/mls.js [--profile]
+ *
+ * --profile records a CPU profile of the application-message decrypt loop (bench/results/mls-decrypt.cpuprofile;
+ * `node scripts/profile-top.mjs` summarises it). Profiling slows the loop: mls.json is written only without it.
  */
 import { generateKeyPairSync, sign, verify } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { loadavg } from "node:os";
+import { parseArgs } from "node:util";
 import { OK, parseDeviceId, parseUserHandle } from "@valise/core";
 import type { DeviceId } from "@valise/core";
 import {
@@ -39,6 +46,7 @@ import {
 import type { CiphersuiteImpl, ClientState, CryptoProvider } from "ts-mls";
 
 const SUITE = "MLS_256_XWING_AES256GCM_SHA512_Ed25519";
+const { values: args } = parseArgs({ options: { profile: { type: "boolean", default: false } } });
 const SIZES = [10, 100, 1000];
 const acceptAll = { verifyDevice: async () => OK };
 let seq = 0;
@@ -102,11 +110,22 @@ async function oursAppMessages(a: GroupContext, b: GroupContext, ga0: Group, gb0
     }
   });
   let gb = gb0;
+  const session = args.profile ? new Session() : null;
+  if (session) {
+    session.connect();
+    await session.post("Profiler.enable");
+    await session.post("Profiler.start");
+  }
   const c0 = process.cpuUsage();
   const [td] = await time(async () => {
     for (const m of msgs) gb = (await processMessage(b, gb, m)).group;
   });
   const c = process.cpuUsage(c0);
+  if (session) {
+    const { profile } = await session.post("Profiler.stop");
+    writeFileSync(new URL("../results/mls-decrypt.cpuprofile", import.meta.url), JSON.stringify(profile));
+    session.disconnect();
+  }
   return { encryptUs: (te * 1000) / count, decryptUs: (td * 1000) / count, decryptCpuUs: (c.user + c.system) / count };
 }
 
@@ -248,6 +267,10 @@ async function main() {
     totalSeconds: +((performance.now() - started) / 1000).toFixed(1),
   };
   mkdirSync(new URL("../results/", import.meta.url), { recursive: true });
+  if (args.profile) {
+    console.error("profiled run: bench/results/mls-decrypt.cpuprofile written, mls.json left as it was");
+    return;
+  }
   writeFileSync(new URL("../results/mls.json", import.meta.url), JSON.stringify(result, null, 2) + "\n");
 }
 
