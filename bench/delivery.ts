@@ -12,7 +12,8 @@
  * --profile runs the server with `node --cpu-prof` (profile written to bench/results/ on exit).
  */
 import http from "node:http";
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
+import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -315,9 +316,17 @@ async function main(): Promise<void> {
     pushes = 0;
 
     measuring = true;
+    const loadAtStart = loadavg().map(round);
+    const clientCpu0 = process.cpuUsage();
+    const serverCpu0 = processCpuMs(server.child.pid);
     const t0 = performance.now();
     const acked = await run(MESSAGES, t0 + TIME_LIMIT_MS);
     const elapsedMs = performance.now() - t0;
+    // CPU time of each process over the measured window (the bench client shares the machine with the server: if it
+    // used most of a core, it would be the limit, not the server).
+    const clientCpuUse = process.cpuUsage(clientCpu0);
+    const clientCpuMs = (clientCpuUse.user + clientCpuUse.system) / 1000;
+    const serverCpuMs = processCpuMs(server.child.pid) - serverCpu0;
     await drainPushes(acked, 5_000);
     measuring = false;
     const missingPushes = pairs.reduce((n, p) => n + p.sentAt.size, 0);
@@ -336,6 +345,19 @@ async function main(): Promise<void> {
         )?.[2] ?? NaN,
       );
     const meanBatch = metric("valise_append_batch_size_sum") / metric("valise_append_batch_size_count");
+    // Time inside append transactions (begin → durable commit; SQLite runs them on the event loop) over the whole run.
+    const txSeconds = (kind: string) => metric(`valise_db_transaction_seconds_sum{kind="${kind}",outcome="ok"}`);
+    const txCount = (kind: string) => metric(`valise_db_transaction_seconds_count{kind="${kind}",outcome="ok"}`);
+    const transactions = Object.fromEntries(
+      ["message", "audit"].map((kind) => [
+        kind,
+        {
+          count: txCount(kind),
+          totalMs: round(txSeconds(kind) * 1000),
+          meanMs: round((txSeconds(kind) * 1000) / txCount(kind)),
+        },
+      ]),
+    );
     const messagesPerSecond = acked / (elapsedMs / 1000);
     const result = {
       benchmark: "delivery",
@@ -348,10 +370,21 @@ async function main(): Promise<void> {
       pushesReceived: pushes,
       missingPushes,
       meanAppendBatch: round(meanBatch),
+      /** Append transactions over the whole run (warm-up included): message batches and audit batches. */
+      transactions,
       // Issue 17: a pushed message handed to the app by the receiving SDK (ValiseClient.listen), measured from the
       // frame's arrival at the receiver's socket to onItems; real MLS messages sent one at a time by a listening SDK.
       pushToDisplayMs: display,
       elapsedMs: Math.round(elapsedMs),
+      // CPU over the measured window: cores used (CPU time / wall time) and CPU microseconds per acknowledged message.
+      cpu: {
+        serverCores: round(serverCpuMs / elapsedMs),
+        serverUsPerMessage: round((serverCpuMs * 1000) / acked),
+        clientCores: round(clientCpuMs / elapsedMs),
+        clientUsPerMessage: round((clientCpuMs * 1000) / acked),
+      },
+      loadAverageAtStart: loadAtStart,
+      loadAverageAtEnd: loadavg().map(round),
       setup: {
         pairs: PAIRS,
         inFlight: INFLIGHT,
@@ -383,6 +416,13 @@ async function main(): Promise<void> {
         ["send→push max (ms)", result.maxMs],
         ["pushes missing", missingPushes],
         ["mean append batch (server)", round(meanBatch)],
+        ...(["message", "audit"] as const).map((k): [string, string] => [
+          `${k} transactions (whole run: n, mean ms)`,
+          `${transactions[k]!.count}, ${transactions[k]!.meanMs}`,
+        ]),
+        ["server CPU (cores, µs/msg)", `${result.cpu.serverCores}, ${result.cpu.serverUsPerMessage}`],
+        ["bench client CPU (cores, µs/msg)", `${result.cpu.clientCores}, ${result.cpu.clientUsPerMessage}`],
+        ["load average (start → end)", `${loadAtStart.join(" ")} → ${result.loadAverageAtEnd.join(" ")}`],
         [`push→display by the SDK p50 (ms, ${display.samples} msgs)`, display.p50],
         ["push→display by the SDK p99 (ms)", display.p99],
         ["target", "≥ 8000 msg/s, p99 ≤ 50 ms; push→display p99 ≤ 5 ms"],
@@ -476,6 +516,20 @@ async function pushToDisplay(
     samples: diffs.length,
   };
 }
+
+/** User + system CPU time (ms) of a process, all its threads, from /proc (Linux); NaN elsewhere. */
+function processCpuMs(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may contain spaces): utime and stime are fields 14 and 15, in clock ticks.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+/** USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK). */
+const CLOCK_TICKS = 100;
 
 function round(x: number): number {
   return Math.round(x * 100) / 100;

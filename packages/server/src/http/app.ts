@@ -152,6 +152,14 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // Audit events queued when a message batch is written go into its transaction (delivery/batcher.ts).
+  const audit = new AuditRecorder(
+    opts.store.audit,
+    now,
+    2000,
+    (n) => metrics.auditBatchSize.observe(n),
+    (_n, seconds, ok) => metrics.transactionSeconds.observe({ kind: "audit", outcome: ok ? "ok" : "error" }, seconds),
+  );
   const batcher = new AppendBatcher(
     opts.store.conversations,
     (reqs, results) => {
@@ -180,6 +188,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     512,
     (n) => metrics.batchSize.observe(n),
     (_n, seconds, ok) => metrics.transactionSeconds.observe({ kind: "message", outcome: ok ? "ok" : "error" }, seconds),
+    audit,
   );
 
   const witnesses = opts.witnesses ?? [];
@@ -216,13 +225,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     claimPairLimiter: limiter("claim-pair", 0.1, 5),
     now,
     lookupSession: sessionLookup(opts.store, now),
-    audit: new AuditRecorder(
-      opts.store.audit,
-      now,
-      2000,
-      (n) => metrics.auditBatchSize.observe(n),
-      (_n, seconds, ok) => metrics.transactionSeconds.observe({ kind: "audit", outcome: ok ? "ok" : "error" }, seconds),
-    ),
+    audit,
     ...(witnessed ? { witnessed } : {}),
     ...(auditWitnessed ? { auditWitnessed } : {}),
     ...(opts.logKey
