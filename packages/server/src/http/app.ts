@@ -7,7 +7,7 @@ import { createServer } from "node:http";
 import Fastify, { type FastifyInstance } from "fastify";
 import websocket from "@fastify/websocket";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import { ValiseError, systemClock, type Clock, toBase64, parseNoteVerifierKey } from "@valise/core";
+import { ValiseError, systemClock, type Clock, parseNoteVerifierKey } from "@valise/core";
 import type { Store } from "../storage/store.js";
 import type { ServerMls } from "./capabilities.js";
 import { AppendBatcher } from "../delivery/batcher.js";
@@ -177,7 +177,8 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
           kind: r.kind,
           epoch: r.epoch,
           sender: r.senderDevice,
-          payload: toBase64(r.payload),
+          // Natively (core toBase64 is the browser's, in JavaScript): the same canonical base64.
+          payload: Buffer.from(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength).toString("base64"),
           createdAt: res.createdAt,
         });
         for (const ib of res.inbox)
