@@ -1,15 +1,17 @@
 /**
  * The message send path's helpers (issue 17, delivery): the native strict base64 decoder of WebSocket send frames
  * accepts exactly what core `fromBase64` accepts; frames written in one pass are held and flushed together, in order;
- * audit event ids drawn from a pooled CSPRNG buffer stay well-formed and distinct across refills.
+ * audit event ids drawn from a pooled CSPRNG buffer stay well-formed and distinct across refills; the tree hashes
+ * through node:crypto are RFC 9162's, and a SHA-256 that is not one is refused.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { fromBase64, toBase64 } from "@valise/core";
+import { createHash, randomBytes } from "node:crypto";
+import { emptyRoot, fromBase64, leafHash, nodeHash, setMerkleSha256, toBase64 } from "@valise/core";
 import { fromBase64Strict } from "../src/http/base64.js";
 import { FrameBatch, type Corkable } from "../src/http/frame-batch.js";
 import { newAuditId } from "../src/storage/audit-log.js";
+import "../src/storage/merkle-log.js"; // installs node:crypto's SHA-256 for the tree hashes
 
 function reference(s: string): Uint8Array | null {
   try {
@@ -102,4 +104,24 @@ test("audit event ids from the pooled random bytes: well-formed and distinct acr
     ids.add(id);
   }
   assert.equal(ids.size, 5000);
+});
+
+test("tree hashes through node:crypto are RFC 9162's; a wrong SHA-256 is refused and changes nothing", () => {
+  const sha = (...parts: Uint8Array[]) => {
+    const h = createHash("sha256");
+    for (const p of parts) h.update(p);
+    return new Uint8Array(h.digest());
+  };
+  for (const n of [0, 1, 31, 32, 64, 330, 1000]) {
+    const d = new Uint8Array(randomBytes(n));
+    assert.deepEqual(leafHash(d), sha(Uint8Array.of(0), d));
+  }
+  const a = new Uint8Array(randomBytes(32));
+  const b = new Uint8Array(randomBytes(32));
+  assert.deepEqual(nodeHash(a, b), sha(Uint8Array.of(1), a, b));
+  assert.deepEqual(nodeHash(a, b.subarray(0, 5)), sha(Uint8Array.of(1), a, b.subarray(0, 5)));
+  assert.deepEqual(emptyRoot(), sha());
+  assert.throws(() => setMerkleSha256(() => new Uint8Array(32)), RangeError);
+  assert.throws(() => setMerkleSha256((...p) => sha(...p.slice(1))), RangeError, "drops the domain prefix");
+  assert.deepEqual(leafHash(a), sha(Uint8Array.of(0), a), "still SHA-256 after the refusals");
 });
