@@ -11,6 +11,7 @@ import { emptyRoot, fromBase64, leafHash, nodeHash, setMerkleSha256, toBase64 } 
 import { fromBase64Strict } from "../src/http/base64.js";
 import { FrameBatch, type Corkable } from "../src/http/frame-batch.js";
 import { newAuditId } from "../src/storage/audit-log.js";
+import { sha256Hex } from "../src/storage/secrets.js";
 import "../src/storage/merkle-log.js"; // installs node:crypto's SHA-256 for the tree hashes
 
 function reference(s: string): Uint8Array | null {
@@ -124,4 +125,10 @@ test("tree hashes through node:crypto are RFC 9162's; a wrong SHA-256 is refused
   assert.throws(() => setMerkleSha256(() => new Uint8Array(32)), RangeError);
   assert.throws(() => setMerkleSha256((...p) => sha(...p.slice(1))), RangeError, "drops the domain prefix");
   assert.deepEqual(leafHash(a), sha(Uint8Array.of(0), a), "still SHA-256 after the refusals");
+});
+
+test("token hashes (sha256Hex, one-shot): SHA-256 of the UTF-8 bytes in hex", () => {
+  assert.equal(sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  for (const s of ["", "é-token-✓", "x".repeat(300)])
+    assert.equal(sha256Hex(s), createHash("sha256").update(Buffer.from(s, "utf8")).digest("hex"));
 });
