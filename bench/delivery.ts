@@ -12,7 +12,8 @@
  * --profile runs the server with `node --cpu-prof` (profile written to bench/results/ on exit).
  */
 import http from "node:http";
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
+import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -315,9 +316,19 @@ async function main(): Promise<void> {
     pushes = 0;
 
     measuring = true;
+    const before = await readMetrics(server.metricsUrl);
+    const loadAtStart = loadavg().map(round);
+    const clientCpu0 = process.cpuUsage();
+    const serverCpu0 = processCpuMs(server.child.pid);
     const t0 = performance.now();
     const acked = await run(MESSAGES, t0 + TIME_LIMIT_MS);
     const elapsedMs = performance.now() - t0;
+    // CPU time of each process over the measured window (the bench client shares the machine with the server: if it
+    // used most of a core, it would be the limit, not the server).
+    const clientCpuUse = process.cpuUsage(clientCpu0);
+    const clientCpuMs = (clientCpuUse.user + clientCpuUse.system) / 1000;
+    const serverCpuMs = processCpuMs(server.child.pid) - serverCpu0;
+    const after = await readMetrics(server.metricsUrl);
     await drainPushes(acked, 5_000);
     measuring = false;
     const missingPushes = pairs.reduce((n, p) => n + p.sentAt.size, 0);
@@ -325,17 +336,20 @@ async function main(): Promise<void> {
 
     latencies.sort((a, b) => a - b);
     // Mean append batch size over the whole run (from the server's Prometheus metrics).
-    const metricsText = await (await fetch(server.metricsUrl)).text();
-    const metric = (name: string) =>
-      Number(
-        /^(\S+) (\S+)$/m.exec(
-          metricsText
-            .split("\n")
-            .filter((l) => l.startsWith(name + " "))
-            .join("\n"),
-        )?.[2] ?? NaN,
-      );
-    const meanBatch = metric("valise_append_batch_size_sum") / metric("valise_append_batch_size_count");
+    // Append batches and transactions over the measured window (the server's Prometheus metrics before and after it;
+    // the whole run would count the warm-up and the push→display phase's batches of one).
+    const delta = (name: string) => after(name) - before(name);
+    const meanBatch = delta("valise_append_batch_size_sum") / delta("valise_append_batch_size_count");
+    // Time inside append transactions (begin → durable commit; SQLite runs them on the event loop): message batches
+    // (with the audit events that rode in them) and audit batches committed on their own.
+    const transactions = Object.fromEntries(
+      ["message", "audit"].map((kind) => {
+        const n = delta(`valise_db_transaction_seconds_count{kind="${kind}",outcome="ok"}`);
+        const ms = delta(`valise_db_transaction_seconds_sum{kind="${kind}",outcome="ok"}`) * 1000;
+        return [kind, { count: n, totalMs: round(ms), meanMs: round(ms / n) }];
+      }),
+    );
+    const auditEvents = delta("valise_audit_batch_size_sum");
     const messagesPerSecond = acked / (elapsedMs / 1000);
     const result = {
       benchmark: "delivery",
@@ -348,10 +362,23 @@ async function main(): Promise<void> {
       pushesReceived: pushes,
       missingPushes,
       meanAppendBatch: round(meanBatch),
+      /** Append transactions over the measured window: message batches and audit batches committed alone. */
+      transactions,
+      /** Audit events through the recorder in the window (a pushed message's read each, riding or alone). */
+      recordedAuditEvents: auditEvents,
       // Issue 17: a pushed message handed to the app by the receiving SDK (ValiseClient.listen), measured from the
       // frame's arrival at the receiver's socket to onItems; real MLS messages sent one at a time by a listening SDK.
       pushToDisplayMs: display,
       elapsedMs: Math.round(elapsedMs),
+      // CPU over the measured window: cores used (CPU time / wall time) and CPU microseconds per acknowledged message.
+      cpu: {
+        serverCores: round(serverCpuMs / elapsedMs),
+        serverUsPerMessage: round((serverCpuMs * 1000) / acked),
+        clientCores: round(clientCpuMs / elapsedMs),
+        clientUsPerMessage: round((clientCpuMs * 1000) / acked),
+      },
+      loadAverageAtStart: loadAtStart,
+      loadAverageAtEnd: loadavg().map(round),
       setup: {
         pairs: PAIRS,
         inFlight: INFLIGHT,
@@ -382,7 +409,14 @@ async function main(): Promise<void> {
         ["send→push p99 (ms)", result.p99Ms],
         ["send→push max (ms)", result.maxMs],
         ["pushes missing", missingPushes],
-        ["mean append batch (server)", round(meanBatch)],
+        ["mean append batch (server, window)", round(meanBatch)],
+        ...(["message", "audit"] as const).map((k): [string, string] => [
+          `${k} transactions (window: n, mean ms)`,
+          `${transactions[k]!.count}, ${transactions[k]!.meanMs}`,
+        ]),
+        ["server CPU (cores, µs/msg)", `${result.cpu.serverCores}, ${result.cpu.serverUsPerMessage}`],
+        ["bench client CPU (cores, µs/msg)", `${result.cpu.clientCores}, ${result.cpu.clientUsPerMessage}`],
+        ["load average (start → end)", `${loadAtStart.join(" ")} → ${result.loadAverageAtEnd.join(" ")}`],
         [`push→display by the SDK p50 (ms, ${display.samples} msgs)`, display.p50],
         ["push→display by the SDK p99 (ms)", display.p99],
         ["target", "≥ 8000 msg/s, p99 ≤ 50 ms; push→display p99 ≤ 5 ms"],
@@ -476,6 +510,30 @@ async function pushToDisplay(
     samples: diffs.length,
   };
 }
+
+/** A reader of one scrape of the server's Prometheus metrics: the value of a series (`name{labels}`), NaN if absent. */
+async function readMetrics(url: string): Promise<(series: string) => number> {
+  const values = new Map<string, number>();
+  for (const line of (await (await fetch(url)).text()).split("\n")) {
+    const m = /^(\S+) (\S+)$/.exec(line);
+    if (m) values.set(m[1]!, Number(m[2]));
+  }
+  return (series) => values.get(series) ?? NaN;
+}
+
+/** User + system CPU time (ms) of a process, all its threads, from /proc (Linux); NaN elsewhere. */
+function processCpuMs(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may contain spaces): utime and stime are fields 14 and 15, in clock ticks.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+/** USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK). */
+const CLOCK_TICKS = 100;
 
 function round(x: number): number {
   return Math.round(x * 100) / 100;

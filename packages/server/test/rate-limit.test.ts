@@ -31,3 +31,21 @@ test("IPv6 sources share one bucket per /64", () => {
   assert.equal(sourceKey("192.0.2.1"), "192.0.2.1");
   assert.equal(sourceKey("::1"), "0:0:0:0::/64");
 });
+
+test("exhausted() on a key without a bucket: not exhausted, and no bucket is made; a throttled key still is", () => {
+  let now = 0;
+  const rl = new RateLimiter(10, 2, () => now);
+  for (let i = 0; i < 1000; i++) assert.equal(rl.exhausted(`d-${i}`), false);
+  assert.equal(rl.size, 0, "asking creates no bucket");
+  assert.equal(rl.take("d-1"), true);
+  assert.equal(rl.exhausted("d-1"), false);
+  assert.equal(rl.take("d-1"), true);
+  assert.equal(rl.exhausted("d-1"), true, "both tokens taken");
+  now += 6_000; // one token back at 10 a minute
+  assert.equal(rl.exhausted("d-1"), false);
+  assert.equal(
+    new RateLimiter(10, 0, () => now).exhausted("x"),
+    true,
+    "a bucket of no tokens is exhausted from the start",
+  );
+});

@@ -7,7 +7,10 @@
 import { ValiseError, type AuditAction, type AuditEvent, type AuditOutcome } from "@valise/core";
 import { MAX_AUDIT_STRING } from "@valise/core";
 import { newAuditId, type AuditLog } from "../storage/audit-log.js";
-import { GroupCommit } from "../delivery/group-commit.js";
+import { GroupCommit, type Pending } from "../delivery/group-commit.js";
+
+/** Audit events taken from the recorder's queue to be appended in another writer's transaction. */
+export type TakenEvents = Pending<AuditEvent, undefined>[];
 
 /** What a caller states about one access; id and time are filled in here. */
 export interface AuditRecord {
@@ -28,6 +31,13 @@ export interface AuditRecord {
 
 const cut = (s: string) => (s.length > MAX_AUDIT_STRING ? s.slice(0, MAX_AUDIT_STRING) : s);
 const cutOrNull = (s: string | null | undefined) => (s === null || s === undefined ? null : cut(s));
+
+/** What a failed audit append rejects with: a ValiseError as is, anything else as store_error (503). */
+function appendFailure(e: unknown): ValiseError {
+  if (e instanceof ValiseError) return e;
+  const why = e instanceof Error ? e.message : typeof e === "string" ? e : "unknown error";
+  return new ValiseError("store_error", `audit log append failed: ${why}`);
+}
 
 export class AuditRecorder {
   private readonly commits: GroupCommit<AuditEvent, undefined>;
@@ -51,9 +61,7 @@ export class AuditRecorder {
           this.lastSuccessAt = Date.now();
         } catch (e) {
           this.lastFailureAt = Date.now();
-          throw e instanceof ValiseError
-            ? e
-            : new ValiseError("store_error", `audit log append failed: ${e instanceof Error ? e.message : String(e)}`);
+          throw appendFailure(e);
         }
         this.onWritten?.();
         return events.map(() => undefined);
@@ -87,5 +95,33 @@ export class AuditRecorder {
   /** Resolves once the event is durable in the audit log. */
   record(r: AuditRecord): Promise<void> {
     return this.commits.submit(this.event(r));
+  }
+
+  /**
+   * While `aboutToWrite()` (another writer, the message append batch, will commit soon), the recorder's next write
+   * waits once (DEFER_MS, group-commit.ts) so that the events queued now go into that transaction (`takeQueued`)
+   * instead of a commit of their own.
+   */
+  deferTo(aboutToWrite: () => boolean): void {
+    this.commits.defer = aboutToWrite;
+  }
+
+  /** Queued events for another writer's transaction; it must call `settleTaken` once that transaction ended. */
+  takeQueued(): TakenEvents {
+    return this.commits.takeQueued();
+  }
+
+  /** The taken events are durable (no error) or not (`error`: each record() rejects, as for a failed batch). */
+  settleTaken(taken: TakenEvents, error?: unknown): void {
+    if (taken.length === 0) return;
+    if (error !== undefined) {
+      this.lastFailureAt = Date.now();
+      const e = appendFailure(error);
+      for (const p of taken) p.reject(e);
+      return;
+    }
+    this.lastSuccessAt = Date.now();
+    this.onWritten?.();
+    for (const p of taken) p.resolve(undefined);
   }
 }

@@ -7,7 +7,7 @@ import { createServer } from "node:http";
 import Fastify, { type FastifyInstance } from "fastify";
 import websocket from "@fastify/websocket";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import { ValiseError, systemClock, type Clock, toBase64, parseNoteVerifierKey } from "@valise/core";
+import { ValiseError, systemClock, type Clock, parseNoteVerifierKey } from "@valise/core";
 import { DIRECTORY_SIZE_HEADER } from "@valise/core/wire";
 import type { Store } from "../storage/store.js";
 import type { ServerMls } from "./capabilities.js";
@@ -153,6 +153,14 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     ajv: { customOptions: { removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // Audit events queued when a message batch is written go into its transaction (delivery/batcher.ts).
+  const audit = new AuditRecorder(
+    opts.store.audit,
+    now,
+    2000,
+    (n) => metrics.auditBatchSize.observe(n),
+    (_n, seconds, ok) => metrics.transactionSeconds.observe({ kind: "audit", outcome: ok ? "ok" : "error" }, seconds),
+  );
   const batcher = new AppendBatcher(
     opts.store.conversations,
     (reqs, results) => {
@@ -170,7 +178,8 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
           kind: r.kind,
           epoch: r.epoch,
           sender: r.senderDevice,
-          payload: toBase64(r.payload),
+          // Natively (core toBase64 is the browser's, in JavaScript): the same canonical base64.
+          payload: Buffer.from(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength).toString("base64"),
           createdAt: res.createdAt,
         });
         for (const ib of res.inbox)
@@ -181,6 +190,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     512,
     (n) => metrics.batchSize.observe(n),
     (_n, seconds, ok) => metrics.transactionSeconds.observe({ kind: "message", outcome: ok ? "ok" : "error" }, seconds),
+    audit,
   );
 
   const witnesses = opts.witnesses ?? [];
@@ -217,13 +227,7 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
     claimPairLimiter: limiter("claim-pair", 0.1, 5),
     now,
     lookupSession: sessionLookup(opts.store, now),
-    audit: new AuditRecorder(
-      opts.store.audit,
-      now,
-      2000,
-      (n) => metrics.auditBatchSize.observe(n),
-      (_n, seconds, ok) => metrics.transactionSeconds.observe({ kind: "audit", outcome: ok ? "ok" : "error" }, seconds),
-    ),
+    audit,
     ...(witnessed ? { witnessed } : {}),
     ...(auditWitnessed ? { auditWitnessed } : {}),
     ...(opts.logKey

@@ -44,8 +44,12 @@ export class RateLimiter implements Limiter {
     return true;
   }
 
-  /** True when `key` has no token left (nothing is taken). */
+  /**
+   * True when `key` has no token left (nothing is taken). A key without a bucket has a full one: nothing to refill
+   * or remember (asked on every message for the sending device, which almost never has one).
+   */
   exhausted(key: string): boolean {
+    if (!this.buckets.has(key)) return this.burst < 1;
     return this.refill(key).tokens < 1;
   }
 

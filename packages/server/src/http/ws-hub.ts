@@ -5,12 +5,15 @@
  */
 import type { FastifyInstance } from "fastify";
 import type { WebSocket } from "ws";
+import type { Socket } from "node:net";
 import type { FanoutEvent } from "../delivery/fanout.js";
 import type { ServerContext } from "./context.js";
-import { ValiseError, fromBase64, isConversationId } from "@valise/core";
+import { ValiseError, isConversationId } from "@valise/core";
 import { acceptMessage } from "./accept-message.js";
 import { clientOf, conversationMeta, sendRecord, notAudited } from "../audit/http.js";
 import { isStoreOutage } from "./errors.js";
+import { fromBase64Strict } from "./base64.js";
+import { FrameBatch } from "./frame-batch.js";
 
 const MAX_FRAME = 512 * 1024;
 
@@ -22,6 +25,13 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   const lastSeq = new Map<string, number>();
   const infos = new Map<WebSocket, { handle: string; deviceId: string; source: string; client: string | null }>();
   const officers = new Map<WebSocket, string>(); // sockets of security officers → handle (alert push)
+  // Each WebSocket's TCP socket: acks and pushes written in one pass leave in one write (frame-batch.ts).
+  const tcp = new WeakMap<WebSocket, Socket>();
+  const batch = new FrameBatch();
+  function sendFrame(ws: WebSocket, text: string): void {
+    batch.hold(tcp.get(ws));
+    ws.send(text);
+  }
 
   /**
    * Alerts go to officers' sockets, in the order they were stored (one chain); the role is checked again at each
@@ -111,7 +121,7 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
       .then((targets) => {
         for (const ws of targets)
           if (ws.readyState === ws.OPEN) {
-            ws.send(text);
+            sendFrame(ws, text);
             ctx.metrics.pushes.inc();
           }
       })
@@ -219,6 +229,7 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
   );
   app.get("/v1/ws", { ...getWsAudit, websocket: true }, (socket, req) => {
     const origin = { source: req.ip, client: clientOf(req.headers) };
+    tcp.set(socket, req.socket);
     let deviceId: string | null = null;
     let session: { handle: string; deviceId: string } | null = null;
     let token = "";
@@ -328,12 +339,8 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
       const payload = f.payload;
       if (ref === null || !isConversationId(conv) || typeof idem !== "string" || typeof payload !== "string")
         throw new ValiseError("bad_request", "send needs ref, conversation, idempotencyKey, payload");
-      let bytes: Uint8Array;
-      try {
-        bytes = fromBase64(payload);
-      } catch {
-        throw new ValiseError("bad_encoding", "payload: invalid base64");
-      }
+      const bytes = fromBase64Strict(payload);
+      if (!bytes) throw new ValiseError("bad_encoding", "payload: invalid base64");
       // The audit event (DESIGN §3) is appended in the message's own transaction; a denial is recorded here, before
       // the error frame.
       const rec = await sendRecord(ctx, s, origin, conv, bytes.length);
@@ -345,7 +352,7 @@ export function wsRoutes(app: FastifyInstance, ctx: ServerContext): () => void {
           await ctx.audit.record({ ...rec, outcome: "denied" });
         throw e;
       }
-      socket.send(JSON.stringify({ type: "ack", ref, ...a }));
+      sendFrame(socket, JSON.stringify({ type: "ack", ref, ...a }));
     } catch (e) {
       const outage = !(e instanceof ValiseError) && isStoreOutage(e);
       const code = e instanceof ValiseError ? e.code : outage ? "store_error" : "internal";

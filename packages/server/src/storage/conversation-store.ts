@@ -279,14 +279,21 @@ export class ConversationStore {
     }));
   }
 
-  /** Appends a batch of messages in one transaction (one fsync for all). Each item gets its own result. */
-  async appendBatch(reqs: AppendRequest[]): Promise<AppendResult[]> {
+  /**
+   * Appends a batch of messages in one transaction (one fsync for all). Each item gets its own result. `events` are
+   * other audit events appended to the audit log in the same transaction (after the sends' own): durable if and only
+   * if it commits; if they cannot be appended, nothing in the batch is.
+   */
+  async appendBatch(reqs: AppendRequest[], events: readonly AuditEvent[] = []): Promise<AppendResult[]> {
     const now = this.now();
+    if (events.length > 0 && !this.audit) throw new ValiseError("internal", "audit events without an audit log");
     // SQLite: one synchronous transaction with prepared statements (no other work interleaves, so it is short), unless
     // a Kysely transaction is open on the connection right now (then ours would nest in it): take the queue.
-    const audit = this.audit && reqs.some((r) => r.audit) ? this.audit : undefined;
-    const audited = (results: AppendResult[]) =>
-      reqs.flatMap((r, i) => (r.audit && results[i]!.ok ? [auditItem(r.audit)] : []));
+    const audit = this.audit && (events.length > 0 || reqs.some((r) => r.audit)) ? this.audit : undefined;
+    const audited = (results: AppendResult[]) => [
+      ...reqs.flatMap((r, i) => (r.audit && results[i]!.ok ? [auditItem(r.audit)] : [])),
+      ...events.map(auditItem),
+    ];
     let frontier: Frontier | undefined;
     let out: AppendResult[];
     if (this.fast?.idle())

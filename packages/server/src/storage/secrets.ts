@@ -1,5 +1,5 @@
 /** Random secrets and their hashes: codes and tokens are stored only as SHA-256 hashes. */
-import { createHash, randomBytes } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 
 export function randomToken(bytes = 32): string {
   return randomBytes(bytes).toString("base64url");
@@ -18,6 +18,7 @@ export function randomEnrollmentCode(): string {
 export function normalizeEnrollmentCode(code: string): string {
   return code.toUpperCase().replace(/[^A-Z0-9]/g, "");
 }
+/** SHA-256 of the string's UTF-8 bytes, in hex (one-shot: the session lookup runs it for every request and frame). */
 export function sha256Hex(s: string): string {
-  return createHash("sha256").update(s).digest("hex");
+  return hash("sha256", s, "hex");
 }
