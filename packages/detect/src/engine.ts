@@ -422,7 +422,12 @@ export class DetectionEngine {
 
   /** A JSON-serialisable copy of the whole state (rules are not included: pass them again to restore). */
   snapshot(): unknown {
-    return JSON.parse(JSON.stringify({ ...this.s, now: Number.isFinite(this.s.now) ? this.s.now : null }, replacer));
+    return JSON.parse(this.snapshotJson());
+  }
+
+  /** The snapshot as JSON text (what `snapshot()` returns, serialised in one pass: no intermediate copy). */
+  snapshotJson(): string {
+    return JSON.stringify({ ...this.s, now: Number.isFinite(this.s.now) ? this.s.now : null }, replacer);
   }
 
   static restore(snapshot: unknown, opts: EngineOptions): DetectionEngine {

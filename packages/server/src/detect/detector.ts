@@ -2,14 +2,17 @@
  * Online detection (DESIGN.md §1 T3, §3 "Detection"): the engine of @valise/detect consumes the audit log as it is
  * written. The detector tails the log — every `intervalMs` (1 s), and soon after the audit recorder has written a
  * batch (a cheap notify, coalesced) — reads the entries after the last processed index in log order, parses them
- * (`parseAuditEvent`: only canonical leaves), pushes them into the engine, and stores the alerts together with the
- * new position and the engine's snapshot in one transaction (see AlertStore). Stored alerts are then handed to
- * `publish` (WebSocket push to officers) and to the webhooks, neither of which can hold the tailer up.
+ * (`parseAuditEvent`: only canonical leaves), pushes them into the engine, and stores the alerts it raises at once
+ * (after each step of `chunk` entries), on their own (see AlertStore). Alerts actually stored (not already there)
+ * are then handed to `publish` (WebSocket push to officers) and to the webhooks, neither of which can hold the
+ * tailer up.
  *
- * Restart: the engine is restored from the stored snapshot and continues at the stored index, so baselines are kept
- * and nothing is alerted twice. Between alerts the state is saved at most every `stateIntervalMs` (the snapshot
- * grows with the number of users); a crash in between replays at most that stretch, which produces the same alerts
- * again (the engine is deterministic), and those are not stored twice (unique key).
+ * The engine's snapshot and the position it belongs to are saved only every `stateIntervalMs` (and at shutdown),
+ * never ahead of their alerts: the snapshot grows with the number of users (megabytes, serialised on the event
+ * loop), so it is not written with every alert. Restart: the engine is restored from the stored snapshot and
+ * continues at the stored index, so baselines are kept; a crash replays the stretch after the stored state, which
+ * raises the same alerts again (the engine is deterministic; see the detector-save test), and those are dropped by
+ * the unique key (rule, actor, triggering event) and so not published again.
  *
  * Training: the first `trainDays` UTC days from the first audit event only train the baselines, except that rules
  * of severity `critical` (the canary rule) alert from the first event on (EngineOptions.trainingSeverities).
@@ -44,7 +47,10 @@ export interface DetectorOptions {
   intervalMs?: number;
   /** Delay between a notify and the tick it triggers (coalesces bursts; default 100 ms). */
   notifyDelayMs?: number;
-  /** Save the state at least this often while events arrive without alerts (default 10 s). */
+  /**
+   * Save the engine's state and position this often while events arrive (default 10 s); alerts are stored at once
+   * regardless. A crash replays at most this stretch (plus the time of one save).
+   */
   stateIntervalMs?: number;
   /**
    * Whether a user holds the officer role now. An officer's own write of a canary (marking it, `PUT
@@ -244,7 +250,8 @@ export class Detector {
     try {
       // What was written up to now (requests are done by the time the app closes), if it is a short stretch.
       await this.catchUp(this.chunk * 10);
-      if (this.next !== this.saved || this.pending.length > 0) await this.save();
+      await this.storePending();
+      if (this.next !== this.saved) await this.saveState();
     } catch (e) {
       this.o.log?.error("detector: saving the state on shutdown failed", { err: String(e) });
     }
@@ -294,7 +301,7 @@ export class Detector {
     if (this.external.length > 0) this.pending.push(...this.external.splice(0));
     const size = await this.o.audit.size();
     if (size - this.next > max) {
-      if (this.pending.length > 0) await this.save();
+      await this.storePending();
       return;
     }
     if (this.o.timeZones && this.next < size && this.o.now() - this.lastZones >= 10_000) {
@@ -336,32 +343,29 @@ export class Detector {
       this.next += entries.length;
       this.metrics.events.inc(entries.length);
       this.metrics.backlog.set(size - this.next);
-      if (this.pending.length > 0 || this.o.now() - this.lastSave >= this.stateIntervalMs) await this.save();
+      await this.storePending();
+      if (this.o.now() - this.lastSave >= this.stateIntervalMs) await this.saveState();
       await new Promise<void>((r) => setImmediate(r));
     }
     this.metrics.backlog.set(Math.max(0, size - this.next));
-    if (this.pending.length > 0 || (this.next !== this.saved && this.o.now() - this.lastSave >= this.stateIntervalMs))
-      await this.save();
+    await this.storePending();
+    if (this.next !== this.saved && this.o.now() - this.lastSave >= this.stateIntervalMs) await this.saveState();
   }
 
-  /** Stores the state (and pending alerts) as of `next`; then publishes what was newly stored. */
-  private async save(): Promise<void> {
-    const now = this.o.now();
-    const snapshot = JSON.stringify({ v: SNAPSHOT_VERSION, engine: this.engine.snapshot() });
-    const stored = await this.o.alerts.commit(this.saved, this.next, snapshot, this.pending, now);
-    if (stored === null) {
-      // Another detector (another server process on this database) stored this stretch: continue from its state.
-      this.o.log?.info("detector: the stored state moved on (another server process); reloading it");
-      await this.reload();
-      return;
-    }
-    this.saved = this.next;
-    this.lastSave = now;
+  /**
+   * Stores the pending alerts (their own transaction, no engine state) and publishes those newly stored; alerts
+   * already there (a replay) are neither stored nor published again. On failure they stay pending (next tick).
+   */
+  private async storePending(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const stored = await this.o.alerts.storeAlerts(this.pending, this.o.now());
+    const committed = this.o.now();
     this.pending = [];
     if (stored.length === 0) return;
     for (const a of stored) {
       this.metrics.alerts.inc({ severity: a.severity });
-      this.metrics.delay.observe(Math.max(0, (now - Date.parse(a.time)) / 1000));
+      // The triggering event's audit time → the alert stored (its transaction committed).
+      this.metrics.delay.observe(Math.max(0, (committed - Date.parse(a.time)) / 1000));
       this.o.log?.warn("alert", { id: a.id, rule: a.rule, severity: a.severity, actor: a.actor });
     }
     try {
@@ -370,6 +374,21 @@ export class Detector {
       this.o.log?.error("detector: publishing alerts failed", { err: String(e) });
     }
     this.o.webhooks?.send(stored);
+  }
+
+  /** Saves the engine's state as of `next` (every alert before it is stored: storePending runs first). */
+  private async saveState(): Promise<void> {
+    await this.storePending();
+    const now = this.o.now();
+    const snapshot = `{"v":${SNAPSHOT_VERSION},"engine":${this.engine.snapshotJson()}}`;
+    if (!(await this.o.alerts.saveState(this.saved, this.next, snapshot, now))) {
+      // Another detector (another server process on this database) stored this stretch: continue from its state.
+      this.o.log?.info("detector: the stored state moved on (another server process); reloading it");
+      await this.reload();
+      return;
+    }
+    this.saved = this.next;
+    this.lastSave = now;
   }
 }
 
