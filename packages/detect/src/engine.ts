@@ -427,7 +427,37 @@ export class DetectionEngine {
 
   /** The snapshot as JSON text (what `snapshot()` returns, serialised in one pass: no intermediate copy). */
   snapshotJson(): string {
-    return JSON.stringify({ ...this.s, now: Number.isFinite(this.s.now) ? this.s.now : null }, replacer);
+    return JSON.stringify(this.snapshotRoot(), replacer);
+  }
+
+  /**
+   * The same JSON text as `snapshotJson()`, in pieces (joined with ""): the maps of the state (people, units, ...)
+   * one entry per piece, so a caller can yield between pieces (a state of megabytes takes hundreds of ms to
+   * serialise). The engine must not be pushed until the last piece is taken.
+   */
+  *snapshotParts(): Generator<string> {
+    let sep = "{";
+    for (const [k, v] of Object.entries(this.snapshotRoot())) {
+      if (v instanceof Map) {
+        yield `${sep}${JSON.stringify(k)}:{"$map":[`;
+        let first = true;
+        for (const entry of v) {
+          yield (first ? "" : ",") + JSON.stringify(entry, replacer);
+          first = false;
+        }
+        yield "]}";
+      } else {
+        const j = JSON.stringify(v, replacer) as string | undefined;
+        if (j === undefined) continue;
+        yield `${sep}${JSON.stringify(k)}:${j}`;
+      }
+      sep = ",";
+    }
+    yield sep === "{" ? "{}" : "}";
+  }
+
+  private snapshotRoot(): Record<string, unknown> {
+    return { ...this.s, now: Number.isFinite(this.s.now) ? this.s.now : null };
   }
 
   static restore(snapshot: unknown, opts: EngineOptions): DetectionEngine {

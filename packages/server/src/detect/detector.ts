@@ -73,6 +73,8 @@ export interface DetectorOptions {
 }
 
 const SNAPSHOT_VERSION = 1;
+/** The longest stretch of snapshot serialisation between two yields to the event loop (ms). */
+const SLICE_MS = 10;
 
 function detectMetrics(registry?: Registry) {
   const registers = registry ? [registry] : [];
@@ -380,7 +382,23 @@ export class Detector {
   private async saveState(): Promise<void> {
     await this.storePending();
     const now = this.o.now();
-    const snapshot = `{"v":${SNAPSHOT_VERSION},"engine":${this.engine.snapshotJson()}}`;
+    const engine = this.engine;
+    const at = this.next;
+    // Serialised in slices of about SLICE_MS, yielding to the event loop in between (megabytes with a ministry's
+    // staff: hundreds of ms in one piece). The engine is not pushed meanwhile: this runs inside the detector's tick.
+    const parts = [`{"v":${SNAPSHOT_VERSION},"engine":`];
+    let t = performance.now();
+    for (const p of engine.snapshotParts()) {
+      parts.push(p);
+      if (performance.now() - t >= SLICE_MS) {
+        await new Promise<void>((r) => setImmediate(r));
+        t = performance.now();
+      }
+    }
+    parts.push("}");
+    // Reloaded meanwhile (peek() on a stopped detector): that state is not this one's to save.
+    if (engine !== this.engine || at !== this.next) return;
+    const snapshot = parts.join("");
     if (!(await this.o.alerts.saveState(this.saved, this.next, snapshot, now))) {
       // Another detector (another server process on this database) stored this stretch: continue from its state.
       this.o.log?.info("detector: the stored state moved on (another server process); reloading it");
