@@ -461,8 +461,13 @@ export class DetectionEngine {
   }
 
   static restore(snapshot: unknown, opts: EngineOptions): DetectionEngine {
+    return DetectionEngine.restoreJson(JSON.stringify(snapshot), opts);
+  }
+
+  /** Restores from the snapshot's JSON text (`snapshotJson()`, or `snapshotParts()` joined). */
+  static restoreJson(json: string, opts: EngineOptions): DetectionEngine {
     const e = new DetectionEngine(opts);
-    const s = JSON.parse(JSON.stringify(snapshot), reviver) as State & { now: number | null };
+    const s = JSON.parse(json, reviver) as State & { now: number | null };
     if (s.version !== 1) throw new RangeError("unsupported detection snapshot version");
     e.s = { ...s, now: s.now ?? -Infinity };
     // State written before the device-acknowledgement and breadth baselines existed.

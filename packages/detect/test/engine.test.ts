@@ -377,7 +377,7 @@ describe("state", () => {
     assert.ok(parts.length > 10, "the maps come entry by entry");
     assert.equal(parts.join(""), a.snapshotJson());
     assert.deepEqual(JSON.parse(parts.join("")), a.snapshot());
-    const b = DetectionEngine.restore(JSON.parse(parts.join("")), { rules: defaultRules(), trainUntil: T0 + 14 * DAY });
+    const b = DetectionEngine.restoreJson(parts.join(""), { rules: defaultRules(), trainUntil: T0 + 14 * DAY });
     assert.equal(b.snapshotJson(), a.snapshotJson());
   });
   test("deterministic: the same input gives the same alerts", () => {
