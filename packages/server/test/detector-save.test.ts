@@ -88,7 +88,7 @@ for (const kind of DATABASE_KINDS)
         a.events.at(-1),
       ]);
     /** A detector as the server builds one (default rules), driven by drain() (no timer), publishing into `got`. */
-    const detector = (got: AlertView[][], registry?: Registry, alerts?: AlertStore) =>
+    const detector = (got: AlertView[][], registry?: Registry, alerts?: AlertStore, logged?: string[]) =>
       new Detector({
         audit: store.audit,
         alerts: alerts ?? new AlertStore(store.handle.db, store.handle.sqlite),
@@ -97,6 +97,15 @@ for (const kind of DATABASE_KINDS)
         publish: (a) => got.push(a),
         stateIntervalMs: HOUR,
         ...(registry ? { registry } : {}),
+        ...(logged
+          ? {
+              log: {
+                info: (m: string) => logged.push(m),
+                warn: (m: string) => logged.push(m),
+                error: (m: string) => logged.push(m),
+              },
+            }
+          : {}),
       });
 
     test("alerts are committed and published at once; the snapshot and position only on the state cadence", async () => {
@@ -219,6 +228,42 @@ for (const kind of DATABASE_KINDS)
       assert.equal(got.length, 0);
       await d.stop();
       assert.ok(engineJson((await state()).snapshot!).includes('"trent"'), "saved again as v2");
+    });
+
+    test("two detectors on one database: the one whose save finds the state moved on reloads it; no alert twice", async () => {
+      const t = T0 + 2 * HOUR + 600_000;
+      clock.t = t;
+      const gotA: AlertView[][] = [];
+      const gotB: AlertView[][] = [];
+      const a = detector(gotA);
+      const logged: string[] = [];
+      const b = detector(gotB, undefined, undefined, logged);
+      await a.peek();
+      await b.peek();
+      const from = (await state()).next;
+      await append(batch(t + 1000, 20, ["zed"]));
+      clock.t = t + HOUR + 1;
+      await a.drain();
+      const end = await store.audit.size();
+      assert.deepEqual(await state().then((x) => x.next), end, "a saved its state");
+      assert.deepEqual(
+        gotA.flat().map((x) => x.actor),
+        ["zed"],
+      );
+      await b.drain(); // b raises zed's alert again (dropped) and its save from `from` finds the state moved on
+      await b.drain(); // b continues from a's state
+      assert.equal(gotB.length, 0, "b published nothing");
+      assert.ok(
+        logged.some((m) => m.includes("the stored state moved on")),
+        logged.join("; "),
+      );
+      assert.equal(b.position, end);
+      assert.equal((await state()).next, end);
+      assert.ok(from < end);
+      const keys = (await stored()).map(([, rule, actor, trig]) => `${rule}|${actor}|${trig}`);
+      assert.equal(new Set(keys).size, keys.length);
+      assert.equal(keys.filter((k) => k.includes("|zed|")).length, 1);
+      await b.stop();
     });
 
     test("valise_alert_delay_seconds runs from the triggering event's time to the alert's commit", async () => {

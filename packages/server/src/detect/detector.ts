@@ -153,6 +153,12 @@ export class Detector {
   /** The index of the stored state (what the next commit must find). */
   private saved = 0;
   private lastSave = 0;
+  /** A state save being compressed and written (the tick goes on meanwhile). */
+  private writing: Promise<void> | null = null;
+  /** A background save found the stored state moved on: reload at the next tick. */
+  private moved = false;
+  /** Bumped by every reload: a background save of an older engine does not touch the new one's position. */
+  private generation = 0;
   /** When the unit time zones were last read (-Infinity: never). */
   private lastZones = -Infinity;
   private pending: NewAlert[] = [];
@@ -241,6 +247,7 @@ export class Detector {
     this.kick();
     await this.current;
     if (this.busy || this.again) await this.drain();
+    else if (this.writing) await this.writing;
   }
 
   /** Stops the webhook sender (at shutdown, after `stop(false)` or on a node that never ran the detector). */
@@ -262,7 +269,7 @@ export class Detector {
       // What was written up to now (requests are done by the time the app closes), if it is a short stretch.
       await this.catchUp(this.chunk * 10);
       await this.storePending();
-      if (this.next !== this.saved) await this.saveState();
+      await this.saveState(true);
     } catch (e) {
       this.o.log?.error("detector: saving the state on shutdown failed", { err: String(e) });
     }
@@ -304,6 +311,8 @@ export class Detector {
     } catch (e) {
       this.o.log?.warn("detector: stored engine state unusable; baselines start afresh", { err: String(e) });
     }
+    this.generation += 1;
+    this.moved = false;
     this.engine = engine ?? new DetectionEngine(this.engineOpts);
     this.lastZones = -Infinity;
     this.next = this.saved = st.nextIndex;
@@ -312,6 +321,11 @@ export class Detector {
   }
 
   private async catchUp(max = Infinity): Promise<void> {
+    if (this.moved) {
+      // A background save found the stored state moved on (another detector): continue from that state.
+      await this.writing;
+      await this.reload();
+    }
     if (this.external.length > 0) this.pending.push(...this.external.splice(0));
     const size = await this.o.audit.size();
     if (size - this.next > max) {
@@ -390,14 +404,25 @@ export class Detector {
     this.o.webhooks?.send(stored);
   }
 
-  /** Saves the engine's state as of `next` (every alert before it is stored: storePending runs first). */
-  private async saveState(): Promise<void> {
+  /**
+   * Saves the engine's state as of `next` (every alert before it is stored: storePending runs first). The snapshot
+   * is serialised here, in slices of about SLICE_MS with yields to the event loop in between (megabytes with a
+   * ministry's staff: hundreds of ms in one piece); the engine is not pushed meanwhile, as this runs inside the
+   * detector's tick. It is then compressed and written in the background (`writing`) while the tick goes on: at
+   * most one such write at a time; `wait` (shutdown) waits for it, and for one already under way.
+   */
+  private async saveState(wait = false): Promise<void> {
     await this.storePending();
+    if (this.writing) {
+      if (!wait) return;
+      await this.writing;
+    }
+    if (this.moved || this.next === this.saved) return;
     const now = this.o.now();
     const engine = this.engine;
     const at = this.next;
-    // Serialised in slices of about SLICE_MS, yielding to the event loop in between (megabytes with a ministry's
-    // staff: hundreds of ms in one piece). The engine is not pushed meanwhile: this runs inside the detector's tick.
+    const from = this.saved;
+    const gen = this.generation;
     const parts: string[] = [];
     let t = performance.now();
     for (const p of engine.snapshotParts()) {
@@ -407,20 +432,38 @@ export class Detector {
         t = performance.now();
       }
     }
-    // Compressed in libuv's thread pool (about a tenth of the size): the synchronous SQLite write of 10 MB held the
-    // event loop for about 100 ms.
-    const gz = await gzipAsync(parts.join(""), { level: 1 });
     // Reloaded meanwhile (peek() on a stopped detector): that state is not this one's to save.
-    if (engine !== this.engine || at !== this.next) return;
-    const snapshot = `{"v":${SNAPSHOT_VERSION},"engine":"${gz.toString("base64")}"}`;
-    if (!(await this.o.alerts.saveState(this.saved, this.next, snapshot, now))) {
-      // Another detector (another server process on this database) stored this stretch: continue from its state.
-      this.o.log?.info("detector: the stored state moved on (another server process); reloading it");
-      await this.reload();
-      return;
-    }
-    this.saved = this.next;
+    if (gen !== this.generation || engine !== this.engine || at !== this.next) return;
     this.lastSave = now;
+    this.writing = this.write(from, at, parts.join(""), now, gen).finally(() => {
+      this.writing = null;
+    });
+    if (wait) await this.writing;
+  }
+
+  /** Compresses (libuv's thread pool) and stores a serialised state; never rejects (a failure is retried). */
+  private async write(from: number, to: number, json: string, now: number, gen: number): Promise<void> {
+    try {
+      // Gzip: about a third of the size as base64 (the synchronous SQLite write of 10 MB held the loop ~100 ms).
+      const gz = await gzipAsync(json, { level: 1 });
+      const snapshot = `{"v":${SNAPSHOT_VERSION},"engine":"${gz.toString("base64")}"}`;
+      const ok = await this.o.alerts.saveState(from, to, snapshot, now);
+      if (gen !== this.generation) return;
+      if (ok) this.saved = to;
+      else {
+        // Another detector (another server process on this database) stored this stretch: the next tick continues
+        // from its state.
+        this.o.log?.info("detector: the stored state moved on (another server process); reloading it");
+        this.moved = true;
+        if (!this.stopping) this.kick();
+      }
+    } catch (e) {
+      if (gen === this.generation) this.lastSave = -Infinity;
+      this.metrics.errors.inc();
+      this.o.log?.error("detector: saving the state failed (retried)", {
+        err: e instanceof Error ? e.message : String(e),
+      });
+    }
   }
 }
 
