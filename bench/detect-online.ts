@@ -28,27 +28,31 @@
  * stamped and when its batch was durable. Per alert, the triggering event is the last of its events; measured:
  *  - stored: when the detector's transaction storing the alert had committed (observed as its hand-over to the
  *    fan-out, which the detector does right after the commit returns) − the triggering event's durable append; the
- *    alert's createdAt is stamped earlier, when the detector's save begins (before the engine snapshot is serialised
- *    and the transaction runs): reported too, with the save time between them;
+ *    alert's createdAt is stamped when the detector's write of it begins (before 2026-12-07 that write also
+ *    serialised the engine snapshot and stored it in the same transaction): reported too, with the write between;
  *  - WebSocket: when the officer's socket delivered the alert frame to the SDK callback − the same append;
  *  - for the HTTP canary opens also from the start of the reader's open (client side).
  * Also: the detector backlog (audit entries not yet processed: log size − detector position, sampled every 100 ms),
- * and the server's own valise_alert_delay_seconds histogram over the live phase (it observes event time → createdAt).
+ * the server's own valise_alert_delay_seconds histogram over the live phase (event time → the alert's commit; before
+ * 2026-12-07 → createdAt), the detector's writes and snapshot serialisations (each call timed, by method), and the
+ * event loop's delay (perf_hooks.monitorEventLoopDelay: every HTTP request waits behind a long synchronous step).
  * The bench's own load, the SDK clients and the server share this process's event loop.
  *
  *   node bench/dist/detect-online.js [--users 200] [--rate 100] [--families bulk-collection,...] [--per-type 2]
  */
 import { cpus, loadavg } from "node:os";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { gunzipSync } from "node:zlib";
 import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 import type { AuditEvent } from "@valise/core";
-import type { DetectEvent } from "@valise/detect";
+import { DetectionEngine, type DetectEvent } from "@valise/detect";
 import { setCryptoProvider } from "@valise/protocol";
 import { nodeCryptoProvider } from "@valise/protocol/node/provider";
 import { bytesSource, collect, MemoryKeyStore, ValiseClient } from "@valise/client";
 import { nodeStreamCipher } from "@valise/client/node/docstream";
 import { nodeWebSocket } from "@valise/client/node/websocket";
-import { AlertStore, buildApp, openStore, protocolServerMls, type AlertView } from "@valise/server";
+import { AlertStore, Detector, buildApp, openStore, protocolServerMls, type AlertView } from "@valise/server";
 import { freshDb } from "@valise/server/testing/databases";
 import { FAMILIES_B, START_B, generateB, type FamilyB } from "./detect/generate-b.js";
 import { percentile, printTable, writeResults } from "./lib/stats.js";
@@ -210,6 +214,38 @@ const published = new Map<number, number>();
   };
 }
 
+// The detector's writes and the engine's serialisation, timed per method (wrapped on the prototypes, not changed):
+// whatever of these the detector calls (alert inserts, state saves, snapshots), with the time each call took until
+// its promise settled (on SQLite the write itself is synchronous, on the event loop).
+const timed = new Map<string, number[]>();
+let timing = false;
+function timeMethods(proto: object, names: string[], prefix: string): void {
+  const o = proto as Record<string, unknown>;
+  for (const name of names) {
+    const fn = o[name];
+    if (typeof fn !== "function") continue;
+    o[name] = function (this: unknown, ...a: unknown[]) {
+      const t0 = performance.now();
+      const note = () => {
+        if (!timing) return;
+        const k = `${prefix}.${name}`;
+        if (!timed.has(k)) timed.set(k, []);
+        timed.get(k)!.push(performance.now() - t0);
+      };
+      const r: unknown = (fn as (...x: unknown[]) => unknown).apply(this, a);
+      if (r instanceof Promise) return r.finally(note);
+      note();
+      return r;
+    };
+  }
+}
+timeMethods(AlertStore.prototype, ["commit", "storeAlerts", "saveState"], "AlertStore");
+timeMethods(DetectionEngine.prototype, ["snapshot", "snapshotJson"], "engine");
+// The detector's whole state save (slices of serialisation, compression, write): its tick processes no events meanwhile.
+timeMethods(Detector.prototype, ["saveState"], "Detector");
+// How long the event loop was held up (every request waits behind it), over the live phase.
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+
 const tStart = performance.now();
 const url = await app.listen({ port: 0, host: "127.0.0.1" });
 const backlogNow = async () => (await store.audit.size()) - detector.position;
@@ -260,6 +296,8 @@ const load1 = loadavg();
 
 // --- live phase ---
 const liveStarted = Date.now();
+timing = true;
+loopDelay.enable();
 const backlog: number[] = [];
 let sampling = true;
 const sampler = (async () => {
@@ -333,6 +371,8 @@ for (;;) {
 stopBackground = true;
 await backgroundRun;
 await detector.drain();
+timing = false;
+loopDelay.disable();
 sampling = false;
 await sampler;
 const liveSeconds = (Date.now() - triggersDone) / 1000;
@@ -340,8 +380,13 @@ const livePhaseSeconds = (Date.now() - liveStarted) / 1000;
 const load2 = loadavg();
 const histAfter = await histogram();
 const live = await allAlerts(lastIdBefore);
-/** The engine snapshot the detector serialises and stores with every save (characters of JSON). */
-const snapshotChars = JSON.stringify((await alertStore.loadState()).snapshot).length;
+/** The engine snapshot the detector serialises and stores with each state save (characters of JSON). */
+const storedState = (await alertStore.loadState()).snapshot as { v?: number; engine?: unknown } | null;
+const storedChars = JSON.stringify(storedState).length;
+const snapshotChars =
+  storedState?.v === 2 && typeof storedState.engine === "string"
+    ? gunzipSync(Buffer.from(storedState.engine, "base64")).length
+    : storedChars;
 watch.close();
 
 // --- results ---
@@ -352,9 +397,9 @@ interface Row {
   trigger: string;
   /** Triggering event durable → alert committed (handed to the fan-out right after). */
   storedMs: number | null;
-  /** Triggering event durable → the alert's createdAt (the start of the detector's save). */
+  /** Triggering event durable → the alert's createdAt (the start of the detector's write). */
   createdAtMs: number | null;
-  /** createdAt → committed: the engine snapshot serialised and the transaction. */
+  /** createdAt → committed: the detector's write (before 2026-12-07 with the engine snapshot). */
   saveMs: number | null;
   /** Triggering event durable → the officer's SDK callback. */
   wsMs: number | null;
@@ -454,8 +499,7 @@ const result = {
     `(${PACE} events/s, at most ${MAX_EVENTS} each). Per alert: stored = when the detector's transaction storing it ` +
     "had committed (seen as its hand-over to the fan-out, done right after the commit) − the durable audit append " +
     "of its triggering event (the last event it names; durable = the recorder's batch committed); createdAt is " +
-    "stamped when the detector's save begins, before the engine snapshot is serialised and committed " +
-    "(triggeredAlertsStages); WebSocket = when the officer's SDK subscription received the " +
+    "stamped when the detector's write of the alert begins (triggeredAlertsStages); WebSocket = when the officer's SDK subscription received the " +
     "alert frame − that append (client and server share this process and its event loop). 'first per trigger' = the " +
     "first alert per intrusion or canary open. Backlog = audit log size − detector position, sampled every 100 ms. " +
     "Background alerts: raised on the benign replay (a day's events squeezed into a minute at one hour of the day), " +
@@ -521,6 +565,28 @@ const result = {
     alertsNotPushed: rows.filter((r) => !pushed.has(r.id)).length,
   },
   detectorSnapshotChars: snapshotChars,
+  detectorStoredStateChars: storedChars,
+  /** Calls made during the live phase: durations (ms) until each settled. */
+  detectorCallsLivePhase: Object.fromEntries(
+    [...timed].map(([k, xs]) => {
+      const s = [...xs].sort((a, b) => a - b);
+      return [
+        k,
+        {
+          count: s.length,
+          p50Ms: round(percentile(s, 50)),
+          maxMs: round(s.at(-1)!),
+          totalMs: round(s.reduce((a, b) => a + b, 0)),
+        },
+      ];
+    }),
+  ),
+  eventLoopDelayLivePhase: {
+    note: "perf_hooks.monitorEventLoopDelay (resolution 10 ms) over the live phase: how late timers ran, i.e. how long the loop was held",
+    p50Ms: round(loopDelay.percentile(50) / 1e6),
+    p99Ms: round(loopDelay.percentile(99) / 1e6),
+    maxMs: round(loopDelay.max / 1e6),
+  },
   backlog: {
     samples: backlog.length,
     p50: percentile(sortedBacklog, 50),
@@ -530,7 +596,7 @@ const result = {
   serverHistogramLivePhase: {
     metric:
       "valise_alert_delay_seconds, live phase only (difference of two scrapes): the server observes event time → the " +
-      "start of the detector's save (the alert's createdAt), so it leaves out the snapshot serialisation and commit",
+      "alert's commit (before 2026-12-07: → createdAt, the start of the save)",
     buckets: diffBuckets(histBefore, histAfter),
   },
   perIntrusion,
@@ -563,8 +629,8 @@ printTable("bench/detect-online: triggering event's durable audit append → ale
   ["triggers alerted", `${firsts.length}/${intrusions.length + READERS}`],
   ["all triggered alerts → stored", f(L.triggeredAlerts.toStored)],
   ["all triggered alerts → officer WebSocket", f(L.triggeredAlerts.toWebSocket)],
-  ["  stage: durable → createdAt (save begins)", f(L.triggeredAlertsStages.durableToCreatedAt)],
-  ["  stage: detector save (snapshot + commit)", f(L.triggeredAlertsStages.detectorSave)],
+  ["  stage: durable → createdAt (write begins)", f(L.triggeredAlertsStages.durableToCreatedAt)],
+  ["  stage: detector write (createdAt → commit)", f(L.triggeredAlertsStages.detectorSave)],
   ["  stage: committed → officer's SDK callback", f(L.triggeredAlertsStages.storedToWebSocket)],
   ["first alert per trigger → stored", f(L.firstAlertPerTrigger.toStored)],
   ["first alert per trigger → officer WebSocket", f(L.firstAlertPerTrigger.toWebSocket)],
@@ -572,7 +638,18 @@ printTable("bench/detect-online: triggering event's durable audit append → ale
   ["HTTP canary open start → officer WebSocket", f(L.httpCanaryFromOpenStart.toWebSocket)],
   ["background alerts → stored", f(L.backgroundAlerts.toStored)],
   ["alerts stored but not pushed", L.alertsNotPushed],
-  ["engine snapshot (serialised on every save)", `${(snapshotChars / 1e6).toFixed(1)} MB of JSON`],
+  [
+    "engine snapshot (JSON / as stored)",
+    `${(snapshotChars / 1e6).toFixed(1)} MB / ${(storedChars / 1e6).toFixed(1)} MB`,
+  ],
+  ...[...Object.entries(result.detectorCallsLivePhase)].map(([k, v]): [string, string] => [
+    `  live: ${k}`,
+    `${v.count} calls, p50 ${v.p50Ms} / max ${v.maxMs} ms, total ${v.totalMs} ms`,
+  ]),
+  [
+    "event loop delay p50 / p99 / max (live)",
+    `${result.eventLoopDelayLivePhase.p50Ms} / ${result.eventLoopDelayLivePhase.p99Ms} / ${result.eventLoopDelayLivePhase.maxMs} ms`,
+  ],
   ["detector backlog p50 / p99 / max", `${result.backlog.p50} / ${result.backlog.p99} / ${result.backlog.max} entries`],
   ["target (first alert ≤ 60 s)", (L.firstAlertPerTrigger.toWebSocket.maxMs ?? Infinity) <= 60_000 ? "MET" : "NOT met"],
   ["wall time", `${result.wallSeconds} s`],

@@ -422,12 +422,52 @@ export class DetectionEngine {
 
   /** A JSON-serialisable copy of the whole state (rules are not included: pass them again to restore). */
   snapshot(): unknown {
-    return JSON.parse(JSON.stringify({ ...this.s, now: Number.isFinite(this.s.now) ? this.s.now : null }, replacer));
+    return JSON.parse(this.snapshotJson());
+  }
+
+  /** The snapshot as JSON text (what `snapshot()` returns, serialised in one pass: no intermediate copy). */
+  snapshotJson(): string {
+    return JSON.stringify(this.snapshotRoot(), replacer);
+  }
+
+  /**
+   * The same JSON text as `snapshotJson()`, in pieces (joined with ""): the maps of the state (people, units, ...)
+   * one entry per piece, so a caller can yield between pieces (a state of megabytes takes hundreds of ms to
+   * serialise). The engine must not be pushed until the last piece is taken.
+   */
+  *snapshotParts(): Generator<string> {
+    let sep = "{";
+    for (const [k, v] of Object.entries(this.snapshotRoot())) {
+      if (v instanceof Map) {
+        yield `${sep}${JSON.stringify(k)}:{"$map":[`;
+        let first = true;
+        for (const entry of v) {
+          yield (first ? "" : ",") + JSON.stringify(entry, replacer);
+          first = false;
+        }
+        yield "]}";
+      } else {
+        const j = JSON.stringify(v, replacer) as string | undefined;
+        if (j === undefined) continue;
+        yield `${sep}${JSON.stringify(k)}:${j}`;
+      }
+      sep = ",";
+    }
+    yield sep === "{" ? "{}" : "}";
+  }
+
+  private snapshotRoot(): Record<string, unknown> {
+    return { ...this.s, now: Number.isFinite(this.s.now) ? this.s.now : null };
   }
 
   static restore(snapshot: unknown, opts: EngineOptions): DetectionEngine {
+    return DetectionEngine.restoreJson(JSON.stringify(snapshot), opts);
+  }
+
+  /** Restores from the snapshot's JSON text (`snapshotJson()`, or `snapshotParts()` joined). */
+  static restoreJson(json: string, opts: EngineOptions): DetectionEngine {
     const e = new DetectionEngine(opts);
-    const s = JSON.parse(JSON.stringify(snapshot), reviver) as State & { now: number | null };
+    const s = JSON.parse(json, reviver) as State & { now: number | null };
     if (s.version !== 1) throw new RangeError("unsupported detection snapshot version");
     e.s = { ...s, now: s.now ?? -Infinity };
     // State written before the device-acknowledgement and breadth baselines existed.

@@ -367,6 +367,19 @@ describe("state", () => {
     out.push(...b.flush());
     assert.deepEqual(out, full);
   });
+  test("the snapshot in pieces is the same JSON as in one piece, and restores", () => {
+    const rd = reads("consular1", 8, at(11), { device: "d-consular1", source: "10.20.5.30", every: 15 * 60_000 });
+    const events = world([...rd]);
+    const a = new DetectionEngine({ rules: defaultRules(), trainUntil: T0 + 14 * DAY });
+    assert.equal([...a.snapshotParts()].join(""), a.snapshotJson(), "an empty engine");
+    for (const e of events) a.push(e);
+    const parts = [...a.snapshotParts()];
+    assert.ok(parts.length > 10, "the maps come entry by entry");
+    assert.equal(parts.join(""), a.snapshotJson());
+    assert.deepEqual(JSON.parse(parts.join("")), a.snapshot());
+    const b = DetectionEngine.restoreJson(parts.join(""), { rules: defaultRules(), trainUntil: T0 + 14 * DAY });
+    assert.equal(b.snapshotJson(), a.snapshotJson());
+  });
   test("deterministic: the same input gives the same alerts", () => {
     const rd = reads("consular1", 8, at(11), { device: "d-consular1", every: 15 * 60_000 });
     assert.deepEqual(run(world(rd)).alerts, run(world(rd)).alerts);

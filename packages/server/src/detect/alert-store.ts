@@ -1,12 +1,15 @@
 /**
  * Stored alerts and the detector's resumable state (migration 007): `detect_state` holds how far the audit log has
- * been pushed into the engine (`next_index`) and the engine's snapshot as of that index; they change together, with
- * the alerts of the same stretch, in one transaction. The update is conditional on the index the writer started
- * from (optimistic), so two detectors on one database (several server processes) cannot both store a stretch: the
- * loser reloads. A unique key on (rule, actor, triggering event) makes storing the same alert twice a no-op (a
- * replay after a crash recomputes the same alerts, the engine being deterministic).
+ * been pushed into the engine (`next_index`) and the engine's snapshot as of that index; they change together. Alerts
+ * are stored on their own, as soon as the engine raises them (storeAlerts), and the state only now and then
+ * (saveState, after the alerts of its stretch): the snapshot grows with the number of users (megabytes). The state
+ * update is conditional on the index the writer started from (optimistic), so two detectors on one database
+ * (several server processes) cannot both store a stretch: the loser reloads. A unique key on (rule, actor,
+ * triggering event) makes storing the same alert twice a no-op: a replay from the stored state after a crash
+ * recomputes the alerts already stored after it (the engine being deterministic), and only alerts actually inserted
+ * are returned (and so published).
  *
- * On SQLite the commit runs as one synchronous better-sqlite3 transaction (as the message appender does): a Kysely
+ * On SQLite each write runs as one synchronous better-sqlite3 transaction (as the message appender does): a Kysely
  * transaction would hold the single connection across awaits and push the hot path onto its slow queue meanwhile.
  */
 import type SQLite from "better-sqlite3";
@@ -108,13 +111,14 @@ const COLS = [
 ] as const;
 
 export class AlertStore {
-  private readonly fast: ((...a: Parameters<AlertStore["commitSync"]>) => Row[] | null) | null;
   private readonly stmts: {
     bump: SQLite.Statement;
     snap: SQLite.Statement;
     max: SQLite.Statement;
     ins: SQLite.Statement;
   } | null;
+  private readonly fastAlerts: ((alerts: readonly NewAlert[], now: number) => Row[]) | null;
+  private readonly fastState: ((from: number, to: number, snapshot: string, now: number) => boolean) | null;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -131,11 +135,14 @@ export class AlertStore {
         ),
       };
       // BEGIN IMMEDIATE (take the write lock first, waiting busy_timeout): see storage/db.ts
-      const tx = sqlite.transaction(this.commitSync.bind(this));
-      this.fast = (...a) => tx.immediate(...a);
+      const alerts = sqlite.transaction(this.insertSync.bind(this));
+      this.fastAlerts = (a, now) => alerts.immediate(a, now);
+      const state = sqlite.transaction(this.saveStateSync.bind(this));
+      this.fastState = (from, to, snapshot, now) => state.immediate(from, to, snapshot, now);
     } else {
       this.stmts = null;
-      this.fast = null;
+      this.fastAlerts = null;
+      this.fastState = null;
     }
   }
 
@@ -151,16 +158,8 @@ export class AlertStore {
     };
   }
 
-  private commitSync(
-    from: number,
-    to: number,
-    snapshot: string,
-    alerts: readonly NewAlert[],
-    now: number,
-  ): Row[] | null {
+  private insertSync(alerts: readonly NewAlert[], now: number): Row[] {
     const s = this.stmts!;
-    if (s.bump.run(to, now, from).changes === 0) return null;
-    s.snap.run(snapshot);
     let id = Number((s.max.get() as { m: number | null }).m ?? 0);
     const out: Row[] = [];
     for (const a of alerts) {
@@ -173,30 +172,25 @@ export class AlertStore {
     return out;
   }
 
+  private saveStateSync(from: number, to: number, snapshot: string, now: number): boolean {
+    const s = this.stmts!;
+    if (s.bump.run(to, now, from).changes === 0) return false;
+    s.snap.run(snapshot);
+    return true;
+  }
+
   /**
-   * Stores the engine's state as of audit index `to` (having started from `from`) and the alerts of that stretch.
-   * Returns the alerts actually stored (not already there), or null if the stored state is no longer at `from`
-   * (another detector moved it): nothing was written then.
+   * Stores alerts in one transaction, without touching the detector's state: returns those actually stored, in
+   * order; an alert whose key (rule, actor, triggering event) is already there is dropped (a replay after a restart
+   * recomputes the alerts of the stretch after the stored state).
    */
-  async commit(
-    from: number,
-    to: number,
-    snapshot: string,
-    alerts: readonly NewAlert[],
-    now: number,
-  ): Promise<AlertView[] | null> {
-    if (this.fast && !this.sqlite!.inTransaction) {
-      const rows = this.fast(from, to, snapshot, alerts, now);
-      return rows && rows.map(view);
-    }
+  async storeAlerts(alerts: readonly NewAlert[], now: number): Promise<AlertView[]> {
+    if (alerts.length === 0) return [];
+    if (this.fastAlerts && !this.sqlite!.inTransaction) return this.fastAlerts(alerts, now).map(view);
     return this.db.transaction().execute(async (trx) => {
-      const u = await trx
-        .updateTable("detect_state")
-        .set({ next_index: to, updated_at: now, snapshot })
-        .where("id", "=", 1)
-        .where("next_index", "=", from)
-        .executeTakeFirst();
-      if (Number(u.numUpdatedRows) === 0) return null;
+      // PostgreSQL: alert ids are max(id) + 1, so writers of alerts take turns on this row (as kt-reports.ts does;
+      // a state save holds it for its update too). SQLite transactions are serialized already.
+      if (!this.sqlite) await trx.selectFrom("detect_state").select("id").where("id", "=", 1).forUpdate().execute();
       const m = await trx
         .selectFrom("alerts")
         .select((eb) => eb.fn.max("id").as("m"))
@@ -217,6 +211,22 @@ export class AlertStore {
       }
       return out;
     });
+  }
+
+  /**
+   * Stores the engine's state (`snapshot`, JSON) as of audit index `to`, having started from `from`. False if the
+   * stored state is no longer at `from` (another detector moved it): nothing was written then. The caller stores the
+   * alerts of the stretch first (storeAlerts): a state is never saved ahead of its alerts.
+   */
+  async saveState(from: number, to: number, snapshot: string, now: number): Promise<boolean> {
+    if (this.fastState && !this.sqlite!.inTransaction) return this.fastState(from, to, snapshot, now);
+    const u = await this.db
+      .updateTable("detect_state")
+      .set({ next_index: to, updated_at: now, snapshot })
+      .where("id", "=", 1)
+      .where("next_index", "=", from)
+      .executeTakeFirst();
+    return Number(u.numUpdatedRows) > 0;
   }
 
   async list(q: AlertQuery): Promise<AlertView[]> {

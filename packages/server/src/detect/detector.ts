@@ -2,14 +2,17 @@
  * Online detection (DESIGN.md §1 T3, §3 "Detection"): the engine of @valise/detect consumes the audit log as it is
  * written. The detector tails the log — every `intervalMs` (1 s), and soon after the audit recorder has written a
  * batch (a cheap notify, coalesced) — reads the entries after the last processed index in log order, parses them
- * (`parseAuditEvent`: only canonical leaves), pushes them into the engine, and stores the alerts together with the
- * new position and the engine's snapshot in one transaction (see AlertStore). Stored alerts are then handed to
- * `publish` (WebSocket push to officers) and to the webhooks, neither of which can hold the tailer up.
+ * (`parseAuditEvent`: only canonical leaves), pushes them into the engine, and stores the alerts it raises at once
+ * (after each step of `chunk` entries), on their own (see AlertStore). Alerts actually stored (not already there)
+ * are then handed to `publish` (WebSocket push to officers) and to the webhooks, neither of which can hold the
+ * tailer up.
  *
- * Restart: the engine is restored from the stored snapshot and continues at the stored index, so baselines are kept
- * and nothing is alerted twice. Between alerts the state is saved at most every `stateIntervalMs` (the snapshot
- * grows with the number of users); a crash in between replays at most that stretch, which produces the same alerts
- * again (the engine is deterministic), and those are not stored twice (unique key).
+ * The engine's snapshot and the position it belongs to are saved only every `stateIntervalMs` (and at shutdown),
+ * never ahead of their alerts: the snapshot grows with the number of users (megabytes, serialised on the event
+ * loop), so it is not written with every alert. Restart: the engine is restored from the stored snapshot and
+ * continues at the stored index, so baselines are kept; a crash replays the stretch after the stored state, which
+ * raises the same alerts again (the engine is deterministic; see the detector-save test), and those are dropped by
+ * the unique key (rule, actor, triggering event) and so not published again.
  *
  * Training: the first `trainDays` UTC days from the first audit event only train the baselines, except that rules
  * of severity `critical` (the canary rule) alert from the first event on (EngineOptions.trainingSeverities).
@@ -17,6 +20,8 @@
 import { parseAuditEvent } from "@valise/core";
 import type { AuditEvent } from "@valise/core";
 import { DetectionEngine, parseEvent, type Alert, type EngineOptions, type Rule } from "@valise/detect";
+import { promisify } from "node:util";
+import { gunzip, gzip } from "node:zlib";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { AuditLog } from "../storage/audit-log.js";
 import { AlertStore, type AlertView, type NewAlert } from "./alert-store.js";
@@ -44,7 +49,10 @@ export interface DetectorOptions {
   intervalMs?: number;
   /** Delay between a notify and the tick it triggers (coalesces bursts; default 100 ms). */
   notifyDelayMs?: number;
-  /** Save the state at least this often while events arrive without alerts (default 10 s). */
+  /**
+   * Save the engine's state and position this often while events arrive (default 10 s); alerts are stored at once
+   * regardless. A crash replays at most this stretch (plus the time of one save).
+   */
   stateIntervalMs?: number;
   /**
    * Whether a user holds the officer role now. An officer's own write of a canary (marking it, `PUT
@@ -66,7 +74,16 @@ export interface DetectorOptions {
   iocs?: { liveMatch(e: AuditEvent, logIndex: number): Alert | null };
 }
 
-const SNAPSHOT_VERSION = 1;
+/**
+ * The stored state's format: 2 = {"v":2,"engine":"<base64 of the gzip of the engine's snapshot JSON>"}; 1 (still
+ * read) = {"v":1,"engine":<the snapshot>}. A server of before version 2 reads a v2 state as unusable (baselines
+ * start afresh from its position), it does not fail.
+ */
+const SNAPSHOT_VERSION = 2;
+/** The longest stretch of snapshot serialisation between two yields to the event loop (ms). */
+const SLICE_MS = 10;
+const gzipAsync = promisify(gzip);
+const gunzipAsync = promisify(gunzip);
 
 function detectMetrics(registry?: Registry) {
   const registers = registry ? [registry] : [];
@@ -136,6 +153,12 @@ export class Detector {
   /** The index of the stored state (what the next commit must find). */
   private saved = 0;
   private lastSave = 0;
+  /** A state save being compressed and written (the tick goes on meanwhile). */
+  private writing: Promise<void> | null = null;
+  /** A background save found the stored state moved on: reload at the next tick. */
+  private moved = false;
+  /** Bumped by every reload: a background save of an older engine does not touch the new one's position. */
+  private generation = 0;
   /** When the unit time zones were last read (-Infinity: never). */
   private lastZones = -Infinity;
   private pending: NewAlert[] = [];
@@ -224,6 +247,7 @@ export class Detector {
     this.kick();
     await this.current;
     if (this.busy || this.again) await this.drain();
+    else if (this.writing) await this.writing;
   }
 
   /** Stops the webhook sender (at shutdown, after `stop(false)` or on a node that never ran the detector). */
@@ -244,7 +268,8 @@ export class Detector {
     try {
       // What was written up to now (requests are done by the time the app closes), if it is a short stretch.
       await this.catchUp(this.chunk * 10);
-      if (this.next !== this.saved || this.pending.length > 0) await this.save();
+      await this.storePending();
+      await this.saveState(true);
     } catch (e) {
       this.o.log?.error("detector: saving the state on shutdown failed", { err: String(e) });
     }
@@ -276,13 +301,18 @@ export class Detector {
     const st = await this.o.alerts.loadState();
     let engine: DetectionEngine | null = null;
     const snap = st.snapshot as { v?: number; engine?: unknown } | null;
-    if (snap && snap.v === SNAPSHOT_VERSION && snap.engine) {
-      try {
+    try {
+      if (snap?.v === SNAPSHOT_VERSION && typeof snap.engine === "string") {
+        const json = (await gunzipAsync(Buffer.from(snap.engine, "base64"))).toString("utf8");
+        engine = DetectionEngine.restoreJson(json, this.engineOpts);
+      } else if (snap?.v === 1 && snap.engine) {
         engine = DetectionEngine.restore(snap.engine, this.engineOpts);
-      } catch (e) {
-        this.o.log?.warn("detector: stored engine state unusable; baselines start afresh", { err: String(e) });
       }
+    } catch (e) {
+      this.o.log?.warn("detector: stored engine state unusable; baselines start afresh", { err: String(e) });
     }
+    this.generation += 1;
+    this.moved = false;
     this.engine = engine ?? new DetectionEngine(this.engineOpts);
     this.lastZones = -Infinity;
     this.next = this.saved = st.nextIndex;
@@ -291,10 +321,15 @@ export class Detector {
   }
 
   private async catchUp(max = Infinity): Promise<void> {
+    if (this.moved) {
+      // A background save found the stored state moved on (another detector): continue from that state.
+      await this.writing;
+      await this.reload();
+    }
     if (this.external.length > 0) this.pending.push(...this.external.splice(0));
     const size = await this.o.audit.size();
     if (size - this.next > max) {
-      if (this.pending.length > 0) await this.save();
+      await this.storePending();
       return;
     }
     if (this.o.timeZones && this.next < size && this.o.now() - this.lastZones >= 10_000) {
@@ -336,32 +371,29 @@ export class Detector {
       this.next += entries.length;
       this.metrics.events.inc(entries.length);
       this.metrics.backlog.set(size - this.next);
-      if (this.pending.length > 0 || this.o.now() - this.lastSave >= this.stateIntervalMs) await this.save();
+      await this.storePending();
+      if (this.o.now() - this.lastSave >= this.stateIntervalMs) await this.saveState();
       await new Promise<void>((r) => setImmediate(r));
     }
     this.metrics.backlog.set(Math.max(0, size - this.next));
-    if (this.pending.length > 0 || (this.next !== this.saved && this.o.now() - this.lastSave >= this.stateIntervalMs))
-      await this.save();
+    await this.storePending();
+    if (this.next !== this.saved && this.o.now() - this.lastSave >= this.stateIntervalMs) await this.saveState();
   }
 
-  /** Stores the state (and pending alerts) as of `next`; then publishes what was newly stored. */
-  private async save(): Promise<void> {
-    const now = this.o.now();
-    const snapshot = JSON.stringify({ v: SNAPSHOT_VERSION, engine: this.engine.snapshot() });
-    const stored = await this.o.alerts.commit(this.saved, this.next, snapshot, this.pending, now);
-    if (stored === null) {
-      // Another detector (another server process on this database) stored this stretch: continue from its state.
-      this.o.log?.info("detector: the stored state moved on (another server process); reloading it");
-      await this.reload();
-      return;
-    }
-    this.saved = this.next;
-    this.lastSave = now;
+  /**
+   * Stores the pending alerts (their own transaction, no engine state) and publishes those newly stored; alerts
+   * already there (a replay) are neither stored nor published again. On failure they stay pending (next tick).
+   */
+  private async storePending(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const stored = await this.o.alerts.storeAlerts(this.pending, this.o.now());
+    const committed = this.o.now();
     this.pending = [];
     if (stored.length === 0) return;
     for (const a of stored) {
       this.metrics.alerts.inc({ severity: a.severity });
-      this.metrics.delay.observe(Math.max(0, (now - Date.parse(a.time)) / 1000));
+      // The triggering event's audit time → the alert stored (its transaction committed).
+      this.metrics.delay.observe(Math.max(0, (committed - Date.parse(a.time)) / 1000));
       this.o.log?.warn("alert", { id: a.id, rule: a.rule, severity: a.severity, actor: a.actor });
     }
     try {
@@ -370,6 +402,68 @@ export class Detector {
       this.o.log?.error("detector: publishing alerts failed", { err: String(e) });
     }
     this.o.webhooks?.send(stored);
+  }
+
+  /**
+   * Saves the engine's state as of `next` (every alert before it is stored: storePending runs first). The snapshot
+   * is serialised here, in slices of about SLICE_MS with yields to the event loop in between (megabytes with a
+   * ministry's staff: hundreds of ms in one piece); the engine is not pushed meanwhile, as this runs inside the
+   * detector's tick. It is then compressed and written in the background (`writing`) while the tick goes on: at
+   * most one such write at a time; `wait` (shutdown) waits for it, and for one already under way.
+   */
+  private async saveState(wait = false): Promise<void> {
+    await this.storePending();
+    if (this.writing) {
+      if (!wait) return;
+      await this.writing;
+    }
+    if (this.moved || this.next === this.saved) return;
+    const now = this.o.now();
+    const engine = this.engine;
+    const at = this.next;
+    const from = this.saved;
+    const gen = this.generation;
+    const parts: string[] = [];
+    let t = performance.now();
+    for (const p of engine.snapshotParts()) {
+      parts.push(p);
+      if (performance.now() - t >= SLICE_MS) {
+        await new Promise<void>((r) => setImmediate(r));
+        t = performance.now();
+      }
+    }
+    // Reloaded meanwhile (peek() on a stopped detector): that state is not this one's to save.
+    if (gen !== this.generation || engine !== this.engine || at !== this.next) return;
+    this.lastSave = now;
+    this.writing = this.write(from, at, parts.join(""), now, gen).finally(() => {
+      this.writing = null;
+    });
+    if (wait) await this.writing;
+  }
+
+  /** Compresses (libuv's thread pool) and stores a serialised state; never rejects (a failure is retried). */
+  private async write(from: number, to: number, json: string, now: number, gen: number): Promise<void> {
+    try {
+      // Gzip: about a third of the size as base64 (the synchronous SQLite write of 10 MB held the loop ~100 ms).
+      const gz = await gzipAsync(json, { level: 1 });
+      const snapshot = `{"v":${SNAPSHOT_VERSION},"engine":"${gz.toString("base64")}"}`;
+      const ok = await this.o.alerts.saveState(from, to, snapshot, now);
+      if (gen !== this.generation) return;
+      if (ok) this.saved = to;
+      else {
+        // Another detector (another server process on this database) stored this stretch: the next tick continues
+        // from its state.
+        this.o.log?.info("detector: the stored state moved on (another server process); reloading it");
+        this.moved = true;
+        if (!this.stopping) this.kick();
+      }
+    } catch (e) {
+      if (gen === this.generation) this.lastSave = -Infinity;
+      this.metrics.errors.inc();
+      this.o.log?.error("detector: saving the state failed (retried)", {
+        err: e instanceof Error ? e.message : String(e),
+      });
+    }
   }
 }
 
