@@ -98,7 +98,9 @@ function main(): void {
       higherIsBetter: true,
       baseline:
         `raw ${num(documents, "nodeRawMBps")} MB/s, default ${num(documents, "encryptMBps")} MB/s; CPU ratio ` +
-        `${num(documents, "defaultCpuVsRaw")}, in memory ${num(documents, "defaultInMemoryVsRaw")}`,
+        `${num(documents, "defaultCpuVsRaw")}, in memory ${num(documents, "defaultInMemoryVsRaw")}; against the raw ` +
+        `loop with the same file I/O (${num(documents, "nodeRawFileMBps")} MB/s) ${num(documents, "defaultVsRawSameIO")}, ` +
+        `CPU ${num(documents, "defaultCpuVsRawSameIO")}`,
     },
     {
       target: "log appends >= 10,000/s",

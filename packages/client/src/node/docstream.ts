@@ -425,9 +425,21 @@ export async function* encryptStream(
     return { pieces: [new Uint8Array(r.out, 0, r.outLength), r.tag], plainLen: length };
   };
   let i = k0;
+  const chunks = rechunk(source, header.chunkSize);
+  const pool = place.pool;
+  if (!pool) {
+    // the calling thread only: sealed as they come, without the queue (one async generator less per chunk)
+    for await (const c of chunks) {
+      const d = inline(c, i);
+      progress(i++, d.plainLen);
+      yield d.pieces[0]!;
+      yield d.pieces[1]!;
+    }
+    return;
+  }
   for await (const d of ordered(
-    rechunk(source, header.chunkSize),
-    (c, j) => (place.pool && j >= place.inline ? pooled(place.pool(), c, k0 + j) : inline(c, k0 + j)),
+    chunks,
+    (c, j) => (j >= place.inline ? pooled(pool(), c, k0 + j) : inline(c, k0 + j)),
     place.window,
   )) {
     progress(i++, d.plainLen);
@@ -496,9 +508,19 @@ export async function* decryptStream(
   };
   let i = k0;
   const chunks = rechunk(body, header.chunkSize + DOCSTREAM_TAG_BYTES);
+  const pool = place.pool;
+  if (!pool) {
+    // the calling thread only: opened as they come, without the queue
+    for await (const c of chunks) {
+      const d = inline(c, i);
+      progress(i++, d.plainLen);
+      yield d.pieces[0]!;
+    }
+    return;
+  }
   for await (const d of ordered(
     chunks,
-    (c, j) => (place.pool && j >= place.inline ? pooled(place.pool(), c, k0 + j) : inline(c, k0 + j)),
+    (c, j) => (j >= place.inline ? pooled(pool(), c, k0 + j) : inline(c, k0 + j)),
     place.window,
   )) {
     progress(i++, d.plainLen);
