@@ -22,7 +22,8 @@ import { TransparencyVerifier, type TransparencyOptions, type TrustAnchors } fro
 import { Receipts } from "./receipts.js";
 import { MAX_TEXT, type AppPayload, type ReceivedItem } from "./items.js";
 import { Cables } from "./cables.js";
-import { heldCable, migrateProfile } from "./held-keys.js";
+import { heldCable } from "./held-keys.js";
+import { migrateProfile } from "./migrate.js";
 import { Documents } from "./documents.js";
 import { AuditLog } from "./audit.js";
 import type { HistoryStore } from "./history.js";
@@ -153,7 +154,7 @@ export class ValiseClient {
       () => this.state.trust,
       (fn) => this.authed(fn),
       {
-        state: () => (this.state.audit ??= { checkpoints: {} }),
+        state: () => this.profile.audit,
         save: () => this.save(),
         ...(transparency?.maxCheckpointAgeMs !== undefined
           ? { maxCheckpointAgeMs: transparency.maxCheckpointAgeMs }
@@ -256,12 +257,13 @@ export class ValiseClient {
 
   /** The content key (base64) of a cable this device received, for inspection and tests; null if none. */
   cableKey(id: string): string | null {
-    return heldCable(this.state, id)?.key ?? null;
+    return heldCable(this.profile.heldKeys, id)?.key ?? null;
   }
 
   /** Document and cable keys this device holds (ids). */
   heldKeys(): { cables: string[]; documents: string[] } {
-    return { cables: Object.keys(this.state.cables ?? {}), documents: Object.keys(this.state.documents ?? {}) };
+    const held = this.profile.heldKeys;
+    return { cables: Object.keys(held.cables ?? {}), documents: Object.keys(held.documents ?? {}) };
   }
 
   private get ctx(): GroupContext {
@@ -319,9 +321,7 @@ export class ValiseClient {
       },
       transport: this.transport,
       cipher: cipher ?? webCryptoStreamCipher(),
-      get state() {
-        return self.state;
-      },
+      profile: this.profile,
       authed: (fn) => this.authed(fn),
       me: async () => {
         const u = await this.verifier.user(this.handle);

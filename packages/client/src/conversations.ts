@@ -363,7 +363,7 @@ export class ConversationEngine {
       if (!conv.unit || !units.has(conv.unit) || (conv.fromUnit && conv.fromUnit !== p.originator))
         throw new ValiseError("protocol_error", "cable key arrived in a conversation of units it is not addressed to");
       // Cables are handed out from the precedence-ordered queue (see catchUp); a refused copy is an alert now.
-      const refused = acceptCable(this.state, p, sender);
+      const refused = acceptCable(this.host.profile.heldKeys, p, sender);
       if (refused)
         return {
           ...alertItem(refused, m.seq, m.createdAt),
@@ -373,7 +373,7 @@ export class ConversationEngine {
         };
       return null;
     }
-    const refused = acceptDocument(this.state, p, sender);
+    const refused = acceptDocument(this.host.profile.heldKeys, p, sender);
     if (refused)
       return { ...alertItem(refused, m.seq, m.createdAt), from: sender.user, conversation: conv.id, label: conv.label };
     return {

@@ -185,7 +185,7 @@ export class SyncOrchestrator {
       if (queue.length === 0) break;
       let acked = 0;
       for (const c of queue) {
-        const p = heldCable(this.state, c.id);
+        const p = heldCable(this.host.profile.heldKeys, c.id);
         if (!p) {
           refused.add(c.id); // the key has not arrived (yet): stays queued
           continue;
