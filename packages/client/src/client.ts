@@ -94,7 +94,7 @@ export class ValiseClient {
   /** Delivered/read state of text messages (receipts.ts): `state(s)`, `onReceipts`, `markRead`. */
   readonly receipts: Receipts = new Receipts({
     handle: () => this.handle,
-    state: () => this.state,
+    profile: () => this.profile,
     send: (id, p) => this.authed(() => this.sendPayload(id, p)),
     save: () => this.save(),
   });
