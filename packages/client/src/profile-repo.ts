@@ -49,6 +49,9 @@ const FIELD_SLICE = new Map<keyof ProfileState, ProfileSlice>(
   ),
 );
 
+/** The lists of the outbox slice (owed work) besides the uploads. */
+export type OutboxList = "outbox" | "textOutbox" | "forwards";
+
 /** A key store that can write the profile's serialized JSON directly (FileKeyStore, MemoryKeyStore). */
 export interface TextKeyStore extends KeyStore {
   saveText(json: string): Promise<void>;
@@ -109,6 +112,15 @@ export class ProfileRepository {
   }
   get forwards(): NonNullable<ProfileState["forwards"]> {
     return (this.state.forwards ??= []);
+  }
+  /** An outbox list as stored: undefined when absent (reads that must not create it). */
+  storedOutbox<K extends OutboxList>(list: K): ProfileState[K] {
+    return this.state[list];
+  }
+  /** Replaces an outbox list; undefined removes it from the profile. */
+  setOutbox<K extends OutboxList>(list: K, value: ProfileState[K]): void {
+    if (value === undefined) delete this.state[list];
+    else this.state[list] = value;
   }
 
   /**
