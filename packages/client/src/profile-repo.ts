@@ -100,6 +100,13 @@ export class ProfileRepository {
   get conversations(): Record<string, ConversationState> {
     return this.state.conversations;
   }
+  /** The last Welcome (inbox item) processed. */
+  get inboxCursor(): number {
+    return this.state.inboxCursor;
+  }
+  set inboxCursor(id: number) {
+    this.state.inboxCursor = id;
+  }
   conversation(id: string): ConversationState | undefined {
     return Object.hasOwn(this.state.conversations, id) ? this.state.conversations[id] : undefined;
   }

@@ -11,6 +11,7 @@ import { readFileSync } from "node:fs";
 const CONVERTED = [
   "audit.ts",
   "cables.ts",
+  "conversations.ts",
   "devices.ts",
   "documents.ts",
   "forward.ts",
@@ -18,6 +19,7 @@ const CONVERTED = [
   "host.ts",
   "receipts.ts",
   "session.ts",
+  "sync.ts",
 ];
 
 /** Source without comments (a comment may talk about the profile). */
