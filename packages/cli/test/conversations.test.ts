@@ -107,9 +107,8 @@ for (const kind of DATABASE_KINDS) {
         await phone.save();
         const stolen = decodeGroup(
           fromBase64(
-            (phone as unknown as { state: { conversations: Record<string, { group: string }> } }).state.conversations[
-              conversation
-            ]!.group,
+            (phone as unknown as { profile: { conversations: Record<string, { group: string }> } }).profile
+              .conversations[conversation]!.group,
           ),
         );
         await w.server.store.directory.revokeDevice(phone.deviceId);

@@ -29,7 +29,7 @@ import {
   type CableHeader,
   type CablePayload,
 } from "./items.js";
-import { cableStore, heldCable } from "./held-keys.js";
+import { heldCable } from "./held-keys.js";
 import { missingKeyMessage } from "./missing-key.js";
 import {
   ByteReader,
@@ -148,7 +148,7 @@ export class Cables {
         senderDevice: this.host.deviceId,
       };
       checkAgainstServer(payload, cable);
-      cableStore(this.host.state)[id] = payload;
+      this.host.profile.cables[id] = payload;
       await this.host.save();
       for (const unit of unique([...action, ...info]))
         await this.host.deliver(
@@ -164,7 +164,7 @@ export class Cables {
     return this.host.authed(async () => {
       const cables = await this.host.transport.cables(q);
       return cables.map((c) => {
-        const p = heldCable(this.host.state, c.id);
+        const p = heldCable(this.host.profile.heldKeys, c.id);
         let subject: string | null = null;
         let problem: string | null = null;
         if (p) {
@@ -196,10 +196,10 @@ export class Cables {
       let cable = /^k-/.test(ref)
         ? await this.host.transport.cable(ref)
         : await this.host.transport.cableByReference(ref.trim());
-      let p = heldCable(this.host.state, cable.id);
+      let p = heldCable(this.host.profile.heldKeys, cable.id);
       if (!p) {
         await this.host.catchUp(); // the key may be in a message not processed yet
-        p = heldCable(this.host.state, cable.id);
+        p = heldCable(this.host.profile.heldKeys, cable.id);
       }
       if (!p) {
         const me = await this.host.user(this.host.handle);

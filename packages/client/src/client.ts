@@ -12,7 +12,7 @@ import {
   type GroupContext,
 } from "@valise/protocol";
 import { HttpTransport, type ServerAlert, type ServerMessage } from "./transport.js";
-import type { ConversationState, ConversationTarget, KeyStore, ProfileState } from "./profile.js";
+import type { ConversationState, ConversationTarget, KeyStore } from "./profile.js";
 import { ProfileRepository } from "./profile-repo.js";
 import { Session, type Authenticate } from "./session.js";
 import { OfficerApi } from "./officer.js";
@@ -22,7 +22,8 @@ import { TransparencyVerifier, type TransparencyOptions, type TrustAnchors } fro
 import { Receipts } from "./receipts.js";
 import { MAX_TEXT, type AppPayload, type ReceivedItem } from "./items.js";
 import { Cables } from "./cables.js";
-import { heldCable, migrateProfile } from "./held-keys.js";
+import { heldCable } from "./held-keys.js";
+import { migrateProfile } from "./migrate.js";
 import { Documents } from "./documents.js";
 import { AuditLog } from "./audit.js";
 import type { HistoryStore } from "./history.js";
@@ -93,7 +94,7 @@ export class ValiseClient {
   /** Delivered/read state of text messages (receipts.ts): `state(s)`, `onReceipts`, `markRead`. */
   readonly receipts: Receipts = new Receipts({
     handle: () => this.handle,
-    state: () => this.state,
+    profile: () => this.profile,
     send: (id, p) => this.authed(() => this.sendPayload(id, p)),
     save: () => this.save(),
   });
@@ -102,9 +103,6 @@ export class ValiseClient {
 
   /** The profile: typed slices and MLS group states, written only when something changed. */
   private readonly profile: ProfileRepository;
-  private get state(): ProfileState {
-    return this.profile.state;
-  }
 
   private constructor(
     profile: ProfileRepository,
@@ -113,7 +111,7 @@ export class ValiseClient {
     cipher?: StreamCipher,
   ) {
     this.profile = profile;
-    const state = profile.state;
+    const state = profile.identity;
     this.transport = new HttpTransport(state.serverUrl, fetchImpl);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
@@ -150,10 +148,10 @@ export class ValiseClient {
     this.documents = new Documents(host);
     this.audit = new AuditLog(
       this.transport,
-      () => this.state.trust,
+      () => this.profile.identity.trust,
       (fn) => this.authed(fn),
       {
-        state: () => (this.state.audit ??= { checkpoints: {} }),
+        state: () => this.profile.audit,
         save: () => this.save(),
         ...(transparency?.maxCheckpointAgeMs !== undefined
           ? { maxCheckpointAgeMs: transparency.maxCheckpointAgeMs }
@@ -162,7 +160,8 @@ export class ValiseClient {
       },
     );
     this.transparency = state.trust
-      ? new TransparencyVerifier(this.transport, state, {
+      ? // The verifier's own narrow view of the profile (TransparencyProfile: identity, trust anchors, the log slice).
+        new TransparencyVerifier(this.transport, profile.state, {
           ...transparency,
           // A forged row the log does not explain reaches the security officers too (best effort: a server that drops
           // the report cannot silence the user's own alert).
@@ -208,20 +207,20 @@ export class ValiseClient {
   }
 
   get handle(): string {
-    return this.state.handle;
+    return this.profile.identity.handle;
   }
   get deviceId(): string {
-    return this.state.deviceId;
+    return this.profile.identity.deviceId;
   }
   get serverUrl(): string {
-    return this.state.serverUrl;
+    return this.profile.identity.serverUrl;
   }
   /** The pinned trust anchors (log key, witnesses, quorum; `firstUse` if pinned from the server's answer). */
   get trustAnchors(): TrustAnchors | null {
-    return this.state.trust ?? null;
+    return this.profile.identity.trust ?? null;
   }
   conversationList(): ConversationState[] {
-    return Object.values(this.state.conversations);
+    return Object.values(this.profile.conversations);
   }
 
   /**
@@ -229,7 +228,7 @@ export class ValiseClient {
    * shows as the records archive of the conversation's unit(s) (issue 14) is marked `archive: true`.
    */
   conversationMembers(id: string): { user: string; device: string; archive?: true; role?: "archivist" }[] {
-    const conv = this.state.conversations[id];
+    const conv = this.profile.conversations[id];
     const units = [conv?.unit, conv?.fromUnit].filter((u): u is string => !!u);
     return groupMembers(this.group(id)).map((m) => {
       const archives = this.transparency?.logUser(m.user)?.archives ?? [];
@@ -256,12 +255,13 @@ export class ValiseClient {
 
   /** The content key (base64) of a cable this device received, for inspection and tests; null if none. */
   cableKey(id: string): string | null {
-    return heldCable(this.state, id)?.key ?? null;
+    return heldCable(this.profile.heldKeys, id)?.key ?? null;
   }
 
   /** Document and cable keys this device holds (ids). */
   heldKeys(): { cables: string[]; documents: string[] } {
-    return { cables: Object.keys(this.state.cables ?? {}), documents: Object.keys(this.state.documents ?? {}) };
+    const held = this.profile.heldKeys;
+    return { cables: Object.keys(held.cables ?? {}), documents: Object.keys(held.documents ?? {}) };
   }
 
   private get ctx(): GroupContext {
@@ -319,9 +319,7 @@ export class ValiseClient {
       },
       transport: this.transport,
       cipher: cipher ?? webCryptoStreamCipher(),
-      get state() {
-        return self.state;
-      },
+      profile: this.profile,
       authed: (fn) => this.authed(fn),
       me: async () => {
         const u = await this.verifier.user(this.handle);
@@ -378,7 +376,7 @@ export class ValiseClient {
    * different key: refused, the pin unchanged — the server this device enrolled with showed another log's key.
    */
   async confirmLogKey(logKey: string): Promise<void> {
-    const pinned = this.state.trust;
+    const pinned = this.profile.identity.trust;
     if (!pinned) throw new ValiseError("bad_request", "this profile pins no log key");
     if (pinned.logKey !== logKey.trim())
       throw new ValiseError(
@@ -474,7 +472,7 @@ export class ValiseClient {
    * Processes one conversation's log from the local cursor, in order. `pushed`: messages the push channel carried
    * (the next ones after the cursor): applied without fetching.
    */
-  syncConversation(id: string, items: ReceivedItem[] = this.state.pending, pushed?: ServerMessage[]) {
+  syncConversation(id: string, items: ReceivedItem[] = this.profile.pending, pushed?: ServerMessage[]) {
     return this.engine.syncConversation(id, items, pushed);
   }
 

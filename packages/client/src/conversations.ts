@@ -42,7 +42,7 @@ const DIRECTORY_SIZE_FRESH_MS = 250;
 
 /** The longest run of application messages decrypted ahead at once (syncConversation). */
 const RUN_MAX = 256;
-import type { ConversationState, ConversationTarget, ProfileState } from "./profile.js";
+import type { ConversationState, ConversationTarget } from "./profile.js";
 import type { ProfileRepository } from "./profile-repo.js";
 import type { DirectoryDoor } from "./verifier.js";
 import {
@@ -64,9 +64,27 @@ import type { PushChannel } from "./push.js";
 
 export const MAX_RETRIES = 5;
 
+/**
+ * The profile slices the engine works on: identity (read), the conversations with their inbox cursor and MLS group
+ * states, key packages, the held keys (keys received are accepted into them), owed forwards and the pending items.
+ */
+export type EngineSlices = Pick<
+  ProfileRepository,
+  | "identity"
+  | "conversations"
+  | "inboxCursor"
+  | "group"
+  | "setGroup"
+  | "deleteConversation"
+  | "keyPackages"
+  | "heldKeys"
+  | "forwards"
+  | "pending"
+>;
+
 /** What the engine needs of the client around it. */
 export interface EngineHost {
-  readonly profile: ProfileRepository;
+  readonly profile: EngineSlices;
   readonly transport: HttpTransport;
   /** The door: every device added or kept is checked through it (the log, with key transparency). */
   readonly verifier: DirectoryDoor;
@@ -85,9 +103,6 @@ export interface EngineHost {
 export class ConversationEngine {
   constructor(private readonly host: EngineHost) {}
 
-  private get state(): ProfileState {
-    return this.host.profile.state;
-  }
   private get transport(): HttpTransport {
     return this.host.transport;
   }
@@ -101,10 +116,10 @@ export class ConversationEngine {
     return this.host.content;
   }
   private get handle(): string {
-    return this.state.handle;
+    return this.profile.identity.handle;
   }
   private get deviceId(): string {
-    return this.state.deviceId;
+    return this.profile.identity.deviceId;
   }
   private get push(): PushChannel | null {
     return this.host.push();
@@ -119,12 +134,12 @@ export class ConversationEngine {
     return this.host.transferHost();
   }
   group(id: string): Group {
-    return this.host.profile.group(id);
+    return this.profile.group(id);
   }
   private setGroup(id: string, g: Group): void {
-    this.host.profile.setGroup(id, g);
+    this.profile.setGroup(id, g);
   }
-  private get profile(): ProfileRepository {
+  private get profile(): EngineSlices {
     return this.host.profile;
   }
 
@@ -140,13 +155,13 @@ export class ConversationEngine {
 
   async processInbox(items: ReceivedItem[]): Promise<void> {
     for (;;) {
-      const inbox = await this.transport.inbox(this.state.inboxCursor);
+      const inbox = await this.transport.inbox(this.profile.inboxCursor);
       if (inbox.length === 0) return;
       for (const it of inbox) {
-        this.state.inboxCursor = it.id;
+        this.profile.inboxCursor = it.id;
         const conv = it.conversation;
-        if (!isConversationId(conv.id) || Object.hasOwn(this.state.conversations, conv.id)) continue; // bad id, or already joined (e.g. a repeated Welcome)
-        const bundles: KeyPackageBundle[] = this.state.keyPackages.map((k) => ({
+        if (!isConversationId(conv.id) || Object.hasOwn(this.profile.conversations, conv.id)) continue; // bad id, or already joined (e.g. a repeated Welcome)
+        const bundles: KeyPackageBundle[] = this.profile.keyPackages.map((k) => ({
           ref: k.ref,
           publicBytes: fromBase64(k.publicBytes),
           privateBytes: fromBase64(k.privateBytes),
@@ -155,12 +170,13 @@ export class ConversationEngine {
           const { group, usedRef } = await joinFromWelcome(this.ctx, it.welcome, bundles);
           // The last package of our newest upload is the server's last resort (handed out again and again when the
           // others are gone): its private key stays until a newer upload replaces it (issue 13 finding 5).
-          const lastResort = this.state.keyPackages[this.state.keyPackages.length - 1]?.ref;
-          if (usedRef !== lastResort) this.state.keyPackages = this.state.keyPackages.filter((k) => k.ref !== usedRef);
+          const lastResort = this.profile.keyPackages[this.profile.keyPackages.length - 1]?.ref;
+          if (usedRef !== lastResort)
+            this.profile.keyPackages = this.profile.keyPackages.filter((k) => k.ref !== usedRef);
           const label = canonicalLabel(conv.label);
           const peer =
             conv.kind === "direct" ? (groupMembers(group).find((m) => m.user !== this.handle)?.user ?? null) : null;
-          this.state.conversations[conv.id] = {
+          this.profile.conversations[conv.id] = {
             id: conv.id,
             kind: conv.kind,
             label,
@@ -202,10 +218,10 @@ export class ConversationEngine {
    */
   async syncConversation(
     id: string,
-    items: ReceivedItem[] = this.state.pending,
+    items: ReceivedItem[] = this.profile.pending,
     pushed?: ServerMessage[],
   ): Promise<ReceivedItem[]> {
-    const conv = this.state.conversations[id];
+    const conv = this.profile.conversations[id];
     if (!conv) throw new ValiseError("not_found", `unknown conversation ${id}`);
     for (let fetched = false; ; fetched = true) {
       if (pushed && fetched) return items;
@@ -310,7 +326,7 @@ export class ConversationEngine {
    * last message, or the one it stopped at). The group state moves only as far as the returned results go.
    */
   private async decryptAhead(id: string, msgs: ServerMessage[], from: number, ahead: Map<number, Incoming>) {
-    const conv = this.state.conversations[id]!;
+    const conv = this.profile.conversations[id]!;
     const run: ServerMessage[] = [];
     for (let i = from; i < msgs.length && run.length < RUN_MAX; i++) {
       const m = msgs[i]!;
@@ -363,7 +379,7 @@ export class ConversationEngine {
       if (!conv.unit || !units.has(conv.unit) || (conv.fromUnit && conv.fromUnit !== p.originator))
         throw new ValiseError("protocol_error", "cable key arrived in a conversation of units it is not addressed to");
       // Cables are handed out from the precedence-ordered queue (see catchUp); a refused copy is an alert now.
-      const refused = acceptCable(this.state, p, sender);
+      const refused = acceptCable(this.profile.heldKeys, p, sender);
       if (refused)
         return {
           ...alertItem(refused, m.seq, m.createdAt),
@@ -373,7 +389,7 @@ export class ConversationEngine {
         };
       return null;
     }
-    const refused = acceptDocument(this.state, p, sender);
+    const refused = acceptDocument(this.profile.heldKeys, p, sender);
     if (refused)
       return { ...alertItem(refused, m.seq, m.createdAt), from: sender.user, conversation: conv.id, label: conv.label };
     return {
@@ -409,7 +425,7 @@ export class ConversationEngine {
   /** Finds (membership reconciled with the directory) or creates the conversation for a target. */
   async conversationFor(t: ConversationTarget): Promise<ConversationState> {
     const find = () =>
-      Object.values(this.state.conversations).find(
+      Object.values(this.profile.conversations).find(
         (c) =>
           c.label === t.label &&
           c.kind === t.kind &&
@@ -479,7 +495,7 @@ export class ConversationEngine {
   async auditMembers(): Promise<void> {
     this.verifier.forget();
     const users = new Set<string>();
-    for (const conv of Object.values(this.state.conversations)) {
+    for (const conv of Object.values(this.profile.conversations)) {
       try {
         for (const u of await this.intendedUsers(conv)) users.add(u);
         for (const m of groupMembers(this.group(conv.id))) users.add(m.user);
@@ -515,7 +531,7 @@ export class ConversationEngine {
       group: "",
       cursor: 0,
     };
-    this.state.conversations[id] = conv;
+    this.profile.conversations[id] = conv;
     this.setGroup(id, group);
     this.extraMembers.set(id, spec.kind === "group" ? spec.members : []);
     await this.reconcileIfChanged(id);
@@ -527,7 +543,7 @@ export class ConversationEngine {
   /** Users this device talks to outside its units (membership monitoring watches their directory changes too). */
   watchedUsers(): string[] {
     const out = new Set<string>();
-    for (const c of Object.values(this.state.conversations)) {
+    for (const c of Object.values(this.profile.conversations)) {
       if (c.peer) out.add(c.peer);
       if (c.kind !== "group") continue;
       try {
@@ -563,7 +579,7 @@ export class ConversationEngine {
    * the door), removes devices that were revoked or whose users left. Refuses if any intended user is not cleared.
    */
   async reconcile(id: string): Promise<void> {
-    const conv = this.state.conversations[id]!;
+    const conv = this.profile.conversations[id]!;
     const label = parseLabel(conv.label);
     this.verifier.forget();
     // A unit carries nothing above its max label (with key transparency, the label the log sets).
@@ -643,8 +659,7 @@ export class ConversationEngine {
         .filter((m) => added.includes(m.device) && !had.has(m.user) && m.user !== this.handle)
         .map((m) => m.user as string),
     );
-    for (const to of fresh)
-      (this.state.forwards ??= []).push({ conversation: conv.id, to, id: randomId("f").slice(2) });
+    for (const to of fresh) this.profile.forwards.push({ conversation: conv.id, to, id: randomId("f").slice(2) });
     return fresh.size > 0;
   }
 
@@ -653,7 +668,7 @@ export class ConversationEngine {
    * directory by the caller and again by the door when its key package is added): reused if one exists.
    */
   async historyChannel(device: string): Promise<string> {
-    const held = Object.values(this.state.conversations).find((c) => c.historyFor === device);
+    const held = Object.values(this.profile.conversations).find((c) => c.historyFor === device);
     if (held && groupMembers(this.group(held.id)).some((m) => m.device === device)) return held.id;
     const me = await this.verifier.user(this.handle);
     if (!me) throw new ValiseError("not_found", `${this.handle} is not in the directory`);
@@ -670,7 +685,7 @@ export class ConversationEngine {
       cursor: 0,
       historyFor: device,
     };
-    this.state.conversations[id] = conv;
+    this.profile.conversations[id] = conv;
     this.setGroup(id, await createGroup(this.ctx, utf8(id)));
     await this.reconcile(id); // adds exactly `device` (see reconcile: a history channel holds no other device)
     await this.save();
@@ -739,7 +754,7 @@ export class ConversationEngine {
   private readonly sending = new Map<string, Promise<void>>();
 
   async sendPayloadNow(id: string, payload: AppPayload, idem: string, client?: string): Promise<{ seq: number }> {
-    const conv = this.state.conversations[id];
+    const conv = this.profile.conversations[id];
     if (!conv) throw new ValiseError("not_found", `unknown conversation ${id}`);
     for (let attempt = 0; ; attempt++) {
       const offenders = await this.checkMembersCleared(conv);
@@ -810,7 +825,7 @@ export class ConversationEngine {
 
   /** External rejoin (RFC 9420 §12.4.3.2) when local state is lost or stale: fresh state from the GroupInfo. */
   async rejoin(id: string): Promise<void> {
-    const conv = this.state.conversations[id];
+    const conv = this.profile.conversations[id];
     if (!conv) throw new ValiseError("not_found", `unknown conversation ${id}`);
     for (let attempt = 0; ; attempt++) {
       const gi = await this.transport.groupInfo(id);

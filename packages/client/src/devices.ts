@@ -7,7 +7,6 @@
 import { ValiseError, fromBase64, leafHash, randomId, toBase64, verifyInclusion } from "@valise/core";
 import { groupMembers, type DeviceKeys } from "@valise/protocol";
 import type { HttpTransport } from "./transport.js";
-import type { ProfileState } from "./profile.js";
 import type { ProfileRepository } from "./profile-repo.js";
 import type { Authed } from "./session.js";
 import type { ConversationEngine } from "./conversations.js";
@@ -20,9 +19,16 @@ import { sendHistory, type HistoryProgress, type TransferHost } from "./history-
 import type { StreamCipher } from "./content.js";
 import type { ArchiveEvidence } from "./archive.js";
 
+/** The profile slices OwnDevices uses. */
+export type DevicesSlices = Pick<
+  ProfileRepository,
+  "identity" | "conversations" | "group" | "heldKeys" | "storedOutbox" | "setOutbox" | "pending"
+>;
+
 /** What own-device management needs of the client around it. */
 export interface DevicesHost {
-  readonly profile: ProfileRepository;
+  /** The slices own-device management works on: identity, conversations and groups, held keys, owed forwards, pending. */
+  readonly profile: DevicesSlices;
   readonly transport: HttpTransport;
   /** The door (the log, with key transparency). */
   readonly verifier: DirectoryDoor;
@@ -38,14 +44,14 @@ export interface DevicesHost {
   /** Fetches and processes everything new (SyncOrchestrator.catchUp). */
   catchUp(): Promise<void>;
   /** Sends one owed key forward (SyncOrchestrator.flushOne). */
-  flushOne(f: NonNullable<ProfileState["forwards"]>[number], items: ReceivedItem[]): Promise<void>;
+  flushOne(f: ProfileRepository["forwards"][number], items: ReceivedItem[]): Promise<void>;
 }
 
 export class OwnDevices {
   constructor(private readonly host: DevicesHost) {}
 
-  private get state(): ProfileState {
-    return this.host.profile.state;
+  private get profile(): DevicesSlices {
+    return this.host.profile;
   }
   private get transport(): HttpTransport {
     return this.host.transport;
@@ -57,10 +63,10 @@ export class OwnDevices {
     return this.host.transparency;
   }
   private get handle(): string {
-    return this.state.handle;
+    return this.profile.identity.handle;
   }
   private get deviceId(): string {
-    return this.state.deviceId;
+    return this.profile.identity.deviceId;
   }
   private authed<T>(fn: () => Promise<T>): Promise<T> {
     return this.host.authed(fn);
@@ -189,11 +195,11 @@ export class OwnDevices {
       await this.host.catchUp();
       let keys = 0;
       let conversations = 0;
-      const owed = this.state.forwards ?? [];
-      const group = (id: string) => this.host.profile.group(id);
-      for (const conv of Object.values(this.state.conversations)) {
+      const owed = this.profile.storedOutbox("forwards") ?? [];
+      const group = (id: string) => this.profile.group(id);
+      for (const conv of Object.values(this.profile.conversations)) {
         if (conv.kind !== "unit" && conv.kind !== "link") continue;
-        const n = forwardPayloads(this.state, conv, me, device).reduce(
+        const n = forwardPayloads(this.profile.heldKeys, conv, me, device).reduce(
           (a, p) => a + p.cables.length + p.documents.length,
           0,
         );
@@ -205,18 +211,21 @@ export class OwnDevices {
         keys += n;
         conversations++;
       }
-      this.state.forwards = owed;
+      this.profile.setOutbox("forwards", owed);
       await this.save();
       const items: ReceivedItem[] = [];
       const total = owed.filter((f) => f.device === device).length;
       let done = 0;
       onProgress?.(0, total);
       for (const f of [...owed].filter((x) => x.device === device)) {
-        this.state.forwards = [f, ...(this.state.forwards ?? []).filter((x) => x.id !== f.id)];
+        this.profile.setOutbox("forwards", [
+          f,
+          ...(this.profile.storedOutbox("forwards") ?? []).filter((x) => x.id !== f.id),
+        ]);
         await this.host.flushOne(f, items);
         onProgress?.(++done, total);
       }
-      this.state.pending.push(...items);
+      this.profile.pending.push(...items);
       await this.save();
       const h = await this.host.history();
       if (!h) return { conversations, keys };
@@ -265,7 +274,7 @@ export class OwnDevices {
     return {
       archivist: this.handle,
       device: this.deviceId,
-      deviceKey: this.state.signaturePublicKey,
+      deviceKey: this.profile.identity.signaturePublicKey,
       units,
       checkpoint: { note: cp.note, size: cp.size, rootHash: cp.rootHash },
       proofs: { device: await prove(d.addIndex), assignments },

@@ -16,7 +16,7 @@ import {
 } from "@valise/core";
 import type { ServerDocument } from "./transport.js";
 import { MAX_FILE_NAME, type DocumentPayload } from "./items.js";
-import { documentStore, heldDocument } from "./held-keys.js";
+import { heldDocument } from "./held-keys.js";
 import { nullRecord, own } from "./schema.js";
 import type { PendingUpload } from "./profile.js";
 import {
@@ -108,7 +108,7 @@ export class Documents {
           onCreated: async (blob, header) => {
             blobId = blob;
             if (spec.sourceId === undefined) return;
-            (this.host.state.uploads ??= {})[blob] = {
+            this.host.profile.uploads[blob] = {
               blob,
               source: spec.sourceId,
               name: spec.name,
@@ -128,7 +128,7 @@ export class Documents {
           },
           // Kept (sealed with the profile) before each part that carries new plaintext goes out.
           onCheckpoint: async (sent: UploadCheckpoint) => {
-            const rec = blobId === undefined ? undefined : this.host.state.uploads?.[blobId];
+            const rec = blobId === undefined ? undefined : this.host.profile.upload(blobId);
             if (!rec) return; // not recorded (no sourceId): this upload cannot be resumed anyway
             rec.sent = sent;
             await this.host.save();
@@ -165,9 +165,9 @@ export class Documents {
       };
       // This device just made this key: it is the authoritative copy (a peer's earlier copy for the same version
       // number, if any, was a forgery the server's record would not have matched).
-      const docs = documentStore(this.host.state);
+      const docs = this.host.profile.documents;
       (own(docs, id) ?? (docs[id] = nullRecord<DocumentPayload>()))[String(version)] = payload;
-      if (this.host.state.uploads) delete this.host.state.uploads[up.blob];
+      this.host.profile.deleteUpload(up.blob);
       await this.host.save();
       const target =
         to.kind === "user"
@@ -196,7 +196,7 @@ export class Documents {
     source: PlainSource,
     onProgress?: Progress,
   ): Promise<{ id: string; version: number; document: ServerDocument }> {
-    const u = typeof upload === "string" ? own(this.host.state.uploads, upload) : upload;
+    const u = typeof upload === "string" ? this.host.profile.upload(upload) : upload;
     if (!u)
       throw new ValiseError(
         "not_found",
@@ -207,12 +207,12 @@ export class Documents {
 
   /** Uploads this device began and did not finish (`valise doc put --resume`), oldest first. */
   pendingUploads(): PendingUpload[] {
-    return Object.values(this.host.state.uploads ?? {}).sort((a, b) => a.startedAt - b.startedAt);
+    return this.host.profile.uploadList().sort((a, b) => a.startedAt - b.startedAt);
   }
 
   /** Forgets an interrupted upload (the server reclaims its bytes after its upload TTL). */
   async forgetUpload(blob: string): Promise<void> {
-    if (this.host.state.uploads) delete this.host.state.uploads[blob];
+    this.host.profile.deleteUpload(blob);
     await this.host.save();
   }
 
@@ -225,7 +225,7 @@ export class Documents {
   }
 
   private view(d: ServerDocument): DocumentView {
-    const local = own(this.host.state.documents, d.id);
+    const local = own(this.host.profile.heldKeys.documents, d.id);
     return {
       ...d,
       versions: d.versions.map((v) => {
@@ -249,10 +249,10 @@ export class Documents {
       const version = opts.version ?? Math.max(...doc.versions.map((v) => v.version));
       const v = doc.versions.find((x) => x.version === version);
       if (!v) throw new ValiseError("not_found", `document ${id} has no version ${version}`);
-      let p = heldDocument(this.host.state, id, version);
+      let p = heldDocument(this.host.profile.heldKeys, id, version);
       if (!p) {
         await this.host.catchUp();
-        p = heldDocument(this.host.state, id, version);
+        p = heldDocument(this.host.profile.heldKeys, id, version);
       }
       if (!p)
         throw new ValiseError(

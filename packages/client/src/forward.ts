@@ -13,10 +13,11 @@
  * Anything else is refused and becomes an alert naming the forwarder.
  */
 import { canonicalLabel, dominates, fromBase64, parseLabel } from "@valise/core";
-import type { ConversationState, ProfileState } from "./profile.js";
+import type { ConversationState } from "./profile.js";
+import type { ProfileRepository } from "./profile-repo.js";
 import type { CablePayload, DocumentPayload, ForwardPayload } from "./items.js";
 import { MAX_CABLE_HEADER, MAX_FORWARD_KEYS, parseCableHeader } from "./items.js";
-import { acceptCable, acceptDocument, heldCable, heldDocument } from "./held-keys.js";
+import { acceptCable, acceptDocument, heldCable, heldDocument, type HeldKeys } from "./held-keys.js";
 import { checkAgainstServer } from "./cables.js";
 export { missingKeyMessage } from "./missing-key.js";
 import { sameAsServer } from "./documents.js";
@@ -62,7 +63,7 @@ function memberCleared(u: ServerUser | null, units: Iterable<string>, label: str
  * Empty when the directory does not prove `to` a member of the conversation's unit(s).
  */
 export function forwardPayloads(
-  state: ProfileState,
+  keys: HeldKeys,
   conv: ConversationState,
   to: ServerUser | null,
   device?: string,
@@ -73,8 +74,8 @@ export function forwardPayloads(
   if (!memberCleared(to, units, conv.label)) return [];
   const ok = (p: CablePayload | DocumentPayload) =>
     p.sender !== "" && travelsIn(conv, p) && within(p.label, to.clearance) && keep(p);
-  const cables = Object.values(state.cables ?? {}).filter(ok);
-  const documents = Object.values(state.documents ?? {})
+  const cables = Object.values(keys.cables ?? {}).filter(ok);
+  const documents = Object.values(keys.documents ?? {})
     .flatMap((vs) => Object.values(vs))
     .filter(ok);
   const out: ForwardPayload[] = [];
@@ -132,17 +133,17 @@ export async function shareCutoff(
  */
 export async function sharedSince(
   transport: HttpTransport,
-  state: ProfileState,
+  keys: HeldKeys,
   conv: ConversationState,
   cutoff: number,
 ): Promise<Set<string>> {
   const out = new Set<string>();
-  for (const c of Object.values(state.cables ?? {})) {
+  for (const c of Object.values(keys.cables ?? {})) {
     if (!travelsIn(conv, c)) continue;
     const r = await transport.cable(c.id).catch(() => null);
     if (r && r.createdAt >= cutoff) out.add(`c:${c.id}`);
   }
-  for (const [id, vs] of Object.entries(state.documents ?? {})) {
+  for (const [id, vs] of Object.entries(keys.documents ?? {})) {
     const mine = Object.values(vs).filter((d) => travelsIn(conv, d));
     if (mine.length === 0) continue;
     const r = await transport.document(id).catch(() => null);
@@ -161,7 +162,8 @@ export const shareKey = (p: CablePayload | DocumentPayload) =>
 export interface ForwardHost {
   readonly handle: string;
   readonly deviceId: string;
-  readonly state: ProfileState;
+  /** The held keys: read, and a forwarded key accepted into them. */
+  readonly profile: Pick<ProfileRepository, "heldKeys">;
   readonly transport: HttpTransport;
   readonly cipher: StreamCipher;
   user(handle: string): Promise<ServerUser | null>;
@@ -226,12 +228,16 @@ export async function acceptForward(
   for (const item of items) {
     const what = item.t === "cable" ? `cable ${item.reference}` : `document ${item.id} v${item.version}`;
     const refuse = (why: string) => refusals.push(`${who} forwarded the key of ${what}: ${why}: refused`);
-    if (item.t === "cable" ? heldCable(host.state, item.id) : heldDocument(host.state, item.id, item.version)) {
+    if (
+      item.t === "cable"
+        ? heldCable(host.profile.heldKeys, item.id)
+        : heldDocument(host.profile.heldKeys, item.id, item.version)
+    ) {
       // Already held: an identical copy is ignored, a different one refused (held-keys keeps the original).
       const r =
         item.t === "cable"
-          ? acceptCable(host.state, item, senderOf(item))
-          : acceptDocument(host.state, item, senderOf(item));
+          ? acceptCable(host.profile.heldKeys, item, senderOf(item))
+          : acceptDocument(host.profile.heldKeys, item, senderOf(item));
       if (r) refuse("it differs from the copy this device holds (the original is kept)");
       continue;
     }
@@ -267,7 +273,8 @@ export async function acceptForward(
           refuse("the subject differs from the one inside the cable");
           continue;
         }
-        if (acceptCable(host.state, item, senderOf(item))) refuse("it differs from the copy this device holds");
+        if (acceptCable(host.profile.heldKeys, item, senderOf(item)))
+          refuse("it differs from the copy this device holds");
         else kept++;
       } else {
         const d = await host.transport.document(item.id);
@@ -282,7 +289,8 @@ export async function acceptForward(
           refuse("the key does not open the document");
           continue;
         }
-        if (acceptDocument(host.state, item, senderOf(item))) refuse("it differs from the copy this device holds");
+        if (acceptDocument(host.profile.heldKeys, item, senderOf(item)))
+          refuse("it differs from the copy this device holds");
         else kept++;
       }
     } catch (e) {

@@ -5,25 +5,31 @@
  * its sender, and never overwritten: an identical copy (the same cable reaches a user through several of their
  * units) is ignored, a different one is refused and reported naming the peer who sent it.
  */
-import type { ProfileState } from "./profile.js";
 import type { CablePayload, DocumentPayload } from "./items.js";
-import { appPayload } from "./items.js";
 import { nullRecord, own } from "./schema.js";
-import { isConversationId } from "@valise/core";
 
 type Sender = { user: string; device: string };
 
-export function cableStore(state: ProfileState): Record<string, CablePayload> {
-  return (state.cables ??= nullRecord<CablePayload>());
+/**
+ * The profile's held-keys slice (ProfileRepository.heldKeys; PROFILE_SLICES.keys): all this module reads or writes.
+ * Absent records are created on the first key accepted.
+ */
+export interface HeldKeys {
+  cables?: Record<string, CablePayload>;
+  documents?: Record<string, Record<string, DocumentPayload>>;
 }
-export function documentStore(state: ProfileState): Record<string, Record<string, DocumentPayload>> {
-  return (state.documents ??= nullRecord<Record<string, DocumentPayload>>());
+
+export function cableStore(keys: HeldKeys): Record<string, CablePayload> {
+  return (keys.cables ??= nullRecord<CablePayload>());
 }
-export function heldCable(state: ProfileState, id: string): CablePayload | undefined {
-  return own(state.cables, id);
+export function documentStore(keys: HeldKeys): Record<string, Record<string, DocumentPayload>> {
+  return (keys.documents ??= nullRecord<Record<string, DocumentPayload>>());
 }
-export function heldDocument(state: ProfileState, id: string, version: number): DocumentPayload | undefined {
-  return own(own(state.documents, id), String(version));
+export function heldCable(keys: HeldKeys, id: string): CablePayload | undefined {
+  return own(keys.cables, id);
+}
+export function heldDocument(keys: HeldKeys, id: string, version: number): DocumentPayload | undefined {
+  return own(own(keys.documents, id), String(version));
 }
 
 /** Field-by-field equality of two parsed payloads (every field the user sees is among them). */
@@ -53,28 +59,28 @@ function senderMismatch(kind: string, what: string, p: { sender: string; senderD
 }
 
 /** Stores a cable key received from `from` (the MLS sender); see the module comment. */
-export function acceptCable(state: ProfileState, p: CablePayload, from: Sender): Refusal {
+export function acceptCable(keys: HeldKeys, p: CablePayload, from: Sender): Refusal {
   const bad = senderMismatch("cable", p.reference, p, from);
   if (bad) return bad;
-  const held = heldCable(state, p.id);
+  const held = heldCable(keys, p.id);
   if (held) {
     if (sameAsHeld(held, p)) return null;
     return `${from.user} (device ${from.device}) sent a copy of cable ${held.reference} that differs from the one held (${differences(held, p).join(", ")}): refused, the original is kept`;
   }
-  cableStore(state)[p.id] = p;
+  cableStore(keys)[p.id] = p;
   return null;
 }
 
 /** Stores a document version key received from `from` (the MLS sender). */
-export function acceptDocument(state: ProfileState, p: DocumentPayload, from: Sender): Refusal {
+export function acceptDocument(keys: HeldKeys, p: DocumentPayload, from: Sender): Refusal {
   const bad = senderMismatch("document", `${p.id} v${p.version}`, p, from);
   if (bad) return bad;
-  const held = heldDocument(state, p.id, p.version);
+  const held = heldDocument(keys, p.id, p.version);
   if (held) {
     if (sameAsHeld(held, p)) return null;
     return `${from.user} (device ${from.device}) sent a copy of document ${p.id} v${p.version} that differs from the one held (${differences(held, p).join(", ")}): refused, the original is kept`;
   }
-  const docs = documentStore(state);
+  const docs = documentStore(keys);
   const versions = own(docs, p.id) ?? (docs[p.id] = nullRecord<DocumentPayload>());
   versions[String(p.version)] = p;
   return null;
@@ -87,62 +93,4 @@ function differences(a: object, b: object): string[] {
   return keys.filter((k) => JSON.stringify(ra[k]) !== JSON.stringify(rb[k]));
 }
 
-/**
- * Brings a loaded profile to the current shape: per-id records become null-prototype, every held key is parsed
- * again by the payload schema (a record that fails it, or is filed under another id, is dropped), records kept from
- * before senders were bound get an empty sender (not compared), outbox entries (this device's own) are completed
- * with this device as sender. Profiles written by earlier versions load unchanged otherwise.
- */
-export function migrateProfile(state: ProfileState): ProfileState {
-  const conversations = nullRecord<ProfileState["conversations"][string]>();
-  for (const [id, c] of Object.entries(state.conversations ?? {}))
-    if (isConversationId(id) && c && typeof c === "object") conversations[id] = c;
-  state.conversations = conversations;
-  // Without a sender (written before senders were bound), or with the "" it then got: stands for "unknown".
-  const isLegacy = (v: unknown): v is object =>
-    !!v &&
-    typeof v === "object" &&
-    !Array.isArray(v) &&
-    (!Object.hasOwn(v, "sender") ||
-      ((v as { sender: unknown }).sender === "" && (v as { senderDevice?: unknown }).senderDevice === ""));
-  const withSender = (v: unknown, sender: string, device: string): unknown =>
-    isLegacy(v) ? { ...v, sender, senderDevice: device } : v;
-  const reparse = (v: unknown): CablePayload | DocumentPayload | null => {
-    const legacy = isLegacy(v);
-    const probe = legacy ? withSender(v, "legacy.record", "d-legacyrecord") : v;
-    try {
-      const p = appPayload(probe, "stored key");
-      if (p.t === "text" || p.t === "fwd" || p.t === "hist" || p.t === "receipt") return null;
-      return legacy ? { ...p, sender: "", senderDevice: "" } : p;
-    } catch {
-      return null;
-    }
-  };
-  if (state.cables) {
-    const out = nullRecord<CablePayload>();
-    for (const [id, v] of Object.entries(state.cables)) {
-      const p = reparse(v);
-      if (p?.t === "cable" && p.id === id) out[id] = p;
-    }
-    state.cables = out;
-  }
-  if (state.documents) {
-    const out = nullRecord<Record<string, DocumentPayload>>();
-    for (const [id, versions] of Object.entries(state.documents)) {
-      if (!versions || typeof versions !== "object") continue;
-      const vs = nullRecord<DocumentPayload>();
-      for (const [ver, v] of Object.entries(versions)) {
-        const p = reparse(v);
-        if (p?.t === "doc" && p.id === id && String(p.version) === ver) vs[ver] = p;
-      }
-      if (Object.keys(vs).length > 0) out[id] = vs;
-    }
-    state.documents = out;
-  }
-  if (state.outbox)
-    state.outbox = state.outbox.map((e) => ({
-      ...e,
-      payload: withSender(e.payload, state.handle, state.deviceId) as typeof e.payload,
-    }));
-  return state;
-}
+export { migrateProfile } from "./migrate.js";

@@ -11,7 +11,12 @@
  */
 import { ValiseError, fromBase64, toBase64 } from "@valise/core";
 import { decodeGroup, encodeGroup, type Group } from "@valise/protocol";
-import type { ConversationState, KeyStore, ProfileState } from "./profile.js";
+import type { ConversationState, KeyStore, PendingUpload, ProfileState } from "./profile.js";
+import type { CablePayload, DocumentPayload, ReceivedItem } from "./items.js";
+import type { LogState } from "./transparency.js";
+import type { AuditLogState } from "./audit.js";
+import { cableStore, documentStore, type HeldKeys } from "./held-keys.js";
+import { nullRecord, own } from "./schema.js";
 
 /** The slices of a profile and the ProfileState fields each holds. */
 export const PROFILE_SLICES = {
@@ -43,6 +48,9 @@ const FIELD_SLICE = new Map<keyof ProfileState, ProfileSlice>(
     fs.map((f) => [f, s] as const),
   ),
 );
+
+/** The lists of the outbox slice (owed work) besides the uploads. */
+export type OutboxList = "outbox" | "textOutbox" | "forwards";
 
 /** A key store that can write the profile's serialized JSON directly (FileKeyStore, MemoryKeyStore). */
 export interface TextKeyStore extends KeyStore {
@@ -92,6 +100,13 @@ export class ProfileRepository {
   get conversations(): Record<string, ConversationState> {
     return this.state.conversations;
   }
+  /** The last Welcome (inbox item) processed. */
+  get inboxCursor(): number {
+    return this.state.inboxCursor;
+  }
+  set inboxCursor(id: number) {
+    this.state.inboxCursor = id;
+  }
   conversation(id: string): ConversationState | undefined {
     return Object.hasOwn(this.state.conversations, id) ? this.state.conversations[id] : undefined;
   }
@@ -104,6 +119,90 @@ export class ProfileRepository {
   }
   get forwards(): NonNullable<ProfileState["forwards"]> {
     return (this.state.forwards ??= []);
+  }
+  /** An outbox list as stored: undefined when absent (reads that must not create it). */
+  storedOutbox<K extends OutboxList>(list: K): ProfileState[K] {
+    return this.state[list];
+  }
+  /** Replaces an outbox list; undefined removes it from the profile. */
+  setOutbox<K extends OutboxList>(list: K, value: ProfileState[K]): void {
+    if (value === undefined) delete this.state[list];
+    else this.state[list] = value;
+  }
+
+  /**
+   * The held cable and document keys (held-keys.ts reads and accepts them; absent records are created by the first
+   * key written). `cables`/`documents`: the records themselves, created on first use.
+   */
+  get heldKeys(): HeldKeys {
+    return this.state;
+  }
+  get cables(): Record<string, CablePayload> {
+    return cableStore(this.state);
+  }
+  get documents(): Record<string, Record<string, DocumentPayload>> {
+    return documentStore(this.state);
+  }
+
+  /** Resumable document uploads by blob id: created on first use (`upload`, `uploadList` read without creating). */
+  get uploads(): Record<string, PendingUpload> {
+    return (this.state.uploads ??= {});
+  }
+  upload(blob: string): PendingUpload | undefined {
+    return own(this.state.uploads, blob);
+  }
+  uploadList(): PendingUpload[] {
+    return Object.values(this.state.uploads ?? {});
+  }
+  deleteUpload(blob: string): void {
+    if (this.state.uploads) delete this.state.uploads[blob];
+  }
+
+  /** Items received but not yet handed to the user; `takePending` hands them over and empties the list. */
+  get pending(): ReceivedItem[] {
+    return this.state.pending;
+  }
+  set pending(items: ReceivedItem[]) {
+    this.state.pending = items;
+  }
+
+  /** The verified directory log (transparency.ts keeps it; created there on first use). */
+  get log(): LogState | undefined {
+    return this.state.log;
+  }
+  set log(l: LogState | undefined) {
+    if (l === undefined) delete this.state.log;
+    else this.state.log = l;
+  }
+
+  /** The audit log checkpoints this device accepted: created on first use. */
+  get audit(): AuditLogState {
+    return (this.state.audit ??= { checkpoints: {} });
+  }
+
+  /** Delivered/read receipts (receipts.ts): created on first use. */
+  get receipts(): NonNullable<ProfileState["receipts"]> {
+    return (this.state.receipts ??= { sent: nullRecord(), owed: nullRecord() });
+  }
+  /** The receipts slice as stored (undefined until a receipt was recorded): reads that must not create it. */
+  get storedReceipts(): ProfileState["receipts"] {
+    return this.state.receipts;
+  }
+
+  /** Unused key packages (their private parts): the last one is the last-resort package. */
+  get keyPackages(): ProfileState["keyPackages"] {
+    return this.state.keyPackages;
+  }
+  set keyPackages(kps: ProfileState["keyPackages"]) {
+    this.state.keyPackages = kps;
+  }
+
+  /** The server session (token and expiry), or null when logged out. */
+  get session(): ProfileState["session"] {
+    return this.state.session;
+  }
+  set session(s: ProfileState["session"]) {
+    this.state.session = s;
   }
 
   // ------------------------------------------------------------------ MLS group states

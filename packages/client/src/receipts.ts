@@ -17,7 +17,8 @@
  * Browser-safe (no node: imports).
  */
 import { ValiseError } from "@valise/core";
-import type { ConversationState, ProfileState } from "./profile.js";
+import type { ConversationState } from "./profile.js";
+import type { ProfileRepository } from "./profile-repo.js";
 import { MAX_RECEIPT_SEQS, type ReceiptPayload } from "./items.js";
 import { nullRecord, own } from "./schema.js";
 
@@ -36,10 +37,14 @@ export interface MessageState {
   devices: { device: string; user: string; state: ReceiptState }[];
 }
 
+/** The profile slices receipts use: their own (created on first write) and the conversations, read only. */
+export type ReceiptSlices = Pick<ProfileRepository, "receipts" | "storedReceipts" | "conversation">;
+
 /** What the receipt logic needs of the client (kept narrow: testable, and client.ts stays a few hook lines). */
 export interface ReceiptHost {
   handle(): string;
-  state(): ProfileState;
+  /** The profile's receipts slice (and the conversations, read to find where owed receipts go). */
+  profile(): ReceiptSlices;
   /** Sends the payload in the conversation's MLS group. */
   send(conversation: string, payload: ReceiptPayload): Promise<unknown>;
   save(): Promise<void>;
@@ -70,10 +75,8 @@ export class Receipts {
 
   constructor(private readonly host: ReceiptHost) {}
 
-  private get data(): NonNullable<ProfileState["receipts"]> {
-    const st = this.host.state();
-    if (!st.receipts) st.receipts = { sent: nullRecord(), owed: nullRecord() };
-    return st.receipts;
+  private get data(): ProfileRepository["receipts"] {
+    return this.host.profile().receipts;
   }
 
   /** An own message (sent from this device, or decrypted from another device of this user): receipts may count. */
@@ -115,7 +118,7 @@ export class Receipts {
   ): number[] {
     this.applied++;
     if (sender.user === this.host.handle() || !receiptsApply(conv)) return [];
-    const per = own(this.host.state().receipts?.sent, conv.id);
+    const per = own(this.host.profile().storedReceipts?.sent, conv.id);
     if (!per) return [];
     const changed: number[] = [];
     for (const seq of p.seqs) {
@@ -134,13 +137,13 @@ export class Receipts {
   /** Sends the "delivered" receipts owed (one per conversation); what could not be sent stays owed. */
   async flush(): Promise<number> {
     if (!this.sending) return 0;
-    const owed = this.host.state().receipts?.owed;
+    const owed = this.host.profile().storedReceipts?.owed;
     if (!owed) return 0;
     let sent = 0;
     for (const id of Object.keys(owed)) {
       const o = owed[id]!;
       if (o.delivered.length === 0) continue;
-      const conv = own(this.host.state().conversations, id);
+      const conv = this.host.profile().conversation(id);
       if (!conv || !receiptsApply(conv)) {
         delete owed[id];
         continue;
@@ -162,7 +165,7 @@ export class Receipts {
    * owed, or receipts are off).
    */
   async markRead(conversation: string, upTo = Number.MAX_SAFE_INTEGER): Promise<number> {
-    const o = own(this.host.state().receipts?.owed, conversation);
+    const o = own(this.host.profile().storedReceipts?.owed, conversation);
     if (!this.sending || !o) return 0;
     const seqs = o.unread.filter((s) => s <= upTo).sort((a, b) => a - b);
     if (seqs.length === 0) return 0;
@@ -193,7 +196,7 @@ export class Receipts {
 
   /** The state of one own message, or null when it is not one this device tracks. */
   state(conversation: string, seq: number): MessageState | null {
-    const rec = own(own(this.host.state().receipts?.sent, conversation), String(seq));
+    const rec = own(own(this.host.profile().storedReceipts?.sent, conversation), String(seq));
     if (!rec) return null;
     const devices = Object.entries(rec)
       .map(([device, r]) => ({ device, user: r.user, state: r.state }))
@@ -212,7 +215,7 @@ export class Receipts {
 
   /** Every tracked own message of a conversation, in seq order. */
   states(conversation: string): MessageState[] {
-    const per = own(this.host.state().receipts?.sent, conversation);
+    const per = own(this.host.profile().storedReceipts?.sent, conversation);
     if (!per) return [];
     return Object.keys(per)
       .map(Number)

@@ -22,7 +22,8 @@ export class Session {
 
   constructor(
     private readonly transport: HttpTransport,
-    private readonly profile: ProfileRepository,
+    /** The session slice, and the device id (identity) it logs in as. */
+    private readonly profile: Pick<ProfileRepository, "session" | "identity">,
     private readonly signingKey: Uint8Array,
     private readonly hooks: {
       /** Saves the profile (with what must go with it: reports in flight, the verifier's state). */
@@ -31,12 +32,12 @@ export class Session {
       onFailure: () => Promise<void>;
     },
   ) {
-    const s = profile.state.session;
+    const s = profile.session;
     if (s && s.expiresAt > Date.now() + 30_000) transport.token = s.token;
   }
 
   private get deviceId(): string {
-    return this.profile.state.deviceId;
+    return this.profile.identity.deviceId;
   }
 
   /** Ed25519 challenge login; the session token is kept in the profile until it expires. */
@@ -53,7 +54,7 @@ export class Session {
       s = await this.transport.session(this.deviceId, challenge, sig);
     }
     this.transport.token = s.token;
-    this.profile.state.session = s;
+    this.profile.session = s;
   }
 
   /** Runs `fn` logged in; on an expired session, logs in again once. */
@@ -78,7 +79,7 @@ export class Session {
    */
   /** `expiresAt`: when the session the server could not be told about ends by itself (null when it was ended). */
   async signOut(): Promise<{ serverEnded: boolean; expiresAt: number | null }> {
-    const expiresAt = this.profile.state.session?.expiresAt ?? null;
+    const expiresAt = this.profile.session?.expiresAt ?? null;
     let serverEnded = true;
     if (this.transport.token)
       try {
@@ -88,7 +89,7 @@ export class Session {
         serverEnded = e instanceof ValiseError && e.code === "unauthenticated";
       }
     this.transport.token = null;
-    this.profile.state.session = null;
+    this.profile.session = null;
     await this.hooks.save();
     return { serverEnded, expiresAt: serverEnded ? null : expiresAt };
   }

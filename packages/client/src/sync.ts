@@ -15,7 +15,7 @@ import {
 } from "@valise/core";
 import { generateKeyPackages, groupMembers, type DeviceKeys } from "@valise/protocol";
 import { VALISE_CLIENT, type HttpTransport } from "./transport.js";
-import type { ConversationTarget, ProfileState } from "./profile.js";
+import type { ConversationTarget } from "./profile.js";
 import type { ProfileRepository } from "./profile-repo.js";
 import type { Authed } from "./session.js";
 import { alertItem, transient, type ConversationEngine } from "./conversations.js";
@@ -45,11 +45,29 @@ const MIN_KEY_PACKAGES = 10;
 export const MEMBER_AUDIT_MS = 60_000;
 
 /** An owed key forward (see ConversationEngine.noteNewMembers). */
-export type OwedForward = NonNullable<ProfileState["forwards"]>[number];
+export type OwedForward = ProfileRepository["forwards"][number];
+
+/**
+ * The profile slices the orchestrator works on: identity, conversations and groups, the held keys (read), key
+ * packages, the outbox lists (texts, key deliveries, owed forwards) and the pending items.
+ */
+export type SyncSlices = Pick<
+  ProfileRepository,
+  | "identity"
+  | "conversations"
+  | "group"
+  | "heldKeys"
+  | "keyPackages"
+  | "outbox"
+  | "textOutbox"
+  | "storedOutbox"
+  | "setOutbox"
+  | "pending"
+>;
 
 /** What the sync orchestrator needs of the client around it. */
 export interface SyncHost {
-  readonly profile: ProfileRepository;
+  readonly profile: SyncSlices;
   readonly transport: HttpTransport;
   /** The door (the log, with key transparency). */
   readonly verifier: DirectoryDoor;
@@ -76,8 +94,8 @@ export class SyncOrchestrator {
 
   constructor(private readonly host: SyncHost) {}
 
-  private get state(): ProfileState {
-    return this.host.profile.state;
+  private get profile(): SyncSlices {
+    return this.host.profile;
   }
   private get transport(): HttpTransport {
     return this.host.transport;
@@ -95,10 +113,10 @@ export class SyncOrchestrator {
     return this.host.receipts;
   }
   private get handle(): string {
-    return this.state.handle;
+    return this.profile.identity.handle;
   }
   private get deviceId(): string {
-    return this.state.deviceId;
+    return this.profile.identity.deviceId;
   }
   private authed<T>(fn: () => Promise<T>): Promise<T> {
     return this.host.authed(fn);
@@ -126,7 +144,7 @@ export class SyncOrchestrator {
     }
     await this.catchUp();
     await this.receipts.flush();
-    const items = this.state.pending;
+    const items = this.profile.pending;
     const h = await this.history();
     if (h) {
       // History received from another own device (after its approval): the batches the server holds now.
@@ -135,7 +153,7 @@ export class SyncOrchestrator {
       h.record(items);
       await h.save();
     }
-    this.state.pending = [];
+    this.profile.pending = [];
     await this.save();
     return items;
   }
@@ -143,12 +161,12 @@ export class SyncOrchestrator {
   /** Fetches and processes everything new into the pending items; state is saved at the end. */
   async catchUp(): Promise<void> {
     return this.authed(async () => {
-      const items = this.state.pending;
+      const items = this.profile.pending;
       await this.monitorLog(items);
       await this.engine.processInbox(items);
       const remote = await this.transport.conversations();
       for (const rc of remote) {
-        const local = this.state.conversations[rc.id];
+        const local = this.profile.conversations[rc.id];
         if (!local || rc.headSeq <= local.cursor || (rc.leftSeq != null && local.cursor >= rc.leftSeq - 1)) continue;
         await this.engine.syncConversation(rc.id, items);
       }
@@ -160,15 +178,15 @@ export class SyncOrchestrator {
       // archive export, a send) still has them in the device's history.
       const h = await this.history();
       if (h && h.record(items) > 0) await h.save();
-      for (const entry of [...(this.state.outbox ?? [])]) await this.flushEntry(entry);
-      for (const entry of [...(this.state.textOutbox ?? [])])
+      for (const entry of [...(this.profile.storedOutbox("outbox") ?? [])]) await this.flushEntry(entry);
+      for (const entry of [...(this.profile.storedOutbox("textOutbox") ?? [])])
         await this.flushText(entry).catch((e: unknown) => {
           if (transient(e)) throw e;
           items.push(
             alertItem(`a queued message was not sent: ${e instanceof Error ? e.message : String(e)}`, -1, Date.now()),
           );
         });
-      if ((this.state.textOutbox ?? []).length === 0) delete this.state.textOutbox;
+      if ((this.profile.storedOutbox("textOutbox") ?? []).length === 0) this.profile.setOutbox("textOutbox", undefined);
     });
   }
 
@@ -185,7 +203,7 @@ export class SyncOrchestrator {
       if (queue.length === 0) break;
       let acked = 0;
       for (const c of queue) {
-        const p = heldCable(this.state, c.id);
+        const p = heldCable(this.profile.heldKeys, c.id);
         if (!p) {
           refused.add(c.id); // the key has not arrived (yet): stays queued
           continue;
@@ -259,7 +277,7 @@ export class SyncOrchestrator {
     if (count >= MIN_KEY_PACKAGES) return;
     const kps = await generateKeyPackages(this.host.keys, INITIAL_KEY_PACKAGES);
     await this.transport.uploadKeyPackages(kps.map((k) => k.publicBytes));
-    this.state.keyPackages.push(
+    this.profile.keyPackages.push(
       ...kps.map((k) => ({ ref: k.ref, publicBytes: toBase64(k.publicBytes), privateBytes: toBase64(k.privateBytes) })),
     );
   }
@@ -268,13 +286,13 @@ export class SyncOrchestrator {
 
   /** Sends the owed forwards (see noteNewMembers); one that fails for an outage stays owed. */
   private async flushForwards(items: ReceivedItem[]): Promise<void> {
-    for (const f of [...(this.state.forwards ?? [])]) await this.flushOne(f, items);
-    if ((this.state.forwards ?? []).length === 0) delete this.state.forwards;
+    for (const f of [...(this.profile.storedOutbox("forwards") ?? [])]) await this.flushOne(f, items);
+    if ((this.profile.storedOutbox("forwards") ?? []).length === 0) this.profile.setOutbox("forwards", undefined);
   }
 
   async flushOne(f: OwedForward, items: ReceivedItem[]): Promise<void> {
     {
-      const conv = this.state.conversations[f.conversation];
+      const conv = this.profile.conversations[f.conversation];
       try {
         if (conv) {
           // The recipient as the directory (the log, with key transparency) tells it: no proof, no keys.
@@ -282,8 +300,15 @@ export class SyncOrchestrator {
           // A late member gets what the unit's share window (`unit.share`) allows; the user's own approved device
           // and the unit's archive get everything.
           const cutoff = to && f.device === undefined ? await shareCutoff(this.verifier, conv, to, Date.now()) : null;
-          const shared = cutoff === null ? null : await sharedSince(this.transport, this.state, conv, cutoff);
-          const payloads = forwardPayloads(this.state, conv, to, f.device, (p) => !shared || shared.has(shareKey(p)));
+          const shared =
+            cutoff === null ? null : await sharedSince(this.transport, this.profile.heldKeys, conv, cutoff);
+          const payloads = forwardPayloads(
+            this.profile.heldKeys,
+            conv,
+            to,
+            f.device,
+            (p) => !shared || shared.has(shareKey(p)),
+          );
           for (const [i, p] of payloads.entries())
             await this.engine.sendPayload(conv.id, p, `fwd-${f.id}-${i}`, forwardClientTag(VALISE_CLIENT, f.to));
         }
@@ -292,7 +317,10 @@ export class SyncOrchestrator {
         const why = e instanceof Error ? e.message : String(e);
         items.push(alertItem(`keys were not forwarded to ${f.to}: ${why}`, -1, Date.now()));
       }
-      this.state.forwards = (this.state.forwards ?? []).filter((x) => x.id !== f.id);
+      this.profile.setOutbox(
+        "forwards",
+        (this.profile.storedOutbox("forwards") ?? []).filter((x) => x.id !== f.id),
+      );
       await this.save();
     }
   }
@@ -303,16 +331,16 @@ export class SyncOrchestrator {
    * sends there. Failures are alerts; the sync goes on.
    */
   private async followForKeys(items: ReceivedItem[]): Promise<void> {
-    if ((this.state.forwards ?? []).length > 0) await this.flushForwards(items);
+    if ((this.profile.storedOutbox("forwards") ?? []).length > 0) await this.flushForwards(items);
     const held: (CablePayload | DocumentPayload)[] = [
-      ...Object.values(this.state.cables ?? {}),
-      ...Object.values(this.state.documents ?? {}).flatMap((vs) => Object.values(vs)),
+      ...Object.values(this.profile.heldKeys.cables ?? {}),
+      ...Object.values(this.profile.heldKeys.documents ?? {}).flatMap((vs) => Object.values(vs)),
     ];
-    for (const conv of Object.values(this.state.conversations)) {
+    for (const conv of Object.values(this.profile.conversations)) {
       if ((conv.kind !== "unit" && conv.kind !== "link") || !conv.unit) continue;
       if (!held.some((p) => p.sender !== "" && travelsIn(conv, p))) continue;
       try {
-        const inGroup = new Set(groupMembers(this.host.profile.group(conv.id)).map((m) => m.user as string));
+        const inGroup = new Set(groupMembers(this.profile.group(conv.id)).map((m) => m.user as string));
         const label = parseLabel(conv.label);
         let missing = false;
         for (const u of await this.engine.intendedUsers(conv)) {
@@ -333,7 +361,7 @@ export class SyncOrchestrator {
         );
       }
     }
-    if ((this.state.forwards ?? []).length > 0) await this.flushForwards(items);
+    if ((this.profile.storedOutbox("forwards") ?? []).length > 0) await this.flushForwards(items);
   }
 
   // ---------------------------------------------------------------- outboxes
@@ -344,7 +372,7 @@ export class SyncOrchestrator {
    */
   async deliver(target: ConversationTarget, payload: CablePayload | DocumentPayload): Promise<void> {
     const entry = { conversation: target, payload, idempotencyKey: randomId("c").slice(2) };
-    (this.state.outbox ??= []).push(entry);
+    this.profile.outbox.push(entry);
     await this.save();
     await this.flushEntry(entry);
     await this.save();
@@ -355,23 +383,28 @@ export class SyncOrchestrator {
    * one attempt, and an entry already acknowledged is not sent again — two attempts raced to create two
    * conversations and sent the same idempotency key to both (the server refused the second: 409).
    */
-  private flushEntry(entry: NonNullable<ProfileState["outbox"]>[number]): Promise<void> {
+  private flushEntry(entry: ProfileRepository["outbox"][number]): Promise<void> {
     return this.engine.singleFlight(`outbox:${entry.idempotencyKey}`, async () => {
-      if (!(this.state.outbox ?? []).some((e) => e.idempotencyKey === entry.idempotencyKey)) return;
+      if (!(this.profile.storedOutbox("outbox") ?? []).some((e) => e.idempotencyKey === entry.idempotencyKey)) return;
       const conv = await this.engine.conversationFor(entry.conversation);
       await this.engine.sendPayload(conv.id, entry.payload, entry.idempotencyKey);
-      this.state.outbox = (this.state.outbox ?? []).filter((e) => e.idempotencyKey !== entry.idempotencyKey);
+      this.profile.setOutbox(
+        "outbox",
+        (this.profile.storedOutbox("outbox") ?? []).filter((e) => e.idempotencyKey !== entry.idempotencyKey),
+      );
     });
   }
 
   /** Sends one message of the text outbox (see `send`), once for concurrent callers; null if already sent. */
-  private flushText(entry: NonNullable<ProfileState["textOutbox"]>[number]): Promise<{ seq: number } | null> {
+  private flushText(entry: ProfileRepository["textOutbox"][number]): Promise<{ seq: number } | null> {
     return this.engine.singleFlight(`text:${entry.idempotencyKey}`, async () => {
-      if (!(this.state.textOutbox ?? []).some((e) => e.idempotencyKey === entry.idempotencyKey)) return null;
+      if (!(this.profile.storedOutbox("textOutbox") ?? []).some((e) => e.idempotencyKey === entry.idempotencyKey))
+        return null;
       const drop = () =>
-        (this.state.textOutbox = (this.state.textOutbox ?? []).filter(
-          (e) => e.idempotencyKey !== entry.idempotencyKey,
-        ));
+        this.profile.setOutbox(
+          "textOutbox",
+          (this.profile.storedOutbox("textOutbox") ?? []).filter((e) => e.idempotencyKey !== entry.idempotencyKey),
+        );
       try {
         const conv = await this.engine.conversationFor(entry.conversation);
         const r = await this.engine.sendPayload(conv.id, { t: "text", text: entry.text }, entry.idempotencyKey);
@@ -403,7 +436,7 @@ export class SyncOrchestrator {
       };
       // Kept by the save that makes the ratchet advance durable before the ciphertext leaves (sendPayloadNow), or by
       // an earlier one (a new conversation, a reconcile): in the outbox before anything can reach the server.
-      (this.state.textOutbox ??= []).push(entry);
+      this.profile.textOutbox.push(entry);
       let r: { seq: number } | null;
       try {
         r = await this.flushText(entry);
@@ -471,7 +504,7 @@ export class SyncOrchestrator {
         return this.directoryChanged();
       });
     };
-    const ch = await openPush(factory, this.state.serverUrl, this.transport.token ?? "", (ev) =>
+    const ch = await openPush(factory, this.profile.identity.serverUrl, this.transport.token ?? "", (ev) =>
       isAlertFrame(ev)
         ? opts.onAlert?.(ev)
         : ev.type === "message"
@@ -497,9 +530,9 @@ export class SyncOrchestrator {
   /** A pushed directory change: the log is read (monitoring: notices and alerts as items), nothing else. */
   private async directoryChanged(): Promise<ReceivedItem[]> {
     return this.authed(async () => {
-      const items = this.state.pending;
+      const items = this.profile.pending;
       await this.monitorLog(items);
-      this.state.pending = [];
+      this.profile.pending = [];
       await this.save();
       return items;
     });
@@ -512,11 +545,11 @@ export class SyncOrchestrator {
    */
   private async receivePushed(ev: PushEvent): Promise<ReceivedItem[]> {
     const id = ev.conversationId;
-    const conv = id ? this.state.conversations[id] : undefined;
+    const conv = id ? this.profile.conversations[id] : undefined;
     const m = pushedMessage(ev);
     if (!id || !conv || !m || m.kind !== "application") return this.sync();
     if (m.seq <= conv.cursor) return [];
-    const items = this.state.pending;
+    const items = this.profile.pending;
     const before = items.length;
     const receipts = this.receipts.applied;
     await this.authed(() => this.engine.syncConversation(id, items, m.seq === conv.cursor + 1 ? [m] : undefined));
@@ -524,7 +557,7 @@ export class SyncOrchestrator {
     if ((fresh.length === 0 && this.receipts.applied === receipts) || fresh.some((i) => i.type === "alert"))
       return this.sync();
     await this.receipts.flush();
-    this.state.pending = [];
+    this.profile.pending = [];
     await this.save();
     return items;
   }

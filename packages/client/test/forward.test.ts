@@ -136,7 +136,7 @@ test("acceptForward: refused before any network question; a forward for another 
   const s = state([], []);
   const host = {
     handle: "late1",
-    state: s,
+    profile: { heldKeys: s },
     transport: new Proxy(
       {},
       { get: (_t, p) => () => (asked.push(String(p)), Promise.reject(new Error("no network"))) },

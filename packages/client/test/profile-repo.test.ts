@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ProfileRepository, type TextKeyStore } from "../src/profile-repo.js";
 import type { ProfileState } from "../src/profile.js";
+import type { CablePayload } from "../src/items.js";
 
 /** A store whose first write is slow: without ordering, the first (older) profile would land last. */
 class SlowFirstStore implements TextKeyStore {
@@ -74,4 +75,38 @@ test("a failed write does not stop the next save", async () => {
   state.deviceName = "laptop 2";
   await repo.save();
   assert.match(texts[0]!, /laptop 2/);
+});
+
+test("typed slices: reads create nothing (no write), writes go to their own slice", async () => {
+  const store = new SlowFirstStore();
+  const state = profile();
+  const repo = new ProfileRepository(state, store);
+  assert.deepEqual((await repo.save()).changed.sort(), ["conversations", "identity", "keyPackages", "pending"]);
+  // Reading absent optional slices leaves the stored profile as it was.
+  assert.equal(repo.upload("b1"), undefined);
+  assert.equal(repo.upload("__proto__"), undefined);
+  assert.deepEqual(repo.uploadList(), []);
+  repo.deleteUpload("b1");
+  assert.equal(repo.storedReceipts, undefined);
+  assert.equal(repo.heldKeys.cables, undefined);
+  assert.equal(repo.log, undefined);
+  assert.deepEqual((await repo.save()).changed, [], "a read created a slice");
+  assert.equal(Object.hasOwn(JSON.parse(store.text!) as object, "uploads"), false);
+
+  repo.uploads["b1"] = { blob: "b1", startedAt: 1 } as unknown as NonNullable<ProfileState["uploads"]>[string];
+  assert.deepEqual((await repo.save()).changed, ["outbox"]);
+  assert.equal(repo.upload("b1")?.blob, "b1");
+  repo.deleteUpload("b1");
+  assert.deepEqual(repo.uploadList(), []);
+
+  repo.cables["k-1"] = { t: "cable", id: "k-1" } as unknown as CablePayload;
+  assert.equal(Object.getPrototypeOf(repo.cables), null, "held keys are null-prototype records");
+  assert.equal(Object.getPrototypeOf(repo.receipts.sent), null);
+  repo.session = { token: "t", expiresAt: 5 };
+  repo.keyPackages = [{ ref: "r", publicBytes: "p", privateBytes: "q" }];
+  repo.pending = [];
+  assert.deepEqual((await repo.save()).changed.sort(), ["keyPackages", "keys", "outbox", "receipts", "session"]);
+  assert.deepEqual(repo.audit, { checkpoints: {} });
+  assert.deepEqual((await repo.save()).changed, ["audit"]);
+  assert.equal(state.session?.token, "t", "the slices are the profile's own fields");
 });
