@@ -45,6 +45,33 @@ async function navTo(page: Page, link: RegExp, heading: RegExp): Promise<void> {
   await page.keyboard.press("Enter");
   await page.getByRole("heading", { name: heading, level: 2 }).first().waitFor();
   await mainFocused(page, `the ${String(link)} link`);
+  await layoutSettled(page);
+}
+
+/**
+ * Waits until the page's height has not changed for 300 ms (at most 10 s): a screen's lists arrive after its heading
+ * (Account's devices table), and a control focused before they did is pushed below the fold by them — what a test
+ * that checks every focused control is on screen would see as a missing focus indicator (seen once in CI).
+ */
+async function layoutSettled(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    const w = window as unknown as { __h?: number; __t?: number };
+    delete w.__h;
+    delete w.__t;
+  });
+  await page.waitForFunction(
+    () => {
+      const w = window as unknown as { __h?: number; __t?: number };
+      const h = document.documentElement.scrollHeight;
+      if (w.__h !== h) {
+        w.__h = h;
+        w.__t = performance.now();
+      }
+      return performance.now() - (w.__t ?? 0) >= 300;
+    },
+    undefined,
+    { polling: 50, timeout: 10_000 },
+  );
 }
 
 /**
