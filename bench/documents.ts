@@ -170,7 +170,18 @@ async function main() {
     await enc()();
     await dec()();
     await nodeRawFile(inPath, rawCtPath);
-    const r: Record<string, Run[]> = { raw: [], rawFile: [], io: [], mem: [], eD: [], dD: [], e1: [], d1: [], eP: [], dP: [] };
+    const r: Record<string, Run[]> = {
+      raw: [],
+      rawFile: [],
+      io: [],
+      mem: [],
+      eD: [],
+      dD: [],
+      e1: [],
+      d1: [],
+      eP: [],
+      dP: [],
+    };
     const load = loadavg()[0]!;
     // interleaved so that a burst of load on the shared machine hits every path alike
     for (let i = 0; i < REPS; i++) {
@@ -291,15 +302,9 @@ async function main() {
       [`decrypt, ${pool.size} workers`, multi.decrypt.MBps],
       ["openssl speed -evp aes-256-gcm (1 MiB)", ssl.MBps ?? "n/a"],
       ["file copy, same reader/writer, no crypto", `${io.MBps}  cpu ${io.cpuMBps}`],
-      [
-        "default vs raw, same I/O (wall; CPU)",
-        `${results.defaultVsRawSameIO}; ${results.defaultCpuVsRawSameIO}`,
-      ],
+      ["default vs raw, same I/O (wall; CPU)", `${results.defaultVsRawSameIO}; ${results.defaultCpuVsRawSameIO}`],
       ["default in memory vs raw in memory", results.defaultInMemoryVsRaw],
-      [
-        "default file to file vs raw in memory (wall; CPU)",
-        `${results.defaultVsRaw}; ${results.defaultCpuVsRaw}`,
-      ],
+      ["default file to file vs raw in memory (wall; CPU)", `${results.defaultVsRaw}; ${results.defaultCpuVsRaw}`],
     ]);
     console.log(`\nwrote ${writeResults("documents", results)}`);
   } finally {
