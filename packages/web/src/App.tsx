@@ -27,19 +27,8 @@ import { notifyFlash, useUrgentTitle } from "./notify.js";
 import { SearchBox, SearchScreen, deviceHistory, forgetDeviceHistory, saveSoon } from "./search.js";
 import type { HistoryStore } from "@valise/client";
 
-export interface Ctx {
-  client: ValiseClient;
-  me: ServerUser;
-  history: History;
-  /** The device's history store and its search index (search.tsx), sealed in IndexedDB; never sent anywhere. */
-  store: HistoryStore;
-  /** Bumped when new items arrive (push): screens reload. */
-  tick: number;
-  refresh(): void;
-  setLabels(labels: string[]): void;
-  /** Signs out (the session dropped); `wipe` also erases this browser's sealed store (keys, history, drafts). */
-  signOut(wipe: boolean): Promise<void>;
-}
+export type { Ctx } from "./ctx.js";
+import type { Ctx } from "./ctx.js";
 
 function useHashRoute(): string {
   const [h, setH] = useState(location.hash.slice(1) || "/cables");

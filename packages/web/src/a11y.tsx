@@ -1,6 +1,6 @@
 /** Keyboard and focus helpers: focus after navigation, a modal confirm that traps and returns focus, role gates. */
 import { useEffect, useRef, type ReactNode, type RefObject } from "react";
-import type { Ctx } from "./App.js";
+import type { Ctx } from "./ctx.js";
 
 /** Focuses `ref` whenever `key` changes (not on the first render): after a route change, the new screen. */
 export function useFocusOnChange(ref: RefObject<HTMLElement | null>, key: string): void {

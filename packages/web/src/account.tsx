@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import type { DirectoryAlert, OwnDevice } from "@valise/client";
-import type { Ctx } from "./App.js";
+import type { Ctx } from "./ctx.js";
 import { ErrorNote, errorText, fmtTime } from "./ui.js";
 import { LogKeyCheck, NewDeviceButtons, RevokeButton, SignOut } from "./devices.js";
 import { notificationsState } from "./notify.js";

@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useRef, useState, type KeyboardEvent } from "react";
 import { PRECEDENCES, dominates, isValiseError, parseLabel } from "@valise/core";
 import type { CableReceipt, OpenedCable, ServerCable } from "@valise/client";
-import type { Ctx } from "./App.js";
+import type { Ctx } from "./ctx.js";
 import { ModalConfirm } from "./a11y.js";
 import { usableLabels } from "./labels.js";
 import { draftRecord } from "./drafts.js";

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import type { Ctx } from "./App.js";
+import type { Ctx } from "./ctx.js";
 import { usableLabels } from "./labels.js";
 import { saveSoon } from "./search.js";
 import { ErrorNote, LabelTag, fmtTime, errorText } from "./ui.js";

@@ -5,7 +5,7 @@
  */
 import { useRef, useState } from "react";
 import type { DirectoryAlert, OwnDevice } from "@valise/client";
-import type { Ctx } from "./App.js";
+import type { Ctx } from "./ctx.js";
 import { ModalConfirm } from "./a11y.js";
 import { ErrorNote, errorText } from "./ui.js";
 

@@ -1,7 +1,7 @@
 import { useEffect, useState } from "react";
 import { isValiseError } from "@valise/core";
 import type { DocumentView } from "@valise/client";
-import type { Ctx } from "./App.js";
+import type { Ctx } from "./ctx.js";
 import { usableLabels } from "./labels.js";
 import { saveStream } from "./download.js";
 import { noteDocuments } from "./search.js";

@@ -4,7 +4,7 @@
  */
 import { useEffect, useRef, useState } from "react";
 import type { ServerAlert, ServerIncident } from "@valise/client";
-import type { Ctx } from "./App.js";
+import type { Ctx } from "./ctx.js";
 import { ModalConfirm } from "./a11y.js";
 import { ErrorNote, fmtTime, saveBlob, errorText } from "./ui.js";
 

@@ -8,7 +8,7 @@ import {
   type ServerAlert,
   type ServerUser,
 } from "@valise/client";
-import type { Ctx } from "./App.js";
+import type { Ctx } from "./ctx.js";
 import { ErrorNote, fmtTime, errorText } from "./ui.js";
 import { ModalConfirm } from "./a11y.js";
 import { directoryLabels } from "./labels.js";

@@ -11,7 +11,7 @@
 import { useEffect, useRef, useState } from "react";
 import { HistoryStore, type HistoryData, type OpenedCable, type SearchKind } from "@valise/client";
 import { IndexedDbSealedRecord, openValiseDb } from "@valise/client/browser/idb-store";
-import type { Ctx } from "./App.js";
+import type { Ctx } from "./ctx.js";
 import { LabelTag, fmtTime } from "./ui.js";
 
 let opened: { handle: string; store: Promise<HistoryStore> } | null = null;
