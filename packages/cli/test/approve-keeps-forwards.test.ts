@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { ReceivedItem } from "@valise/client";
-import { world, type World } from "./helpers.js";
+import { settled, world } from "./helpers.js";
 
 const ASIA = "CONFIDENTIAL/ASIA";
 const people = [
@@ -15,15 +15,6 @@ const people = [
   { handle: "pdvorak", units: ["EMB/BEIJING"], clearance: ASIA },
 ];
 
-async function settled(w: World): Promise<void> {
-  const log = w.server.store.directory.log;
-  for (let i = 0; i < 500; i++) {
-    const size = await log.size();
-    if ((await log.latestCheckpoint())?.size === size) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error("no checkpoint covers the log");
-}
 const cables = (items: ReceivedItem[]) => items.filter((i) => i.type === "cable").map((i) => i.text);
 
 test(

@@ -101,3 +101,14 @@ export function tamperingFetch() {
   };
   return { fetch: f, rules };
 }
+
+/** Waits until the server has signed a checkpoint covering every entry of its directory log. */
+export async function settled(w: World): Promise<void> {
+  const log = w.server.store.directory.log;
+  for (let i = 0; i < 500; i++) {
+    const size = await log.size();
+    if ((await log.latestCheckpoint())?.size === size) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error("no checkpoint covers the log");
+}

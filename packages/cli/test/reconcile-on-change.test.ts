@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import type { DeviceId, UserHandle } from "@valise/core";
 import { generateDeviceKeys } from "@valise/protocol";
 import type { ReceivedItem } from "@valise/client";
-import { world, type World } from "./helpers.js";
+import { settled, world } from "./helpers.js";
 
 const ASIA = "CONFIDENTIAL/ASIA";
 const people = [
@@ -18,17 +18,6 @@ const people = [
   { handle: "pdvorak", units: ["EMB/BEIJING"], clearance: ASIA },
   { handle: "lkral", units: ["EMB/BEIJING"], clearance: ASIA },
 ];
-
-/** Waits until the server has signed a checkpoint covering every entry of its directory log. */
-async function settled(w: World): Promise<void> {
-  const log = w.server.store.directory.log;
-  for (let i = 0; i < 500; i++) {
-    const size = await log.size();
-    if ((await log.latestCheckpoint())?.size === size) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error("no checkpoint covers the log");
-}
 
 const alerts = (items: ReceivedItem[]) => items.filter((i) => i.type === "alert").map((i) => i.text);
 
@@ -64,17 +53,20 @@ test("membership reconciled when the directory log changes, not per send", { tim
     assert.deepEqual(lookups(), [], requests.join("\n"));
     assert.equal(requests.filter((r) => r === "GET /v1/log/directory/size").length, 0, requests.join("\n"));
     assert.equal(desk.transport.directorySize?.size, await w.server.store.directory.log.size());
-    // Only successful authenticated writes carry it: not a read, not an anonymous or a refused request.
+    // Only the successful authenticated releases and sends carry it: not a read, not an anonymous or a refused
+    // release, not another write (a blob).
     const auth = { authorization: `Bearer ${desk.transport.token}` };
     const hdr = async (path: string, init: RequestInit = {}) =>
       (await fetch(new URL(path, desk.transport.baseUrl), init)).headers.get("valise-directory-size");
     assert.equal(await hdr("/v1/log/directory/size", { headers: auth }), null);
     assert.equal(
-      await hdr("/v1/blobs", { method: "POST", body: "{}", headers: { "content-type": "application/json" } }),
+      await hdr("/v1/cables", { method: "POST", body: "{}", headers: { "content-type": "application/json" } }),
       null,
     );
     const bad = { method: "POST", body: "{}", headers: { ...auth, "content-type": "application/json" } };
-    assert.equal(await hdr("/v1/blobs", bad), null);
+    assert.equal(await hdr("/v1/cables", bad), null);
+    const blob = { method: "POST", body: '{"size":1}', headers: { ...auth, "content-type": "application/json" } };
+    assert.equal(await hdr("/v1/blobs", blob), null);
 
     const cables = async (c: { sync(): Promise<ReceivedItem[]> }) =>
       (await c.sync()).filter((i) => i.type === "cable").map((i) => i.text);

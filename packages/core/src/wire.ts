@@ -13,8 +13,9 @@ import { ID_PATTERN } from "./ids.js";
 
 export const MAX_MESSAGE = 256 * 1024;
 /**
- * Response header on every successful authenticated write: the directory log's head size (the answer of GET
- * /v1/log/directory/size at that moment), so a client that has just written need not ask for it.
+ * Response header on the successful authenticated writes a membership check usually follows (a cable's or document's
+ * release, a message): the directory log's head size (the answer of GET /v1/log/directory/size at that moment), so
+ * the client need not ask for it.
  */
 export const DIRECTORY_SIZE_HEADER = "valise-directory-size";
 export const MAX_COMMIT = 16 * 1024 * 1024;

@@ -9,6 +9,14 @@ import websocket from "@fastify/websocket";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { ValiseError, systemClock, type Clock, parseNoteVerifierKey } from "@valise/core";
 import { DIRECTORY_SIZE_HEADER } from "@valise/core/wire";
+
+/** The writes whose answers carry DIRECTORY_SIZE_HEADER (a membership check usually follows them). */
+const DIRECTORY_SIZE_ROUTES = new Set([
+  "POST /v1/cables",
+  "POST /v1/documents",
+  "POST /v1/documents/:id/versions",
+  "POST /v1/conversations/:id/messages",
+]);
 import type { Store } from "../storage/store.js";
 import type { ServerMls } from "./capabilities.js";
 import { AppendBatcher } from "../delivery/batcher.js";
@@ -257,13 +265,13 @@ export async function buildApp(opts: AppOptions): Promise<{ app: FastifyInstance
       throw new ValiseError("unauthenticated", "authentication required: Authorization: Bearer <session token>");
     }
   });
-  // Every successful authenticated write also says how far the directory log has grown (`Valise-Directory-Size`,
-  // the head size GET /v1/log/directory/size gives): a client that writes and then sends (a cable's key delivery
-  // right after POST /v1/cables) skips that request when it asks whether its conversations' members may have changed.
-  // A hint like the route's answer: the log is what the client verifies; a stale size gains a server nothing it could
-  // not get by withholding the log entry.
+  // The writes a client makes just before it asks whether its conversations' members may have changed (a cable's or
+  // document's key delivery, the next message) also say how far the directory log has grown
+  // (`Valise-Directory-Size`, the head size GET /v1/log/directory/size gives): the client skips that request. Only
+  // these routes: the size is a query, not worth adding to every write. A hint like the route's answer: the log is
+  // what the client verifies; a stale size gains a server nothing it could not get by withholding the log entry.
   app.addHook("onSend", async (req, reply, payload) => {
-    if (req.session && req.method !== "GET" && req.method !== "HEAD" && reply.statusCode < 300)
+    if (req.session && reply.statusCode < 300 && DIRECTORY_SIZE_ROUTES.has(`${req.method} ${req.routeOptions.url}`))
       reply.header(DIRECTORY_SIZE_HEADER, String(await ctx.store.directory.log.size()));
     return payload;
   });

@@ -238,7 +238,7 @@ export function blobRoutes(app: FastifyInstance, ctx: ServerContext, opts: BlobR
         );
       const b = await blobs.create({ id, owner: v.handle, ownerDevice: v.deviceId, size });
       await blobBytes.create(id);
-      const out = await exclusive(id, () => blobBytes.append(id, 0, source, size));
+      const out = await blobBytes.append(id, 0, source, size); // nobody else knows the id yet
       if (out.overflow) throw new ValiseError("too_large", `the body is longer than its Content-Length (${size})`);
       if (out.error !== undefined || out.size !== size)
         throw new ValiseError("bad_request", `the body ended after ${out.size} of ${size} bytes`);
